@@ -1,0 +1,99 @@
+//! Command-line arguments (clap derive); doc comments are the help text.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Train one network on many tasks with conditional weights (W ⊙ σ(M_t)).
+#[derive(Debug, Parser)]
+#[command(name = "gtk", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a task set (the built-in sinusoid set when no --task-set is given).
+    Train(TrainArgs),
+    /// Re-evaluate a run's checkpoint on its test sets.
+    Eval(EvalArgs),
+    /// List the registered task kinds, or show one in detail.
+    Tasks(TasksArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// Shared W, one mask per task.
+    Gated,
+    /// One plain model for all tasks.
+    Shared,
+    /// One plain model per task.
+    Separate,
+    /// All three side by side, with a comparison table.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Task-set file (TOML); default: the built-in tasks/sinusoid.toml.
+    #[arg(long, value_name = "FILE")]
+    pub task_set: Option<PathBuf>,
+    /// Which strategy to train.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Gated)]
+    pub strategy: StrategyArg,
+    /// Run name (folder under --runs-dir); default: task-set name and time.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where runs are written.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Override the task set's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override the task set's step count.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Stop after this many steps and save a checkpoint (continue later with --resume).
+    #[arg(long, value_name = "STEP")]
+    pub stop_at: Option<usize>,
+    /// Continue a stopped run from its checkpoint.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["task_set", "strategy", "name", "seed", "steps"])]
+    pub resume: Option<PathBuf>,
+    /// Dataset folder (else $GATEKIT_DATA).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Only print the final table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run folder, e.g. runs/sinusoid-20261126-101500.
+    pub run: PathBuf,
+    /// Dataset folder (else $GATEKIT_DATA).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Show this kind's parameters in detail.
+    pub kind: Option<String>,
+}
+
+/// The dataset folder from the flag or $GATEKIT_DATA.
+pub fn data_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("GATEKIT_DATA").map(PathBuf::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

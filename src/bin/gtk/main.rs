@@ -1,0 +1,33 @@
+//! `gtk`: the gatekit command line. It parses arguments, calls the library and reports; all
+//! the work happens in the `gatekit` crate.
+
+mod cli;
+mod eval;
+mod progress;
+mod tasks;
+mod train;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Train(args) => train::run(args),
+        cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Tasks(args) => tasks::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `gtk train`.
+
+use crate::cli::{StrategyArg, TrainArgs, data_dir};
+use crate::progress::Progress;
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use gatekit::TaskSet;
+use gatekit::train::{Record, Strategy, Trainer};
+use std::path::{Path, PathBuf};
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let data = data_dir(args.data_dir.clone());
+    let mut trainer = match &args.resume {
+        Some(dir) => Trainer::resume(dir, data.as_deref(), &device)?,
+        None => {
+            let mut set = match &args.task_set {
+                Some(path) => TaskSet::load(path)?,
+                None => TaskSet::builtin()?,
+            };
+            if let Some(seed) = args.seed {
+                set.run.seed = seed;
+            }
+            if let Some(steps) = args.steps {
+                if steps == 0 {
+                    bail!("--steps must be a positive integer, got 0");
+                }
+                set.run.steps = steps;
+            }
+            let strategies: Vec<Strategy> = match args.strategy {
+                StrategyArg::Gated => vec![Strategy::Gated],
+                StrategyArg::Shared => vec![Strategy::Shared],
+                StrategyArg::Separate => vec![Strategy::Separate],
+                StrategyArg::All => Strategy::ALL.to_vec(),
+            };
+            let dir = run_dir(
+                &args.runs_dir,
+                args.name.as_deref(),
+                args.task_set.as_deref(),
+            )?;
+            Trainer::create(set, &strategies, &dir, data.as_deref(), &device)?
+        }
+    };
+    let total = trainer.task_set().run.steps;
+    if !args.quiet {
+        let set = trainer.task_set();
+        let strategies: Vec<String> = trainer
+            .learners()
+            .iter()
+            .map(|l| l.strategy().to_string())
+            .collect();
+        println!(
+            "training {} tasks with model `{}` ({}), {} steps, run folder {}",
+            set.tasks.len(),
+            set.model.name,
+            strategies.join(", "),
+            total,
+            trainer.dir().display()
+        );
+    }
+    let mut progress = Progress::new(total, args.quiet);
+    trainer.train(args.stop_at, &mut |e| progress.on(e))?;
+    progress.finish();
+    let records = trainer.evaluate()?;
+    if trainer.step() < total {
+        println!(
+            "stopped at step {} of {total}; continue with: gtk train --resume {}",
+            trainer.step(),
+            trainer.dir().display()
+        );
+    }
+    print_results(&trainer, &records)?;
+    Ok(())
+}
+
+pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
+    println!("\n{}", trainer.table(records)?);
+    let gated: Vec<&Record> = records
+        .iter()
+        .filter(|r| matches!(r, Record::Binarized { .. }))
+        .collect();
+    if !gated.is_empty() {
+        let mean = gated
+            .iter()
+            .map(|r| {
+                if let Record::Binarized { metric, .. } = r {
+                    *metric
+                } else {
+                    0.0
+                }
+            })
+            .sum::<f64>()
+            / gated.len() as f64;
+        println!("gated, binarized masks W ⊙ 1[M > 0]: mean test metric {mean:.4}");
+        let mut per_param: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+        for r in records {
+            if let Record::Mask { param, off, .. } = r {
+                let e = per_param.entry(param).or_default();
+                e.0 += off;
+                e.1 += 1;
+            }
+        }
+        let parts: Vec<String> = per_param
+            .iter()
+            .map(|(p, (off, n))| format!("{p} {:.1}%", 100.0 * off / *n as f64))
+            .collect();
+        println!(
+            "gated, weights switched off (mean over tasks): {}",
+            parts.join(", ")
+        );
+    }
+    let rec: Vec<f64> = records
+        .iter()
+        .filter_map(|r| {
+            if let Record::Recovery { identifiable, .. } = r {
+                Some(*identifiable)
+            } else {
+                None
+            }
+        })
+        .collect();
+    if !rec.is_empty() {
+        println!(
+            "gated, generating mask entries recovered (identifiable entries): {:.1}% mean over tasks",
+            100.0 * rec.iter().sum::<f64>() / rec.len() as f64
+        );
+    }
+    println!("run saved in {}", trainer.dir().display());
+    Ok(())
+}
+
+/// `runs/<name>` or `runs/<task-set>-<UTC time>`.
+fn run_dir(runs: &Path, name: Option<&str>, task_set: Option<&Path>) -> Result<PathBuf> {
+    if let Some(name) = name {
+        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+            bail!("--name `{name}` must be a plain folder name");
+        }
+        return Ok(runs.join(name));
+    }
+    let stem = task_set
+        .and_then(|p| p.file_stem())
+        .and_then(|s| s.to_str())
+        .unwrap_or("sinusoid");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let base = format!(
+        "{stem}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    let mut dir = runs.join(&base);
+    let mut n = 2;
+    while dir.exists() {
+        dir = runs.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    Ok(dir)
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}

@@ -1,0 +1,119 @@
+//! The library's error type: every variant names the file, field or value at fault and what
+//! would be valid, so the CLI can print it as one line and a user can fix the input.
+
+use std::path::PathBuf;
+
+/// Errors from gatekit's library. The CLI prints them with `{:#}` and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TOML file does not parse or does not match the expected schema; the message carries
+    /// the line and column from the TOML parser.
+    #[error("{path}: {message}")]
+    Toml {
+        /// The TOML file.
+        path: PathBuf,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// A configuration value is out of range or inconsistent.
+    #[error("{origin}: `{field}` {message}")]
+    Config {
+        /// The file (or "command line") the value came from.
+        origin: String,
+        /// The key, e.g. `run.steps`.
+        field: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
+    /// A task names a kind that is not registered.
+    #[error("task `{task}`: unknown task kind `{kind}`; known kinds: {known}")]
+    UnknownTaskKind {
+        /// Task name.
+        task: String,
+        /// The kind it asked for.
+        kind: String,
+        /// The registered kinds, comma separated.
+        known: String,
+    },
+    /// A task parameter is unknown, mistyped or out of range.
+    #[error("task `{task}`: parameter `{param}` {message}")]
+    Param {
+        /// Task name.
+        task: String,
+        /// Parameter name.
+        param: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
+    /// The model's shapes do not fit a task, or a layer list is inconsistent.
+    #[error("{0}")]
+    Shape(String),
+    /// A run folder is missing or incomplete.
+    #[error("{path}: {message}")]
+    Run {
+        /// The run folder or file.
+        path: PathBuf,
+        /// What is missing and how to get it.
+        message: String,
+    },
+    /// A checkpoint is unreadable or does not match the run's model.
+    #[error("{path}: corrupt or mismatched checkpoint: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor operation failed inside candle.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with gatekit's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A configuration error for `field` in `origin`.
+    pub fn config(
+        origin: impl Into<String>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            origin: origin.into(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A parameter error for `param` of task `task`.
+    pub fn param(
+        task: impl Into<String>,
+        param: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Param {
+            task: task.into(),
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Gated layers: every parameter's effective value is `θ = W ⊙ g(M_t)`, with `W` shared by all
+//! tasks and one real-valued mask `M_t` of the same shape per task.
+//!
+//! The gate `g` is one of [`GateMode`]: the paper's sigmoid, a straight-through step whose
+//! forward value is exactly the binarized mask (so the deployed 1-bit model is the trained one),
+//! or HAT's annealed sigmoid `σ(s·M)`. The same layer types run without a gate for the plain
+//! baselines (`shared`, `separate`), so all strategies share one code path.
+
+mod conv;
+mod linear;
+mod mask_bank;
+
+pub use conv::GatedConv2d;
+pub use linear::GatedLinear;
+pub use mask_bank::{MaskBank, MaskInit, MaskStats};
+
+use candle_core::{Result, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// How a mask becomes a multiplicative gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    /// `σ(M)`, the paper's gate.
+    #[default]
+    Sigmoid,
+    /// Forward `1[M > 0]`, backward through `σ'(M)` (straight-through estimator): the trained
+    /// function is the binarized model, so exporting 1-bit masks loses nothing.
+    Ste,
+    /// `σ(s·M)` with `s` annealed from 1 to `hat_max_scale` over training (HAT, Serra et al.
+    /// 2018): soft early, nearly binary late.
+    Hat,
+}
+
+impl GateMode {
+    /// Gate values for `mask` at scale `scale` (only `Hat` uses the scale).
+    pub fn gate(self, mask: &Tensor, scale: f64) -> Result<Tensor> {
+        match self {
+            GateMode::Sigmoid => candle_nn::ops::sigmoid(mask),
+            GateMode::Hat => candle_nn::ops::sigmoid(&(mask * scale)?),
+            GateMode::Ste => {
+                // hard + (soft - soft.detach()): the bracket is exactly 0.0 in floating point
+                // (the same value minus itself), so the forward value is exactly 1[M > 0],
+                // while the gradient is σ'(M).
+                let hard = mask.gt(0.0)?.to_dtype(mask.dtype())?;
+                let soft = candle_nn::ops::sigmoid(mask)?;
+                hard + (&soft - soft.detach())?
+            }
+        }
+    }
+
+    /// Gate values in the forward pass without building a graph (for statistics and export).
+    pub fn gate_value(self, mask: &Tensor, scale: f64) -> Result<Tensor> {
+        self.gate(&mask.detach(), scale)
+    }
+}
+
+/// The masks of one task, in the order of the network's parameters, with the gate to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskGate<'a> {
+    /// One mask per network parameter (weight and bias of every gated layer).
+    pub masks: &'a [Var],
+    /// The gate function.
+    pub mode: GateMode,
+    /// HAT's current scale `s` (ignored by the other modes).
+    pub scale: f64,
+    /// When true the masks are binarized (`1[M > 0]`) whatever the mode: the deployed model.
+    pub binarize: bool,
+}
+
+impl TaskGate<'_> {
+    /// The effective parameter `W ⊙ g(M)` for the parameter at `index`.
+    pub fn apply(&self, index: usize, w: &Tensor) -> Result<Tensor> {
+        let mask = self.masks[index].as_tensor();
+        let g = if self.binarize {
+            mask.gt(0.0)?.to_dtype(mask.dtype())?
+        } else {
+            self.mode.gate(mask, self.scale)?
+        };
+        w * g
+    }
+}
+
+/// A parameter as a layer sees it: `W` itself, or `W ⊙ g(M_t)` under a task's gate.
+pub(crate) fn effective(w: &Var, index: usize, gate: Option<&TaskGate>) -> Result<Tensor> {
+    match gate {
+        Some(g) => g.apply(index, w.as_tensor()),
+        None => Ok(w.as_tensor().clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn ste_forward_is_exactly_binary_and_backward_is_sigmoid_prime() -> Result<()> {
+        let m = Var::new(&[-1.5f32, -0.1, 0.2, 3.0], &Device::Cpu)?;
+        let g = GateMode::Ste.gate(m.as_tensor(), 1.0)?;
+        assert_eq!(g.to_vec1::<f32>()?, vec![0.0, 0.0, 1.0, 1.0]);
+        let grads = g.sum_all()?.backward()?;
+        let dm = grads.get(&m).expect("mask gradient").to_vec1::<f32>()?;
+        for (x, d) in [-1.5f32, -0.1, 0.2, 3.0].iter().zip(dm) {
+            let s = 1.0 / (1.0 + (-x).exp());
+            assert!((d - s * (1.0 - s)).abs() < 1e-6);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn hat_sharpens_with_scale() -> Result<()> {
+        let m = Tensor::new(&[0.1f64], &Device::Cpu)?;
+        let soft = GateMode::Hat.gate(&m, 1.0)?.to_vec1::<f64>()?[0];
+        let sharp = GateMode::Hat.gate(&m, 100.0)?.to_vec1::<f64>()?[0];
+        assert!((soft - 0.524_979).abs() < 1e-5);
+        assert!(sharp > 0.9999);
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! gatekit: train one neural network on many related tasks with conditional weights, and ship
+//! each task's model anywhere.
+//!
+//! Every gated layer's effective parameter is `θ = W ⊙ g(M_t)`: `W` is shared by all tasks and
+//! `M_t` is one real-valued mask of the same shape per task; with the sigmoid gate `g = σ` each
+//! weight is switched on or off per task ("Like A Light Switch: Conditional Weights for
+//! Meta-Learning"). The paper's baselines, `shared` (one plain model) and `separate` (one model
+//! per task), run through the same code.
+//!
+//! - [`gate`]: gated layers, gate modes and the per-task [`gate::MaskBank`]
+//! - [`model`]: architecture files and the network built from them
+//! - [`task`]: the [`task::Task`] trait, the self-registering task kinds and task-set files
+//! - [`train`]: strategies, optimizers, the sampler and the [`train::Trainer`]
+#![deny(missing_docs)]
+
+pub mod atomic;
+pub mod error;
+pub mod gate;
+pub mod model;
+pub mod rng;
+pub mod task;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use gate::{GateMode, MaskBank};
+pub use model::{ModelSpec, Network};
+pub use task::{Task, TaskKind, TaskSet};
+pub use train::{Strategy, Trainer};
+
+/// Re-exported so task kinds outside this crate can register with `gatekit::inventory::submit!`.
+pub use inventory;

@@ -1,0 +1,218 @@
+//! A network built from a [`ModelSpec`]: the layers with their shared parameters, and a forward
+//! pass that takes an optional task gate.
+
+use super::spec::{LayerSpec, ModelSpec};
+use crate::gate::{GatedConv2d, GatedLinear, TaskGate};
+use crate::rng::Rng;
+use candle_core::{DType, Device, Result, Shape, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// How the shared weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightInit {
+    /// Kaiming normal (fan-in, gain √2), zero bias. Under PyTorch's default init a gated LeNet-5
+    /// stays at chance (peer measurement), so this is the default.
+    #[default]
+    He,
+    /// PyTorch's `nn.Linear`/`nn.Conv2d` default: U(±1/√fan_in) for weight and bias (the
+    /// kaiming-uniform a = √5 rule reduces to that bound).
+    Torch,
+}
+
+#[derive(Debug, Clone)]
+enum Layer {
+    Linear(GatedLinear),
+    Conv2d(GatedConv2d),
+    Relu,
+    Tanh,
+    Sigmoid,
+    MaxPool2d(usize),
+    Flatten,
+}
+
+/// The layers of a model and their parameters.
+#[derive(Debug, Clone)]
+pub struct Network {
+    spec: ModelSpec,
+    layers: Vec<Layer>,
+    params: Vec<(String, Var)>,
+}
+
+impl Network {
+    /// Builds the network with fresh weights drawn from `rng`.
+    pub fn new(
+        spec: &ModelSpec,
+        init: WeightInit,
+        rng: &mut Rng,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let shapes = spec.shapes().map_err(candle_core::Error::msg)?;
+        let names = spec.layer_names();
+        let mut layers = Vec::with_capacity(spec.layers.len());
+        let mut params: Vec<(String, Var)> = Vec::new();
+        let mut input = spec.input.clone();
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let index = params.len();
+            let mut make = |name: &str, w_shape: Shape, fan_in: usize| -> Result<(Var, Var)> {
+                let out = w_shape.dims()[0];
+                let (w, b): (Vec<f64>, Vec<f64>) = match init {
+                    WeightInit::He => {
+                        let std = (2.0 / fan_in as f64).sqrt();
+                        (
+                            (0..w_shape.elem_count())
+                                .map(|_| std * rng.normal())
+                                .collect(),
+                            vec![0.0; out],
+                        )
+                    }
+                    WeightInit::Torch => {
+                        let bound = 1.0 / (fan_in as f64).sqrt();
+                        (
+                            (0..w_shape.elem_count())
+                                .map(|_| rng.uniform_in(-bound, bound))
+                                .collect(),
+                            (0..out).map(|_| rng.uniform_in(-bound, bound)).collect(),
+                        )
+                    }
+                };
+                let w = Var::from_tensor(&Tensor::from_vec(w, w_shape, device)?.to_dtype(dtype)?)?;
+                let b = Var::from_tensor(&Tensor::from_vec(b, out, device)?.to_dtype(dtype)?)?;
+                params.push((format!("{name}.weight"), w.clone()));
+                params.push((format!("{name}.bias"), b.clone()));
+                Ok((w, b))
+            };
+            let built = match layer {
+                LayerSpec::Linear { out, .. } => {
+                    let name = names[i].as_deref().unwrap_or("fc");
+                    let (w, b) = make(name, Shape::from((*out, input[0])), input[0])?;
+                    Layer::Linear(GatedLinear::new(w, b, index))
+                }
+                LayerSpec::Conv2d {
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    let name = names[i].as_deref().unwrap_or("conv");
+                    let fan_in = input[0] * kernel * kernel;
+                    let (w, b) = make(
+                        name,
+                        Shape::from((*out, input[0], *kernel, *kernel)),
+                        fan_in,
+                    )?;
+                    Layer::Conv2d(GatedConv2d::new(w, b, index, *stride, *padding))
+                }
+                LayerSpec::Relu => Layer::Relu,
+                LayerSpec::Tanh => Layer::Tanh,
+                LayerSpec::Sigmoid => Layer::Sigmoid,
+                LayerSpec::Maxpool2d { kernel, .. } => Layer::MaxPool2d(*kernel),
+                LayerSpec::Flatten => Layer::Flatten,
+            };
+            layers.push(built);
+            input = shapes[i].clone();
+        }
+        Ok(Network {
+            spec: spec.clone(),
+            layers,
+            params,
+        })
+    }
+
+    /// The architecture.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The shared parameters, named `{layer}.weight` and `{layer}.bias`, in layer order.
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    /// Names and shapes of the parameters, for building a mask bank.
+    pub fn param_shapes(&self) -> Vec<(String, Shape)> {
+        self.params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.shape().clone()))
+            .collect()
+    }
+
+    /// Number of scalar parameters.
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Forward pass on a batch `[batch, ..input]`; plain when `gate` is `None`.
+    pub fn forward(&self, x: &Tensor, gate: Option<&TaskGate>) -> Result<Tensor> {
+        let mut x = x.clone();
+        for layer in &self.layers {
+            x = match layer {
+                Layer::Linear(l) => l.forward(&x, gate)?,
+                Layer::Conv2d(c) => c.forward(&x, gate)?,
+                Layer::Relu => x.relu()?,
+                Layer::Tanh => x.tanh()?,
+                Layer::Sigmoid => candle_nn::ops::sigmoid(&x)?,
+                Layer::MaxPool2d(k) => max_pool(&x, *k)?,
+                Layer::Flatten => x.flatten_from(1)?,
+            };
+        }
+        Ok(x)
+    }
+}
+
+/// Non-overlapping max pooling as a reshape and two max reductions. candle 0.11.1's own
+/// `max_pool2d` backward scales gradients by the number of maxima instead of routing them
+/// (every 2x2 pool multiplies the gradient by 1/4), so it is not used.
+fn max_pool(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h / k, w / k);
+    let x = if ho * k != h || wo * k != w {
+        x.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?
+    } else {
+        x.clone()
+    };
+    x.reshape((b, c, ho, k, wo, k))?.max(5)?.max(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn max_pool_routes_gradient_to_the_maximum() -> Result<()> {
+        let x = Var::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu)?;
+        let y = max_pool(x.as_tensor(), 2)?;
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![4.0]);
+        let g = y.sum_all()?.backward()?;
+        assert_eq!(
+            g.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?,
+            vec![0., 0., 0., 1.]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn lenet_forward_shape_and_param_count() -> Result<()> {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/lenet5.toml"))
+                .unwrap();
+        let spec = ModelSpec::parse(&text, Path::new("lenet5.toml")).unwrap();
+        let net = Network::new(
+            &spec,
+            WeightInit::He,
+            &mut Rng::new(0),
+            DType::F32,
+            &Device::Cpu,
+        )?;
+        assert_eq!(net.param_count(), 62_006); // the peer's LeNet-5
+        let y = net.forward(
+            &Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu)?,
+            None,
+        )?;
+        assert_eq!(y.dims(), &[2, 10]);
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! The architecture file format and its shape checks.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A model architecture: an input shape and a list of layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Short name, used in exports.
+    pub name: String,
+    /// Shape of one example, without the batch axis: `[features]` or `[channels, height, width]`.
+    pub input: Vec<usize>,
+    /// Layers in order.
+    #[serde(rename = "layer")]
+    pub layers: Vec<LayerSpec>,
+}
+
+/// One layer of a [`ModelSpec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// Fully connected, gated.
+    Linear {
+        /// Parameter name prefix; `fcN` by default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Output features.
+        out: usize,
+    },
+    /// 2-D convolution with square kernel, gated.
+    Conv2d {
+        /// Parameter name prefix; `convN` by default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Output channels.
+        out: usize,
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        #[serde(default = "one")]
+        stride: usize,
+        /// Zero padding.
+        #[serde(default)]
+        padding: usize,
+    },
+    /// max(x, 0).
+    Relu,
+    /// tanh(x).
+    Tanh,
+    /// σ(x).
+    Sigmoid,
+    /// Max pooling over square windows (no padding).
+    Maxpool2d {
+        /// Window size.
+        kernel: usize,
+        /// Stride; equal to the kernel by default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<usize>,
+    },
+    /// `[c, h, w]` → `[c·h·w]`.
+    Flatten,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl ModelSpec {
+    /// Reads and checks a model file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks a model file's text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let spec: ModelSpec = toml::from_str(text).map_err(|e| Error::Toml {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        spec.output_shape()
+            .map_err(|e| Error::Shape(format!("{}: {e}", path.display())))?;
+        Ok(spec)
+    }
+
+    /// The names given to the gated layers (explicit or `fcN`/`convN`).
+    pub fn layer_names(&self) -> Vec<Option<String>> {
+        let (mut fc, mut conv) = (0, 0);
+        self.layers
+            .iter()
+            .map(|l| match l {
+                LayerSpec::Linear { name, .. } => {
+                    fc += 1;
+                    Some(name.clone().unwrap_or_else(|| format!("fc{fc}")))
+                }
+                LayerSpec::Conv2d { name, .. } => {
+                    conv += 1;
+                    Some(name.clone().unwrap_or_else(|| format!("conv{conv}")))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Shapes after every layer (without batch axis), checking that each layer fits its input.
+    pub fn shapes(&self) -> std::result::Result<Vec<Vec<usize>>, String> {
+        if self.input.is_empty() || self.input.contains(&0) {
+            return Err(format!(
+                "`input` must be non-empty with positive sizes, got {:?}",
+                self.input
+            ));
+        }
+        if self.layers.is_empty() {
+            return Err("a model needs at least one [[layer]]".into());
+        }
+        let names = self.layer_names();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut shape = self.input.clone();
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let at = format!("layer {} ({})", i + 1, layer.kind());
+            if let Some(name) = &names[i]
+                && !seen.insert(name.clone())
+            {
+                return Err(format!("{at}: duplicate layer name `{name}`"));
+            }
+            shape = match layer {
+                LayerSpec::Linear { out, .. } => {
+                    if shape.len() != 1 {
+                        return Err(format!(
+                            "{at} needs a flat input but gets {shape:?}; add a `flatten` layer before it"
+                        ));
+                    }
+                    if *out == 0 {
+                        return Err(format!("{at}: `out` must be positive"));
+                    }
+                    vec![*out]
+                }
+                LayerSpec::Conv2d {
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    let [_, h, w] = shape[..] else {
+                        return Err(format!(
+                            "{at} needs a [channels, height, width] input but gets {shape:?}"
+                        ));
+                    };
+                    if *out == 0 || *kernel == 0 || *stride == 0 {
+                        return Err(format!(
+                            "{at}: `out`, `kernel` and `stride` must be positive"
+                        ));
+                    }
+                    if h + 2 * padding < *kernel || w + 2 * padding < *kernel {
+                        return Err(format!(
+                            "{at}: kernel {kernel} is larger than the padded input {shape:?}"
+                        ));
+                    }
+                    vec![
+                        *out,
+                        (h + 2 * padding - kernel) / stride + 1,
+                        (w + 2 * padding - kernel) / stride + 1,
+                    ]
+                }
+                LayerSpec::Maxpool2d { kernel, stride } => {
+                    let [c, h, w] = shape[..] else {
+                        return Err(format!(
+                            "{at} needs a [channels, height, width] input but gets {shape:?}"
+                        ));
+                    };
+                    let stride = stride.unwrap_or(*kernel);
+                    if *kernel == 0 || stride != *kernel {
+                        return Err(format!(
+                            "{at}: only non-overlapping windows are supported (stride = kernel > 0), got kernel {kernel}, stride {stride}"
+                        ));
+                    }
+                    if h < *kernel || w < *kernel {
+                        return Err(format!(
+                            "{at}: window {kernel} is larger than the input {shape:?}"
+                        ));
+                    }
+                    vec![c, h / kernel, w / kernel]
+                }
+                LayerSpec::Flatten => vec![shape.iter().product()],
+                LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Sigmoid => shape,
+            };
+            out.push(shape.clone());
+        }
+        Ok(out)
+    }
+
+    /// Shape of the model's output, without the batch axis.
+    pub fn output_shape(&self) -> Result<Vec<usize>> {
+        let shapes = self.shapes().map_err(Error::Shape)?;
+        Ok(shapes.last().cloned().unwrap_or_default())
+    }
+
+    /// Checks that the model maps a task's inputs to its outputs.
+    pub fn check_fits(&self, task: &str, input: &[usize], outputs: usize) -> Result<()> {
+        if self.input != input {
+            return Err(Error::Shape(format!(
+                "model `{}` takes input {:?} but task `{task}` gives {:?}",
+                self.name, self.input, input
+            )));
+        }
+        let out = self.output_shape()?;
+        if out != [outputs] {
+            return Err(Error::Shape(format!(
+                "model `{}` outputs {:?} but task `{task}` needs [{outputs}]",
+                self.name, out
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl LayerSpec {
+    /// The layer's type as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Linear { .. } => "linear",
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::Relu => "relu",
+            LayerSpec::Tanh => "tanh",
+            LayerSpec::Sigmoid => "sigmoid",
+            LayerSpec::Maxpool2d { .. } => "maxpool2d",
+            LayerSpec::Flatten => "flatten",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenet_shapes() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/lenet5.toml"))
+                .unwrap();
+        let spec = ModelSpec::parse(&text, Path::new("lenet5.toml")).unwrap();
+        let shapes = spec.shapes().unwrap();
+        assert_eq!(shapes[2], vec![6, 14, 14]);
+        assert_eq!(shapes[6], vec![400]);
+        assert_eq!(spec.output_shape().unwrap(), vec![10]);
+    }
+
+    #[test]
+    fn linear_on_image_is_rejected_with_a_hint() {
+        let text = "name = \"bad\"\ninput = [1, 4, 4]\n[[layer]]\ntype = \"linear\"\nout = 2\n";
+        let err = ModelSpec::parse(text, Path::new("bad.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("add a `flatten` layer"), "{err}");
+    }
+
+    #[test]
+    fn unknown_layer_field_names_line() {
+        let text = "name = \"bad\"\ninput = [4]\n[[layer]]\ntype = \"linear\"\nouts = 2\n";
+        let err = ModelSpec::parse(text, Path::new("bad.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line"), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! Training: the strategies ([`Learner`]), the optimizers, the task sampler and the loop
+//! ([`Trainer`]) with its run folder (checkpoint, state, metrics).
+
+mod learner;
+mod optim;
+mod record;
+mod sampler;
+mod table;
+mod trainer;
+
+pub use learner::{Learner, Strategy};
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use record::{MetricsLog, Record};
+pub use sampler::TaskSampler;
+pub use table::ComparisonTable;
+pub use trainer::{Event, Trainer, files, open_run};

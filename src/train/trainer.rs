@@ -1,0 +1,497 @@
+//! The training loop: one task sampler drives every strategy of a run step by step, so they
+//! see the same task and batch sequence; evaluation, logging and checkpoints happen every
+//! `eval_every` steps, and a run folder can be resumed to bit-identical weights.
+//!
+//! Run folder layout:
+//! - `config.toml`: the resolved task set (every key explicit, model inline)
+//! - `checkpoint.safetensors`: weights, masks and optimizer state of every strategy
+//! - `state.json`: steps done, sampler state, strategies
+//! - `metrics.jsonl`: one [`Record`] per line
+
+use super::learner::{Learner, Strategy};
+use super::record::{MetricsLog, Record};
+use super::sampler::TaskSampler;
+use super::table::ComparisonTable;
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+use crate::task::{Objective, Split, Task, TaskSet};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Examples per forward pass during evaluation.
+const EVAL_CHUNK: usize = 1000;
+
+/// File names inside a run folder.
+pub mod files {
+    /// The resolved task set.
+    pub const CONFIG: &str = "config.toml";
+    /// Weights, masks and optimizer state.
+    pub const CHECKPOINT: &str = "checkpoint.safetensors";
+    /// Step and sampler state.
+    pub const STATE: &str = "state.json";
+    /// Logged records.
+    pub const METRICS: &str = "metrics.jsonl";
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    step: usize,
+    sampler: TaskSampler,
+    strategies: Vec<Strategy>,
+}
+
+/// What the loop reports as it goes (the CLI turns it into a progress bar or log lines).
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A step finished; `losses` holds each strategy's training loss on the step's batch.
+    Step {
+        /// Steps done.
+        step: usize,
+        /// Steps in the run.
+        total: usize,
+        /// Training loss per strategy.
+        losses: &'a [(Strategy, f64)],
+    },
+    /// An evaluation finished.
+    Eval {
+        /// Steps done.
+        step: usize,
+        /// What was measured.
+        records: &'a [Record],
+    },
+}
+
+/// A run in progress.
+pub struct Trainer {
+    set: TaskSet,
+    tasks: Vec<Box<dyn Task>>,
+    learners: Vec<Learner>,
+    sampler: TaskSampler,
+    step: usize,
+    dir: PathBuf,
+    device: Device,
+    log: MetricsLog,
+}
+
+impl Trainer {
+    /// Starts a new run in `dir`, which must not exist. Everything is checked (tasks built,
+    /// model fit) before anything is written.
+    pub fn create(
+        set: TaskSet,
+        strategies: &[Strategy],
+        dir: &Path,
+        data_dir: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        let tasks = set.build_tasks(data_dir)?;
+        if dir.exists() {
+            return Err(Error::Run {
+                path: dir.into(),
+                message: "already exists; choose another --name, or continue it with --resume"
+                    .into(),
+            });
+        }
+        let names = set.task_names();
+        let learners = strategies
+            .iter()
+            .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        write_atomic(&dir.join(files::CONFIG), set.to_toml().as_bytes())?;
+        let sampler = TaskSampler::new(set.run.seed, set.run.steps_per_task);
+        Ok(Trainer {
+            set,
+            tasks,
+            learners,
+            sampler,
+            step: 0,
+            dir: dir.into(),
+            device: device.clone(),
+            log: MetricsLog::new(dir.join(files::METRICS)),
+        })
+    }
+
+    /// Re-opens a run folder at its last checkpoint.
+    pub fn resume(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Self> {
+        let (set, state) = read_run(dir)?;
+        let tasks = set.build_tasks(data_dir)?;
+        let names = set.task_names();
+        let mut learners = state
+            .strategies
+            .iter()
+            .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let tensors = read_checkpoint(dir, state.step, device)?;
+        let ckpt = dir.join(files::CHECKPOINT);
+        for l in &mut learners {
+            l.load(&tensors).map_err(|e| Error::Checkpoint {
+                path: ckpt.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let log = MetricsLog::new(dir.join(files::METRICS));
+        log.truncate_after(state.step)?;
+        Ok(Trainer {
+            set,
+            tasks,
+            learners,
+            sampler: state.sampler,
+            step: state.step,
+            dir: dir.into(),
+            device: device.clone(),
+            log,
+        })
+    }
+
+    /// The task set being trained.
+    pub fn task_set(&self) -> &TaskSet {
+        &self.set
+    }
+
+    /// Steps done.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The learners, one per strategy.
+    pub fn learners(&self) -> &[Learner] {
+        &self.learners
+    }
+
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn objective(&self) -> Objective {
+        self.tasks[0].objective()
+    }
+
+    fn dtype(&self) -> DType {
+        self.set.run.dtype.dtype()
+    }
+
+    /// HAT's gate scale after `step` steps: 1 → `hat_max_scale`, linearly.
+    pub fn hat_scale(&self, step: usize) -> f64 {
+        let run = &self.set.run;
+        1.0 + (run.hat_max_scale - 1.0) * (step as f64 / run.steps as f64).min(1.0)
+    }
+
+    /// Trains until the configured step count, or until `stop_at` steps are done (then saves a
+    /// checkpoint so the run can be resumed).
+    pub fn train(&mut self, stop_at: Option<usize>, on: &mut dyn FnMut(Event)) -> Result<()> {
+        let total = self.set.run.steps;
+        let until = stop_at.map_or(total, |s| s.min(total));
+        if self.step == 0 {
+            let records = self.evaluate()?;
+            self.log.append(&records)?;
+            on(Event::Eval {
+                step: 0,
+                records: &records,
+            });
+        }
+        let objective = self.objective();
+        let (dtype, bs, t_n) = (self.dtype(), self.set.run.batch_size, self.tasks.len());
+        let mut losses = Vec::with_capacity(self.learners.len());
+        let mut saved = self.step;
+        while self.step < until {
+            let t = self.sampler.next_task(t_n);
+            let idx = self.sampler.batch(self.tasks[t].len(Split::Train), bs);
+            let batch = self.tasks[t].batch(Split::Train, &idx, &self.device, dtype)?;
+            let scale = self.hat_scale(self.step);
+            losses.clear();
+            for l in &mut self.learners {
+                losses.push((l.strategy(), l.train_step(t, &batch, objective, scale)?));
+            }
+            self.step += 1;
+            on(Event::Step {
+                step: self.step,
+                total,
+                losses: &losses,
+            });
+            if self.step % self.set.run.eval_every == 0 || self.step == total {
+                let records = self.evaluate()?;
+                self.log.append(&records)?;
+                self.save()?;
+                saved = self.step;
+                on(Event::Eval {
+                    step: self.step,
+                    records: &records,
+                });
+            }
+        }
+        if saved != self.step {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint and the state file (each atomically).
+    pub fn save(&self) -> Result<()> {
+        let mut tensors = Vec::new();
+        for l in &self.learners {
+            tensors.extend(l.tensors()?);
+        }
+        let meta = HashMap::from([
+            ("format".to_string(), "gatekit-checkpoint/1".to_string()),
+            ("step".to_string(), self.step.to_string()),
+        ]);
+        let ckpt = self.dir.join(files::CHECKPOINT);
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+                .map_err(|e| Error::Checkpoint {
+                    path: ckpt.clone(),
+                    message: e.to_string(),
+                })?;
+        write_atomic(&ckpt, &bytes)?;
+        let state = RunState {
+            step: self.step,
+            sampler: self.sampler.clone(),
+            strategies: self.learners.iter().map(Learner::strategy).collect(),
+        };
+        let json =
+            serde_json::to_string_pretty(&state).map_err(|e| Error::io(&self.dir, e.into()))?;
+        write_atomic(&self.dir.join(files::STATE), json.as_bytes())
+    }
+
+    /// Mean loss and metric of one learner on one task's split (train split: the first
+    /// `eval_train_limit` examples).
+    pub fn measure(
+        &self,
+        learner: &Learner,
+        task: usize,
+        split: Split,
+        binarize: bool,
+    ) -> Result<(f64, f64)> {
+        let data = &self.tasks[task];
+        let n = match split {
+            Split::Train => data.len(split).min(self.set.run.eval_train_limit),
+            Split::Test => data.len(split),
+        };
+        let objective = data.objective();
+        let scale = self.hat_scale(self.step);
+        let (mut loss_sum, mut metric_sum) = (0.0, 0.0);
+        let indices: Vec<usize> = (0..n).collect();
+        for chunk in indices.chunks(EVAL_CHUNK) {
+            let batch = data.batch(split, chunk, &self.device, self.dtype())?;
+            let out = learner.predict(task, &batch.x, scale, binarize)?.detach();
+            let loss = objective
+                .loss(&out, &batch.y)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            loss_sum += loss * chunk.len() as f64;
+            metric_sum += objective.metric_sum(&out, &batch.y)?;
+        }
+        Ok((loss_sum / n.max(1) as f64, metric_sum / n.max(1) as f64))
+    }
+
+    /// Evaluates every strategy on every task, plus mask statistics for the gated model.
+    pub fn evaluate(&self) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let metric_name = self.objective().metric_name().to_string();
+        let scale = self.hat_scale(self.step);
+        for l in &self.learners {
+            for (t, task) in self.tasks.iter().enumerate() {
+                for split in [Split::Test, Split::Train] {
+                    let (loss, metric) = self.measure(l, t, split, false)?;
+                    out.push(Record::Eval {
+                        step: self.step,
+                        strategy: l.strategy().to_string(),
+                        task: task.name().into(),
+                        split: split.as_str().into(),
+                        loss,
+                        metric,
+                        metric_name: metric_name.clone(),
+                    });
+                }
+            }
+            let Some(bank) = l.masks() else { continue };
+            let picked = bank.tasks();
+            for &t in &picked {
+                let name = self.tasks[t].name().to_string();
+                for (param, s) in l.mask_stats(t, scale)? {
+                    out.push(Record::Mask {
+                        step: self.step,
+                        task: name.clone(),
+                        param,
+                        off: s.off,
+                        undecided: s.undecided,
+                    });
+                }
+                let (loss, metric) = self.measure(l, t, Split::Test, true)?;
+                out.push(Record::Binarized {
+                    step: self.step,
+                    task: name.clone(),
+                    loss,
+                    metric,
+                });
+            }
+            out.extend(self.recovery(l, &picked)?);
+        }
+        Ok(out)
+    }
+
+    /// Share of the generating masks recovered, when the model is one linear layer and the
+    /// tasks have ground-truth masks.
+    fn recovery(&self, learner: &Learner, picked: &[usize]) -> Result<Vec<Record>> {
+        let Some(bank) = learner.masks() else {
+            return Ok(Vec::new());
+        };
+        let truths: Vec<_> = self.tasks.iter().map(|t| t.true_mask()).collect();
+        let Some(truths) = truths.into_iter().collect::<Option<Vec<_>>>() else {
+            return Ok(Vec::new());
+        };
+        let params = learner.network(0).params();
+        if params.len() != 2
+            || truths.iter().any(|m| {
+                m.weight.len() != params[0].1.elem_count()
+                    || m.bias.len() != params[1].1.elem_count()
+            })
+        {
+            return Ok(Vec::new());
+        }
+        let flat = |m: &crate::task::TrueMask| -> Vec<bool> {
+            m.weight.iter().chain(&m.bias).copied().collect()
+        };
+        let truths: Vec<Vec<bool>> = truths.iter().map(flat).collect();
+        let identifiable: Vec<bool> = (0..truths[0].len())
+            .map(|i| truths.iter().any(|m| m[i]))
+            .collect();
+        let mut out = Vec::new();
+        for &t in picked {
+            let masks = bank.get(t).unwrap_or(&[]);
+            let mut learned = Vec::new();
+            for m in masks {
+                let on = m
+                    .as_tensor()
+                    .flatten_all()?
+                    .gt(0.0)?
+                    .to_dtype(DType::U8)?
+                    .to_vec1::<u8>()?;
+                learned.extend(on.into_iter().map(|b| b == 1));
+            }
+            let hits = learned
+                .iter()
+                .zip(&truths[t])
+                .filter(|(a, b)| a == b)
+                .count();
+            let (id_hits, id_n) = learned
+                .iter()
+                .zip(&truths[t])
+                .zip(&identifiable)
+                .filter(|(_, id)| **id)
+                .fold((0, 0), |(h, n), ((a, b), _)| {
+                    (h + usize::from(a == b), n + 1)
+                });
+            out.push(Record::Recovery {
+                step: self.step,
+                task: self.tasks[t].name().into(),
+                all: hits as f64 / learned.len().max(1) as f64,
+                identifiable: id_hits as f64 / id_n.max(1) as f64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The strategies compared on the latest evaluation (`records` from [`Trainer::evaluate`]),
+    /// with the predict-the-training-mean MSE as a reference column for regression.
+    pub fn table(&self, records: &[Record]) -> Result<ComparisonTable> {
+        let columns: Vec<String> = self
+            .learners
+            .iter()
+            .map(|l| l.strategy().to_string())
+            .collect();
+        let mut table = ComparisonTable::from_records(
+            self.objective(),
+            &self.set.task_names(),
+            &columns,
+            records,
+        );
+        if self.objective() == Objective::Regression {
+            let mut reference = Vec::new();
+            for task in &self.tasks {
+                reference.push(mean_predictor_mse(task.as_ref(), &self.device)?);
+            }
+            table.reference = Some(("predict-mean".into(), reference));
+        }
+        Ok(table)
+    }
+}
+
+/// Test MSE of predicting the training targets' mean.
+fn mean_predictor_mse(task: &dyn Task, device: &Device) -> Result<f64> {
+    let all = |split| -> Result<Tensor> {
+        let idx: Vec<usize> = (0..task.len(split)).collect();
+        Ok(task.batch(split, &idx, device, DType::F64)?.y)
+    };
+    let (train, test) = (all(Split::Train)?, all(Split::Test)?);
+    let mean = train.mean_keepdim(0)?;
+    Ok(test
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean_all()?
+        .to_scalar::<f64>()?)
+}
+
+fn read_run(dir: &Path) -> Result<(TaskSet, RunState)> {
+    if !dir.is_dir() {
+        return Err(Error::Run {
+            path: dir.into(),
+            message: "no such run folder (runs are created by `gtk train`)".into(),
+        });
+    }
+    let config = dir.join(files::CONFIG);
+    let text = std::fs::read_to_string(&config).map_err(|e| Error::Run {
+        path: config.clone(),
+        message: format!("cannot read the run's config: {e}; is this a gatekit run folder?"),
+    })?;
+    let set = TaskSet::parse_with(&text, &config, &|_: &str| {
+        Err(Error::Run {
+            path: config.clone(),
+            message: "has no inline [model] table".into(),
+        })
+    })?;
+    let state_path = dir.join(files::STATE);
+    let state_text = std::fs::read_to_string(&state_path).map_err(|e| Error::Run {
+        path: state_path.clone(),
+        message: format!("cannot read the run state: {e}; the run has no checkpoint yet"),
+    })?;
+    let state: RunState = serde_json::from_str(&state_text).map_err(|e| Error::Checkpoint {
+        path: state_path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((set, state))
+}
+
+fn read_checkpoint(dir: &Path, step: usize, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let path = dir.join(files::CHECKPOINT);
+    let bytes = std::fs::read(&path).map_err(|e| Error::Run {
+        path: path.clone(),
+        message: format!("cannot read the checkpoint: {e}"),
+    })?;
+    let corrupt = |message: String| Error::Checkpoint {
+        path: path.clone(),
+        message,
+    };
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let saved_step = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("step"))
+        .and_then(|s| s.parse::<usize>().ok());
+    if saved_step != Some(step) {
+        return Err(corrupt(format!(
+            "it holds step {saved_step:?} but state.json says step {step}"
+        )));
+    }
+    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Loads a finished (or stopped) run for evaluation: the task set, the tasks and the learners
+/// at their checkpoint.
+pub fn open_run(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Trainer> {
+    Trainer::resume(dir, data_dir, device)
+}
