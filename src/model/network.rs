@@ -18,6 +18,10 @@ pub enum WeightInit {
     /// PyTorch's `nn.Linear`/`nn.Conv2d` default: U(±1/√fan_in) for weight and bias (the
     /// kaiming-uniform a = √5 rule reduces to that bound).
     Torch,
+    /// All zeros: for convex models (one linear layer), where it lets every task's mask see the
+    /// same-signed shared weight before the masks move; useless for deep nets (no symmetry
+    /// breaking).
+    Zeros,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +80,7 @@ impl Network {
                             (0..out).map(|_| rng.uniform_in(-bound, bound)).collect(),
                         )
                     }
+                    WeightInit::Zeros => (vec![0.0; w_shape.elem_count()], vec![0.0; out]),
                 };
                 let w = Var::from_tensor(&Tensor::from_vec(w, w_shape, device)?.to_dtype(dtype)?)?;
                 let b = Var::from_tensor(&Tensor::from_vec(b, out, device)?.to_dtype(dtype)?)?;

@@ -152,6 +152,7 @@ impl MaskedLinear {
             Some(TrueMask {
                 weight: am,
                 bias: bm,
+                values: a.iter().chain(&b).copied().collect(),
             }),
         )
     }

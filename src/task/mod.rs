@@ -119,6 +119,16 @@ pub struct TrueMask {
     pub weight: Vec<bool>,
     /// `[outputs]`.
     pub bias: Vec<bool>,
+    /// The shared A (`[outputs * inputs]`) followed by the shared b (`[outputs]`): a mask entry
+    /// over a near-zero value hardly changes the function, so it is not identifiable.
+    pub values: Vec<f64>,
+}
+
+impl TrueMask {
+    /// Smallest |A| (or |b|) for which an entry counts as identifiable: below it the entry
+    /// changes the test MSE by less than ~1e-7, under the noise-free claim's 1e-8 target only
+    /// when the model errs on it for every input.
+    pub const IDENTIFIABLE_MIN: f64 = 1e-3;
 }
 
 /// One task: its data, loss and metric.

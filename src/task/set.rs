@@ -19,7 +19,7 @@ use super::registry::{Params, TaskContext, find_kind};
 use crate::error::{Error, Result};
 use crate::gate::{GateMode, MaskInit};
 use crate::model::{ModelSpec, WeightInit};
-use crate::train::OptimizerKind;
+use crate::train::{OptimizerKind, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -86,6 +86,13 @@ pub struct RunConfig {
     pub lr: f64,
     /// Momentum (`momentum` optimizer) or Adam's β₁.
     pub momentum: f64,
+    /// Adam's β₂ (both parameter groups). 0.999 remembers early, large gradients for
+    /// thousands of steps, which stalls masks whose gradients have become small.
+    pub adam_beta2: f64,
+    /// Schedule of W's learning rate.
+    pub lr_schedule: Schedule,
+    /// Steps over which W's learning rate ramps up linearly from 0.
+    pub lr_warmup: usize,
     /// N: consecutive steps on a task once it is picked.
     pub steps_per_task: usize,
     /// Evaluate (and checkpoint) every K steps.
@@ -96,6 +103,10 @@ pub struct RunConfig {
     pub dtype: Precision,
     /// How masks gate weights.
     pub gate: GateMode,
+    /// From this step on the masks are binarized (forward `1[M > 0]`) and frozen, and only W
+    /// trains: soft gates find the masks, then W is fitted to the deployed 1-bit model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binarize_after: Option<usize>,
     /// Final HAT scale `s` (gate = `hat`).
     pub hat_max_scale: f64,
     /// Initialisation of the shared weights.
@@ -106,6 +117,11 @@ pub struct RunConfig {
     pub mask_optimizer: OptimizerKind,
     /// Learning rate of the masks (resolved from `mask_lr_scale` when not given).
     pub mask_lr: f64,
+    /// Schedule of the masks' learning rate.
+    pub mask_lr_schedule: Schedule,
+    /// Steps over which the masks' learning rate ramps up linearly from 0: lets W settle on
+    /// the all-tasks average (right-signed wherever some task uses a weight) before masks move.
+    pub mask_lr_warmup: usize,
     /// Mask lr as a multiple of `lr` (`"4T"` or a number); used only when `mask_lr` is not
     /// given (the `paper` recipe, or an `adam` recipe that sets a scale).
     pub mask_lr_scale: String,
@@ -138,12 +154,18 @@ struct RawRun {
     optimizer: Option<OptimizerKind>,
     lr: Option<f64>,
     momentum: Option<f64>,
+    lr_schedule: Option<Schedule>,
+    lr_warmup: Option<i64>,
+    mask_lr_warmup: Option<i64>,
+    adam_beta2: Option<f64>,
+    mask_lr_schedule: Option<Schedule>,
     steps_per_task: Option<i64>,
     eval_every: Option<i64>,
     seed: Option<i64>,
     dtype: Option<Precision>,
     gate: Option<GateMode>,
     hat_max_scale: Option<f64>,
+    binarize_after: Option<i64>,
     w_init: Option<WeightInit>,
     mask_recipe: Option<MaskRecipe>,
     mask_optimizer: Option<OptimizerKind>,
@@ -405,6 +427,17 @@ fn positive(at: &str, field: &str, v: Option<i64>, default: i64) -> Result<usize
     })
 }
 
+fn non_negative(at: &str, field: &str, v: Option<i64>) -> Result<usize> {
+    let v = v.unwrap_or(0);
+    usize::try_from(v).map_err(|_| {
+        Error::config(
+            at,
+            format!("run.{field}"),
+            format!("must be a non-negative integer, got {v}"),
+        )
+    })
+}
+
 fn finite(at: &str, field: &str, v: f64, min: f64, inclusive: bool) -> Result<f64> {
     let ok = v.is_finite() && if inclusive { v >= min } else { v > min };
     if ok {
@@ -512,11 +545,36 @@ fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
             }
             m
         },
+        lr_schedule: raw.lr_schedule.unwrap_or_default(),
+        lr_warmup: non_negative(at, "lr_warmup", raw.lr_warmup)?,
+        mask_lr_warmup: non_negative(at, "mask_lr_warmup", raw.mask_lr_warmup)?,
+        adam_beta2: {
+            let b = raw.adam_beta2.unwrap_or(0.999);
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::config(
+                    at,
+                    "run.adam_beta2",
+                    format!("must be in [0, 1), got {b}"),
+                ));
+            }
+            b
+        },
+        mask_lr_schedule: raw.mask_lr_schedule.unwrap_or_default(),
         steps_per_task: positive(at, "steps_per_task", raw.steps_per_task, 1)?,
         eval_every: positive(at, "eval_every", raw.eval_every, (steps as i64 / 10).max(1))?,
         seed,
         dtype: raw.dtype.unwrap_or_default(),
         gate: raw.gate.unwrap_or_default(),
+        binarize_after: match raw.binarize_after {
+            None => None,
+            Some(v) => Some(usize::try_from(v).map_err(|_| {
+                Error::config(
+                    at,
+                    "run.binarize_after",
+                    format!("must be a non-negative step, got {v}"),
+                )
+            })?),
+        },
         hat_max_scale: finite(
             at,
             "hat_max_scale",

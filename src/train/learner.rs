@@ -43,6 +43,17 @@ impl std::fmt::Display for Strategy {
     }
 }
 
+/// Per-step settings that change over a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSettings {
+    /// HAT's gate scale `s`.
+    pub gate_scale: f64,
+    /// Multiplier of W's learning rate (schedule).
+    pub w_lr_factor: f64,
+    /// Multiplier of the masks' learning rate (schedule).
+    pub mask_lr_factor: f64,
+}
+
 /// One strategy's models, masks and optimizers.
 #[derive(Debug, Clone)]
 pub struct Learner {
@@ -101,15 +112,27 @@ impl Learner {
                 kind: run.optimizer,
                 lr: run.lr,
                 momentum: run.momentum,
+                beta2: run.adam_beta2,
             }),
             mask_opt: Optimizer::new(OptimizerConfig {
                 kind: run.mask_optimizer,
                 lr: run.mask_lr,
                 momentum: run.momentum,
+                beta2: run.adam_beta2,
             }),
             gate: run.gate,
             regularizer: (run.mask_regularizer, run.mask_regularizer_weight),
         })
+    }
+
+    /// Changes the gate function (the trainer switches to the STE gate at `binarize_after`).
+    pub fn set_gate_mode(&mut self, mode: GateMode) {
+        self.gate = mode;
+    }
+
+    /// The current gate function.
+    pub fn gate_mode(&self) -> GateMode {
+        self.gate
     }
 
     /// The strategy.
@@ -146,8 +169,9 @@ impl Learner {
         task: usize,
         batch: &Batch,
         objective: Objective,
-        scale: f64,
+        at: StepSettings,
     ) -> Result<f64> {
+        let scale = at.gate_scale;
         let masks: Vec<Var> = match &mut self.masks {
             Some(bank) => bank.ensure(task)?.to_vec(),
             None => Vec::new(),
@@ -191,15 +215,20 @@ impl Learner {
         let grads = total.backward()?;
         for (name, var) in net.params() {
             if let Some(g) = grads.get(var) {
-                self.w_opt.step(&self.param_key(task, name), var, g)?;
+                self.w_opt
+                    .step(&self.param_key(task, name), var, g, at.w_lr_factor)?;
             }
         }
-        if let Some(bank) = &self.masks {
+        if let Some(bank) = self.masks.as_ref().filter(|_| at.mask_lr_factor > 0.0) {
             let task_name = &self.task_names[task];
             for (m, pname) in masks.iter().zip(bank.param_names()) {
                 if let Some(g) = grads.get(m) {
-                    self.mask_opt
-                        .step(&format!("{pname}.mask.{task_name}"), m, g)?;
+                    self.mask_opt.step(
+                        &format!("{pname}.mask.{task_name}"),
+                        m,
+                        g,
+                        at.mask_lr_factor,
+                    )?;
                 }
             }
         }

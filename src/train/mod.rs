@@ -8,8 +8,8 @@ mod sampler;
 mod table;
 mod trainer;
 
-pub use learner::{Learner, Strategy};
-pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use learner::{Learner, StepSettings, Strategy};
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use record::{MetricsLog, Record};
 pub use sampler::TaskSampler;
 pub use table::ComparisonTable;

@@ -22,8 +22,37 @@ pub enum OptimizerKind {
     Sgd,
     /// SGD with (heavy-ball) momentum.
     Momentum,
-    /// Adam (Kingma & Ba), β₂ = 0.999, ε = 1e-8.
+    /// Adam (Kingma & Ba), ε = 1e-8.
     Adam,
+}
+
+/// How a learning rate changes over training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Cosine decay from the rate to 0 over the run (`CosineAnnealingLR` with `T_max` = steps).
+    Cosine,
+}
+
+impl Schedule {
+    /// Multiplier of the base rate for the step after `step` of `total` steps, ramped up
+    /// linearly over the first `warmup` steps.
+    pub fn factor(self, step: usize, total: usize, warmup: usize) -> f64 {
+        let ramp = if step < warmup {
+            (step + 1) as f64 / (warmup + 1) as f64
+        } else {
+            1.0
+        };
+        ramp * match self {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => {
+                0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
+            }
+        }
+    }
 }
 
 /// An optimizer's settings.
@@ -35,6 +64,8 @@ pub struct OptimizerConfig {
     pub lr: f64,
     /// Momentum μ, or Adam's β₁.
     pub momentum: f64,
+    /// Adam's β₂.
+    pub beta2: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +82,6 @@ pub struct Optimizer {
     state: BTreeMap<String, ParamState>,
 }
 
-const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 
 impl Optimizer {
@@ -68,10 +98,11 @@ impl Optimizer {
         self.config
     }
 
-    /// Updates `var` (called `name`) with gradient `grad`.
-    pub fn step(&mut self, name: &str, var: &Var, grad: &Tensor) -> Result<()> {
+    /// Updates `var` (called `name`) with gradient `grad`, at `lr_factor` × the base rate.
+    pub fn step(&mut self, name: &str, var: &Var, grad: &Tensor, lr_factor: f64) -> Result<()> {
         let g = grad.detach();
-        let c = self.config;
+        let mut c = self.config;
+        c.lr *= lr_factor;
         let st = self.state.entry(name.to_string()).or_insert(ParamState {
             first: None,
             second: None,
@@ -97,12 +128,12 @@ impl Optimizer {
                     None => (&g * (1.0 - b1))?,
                 };
                 let v = match &st.second {
-                    Some(v) => ((v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?,
-                    None => (g.sqr()? * (1.0 - BETA2))?,
+                    Some(v) => ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?,
+                    None => (g.sqr()? * (1.0 - c.beta2))?,
                 };
                 let t = st.steps as i32;
                 let m_hat = (&m / (1.0 - b1.powi(t)))?;
-                let v_hat = (&v / (1.0 - BETA2.powi(t)))?;
+                let v_hat = (&v / (1.0 - c.beta2.powi(t)))?;
                 let u = ((m_hat / (v_hat.sqrt()? + EPS)?)? * c.lr)?;
                 st.first = Some(m.detach());
                 st.second = Some(v.detach());
@@ -181,7 +212,7 @@ mod tests {
         for _ in 0..steps {
             let loss = (p.as_tensor() - 3.0)?.sqr()?.sum_all()?;
             let g = loss.backward()?;
-            opt.step("p", &p, g.get(&p).unwrap())?;
+            opt.step("p", &p, g.get(&p).unwrap(), 1.0)?;
         }
         Ok(p.as_tensor().to_vec1::<f64>()?[0])
     }
@@ -204,7 +235,7 @@ mod tests {
             momentum: 0.9,
         });
         let g = Tensor::new(&[0.5f64, -2.0], &Device::Cpu)?;
-        opt.step("p", &p, &g)?;
+        opt.step("p", &p, &g, 1.0)?;
         let v = p.as_tensor().to_vec1::<f64>()?;
         assert!(
             (v[0] - 0.9).abs() < 1e-6 && (v[1] + 0.9).abs() < 1e-6,
@@ -222,8 +253,8 @@ mod tests {
             momentum: 0.5,
         });
         let g = Tensor::new(&[1.0f64], &Device::Cpu)?;
-        opt.step("p", &p, &g)?; // buf = 1, p = -1
-        opt.step("p", &p, &g)?; // buf = 1.5, p = -2.5
+        opt.step("p", &p, &g, 1.0)?; // buf = 1, p = -1
+        opt.step("p", &p, &g, 1.0)?; // buf = 1.5, p = -2.5
         assert_eq!(p.as_tensor().to_vec1::<f64>()?, vec![-2.5]);
         Ok(())
     }

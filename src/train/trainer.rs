@@ -8,13 +8,13 @@
 //! - `state.json`: steps done, sampler state, strategies
 //! - `metrics.jsonl`: one [`Record`] per line
 
-use super::learner::{Learner, Strategy};
+use super::learner::{Learner, StepSettings, Strategy};
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
 use super::table::ComparisonTable;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
-use crate::task::{Objective, Split, Task, TaskSet};
+use crate::task::{Objective, Split, Task, TaskSet, TrueMask};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -133,7 +133,7 @@ impl Trainer {
         }
         let log = MetricsLog::new(dir.join(files::METRICS));
         log.truncate_after(state.step)?;
-        Ok(Trainer {
+        let mut trainer = Trainer {
             set,
             tasks,
             learners,
@@ -142,7 +142,9 @@ impl Trainer {
             dir: dir.into(),
             device: device.clone(),
             log,
-        })
+        };
+        trainer.apply_gate_switch();
+        Ok(trainer)
     }
 
     /// The task set being trained.
@@ -197,13 +199,24 @@ impl Trainer {
         let mut losses = Vec::with_capacity(self.learners.len());
         let mut saved = self.step;
         while self.step < until {
+            self.apply_gate_switch();
             let t = self.sampler.next_task(t_n);
             let idx = self.sampler.batch(self.tasks[t].len(Split::Train), bs);
             let batch = self.tasks[t].batch(Split::Train, &idx, &self.device, dtype)?;
-            let scale = self.hat_scale(self.step);
+            let run = &self.set.run;
+            let at = StepSettings {
+                gate_scale: self.hat_scale(self.step),
+                w_lr_factor: run.lr_schedule.factor(self.step, total, run.lr_warmup),
+                mask_lr_factor: if run.binarize_after.is_some_and(|b| self.step >= b) {
+                    0.0
+                } else {
+                    run.mask_lr_schedule
+                        .factor(self.step, total, run.mask_lr_warmup)
+                },
+            };
             losses.clear();
             for l in &mut self.learners {
-                losses.push((l.strategy(), l.train_step(t, &batch, objective, scale)?));
+                losses.push((l.strategy(), l.train_step(t, &batch, objective, at)?));
             }
             self.step += 1;
             on(Event::Step {
@@ -226,6 +239,18 @@ impl Trainer {
             self.save()?;
         }
         Ok(())
+    }
+
+    /// Switches every learner to the binary (STE) gate once `binarize_after` steps are done;
+    /// the step loop also stops updating masks from then on.
+    fn apply_gate_switch(&mut self) {
+        if let Some(at) = self.set.run.binarize_after
+            && self.step >= at
+        {
+            for l in &mut self.learners {
+                l.set_gate_mode(crate::gate::GateMode::Ste);
+            }
+        }
     }
 
     /// Writes the checkpoint and the state file (each atomically).
@@ -352,12 +377,12 @@ impl Trainer {
         {
             return Ok(Vec::new());
         }
-        let flat = |m: &crate::task::TrueMask| -> Vec<bool> {
-            m.weight.iter().chain(&m.bias).copied().collect()
-        };
+        let flat =
+            |m: &TrueMask| -> Vec<bool> { m.weight.iter().chain(&m.bias).copied().collect() };
+        let values = truths[0].values.clone();
         let truths: Vec<Vec<bool>> = truths.iter().map(flat).collect();
         let identifiable: Vec<bool> = (0..truths[0].len())
-            .map(|i| truths.iter().any(|m| m[i]))
+            .map(|i| truths.iter().any(|m| m[i]) && values[i].abs() >= TrueMask::IDENTIFIABLE_MIN)
             .collect();
         let mut out = Vec::new();
         for &t in picked {
