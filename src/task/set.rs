@@ -372,14 +372,14 @@ impl TaskSet {
                 .check_fits(&entry.name, task.input_shape(), task.outputs())?;
             built.push(task);
         }
-        if let Some(first) = built.first() {
-            if let Some(other) = built.iter().find(|t| t.objective() != first.objective()) {
-                return Err(Error::Shape(format!(
-                    "tasks `{}` and `{}` mix regression and classification; one task set trains one objective",
-                    first.name(),
-                    other.name()
-                )));
-            }
+        if let Some(first) = built.first()
+            && let Some(other) = built.iter().find(|t| t.objective() != first.objective())
+        {
+            return Err(Error::Shape(format!(
+                "tasks `{}` and `{}` mix regression and classification; one task set trains one objective",
+                first.name(),
+                other.name()
+            )));
         }
         Ok(built)
     }

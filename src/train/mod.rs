@@ -12,5 +12,5 @@ pub use learner::{Learner, StepSettings, Strategy};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use record::{MetricsLog, Record};
 pub use sampler::TaskSampler;
-pub use table::ComparisonTable;
+pub use table::{ComparisonTable, format_metric};
 pub use trainer::{Event, Trainer, files, open_run};

@@ -208,6 +208,7 @@ mod tests {
             kind,
             lr: 0.1,
             momentum: 0.9,
+            beta2: 0.999,
         });
         for _ in 0..steps {
             let loss = (p.as_tensor() - 3.0)?.sqr()?.sum_all()?;
@@ -233,6 +234,7 @@ mod tests {
             kind: OptimizerKind::Adam,
             lr: 0.1,
             momentum: 0.9,
+            beta2: 0.999,
         });
         let g = Tensor::new(&[0.5f64, -2.0], &Device::Cpu)?;
         opt.step("p", &p, &g, 1.0)?;
@@ -251,6 +253,7 @@ mod tests {
             kind: OptimizerKind::Momentum,
             lr: 1.0,
             momentum: 0.5,
+            beta2: 0.999,
         });
         let g = Tensor::new(&[1.0f64], &Device::Cpu)?;
         opt.step("p", &p, &g, 1.0)?; // buf = 1, p = -1

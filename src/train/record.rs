@@ -122,17 +122,29 @@ impl MetricsLog {
             .collect()
     }
 
-    /// Drops records made after `step` (a resumed run redoes them), atomically.
+    /// Drops records made after `step` (a resumed run redoes them), atomically. Kept lines are
+    /// copied byte for byte, so a resumed run's log equals an uninterrupted run's.
     pub fn truncate_after(&self, step: usize) -> Result<()> {
-        let kept: Vec<Record> = Self::read(&self.path)?
-            .into_iter()
-            .filter(|r| r.step() <= step)
-            .collect();
-        let mut text = String::new();
-        for r in &kept {
-            text.push_str(&serde_json::to_string(r).map_err(|e| Error::io(&self.path, e.into()))?);
-            text.push('\n');
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        };
+        let mut kept = String::with_capacity(text.len());
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let record: Record = serde_json::from_str(line).map_err(|e| Error::Run {
+                path: self.path.clone(),
+                message: format!("line {}: {e}", i + 1),
+            })?;
+            if record.step() <= step {
+                kept.push_str(line);
+                kept.push('\n');
+            }
         }
-        crate::atomic::write_atomic(&self.path, text.as_bytes())
+        crate::atomic::write_atomic(&self.path, kept.as_bytes())
     }
 }

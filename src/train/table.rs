@@ -129,10 +129,10 @@ impl fmt::Display for ComparisonTable {
                 } else {
                     " "
                 };
-                write!(f, " {:>10}{mark}", format_value(*v))?;
+                write!(f, " {:>10}{mark}", format_metric(*v))?;
             }
             if let Some(r) = reference {
-                write!(f, " {:>14}", format_value(r))?;
+                write!(f, " {:>14}", format_metric(r))?;
             }
             writeln!(f)
         };
@@ -153,7 +153,8 @@ impl fmt::Display for ComparisonTable {
     }
 }
 
-fn format_value(v: f64) -> String {
+/// A metric for humans: 4 decimals, or scientific notation for very small or large values.
+pub fn format_metric(v: f64) -> String {
     if v.is_nan() {
         "-".into()
     } else if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {

@@ -224,7 +224,7 @@ impl Trainer {
                 total,
                 losses: &losses,
             });
-            if self.step % self.set.run.eval_every == 0 || self.step == total {
+            if self.step.is_multiple_of(self.set.run.eval_every) || self.step == total {
                 let records = self.evaluate()?;
                 self.log.append(&records)?;
                 self.save()?;

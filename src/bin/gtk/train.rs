@@ -5,7 +5,7 @@ use crate::progress::Progress;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use gatekit::TaskSet;
-use gatekit::train::{Record, Strategy, Trainer};
+use gatekit::train::{Record, Strategy, Trainer, format_metric};
 use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -91,7 +91,10 @@ pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
             })
             .sum::<f64>()
             / gated.len() as f64;
-        println!("gated, binarized masks W ⊙ 1[M > 0]: mean test metric {mean:.4}");
+        println!(
+            "gated, binarized masks W ⊙ 1[M > 0]: mean test metric {}",
+            format_metric(mean)
+        );
         let mut per_param: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
         for r in records {
             if let Record::Mask { param, off, .. } = r {

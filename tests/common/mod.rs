@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: the real `gtk` binary in a temp dir.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under the repository root.
+pub fn repo(path: &str) -> PathBuf {
+    root().join(path)
+}
+
+/// Runs `gtk` with `args` in `cwd`.
+pub fn gtk(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gtk"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("GATEKIT_DATA")
+        .output()
+        .expect("gtk runs")
+}
+
+/// stdout and stderr as text.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts a failed run with one clear error line containing every `needle`, no panic.
+pub fn assert_clean_error(out: &Output, needles: &[&str]) -> String {
+    let (stdout, stderr) = text(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success\nstdout: {stdout}"
+    );
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` missing from: {stderr}");
+    }
+    stderr
+}
+
+/// A task-set file in `dir` whose model path points at the repository's models.
+pub fn write_task_set(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let text = body.replace("MODELS", &repo("models").display().to_string());
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write task set");
+    path
+}
+
+/// Number of entries in a folder (0 if missing).
+pub fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
