@@ -74,6 +74,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A dataset file is missing, unreadable or malformed.
+    #[error("{path}: {message}")]
+    Data {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong and how to fix it (e.g. which command fetches the data).
+        message: String,
+    },
     /// A tensor operation failed inside candle.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

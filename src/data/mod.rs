@@ -1,0 +1,1 @@
+//! Datasets: the IDX file format (MNIST), where data lives, and fetching it.
