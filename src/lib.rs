@@ -12,12 +12,14 @@
 //! - [`task`]: the [`task::Task`] trait, the self-registering task kinds and task-set files
 //! - [`train`]: strategies, optimizers, the sampler and the [`train::Trainer`]
 //! - [`data`]: dataset files (IDX/MNIST), finding and fetching them
+//! - [`export`]: 1-bit mask files and ONNX models per task
 //! - [`kernel`]: hand-written CPU ops (conv2d, max-pool) with their own backward passes
 #![deny(missing_docs)]
 
 pub mod atomic;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod gate;
 pub mod kernel;
 pub mod model;

@@ -14,7 +14,7 @@ pub use conv::GatedConv2d;
 pub use linear::GatedLinear;
 pub use mask_bank::{MaskBank, MaskInit, MaskStats};
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 /// How a mask becomes a multiplicative gate.
@@ -55,6 +55,20 @@ impl GateMode {
     }
 }
 
+/// Which function of the masks a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GateView {
+    /// The gate being trained (`σ(M)`, STE or HAT).
+    #[default]
+    Trained,
+    /// `1[M > 0]`: the deployed 1-bit model.
+    Binary,
+    /// `1[M > 0]` times the mean trained gate of the kept entries, per parameter. Binarizing
+    /// lifts every kept sigmoid gate (typically 0.85–0.95) to 1, which rescales each layer; this
+    /// undoes that scale with one float per parameter.
+    BinaryRescaled,
+}
+
 /// The masks of one task, in the order of the network's parameters, with the gate to apply.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskGate<'a> {
@@ -64,20 +78,37 @@ pub struct TaskGate<'a> {
     pub mode: GateMode,
     /// HAT's current scale `s` (ignored by the other modes).
     pub scale: f64,
-    /// When true the masks are binarized (`1[M > 0]`) whatever the mode: the deployed model.
-    pub binarize: bool,
+    /// Trained, binarized or binarized-and-rescaled gates.
+    pub view: GateView,
 }
 
 impl TaskGate<'_> {
+    /// The gate values for the parameter at `index`.
+    pub fn values(&self, index: usize) -> Result<Tensor> {
+        let mask = self.masks[index].as_tensor();
+        match self.view {
+            GateView::Trained => self.mode.gate(mask, self.scale),
+            GateView::Binary => mask.gt(0.0)?.to_dtype(mask.dtype()),
+            GateView::BinaryRescaled => {
+                let hard = mask.gt(0.0)?.to_dtype(mask.dtype())?;
+                let kept = hard.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                if kept == 0.0 {
+                    return Ok(hard);
+                }
+                let soft = self.mode.gate_value(mask, self.scale)?;
+                let mean = (soft * &hard)?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?
+                    / kept;
+                hard * mean
+            }
+        }
+    }
+
     /// The effective parameter `W ⊙ g(M)` for the parameter at `index`.
     pub fn apply(&self, index: usize, w: &Tensor) -> Result<Tensor> {
-        let mask = self.masks[index].as_tensor();
-        let g = if self.binarize {
-            mask.gt(0.0)?.to_dtype(mask.dtype())?
-        } else {
-            self.mode.gate(mask, self.scale)?
-        };
-        w * g
+        w * self.values(index)?
     }
 }
 

@@ -5,14 +5,22 @@
 //! their data from the task set's seed, so a run folder only needs the resolved config to
 //! rebuild them.
 
+mod image;
 mod linear;
+mod mnist;
+mod permuted;
 mod registry;
 mod regression;
+mod rotated;
 mod set;
 mod sinusoid;
+mod split;
 
+pub use image::{Colour, ImageTask, Resample};
+pub use permuted::permutation;
 pub use registry::{ParamSpec, ParamType, Params, TaskContext, TaskKind, find_kind, kinds};
 pub use regression::RegressionTask;
+pub use rotated::rotation_map;
 pub use set::{MaskRecipe, Precision, Regularizer, RunConfig, TaskEntry, TaskSet};
 
 use crate::error::Result;

@@ -3,7 +3,7 @@
 //! run the same [`Network`] code; only the gate and the parameter set differ.
 
 use super::optim::{Optimizer, OptimizerConfig};
-use crate::gate::{GateMode, MaskBank, MaskStats, TaskGate};
+use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
 use crate::model::{ModelSpec, Network};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective, Regularizer, RunConfig};
@@ -185,7 +185,7 @@ impl Learner {
             masks: &masks,
             mode: self.gate,
             scale,
-            binarize: false,
+            view: GateView::Trained,
         };
         let out = net.forward(&batch.x, self.masks.is_some().then_some(&gate))?;
         let loss = objective.loss(&out, &batch.y)?;
@@ -242,8 +242,8 @@ impl Learner {
         }
     }
 
-    /// The model's output for task `task` (no training). `binarize` uses `W ⊙ 1[M > 0]`.
-    pub fn predict(&self, task: usize, x: &Tensor, scale: f64, binarize: bool) -> Result<Tensor> {
+    /// The model's output for task `task` (no training) under a view of the gates.
+    pub fn predict(&self, task: usize, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
         let net = self.network(task);
         match &self.masks {
             None => net.forward(x, None),
@@ -260,7 +260,7 @@ impl Learner {
                     masks: &masks,
                     mode: self.gate,
                     scale,
-                    binarize,
+                    view,
                 };
                 net.forward(x, Some(&gate))
             }

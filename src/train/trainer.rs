@@ -14,6 +14,7 @@ use super::sampler::TaskSampler;
 use super::table::ComparisonTable;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use crate::gate::GateView;
 use crate::task::{Objective, Split, Task, TaskSet, TrueMask};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -167,7 +168,8 @@ impl Trainer {
         &self.dir
     }
 
-    fn objective(&self) -> Objective {
+    /// The objective shared by the run's tasks.
+    pub fn objective(&self) -> Objective {
         self.tasks[0].objective()
     }
 
@@ -288,7 +290,7 @@ impl Trainer {
         learner: &Learner,
         task: usize,
         split: Split,
-        binarize: bool,
+        view: GateView,
     ) -> Result<(f64, f64)> {
         let data = &self.tasks[task];
         let n = match split {
@@ -301,7 +303,7 @@ impl Trainer {
         let indices: Vec<usize> = (0..n).collect();
         for chunk in indices.chunks(EVAL_CHUNK) {
             let batch = data.batch(split, chunk, &self.device, self.dtype())?;
-            let out = learner.predict(task, &batch.x, scale, binarize)?.detach();
+            let out = learner.predict(task, &batch.x, scale, view)?.detach();
             let loss = objective
                 .loss(&out, &batch.y)?
                 .to_dtype(DType::F64)?
@@ -320,7 +322,7 @@ impl Trainer {
         for l in &self.learners {
             for (t, task) in self.tasks.iter().enumerate() {
                 for split in [Split::Test, Split::Train] {
-                    let (loss, metric) = self.measure(l, t, split, false)?;
+                    let (loss, metric) = self.measure(l, t, split, GateView::Trained)?;
                     out.push(Record::Eval {
                         step: self.step,
                         strategy: l.strategy().to_string(),
@@ -345,7 +347,7 @@ impl Trainer {
                         undecided: s.undecided,
                     });
                 }
-                let (loss, metric) = self.measure(l, t, Split::Test, true)?;
+                let (loss, metric) = self.measure(l, t, Split::Test, GateView::Binary)?;
                 out.push(Record::Binarized {
                     step: self.step,
                     task: name.clone(),

@@ -62,3 +62,22 @@ pub fn write_task_set(dir: &Path, name: &str, body: &str) -> PathBuf {
 pub fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
+
+/// The shared data folder holding `mnist/` (real MNIST): $GATEKIT_DATA, else `../shared/data`
+/// next to the repository; `None` (with a printed note, so the test is skipped visibly) when
+/// neither holds MNIST.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = match std::env::var_os("GATEKIT_DATA").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => root().join("../shared/data"),
+    };
+    if dir.join("mnist").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "note: skipping: no MNIST in {} (set GATEKIT_DATA to a folder holding mnist/)",
+            dir.display()
+        );
+        None
+    }
+}

@@ -19,6 +19,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// List the registered task kinds, or show one in detail.
     Tasks(TasksArgs),
+    /// Fetch or verify datasets (MNIST) in the data folder.
+    Data(DataArgs),
+    /// Export a run's gated model: 1-bit masks, shared weights and one ONNX model per task.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,8 +74,39 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Run folder, e.g. runs/sinusoid-20261126-101500.
-    pub run: PathBuf,
+    #[arg(required_unless_present = "onnx", conflicts_with = "onnx")]
+    pub run: Option<PathBuf>,
+    /// Evaluate an exported ONNX file (through candle-onnx) on its task's test set instead.
+    #[arg(long, value_name = "FILE")]
+    pub onnx: Option<PathBuf>,
+    /// With --onnx on all_tasks.onnx: which task to evaluate.
+    #[arg(long, requires = "onnx")]
+    pub task: Option<String>,
     /// Dataset folder (else $GATEKIT_DATA).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run folder; default: the most recently trained run under --runs-dir.
+    pub run: Option<PathBuf>,
+    /// Bake W ⊙ 1[M > 0] into the ONNX models (default: the trained gate W ⊙ σ(M)).
+    #[arg(long)]
+    pub binarize: bool,
+    /// With --binarize: rescale each parameter's kept weights by their mean trained gate.
+    #[arg(long)]
+    pub rescale: bool,
+    /// Only these tasks, comma separated.
+    #[arg(long, value_name = "A,B")]
+    pub tasks: Option<String>,
+    /// Output folder; default: exports/<run name>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Where runs are looked up when RUN is not given.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Dataset folder (else $GATEKIT_DATA), for measuring test metrics.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -80,6 +115,49 @@ pub struct EvalArgs {
 pub struct TasksArgs {
     /// Show this kind's parameters in detail.
     pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Download a dataset from its public mirrors, check its sha256 and install it.
+    Fetch(FetchArgs),
+    /// Check that a dataset is complete and intact (files, checksums, record counts).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatasetArg {
+    /// MNIST handwritten digits, installed in <data dir>/mnist.
+    Mnist,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Which dataset.
+    #[arg(value_enum)]
+    pub dataset: DatasetArg,
+    /// Data folder (else $GATEKIT_DATA, else $XDG_CACHE_HOME/gatekit or ~/.cache/gatekit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Mirror base URL to use instead of the built-in list; repeat to try several in order.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Which dataset.
+    #[arg(value_enum, default_value_t = DatasetArg::Mnist)]
+    pub dataset: DatasetArg,
+    /// Data folder (else $GATEKIT_DATA, else $XDG_CACHE_HOME/gatekit or ~/.cache/gatekit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The dataset folder from the flag or $GATEKIT_DATA.

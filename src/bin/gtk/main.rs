@@ -2,7 +2,9 @@
 //! the work happens in the `gatekit` crate.
 
 mod cli;
+mod data;
 mod eval;
+mod export;
 mod progress;
 mod tasks;
 mod train;
@@ -16,6 +18,8 @@ fn main() -> ExitCode {
         cli::Command::Train(args) => train::run(args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Tasks(args) => tasks::run(args),
+        cli::Command::Data(args) => data::run(args),
+        cli::Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,111 @@
+//! `gtk export`.
+
+use crate::cli::{ExportArgs, data_dir};
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use gatekit::export::{ExportOptions, export_run};
+use gatekit::train::{format_metric, open_run};
+use std::path::{Path, PathBuf};
+
+pub fn run(args: ExportArgs) -> Result<()> {
+    let run_dir = match &args.run {
+        Some(r) => r.clone(),
+        None => latest_run(&args.runs_dir)?,
+    };
+    if args.rescale && !args.binarize {
+        bail!("--rescale applies to binarized masks: add --binarize");
+    }
+    let trainer = open_run(
+        &run_dir,
+        data_dir(args.data_dir.clone()).as_deref(),
+        &Device::Cpu,
+    )?;
+    let name = run_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("run")
+        .to_string();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("exports").join(&name));
+    let tasks = args.tasks.as_ref().map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let opts = ExportOptions {
+        binarize: args.binarize,
+        rescale: args.rescale,
+        tasks,
+    };
+    let summary = export_run(&trainer, &out, &opts)?;
+    println!(
+        "exported {} (step {}) to {}",
+        run_dir.display(),
+        trainer.step(),
+        summary.out.display()
+    );
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "task",
+        format!("soft {}", short(&summary.metric)),
+        "binarized",
+        "rescaled",
+        "off",
+        "onnx bytes"
+    );
+    for t in &summary.tasks {
+        println!(
+            "{:<12} {:>10} {:>10} {:>10} {:>7.1}% {:>10}",
+            t.task,
+            format_metric(t.soft),
+            format_metric(t.binary),
+            format_metric(t.rescaled),
+            100.0 * t.off,
+            t.onnx_bytes
+        );
+    }
+    println!(
+        "masks.safetensors: {} bytes ({} packed mask bytes; as float32 masks {} bytes, {:.1}x larger)",
+        summary.masks_bytes,
+        summary.masks_payload_bytes,
+        summary.masks_f32_bytes,
+        summary.masks_f32_bytes as f64 / summary.masks_bytes.max(1) as f64
+    );
+    println!(
+        "weights.safetensors: {} bytes; all_tasks.onnx: {} bytes",
+        summary.weights_bytes, summary.all_tasks_bytes
+    );
+    Ok(())
+}
+
+fn short(metric: &str) -> &str {
+    if metric == "accuracy" { "acc" } else { metric }
+}
+
+/// The run folder under `runs` whose state was written last.
+fn latest_run(runs: &Path) -> Result<PathBuf> {
+    let entries = std::fs::read_dir(runs).with_context(|| {
+        format!(
+            "{}: no runs folder; train first with `gtk train`",
+            runs.display()
+        )
+    })?;
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in entries.flatten() {
+        let state = e.path().join("state.json");
+        if let Ok(m) = std::fs::metadata(&state).and_then(|m| m.modified())
+            && best.as_ref().is_none_or(|(t, _)| m > *t)
+        {
+            best = Some((m, e.path()));
+        }
+    }
+    best.map(|(_, p)| p).with_context(|| {
+        format!(
+            "{}: no finished run found; train first with `gtk train`",
+            runs.display()
+        )
+    })
+}

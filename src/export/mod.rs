@@ -1,0 +1,355 @@
+//! Deployment: a task's model is `W ⊙ 1[M_t > 0]`, so a new task costs one bit per parameter.
+//!
+//! [`export_run`] writes, for a run's gated model:
+//! - `weights.safetensors`: the shared W (float32, `{layer}.weight`, `{layer}.bias`);
+//! - `masks.safetensors`: every task's binarized mask per parameter, bit-packed MSB-first into
+//!   U8 `[⌈n/8⌉]` (numpy `packbits` order) under `{param}.mask.{task}`, with shapes, bit order,
+//!   threshold, task and model names in the metadata (one JSON string under the key
+//!   `gatekit`, so equal content gives equal bytes);
+//! - `<task>.onnx` per task: the effective network with its weights baked in (binarized with
+//!   `binarize`, else the exact trained function `W ⊙ g(M)`);
+//! - `all_tasks.onnx`: W and every task's gates in one graph, the task picked by an input.
+//!
+//! Every file is written to a temporary folder that replaces the output folder at the end,
+//! so a failed export leaves no partial files.
+
+pub mod bitpack;
+pub mod check;
+pub mod onnx;
+
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+use crate::gate::{GateView, TaskGate};
+use crate::task::Split;
+use crate::train::{Learner, Strategy, Trainer};
+use candle_core::{DType, Tensor};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What to export.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Bake `W ⊙ 1[M > 0]` into the ONNX models (else the trained gate).
+    pub binarize: bool,
+    /// With `binarize`: rescale kept weights by the mean trained gate per parameter.
+    pub rescale: bool,
+    /// Only these tasks (names); all when `None`.
+    pub tasks: Option<Vec<String>>,
+}
+
+/// Per-task results of an export.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskExport {
+    /// Task name.
+    pub task: String,
+    /// Test metric of the trained (soft) gated model.
+    pub soft: f64,
+    /// Test metric of `W ⊙ 1[M > 0]`.
+    pub binary: f64,
+    /// Test metric of the binarized model with per-parameter rescaling.
+    pub rescaled: f64,
+    /// Share of all gated weights switched off for this task.
+    pub off: f64,
+    /// Size of `<task>.onnx`.
+    pub onnx_bytes: u64,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSummary {
+    /// Output folder.
+    pub out: PathBuf,
+    /// Name of the metric (`mse` or `accuracy`).
+    pub metric: String,
+    /// One entry per exported task.
+    pub tasks: Vec<TaskExport>,
+    /// Size of `masks.safetensors`.
+    pub masks_bytes: u64,
+    /// What the same masks take as float32 (4 bytes per entry), for comparison.
+    pub masks_f32_bytes: u64,
+    /// Packed payload only: Σ ⌈n/8⌉ over masks.
+    pub masks_payload_bytes: u64,
+    /// Size of `weights.safetensors`.
+    pub weights_bytes: u64,
+    /// Size of `all_tasks.onnx`.
+    pub all_tasks_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct MaskMetadata<'a> {
+    format: &'static str,
+    bit_order: &'static str,
+    threshold: &'static str,
+    model: &'a str,
+    tasks: Vec<&'a str>,
+    shapes: BTreeMap<&'a str, Vec<usize>>,
+    dtype: &'static str,
+}
+
+/// Exports the gated model of `trainer`'s run into `out`.
+pub fn export_run(trainer: &Trainer, out: &Path, opts: &ExportOptions) -> Result<ExportSummary> {
+    let learner = trainer
+        .learners()
+        .iter()
+        .find(|l| l.strategy() == Strategy::Gated)
+        .ok_or_else(|| Error::Run {
+            path: trainer.dir().into(),
+            message: "has no gated model to export (train with --strategy gated or all)".into(),
+        })?;
+    let set = trainer.task_set();
+    let names = set.task_names();
+    let selected: Vec<usize> = match &opts.tasks {
+        None => (0..names.len()).collect(),
+        Some(wanted) => wanted
+            .iter()
+            .map(|w| {
+                names.iter().position(|n| n == w).ok_or_else(|| {
+                    Error::config(
+                        "--tasks",
+                        w.clone(),
+                        format!(
+                            "is not a task of this run; its tasks are: {}",
+                            names.join(", ")
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    // Fail on an unwritable destination before doing any work.
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let result = write_export(trainer, learner, &selected, &tmp, opts);
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
+    }
+    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    Ok(ExportSummary {
+        out: out.into(),
+        ..summary
+    })
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len())
+}
+
+fn write_export(
+    trainer: &Trainer,
+    learner: &Learner,
+    selected: &[usize],
+    dir: &Path,
+    opts: &ExportOptions,
+) -> Result<ExportSummary> {
+    let set = trainer.task_set();
+    let names = set.task_names();
+    let net = learner.network(0);
+    let bank = learner
+        .masks()
+        .ok_or_else(|| Error::Shape("gated model without masks".into()))?;
+    let scale = trainer.hat_scale(trainer.step());
+    let mode = learner.gate_mode();
+
+    // Shared weights.
+    let weights: Vec<(String, Tensor)> = net
+        .params()
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F32)?)))
+        .collect::<Result<_>>()?;
+    let weights_bytes = safetensors::serialize(weights.iter().map(|(n, t)| (n.as_str(), t)), None)
+        .map_err(|e| Error::Shape(e.to_string()))?;
+    write_atomic(&dir.join("weights.safetensors"), &weights_bytes)?;
+
+    // Masks, bit-packed.
+    let mut packed: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    let mut mask_values = 0u64;
+    let mut task_masks: Vec<Vec<candle_core::Var>> = Vec::new();
+    for &t in selected {
+        let masks = match bank.get(t) {
+            Some(m) => m.to_vec(),
+            None => {
+                return Err(Error::Run {
+                    path: trainer.dir().into(),
+                    message: format!(
+                        "task `{}` was never trained (no masks); train longer or leave it out with --tasks",
+                        names[t]
+                    ),
+                });
+            }
+        };
+        for ((pname, _), m) in net.params().iter().zip(&masks) {
+            let bits: Vec<bool> = m
+                .as_tensor()
+                .flatten_all()?
+                .gt(0.0)?
+                .to_vec1::<u8>()?
+                .into_iter()
+                .map(|b| b == 1)
+                .collect();
+            mask_values += bits.len() as u64;
+            packed.push((
+                format!("{pname}.mask.{}", names[t]),
+                bitpack::pack(&bits),
+                bits.len(),
+            ));
+        }
+        task_masks.push(masks);
+    }
+    let views: Vec<safetensors::tensor::TensorView> = packed
+        .iter()
+        .map(|(_, bytes, _)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![bytes.len()], bytes)
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Shape(e.to_string()))?;
+    let meta = MaskMetadata {
+        format: "gatekit-masks/1",
+        bit_order: "msb-first (numpy packbits): element i is bit 7 - i % 8 of byte i / 8",
+        threshold: "M > 0 (sigmoid(M) > 0.5)",
+        model: &set.model.name,
+        tasks: selected.iter().map(|&t| names[t].as_str()).collect(),
+        shapes: net
+            .params()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.dims().to_vec()))
+            .collect(),
+        dtype: "U8 packed bits; reshape np.unpackbits(x)[:prod(shape)] to shape",
+    };
+    let meta_json = serde_json::to_string(&meta).map_err(|e| Error::Shape(e.to_string()))?;
+    let masks_bytes = safetensors::serialize(
+        packed.iter().map(|(n, _, _)| n.as_str()).zip(views),
+        Some(std::collections::HashMap::from([(
+            "gatekit".to_string(),
+            meta_json,
+        )])),
+    )
+    .map_err(|e| Error::Shape(e.to_string()))?;
+    write_atomic(&dir.join("masks.safetensors"), &masks_bytes)?;
+
+    // Per-task ONNX and metrics.
+    let view = match (opts.binarize, opts.rescale) {
+        (false, _) => GateView::Trained,
+        (true, false) => GateView::Binary,
+        (true, true) => GateView::BinaryRescaled,
+    };
+    let mut tasks = Vec::new();
+    for (k, &t) in selected.iter().enumerate() {
+        let gate = TaskGate {
+            masks: &task_masks[k],
+            mode,
+            scale,
+            view,
+        };
+        let params: Vec<(String, Tensor)> = net
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(i, (n, v))| Ok((n.clone(), gate.apply(i, v.as_tensor())?)))
+            .collect::<Result<_>>()?;
+        let off_n: f64 = task_masks[k]
+            .iter()
+            .map(|m| {
+                m.as_tensor()
+                    .lt(0.0)
+                    .and_then(|x| x.to_dtype(DType::F64))
+                    .and_then(|x| x.sum_all())
+                    .and_then(|x| x.to_scalar::<f64>())
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        let total: f64 = task_masks[k].iter().map(|m| m.elem_count() as f64).sum();
+        let metadata = vec![
+            ("gatekit.task".to_string(), names[t].clone()),
+            ("gatekit.gate".to_string(), format!("{view:?}")),
+            (
+                "gatekit.off_share".to_string(),
+                format!("{:.6}", off_n / total),
+            ),
+            ("gatekit.task_set".to_string(), set.to_toml()),
+        ];
+        let model = onnx::task_model(&set.model, &params, &metadata)?;
+        let path = dir.join(format!("{}.onnx", names[t]));
+        write_atomic(&path, &onnx::encode(&model))?;
+        let (_, soft) = trainer.measure(learner, t, Split::Test, GateView::Trained)?;
+        let (_, binary) = trainer.measure(learner, t, Split::Test, GateView::Binary)?;
+        let (_, rescaled) = trainer.measure(learner, t, Split::Test, GateView::BinaryRescaled)?;
+        tasks.push(TaskExport {
+            task: names[t].clone(),
+            soft,
+            binary,
+            rescaled,
+            off: off_n / total,
+            onnx_bytes: file_len(&path)?,
+        });
+    }
+
+    // All tasks in one graph.
+    let mut stacked = Vec::new();
+    for (i, (pname, _)) in net.params().iter().enumerate() {
+        let per_task = task_masks
+            .iter()
+            .map(|masks| {
+                TaskGate {
+                    masks,
+                    mode,
+                    scale,
+                    view,
+                }
+                .values(i)
+                .and_then(|g| g.to_dtype(DType::F32))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        stacked.push((pname.clone(), Tensor::stack(&per_task, 0)?));
+    }
+    let binary = view == GateView::Binary;
+    let metadata = vec![
+        (
+            "gatekit.tasks".to_string(),
+            selected
+                .iter()
+                .map(|&t| names[t].as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("gatekit.gate".to_string(), format!("{view:?}")),
+        ("gatekit.task_set".to_string(), set.to_toml()),
+    ];
+    let all = onnx::all_tasks_model(&set.model, &weights, &stacked, binary, &metadata)?;
+    let all_path = dir.join("all_tasks.onnx");
+    write_atomic(&all_path, &onnx::encode(&all))?;
+
+    Ok(ExportSummary {
+        out: dir.into(),
+        metric: trainer_metric_name(trainer),
+        tasks,
+        masks_bytes: file_len(&dir.join("masks.safetensors"))?,
+        masks_f32_bytes: 4 * mask_values,
+        masks_payload_bytes: packed.iter().map(|(_, b, _)| b.len() as u64).sum(),
+        weights_bytes: file_len(&dir.join("weights.safetensors"))?,
+        all_tasks_bytes: file_len(&all_path)?,
+    })
+}
+
+fn trainer_metric_name(trainer: &Trainer) -> String {
+    trainer.objective().metric_name().to_string()
+}

@@ -1,0 +1,325 @@
+//! ONNX models written directly with the prost types that candle-onnx exposes (IR version 8,
+//! opset 17: loads in onnxruntime ≥ 1.16, tract, candle-onnx and burn-import).
+//!
+//! - [`task_model`]: one task's effective network with its weights baked in as initializers.
+//! - [`all_tasks_model`]: one graph with the shared W and every task's gate values stacked
+//!   `[T, ..shape]`; a second input `task` (int64 scalar) selects the gates at run time
+//!   (`Gather`), so one file serves every task. Tracing exporters cannot express this: the
+//!   task id is data, not a Python branch.
+//!
+//! Ops: `Gemm` (always with its bias input: candle-onnx panics without it), `Conv`,
+//! `MaxPool` (no padding, floor), `Relu`, `Tanh`, `Sigmoid`, `Flatten`, and for the all-tasks
+//! graph `Gather`, `Cast`, `Mul`.
+
+use crate::error::{Error, Result};
+use crate::model::{LayerSpec, ModelSpec};
+use candle_core::{DType, Tensor};
+use candle_onnx::onnx::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
+    tensor_proto::DataType, tensor_shape_proto::Dimension,
+    tensor_shape_proto::dimension::Value as DimValue, type_proto,
+};
+
+/// ONNX IR version written.
+pub const IR_VERSION: i64 = 8;
+/// Default-domain opset written.
+pub const OPSET: i64 = 17;
+/// Name of the image/feature input.
+pub const INPUT: &str = "input";
+/// Name of the task-index input of the all-tasks model.
+pub const TASK_INPUT: &str = "task";
+/// Name of the output (logits or regression outputs).
+pub const OUTPUT: &str = "output";
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        op_type: op.into(),
+        name: name.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, elem: DataType, dims: &[Option<usize>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(n) => DimValue::DimValue(*n as i64),
+                None => DimValue::DimParam("batch".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: elem as i32,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A float32 initializer from a tensor (stored as little-endian raw data).
+pub fn f32_initializer(name: &str, t: &Tensor) -> Result<TensorProto> {
+    let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Ok(TensorProto {
+        name: name.into(),
+        dims: t.dims().iter().map(|&d| d as i64).collect(),
+        data_type: DataType::Float as i32,
+        raw_data,
+        ..Default::default()
+    })
+}
+
+/// Adds the layer nodes of `spec` reading parameters from `param(name)` (the tensor names of
+/// each layer's effective weight and bias); returns the nodes.
+fn layer_nodes(spec: &ModelSpec, param: &dyn Fn(&str) -> String) -> Vec<NodeProto> {
+    let names = spec.layer_names();
+    let mut nodes = Vec::new();
+    let mut current = INPUT.to_string();
+    let last = spec.layers.len() - 1;
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let out = if i == last {
+            OUTPUT.to_string()
+        } else {
+            format!("h{}", i + 1)
+        };
+        let label = format!("{}{}", layer.kind(), i + 1);
+        let n = match layer {
+            LayerSpec::Linear { .. } => {
+                let l = names[i].clone().unwrap_or_default();
+                let (w, b) = (param(&format!("{l}.weight")), param(&format!("{l}.bias")));
+                node(
+                    "Gemm",
+                    &l,
+                    &[&current, &w, &b],
+                    &out,
+                    vec![attr_int("transB", 1)],
+                )
+            }
+            LayerSpec::Conv2d {
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                let l = names[i].clone().unwrap_or_default();
+                let (w, b) = (param(&format!("{l}.weight")), param(&format!("{l}.bias")));
+                let (k, s, p) = (*kernel as i64, *stride as i64, *padding as i64);
+                node(
+                    "Conv",
+                    &l,
+                    &[&current, &w, &b],
+                    &out,
+                    vec![
+                        attr_ints("kernel_shape", &[k, k]),
+                        attr_ints("strides", &[s, s]),
+                        attr_ints("pads", &[p, p, p, p]),
+                    ],
+                )
+            }
+            LayerSpec::Relu => node("Relu", &label, &[&current], &out, vec![]),
+            LayerSpec::Tanh => node("Tanh", &label, &[&current], &out, vec![]),
+            LayerSpec::Sigmoid => node("Sigmoid", &label, &[&current], &out, vec![]),
+            LayerSpec::Maxpool2d { kernel, .. } => {
+                let k = *kernel as i64;
+                node(
+                    "MaxPool",
+                    &label,
+                    &[&current],
+                    &out,
+                    vec![
+                        attr_ints("kernel_shape", &[k, k]),
+                        attr_ints("strides", &[k, k]),
+                    ],
+                )
+            }
+            LayerSpec::Flatten => node(
+                "Flatten",
+                &label,
+                &[&current],
+                &out,
+                vec![attr_int("axis", 1)],
+            ),
+        };
+        nodes.push(n);
+        current = out;
+    }
+    nodes
+}
+
+fn model(graph: GraphProto, metadata: &[(String, String)]) -> ModelProto {
+    ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        producer_name: "gatekit".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        metadata_props: metadata
+            .iter()
+            .map(|(k, v)| StringStringEntryProto {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A tensor shape where `None` is the dynamic batch axis.
+type Dims = Vec<Option<usize>>;
+
+fn io_dims(spec: &ModelSpec) -> Result<(Dims, Dims)> {
+    let mut input = vec![None];
+    input.extend(spec.input.iter().map(|&d| Some(d)));
+    let mut output = vec![None];
+    output.extend(spec.output_shape()?.into_iter().map(Some));
+    Ok((input, output))
+}
+
+/// One task's network with effective parameters `params` (`{layer}.weight`, `{layer}.bias`).
+pub fn task_model(
+    spec: &ModelSpec,
+    params: &[(String, Tensor)],
+    metadata: &[(String, String)],
+) -> Result<ModelProto> {
+    let initializer = params
+        .iter()
+        .map(|(n, t)| f32_initializer(n, t))
+        .collect::<Result<Vec<_>>>()?;
+    let (input, output) = io_dims(spec)?;
+    let graph = GraphProto {
+        name: spec.name.clone(),
+        node: layer_nodes(spec, &|p| p.to_string()),
+        initializer,
+        input: vec![value_info(INPUT, DataType::Float, &input)],
+        output: vec![value_info(OUTPUT, DataType::Float, &output)],
+        ..Default::default()
+    };
+    Ok(model(graph, metadata))
+}
+
+/// All tasks in one graph: `shared` holds W (`{param}`), `gates` the stacked gate values per
+/// parameter (`[T, ..shape]`), as u8 0/1 when `binary` (cast to float in the graph, 8x smaller
+/// than float) or as float σ(M).
+pub fn all_tasks_model(
+    spec: &ModelSpec,
+    shared: &[(String, Tensor)],
+    gates: &[(String, Tensor)],
+    binary: bool,
+    metadata: &[(String, String)],
+) -> Result<ModelProto> {
+    let mut initializer = shared
+        .iter()
+        .map(|(n, t)| f32_initializer(n, t))
+        .collect::<Result<Vec<_>>>()?;
+    let mut nodes = Vec::new();
+    for (name, stacked) in gates {
+        let gate_name = format!("{name}.gates");
+        if binary {
+            let bytes = stacked
+                .to_dtype(DType::U8)?
+                .flatten_all()?
+                .to_vec1::<u8>()?;
+            initializer.push(TensorProto {
+                name: gate_name.clone(),
+                dims: stacked.dims().iter().map(|&d| d as i64).collect(),
+                data_type: DataType::Uint8 as i32,
+                raw_data: bytes,
+                ..Default::default()
+            });
+        } else {
+            initializer.push(f32_initializer(&gate_name, stacked)?);
+        }
+        let picked = format!("{name}.gate");
+        nodes.push(node(
+            "Gather",
+            &format!("gather {name}"),
+            &[&gate_name, TASK_INPUT],
+            &picked,
+            vec![attr_int("axis", 0)],
+        ));
+        let as_float = if binary {
+            let f = format!("{name}.gate_f32");
+            nodes.push(node(
+                "Cast",
+                &format!("cast {name}"),
+                &[&picked],
+                &f,
+                vec![attr_int("to", DataType::Float as i64)],
+            ));
+            f
+        } else {
+            picked
+        };
+        nodes.push(node(
+            "Mul",
+            &format!("gate {name}"),
+            &[name, &as_float],
+            &format!("{name}.effective"),
+            vec![],
+        ));
+    }
+    if shared.len() != gates.len() {
+        return Err(Error::Shape(format!(
+            "{} shared parameters but {} gated ones",
+            shared.len(),
+            gates.len()
+        )));
+    }
+    nodes.extend(layer_nodes(spec, &|p| format!("{p}.effective")));
+    let (input, output) = io_dims(spec)?;
+    let graph = GraphProto {
+        name: format!("{}-all-tasks", spec.name),
+        node: nodes,
+        initializer,
+        input: vec![
+            value_info(INPUT, DataType::Float, &input),
+            value_info(TASK_INPUT, DataType::Int64, &[]),
+        ],
+        output: vec![value_info(OUTPUT, DataType::Float, &output)],
+        ..Default::default()
+    };
+    Ok(model(graph, metadata))
+}
+
+/// Serialises a model to bytes.
+pub fn encode(model: &ModelProto) -> Vec<u8> {
+    prost::Message::encode_to_vec(model)
+}

@@ -1,0 +1,286 @@
+//! Image classification tasks over an MNIST-layout dataset. The dataset is decoded once into
+//! u8 pixels and shared by every task ([`crate::data::load_mnist`] returns the same `Arc`); each
+//! task turns the examples of a batch into floats on the fly (colour, inversion, permutation,
+//! rotation, padding). The paper stored a transformed copy per task (22 GB each); this stores
+//! none.
+//!
+//! Per example: grayscale `x ∈ [0, 1]` (u8 / 255) on the source grid, optionally permuted or
+//! rotated, zero-padded by `pad` pixels on each side, then mapped to `channels` channels:
+//! - background colour c: channel k = x + (1 − x)·c[k] (black c = 0 leaves the digit as is);
+//! - inverted with digit colour c: channel k = x·c[k] + (1 − x) (a c-coloured digit on white);
+//! - fill c: every pixel of channel k is c[k] (the image carries no information).
+
+use super::registry::{Params, TaskContext};
+use super::{Batch, Objective, Split, Task};
+use crate::data::{Mnist, load_mnist, resolve_data_dir};
+use crate::error::Result;
+use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
+
+/// How grayscale becomes colour channels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Colour {
+    /// channel k = x + (1 − x)·c[k].
+    Background([f32; 3]),
+    /// channel k = x·c[k] + (1 − x).
+    Inverted([f32; 3]),
+    /// channel k = c[k] everywhere.
+    Fill([f32; 3]),
+}
+
+/// Where each output pixel of the source grid reads from.
+#[derive(Debug, Clone)]
+pub enum Resample {
+    /// The image as it is.
+    Identity,
+    /// Output pixel i reads source pixel `perm[i]`.
+    Permute(Arc<Vec<u32>>),
+    /// Output pixel i is a bilinear mix of up to four source pixels: `(index, weight)`.
+    Bilinear(Arc<Vec<[(u32, f32); 4]>>),
+}
+
+/// One image classification task.
+#[derive(Debug, Clone)]
+pub struct ImageTask {
+    name: String,
+    data: Arc<Mnist>,
+    input: Vec<usize>,
+    pad: usize,
+    colour: Colour,
+    resample: Resample,
+    /// Example indices per split (`[train, test]`) into the dataset's splits.
+    examples: [Arc<Vec<u32>>; 2],
+}
+
+/// Settings shared by the image kinds, read from the common parameters.
+pub(super) struct ImageSettings {
+    pub data: Arc<Mnist>,
+    pub channels: usize,
+    pub pad: usize,
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+}
+
+/// The parameters every image kind has.
+pub(super) const COMMON_PARAMS: &[super::ParamSpec] = &[
+    super::ParamSpec {
+        name: "dataset",
+        ty: super::ParamType::Str,
+        default: Some("\"mnist\""),
+        help: "folder under the data dir with the four IDX files (any MNIST-layout dataset)",
+    },
+    super::ParamSpec {
+        name: "channels",
+        ty: super::ParamType::Int,
+        default: Some("3"),
+        help: "1 (grayscale) or 3 (RGB)",
+    },
+    super::ParamSpec {
+        name: "pad",
+        ty: super::ParamType::Int,
+        default: Some("2"),
+        help: "zero padding on each side (2 turns 28x28 into LeNet-5's 32x32)",
+    },
+    super::ParamSpec {
+        name: "train_limit",
+        ty: super::ParamType::Int,
+        default: Some("0"),
+        help: "use only the first N training examples (0 = all)",
+    },
+    super::ParamSpec {
+        name: "test_limit",
+        ty: super::ParamType::Int,
+        default: Some("0"),
+        help: "use only the first N test examples (0 = all)",
+    },
+];
+
+impl ImageSettings {
+    pub fn from_params(ctx: &TaskContext) -> Result<Self> {
+        let p = ctx.params;
+        let channels = p.i64("channels")?;
+        if channels != 1 && channels != 3 {
+            return Err(p.invalid("channels", format!("must be 1 or 3, got {channels}")));
+        }
+        let pad = usize::try_from(p.i64("pad")?).map_err(|_| p.invalid("pad", "must be ≥ 0"))?;
+        let limit = |name: &str| -> Result<Option<usize>> {
+            let v = p.i64(name)?;
+            match usize::try_from(v) {
+                Ok(0) => Ok(None),
+                Ok(n) => Ok(Some(n)),
+                Err(_) => Err(p.invalid(name, format!("must be ≥ 0, got {v}"))),
+            }
+        };
+        let dataset = p.str("dataset")?;
+        if dataset.is_empty() || dataset.contains(['/', '\\']) || dataset == ".." {
+            return Err(p.invalid(
+                "dataset",
+                format!("must be a folder name, got \"{dataset}\""),
+            ));
+        }
+        let dir = resolve_data_dir(ctx.data_dir.as_deref()).join(dataset);
+        Ok(ImageSettings {
+            data: load_mnist(&dir)?,
+            channels: channels as usize,
+            pad,
+            train_limit: limit("train_limit")?,
+            test_limit: limit("test_limit")?,
+        })
+    }
+
+    /// Builds a task over the examples whose label passes `keep`.
+    pub fn build(
+        self,
+        name: &str,
+        colour: Colour,
+        resample: Resample,
+        keep: impl Fn(u8) -> bool,
+    ) -> ImageTask {
+        let select = |set: &crate::data::ImageSet, limit: Option<usize>| {
+            let mut idx: Vec<u32> = (0..set.len() as u32)
+                .filter(|&i| keep(set.labels[i as usize]))
+                .collect();
+            if let Some(n) = limit {
+                idx.truncate(n);
+            }
+            Arc::new(idx)
+        };
+        let examples = [
+            select(&self.data.train, self.train_limit),
+            select(&self.data.test, self.test_limit),
+        ];
+        let (rows, cols) = (self.data.train.rows, self.data.train.cols);
+        ImageTask {
+            name: name.into(),
+            input: vec![self.channels, rows + 2 * self.pad, cols + 2 * self.pad],
+            data: self.data,
+            pad: self.pad,
+            colour,
+            resample,
+            examples,
+        }
+    }
+}
+
+/// Reads a colour parameter `[r, g, b]` with components in [0, 1].
+pub(super) fn colour_param(p: &Params, name: &str) -> Result<[f32; 3]> {
+    let v = p.f64_list(name)?;
+    match v[..] {
+        [r, g, b] if [r, g, b].iter().all(|c| (0.0..=1.0).contains(c)) => {
+            Ok([r as f32, g as f32, b as f32])
+        }
+        _ => Err(p.invalid(
+            name,
+            format!("must be [r, g, b] with components in [0, 1], got {v:?}"),
+        )),
+    }
+}
+
+impl ImageTask {
+    fn part(split: Split) -> usize {
+        match split {
+            Split::Train => 0,
+            Split::Test => 1,
+        }
+    }
+
+    /// Writes example `src` (grayscale u8) as `channels` planes of the padded size into `out`.
+    fn render(&self, src: &[u8], grey: &mut [f32], out: &mut [f32]) {
+        let (c_n, h, w) = (self.input[0], self.input[1], self.input[2]);
+        let (rows, cols) = (h - 2 * self.pad, w - 2 * self.pad);
+        // Source-grid grayscale after resampling.
+        match &self.resample {
+            Resample::Identity => {
+                for (g, &s) in grey.iter_mut().zip(src) {
+                    *g = f32::from(s) / 255.0;
+                }
+            }
+            Resample::Permute(perm) => {
+                for (g, &j) in grey.iter_mut().zip(perm.iter()) {
+                    *g = f32::from(src[j as usize]) / 255.0;
+                }
+            }
+            Resample::Bilinear(map) => {
+                for (g, taps) in grey.iter_mut().zip(map.iter()) {
+                    *g = taps
+                        .iter()
+                        .map(|&(j, wt)| wt * f32::from(src[j as usize]))
+                        .sum::<f32>()
+                        / 255.0;
+                }
+            }
+        }
+        for c in 0..c_n {
+            let plane = &mut out[c * h * w..(c + 1) * h * w];
+            let (bg, map): (f32, Box<dyn Fn(f32) -> f32>) = match self.colour {
+                // Padding is x = 0 before colouring, so it takes the background colour.
+                Colour::Background(k) => (k[c], Box::new(move |x| x + (1.0 - x) * k[c])),
+                Colour::Inverted(k) => (1.0, Box::new(move |x| x * k[c] + (1.0 - x))),
+                Colour::Fill(k) => (k[c], Box::new(move |_| k[c])),
+            };
+            plane.fill(bg);
+            for r in 0..rows {
+                let row =
+                    &mut plane[(r + self.pad) * w + self.pad..(r + self.pad) * w + self.pad + cols];
+                for (o, &x) in row.iter_mut().zip(&grey[r * cols..(r + 1) * cols]) {
+                    *o = map(x);
+                }
+            }
+        }
+    }
+}
+
+impl Task for ImageTask {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn input_shape(&self) -> &[usize] {
+        &self.input
+    }
+    fn outputs(&self) -> usize {
+        10
+    }
+    fn objective(&self) -> Objective {
+        Objective::Classification
+    }
+    fn len(&self, split: Split) -> usize {
+        self.examples[Self::part(split)].len()
+    }
+    fn batch(
+        &self,
+        split: Split,
+        indices: &[usize],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Batch> {
+        let p = Self::part(split);
+        let set = if p == 0 {
+            &self.data.train
+        } else {
+            &self.data.test
+        };
+        let per = self.input.iter().product::<usize>();
+        let mut xs = vec![0f32; indices.len() * per];
+        let mut labels = Vec::with_capacity(indices.len());
+        let mut grey = vec![0f32; set.rows * set.cols];
+        for (slot, &i) in indices.iter().enumerate() {
+            let src = self.examples[p][i] as usize;
+            self.render(
+                set.image(src),
+                &mut grey,
+                &mut xs[slot * per..(slot + 1) * per],
+            );
+            labels.push(u32::from(set.labels[src]));
+        }
+        let mut shape = vec![indices.len()];
+        shape.extend_from_slice(&self.input);
+        let x = Tensor::from_vec(xs, shape, device)?;
+        let x = if dtype == DType::F32 {
+            x
+        } else {
+            x.to_dtype(dtype)?
+        };
+        let y = Tensor::from_vec(labels, indices.len(), device)?;
+        Ok(Batch { x, y })
+    }
+}

@@ -1,0 +1,48 @@
+//! `split-mnist`: the MNIST examples of a subset of classes per task (Zenke et al. 2017), e.g.
+//! {0, 1}, {2, 3}, …. Labels keep their digit value (one 10-way head shared by all tasks).
+
+use super::Task;
+use super::image::{COMMON_PARAMS, Colour, ImageSettings, Resample};
+use super::registry::{ParamSpec, ParamType, TaskContext, TaskKind};
+use crate::error::Result;
+
+const PARAMS: &[ParamSpec] = &[
+    COMMON_PARAMS[0],
+    COMMON_PARAMS[1],
+    COMMON_PARAMS[2],
+    COMMON_PARAMS[3],
+    COMMON_PARAMS[4],
+    ParamSpec {
+        name: "classes",
+        ty: ParamType::IntList,
+        default: None,
+        help: "the digits of this task, e.g. [0, 1]",
+    },
+];
+
+fn build(ctx: &TaskContext) -> Result<Box<dyn Task>> {
+    let classes = ctx.params.i64_list("classes")?;
+    if classes.is_empty() || classes.iter().any(|c| !(0..10).contains(c)) {
+        return Err(ctx.params.invalid(
+            "classes",
+            format!("must be a non-empty list of digits 0–9, got {classes:?}"),
+        ));
+    }
+    let keep: Vec<u8> = classes.iter().map(|&c| c as u8).collect();
+    let settings = ImageSettings::from_params(ctx)?;
+    Ok(Box::new(settings.build(
+        ctx.name,
+        Colour::Background([0.0; 3]),
+        Resample::Identity,
+        move |l| keep.contains(&l),
+    )))
+}
+
+inventory::submit! {
+    TaskKind {
+        name: "split-mnist",
+        summary: "the MNIST examples of a subset of the classes per task",
+        params: PARAMS,
+        build,
+    }
+}
