@@ -70,40 +70,44 @@ struct MaxPoolBackward {
     k: usize,
 }
 
-/// Calls `visit(out, at)` for every window of one `[h, w]` plane (row length `w`): `out` is the
-/// window's index in the `[h/k, w/k]` output, `at` the plane position of its first maximum.
-fn for_each_window_max<T: Real>(plane: &[T], w: usize, k: usize, visit: impl FnMut(usize, usize)) {
-    // 2x2 and 3x3 windows get their own copies with the loops unrolled (about 3x faster than
-    // the runtime-k loops, measured on LeNet's pool).
-    match k {
-        2 => windows::<T, 2>(plane, w, k, visit),
-        3 => windows::<T, 3>(plane, w, k, visit),
-        _ => windows::<T, 0>(plane, w, k, visit),
+/// `y[i, j] = max` of window `(i, j)` of one `[h, w]` plane (row length `w`), NaN winning.
+///
+/// Values only, streamed one input row at a time, so the compiler can keep the running maxima
+/// in registers; which element was the maximum only matters to the backward pass.
+fn pool_plane<T: Real>(x: &[T], w: usize, k: usize, y: &mut [T]) {
+    let wo = w / k;
+    for (i, y_row) in y.chunks_exact_mut(wo).enumerate() {
+        for r in 0..k {
+            let row = &x[(i * k + r) * w..][..wo * k];
+            for (top, window_row) in y_row.iter_mut().zip(row.chunks_exact(k)) {
+                let mut t = if r == 0 { window_row[0] } else { *top };
+                for &v in window_row {
+                    t = if v > t || v.is_nan() { v } else { t };
+                }
+                *top = t;
+            }
+        }
     }
 }
 
-/// [`for_each_window_max`] with the window size `K` fixed at compile time (0: use `k`).
-#[inline(always)]
-fn windows<T: Real, const K: usize>(
-    plane: &[T],
-    w: usize,
-    k: usize,
-    mut visit: impl FnMut(usize, usize),
-) {
-    let k = if K > 0 { K } else { k };
-    let (ho, wo) = (plane.len() / w / k, w / k);
+/// Calls `visit(out, at)` for every window of one `[h, w]` plane (row length `w`): `out` is the
+/// window's index in the `[h/k, w/k]` output, `at` the plane position of its first maximum.
+fn for_each_window_max<T: Real>(x: &[T], w: usize, k: usize, mut visit: impl FnMut(usize, usize)) {
+    let (ho, wo) = (x.len() / w / k, w / k);
     for i in 0..ho {
-        let band = &plane[i * k * w..][..k * w];
+        let band = &x[i * k * w..][..k * w];
         for j in 0..wo {
             let (mut best, mut top) = (j * k, band[j * k]);
             for r in 0..k {
                 let row = r * w + j * k;
                 for (at, &v) in band[row..row + k].iter().enumerate() {
                     // Strictly greater keeps the first of equal values; once a NaN is held
-                    // nothing compares greater, so the first NaN wins.
-                    if v > top || (v.is_nan() && !top.is_nan()) {
-                        (best, top) = (row + at, v);
-                    }
+                    // nothing compares greater, so the first NaN wins. Non-short-circuit `|`,
+                    // `&` and the selects below compile to conditional moves: with random data
+                    // the winner is unpredictable, and the branchy form was 4x slower.
+                    let take = (v > top) | (v.is_nan() & !top.is_nan());
+                    best = if take { row + at } else { best };
+                    top = if take { v } else { top };
                 }
             }
             visit(i * wo + j, i * k * w + best);
@@ -130,7 +134,7 @@ impl MaxPool {
         for_each_chunk(&mut y, per * ho * wo, |(ci, y_chunk)| {
             for (p, yp) in y_chunk.chunks_exact_mut(ho * wo).enumerate() {
                 let xp = &x[(ci * per + p) * h * w..][..h * w];
-                for_each_window_max(xp, w, k, |out, at| yp[out] = xp[at]);
+                pool_plane(xp, w, k, yp);
             }
         });
         let dims = l.dims();
