@@ -38,8 +38,8 @@ impl GatedConv2d {
     pub fn forward(&self, x: &Tensor, gate: Option<&TaskGate>) -> Result<Tensor> {
         let w = effective(&self.weight, self.index, gate)?;
         let b = effective(&self.bias, self.index + 1, gate)?;
-        let out = b.dim(0)?;
-        x.conv2d(&w, self.padding, self.stride, 1, 1)?
-            .broadcast_add(&b.reshape((1, out, 1, 1))?)
+        // gatekit's own op: im2col + gemm with its own backward (candle 0.11.1's CPU conv
+        // backward is ~10x slower than PyTorch's and differentiates the input image too).
+        crate::kernel::conv2d(x, &w, &b, self.stride, self.padding)
     }
 }

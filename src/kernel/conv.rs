@@ -34,8 +34,8 @@ use rayon::prelude::*;
 /// square kernel, the same `stride` and zero `padding` on both axes, no dilation, one group.
 ///
 /// On the CPU in F32/F64 this is a custom op with its own im2col + gemm backward that computes
-/// the gradient of `x` only when `x` needs one (see the [module docs](super)). On other devices
-/// and dtypes it is candle's `conv2d` followed by a broadcast bias add.
+/// the gradient of `x` only when `x` needs one (the math is in the [module docs](super)). On
+/// other devices and dtypes it is candle's `conv2d` followed by a broadcast bias add.
 ///
 /// Shape, dtype and device mismatches are returned as errors.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {

@@ -10,13 +10,29 @@
 //!   nothing needs it.
 //!
 //! Here both are candle custom ops ([`candle_core::CustomOp3`], [`candle_core::CustomOp1`]), so
-//! they sit in candle's autograd graph like any other op:
-//! - conv2d lowers each sample to a matrix product, `Y_n = W · cols(X_n) + b` ("im2col", see
-//!   the `im2col` module), runs it with the `gemm` crate (the one candle itself uses), and its
-//!   backward is two more products, `dW = Σ_n dY_n · cols(X_n)ᵀ` and
-//!   `dX_n = col2im(Wᵀ · dY_n)`, the second only when the input needs a gradient;
-//! - max-pool routes each window's gradient to its first maximum, like PyTorch.
+//! they sit in candle's autograd graph like any other op.
 //!
+//! # conv2d
+//! `x` `[n, c, h, w]`, `W` `[c_out, c, k, k]`, `b` `[c_out]` → `y` `[n, c_out, h_out, w_out]`
+//! with `h_out = (h + 2p − k)/s + 1` (likewise `w_out`). Each sample is lowered to a matrix
+//! product ("im2col": `cols(X_n)` is `[c·k·k, h_out·w_out]`, one column per output pixel) and run
+//! with the `gemm` crate, the one candle itself uses:
+//!
+//! ```text
+//! Y_n  = W · cols(X_n) + b            ∂W = Σ_n ∂Y_n · cols(X_n)ᵀ      ∂b = Σ_n ∂Y_n · 1
+//! ∂X_n = col2im(Wᵀ · ∂Y_n)            only when x needs a gradient
+//! ```
+//!
+//! # max_pool2d
+//! `x` `[n, c, h, w]` → `[n, c, ⌊h/k⌋, ⌊w/k⌋]`, window = stride = `k`;
+//! `y = max(window)`, and `∂x` is `∂y` at the window's first maximum (row-major), 0 elsewhere.
+//!
+//! # Speed
+//! Forward + backward at batch 32, f32, 1 thread (`benches/kernels.rs`), against candle's
+//! conv2d + autograd: LeNet-5's conv1 (3→6, 32x32, image input) ~19x faster, conv2 (6→16,
+//! 14x14) ~7x.
+//!
+//! # Threads
 //! The batch is split across rayon's threads (`RAYON_NUM_THREADS`), each thread summing its
 //! samples' weight gradients in order and the partial sums being added in chunk order, so results
 //! are deterministic for a given thread count. F32 and F64 on the CPU take these paths; any other

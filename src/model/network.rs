@@ -159,7 +159,7 @@ impl Network {
                 Layer::Relu => x.relu()?,
                 Layer::Tanh => x.tanh()?,
                 Layer::Sigmoid => candle_nn::ops::sigmoid(&x)?,
-                Layer::MaxPool2d(k) => max_pool(&x, *k)?,
+                Layer::MaxPool2d(k) => crate::kernel::max_pool2d(&x, *k)?,
                 Layer::Flatten => x.flatten_from(1)?,
             };
         }
@@ -167,9 +167,10 @@ impl Network {
     }
 }
 
-/// Non-overlapping max pooling as a reshape and two max reductions. candle 0.11.1's own
-/// `max_pool2d` backward scales gradients by the number of maxima instead of routing them
-/// (every 2x2 pool multiplies the gradient by 1/4), so it is not used.
+/// Non-overlapping max pooling as a reshape and two max reductions: the reference the kernel
+/// is checked against. (candle 0.11.1's own `max_pool2d` backward scales gradients by the number
+/// of maxima instead of routing them: every 2x2 pool multiplies the gradient by 1/4.)
+#[cfg(test)]
 fn max_pool(x: &Tensor, k: usize) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let (ho, wo) = (h / k, w / k);

@@ -73,6 +73,11 @@ pub fn shared_data() -> Option<PathBuf> {
     };
     if dir.join("mnist").is_dir() {
         Some(dir)
+    } else if std::env::var_os("CI").is_some() {
+        panic!(
+            "CI must run the MNIST tests: no mnist/ in {} (set GATEKIT_DATA)",
+            dir.display()
+        );
     } else {
         eprintln!(
             "note: skipping: no MNIST in {} (set GATEKIT_DATA to a folder holding mnist/)",
