@@ -732,6 +732,25 @@ mod tests {
     }
 
     #[test]
+    fn other_dtypes_fall_back_to_candle() -> Result<()> {
+        // The path a CUDA device takes too: candle's conv2d plus a broadcast bias, with
+        // candle's own backward.
+        let mut rng = Rng::new(7);
+        let (x, w, b) = inputs(&mut rng, (2, 3, 8, 8, 4, 3, 1, 1), DType::F32)?;
+        let (xh, wh, bh) = (
+            x.to_dtype(DType::F16)?,
+            w.to_dtype(DType::F16)?,
+            b.to_dtype(DType::F16)?,
+        );
+        let wv = Var::from_tensor(&wh)?;
+        let y = conv2d(&xh, &wv, &bh, 1, 1)?;
+        assert_eq!(y.dtype(), DType::F16);
+        assert_close("f16", &y, &reference(&x, &w, &b, 1, 1)?, 5e-2)?;
+        assert!(y.sum_all()?.backward()?.get(&wv).is_some());
+        Ok(())
+    }
+
+    #[test]
     fn shape_errors_are_errors() -> Result<()> {
         let dev = &Device::Cpu;
         let t = |dims: &[usize]| Tensor::zeros(dims, DType::F32, dev);

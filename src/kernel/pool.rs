@@ -357,6 +357,15 @@ mod tests {
     }
 
     #[test]
+    fn other_dtypes_fall_back_to_candle_ops() -> Result<()> {
+        let x = Tensor::from_vec(tied_plane(), (1, 1, 4, 6), &Device::Cpu)?.narrow(2, 0, 2)?;
+        let y = max_pool2d(&x.to_dtype(DType::F16)?, 2)?;
+        assert_eq!(y.dtype(), DType::F16);
+        assert_eq!(flat(&y)?, [1.0, 2.0, 3.0]);
+        Ok(())
+    }
+
+    #[test]
     fn bad_windows_are_errors() -> Result<()> {
         let x = Tensor::zeros((1, 1, 4, 3), DType::F32, &Device::Cpu)?;
         assert!(max_pool2d(&x, 0).is_err());
