@@ -99,6 +99,9 @@ mod tests {
         // 90° counter-clockwise: output (r, q) reads source (q', r') with the centre fixed.
         let quarter = rotation_map(4, 4, 90.0);
         let tap = quarter[0].iter().find(|t| t.1 > 0.99).unwrap();
-        assert_eq!(tap.0, 3, "counter-clockwise: the top-left pixel comes from the top-right");
+        assert_eq!(
+            tap.0, 3,
+            "counter-clockwise: the top-left pixel comes from the top-right"
+        );
     }
 }
