@@ -50,6 +50,27 @@ pub enum Record {
         /// Test metric.
         metric: f64,
     },
+    /// Histogram snapshot of one parameter: the effective weights (`W ⊙ g(M_t)` for gated,
+    /// `W` for the plain models) or the gate values `g(M_t)`. Snapshots instead of full weights
+    /// keep the log small while still showing how distributions move (the paper's Figure 2).
+    Histogram {
+        /// Steps completed.
+        step: usize,
+        /// gated, shared or separate.
+        strategy: String,
+        /// Task name (the model serving it).
+        task: String,
+        /// Parameter, e.g. `conv1.weight`.
+        param: String,
+        /// `"effective"` or `"gate"`.
+        of: String,
+        /// Lower edge of the first bin.
+        lo: f64,
+        /// Upper edge of the last bin.
+        hi: f64,
+        /// Counts of equal-width bins over [lo, hi].
+        counts: Vec<u32>,
+    },
     /// How many of the generating mask's entries the binarized learned mask matches.
     Recovery {
         /// Steps completed.
@@ -70,6 +91,7 @@ impl Record {
             Record::Eval { step, .. }
             | Record::Mask { step, .. }
             | Record::Binarized { step, .. }
+            | Record::Histogram { step, .. }
             | Record::Recovery { step, .. } => *step,
         }
     }

@@ -14,7 +14,7 @@ use super::sampler::TaskSampler;
 use super::table::ComparisonTable;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
-use crate::gate::GateView;
+use crate::gate::{GateView, TaskGate};
 use crate::task::{Objective, Split, Task, TaskSet, TrueMask};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -334,6 +334,7 @@ impl Trainer {
                     });
                 }
             }
+            out.extend(self.histograms(l)?);
             let Some(bank) = l.masks() else { continue };
             let picked = bank.tasks();
             for &t in &picked {
@@ -356,6 +357,61 @@ impl Trainer {
                 });
             }
             out.extend(self.recovery(l, &picked)?);
+        }
+        Ok(out)
+    }
+
+    /// Histogram snapshots of every parameter's effective values per task (and gate values for
+    /// the gated model).
+    fn histograms(&self, learner: &Learner) -> Result<Vec<Record>> {
+        let scale = self.hat_scale(self.step);
+        let mut out = Vec::new();
+        let tasks: Vec<usize> = match (learner.strategy(), learner.masks()) {
+            (Strategy::Gated, Some(bank)) => bank.tasks(),
+            (Strategy::Separate, _) => (0..self.tasks.len()).collect(),
+            _ => vec![0],
+        };
+        for t in tasks {
+            let task = if learner.strategy() == Strategy::Shared {
+                "all".to_string()
+            } else {
+                self.tasks[t].name().to_string()
+            };
+            let masks = learner.masks().and_then(|b| b.get(t));
+            for (i, (param, w)) in learner.network(t).params().iter().enumerate() {
+                let w = w.as_tensor();
+                let (eff, gate) = match masks {
+                    Some(m) => {
+                        let g = TaskGate {
+                            masks: m,
+                            mode: learner.gate_mode(),
+                            scale,
+                            view: GateView::Trained,
+                        };
+                        let values = g.values(i)?.detach();
+                        ((w * &values)?, Some(values))
+                    }
+                    None => (w.clone(), None),
+                };
+                out.push(histogram(
+                    self.step,
+                    learner.strategy(),
+                    &task,
+                    param,
+                    "effective",
+                    &eff,
+                )?);
+                if let Some(g) = gate {
+                    out.push(histogram(
+                        self.step,
+                        learner.strategy(),
+                        &task,
+                        param,
+                        "gate",
+                        &g,
+                    )?);
+                }
+            }
         }
         Ok(out)
     }
@@ -445,6 +501,46 @@ impl Trainer {
         }
         Ok(table)
     }
+}
+
+/// Bins of a histogram snapshot.
+const HISTOGRAM_BINS: usize = 40;
+
+fn histogram(
+    step: usize,
+    strategy: Strategy,
+    task: &str,
+    param: &str,
+    of: &str,
+    t: &Tensor,
+) -> Result<Record> {
+    let values = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let (mut lo, mut hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if of == "gate" {
+        (lo, hi) = (0.0, 1.0);
+    } else if !(lo.is_finite() && hi.is_finite()) || lo == hi {
+        (lo, hi) = (lo.min(0.0) - 0.5, hi.max(0.0) + 0.5);
+    }
+    let mut counts = vec![0u32; HISTOGRAM_BINS];
+    let width = (hi - lo) / HISTOGRAM_BINS as f64;
+    for v in values {
+        let b = (((v - lo) / width).floor().max(0.0) as usize).min(HISTOGRAM_BINS - 1);
+        counts[b] += 1;
+    }
+    Ok(Record::Histogram {
+        step,
+        strategy: strategy.to_string(),
+        task: task.into(),
+        param: param.into(),
+        of: of.into(),
+        lo,
+        hi,
+        counts,
+    })
 }
 
 /// Test MSE of predicting the training targets' mean.
