@@ -97,6 +97,8 @@ pub struct RunConfig {
     pub steps_per_task: usize,
     /// Evaluate (and checkpoint) every K steps.
     pub eval_every: usize,
+    /// Log the mean training loss every this many steps (the paper logged every 10).
+    pub log_every: usize,
     /// Seed for data, init, masks and the task/batch sequence.
     pub seed: u64,
     /// f32 or f64.
@@ -161,6 +163,7 @@ struct RawRun {
     mask_lr_schedule: Option<Schedule>,
     steps_per_task: Option<i64>,
     eval_every: Option<i64>,
+    log_every: Option<i64>,
     seed: Option<i64>,
     dtype: Option<Precision>,
     gate: Option<GateMode>,
@@ -562,6 +565,7 @@ fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
         mask_lr_schedule: raw.mask_lr_schedule.unwrap_or_default(),
         steps_per_task: positive(at, "steps_per_task", raw.steps_per_task, 1)?,
         eval_every: positive(at, "eval_every", raw.eval_every, (steps as i64 / 10).max(1))?,
+        log_every: positive(at, "log_every", raw.log_every, 10)?,
         seed,
         dtype: raw.dtype.unwrap_or_default(),
         gate: raw.gate.unwrap_or_default(),

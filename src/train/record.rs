@@ -26,6 +26,16 @@ pub enum Record {
         /// `"mse"` or `"accuracy"`.
         metric_name: String,
     },
+    /// Mean training loss of one strategy over the last `log_every` steps (the batches it
+    /// trained on): a cheap training curve between full evaluations.
+    Train {
+        /// Steps completed.
+        step: usize,
+        /// gated, shared or separate.
+        strategy: String,
+        /// Mean batch loss.
+        loss: f64,
+    },
     /// Share of one task's mask entries that are off / undecided, per parameter.
     Mask {
         /// Steps completed.
@@ -92,6 +102,7 @@ impl Record {
             | Record::Mask { step, .. }
             | Record::Binarized { step, .. }
             | Record::Histogram { step, .. }
+            | Record::Train { step, .. }
             | Record::Recovery { step, .. } => *step,
         }
     }

@@ -41,6 +41,44 @@ struct RunState {
     step: usize,
     sampler: TaskSampler,
     strategies: Vec<Strategy>,
+    /// Training losses since the last `log_every` boundary, so a resumed run logs the same
+    /// means as an uninterrupted one.
+    #[serde(default)]
+    train_loss: TrainLoss,
+}
+
+/// Running sums of each strategy's batch losses between two training-loss records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TrainLoss {
+    sums: Vec<(Strategy, f64)>,
+    count: usize,
+}
+
+impl TrainLoss {
+    fn add(&mut self, losses: &[(Strategy, f64)]) {
+        if self.sums.len() != losses.len() {
+            self.sums = losses.iter().map(|(s, _)| (*s, 0.0)).collect();
+        }
+        for (sum, (_, l)) in self.sums.iter_mut().zip(losses) {
+            sum.1 += l;
+        }
+        self.count += 1;
+    }
+
+    fn drain(&mut self, step: usize) -> Vec<Record> {
+        let n = self.count.max(1) as f64;
+        let out = self
+            .sums
+            .iter()
+            .map(|(s, sum)| Record::Train {
+                step,
+                strategy: s.to_string(),
+                loss: sum / n,
+            })
+            .collect();
+        *self = TrainLoss::default();
+        out
+    }
 }
 
 /// What the loop reports as it goes (the CLI turns it into a progress bar or log lines).
@@ -74,6 +112,7 @@ pub struct Trainer {
     dir: PathBuf,
     device: Device,
     log: MetricsLog,
+    train_loss: TrainLoss,
 }
 
 impl Trainer {
@@ -111,6 +150,7 @@ impl Trainer {
             dir: dir.into(),
             device: device.clone(),
             log: MetricsLog::new(dir.join(files::METRICS)),
+            train_loss: TrainLoss::default(),
         })
     }
 
@@ -143,6 +183,7 @@ impl Trainer {
             dir: dir.into(),
             device: device.clone(),
             log,
+            train_loss: state.train_loss,
         };
         trainer.apply_gate_switch();
         Ok(trainer)
@@ -221,6 +262,11 @@ impl Trainer {
                 losses.push((l.strategy(), l.train_step(t, &batch, objective, at)?));
             }
             self.step += 1;
+            self.train_loss.add(&losses);
+            if self.step.is_multiple_of(self.set.run.log_every) {
+                let records = self.train_loss.drain(self.step);
+                self.log.append(&records)?;
+            }
             on(Event::Step {
                 step: self.step,
                 total,
@@ -277,6 +323,7 @@ impl Trainer {
             step: self.step,
             sampler: self.sampler.clone(),
             strategies: self.learners.iter().map(Learner::strategy).collect(),
+            train_loss: self.train_loss.clone(),
         };
         let json =
             serde_json::to_string_pretty(&state).map_err(|e| Error::io(&self.dir, e.into()))?;

@@ -115,6 +115,9 @@ pub struct ExportArgs {
 pub struct TasksArgs {
     /// Show this kind's parameters in detail.
     pub kind: Option<String>,
+    /// Print the task-kind reference as Markdown (every kind, or KIND only), as in the book.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]
