@@ -8,7 +8,8 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    // The OS message is the source; `{:#}` (anyhow, the CLI) prints "path: message".
+    #[error("{path}")]
     Io {
         /// The file or folder.
         path: PathBuf,
