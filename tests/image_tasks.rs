@@ -5,7 +5,7 @@ mod common;
 use candle_core::{DType, Device, IndexOp};
 use gatekit::TaskSet;
 use gatekit::task::Split;
-use gatekit::train::{Record, Strategy, Trainer};
+use gatekit::train::{Record, Strategy, Trainer, mean_test_metric};
 
 fn set(body: &str) -> TaskSet {
     set_for("lenet5.toml", body)
@@ -165,21 +165,7 @@ fn colored_mnist_gated_matches_shared_and_beats_separate() {
     .unwrap();
     trainer.train(None, &mut |_| {}).unwrap();
     let records = trainer.evaluate().unwrap();
-    let mean = |strategy: &str| {
-        let v: Vec<f64> = records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Eval {
-                    strategy: s,
-                    split,
-                    metric,
-                    ..
-                } if s == strategy && split == "test" => Some(*metric),
-                _ => None,
-            })
-            .collect();
-        v.iter().sum::<f64>() / v.len() as f64
-    };
+    let mean = |strategy: &str| mean_test_metric(&records, strategy);
     let (gated, shared, separate) = (mean("gated"), mean("shared"), mean("separate"));
     assert!(gated >= separate, "gated {gated} separate {separate}");
     assert!(gated >= shared - 0.01, "gated {gated} shared {shared}");

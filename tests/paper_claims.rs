@@ -3,7 +3,7 @@
 mod common;
 use candle_core::Device;
 use gatekit::TaskSet;
-use gatekit::train::{Record, Strategy, Trainer};
+use gatekit::train::{Record, Strategy, Trainer, mean_test_metric, test_metrics};
 
 struct Finished {
     records: Vec<Record>,
@@ -11,22 +11,10 @@ struct Finished {
 
 impl Finished {
     fn test_metric(&self, strategy: &str) -> Vec<f64> {
-        self.records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Eval {
-                    strategy: s,
-                    split,
-                    metric,
-                    ..
-                } if s == strategy && split == "test" => Some(*metric),
-                _ => None,
-            })
-            .collect()
+        test_metrics(&self.records, strategy).collect()
     }
     fn mean(&self, strategy: &str) -> f64 {
-        let v = self.test_metric(strategy);
-        v.iter().sum::<f64>() / v.len() as f64
+        mean_test_metric(&self.records, strategy)
     }
 }
 

@@ -10,7 +10,7 @@ mod trainer;
 
 pub use learner::{Learner, StepSettings, Strategy};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
-pub use record::{MetricsLog, Record};
+pub use record::{MetricsLog, Record, mean_test_metric, test_metrics};
 pub use sampler::TaskSampler;
 pub use table::{ComparisonTable, format_metric};
 pub use trainer::{Event, Trainer, files, open_run};

@@ -108,6 +108,29 @@ impl Record {
     }
 }
 
+/// The test-split metrics of `strategy` among `records`, in record order (one per task and
+/// evaluation).
+pub fn test_metrics<'a>(
+    records: &'a [Record],
+    strategy: &'a str,
+) -> impl Iterator<Item = f64> + 'a {
+    records.iter().filter_map(move |r| match r {
+        Record::Eval {
+            strategy: s,
+            split,
+            metric,
+            ..
+        } if s == strategy && split == "test" => Some(*metric),
+        _ => None,
+    })
+}
+
+/// Mean of [`test_metrics`] (NaN when there are none).
+pub fn mean_test_metric(records: &[Record], strategy: &str) -> f64 {
+    let (sum, n) = test_metrics(records, strategy).fold((0.0, 0usize), |(s, n), m| (s + m, n + 1));
+    if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
 /// Appends records to a run's `metrics.jsonl`.
 #[derive(Debug, Clone)]
 pub struct MetricsLog {
