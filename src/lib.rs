@@ -14,6 +14,7 @@
 //! - [`data`]: dataset files (IDX/MNIST), finding and fetching them
 //! - [`export`]: 1-bit mask files and ONNX models per task
 //! - [`kernel`]: hand-written CPU ops (conv2d, max-pool) with their own backward passes
+//! - [`report`]: figures, `report.md`/`report.html` and TensorBoard event files for runs
 #![deny(missing_docs)]
 
 pub mod atomic;
@@ -23,6 +24,7 @@ pub mod export;
 pub mod gate;
 pub mod kernel;
 pub mod model;
+pub mod report;
 pub mod rng;
 pub mod task;
 pub mod train;

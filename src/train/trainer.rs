@@ -15,6 +15,7 @@ use super::table::ComparisonTable;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
+use crate::report::tensorboard::{TensorBoardSink, write_run_events};
 use crate::task::{Objective, Split, Task, TaskSet, TrueMask};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,8 @@ pub struct Trainer {
     dir: PathBuf,
     device: Device,
     log: MetricsLog,
+    /// Live TensorBoard events in `tb/`, fed the same records as `metrics.jsonl`.
+    tensorboard: TensorBoardSink,
     train_loss: TrainLoss,
 }
 
@@ -150,6 +153,7 @@ impl Trainer {
             dir: dir.into(),
             device: device.clone(),
             log: MetricsLog::new(dir.join(files::METRICS)),
+            tensorboard: TensorBoardSink::create(dir)?,
             train_loss: TrainLoss::default(),
         })
     }
@@ -174,6 +178,9 @@ impl Trainer {
         }
         let log = MetricsLog::new(dir.join(files::METRICS));
         log.truncate_after(state.step)?;
+        // Rebuild tb/ from the truncated log, then append live events after it.
+        write_run_events(dir)?;
+        let tensorboard = TensorBoardSink::create(dir)?;
         let mut trainer = Trainer {
             set,
             tasks,
@@ -183,6 +190,7 @@ impl Trainer {
             dir: dir.into(),
             device: device.clone(),
             log,
+            tensorboard,
             train_loss: state.train_loss,
         };
         trainer.apply_gate_switch();
@@ -231,7 +239,7 @@ impl Trainer {
         let until = stop_at.map_or(total, |s| s.min(total));
         if self.step == 0 {
             let records = self.evaluate()?;
-            self.log.append(&records)?;
+            self.record(&records)?;
             on(Event::Eval {
                 step: 0,
                 records: &records,
@@ -265,7 +273,7 @@ impl Trainer {
             self.train_loss.add(&losses);
             if self.step.is_multiple_of(self.set.run.log_every) {
                 let records = self.train_loss.drain(self.step);
-                self.log.append(&records)?;
+                self.record(&records)?;
             }
             on(Event::Step {
                 step: self.step,
@@ -274,7 +282,7 @@ impl Trainer {
             });
             if self.step.is_multiple_of(self.set.run.eval_every) || self.step == total {
                 let records = self.evaluate()?;
-                self.log.append(&records)?;
+                self.record(&records)?;
                 self.save()?;
                 saved = self.step;
                 on(Event::Eval {
@@ -299,6 +307,12 @@ impl Trainer {
                 l.set_gate_mode(crate::gate::GateMode::Ste);
             }
         }
+    }
+
+    /// Appends records to `metrics.jsonl` and to the TensorBoard events.
+    fn record(&mut self, records: &[Record]) -> Result<()> {
+        self.log.append(records)?;
+        self.tensorboard.append(records)
     }
 
     /// Writes the checkpoint and the state file (each atomically).

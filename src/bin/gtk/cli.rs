@@ -23,6 +23,9 @@ pub enum Command {
     Data(DataArgs),
     /// Export a run's gated model: 1-bit masks, shared weights and one ONNX model per task.
     Export(ExportArgs),
+    /// Figures, report.md and report.html for one run (or several side by side), and the runs'
+    /// TensorBoard event files.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +112,20 @@ pub struct ExportArgs {
     /// Dataset folder (else $GATEKIT_DATA), for measuring test metrics.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run folders; default: the most recently trained run under --runs-dir. Several runs are
+    /// also compared side by side.
+    #[arg(value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Output folder; default: <first run>/report.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Where runs are looked up when RUN is not given.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

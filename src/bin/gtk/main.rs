@@ -6,6 +6,7 @@ mod data;
 mod eval;
 mod export;
 mod progress;
+mod report;
 mod tasks;
 mod train;
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
         cli::Command::Tasks(args) => tasks::run(args),
         cli::Command::Data(args) => data::run(args),
         cli::Command::Export(args) => export::run(args),
+        cli::Command::Report(args) => report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

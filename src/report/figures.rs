@@ -1,0 +1,1213 @@
+//! The report's figures, each drawn once through plotters' bitmap backend (encoded as PNG)
+//! and once through its SVG backend, from the same drawing code.
+//!
+//! Colours are fixed per strategy (gated blue, shared orange, separate green) in every figure,
+//! so a reader learns them once. Text is rendered with an embedded font (Noto Sans) because the
+//! bitmap backend has no access to system fonts without C libraries.
+
+use super::mask_figures;
+use super::typeset::Typeset;
+use super::{Quantity, RunData, STRATEGIES};
+use crate::error::{Error, Result};
+use crate::train::Record;
+use plotters::coord::Shift;
+use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::collections::BTreeSet;
+
+/// One rendered figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// File name without extension (`.png` and `.svg` are written).
+    pub stem: String,
+    /// Heading in the report.
+    pub title: String,
+    /// What the figure shows and how to read it.
+    pub caption: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The PNG file.
+    pub png: Vec<u8>,
+    /// The SVG file.
+    pub svg: String,
+}
+
+pub(super) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// Something drawable on any plotters backend.
+pub(super) trait Plot {
+    /// Pixel size.
+    fn size(&self) -> (u32, u32);
+    /// Draws onto a white area of [`Plot::size`].
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static;
+}
+
+pub(super) const FONT: &str = "sans-serif";
+const GRID: RGBColor = RGBColor(225, 225, 225);
+pub(super) const TEXT: RGBColor = RGBColor(30, 30, 30);
+pub(super) const MUTED: RGBColor = RGBColor(90, 90, 90);
+
+/// The colour of a strategy, the same in every figure.
+pub fn strategy_color(strategy: &str) -> RGBColor {
+    match strategy {
+        "gated" => RGBColor(31, 119, 180),
+        "shared" => RGBColor(255, 127, 14),
+        "separate" => RGBColor(44, 160, 44),
+        _ => RGBColor(127, 127, 127),
+    }
+}
+
+/// Categorical colours for tasks and runs (tab10 reordered): the strategy colours come last,
+/// so a task or run is not mistaken for a strategy unless there are more than seven.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+];
+
+/// Task colours: when every task is named after a colour (`colors.toml`: black, red, green,
+/// blue) the lines take that colour, which needs no legend lookup; otherwise the palette.
+fn task_colors(tasks: &[String]) -> Vec<RGBColor> {
+    let named: Option<Vec<RGBColor>> = tasks.iter().map(|t| named_color(t)).collect();
+    match named {
+        Some(c)
+            if c.iter()
+                .map(|c| (c.0, c.1, c.2))
+                .collect::<BTreeSet<_>>()
+                .len()
+                == c.len() =>
+        {
+            c
+        }
+        _ => (0..tasks.len())
+            .map(|i| PALETTE[i % PALETTE.len()])
+            .collect(),
+    }
+}
+
+fn named_color(name: &str) -> Option<RGBColor> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "black" => RGBColor(20, 20, 20),
+        "red" => RGBColor(214, 39, 40),
+        "green" => RGBColor(44, 160, 44),
+        "blue" => RGBColor(31, 90, 200),
+        "white" => RGBColor(160, 160, 160),
+        "yellow" => RGBColor(200, 170, 0),
+        "cyan" => RGBColor(23, 190, 207),
+        "magenta" => RGBColor(200, 50, 200),
+        "orange" => RGBColor(255, 127, 14),
+        "purple" => RGBColor(148, 103, 189),
+        "gray" | "grey" => RGBColor(127, 127, 127),
+        _ => return None,
+    })
+}
+
+/// `c` mixed with white: `t = 0` is `c`, `t = 1` white.
+pub(super) fn lighten(c: RGBColor, t: f64) -> RGBColor {
+    let m = |v: u8| (f64::from(v) + (255.0 - f64::from(v)) * t).round() as u8;
+    RGBColor(m(c.0), m(c.1), m(c.2))
+}
+
+/// Renders a plot to PNG and SVG.
+pub(super) fn render(stem: &str, title: &str, caption: String, plot: &impl Plot) -> Result<Figure> {
+    let (w, h) = plot.size();
+    let fail = |e: Box<dyn std::error::Error>| Error::Run {
+        path: format!("{stem}.png").into(),
+        message: format!("drawing the figure failed: {e}"),
+    };
+    let mut rgb = vec![255u8; w as usize * h as usize * 3];
+    {
+        let root = Typeset {
+            inner: BitMapBackend::with_buffer(&mut rgb, (w, h)),
+            raster: true,
+        }
+        .into_drawing_area();
+        draw_root(&root, plot).map_err(fail)?;
+    }
+    let png = encode_png(&rgb, w, h).map_err(|e| Error::Run {
+        path: format!("{stem}.png").into(),
+        message: format!("encoding the PNG failed: {e}"),
+    })?;
+    let mut svg = String::new();
+    {
+        let root = Typeset {
+            inner: SVGBackend::with_string(&mut svg, (w, h)),
+            raster: false,
+        }
+        .into_drawing_area();
+        draw_root(&root, plot).map_err(fail)?;
+    }
+    Ok(Figure {
+        stem: stem.into(),
+        title: title.into(),
+        caption,
+        width: w,
+        height: h,
+        png,
+        svg,
+    })
+}
+
+fn draw_root<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &impl Plot) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    plot.draw(root)?;
+    root.present()?;
+    Ok(())
+}
+
+/// 8-bit RGB pixels to a PNG file.
+pub fn encode_png(rgb: &[u8], w: u32, h: u32) -> std::result::Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::High);
+        let mut writer = enc.write_header()?;
+        writer.write_image_data(rgb)?;
+    }
+    Ok(out)
+}
+
+/// How a legend entry is marked.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Mark {
+    Line,
+    Dashed,
+    Box,
+}
+
+/// Title, subtitle and a figure-wide legend above a grid of panels.
+#[derive(Debug, Clone)]
+pub(super) struct Header {
+    pub(super) title: String,
+    pub(super) subtitle: Option<String>,
+    pub(super) legend: Vec<(String, RGBColor, Mark)>,
+}
+
+/// Narrowest figure: room for the title, subtitle and legend of a one-panel figure.
+pub(super) const MIN_WIDTH: u32 = 900;
+const TITLE_H: u32 = 38;
+const SUBTITLE_H: u32 = 22;
+const LEGEND_ROW_H: u32 = 26;
+
+impl Header {
+    fn legend_width(label: &str) -> u32 {
+        // Noto Sans at plotters size 16 (13 px em) averages under 8 px per character.
+        34 + 8 * label.chars().count() as u32 + 18
+    }
+
+    fn legend_rows(&self, width: u32) -> Vec<Vec<usize>> {
+        let mut rows: Vec<Vec<usize>> = Vec::new();
+        let mut x = 20;
+        for (i, (label, _, _)) in self.legend.iter().enumerate() {
+            let w = Self::legend_width(label);
+            if rows.is_empty() || x + w > width.saturating_sub(20) {
+                rows.push(Vec::new());
+                x = 20;
+            }
+            if let Some(r) = rows.last_mut() {
+                r.push(i);
+            }
+            x += w;
+        }
+        rows
+    }
+
+    pub(super) fn height(&self, width: u32) -> u32 {
+        TITLE_H
+            + self.subtitle.as_ref().map_or(0, |_| SUBTITLE_H)
+            + LEGEND_ROW_H * self.legend_rows(width).len() as u32
+            + 6
+    }
+
+    /// Draws the header and returns the area below it.
+    pub(super) fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<DrawingArea<DB, Shift>, Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let (w, _) = root.dim_in_pixel();
+        let h = self.height(w);
+        let (top, rest) = root.split_vertically(h);
+        let centre = Pos::new(HPos::Center, VPos::Center);
+        top.draw(&Text::new(
+            self.title.clone(),
+            (w as i32 / 2, TITLE_H as i32 / 2 + 2),
+            TextStyle::from((FONT, 24).into_font())
+                .color(&TEXT)
+                .pos(centre),
+        ))?;
+        let mut y = TITLE_H as i32;
+        if let Some(sub) = &self.subtitle {
+            top.draw(&Text::new(
+                sub.clone(),
+                (w as i32 / 2, y + SUBTITLE_H as i32 / 2 - 2),
+                TextStyle::from((FONT, 16).into_font())
+                    .color(&MUTED)
+                    .pos(centre),
+            ))?;
+            y += SUBTITLE_H as i32;
+        }
+        for row in self.legend_rows(w) {
+            let total: u32 = row
+                .iter()
+                .map(|&i| Self::legend_width(&self.legend[i].0))
+                .sum();
+            let mut x = (w.saturating_sub(total) / 2) as i32;
+            let cy = y + LEGEND_ROW_H as i32 / 2;
+            for &i in &row {
+                let (label, color, mark) = &self.legend[i];
+                match mark {
+                    Mark::Line => {
+                        top.draw(&PathElement::new(
+                            vec![(x, cy), (x + 26, cy)],
+                            color.stroke_width(3),
+                        ))?;
+                    }
+                    Mark::Dashed => {
+                        for k in 0..3 {
+                            let x0 = x + k * 10;
+                            top.draw(&PathElement::new(
+                                vec![(x0, cy), (x0 + 6, cy)],
+                                color.stroke_width(3),
+                            ))?;
+                        }
+                    }
+                    Mark::Box => {
+                        top.draw(&Rectangle::new(
+                            [(x + 6, cy - 7), (x + 20, cy + 7)],
+                            color.filled(),
+                        ))?;
+                        top.draw(&Rectangle::new(
+                            [(x + 6, cy - 7), (x + 20, cy + 7)],
+                            MUTED.stroke_width(1),
+                        ))?;
+                    }
+                }
+                top.draw(&Text::new(
+                    label.clone(),
+                    (x + 34, cy),
+                    TextStyle::from((FONT, 16).into_font())
+                        .color(&TEXT)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))?;
+                x += Self::legend_width(label) as i32;
+            }
+            y += LEGEND_ROW_H as i32;
+        }
+        Ok(rest)
+    }
+}
+
+/// One line of a line panel.
+#[derive(Debug, Clone)]
+struct Series {
+    color: RGBColor,
+    dashed: bool,
+    width: u32,
+    points: Vec<(f64, f64)>,
+}
+
+/// An x/y panel with lines (curves over steps, or histogram outlines).
+#[derive(Debug, Clone)]
+struct LinePanel {
+    title: String,
+    x_desc: String,
+    y_desc: String,
+    series: Vec<Series>,
+    log_y: bool,
+    x_range: Option<(f64, f64)>,
+    y_range: Option<(f64, f64)>,
+    /// A shaded x interval (the "undecided" gate values 0.1 to 0.9).
+    band: Option<(f64, f64)>,
+    /// Integer tick labels on x (steps).
+    integer_x: bool,
+}
+
+impl LinePanel {
+    fn new(title: impl Into<String>, x_desc: &str, y_desc: &str) -> Self {
+        LinePanel {
+            title: title.into(),
+            x_desc: x_desc.into(),
+            y_desc: y_desc.into(),
+            series: Vec::new(),
+            log_y: false,
+            x_range: None,
+            y_range: None,
+            band: None,
+            integer_x: false,
+        }
+    }
+
+    fn line(&mut self, color: RGBColor, points: Vec<(f64, f64)>) {
+        self.series.push(Series {
+            color,
+            dashed: false,
+            width: 2,
+            points,
+        });
+    }
+
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let pts = self.series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for &(x, y) in pts {
+            if !(x.is_finite() && y.is_finite()) || (self.log_y && y <= 0.0) {
+                continue;
+            }
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+        if !x0.is_finite() {
+            (x0, x1, y0, y1) = (0.0, 1.0, if self.log_y { 0.1 } else { 0.0 }, 1.0);
+        }
+        if let Some(r) = self.x_range {
+            (x0, x1) = r;
+        }
+        if x1 <= x0 {
+            x1 = x0 + 1.0;
+        }
+        if let Some(r) = self.y_range {
+            (y0, y1) = r;
+        } else if self.log_y {
+            (y0, y1) = (y0 / 1.25, y1 * 1.25);
+        } else {
+            let pad = ((y1 - y0) * 0.06).max(1e-9);
+            (y0, y1) = (y0 - pad, y1 + pad);
+        }
+        if y1 <= y0 {
+            y1 = y0 + if self.log_y { y0 } else { 1.0 };
+        }
+        ((x0, x1), (y0, y1))
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(&self.title, (FONT, 18).into_font().color(&TEXT))
+            .margin(10)
+            .margin_right(18)
+            .x_label_area_size(46)
+            .y_label_area_size(70);
+        if self.log_y {
+            let ticks = log_ticks(y0, y1);
+            let chart =
+                builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale().with_key_points(ticks))?;
+            self.fill(chart, (y0, y1))
+        } else {
+            let chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
+            self.fill(chart, (y0, y1))
+        }
+    }
+
+    fn fill<DB, Y>(
+        &self,
+        mut chart: ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+        (y0, y1): (f64, f64),
+    ) -> DrawResult
+    where
+        DB: DrawingBackend,
+        DB::ErrorType: 'static,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let integer_x = self.integer_x;
+        let x_span = chart.x_range().end - chart.x_range().start;
+        let x_fmt = move |x: &f64| {
+            if integer_x {
+                format!("{}", x.round() as i64)
+            } else {
+                short(snap(*x, x_span))
+            }
+        };
+        let y_span = y1 - y0;
+        let y_fmt = move |y: &f64| short(snap(*y, y_span));
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .light_line_style(WHITE)
+            .bold_line_style(GRID)
+            .axis_desc_style((FONT, 16).into_font().color(&TEXT))
+            .label_style((FONT, 14).into_font().color(&MUTED))
+            .draw()?;
+        if let Some((b0, b1)) = self.band {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(b0, y0), (b1, y1)],
+                RGBColor(238, 238, 238).filled(),
+            )))?;
+        }
+        for s in &self.series {
+            let style = s.color.stroke_width(s.width);
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || y > 0.0))
+                .collect();
+            if s.dashed {
+                chart.draw_series(DashedLineSeries::new(pts, 7, 5, style))?;
+            } else {
+                chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
+                if pts.len() <= 12 {
+                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, s.color.filled())))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ticks for a log axis: 1-2-5 steps per decade, more when the range is narrow, fewer when it
+/// is wide (plotters' own log ticks are only powers of ten, often just one in a metric's
+/// range).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let pick = |mantissas: &[f64]| -> Vec<f64> {
+        let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        (a..=b)
+            .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| *v >= lo && *v <= hi)
+            .collect()
+    };
+    let mut ticks = pick(&[1.0, 2.0, 5.0]);
+    if ticks.len() < 3 {
+        ticks = pick(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0]);
+    } else if ticks.len() > 9 {
+        ticks = pick(&[1.0]);
+    }
+    ticks
+}
+
+/// Ticks computed as `lo + k·step` land at ±1e-17 instead of 0; values this close to zero
+/// relative to the axis span are zero.
+fn snap(v: f64, span: f64) -> f64 {
+    if v.abs() < span.abs() * 1e-9 { 0.0 } else { v }
+}
+
+/// A tick label: few digits, scientific for tiny or huge values.
+fn short(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() < 1e-3 || v.abs() >= 1e5 {
+        format!("{v:.1e}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    }
+}
+
+/// A header over a grid of line panels.
+struct LineGrid {
+    header: Header,
+    panels: Vec<LinePanel>,
+    cols: usize,
+    panel: (u32, u32),
+}
+
+impl LineGrid {
+    fn rows(&self) -> usize {
+        self.panels.len().div_ceil(self.cols.max(1))
+    }
+}
+
+impl Plot for LineGrid {
+    fn size(&self) -> (u32, u32) {
+        let w = (self.panel.0 * self.cols as u32).max(MIN_WIDTH);
+        (w, self.header.height(w) + self.panel.1 * self.rows() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let rest = self.header.draw(root)?;
+        let cells = rest.split_evenly((self.rows(), self.cols));
+        for (panel, cell) in self.panels.iter().zip(&cells) {
+            panel.draw(cell)?;
+        }
+        Ok(())
+    }
+}
+
+fn grid_cols(n: usize) -> usize {
+    match n {
+        0..=3 => n.max(1),
+        4 => 2,
+        5..=6 => 3,
+        7..=8 => 4,
+        _ => 5,
+    }
+}
+
+/// Whether a metric spans enough orders of magnitude to want a log axis (MSE curves).
+fn wants_log(metric_name: &str, panels: &[LinePanel]) -> bool {
+    if metric_name == "accuracy" {
+        return false;
+    }
+    let ys: Vec<f64> = panels
+        .iter()
+        .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)))
+        .collect();
+    let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    lo > 0.0 && hi / lo > 20.0
+}
+
+/// Every single-run figure, in report order.
+pub fn run_figures(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
+    let mut out = Vec::new();
+    out.extend(curves(run, prefix, Quantity::Metric)?);
+    out.extend(curves(run, prefix, Quantity::Loss)?);
+    out.extend(weight_histograms(run, prefix)?);
+    out.extend(gate_distributions(run, prefix)?);
+    out.extend(mask_figures::mask_images(run, prefix)?);
+    out.extend(mask_figures::similarity(run, prefix)?);
+    Ok(out)
+}
+
+/// Figure 1: test metric (or loss) per task over steps, strategies overlaid, plus the mean
+/// over tasks; the binarized gated model dashed.
+pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<Figure>> {
+    let strategies = run.strategies();
+    let tasks = run.tasks();
+    let metric = metric_label(&run.metric_name());
+    let what = match quantity {
+        Quantity::Metric => format!("test {metric}"),
+        Quantity::Loss => "test loss".to_string(),
+    };
+    let has_binarized = run
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Binarized { .. }));
+    let panel_for =
+        |title: String, series: &dyn Fn(&str) -> Vec<(f64, f64)>, bin: Vec<(f64, f64)>| {
+            let mut p = LinePanel::new(title, "step", &what);
+            p.integer_x = true;
+            for s in &strategies {
+                p.line(strategy_color(s), series(s));
+            }
+            if !bin.is_empty() {
+                p.series.push(Series {
+                    color: strategy_color("gated"),
+                    dashed: true,
+                    width: 2,
+                    points: bin,
+                });
+            }
+            p
+        };
+    let mut panels = Vec::new();
+    if tasks.len() > 1 {
+        panels.push(panel_for(
+            "mean over tasks".into(),
+            &|s: &str| run.mean_over_tasks(|t| run.eval_series(s, t, "test", quantity)),
+            run.mean_over_tasks(|t| run.binarized_series(t, quantity)),
+        ));
+    }
+    for t in &tasks {
+        panels.push(panel_for(
+            format!("task {t}"),
+            &|s: &str| run.eval_series(s, t, "test", quantity),
+            run.binarized_series(t, quantity),
+        ));
+    }
+    // Training loss on the batches (logged every `log_every` steps) in its own panel after the
+    // mean: how far the test loss is from what the optimiser sees, without squeezing the test
+    // curves' axis.
+    let train: Vec<(String, Vec<(f64, f64)>)> = if quantity == Quantity::Loss {
+        strategies
+            .iter()
+            .map(|s| (s.clone(), train_loss(run, s)))
+            .filter(|(_, pts)| !pts.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !train.is_empty() {
+        let mut p = LinePanel::new("training loss on the batches", "step", "training loss");
+        p.integer_x = true;
+        p.x_range = Some((0.0, run.last_step().max(1) as f64));
+        for (s, pts) in &train {
+            p.series.push(Series {
+                color: strategy_color(s),
+                dashed: false,
+                width: 1,
+                points: pts.clone(),
+            });
+        }
+        panels.insert(usize::from(tasks.len() > 1), p);
+    }
+    let log = wants_log(&run.metric_name(), &panels);
+    for p in &mut panels {
+        p.log_y = log;
+    }
+    let mut legend: Vec<(String, RGBColor, Mark)> = strategies
+        .iter()
+        .map(|s| (s.clone(), strategy_color(s), Mark::Line))
+        .collect();
+    if has_binarized {
+        legend.push((
+            "gated, binarized masks W×1[M>0]".into(),
+            strategy_color("gated"),
+            Mark::Dashed,
+        ));
+    }
+    let direction = if run.metric_name() == "accuracy" && quantity == Quantity::Metric {
+        "higher is better"
+    } else {
+        "lower is better"
+    };
+    let grid = LineGrid {
+        header: Header {
+            title: format!(
+                "{} per task over training — run {}",
+                capitalize(&what),
+                run.name
+            ),
+            subtitle: Some(format!(
+                "{direction}{}",
+                if log { "; log scale" } else { "" }
+            )),
+            legend,
+        },
+        cols: grid_cols(panels.len()),
+        panels,
+        panel: (420, 300),
+    };
+    let (stem, title) = match quantity {
+        Quantity::Metric => ("fig1_test_metric", format!("Test {metric} over training")),
+        Quantity::Loss => ("fig1_test_loss", "Test loss over training".to_string()),
+    };
+    let caption = format!(
+        "Test {} of every strategy on every task at each evaluation (the paper's Figure 1){}{}. \
+         Same colours for the same strategy in every figure.",
+        match quantity {
+            Quantity::Metric => metric.as_str(),
+            Quantity::Loss => "loss",
+        },
+        if has_binarized {
+            "; dashed: the gated model with its masks binarized"
+        } else {
+            ""
+        },
+        if train.is_empty() {
+            ""
+        } else {
+            "; the second panel shows the training loss on the batches, averaged between logs"
+        }
+    );
+    Ok(Some(render(
+        &format!("{prefix}{stem}"),
+        &title,
+        caption,
+        &grid,
+    )?))
+}
+
+/// A metric's name for axis labels: `MSE`, `accuracy`.
+fn metric_label(name: &str) -> String {
+    if name == "mse" {
+        "MSE".into()
+    } else {
+        name.into()
+    }
+}
+
+/// `(step, mean batch loss)` of one strategy from the `train` records.
+fn train_loss(run: &RunData, strategy: &str) -> Vec<(f64, f64)> {
+    run.records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Train {
+                step,
+                strategy: s,
+                loss,
+            } if s == strategy => Some((*step as f64, *loss)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Histogram records `(step, lo, hi, counts)` of one strategy, parameter and kind, all tasks.
+fn histogram_records<'a>(
+    run: &'a RunData,
+    strategy: &str,
+    param: &str,
+    of: &str,
+) -> Vec<(usize, &'a str, f64, f64, &'a [u32])> {
+    run.records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Histogram {
+                step,
+                strategy: s,
+                task,
+                param: p,
+                of: o,
+                lo,
+                hi,
+                counts,
+            } if s == strategy && p == param && o == of => {
+                Some((*step, task.as_str(), *lo, *hi, counts.as_slice()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Re-bins equal-width histograms with different ranges onto one grid of `bins` bins over
+/// `[lo, hi]`, spreading each source bin's count over the target bins it overlaps (values are
+/// assumed uniform within a bin). Used to pool tasks whose snapshots have different ranges.
+pub fn rebin(sources: &[(f64, f64, &[u32])], lo: f64, hi: f64, bins: usize) -> Vec<f64> {
+    let mut out = vec![0.0; bins];
+    let tw = (hi - lo) / bins as f64;
+    for &(slo, shi, counts) in sources {
+        let n = counts.len().max(1);
+        let sw = (shi - slo) / n as f64;
+        for (i, &c) in counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let (a, b) = (slo + i as f64 * sw, slo + (i + 1) as f64 * sw);
+            if sw <= 0.0 {
+                let k = (((a - lo) / tw).floor().max(0.0) as usize).min(bins - 1);
+                out[k] += f64::from(c);
+                continue;
+            }
+            let first = (((a - lo) / tw).floor().max(0.0) as usize).min(bins - 1);
+            let last = (((b - lo) / tw).ceil().max(1.0) as usize).min(bins);
+            for (k, slot) in out.iter_mut().enumerate().take(last).skip(first) {
+                let (ta, tb) = (lo + k as f64 * tw, lo + (k + 1) as f64 * tw);
+                let overlap = (b.min(tb) - a.max(ta)).max(0.0);
+                *slot += f64::from(c) * overlap / sw;
+            }
+        }
+    }
+    out
+}
+
+/// A histogram as a staircase outline: `(edge, share)` points.
+fn staircase(lo: f64, hi: f64, counts: &[f64]) -> Vec<(f64, f64)> {
+    let total: f64 = counts.iter().sum::<f64>().max(1e-300);
+    let w = (hi - lo) / counts.len().max(1) as f64;
+    let mut pts = Vec::with_capacity(counts.len() * 2 + 2);
+    pts.push((lo, 0.0));
+    for (i, c) in counts.iter().enumerate() {
+        let y = c / total;
+        pts.push((lo + i as f64 * w, y));
+        pts.push((lo + (i + 1) as f64 * w, y));
+    }
+    pts.push((hi, 0.0));
+    pts
+}
+
+/// Up to `k` steps spread over the sorted `steps`: first, last and evenly between.
+fn snapshot_steps(steps: &BTreeSet<usize>, k: usize) -> Vec<usize> {
+    let all: Vec<usize> = steps.iter().copied().collect();
+    if all.len() <= k {
+        return all;
+    }
+    let mut picked: Vec<usize> = (0..k)
+        .map(|i| all[(i * (all.len() - 1)) / (k - 1).max(1)])
+        .collect();
+    picked.dedup();
+    picked
+}
+
+/// Figure 2: distribution of the effective weights (gated `W ⊙ σ(M_t)` pooled over tasks,
+/// `W` for the plain models) at a few steps, one row per layer, one column per strategy.
+pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> {
+    let params = run.weight_params();
+    let strategies: Vec<String> = run
+        .strategies()
+        .into_iter()
+        .filter(|s| {
+            params
+                .iter()
+                .any(|p| !histogram_records(run, s, p, "effective").is_empty())
+        })
+        .collect();
+    if strategies.is_empty() {
+        return Ok(None);
+    }
+    let steps: BTreeSet<usize> = run
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Histogram { step, of, .. } if of == "effective" => Some(*step),
+            _ => None,
+        })
+        .collect();
+    let snaps = snapshot_steps(&steps, 3);
+    let shade = |i: usize| -> f64 {
+        if snaps.len() <= 1 {
+            0.0
+        } else {
+            0.72 * (1.0 - i as f64 / (snaps.len() - 1) as f64)
+        }
+    };
+    let mut panels = Vec::new();
+    for p in &params {
+        for s in &strategies {
+            let recs = histogram_records(run, s, p, "effective");
+            let lo = recs.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
+            let hi = recs.iter().map(|r| r.3).fold(f64::NEG_INFINITY, f64::max);
+            let pooled = if s == "gated" || s == "separate" {
+                " (all tasks)"
+            } else {
+                ""
+            };
+            let mut panel = LinePanel::new(
+                format!("{s}: {p}{pooled}"),
+                if s == "gated" { "W × σ(M_t)" } else { "W" },
+                "share of weights",
+            );
+            if lo.is_finite() && hi > lo {
+                for (i, &step) in snaps.iter().enumerate() {
+                    let src: Vec<(f64, f64, &[u32])> = recs
+                        .iter()
+                        .filter(|r| r.0 == step)
+                        .map(|r| (r.2, r.3, r.4))
+                        .collect();
+                    if src.is_empty() {
+                        continue;
+                    }
+                    // About √n bins: fine enough for 48k weights, not ragged for 32.
+                    let n: u64 = src
+                        .iter()
+                        .map(|r| r.2.iter().map(|&c| u64::from(c)).sum::<u64>())
+                        .sum();
+                    let bins = ((n as f64).sqrt().round() as usize).clamp(12, 60);
+                    let counts = rebin(&src, lo, hi, bins);
+                    panel.line(
+                        lighten(strategy_color(s), shade(i)),
+                        staircase(lo, hi, &counts),
+                    );
+                }
+                panel.x_range = Some((lo, hi));
+            }
+            panels.push(panel);
+        }
+    }
+    let legend = snaps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("step {s}"), lighten(TEXT, shade(i)), Mark::Line))
+        .collect();
+    let grid = LineGrid {
+        header: Header {
+            title: format!("Effective weights over training — run {}", run.name),
+            subtitle: Some(
+                "light to dark: early to late; lines take their strategy's colour".into(),
+            ),
+            legend,
+        },
+        cols: strategies.len(),
+        panels,
+        panel: (400, 260),
+    };
+    let caption = format!(
+        "Histograms of the effective weights at steps {} (the paper's Figure 2): the gated \
+         model's `W ⊙ σ(M_t)` pooled over tasks, the plain models' `W`. A weight that a task \
+         switches off contributes almost nothing, so strong masking adds mass at zero.",
+        snaps
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Some(render(
+        &format!("{prefix}fig2_weight_histograms"),
+        "Effective weights over training",
+        caption,
+        &grid,
+    )?))
+}
+
+/// Figure 3: the gate values `σ(M_t)` of every task for each layer at the last snapshot, with
+/// the share still undecided (0.1 < σ < 0.9) shaded.
+pub fn gate_distributions(run: &RunData, prefix: &str) -> Result<Option<Figure>> {
+    let params = run.weight_params();
+    let tasks = run.tasks();
+    let last = run
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Histogram { step, of, .. } if of == "gate" => Some(*step),
+            _ => None,
+        })
+        .max();
+    let Some(last) = last else {
+        return Ok(None);
+    };
+    let colors = task_colors(&tasks);
+    let mask_step = run.last_mask_step();
+    let mut panels = Vec::new();
+    for p in &params {
+        let recs = histogram_records(run, "gated", p, "gate");
+        let mut undecided = Vec::new();
+        let mut panel = LinePanel::new(String::new(), "gate value σ(M_t)", "share of mask entries");
+        for (t, task) in tasks.iter().enumerate() {
+            let Some(r) = recs.iter().find(|r| r.0 == last && r.1 == task) else {
+                continue;
+            };
+            let counts: Vec<f64> = r.4.iter().map(|&c| f64::from(c)).collect();
+            panel.line(colors[t], staircase(r.2, r.3, &counts));
+            if let Some((_, u)) = mask_step.and_then(|s| run.mask_stats(s, task, p)) {
+                undecided.push(u);
+            }
+        }
+        let mean_undecided = if undecided.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " — undecided {:.1}%",
+                100.0 * undecided.iter().sum::<f64>() / undecided.len() as f64
+            )
+        };
+        panel.title = format!("{p}{mean_undecided}");
+        panel.x_range = Some((0.0, 1.0));
+        panel.band = Some((0.1, 0.9));
+        panels.push(panel);
+    }
+    let legend = tasks
+        .iter()
+        .enumerate()
+        .map(|(t, name)| {
+            let u: Vec<f64> = params
+                .iter()
+                .filter_map(|p| mask_step.and_then(|s| run.mask_stats(s, name, p)))
+                .map(|(_, u)| u)
+                .collect();
+            let label = if u.is_empty() {
+                name.clone()
+            } else {
+                format!(
+                    "{name} (undecided {:.1}%)",
+                    100.0 * u.iter().sum::<f64>() / u.len() as f64
+                )
+            };
+            (label, colors[t], Mark::Line)
+        })
+        .collect();
+    let grid = LineGrid {
+        header: Header {
+            title: format!("Mask values σ(M_t) by task at step {last} — run {}", run.name),
+            subtitle: Some(
+                "grey band: undecided gates (0.1 < σ < 0.9); per layer the mean undecided share over tasks"
+                    .into(),
+            ),
+            legend,
+        },
+        cols: grid_cols(panels.len()),
+        panels,
+        panel: (420, 280),
+    };
+    let caption = format!(
+        "Distribution of every task's gate values per layer at step {last} (the paper's \
+         Figure 3). Mass at 0 and 1 means the masks have decided; the shaded band holds the \
+         undecided gates, whose share is in each panel's title and, per task over all layers, \
+         in the legend."
+    );
+    Ok(Some(render(
+        &format!("{prefix}fig3_mask_distributions"),
+        "Mask value distributions by task",
+        caption,
+        &grid,
+    )?))
+}
+
+/// Figure 4: several runs side by side: mean test metric per strategy over steps, one colour
+/// per run, and the gated model's share of masks off.
+pub fn runs_comparison(runs: &[RunData]) -> Result<Option<Figure>> {
+    if runs.len() < 2 {
+        return Ok(None);
+    }
+    let labels = run_labels(runs);
+    let metric = metric_label(&runs[0].metric_name());
+    let mut panels = Vec::new();
+    for s in STRATEGIES {
+        if !runs.iter().any(|r| r.strategies().iter().any(|x| x == s)) {
+            continue;
+        }
+        let mut p = LinePanel::new(format!("{s}: mean test {metric}"), "step", &metric);
+        p.integer_x = true;
+        for (i, r) in runs.iter().enumerate() {
+            p.line(
+                PALETTE[i % PALETTE.len()],
+                r.mean_over_tasks(|t| r.eval_series(s, t, "test", Quantity::Metric)),
+            );
+        }
+        panels.push(p);
+    }
+    if runs.iter().any(|r| r.last_mask_step().is_some()) {
+        let mut p = LinePanel::new(
+            "gated: share of masks off (M < 0)",
+            "step",
+            "share off, mean over tasks and layers",
+        );
+        p.integer_x = true;
+        for (i, r) in runs.iter().enumerate() {
+            p.line(PALETTE[i % PALETTE.len()], mask_off_series(r));
+        }
+        panels.push(p);
+    }
+    let log = wants_log(
+        &runs[0].metric_name(),
+        &panels[..panels.len().saturating_sub(1)],
+    );
+    for p in panels.iter_mut().filter(|p| !p.title.contains("masks off")) {
+        p.log_y = log;
+    }
+    let legend = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), PALETTE[i % PALETTE.len()], Mark::Line))
+        .collect();
+    let grid = LineGrid {
+        header: Header {
+            title: "Runs side by side".into(),
+            subtitle: Some(format!(
+                "one colour per run{}",
+                if log { "; log scale" } else { "" }
+            )),
+            legend,
+        },
+        cols: grid_cols(panels.len()),
+        panels,
+        panel: (440, 300),
+    };
+    let caption = "Mean test metric over tasks for each run and strategy, and the share of the \
+                   gated model's masks that are off (the paper's Figure 5 compares mask \
+                   regularisers this way). Legend: run name and the settings in which the runs \
+                   differ."
+        .to_string();
+    Ok(Some(render(
+        "fig4_runs",
+        "Runs side by side",
+        caption,
+        &grid,
+    )?))
+}
+
+/// Per step, the share of mask entries off, averaged over tasks and parameters (unweighted).
+fn mask_off_series(run: &RunData) -> Vec<(f64, f64)> {
+    let mut by_step: std::collections::BTreeMap<usize, (f64, usize)> = Default::default();
+    for r in &run.records {
+        if let Record::Mask { step, off, .. } = r {
+            let e = by_step.entry(*step).or_insert((0.0, 0));
+            e.0 += off;
+            e.1 += 1;
+        }
+    }
+    by_step
+        .into_iter()
+        .map(|(s, (sum, n))| (s as f64, sum / n.max(1) as f64))
+        .collect()
+}
+
+/// Legend labels for runs: the name, plus the `[run]` settings that differ between runs.
+pub fn run_labels(runs: &[RunData]) -> Vec<String> {
+    let diff = differing_keys(runs);
+    runs.iter()
+        .map(|r| {
+            let settings: Vec<String> = diff
+                .iter()
+                .take(3)
+                .map(|k| {
+                    format!(
+                        "{k}={}",
+                        r.run_table
+                            .get(k)
+                            .map_or("-".into(), |v| v.to_string().trim_matches('"').to_string())
+                    )
+                })
+                .collect();
+            if settings.is_empty() {
+                r.name.clone()
+            } else {
+                format!("{} ({})", r.name, settings.join(", "))
+            }
+        })
+        .collect()
+}
+
+/// `[run]` keys whose values are not the same in every run.
+pub fn differing_keys(runs: &[RunData]) -> Vec<String> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.run_table.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            let value = first.run_table.get(*k);
+            runs.iter().any(|r| r.run_table.get(*k) != value)
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebin_keeps_mass_and_places_it() {
+        let a = [1u32, 2, 3, 4];
+        let out = rebin(&[(0.0, 4.0, &a)], 0.0, 8.0, 4);
+        assert!((out.iter().sum::<f64>() - 10.0).abs() < 1e-9);
+        assert!((out[0] - 3.0).abs() < 1e-9 && (out[1] - 7.0).abs() < 1e-9);
+        assert_eq!(out[2] + out[3], 0.0);
+        // A half-overlapping bin splits its count.
+        let b = [2u32];
+        let out = rebin(&[(0.5, 1.5, &b)], 0.0, 2.0, 2);
+        assert!((out[0] - 1.0).abs() < 1e-9 && (out[1] - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn snapshots_spread_over_steps() {
+        let steps: BTreeSet<usize> = (0..=10).map(|s| s * 100).collect();
+        assert_eq!(snapshot_steps(&steps, 4), vec![0, 300, 600, 1000]);
+    }
+}

@@ -1,0 +1,480 @@
+//! `report.md` and `report.html`: the comparison tables of the last evaluation next to the
+//! figures. The HTML file embeds every figure as a base64 PNG, so it can be mailed or attached
+//! as one file; the Markdown file links the PNG and SVG files beside it.
+
+use super::figures::{Figure, differing_keys, run_labels};
+use super::{Quantity, RunData};
+use crate::train::{Record, format_metric};
+use std::fmt::Write;
+
+/// One run's part of the report.
+#[derive(Debug, Clone)]
+pub(super) struct Section {
+    pub run: RunData,
+    pub figures: Vec<Figure>,
+}
+
+/// A table: header, rows of cells, with `bold[row][col]` marking the best values.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    bold: Vec<Vec<bool>>,
+}
+
+impl Table {
+    fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "| {} |", self.header.join(" | "));
+        let _ = writeln!(
+            s,
+            "|{}",
+            self.header
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { " --- |" } else { " ---: |" })
+                .collect::<String>()
+        );
+        for (r, row) in self.rows.iter().enumerate() {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, v)| {
+                    if self.bold[r][c] {
+                        format!("**{v}**")
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            let _ = writeln!(s, "| {} |", cells.join(" | "));
+        }
+        s
+    }
+
+    fn html(&self) -> String {
+        let mut s = String::from("<table>\n<thead><tr>");
+        for h in &self.header {
+            let _ = write!(s, "<th>{}</th>", escape(h));
+        }
+        s.push_str("</tr></thead>\n<tbody>\n");
+        for (r, row) in self.rows.iter().enumerate() {
+            s.push_str("<tr>");
+            for (c, v) in row.iter().enumerate() {
+                let tag = if c == 0 { "th" } else { "td" };
+                if self.bold[r][c] {
+                    let _ = write!(s, "<{tag} class=\"best\">{}</{tag}>", escape(v));
+                } else {
+                    let _ = write!(s, "<{tag}>{}</{tag}>", escape(v));
+                }
+            }
+            s.push_str("</tr>\n");
+        }
+        s.push_str("</tbody>\n</table>\n");
+        s
+    }
+}
+
+/// The last evaluation's test metric per task and strategy (best per row in bold), with the
+/// binarized gated model in its own column.
+fn comparison_table(run: &RunData) -> Table {
+    let strategies = run.strategies();
+    let tasks = run.tasks();
+    let last = run.last_step();
+    let objective = run.objective();
+    let value = |s: &str, t: &str| -> f64 {
+        run.eval_series(s, t, "test", Quantity::Metric)
+            .iter()
+            .rev()
+            .find(|p| p.0 == last as f64)
+            .map_or(f64::NAN, |p| p.1)
+    };
+    let binarized = |t: &str| -> f64 {
+        run.binarized_series(t, Quantity::Metric)
+            .iter()
+            .rev()
+            .find(|p| p.0 == last as f64)
+            .map_or(f64::NAN, |p| p.1)
+    };
+    let has_bin = tasks.iter().any(|t| !binarized(t).is_nan());
+    let mut header = vec![format!("test {} (step {last})", run.metric_name())];
+    header.extend(strategies.iter().cloned());
+    if has_bin {
+        header.push("gated, binarized".into());
+    }
+    let mut rows = Vec::new();
+    let mut bold = Vec::new();
+    let mut add = |name: &str, values: Vec<f64>, bin: f64| {
+        let best = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .fold(None::<(usize, f64)>, |b, (i, &v)| match b {
+                Some((_, bv)) if !objective.better(v, bv) => b,
+                _ => Some((i, v)),
+            })
+            .map(|(i, _)| i);
+        let mut row = vec![name.to_string()];
+        let mut marks = vec![false];
+        for (i, v) in values.iter().enumerate() {
+            row.push(format_metric(*v));
+            marks.push(Some(i) == best && values.len() > 1);
+        }
+        if has_bin {
+            row.push(format_metric(bin));
+            marks.push(false);
+        }
+        rows.push(row);
+        bold.push(marks);
+    };
+    let mut sums = vec![0.0; strategies.len()];
+    let mut bin_sum = 0.0;
+    for t in &tasks {
+        let values: Vec<f64> = strategies.iter().map(|s| value(s, t)).collect();
+        for (acc, v) in sums.iter_mut().zip(&values) {
+            *acc += v;
+        }
+        bin_sum += binarized(t);
+        add(t, values, binarized(t));
+    }
+    if tasks.len() > 1 {
+        let n = tasks.len() as f64;
+        add("mean", sums.iter().map(|s| s / n).collect(), bin_sum / n);
+    }
+    Table { header, rows, bold }
+}
+
+/// Per task and parameter: share of mask entries off, and undecided, at the last mask record.
+fn mask_table(run: &RunData) -> Option<Table> {
+    let step = run.last_mask_step()?;
+    let params = run.params();
+    let mut header = vec![format!("off (undecided), step {step}")];
+    header.extend(params.iter().cloned());
+    let mut rows = Vec::new();
+    for t in run.tasks() {
+        let mut row = vec![t.clone()];
+        for p in &params {
+            row.push(match run.mask_stats(step, &t, p) {
+                Some((off, und)) => format!("{:.1}% ({:.1}%)", 100.0 * off, 100.0 * und),
+                None => "-".into(),
+            });
+        }
+        rows.push(row);
+    }
+    let bold = rows.iter().map(|r| vec![false; r.len()]).collect();
+    Some(Table { header, rows, bold })
+}
+
+/// Per pair of tasks, over all gated parameters: identical mask bits, chance, difference.
+fn similarity_table(run: &RunData) -> Option<Table> {
+    let masks = run.masks.as_ref().filter(|m| m.tasks.len() > 1)?;
+    let (share, chance) = (masks.similarity(&[]), masks.chance(&[]));
+    let header = vec![
+        "tasks".to_string(),
+        "identical mask bits".into(),
+        "chance".into(),
+        "difference".into(),
+    ];
+    let mut rows = Vec::new();
+    for a in 0..masks.tasks.len() {
+        for b in a + 1..masks.tasks.len() {
+            rows.push(vec![
+                format!("{} – {}", masks.tasks[a], masks.tasks[b]),
+                format!("{:.4}", share[a][b]),
+                format!("{:.4}", chance[a][b]),
+                format!("{:+.4}", share[a][b] - chance[a][b]),
+            ]);
+        }
+    }
+    let bold = rows.iter().map(|r| vec![false; r.len()]).collect();
+    Some(Table { header, rows, bold })
+}
+
+const SIMILARITY_NOTE: &str = "Task similarity of the binarized masks over all gated \
+                               parameters; chance: the share two independent masks with the \
+                               same on-shares would have.";
+
+/// Several runs: the last mean test metric per strategy, with the settings that differ.
+fn runs_table(runs: &[RunData]) -> Table {
+    let keys = differing_keys(runs);
+    let strategies: Vec<&str> = super::STRATEGIES
+        .iter()
+        .copied()
+        .filter(|s| runs.iter().any(|r| r.strategies().iter().any(|x| x == s)))
+        .collect();
+    let mut header = vec!["run".to_string()];
+    header.extend(keys.iter().cloned());
+    header.extend(
+        strategies
+            .iter()
+            .map(|s| format!("{s}: mean test {}", runs[0].metric_name())),
+    );
+    let mut rows = Vec::new();
+    for r in runs {
+        let mut row = vec![r.name.clone()];
+        for k in &keys {
+            row.push(
+                r.run_table
+                    .get(k)
+                    .map_or("-".into(), |v| v.to_string().trim_matches('"').to_string()),
+            );
+        }
+        for s in &strategies {
+            let mean = r.mean_over_tasks(|t| r.eval_series(s, t, "test", Quantity::Metric));
+            row.push(mean.last().map_or("-".into(), |p| format_metric(p.1)));
+        }
+        rows.push(row);
+    }
+    let bold = rows.iter().map(|r| vec![false; r.len()]).collect();
+    Table { header, rows, bold }
+}
+
+fn run_summary(run: &RunData) -> String {
+    let set = &run.set;
+    let has_recovery = run
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Recovery { .. }));
+    let has_histograms = run
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Histogram { .. }));
+    format!(
+        "{} tasks ({}), model `{}`, {} of {} steps, strategies: {}{}.{}",
+        set.tasks.len(),
+        run.tasks().join(", "),
+        set.model.name,
+        run.last_step(),
+        set.run.steps,
+        run.strategies().join(", "),
+        if has_recovery {
+            "; the tasks' generating masks are known (recovery in TensorBoard)"
+        } else {
+            ""
+        },
+        if has_histograms {
+            ""
+        } else {
+            " Its log has no histogram snapshots (an older run), so the weight and mask \
+             distributions are left out."
+        }
+    )
+}
+
+const NOTE: &str = "Bold: the best strategy per task. \"gated, binarized\" is the gated model \
+                    with its masks rounded to 0/1 (`W ⊙ 1[M > 0]`), what `gtk export \
+                    --binarize` ships.";
+
+/// The Markdown report.
+pub(super) fn markdown(
+    sections: &[Section],
+    comparison: Option<&Figure>,
+    runs: &[RunData],
+) -> String {
+    let mut s = String::new();
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    let _ = writeln!(s, "# gatekit report: {}\n", names.join(", "));
+    if let Some(fig) = comparison {
+        let _ = writeln!(s, "## Runs side by side\n");
+        let _ = writeln!(s, "{}", runs_table(runs).markdown());
+        let _ = writeln!(s, "Legend: {}\n", run_labels(runs).join("; "));
+        figure_md(&mut s, fig, "###");
+    }
+    for sec in sections {
+        let run = &sec.run;
+        let _ = writeln!(s, "## Run {}\n", run.name);
+        let _ = writeln!(s, "{}\n", run_summary(run));
+        let _ = writeln!(s, "{}", comparison_table(run).markdown());
+        let _ = writeln!(s, "{NOTE}\n");
+        if let Some(t) = mask_table(run) {
+            let _ = writeln!(
+                s,
+                "Share of each task's mask entries that are off (M < 0), and in parentheses \
+                 still undecided (0.1 < σ(M) < 0.9):\n"
+            );
+            let _ = writeln!(s, "{}", t.markdown());
+        }
+        if let Some(t) = similarity_table(run) {
+            let _ = writeln!(s, "{SIMILARITY_NOTE}\n");
+            let _ = writeln!(s, "{}", t.markdown());
+        }
+        for fig in &sec.figures {
+            figure_md(&mut s, fig, "###");
+        }
+    }
+    s
+}
+
+fn figure_md(s: &mut String, fig: &Figure, level: &str) {
+    let _ = writeln!(s, "{level} {}\n", fig.title);
+    let _ = writeln!(s, "![{}]({}.png)\n", fig.title, fig.stem);
+    let _ = writeln!(s, "{} ([SVG]({}.svg))\n", fig.caption, fig.stem);
+}
+
+/// The self-contained HTML report.
+pub(super) fn html(sections: &[Section], comparison: Option<&Figure>, runs: &[RunData]) -> String {
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    let title = format!("gatekit report: {}", names.join(", "));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    let mut toc = String::from("<nav><ul>\n");
+    if comparison.is_some() {
+        toc.push_str("<li><a href=\"#runs\">Runs side by side</a></li>\n");
+    }
+    for sec in sections {
+        for fig in &sec.figures {
+            let _ = writeln!(
+                toc,
+                "<li><a href=\"#{}\">{}{}</a></li>",
+                escape(&fig.stem),
+                if sections.len() > 1 {
+                    format!("{}: ", escape(&sec.run.name))
+                } else {
+                    String::new()
+                },
+                escape(&fig.title)
+            );
+        }
+    }
+    toc.push_str("</ul></nav>\n");
+    s.push_str(&toc);
+    if let Some(fig) = comparison {
+        s.push_str("<h2 id=\"runs\">Runs side by side</h2>\n");
+        s.push_str(&runs_table(runs).html());
+        figure_html(&mut s, fig);
+    }
+    for sec in sections {
+        let run = &sec.run;
+        let _ = writeln!(s, "<h2>Run {}</h2>", escape(&run.name));
+        let _ = writeln!(s, "<p>{}</p>", inline(&run_summary(run)));
+        s.push_str(&comparison_table(run).html());
+        let _ = writeln!(s, "<p class=\"note\">{}</p>", inline(NOTE));
+        if let Some(t) = mask_table(run) {
+            s.push_str(
+                "<p>Share of each task's mask entries that are off (M &lt; 0), and in \
+                 parentheses still undecided (0.1 &lt; σ(M) &lt; 0.9):</p>\n",
+            );
+            let _ = writeln!(s, "<div class=\"wide\">{}</div>", t.html());
+        }
+        if let Some(t) = similarity_table(run) {
+            let _ = writeln!(s, "<p>{}</p>", inline(SIMILARITY_NOTE));
+            s.push_str(&t.html());
+        }
+        for fig in &sec.figures {
+            figure_html(&mut s, fig);
+        }
+    }
+    s.push_str("</body>\n</html>\n");
+    s
+}
+
+fn figure_html(s: &mut String, fig: &Figure) {
+    let _ = write!(
+        s,
+        "<figure id=\"{id}\">\n<h3>{title}</h3>\n<img src=\"data:image/png;base64,{data}\" \
+         width=\"{w}\" height=\"{h}\" alt=\"{title}\" data-file=\"{id}.png\">\n\
+         <figcaption>{caption} (<a href=\"{id}.svg\">SVG</a>, <a href=\"{id}.png\">PNG</a>)\
+         </figcaption>\n</figure>\n",
+        id = escape(&fig.stem),
+        title = escape(&fig.title),
+        data = base64(&fig.png),
+        w = fig.width,
+        h = fig.height,
+        caption = inline(&fig.caption),
+    );
+}
+
+const CSS: &str = "body { font-family: system-ui, sans-serif; max-width: 1400px; margin: 2em auto; \
+padding: 0 1em; color: #222; }\n\
+table { border-collapse: collapse; margin: 1em 0; font-variant-numeric: tabular-nums; }\n\
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }\n\
+th:first-child { text-align: left; }\n\
+thead th { background: #f3f3f3; }\n\
+td.best { font-weight: bold; background: #eaf3e6; }\n\
+.wide { overflow-x: auto; }\n\
+figure { margin: 2em 0; }\n\
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }\n\
+figcaption { color: #444; max-width: 70em; }\n\
+code { background: #f5f5f5; padding: 0 0.2em; }\n\
+.note { color: #555; }\n";
+
+/// Escapes text for HTML.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text and turns Markdown `code` spans into `<code>`.
+fn inline(s: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in escape(s).split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding, for data URIs.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
+    fn escapes_and_code_spans() {
+        assert_eq!(inline("a `<b>` & c"), "a <code>&lt;b&gt;</code> &amp; c");
+    }
+}

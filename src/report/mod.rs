@@ -1,0 +1,388 @@
+//! Looking at runs: figures (PNG and SVG), a `report.md` and a self-contained `report.html`
+//! for `gtk report`, and TensorBoard event files.
+//!
+//! Everything here reads only what a run folder holds (`config.toml`, `metrics.jsonl`,
+//! `checkpoint.safetensors`), never the dataset, so a report can be made on any machine that
+//! has the run folder.
+//!
+//! - [`RunData`]: one run's records, tasks and binarized masks
+//! - [`write_report`]: every figure and the two report files
+//! - [`tensorboard`]: tfevents files ([`tensorboard::TensorBoardSink`] for live logging,
+//!   [`tensorboard::write_run_events`] for finished runs)
+
+pub mod crc32c;
+pub mod figures;
+mod html;
+mod mask_figures;
+pub mod masks;
+pub mod tensorboard;
+mod typeset;
+
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+use crate::task::{Objective, TaskSet};
+use crate::train::{MetricsLog, Record, files};
+pub use figures::Figure;
+pub use masks::{BinaryMasks, MaskLayer};
+use std::path::{Path, PathBuf};
+
+/// Strategy names in the order every figure and table shows them.
+pub const STRATEGIES: [&str; 3] = ["gated", "shared", "separate"];
+
+/// Which value of an eval record a series follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    /// The task metric (MSE or accuracy).
+    Metric,
+    /// The loss.
+    Loss,
+}
+
+/// One run folder, read for reporting.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// Folder name.
+    pub name: String,
+    /// The run folder.
+    pub dir: PathBuf,
+    /// The resolved task set (`config.toml`).
+    pub set: TaskSet,
+    /// The `[run]` table as written, for showing how runs differ.
+    pub run_table: toml::Table,
+    /// Everything in `metrics.jsonl`.
+    pub records: Vec<Record>,
+    /// The gated model's binarized masks, when the run has one.
+    pub masks: Option<BinaryMasks>,
+}
+
+impl RunData {
+    /// Reads a run folder: its config, its metrics log and the masks in its checkpoint.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Run {
+                path: dir.into(),
+                message: "no such run folder (runs are created by `gtk train`)".into(),
+            });
+        }
+        let config = dir.join(files::CONFIG);
+        let text = std::fs::read_to_string(&config).map_err(|e| Error::Run {
+            path: config.clone(),
+            message: format!("cannot read the run's config: {e}; is this a gatekit run folder?"),
+        })?;
+        let set = TaskSet::parse_with(&text, &config, &|_: &str| {
+            Err(Error::Run {
+                path: config.clone(),
+                message: "has no inline [model] table".into(),
+            })
+        })?;
+        let run_table = toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|t| t.get("run").and_then(|r| r.as_table()).cloned())
+            .unwrap_or_default();
+        let metrics = dir.join(files::METRICS);
+        let records = MetricsLog::read(&metrics)?;
+        if !records.iter().any(|r| matches!(r, Record::Eval { .. })) {
+            return Err(Error::Run {
+                path: metrics,
+                message: "no evaluation recorded yet; train the run first".into(),
+            });
+        }
+        let params: Vec<String> = set
+            .model
+            .layer_names()
+            .into_iter()
+            .flatten()
+            .flat_map(|n| [format!("{n}.weight"), format!("{n}.bias")])
+            .collect();
+        let masks = if dir.join(files::CHECKPOINT).is_file() {
+            BinaryMasks::read(dir, &set.task_names(), &params)?
+        } else {
+            None
+        };
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("run")
+            .to_string();
+        Ok(RunData {
+            name,
+            dir: dir.into(),
+            set,
+            run_table,
+            records,
+            masks,
+        })
+    }
+
+    /// Task names in task-set order.
+    pub fn tasks(&self) -> Vec<String> {
+        self.set.task_names()
+    }
+
+    /// The strategies with eval records, in [`STRATEGIES`] order.
+    pub fn strategies(&self) -> Vec<String> {
+        STRATEGIES
+            .iter()
+            .filter(|s| {
+                self.records
+                    .iter()
+                    .any(|r| matches!(r, Record::Eval { strategy, .. } if strategy == *s))
+            })
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// `"mse"` or `"accuracy"`, from the eval records.
+    pub fn metric_name(&self) -> String {
+        self.records
+            .iter()
+            .find_map(|r| match r {
+                Record::Eval { metric_name, .. } => Some(metric_name.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "metric".into())
+    }
+
+    /// Regression (lower is better) or classification.
+    pub fn objective(&self) -> Objective {
+        if self.metric_name() == "accuracy" {
+            Objective::Classification
+        } else {
+            Objective::Regression
+        }
+    }
+
+    /// The last evaluated step.
+    pub fn last_step(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| matches!(r, Record::Eval { .. }))
+            .map(Record::step)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `(step, value)` of one strategy on one task's split, in step order.
+    pub fn eval_series(
+        &self,
+        strategy: &str,
+        task: &str,
+        split: &str,
+        quantity: Quantity,
+    ) -> Vec<(f64, f64)> {
+        let mut out: Vec<(f64, f64)> = self
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Eval {
+                    step,
+                    strategy: s,
+                    task: t,
+                    split: sp,
+                    loss,
+                    metric,
+                    ..
+                } if s == strategy && t == task && sp == split => Some((
+                    *step as f64,
+                    match quantity {
+                        Quantity::Metric => *metric,
+                        Quantity::Loss => *loss,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
+    /// `(step, value)` of the binarized gated model on one task (test split).
+    pub fn binarized_series(&self, task: &str, quantity: Quantity) -> Vec<(f64, f64)> {
+        let mut out: Vec<(f64, f64)> = self
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Binarized {
+                    step,
+                    task: t,
+                    loss,
+                    metric,
+                } if t == task => Some((
+                    *step as f64,
+                    match quantity {
+                        Quantity::Metric => *metric,
+                        Quantity::Loss => *loss,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
+    /// Per step, the mean over tasks of a per-task series (steps where every task has a value).
+    pub fn mean_over_tasks(&self, series: impl Fn(&str) -> Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+        let tasks = self.tasks();
+        let all: Vec<Vec<(f64, f64)>> = tasks.iter().map(|t| series(t)).collect();
+        let Some(first) = all.first() else {
+            return Vec::new();
+        };
+        first
+            .iter()
+            .filter_map(|&(step, _)| {
+                let values: Vec<f64> = all
+                    .iter()
+                    .filter_map(|s| s.iter().find(|p| p.0 == step).map(|p| p.1))
+                    .collect();
+                (values.len() == all.len())
+                    .then(|| (step, values.iter().sum::<f64>() / values.len() as f64))
+            })
+            .collect()
+    }
+
+    /// The `mask` record (off, undecided) of one task and parameter at `step`.
+    pub fn mask_stats(&self, step: usize, task: &str, param: &str) -> Option<(f64, f64)> {
+        self.records.iter().find_map(|r| match r {
+            Record::Mask {
+                step: s,
+                task: t,
+                param: p,
+                off,
+                undecided,
+            } if *s == step && t == task && p == param => Some((*off, *undecided)),
+            _ => None,
+        })
+    }
+
+    /// The last step with `mask` records.
+    pub fn last_mask_step(&self) -> Option<usize> {
+        self.records
+            .iter()
+            .filter(|r| matches!(r, Record::Mask { .. }))
+            .map(Record::step)
+            .max()
+    }
+
+    /// Gated parameters in network order (`{layer}.weight`, `{layer}.bias`).
+    pub fn params(&self) -> Vec<String> {
+        self.set
+            .model
+            .layer_names()
+            .into_iter()
+            .flatten()
+            .flat_map(|n| [format!("{n}.weight"), format!("{n}.bias")])
+            .collect()
+    }
+
+    /// The weight parameters only (masks of biases are too small to picture).
+    pub fn weight_params(&self) -> Vec<String> {
+        self.params()
+            .into_iter()
+            .filter(|p| p.ends_with(".weight"))
+            .collect()
+    }
+}
+
+/// What `gtk report` writes.
+#[derive(Debug, Clone)]
+pub struct ReportSummary {
+    /// The output folder.
+    pub out: PathBuf,
+    /// Every figure file (PNG and SVG).
+    pub figures: Vec<PathBuf>,
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// `report.html` (figures embedded).
+    pub html: PathBuf,
+    /// Event files written for runs that had no `tb/` folder yet.
+    pub tensorboard: Vec<PathBuf>,
+}
+
+/// Reads the runs and writes every figure, `report.md` and `report.html` into `out`; runs
+/// without a `tb/` folder also get their TensorBoard event files. With several runs the
+/// per-run figures are prefixed with the run name and a comparison figure is added.
+pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<ReportSummary> {
+    if run_dirs.is_empty() {
+        return Err(Error::Run {
+            path: out.into(),
+            message: "no run given to report on".into(),
+        });
+    }
+    let runs = run_dirs
+        .iter()
+        .map(|d| RunData::open(d))
+        .collect::<Result<Vec<_>>>()?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut sections = Vec::new();
+    let multi = runs.len() > 1;
+    let mut used_prefixes = std::collections::BTreeSet::new();
+    for (i, run) in runs.iter().enumerate() {
+        let prefix = if multi {
+            let mut p = format!("{}-", sanitize(&run.name));
+            if !used_prefixes.insert(p.clone()) {
+                p = format!("{}{}-", p, i + 1);
+            }
+            p
+        } else {
+            String::new()
+        };
+        sections.push(html::Section {
+            figures: figures::run_figures(run, &prefix)?,
+            run: run.clone(),
+        });
+    }
+    let comparison = if multi {
+        figures::runs_comparison(&runs)?
+    } else {
+        None
+    };
+    let mut written = Vec::new();
+    let all_figures = sections
+        .iter()
+        .flat_map(|s| s.figures.iter())
+        .chain(comparison.iter());
+    for f in all_figures {
+        for (ext, bytes) in [("png", f.png.as_slice()), ("svg", f.svg.as_bytes())] {
+            let path = out.join(format!("{}.{ext}", f.stem));
+            write_atomic(&path, bytes)?;
+            written.push(path);
+        }
+    }
+    let markdown = out.join("report.md");
+    write_atomic(
+        &markdown,
+        html::markdown(&sections, comparison.as_ref(), &runs).as_bytes(),
+    )?;
+    let html_path = out.join("report.html");
+    write_atomic(
+        &html_path,
+        html::html(&sections, comparison.as_ref(), &runs).as_bytes(),
+    )?;
+    let mut tb = Vec::new();
+    for run in &runs {
+        if tensorboard::event_files(&run.dir.join(tensorboard::TB_DIR)).is_empty() {
+            tb.push(tensorboard::write_run_events(&run.dir)?);
+        }
+    }
+    Ok(ReportSummary {
+        out: out.into(),
+        figures: written,
+        markdown,
+        html: html_path,
+        tensorboard: tb,
+    })
+}
+
+/// A name safe in file names: letters, digits, `-`, `_` and `.`, everything else as `_`.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
