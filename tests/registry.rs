@@ -75,7 +75,17 @@ fn builtin_kinds_are_listed_sorted_by_the_binary() {
         .filter(|l| !l.starts_with(' '))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(names, ["linear", "sinusoid"]);
+    assert_eq!(
+        names,
+        [
+            "linear",
+            "mnist",
+            "permuted-mnist",
+            "rotated-mnist",
+            "sinusoid",
+            "split-mnist"
+        ]
+    );
     let detail = common::gtk(tmp.path(), &["tasks", "sinusoid"]);
     let detail = String::from_utf8_lossy(&detail.stdout);
     assert!(
@@ -87,7 +97,18 @@ fn builtin_kinds_are_listed_sorted_by_the_binary() {
 #[test]
 fn a_kind_from_another_crate_registers_and_trains() {
     let names: Vec<&str> = kinds().iter().map(|k| k.name).collect();
-    assert_eq!(names, ["constant-test", "linear", "sinusoid"]);
+    assert_eq!(
+        names,
+        [
+            "constant-test",
+            "linear",
+            "mnist",
+            "permuted-mnist",
+            "rotated-mnist",
+            "sinusoid",
+            "split-mnist"
+        ]
+    );
     let text = format!(
         "[run]\nmodel = \"{}\"\nsteps = 1000\nlr = 0.1\n[[task]]\nname = \"c\"\nkind = \"constant-test\"\nvalue = 2.5\n",
         common::repo("models/linear.toml").display()
