@@ -58,23 +58,9 @@ pub struct RunData {
 impl RunData {
     /// Reads a run folder: its config, its metrics log and the masks in its checkpoint.
     pub fn open(dir: &Path) -> Result<Self> {
-        if !dir.is_dir() {
-            return Err(Error::Run {
-                path: dir.into(),
-                message: "no such run folder (runs are created by `gtk train`)".into(),
-            });
-        }
+        let set = crate::train::read_run_config(dir)?;
         let config = dir.join(files::CONFIG);
-        let text = std::fs::read_to_string(&config).map_err(|e| Error::Run {
-            path: config.clone(),
-            message: format!("cannot read the run's config: {e}; is this a gatekit run folder?"),
-        })?;
-        let set = TaskSet::parse_with(&text, &config, &|_: &str| {
-            Err(Error::Run {
-                path: config.clone(),
-                message: "has no inline [model] table".into(),
-            })
-        })?;
+        let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
         let run_table = toml::from_str::<toml::Table>(&text)
             .ok()
             .and_then(|t| t.get("run").and_then(|r| r.as_table()).cloned())

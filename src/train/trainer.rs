@@ -619,7 +619,8 @@ fn mean_predictor_mse(task: &dyn Task, device: &Device) -> Result<f64> {
         .to_scalar::<f64>()?)
 }
 
-fn read_run(dir: &Path) -> Result<(TaskSet, RunState)> {
+/// A run folder's resolved task set (`config.toml`), with errors that say what is missing.
+pub fn read_run_config(dir: &Path) -> Result<TaskSet> {
     if !dir.is_dir() {
         return Err(Error::Run {
             path: dir.into(),
@@ -631,12 +632,37 @@ fn read_run(dir: &Path) -> Result<(TaskSet, RunState)> {
         path: config.clone(),
         message: format!("cannot read the run's config: {e}; is this a gatekit run folder?"),
     })?;
-    let set = TaskSet::parse_with(&text, &config, &|_: &str| {
+    TaskSet::parse_with(&text, &config, &|_: &str| {
         Err(Error::Run {
             path: config.clone(),
             message: "has no inline [model] table".into(),
         })
+    })
+}
+
+/// The run folder under `runs` whose state file was written last.
+pub fn latest_run(runs: &Path) -> Result<PathBuf> {
+    let entries = std::fs::read_dir(runs).map_err(|e| Error::Run {
+        path: runs.into(),
+        message: format!("no runs folder ({e}); train first with `gtk train`"),
     })?;
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in entries.flatten() {
+        let state = e.path().join(files::STATE);
+        if let Ok(m) = std::fs::metadata(&state).and_then(|m| m.modified())
+            && best.as_ref().is_none_or(|(t, _)| m > *t)
+        {
+            best = Some((m, e.path()));
+        }
+    }
+    best.map(|(_, p)| p).ok_or_else(|| Error::Run {
+        path: runs.into(),
+        message: "no finished run found; train first with `gtk train`".into(),
+    })
+}
+
+fn read_run(dir: &Path) -> Result<(TaskSet, RunState)> {
+    let set = read_run_config(dir)?;
     let state_path = dir.join(files::STATE);
     let state_text = std::fs::read_to_string(&state_path).map_err(|e| Error::Run {
         path: state_path.clone(),

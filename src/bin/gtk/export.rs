@@ -1,16 +1,16 @@
 //! `gtk export`.
 
 use crate::cli::{ExportArgs, data_dir};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::Device;
 use gatekit::export::{ExportOptions, export_run};
 use gatekit::train::{format_metric, open_run};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub fn run(args: ExportArgs) -> Result<()> {
     let run_dir = match &args.run {
         Some(r) => r.clone(),
-        None => latest_run(&args.runs_dir)?,
+        None => gatekit::train::latest_run(&args.runs_dir)?,
     };
     if args.rescale && !args.binarize {
         bail!("--rescale applies to binarized masks: add --binarize");
@@ -83,29 +83,4 @@ pub fn run(args: ExportArgs) -> Result<()> {
 
 fn short(metric: &str) -> &str {
     if metric == "accuracy" { "acc" } else { metric }
-}
-
-/// The run folder under `runs` whose state was written last.
-fn latest_run(runs: &Path) -> Result<PathBuf> {
-    let entries = std::fs::read_dir(runs).with_context(|| {
-        format!(
-            "{}: no runs folder; train first with `gtk train`",
-            runs.display()
-        )
-    })?;
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for e in entries.flatten() {
-        let state = e.path().join("state.json");
-        if let Ok(m) = std::fs::metadata(&state).and_then(|m| m.modified())
-            && best.as_ref().is_none_or(|(t, _)| m > *t)
-        {
-            best = Some((m, e.path()));
-        }
-    }
-    best.map(|(_, p)| p).with_context(|| {
-        format!(
-            "{}: no finished run found; train first with `gtk train`",
-            runs.display()
-        )
-    })
 }
