@@ -105,10 +105,7 @@ fn sinusoid_all_strategies_learn_and_gated_is_near_the_best() {
     let tasks = set.build_tasks(None).unwrap();
     let mean_predictor: f64 = tasks
         .iter()
-        .map(|t| {
-            let any = t.as_ref() as &dyn gatekit::Task;
-            predict_mean_mse(any)
-        })
+        .map(|t| gatekit::task::mean_predictor_mse(t.as_ref()).unwrap())
         .sum::<f64>()
         / tasks.len() as f64;
     let means: Vec<f64> = ["gated", "shared", "separate"]
@@ -125,24 +122,4 @@ fn sinusoid_all_strategies_learn_and_gated_is_near_the_best() {
     }
     let best = means.iter().cloned().fold(f64::INFINITY, f64::min);
     assert!(means[0] <= 1.05 * best, "gated {} vs best {best}", means[0]);
-}
-
-fn predict_mean_mse(task: &dyn gatekit::Task) -> f64 {
-    use gatekit::task::Split;
-    let all = |split| {
-        let idx: Vec<usize> = (0..task.len(split)).collect();
-        task.batch(split, &idx, &Device::Cpu, candle_core::DType::F64)
-            .unwrap()
-            .y
-    };
-    let (train, test) = (all(Split::Train), all(Split::Test));
-    let mean = train.mean_keepdim(0).unwrap();
-    test.broadcast_sub(&mean)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
 }

@@ -266,18 +266,14 @@ fn write_export(
             .enumerate()
             .map(|(i, (n, v))| Ok((n.clone(), gate.apply(i, v.as_tensor())?)))
             .collect::<Result<_>>()?;
-        let off_n: f64 = task_masks[k]
-            .iter()
-            .map(|m| {
-                m.as_tensor()
-                    .lt(0.0)
-                    .and_then(|x| x.to_dtype(DType::F64))
-                    .and_then(|x| x.sum_all())
-                    .and_then(|x| x.to_scalar::<f64>())
-                    .unwrap_or(0.0)
-            })
-            .sum();
+        // Share of all gated weights off, from the same statistics the training log reports.
+        let stats = bank.stats(t, mode, scale)?;
         let total: f64 = task_masks[k].iter().map(|m| m.elem_count() as f64).sum();
+        let off_n: f64 = stats
+            .iter()
+            .zip(&task_masks[k])
+            .map(|(st, m)| st.off * m.elem_count() as f64)
+            .sum();
         let metadata = vec![
             ("gatekit.task".to_string(), names[t].clone()),
             ("gatekit.gate".to_string(), format!("{view:?}")),

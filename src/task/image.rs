@@ -177,13 +177,6 @@ pub(super) fn colour_param(p: &Params, name: &str) -> Result<[f32; 3]> {
 }
 
 impl ImageTask {
-    fn part(split: Split) -> usize {
-        match split {
-            Split::Train => 0,
-            Split::Test => 1,
-        }
-    }
-
     /// Writes example `src` (grayscale u8) as `channels` planes of the padded size into `out`.
     fn render(&self, src: &[u8], grey: &mut [f32], out: &mut [f32]) {
         let (c_n, h, w) = (self.input[0], self.input[1], self.input[2]);
@@ -244,7 +237,7 @@ impl Task for ImageTask {
         Objective::Classification
     }
     fn len(&self, split: Split) -> usize {
-        self.examples[Self::part(split)].len()
+        self.examples[split.index()].len()
     }
     fn batch(
         &self,
@@ -253,7 +246,7 @@ impl Task for ImageTask {
         device: &Device,
         dtype: DType,
     ) -> Result<Batch> {
-        let p = Self::part(split);
+        let p = split.index();
         let set = if p == 0 {
             &self.data.train
         } else {

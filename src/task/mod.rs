@@ -38,6 +38,14 @@ pub enum Split {
 }
 
 impl Split {
+    /// 0 for train, 1 for test: the index of a split in `[train, test]` pairs.
+    pub fn index(self) -> usize {
+        match self {
+            Split::Train => 0,
+            Split::Test => 1,
+        }
+    }
+
     /// `"train"` or `"test"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -163,4 +171,21 @@ pub trait Task: Send + Sync {
     fn true_mask(&self) -> Option<TrueMask> {
         None
     }
+}
+
+/// Test MSE (averaged over outputs) of predicting the training targets' mean: the bar every
+/// regression model must clear.
+pub fn mean_predictor_mse(task: &dyn Task) -> Result<f64> {
+    let device = Device::Cpu;
+    let targets = |split| -> Result<Tensor> {
+        let idx: Vec<usize> = (0..task.len(split)).collect();
+        Ok(task.batch(split, &idx, &device, DType::F64)?.y)
+    };
+    let (train, test) = (targets(Split::Train)?, targets(Split::Test)?);
+    let mean = train.mean_keepdim(0)?;
+    Ok(test
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean_all()?
+        .to_scalar::<f64>()?)
 }

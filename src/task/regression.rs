@@ -37,32 +37,6 @@ impl RegressionTask {
             true_mask,
         }
     }
-
-    fn part(split: Split) -> usize {
-        match split {
-            Split::Train => 0,
-            Split::Test => 1,
-        }
-    }
-
-    /// Test MSE of predicting the training targets' mean: the bar every model must clear.
-    pub fn mean_predictor_mse(&self) -> f64 {
-        mean_predictor_mse(&self.y[0], &self.y[1], self.outputs)
-    }
-}
-
-/// Test MSE (averaged over outputs) of predicting the per-output mean of `train` targets.
-pub fn mean_predictor_mse(train: &[f64], test: &[f64], outputs: usize) -> f64 {
-    let n_train = (train.len() / outputs).max(1) as f64;
-    let mean: Vec<f64> = (0..outputs)
-        .map(|o| train.iter().skip(o).step_by(outputs).sum::<f64>() / n_train)
-        .collect();
-    let n_test = test.len().max(1) as f64;
-    test.iter()
-        .enumerate()
-        .map(|(i, v)| (v - mean[i % outputs]).powi(2))
-        .sum::<f64>()
-        / n_test
 }
 
 impl Task for RegressionTask {
@@ -79,7 +53,7 @@ impl Task for RegressionTask {
         Objective::Regression
     }
     fn len(&self, split: Split) -> usize {
-        self.y[Self::part(split)].len() / self.outputs
+        self.y[split.index()].len() / self.outputs
     }
     fn batch(
         &self,
@@ -88,7 +62,7 @@ impl Task for RegressionTask {
         device: &Device,
         dtype: DType,
     ) -> Result<Batch> {
-        let p = Self::part(split);
+        let p = split.index();
         let (inputs, outputs) = (self.input[0], self.outputs);
         let mut xs = Vec::with_capacity(indices.len() * inputs);
         let mut ys = Vec::with_capacity(indices.len() * outputs);

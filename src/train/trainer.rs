@@ -16,7 +16,7 @@ use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
 use crate::report::tensorboard::{TensorBoardSink, write_run_events};
-use crate::task::{Objective, Split, Task, TaskSet, TrueMask};
+use crate::task::{Objective, Split, Task, TaskSet, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -556,7 +556,7 @@ impl Trainer {
         if self.objective() == Objective::Regression {
             let mut reference = Vec::new();
             for task in &self.tasks {
-                reference.push(mean_predictor_mse(task.as_ref(), &self.device)?);
+                reference.push(mean_predictor_mse(task.as_ref())?);
             }
             table.reference = Some(("predict-mean".into(), reference));
         }
@@ -602,21 +602,6 @@ fn histogram(
         hi,
         counts,
     })
-}
-
-/// Test MSE of predicting the training targets' mean.
-fn mean_predictor_mse(task: &dyn Task, device: &Device) -> Result<f64> {
-    let all = |split| -> Result<Tensor> {
-        let idx: Vec<usize> = (0..task.len(split)).collect();
-        Ok(task.batch(split, &idx, device, DType::F64)?.y)
-    };
-    let (train, test) = (all(Split::Train)?, all(Split::Test)?);
-    let mean = train.mean_keepdim(0)?;
-    Ok(test
-        .broadcast_sub(&mean)?
-        .sqr()?
-        .mean_all()?
-        .to_scalar::<f64>()?)
 }
 
 /// A run folder's resolved task set (`config.toml`), with errors that say what is missing.

@@ -180,11 +180,6 @@ pub struct VerifyArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-/// The dataset folder from the flag or $GATEKIT_DATA.
-pub fn data_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
-    flag.or_else(|| std::env::var_os("GATEKIT_DATA").map(PathBuf::from))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

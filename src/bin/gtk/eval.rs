@@ -1,13 +1,13 @@
 //! `gtk eval RUN` and `gtk eval --onnx FILE`.
 
-use crate::cli::{EvalArgs, data_dir};
+use crate::cli::EvalArgs;
 use anyhow::{Result, bail};
 use candle_core::Device;
 use gatekit::export::check::evaluate_onnx;
 use gatekit::train::{format_metric, open_run};
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let data = data_dir(args.data_dir);
+    let data = args.data_dir.clone();
     if let Some(file) = &args.onnx {
         let r = evaluate_onnx(file, args.task.as_deref(), data.as_deref())?;
         println!(

@@ -1,6 +1,6 @@
 //! `gtk export`.
 
-use crate::cli::{ExportArgs, data_dir};
+use crate::cli::ExportArgs;
 use anyhow::{Result, bail};
 use candle_core::Device;
 use gatekit::export::{ExportOptions, export_run};
@@ -15,11 +15,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     if args.rescale && !args.binarize {
         bail!("--rescale applies to binarized masks: add --binarize");
     }
-    let trainer = open_run(
-        &run_dir,
-        data_dir(args.data_dir.clone()).as_deref(),
-        &Device::Cpu,
-    )?;
+    let trainer = open_run(&run_dir, args.data_dir.as_deref(), &Device::Cpu)?;
     let name = run_dir
         .file_name()
         .and_then(|n| n.to_str())

@@ -1,6 +1,6 @@
 //! `gtk train`.
 
-use crate::cli::{StrategyArg, TrainArgs, data_dir};
+use crate::cli::{StrategyArg, TrainArgs};
 use crate::progress::Progress;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let data = data_dir(args.data_dir.clone());
+    let data = args.data_dir.clone();
     let mut trainer = match &args.resume {
         Some(dir) => Trainer::resume(dir, data.as_deref(), &device)?,
         None => {
