@@ -19,6 +19,7 @@
 
 pub mod atomic;
 pub mod data;
+mod engine;
 pub mod error;
 pub mod export;
 pub mod gate;

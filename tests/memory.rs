@@ -19,8 +19,14 @@ fn rss_kb() -> u64 {
 
 #[test]
 fn rss_stays_flat_with_momentum_and_adam_state() {
+    for engine in ["fast", "reference"] {
+        rss_stays_flat(engine);
+    }
+}
+
+fn rss_stays_flat(engine: &str) {
     let text = format!(
-        "[run]\nmodel = \"{}\"\nsteps = 4000\noptimizer = \"momentum\"\neval_every = 4000\n\
+        "[run]\nmodel = \"{}\"\nsteps = 4000\noptimizer = \"momentum\"\neval_every = 4000\nengine = \"{engine}\"\n\
          [defaults]\nkind = \"sinusoid\"\ntrain = 64\ntest = 32\n\
          [[task]]\nname = \"a\"\n[[task]]\nname = \"b\"\n",
         common::repo("models/mlp.toml").display()
@@ -44,6 +50,6 @@ fn rss_stays_flat_with_momentum_and_adam_state() {
     // A leak of one graph per step would be >100 MB here; allocator noise is a few MB.
     assert!(
         after < before + 16 * 1024,
-        "RSS grew from {before} kB to {after} kB over 3000 steps"
+        "{engine} engine: RSS grew from {before} kB to {after} kB over 3000 steps"
     );
 }

@@ -1,5 +1,6 @@
 //! A run stopped at step k and resumed ends with bit-identical tensors and the same metrics as
-//! an uninterrupted run (all strategies, momentum on W, Adam on masks).
+//! an uninterrupted run (all strategies, momentum on W, Adam on masks), on the fast engine and
+//! on the reference.
 
 mod common;
 use common::*;
@@ -46,9 +47,19 @@ fn tensors(path: &std::path::Path) -> HashMap<String, (String, Vec<usize>, Vec<u
 }
 
 #[test]
-fn stopped_and_resumed_equals_uninterrupted() {
+fn stopped_and_resumed_equals_uninterrupted_fast_engine() {
+    stopped_and_resumed_equals_uninterrupted("fast");
+}
+
+#[test]
+fn stopped_and_resumed_equals_uninterrupted_reference() {
+    stopped_and_resumed_equals_uninterrupted("reference");
+}
+
+fn stopped_and_resumed_equals_uninterrupted(engine: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let set = write_task_set(tmp.path(), "set.toml", SET);
+    let body = SET.replace("[run]\n", &format!("[run]\nengine = \"{engine}\"\n"));
+    let set = write_task_set(tmp.path(), "set.toml", &body);
     let set = set.to_str().unwrap();
     let full = gtk(
         tmp.path(),

@@ -93,7 +93,7 @@ struct Conv2dBackward {
 
 /// A matrix operand for [`matmul`]: element `(i, j)` is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
-struct Mat<'a, T> {
+pub(crate) struct Mat<'a, T> {
     data: &'a [T],
     rs: usize,
     cs: usize,
@@ -101,7 +101,7 @@ struct Mat<'a, T> {
 
 impl<'a, T> Mat<'a, T> {
     /// A row-major matrix with `cols` columns.
-    fn new(data: &'a [T], cols: usize) -> Self {
+    pub(crate) fn new(data: &'a [T], cols: usize) -> Self {
         Mat {
             data,
             rs: cols,
@@ -110,11 +110,20 @@ impl<'a, T> Mat<'a, T> {
     }
 
     /// The transpose of a row-major matrix with `cols` columns (no copy: gemm takes strides).
-    fn t(data: &'a [T], cols: usize) -> Self {
+    pub(crate) fn t(data: &'a [T], cols: usize) -> Self {
         Mat {
             data,
             rs: 1,
             cs: cols,
+        }
+    }
+
+    /// The transpose of this matrix (no copy: the strides swap).
+    pub(crate) fn t_view(self) -> Self {
+        Mat {
+            data: self.data,
+            rs: self.cs,
+            cs: self.rs,
         }
     }
 
@@ -126,7 +135,7 @@ impl<'a, T> Mat<'a, T> {
 
 /// How the `[m, n]` destination of a [`matmul`] is stored.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Order {
+pub(crate) enum Order {
     /// `dst[i·n + j]`.
     RowMajor,
     /// `dst[i + j·m]`, i.e. the transpose stored row-major.
@@ -135,7 +144,7 @@ enum Order {
 
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`; `dst` is `[m, n]` stored in
 /// `order`, `lhs` is `[m, k]`, `rhs` is `[k, n]`.
-fn matmul<T: Real>(
+pub(crate) fn matmul<T: Real>(
     (m, n, k): (usize, usize, usize),
     (dst, order): (&mut [T], Order),
     lhs: Mat<T>,

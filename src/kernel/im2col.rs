@@ -108,10 +108,38 @@ impl ConvGeom {
 
 /// Writes `cols(x)` (`[rows, cols]`, row-major) for one sample `x` (`[c, h, w]`).
 pub(crate) fn im2col<T: Copy>(g: &ConvGeom, x: &[T], cols: &mut [T], zero: T) {
+    debug_assert_eq!(cols.len(), g.rows() * g.cols());
+    im2col_strided(g, x, cols, g.cols(), zero);
+}
+
+/// [`im2col`] into a wider matrix: row `r` of `cols(x)` goes to
+/// `cols[r·row_stride .. r·row_stride + g.cols()]`, so several samples' `cols` can sit side by
+/// side as one `[rows, n·cols]` matrix (one GEMM for the whole batch).
+pub(crate) fn im2col_strided<T: Copy>(
+    g: &ConvGeom,
+    x: &[T],
+    cols: &mut [T],
+    row_stride: usize,
+    zero: T,
+) {
     let (k, s, l) = (g.k, g.stride, g.cols());
     debug_assert_eq!(x.len(), g.sample_len());
-    debug_assert_eq!(cols.len(), g.rows() * l);
-    for (r, row) in cols.chunks_exact_mut(l).enumerate() {
+    debug_assert!(cols.len() >= (g.rows() - 1) * row_stride + l);
+    if s == 1 && g.pad == 0 {
+        // No padding and no stride (LeNet): every output row is one run of the input row, with
+        // no bounds to work out per run.
+        for r in 0..g.rows() {
+            let (ci, ki, kj) = (r / (k * k), (r / k) % k, r % k);
+            let src = &x[(ci * g.h + ki) * g.w + kj..];
+            let row = &mut cols[r * row_stride..r * row_stride + l];
+            for (oh, dst) in row.chunks_exact_mut(g.w_out).enumerate() {
+                copy_run(dst, &src[oh * g.w..oh * g.w + g.w_out]);
+            }
+        }
+        return;
+    }
+    for r in 0..g.rows() {
+        let row = &mut cols[r * row_stride..r * row_stride + l];
         let (ci, ki, kj) = (r / (k * k), (r / k) % k, r % k);
         let (lo, hi) = g.valid_cols(kj);
         for (oh, dst) in row.chunks_exact_mut(g.w_out).enumerate() {
@@ -169,10 +197,22 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
 /// Adds every entry of `cols` (`[rows, cols]`) onto the element of `dx` (`[c, h, w]`) that
 /// [`im2col`] read it from; padding entries are dropped. `dx` is accumulated into, not reset.
 pub(crate) fn col2im<T: Copy + AddAssign>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
+    debug_assert_eq!(cols.len(), g.rows() * g.cols());
+    col2im_strided(g, cols, g.cols(), dx);
+}
+
+/// [`col2im`] from a wider matrix laid out as in [`im2col_strided`].
+pub(crate) fn col2im_strided<T: Copy + AddAssign>(
+    g: &ConvGeom,
+    cols: &[T],
+    row_stride: usize,
+    dx: &mut [T],
+) {
     let (k, s, l) = (g.k, g.stride, g.cols());
     debug_assert_eq!(dx.len(), g.sample_len());
-    debug_assert_eq!(cols.len(), g.rows() * l);
-    for (r, row) in cols.chunks_exact(l).enumerate() {
+    debug_assert!(cols.len() >= (g.rows() - 1) * row_stride + l);
+    for r in 0..g.rows() {
+        let row = &cols[r * row_stride..r * row_stride + l];
         let (ci, ki, kj) = (r / (k * k), (r / k) % k, r % k);
         let (lo, hi) = g.valid_cols(kj);
         if lo == hi {

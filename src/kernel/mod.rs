@@ -42,10 +42,11 @@
 //! there.
 
 mod conv;
-mod im2col;
+pub(crate) mod im2col;
 mod pool;
 
 pub use conv::conv2d;
+pub(crate) use conv::{Mat, Order, matmul};
 pub use pool::max_pool2d;
 
 use candle_core::{CpuStorage, Layout, Result, WithDType};

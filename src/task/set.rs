@@ -57,6 +57,18 @@ pub enum MaskRecipe {
     Paper,
 }
 
+/// Which implementation runs a training step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// gatekit's own fused forward/backward/update over plain f32 buffers, where it applies
+    /// (f32 on the CPU); the reference otherwise.
+    #[default]
+    Fast,
+    /// candle's autograd over the `Network` layers: slower, kept as the reference.
+    Reference,
+}
+
 /// Optional penalty on the current task's masks that pushes them away from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -135,6 +147,17 @@ pub struct RunConfig {
     pub mask_regularizer_weight: f64,
     /// Training examples evaluated per task at each eval (the first N of the split).
     pub eval_train_limit: usize,
+    /// Which implementation trains (`fast` falls back to `reference` for f64).
+    #[serde(default)]
+    pub engine: EngineChoice,
+    /// Evaluate before the first step (the step-0 point of every curve); benchmarks turn it
+    /// off so the first step starts right after loading.
+    #[serde(default = "yes")]
+    pub eval_at_start: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl RunConfig {
@@ -178,6 +201,8 @@ struct RawRun {
     mask_regularizer: Option<Regularizer>,
     mask_regularizer_weight: Option<f64>,
     eval_train_limit: Option<i64>,
+    engine: Option<EngineChoice>,
+    eval_at_start: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -601,6 +626,8 @@ fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
             true,
         )?,
         eval_train_limit: positive(at, "eval_train_limit", raw.eval_train_limit, 2000)?,
+        engine: raw.engine.unwrap_or_default(),
+        eval_at_start: raw.eval_at_start.unwrap_or(true),
     })
 }
 

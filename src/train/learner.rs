@@ -3,13 +3,15 @@
 //! run the same [`Network`] code; only the gate and the parameter set differ.
 
 use super::optim::{Optimizer, OptimizerConfig};
+use crate::engine::{Engine, Plan, Rule, Slot, StepRules, Targets, TaskMasks};
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
 use crate::model::{ModelSpec, Network};
 use crate::rng::Rng;
-use crate::task::{Batch, Objective, Regularizer, RunConfig};
-use candle_core::{Device, Result, Tensor, Var};
+use crate::task::{Batch, EngineChoice, Objective, Regularizer, RunConfig};
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A training strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -54,7 +56,22 @@ pub struct StepSettings {
     pub mask_lr_factor: f64,
 }
 
+/// Set when the fast engine holds newer weights than the candle `Var`s.
+#[derive(Debug, Default)]
+struct Stale(AtomicBool);
+
+impl Clone for Stale {
+    fn clone(&self) -> Self {
+        Stale(AtomicBool::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
 /// One strategy's models, masks and optimizers.
+///
+/// Training steps run on the fast [`Engine`] when it covers the run (f32 on the CPU), else on
+/// candle's autograd over the [`Network`] (the reference). With the engine, the candle `Var`s
+/// are brought up to date lazily, before anything reads them (evaluation, checkpoints,
+/// export), so every other part of gatekit sees one representation.
 #[derive(Debug, Clone)]
 pub struct Learner {
     strategy: Strategy,
@@ -65,6 +82,8 @@ pub struct Learner {
     mask_opt: Optimizer,
     gate: GateMode,
     regularizer: (Regularizer, f64),
+    engine: Option<Box<Engine>>,
+    stale: Stale,
 }
 
 impl Learner {
@@ -103,7 +122,21 @@ impl Learner {
                 device,
             )
         });
+        let engine = match (run.engine, dtype, device) {
+            (EngineChoice::Fast, DType::F32, Device::Cpu) => match Plan::compile(spec) {
+                Ok(plan) => Some(Box::new(Engine::new(
+                    plan,
+                    nets.iter().map(weights_of).collect::<Result<Vec<_>>>()?,
+                    task_names.len(),
+                    strategy == Strategy::Gated,
+                ))),
+                Err(_) => None,
+            },
+            _ => None,
+        };
         Ok(Learner {
+            engine,
+            stale: Stale::default(),
             strategy,
             task_names: task_names.to_vec(),
             nets,
@@ -140,8 +173,54 @@ impl Learner {
         self.strategy
     }
 
+    /// `"fast"` when training steps run on gatekit's own engine, `"reference"` when on candle's
+    /// autograd (f64 runs, non-CPU devices, `engine = "reference"`).
+    pub fn engine_name(&self) -> &'static str {
+        if self.engine.is_some() {
+            "fast"
+        } else {
+            "reference"
+        }
+    }
+
+    /// Copies the engine's weights and masks into the candle `Var`s if they are behind.
+    fn sync(&self) -> Result<()> {
+        let Some(engine) = &self.engine else {
+            return Ok(());
+        };
+        if !self.stale.0.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        for (net, weights) in self.nets.iter().zip(&engine.models) {
+            for ((_, var), w) in net.params().iter().zip(weights) {
+                var.set(&Tensor::from_slice(w, var.shape(), var.device())?)?;
+            }
+        }
+        if let Some(bank) = &self.masks {
+            for (task, m) in engine.masks.iter().enumerate() {
+                let (Some(m), Some(vars)) = (m, bank.get(task)) else {
+                    continue;
+                };
+                for (var, values) in vars.iter().zip(&m.values) {
+                    var.set(&Tensor::from_slice(values, var.shape(), var.device())?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the candle `Var`s up to date; an error here means the engine's buffers no longer
+    /// match the network's shapes, which construction rules out.
+    fn synced(&self) -> &Self {
+        if let Err(e) = self.sync() {
+            panic!("engine buffers out of step with the network: {e}");
+        }
+        self
+    }
+
     /// The network that serves task `task`.
     pub fn network(&self, task: usize) -> &Network {
+        self.synced();
         if self.strategy == Strategy::Separate {
             &self.nets[task]
         } else {
@@ -151,7 +230,7 @@ impl Learner {
 
     /// The mask bank (gated only).
     pub fn masks(&self) -> Option<&MaskBank> {
-        self.masks.as_ref()
+        self.synced().masks.as_ref()
     }
 
     /// Number of scalars trained (W plus every task's masks, or every model).
@@ -171,6 +250,9 @@ impl Learner {
         objective: Objective,
         at: StepSettings,
     ) -> Result<f64> {
+        if self.engine.is_some() {
+            return self.engine_step(task, batch, objective, at);
+        }
         let scale = at.gate_scale;
         let masks: Vec<Var> = match &mut self.masks {
             Some(bank) => bank.ensure(task)?.to_vec(),
@@ -235,6 +317,68 @@ impl Learner {
         Ok(value)
     }
 
+    /// [`Learner::train_step`] on the fast engine.
+    fn engine_step(
+        &mut self,
+        task: usize,
+        batch: &Batch,
+        objective: Objective,
+        at: StepSettings,
+    ) -> Result<f64> {
+        let Some(engine) = self.engine.as_deref_mut() else {
+            candle_core::bail!("no engine");
+        };
+        if let Some(bank) = &mut self.masks
+            && engine.masks[task].is_none()
+        {
+            let values = bank
+                .ensure(task)?
+                .iter()
+                .map(|v| v.flatten_all()?.to_vec1::<f32>())
+                .collect::<Result<Vec<_>>>()?;
+            let slots = vec![Slot::default(); values.len()];
+            engine.masks[task] = Some(TaskMasks { values, slots });
+        }
+        let rule = |c: OptimizerConfig, factor: f64| Rule {
+            kind: c.kind,
+            lr: (c.lr * factor) as f32,
+            momentum: c.momentum as f32,
+            beta2: c.beta2 as f32,
+        };
+        let count: usize = engine.models[0].iter().map(Vec::len).sum();
+        let rules = StepRules {
+            w: rule(self.w_opt.config(), at.w_lr_factor),
+            mask: (self.masks.is_some() && at.mask_lr_factor > 0.0)
+                .then(|| rule(self.mask_opt.config(), at.mask_lr_factor)),
+            gate: self.gate,
+            gate_scale: at.gate_scale as f32,
+            regularizer: self.regularizer.0,
+            reg_weight: (self.regularizer.1 / count.max(1) as f64) as f32,
+        };
+        let model = if self.strategy == Strategy::Separate {
+            task
+        } else {
+            0
+        };
+        let (xs, xl) = batch.x.storage_and_layout();
+        let (ys, yl) = batch.y.storage_and_layout();
+        let x = f32_slice(&xs, xl)?;
+        let targets = match (objective, &*ys, yl.contiguous_offsets()) {
+            (Objective::Regression, Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => {
+                Targets::Values(&v[a..b])
+            }
+            (Objective::Classification, Storage::Cpu(CpuStorage::U32(v)), Some((a, b))) => {
+                Targets::Labels(&v[a..b])
+            }
+            _ => candle_core::bail!("batch targets are not contiguous f32 values / u32 labels"),
+        };
+        let loss = engine
+            .train_step(model, task, x, targets, rules)
+            .map_err(candle_core::Error::msg)?;
+        self.stale.0.store(true, Ordering::Release);
+        Ok(loss)
+    }
+
     fn param_key(&self, task: usize, name: &str) -> String {
         match self.strategy {
             Strategy::Separate => format!("{}/{name}", self.task_names[task]),
@@ -245,6 +389,9 @@ impl Learner {
     /// The model's output for task `task` (no training) under a view of the gates.
     pub fn predict(&self, task: usize, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
         let net = self.network(task);
+        if let Some(engine) = &self.engine {
+            return self.engine_predict(engine, task, x, scale, view);
+        }
         match &self.masks {
             None => net.forward(x, None),
             Some(bank) => {
@@ -267,8 +414,57 @@ impl Learner {
         }
     }
 
+    /// [`Learner::predict`] on the fast engine: the effective parameters come from the same
+    /// candle gate code (so every [`GateView`] means the same), the forward pass from the engine.
+    fn engine_predict(
+        &self,
+        engine: &Engine,
+        task: usize,
+        x: &Tensor,
+        scale: f64,
+        view: GateView,
+    ) -> Result<Tensor> {
+        let net = self.network(task);
+        let masks: Option<Vec<Var>> = match &self.masks {
+            None => None,
+            Some(bank) => Some(match bank.get(task) {
+                Some(m) => m.to_vec(),
+                None => bank.clone().ensure(task)?.to_vec(),
+            }),
+        };
+        let gate = masks.as_deref().map(|masks| TaskGate {
+            masks,
+            mode: self.gate,
+            scale,
+            view,
+        });
+        let theta = net
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(i, (_, w))| match &gate {
+                Some(g) => g.apply(i, w.as_tensor())?.flatten_all()?.to_vec1::<f32>(),
+                None => w.flatten_all()?.to_vec1::<f32>(),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let params: Vec<&[f32]> = theta.iter().map(Vec::as_slice).collect();
+        let n = x.dim(0)?;
+        let input = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if input.len() != n * engine.input_len() {
+            candle_core::bail!(
+                "input {:?} does not match the model's input of {} values",
+                x.dims(),
+                engine.input_len()
+            );
+        }
+        let out = engine.predict(&params, &input, PREDICT_CHUNK);
+        let outputs = out.len() / n.max(1);
+        Tensor::from_vec(out, (n, outputs), x.device())
+    }
+
     /// Off/undecided shares per gated parameter for task `task` (empty unless gated and picked).
     pub fn mask_stats(&self, task: usize, scale: f64) -> Result<Vec<(String, MaskStats)>> {
+        self.sync()?;
         match &self.masks {
             None => Ok(Vec::new()),
             Some(bank) => Ok(bank
@@ -284,6 +480,7 @@ impl Learner {
     /// `{strategy}/`: `gated/fc1.weight`, `gated/fc1.weight.mask.{task}`,
     /// `separate/{task}/fc1.weight`, `{strategy}/optim.w/...`, `gated/optim.mask/...`.
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        self.sync()?;
         let s = self.strategy.as_str();
         let mut out = Vec::new();
         for (t, net) in self.nets.iter().enumerate() {
@@ -303,14 +500,82 @@ impl Learner {
             }
         }
         let device = self.nets[0].params()[0].1.device().clone();
-        out.extend(
-            self.w_opt
-                .state_tensors(&format!("{s}/optim.w/"), &device)?,
-        );
-        out.extend(
-            self.mask_opt
-                .state_tensors(&format!("{s}/optim.mask/"), &device)?,
-        );
+        match &self.engine {
+            Some(engine) => out.extend(self.engine_state_tensors(engine, &device)?),
+            None => {
+                out.extend(
+                    self.w_opt
+                        .state_tensors(&format!("{s}/optim.w/"), &device)?,
+                );
+                out.extend(
+                    self.mask_opt
+                        .state_tensors(&format!("{s}/optim.mask/"), &device)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The engine's optimizer state under the names and layout of [`Optimizer::state_tensors`],
+    /// so a checkpoint does not depend on which implementation trained it.
+    fn engine_state_tensors(
+        &self,
+        engine: &Engine,
+        device: &Device,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let s = self.strategy.as_str();
+        let mut entries: Vec<(String, &Slot, candle_core::Shape)> = Vec::new();
+        for (t, (net, slots)) in self.nets.iter().zip(&engine.w_slots).enumerate() {
+            for ((name, var), slot) in net.params().iter().zip(slots) {
+                entries.push((
+                    format!("{s}/optim.w/{}", self.param_key(t, name)),
+                    slot,
+                    var.shape().clone(),
+                ));
+            }
+        }
+        if let Some(bank) = &self.masks {
+            let shapes = self.nets[0].param_shapes();
+            for (task, m) in engine.masks.iter().enumerate() {
+                let Some(m) = m else { continue };
+                let tname = &self.task_names[task];
+                for ((pname, shape), slot) in bank
+                    .param_names()
+                    .iter()
+                    .zip(&shapes)
+                    .map(|(p, (_, sh))| (p, sh))
+                    .zip(&m.slots)
+                {
+                    entries.push((
+                        format!("{s}/optim.mask/{pname}.mask.{tname}"),
+                        slot,
+                        shape.clone(),
+                    ));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (key, slot, shape) in entries {
+            if slot.steps == 0 {
+                continue;
+            }
+            if !slot.first.is_empty() {
+                out.push((
+                    format!("{key}.first"),
+                    Tensor::from_slice(&slot.first, &shape, device)?,
+                ));
+            }
+            if !slot.second.is_empty() {
+                out.push((
+                    format!("{key}.second"),
+                    Tensor::from_slice(&slot.second, &shape, device)?,
+                ));
+            }
+            out.push((
+                format!("{key}.steps"),
+                Tensor::new(&[slot.steps as i64], device)?,
+            ));
+        }
         Ok(out)
     }
 
@@ -364,6 +629,76 @@ impl Learner {
         self.w_opt.load_state(&format!("{s}/optim.w/"), tensors)?;
         self.mask_opt
             .load_state(&format!("{s}/optim.mask/"), tensors)?;
+        self.reload_engine()
+    }
+
+    /// Rebuilds the engine's buffers from the candle `Var`s and optimizer state (after a load).
+    fn reload_engine(&mut self) -> Result<()> {
+        let Some(engine) = self.engine.as_deref_mut() else {
+            return Ok(());
+        };
+        let slot = |opt: &Optimizer, key: &str| -> Result<Slot> {
+            Ok(match opt.slot_values(key)? {
+                Some((first, second, steps)) => Slot {
+                    first,
+                    second,
+                    steps,
+                },
+                None => Slot::default(),
+            })
+        };
+        for (t, net) in self.nets.iter().enumerate() {
+            engine.models[t] = weights_of(net)?;
+            engine.w_slots[t] = net
+                .params()
+                .iter()
+                .map(|(name, _)| {
+                    let key = match self.strategy {
+                        Strategy::Separate => format!("{}/{name}", self.task_names[t]),
+                        _ => name.to_string(),
+                    };
+                    slot(&self.w_opt, &key)
+                })
+                .collect::<Result<_>>()?;
+        }
+        if let Some(bank) = &self.masks {
+            for (task, tname) in self.task_names.iter().enumerate() {
+                engine.masks[task] = match bank.get(task) {
+                    None => None,
+                    Some(vars) => Some(TaskMasks {
+                        values: vars
+                            .iter()
+                            .map(|v| v.flatten_all()?.to_vec1::<f32>())
+                            .collect::<Result<_>>()?,
+                        slots: bank
+                            .param_names()
+                            .iter()
+                            .map(|p| slot(&self.mask_opt, &format!("{p}.mask.{tname}")))
+                            .collect::<Result<_>>()?,
+                    }),
+                };
+            }
+        }
+        self.stale.0.store(false, Ordering::Release);
         Ok(())
+    }
+}
+
+/// Examples per engine forward pass in [`Learner::predict`].
+const PREDICT_CHUNK: usize = 64;
+
+/// A network's parameters as `f32` vectors, in order.
+fn weights_of(net: &Network) -> Result<Vec<Vec<f32>>> {
+    net.params()
+        .iter()
+        .map(|(_, v)| v.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>())
+        .collect()
+}
+
+/// The contiguous `f32` values of a CPU tensor's storage.
+fn f32_slice<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("batch inputs are not contiguous f32 values on the CPU"),
     }
 }

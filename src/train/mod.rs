@@ -13,4 +13,4 @@ pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use record::{MetricsLog, Record, mean_test_metric, test_metrics};
 pub use sampler::TaskSampler;
 pub use table::{ComparisonTable, format_metric};
-pub use trainer::{Event, Trainer, files, latest_run, open_run, read_run_config};
+pub use trainer::{Event, Timing, Trainer, files, latest_run, open_run, read_run_config};

@@ -68,6 +68,9 @@ pub struct OptimizerConfig {
     pub beta2: f64,
 }
 
+/// One parameter's state as plain values: first moment, second moment, update count.
+pub(crate) type SlotValues = (Vec<f32>, Vec<f32>, u64);
+
 #[derive(Debug, Clone)]
 struct ParamState {
     first: Option<Tensor>,
@@ -141,6 +144,24 @@ impl Optimizer {
             }
         };
         var.set(&(p - update)?)
+    }
+
+    /// One parameter's state as plain `f32` values: first moment (momentum buffer), second
+    /// moment and update count; `None` when the parameter has not been updated yet.
+    pub(crate) fn slot_values(&self, name: &str) -> Result<Option<SlotValues>> {
+        let Some(st) = self.state.get(name) else {
+            return Ok(None);
+        };
+        let values = |t: &Option<Tensor>| -> Result<Vec<f32>> {
+            match t {
+                Some(t) => t
+                    .flatten_all()?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_vec1(),
+                None => Ok(Vec::new()),
+            }
+        };
+        Ok(Some((values(&st.first)?, values(&st.second)?, st.steps)))
     }
 
     /// The state as named tensors under `prefix` (`{prefix}{param}.first`, `.second`, `.steps`).

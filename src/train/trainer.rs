@@ -35,6 +35,28 @@ pub mod files {
     pub const STATE: &str = "state.json";
     /// Logged records.
     pub const METRICS: &str = "metrics.jsonl";
+    /// How fast the last `gtk train` session's training loop ran (not part of the results:
+    /// it differs from run to run, so it is kept out of `metrics.jsonl`).
+    pub const TIMING: &str = "timing.json";
+}
+
+/// Wall-clock figures of one training session (what `timing.json` holds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// `fast` or `reference`, per strategy trained.
+    pub engines: Vec<(Strategy, String)>,
+    /// rayon threads.
+    pub threads: usize,
+    /// Steps taken in this session.
+    pub loop_steps: usize,
+    /// Seconds spent in those steps: task and batch draws, on-the-fly transforms, forward,
+    /// backward and update of every strategy; evaluation, logging and checkpoints excluded.
+    pub loop_seconds: f64,
+    /// `loop_steps / loop_seconds`.
+    pub steps_per_second: f64,
+    /// Seconds from the origin (process start when the CLI sets it, else the trainer's
+    /// creation) to the start of the first training step.
+    pub first_step_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +138,10 @@ pub struct Trainer {
     /// Live TensorBoard events in `tb/`, fed the same records as `metrics.jsonl`.
     tensorboard: TensorBoardSink,
     train_loss: TrainLoss,
+    origin: std::time::Instant,
+    timing: Timing,
+    /// The records of the last evaluation and the step it ran at.
+    last_eval: Option<(usize, Vec<Record>)>,
 }
 
 impl Trainer {
@@ -155,6 +181,9 @@ impl Trainer {
             log: MetricsLog::new(dir.join(files::METRICS)),
             tensorboard: TensorBoardSink::create(dir)?,
             train_loss: TrainLoss::default(),
+            origin: std::time::Instant::now(),
+            timing: Timing::default(),
+            last_eval: None,
         })
     }
 
@@ -192,9 +221,30 @@ impl Trainer {
             log,
             tensorboard,
             train_loss: state.train_loss,
+            origin: std::time::Instant::now(),
+            timing: Timing::default(),
+            last_eval: None,
         };
         trainer.apply_gate_switch();
         Ok(trainer)
+    }
+
+    /// Measures `first_step_seconds` from `origin` (the CLI passes its process start).
+    pub fn set_origin(&mut self, origin: std::time::Instant) {
+        self.origin = origin;
+    }
+
+    /// The records of the evaluation at the current step, if [`Trainer::train`] ran one.
+    pub fn last_evaluation(&self) -> Option<&[Record]> {
+        match &self.last_eval {
+            Some((step, records)) if *step == self.step => Some(records),
+            _ => None,
+        }
+    }
+
+    /// Wall-clock figures of the training done by this trainer so far.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
     }
 
     /// The task set being trained.
@@ -237,7 +287,7 @@ impl Trainer {
     pub fn train(&mut self, stop_at: Option<usize>, on: &mut dyn FnMut(Event)) -> Result<()> {
         let total = self.set.run.steps;
         let until = stop_at.map_or(total, |s| s.min(total));
-        if self.step == 0 {
+        if self.step == 0 && self.set.run.eval_at_start {
             let records = self.evaluate()?;
             self.record(&records)?;
             on(Event::Eval {
@@ -249,7 +299,18 @@ impl Trainer {
         let (dtype, bs, t_n) = (self.dtype(), self.set.run.batch_size, self.tasks.len());
         let mut losses = Vec::with_capacity(self.learners.len());
         let mut saved = self.step;
+        self.timing.engines = self
+            .learners
+            .iter()
+            .map(|l| (l.strategy(), l.engine_name().to_string()))
+            .collect();
+        self.timing.threads = rayon::current_num_threads();
         while self.step < until {
+            let started = std::time::Instant::now();
+            if self.timing.first_step_seconds.is_none() {
+                self.timing.first_step_seconds =
+                    Some(started.duration_since(self.origin).as_secs_f64());
+            }
             self.apply_gate_switch();
             let t = self.sampler.next_task(t_n);
             let idx = self.sampler.batch(self.tasks[t].len(Split::Train), bs);
@@ -270,6 +331,8 @@ impl Trainer {
                 losses.push((l.strategy(), l.train_step(t, &batch, objective, at)?));
             }
             self.step += 1;
+            self.timing.loop_steps += 1;
+            self.timing.loop_seconds += started.elapsed().as_secs_f64();
             self.train_loss.add(&losses);
             if self.step.is_multiple_of(self.set.run.log_every) {
                 let records = self.train_loss.drain(self.step);
@@ -283,6 +346,7 @@ impl Trainer {
             if self.step.is_multiple_of(self.set.run.eval_every) || self.step == total {
                 let records = self.evaluate()?;
                 self.record(&records)?;
+                self.last_eval = Some((self.step, records.clone()));
                 self.save()?;
                 saved = self.step;
                 on(Event::Eval {
@@ -294,7 +358,11 @@ impl Trainer {
         if saved != self.step {
             self.save()?;
         }
-        Ok(())
+        self.timing.steps_per_second =
+            self.timing.loop_steps as f64 / self.timing.loop_seconds.max(1e-12);
+        let json = serde_json::to_string_pretty(&self.timing)
+            .map_err(|e| Error::io(&self.dir, e.into()))?;
+        write_atomic(&self.dir.join(files::TIMING), json.as_bytes())
     }
 
     /// Switches every learner to the binary (STE) gate once `binarize_after` steps are done;

@@ -9,6 +9,7 @@ use gatekit::train::{Record, Strategy, Trainer, format_metric};
 use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let origin = std::time::Instant::now();
     let device = Device::Cpu;
     let data = args.data_dir.clone();
     let mut trainer = match &args.resume {
@@ -58,10 +59,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
             trainer.dir().display()
         );
     }
+    trainer.set_origin(origin);
     let mut progress = Progress::new(total, args.quiet);
     trainer.train(args.stop_at, &mut |e| progress.on(e))?;
     progress.finish();
-    let records = trainer.evaluate()?;
+    let records = match trainer.last_evaluation() {
+        Some(records) => records.to_vec(),
+        None => trainer.evaluate()?,
+    };
     if trainer.step() < total {
         println!(
             "stopped at step {} of {total}; continue with: gtk train --resume {}",
@@ -70,6 +75,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     print_results(&trainer, &records)?;
+    if !args.quiet {
+        let t = trainer.timing();
+        let engines: Vec<String> = t.engines.iter().map(|(s, e)| format!("{s} {e}")).collect();
+        println!(
+            "training loop: {:.1} steps/s over {} steps ({} engine, {} thread{}){}",
+            t.steps_per_second,
+            t.loop_steps,
+            engines.join(", "),
+            t.threads,
+            if t.threads == 1 { "" } else { "s" },
+            t.first_step_seconds
+                .map(|s| format!("; first step {s:.2} s after start"))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""gatekit against the PyTorch peer on the issue-5 workloads, in one run, alternating.
+
+    W1 sinusoid      tasks/bench-w1.toml  vs  gated_peer.py --workload sinusoid
+    W2 colored MNIST tasks/bench-w2.toml  vs  gated_peer.py --workload colored-mnist
+
+For every workload x method (gated, shared, separate) x threads (1, 2) it runs gatekit and the
+peer in turn, --reps times each (default 3), and records per run: the 1-minute load average
+just before it, the training loop's steps/s (each tool's own timer around its loop: task and
+batch draws, on-the-fly colouring, forward, backward, update), the whole-process wall time and
+peak RSS (this script's clock and the kernel's `wait4` accounting, the same for both), the
+start-to-first-step time (gatekit), and the test metric. It prints medians and gatekit/peer
+ratios and writes them to bench/results/ (markdown + every raw run as JSON lines).
+
+Before each run it waits (at most --max-wait seconds) for the 1-minute load to drop below
+--idle-load (default 1.0); the load it got is recorded next to every figure.
+
+Usage (from the repository root; needs GATEKIT_DATA with mnist/ in it):
+    python3 bench/compare.py [--reps 3] [--workloads w1,w2] [--threads 1,2]
+The peer's venv is $PEER_VENV (default ~/.cache/gatekit/peer-venv); --install-peer creates it
+with `pip install torch==2.15.0 numpy` (about 3 GB, see ../shared/bench/peer/README.md).
+"""
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_DIR = ROOT.parent / "shared" / "bench" / "peer"
+WORKLOADS = {
+    "w1": {"set": "tasks/bench-w1.toml", "peer": "sinusoid", "metric": "mse"},
+    "w2": {"set": "tasks/bench-w2.toml", "peer": "colored-mnist", "metric": "accuracy"},
+}
+METHODS = ["gated", "shared", "separate"]
+IDX = ["train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"]
+
+
+def load1():
+    return os.getloadavg()[0]
+
+
+def wait_idle(limit, max_wait):
+    start = time.time()
+    while load1() >= limit and time.time() - start < max_wait:
+        time.sleep(2)
+    return load1()
+
+
+def run_wait4(cmd, env):
+    """Runs cmd and reaps it with os.wait4: wall seconds, peak RSS in MB, stdout, stderr, rc."""
+    out_f = tempfile.TemporaryFile(mode="w+")
+    err_f = tempfile.TemporaryFile(mode="w+")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=out_f, stderr=err_f, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out_f.seek(0)
+    err_f.seek(0)
+    return wall, usage.ru_maxrss / 1024.0, out_f.read(), err_f.read(), proc.returncode
+
+
+def peer_data(gatekit_data, cache):
+    """The peer reads uncompressed IDX files named like train-images.idx3-ubyte."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in IDX:
+        dst = cache / (name.replace("-idx", ".idx") + "-ubyte")
+        if not dst.exists():
+            src = Path(gatekit_data) / "mnist" / f"{name}-ubyte.gz"
+            tmp = dst.with_suffix(".part")
+            with gzip.open(src, "rb") as f, open(tmp, "wb") as g:
+                shutil.copyfileobj(f, g)
+            tmp.rename(dst)
+    return cache
+
+
+def gatekit_metric(run_dir, metric):
+    best_step, values = -1, []
+    for line in open(run_dir / "metrics.jsonl"):
+        r = json.loads(line)
+        if r.get("record") == "eval" and r["split"] == "test":
+            if r["step"] > best_step:
+                best_step, values = r["step"], []
+            if r["step"] == best_step:
+                values.append(r["metric"])
+    return sum(values) / len(values)
+
+
+def run_gatekit(gtk, workload, method, threads, work, data):
+    name = f"{workload}-{method}-{threads}-{time.time_ns()}"
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), GATEKIT_DATA=data)
+    cmd = [str(gtk), "train", "--task-set", str(ROOT / WORKLOADS[workload]["set"]),
+           "--strategy", method, "--runs-dir", str(work), "--name", name, "--quiet"]
+    wall, rss, out, err, rc = run_wait4(cmd, env)
+    if rc != 0:
+        sys.exit(f"gatekit failed ({rc}): {' '.join(cmd)}\n{err}")
+    timing = json.load(open(work / name / "timing.json"))
+    metric = gatekit_metric(work / name, WORKLOADS[workload]["metric"])
+    shutil.rmtree(work / name)
+    return {"steps_per_second": timing["steps_per_second"], "wall_seconds": wall,
+            "peak_rss_mb": rss, "first_step_seconds": timing["first_step_seconds"],
+            "metric": metric}
+
+
+def run_peer(python, workload, method, threads, mnist):
+    cmd = [str(python), str(PEER_DIR / "gated_peer.py"), "--workload", WORKLOADS[workload]["peer"],
+           "--method", method, "--threads", str(threads), "--data", str(mnist)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    wall, rss, out, err, rc = run_wait4(cmd, env)
+    if rc != 0:
+        sys.exit(f"peer failed ({rc}): {' '.join(cmd)}\n{err}")
+    line = [l for l in out.splitlines() if l.startswith("{")][-1]
+    r = json.loads(line)
+    return {"steps_per_second": r["steps_per_second"], "wall_seconds": wall,
+            "peak_rss_mb": rss, "first_step_seconds": None, "metric": r["mean"]}
+
+
+def ensure_peer(venv, install):
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    if not install:
+        sys.exit(f"no peer venv at {venv}: rerun with --install-peer (pip install torch==2.15.0, ~3 GB) "
+                 "or set PEER_VENV")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.15.0", "numpy"], check=True)
+    return python
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--workloads", default="w1,w2")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--idle-load", type=float, default=1.0)
+    ap.add_argument("--max-wait", type=float, default=60.0)
+    ap.add_argument("--install-peer", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M"))
+    args = ap.parse_args()
+
+    data = os.environ.get("GATEKIT_DATA")
+    if not data or not (Path(data) / "mnist").is_dir():
+        sys.exit("set GATEKIT_DATA to the folder holding mnist/ (e.g. ../shared/data)")
+    venv = Path(os.environ.get("PEER_VENV", Path.home() / ".cache" / "gatekit" / "peer-venv"))
+    python = ensure_peer(venv, args.install_peer)
+    mnist = peer_data(data, Path.home() / ".cache" / "gatekit" / "peer-mnist")
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    gtk = ROOT / "target" / "release" / "gtk"
+    work = Path(tempfile.mkdtemp(prefix="gatekit-bench-"))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw_path = out_dir / f"compare-{args.tag}.jsonl"
+    rows = []
+    with open(raw_path, "w") as raw:
+        for workload in args.workloads.split(","):
+            for method in args.methods.split(","):
+                for threads in [int(t) for t in args.threads.split(",")]:
+                    for rep in range(args.reps):
+                        for tool in ["gatekit", "peer"]:
+                            load = wait_idle(args.idle_load, args.max_wait)
+                            if tool == "gatekit":
+                                r = run_gatekit(gtk, workload, method, threads, work, data)
+                            else:
+                                r = run_peer(python, workload, method, threads, mnist)
+                            r.update(tool=tool, workload=workload, method=method,
+                                     threads=threads, rep=rep, load_1m=round(load, 2))
+                            rows.append(r)
+                            raw.write(json.dumps(r) + "\n")
+                            raw.flush()
+                            print(f"{workload} {method:8} t{threads} {tool:7} rep{rep}: "
+                                  f"{r['steps_per_second']:9.1f} steps/s  wall {r['wall_seconds']:6.2f} s  "
+                                  f"rss {r['peak_rss_mb']:7.1f} MB  metric {r['metric']:.4f}  load {load:.2f}",
+                                  flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+    lines = [f"# gatekit vs PyTorch peer ({args.tag})", "",
+             f"Machine: {os.cpu_count()} cores; reps {args.reps}, alternating gatekit/peer; "
+             f"medians. Load: 1-minute load average before each run (target < {args.idle_load}).", "",
+             "| workload | method | threads | gatekit steps/s | peer steps/s | ratio | gatekit wall s | peer wall s "
+             "| gatekit RSS MB | peer RSS MB | RSS ratio | first step s | gatekit metric | peer metric | load (max) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    summary = []
+    for workload in args.workloads.split(","):
+        for method in args.methods.split(","):
+            for threads in [int(t) for t in args.threads.split(",")]:
+                g = [r for r in rows if (r["tool"], r["workload"], r["method"], r["threads"]) ==
+                     ("gatekit", workload, method, threads)]
+                p = [r for r in rows if (r["tool"], r["workload"], r["method"], r["threads"]) ==
+                     ("peer", workload, method, threads)]
+                s = {"workload": workload, "method": method, "threads": threads,
+                     "gatekit_sps": med(g, "steps_per_second"), "peer_sps": med(p, "steps_per_second"),
+                     "gatekit_wall": med(g, "wall_seconds"), "peer_wall": med(p, "wall_seconds"),
+                     "gatekit_rss": med(g, "peak_rss_mb"), "peer_rss": med(p, "peak_rss_mb"),
+                     "first_step": med(g, "first_step_seconds"),
+                     "gatekit_metric": med(g, "metric"), "peer_metric": med(p, "metric"),
+                     "max_load": max(r["load_1m"] for r in g + p)}
+                s["ratio"] = s["gatekit_sps"] / s["peer_sps"]
+                s["rss_ratio"] = s["gatekit_rss"] / s["peer_rss"]
+                summary.append(s)
+                lines.append(
+                    f"| {workload} | {method} | {threads} | {s['gatekit_sps']:.1f} | {s['peer_sps']:.1f} | "
+                    f"**{s['ratio']:.2f}x** | {s['gatekit_wall']:.2f} | {s['peer_wall']:.2f} | "
+                    f"{s['gatekit_rss']:.1f} | {s['peer_rss']:.1f} | {s['rss_ratio']:.2f} | "
+                    f"{s['first_step']:.2f} | {s['gatekit_metric']:.4f} | {s['peer_metric']:.4f} | "
+                    f"{s['max_load']:.2f} |")
+    lines.append("")
+    lines.append("Gated vs shared time per step inside gatekit (shared steps/s / gated steps/s):")
+    lines.append("")
+    for workload in args.workloads.split(","):
+        for threads in [int(t) for t in args.threads.split(",")]:
+            by = {s["method"]: s for s in summary if s["workload"] == workload and s["threads"] == threads}
+            if "gated" in by and "shared" in by:
+                lines.append(f"- {workload}, {threads} thread(s): gated costs "
+                             f"{by['shared']['gatekit_sps'] / by['gated']['gatekit_sps']:.2f}x the time per "
+                             f"step of shared (peer: {by['shared']['peer_sps'] / by['gated']['peer_sps']:.2f}x)")
+    text = "\n".join(lines) + "\n"
+    (out_dir / f"compare-{args.tag}.md").write_text(text)
+    print()
+    print(text)
+    print(f"written: {out_dir / f'compare-{args.tag}.md'} and {raw_path}")
+
+
+if __name__ == "__main__":
+    main()

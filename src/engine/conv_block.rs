@@ -1,0 +1,282 @@
+//! The fused convolution block `pool(relu(conv(x, θW) + θb))`: one pass over the batch in the
+//! forward direction and one in the backward direction, with the batch split into one
+//! contiguous chunk per thread inside the op (each chunk owns its scratch and its partial
+//! `∂W`, `∂b`, summed in chunk order afterwards, so results depend only on the thread count).
+//!
+//! Per chunk of `m` samples, with `cols` the `[c·k·k, m·h_out·w_out]` matrix holding every
+//! sample's im2col side by side (so the products are few and wide: LeNet's first layer has
+//! only 6 output channels, and one GEMM per sample used the GEMM poorly):
+//! - forward: `z = θW · cols` (one GEMM), then bias, ReLU and max-pool in one sweep over `z`
+//!   that records where each output's maximum came from;
+//! - backward: scatter `∂y` to those positions (`∂z`), `∂W = ∂z · colsᵀ`, `∂b = Σ ∂z`, and
+//!   `∂x = col2im(θWᵀ ∂z)` only when the block's input needs a gradient (never for the
+//!   network's first layer). `cols` is kept from the forward pass, not rebuilt.
+
+use super::pointwise::{NO_ARG, Planes, pool_sample};
+use crate::kernel::im2col::{ConvGeom, col2im_strided, im2col_strided};
+use crate::kernel::{Mat, Order, chunk_len, matmul};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// The sizes of one fused block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block {
+    pub geom: ConvGeom,
+    pub c_out: usize,
+    pub relu: bool,
+    pub pool: usize,
+}
+
+impl Block {
+    fn hw(&self) -> usize {
+        self.geom.cols()
+    }
+
+    fn out_len(&self) -> usize {
+        self.c_out * (self.geom.h_out / self.pool) * (self.geom.w_out / self.pool)
+    }
+}
+
+/// Values of `cols` one sub-batch may hold: 128 Ki floats (512 KiB) stays in L2, where the
+/// im2col writes and the GEMM's reads of it are cheap. Keeping a whole batch's `cols` for the
+/// backward pass instead (7.5 MB for LeNet's first layer at batch 32) was measured slower: the
+/// copy became memory-bound (im2col 21 % of the step against 14 % when recomputed in cache).
+const COLS_BUDGET: usize = 128 * 1024;
+
+/// One chunk's buffers: one sub-batch's `cols` and pre-activation `z` (reused as `∂z`) and
+/// `∂cols`, the argmax of every output of the chunk, partial `∂W` and `∂b`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Chunk {
+    cols: Vec<f32>,
+    z: Vec<f32>,
+    arg: Vec<u32>,
+    dcols: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+/// Buffers a block keeps between its forward and backward pass, one [`Chunk`] per thread.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BlockBuffers {
+    chunks: Vec<Chunk>,
+}
+
+fn resize<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
+    if v.len() != len {
+        v.resize(len, T::default());
+    }
+}
+
+/// Runs `f` over `items`: inline for one, on rayon's threads otherwise.
+fn run<I, F>(items: Vec<I>, f: F)
+where
+    I: Send,
+    F: Fn(I) + Send + Sync,
+{
+    if items.len() <= 1 {
+        items.into_iter().for_each(f);
+    } else {
+        items.into_par_iter().for_each(f);
+    }
+}
+
+/// `dst[m_rows, width] = lhs[m_rows, k] · rhs[k, width]` with a few rows and a wide right
+/// side. gemm's microkernel covers 16 rows at a time, so fewer rows than that (LeNet's first
+/// layer has 6 output channels) waste most of it; the transposed product `dstᵀ = rhsᵀ lhsᵀ`
+/// puts the few rows on the kernel's 6-wide side instead.
+fn narrow_matmul(
+    (rows, width, k): (usize, usize, usize),
+    dst: &mut [f32],
+    lhs: Mat<f32>,
+    rhs_row_major: &[f32],
+    accumulate: bool,
+) {
+    if rows < 16 {
+        matmul(
+            (width, rows, k),
+            (dst, Order::ColMajor),
+            Mat::t(rhs_row_major, width),
+            lhs.t_view(),
+            accumulate,
+            Parallelism::None,
+        );
+    } else {
+        matmul(
+            (rows, width, k),
+            (dst, Order::RowMajor),
+            lhs,
+            Mat::new(rhs_row_major, width),
+            accumulate,
+            Parallelism::None,
+        );
+    }
+}
+
+/// Forward pass over a batch: `x` `[n, c, h, w]` → `out` `[n, c_out, h_out/pool, w_out/pool]`.
+pub(crate) fn forward(
+    b: &Block,
+    (x, w, bias): (&[f32], &[f32], &[f32]),
+    out: &mut [f32],
+    buf: &mut BlockBuffers,
+) {
+    let in_len = b.geom.sample_len();
+    let n = x.len() / in_len;
+    let chunk = chunk_len(n);
+    let count = n.div_ceil(chunk);
+    if buf.chunks.len() < count {
+        buf.chunks.resize_with(count, Chunk::default);
+    }
+    let (rows, hw, out_len) = (b.geom.rows(), b.hw(), b.out_len());
+    let sub = (COLS_BUDGET / (rows * hw)).max(1);
+    let items: Vec<_> = x
+        .chunks(chunk * in_len)
+        .zip(out.chunks_mut(chunk * out_len))
+        .zip(buf.chunks.iter_mut())
+        .collect();
+    run(items, |((x, out), c)| {
+        resize(&mut c.arg, x.len() / in_len * out_len);
+        for (x, (out, arg)) in x.chunks(sub * in_len).zip(
+            out.chunks_mut(sub * out_len)
+                .zip(c.arg.chunks_mut(sub * out_len)),
+        ) {
+            let m = x.len() / in_len;
+            let width = m * hw;
+            resize(&mut c.cols, rows * width);
+            resize(&mut c.z, b.c_out * width);
+            for (s, x_s) in x.chunks_exact(in_len).enumerate() {
+                im2col_strided(&b.geom, x_s, &mut c.cols[s * hw..], width, 0.0);
+            }
+            narrow_matmul(
+                (b.c_out, width, rows),
+                &mut c.z,
+                Mat::new(w, rows),
+                &c.cols,
+                false,
+            );
+            for s in 0..m {
+                pool_sample(
+                    (b.c_out, b.geom.h_out, b.geom.w_out, b.pool),
+                    &c.z,
+                    Planes {
+                        offset: s * hw,
+                        stride: width,
+                    },
+                    Some(bias),
+                    b.relu,
+                    &mut out[s * out_len..(s + 1) * out_len],
+                    // Relative to this sub-batch's `z`; the backward pass splits alike.
+                    &mut arg[s * out_len..(s + 1) * out_len],
+                );
+            }
+        }
+    });
+}
+
+/// Backward pass after [`forward`] on the same batch (same `x`): writes `∂W`, `∂b` and, when
+/// given, `∂x`.
+pub(crate) fn backward(
+    b: &Block,
+    (x, w): (&[f32], &[f32]),
+    dy: &[f32],
+    (dw, db): (&mut [f32], &mut [f32]),
+    dx: Option<&mut [f32]>,
+    buf: &mut BlockBuffers,
+) {
+    let (rows, hw, out_len, in_len) = (b.geom.rows(), b.hw(), b.out_len(), b.geom.sample_len());
+    let n = dy.len() / out_len;
+    let chunk = chunk_len(n);
+    let count = n.div_ceil(chunk);
+    let sub = (COLS_BUDGET / (rows * hw)).max(1);
+    let mut dx_chunks: Vec<Option<&mut [f32]>> = match dx {
+        Some(dx) => dx.chunks_mut(chunk * in_len).map(Some).collect(),
+        None => (0..count).map(|_| None).collect(),
+    };
+    let items: Vec<_> = dy
+        .chunks(chunk * out_len)
+        .zip(x.chunks(chunk * in_len))
+        .zip(buf.chunks.iter_mut())
+        .zip(dx_chunks.iter_mut())
+        .collect();
+    run(items, |(((dy, x), c), dx)| {
+        resize(&mut c.dw, b.c_out * rows);
+        resize(&mut c.db, b.c_out);
+        c.dw.fill(0.0);
+        c.db.fill(0.0);
+        let Chunk {
+            cols,
+            z: dz,
+            arg,
+            dcols,
+            dw: cdw,
+            db: cdb,
+        } = c;
+        for (piece, (x, (dy, arg))) in x
+            .chunks(sub * in_len)
+            .zip(dy.chunks(sub * out_len).zip(arg.chunks(sub * out_len)))
+            .enumerate()
+        {
+            let m = x.len() / in_len;
+            let width = m * hw;
+            resize(cols, rows * width);
+            resize(dz, b.c_out * width);
+            for (s, x_s) in x.chunks_exact(in_len).enumerate() {
+                im2col_strided(&b.geom, x_s, &mut cols[s * hw..], width, 0.0);
+            }
+            dz.fill(0.0);
+            for (&a, &g) in arg.iter().zip(dy) {
+                if a != NO_ARG {
+                    dz[a as usize] += g;
+                }
+            }
+            // ∂W += ∂z · colsᵀ, as ∂Wᵀ += cols · ∂zᵀ when the rows are few.
+            if b.c_out < 16 {
+                matmul(
+                    (rows, b.c_out, width),
+                    (cdw, Order::ColMajor),
+                    Mat::new(cols, width),
+                    Mat::t(dz, width),
+                    true,
+                    Parallelism::None,
+                );
+            } else {
+                matmul(
+                    (b.c_out, rows, width),
+                    (cdw, Order::RowMajor),
+                    Mat::new(dz, width),
+                    Mat::t(cols, width),
+                    true,
+                    Parallelism::None,
+                );
+            }
+            for (d, row) in cdb.iter_mut().zip(dz.chunks_exact(width)) {
+                *d += row.iter().sum::<f32>();
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                resize(dcols, rows * width);
+                matmul(
+                    (rows, width, b.c_out),
+                    (dcols, Order::RowMajor),
+                    Mat::t(w, rows),
+                    Mat::new(dz, width),
+                    false,
+                    Parallelism::None,
+                );
+                let dx = &mut dx[piece * sub * in_len..][..m * in_len];
+                for (s, dx_s) in dx.chunks_exact_mut(in_len).enumerate() {
+                    dx_s.fill(0.0);
+                    col2im_strided(&b.geom, &dcols[s * hw..], width, dx_s);
+                }
+            }
+        }
+    });
+    dw.fill(0.0);
+    db.fill(0.0);
+    for c in &buf.chunks[..count] {
+        for (d, &p) in dw.iter_mut().zip(&c.dw) {
+            *d += p;
+        }
+        for (d, &p) in db.iter_mut().zip(&c.db) {
+            *d += p;
+        }
+    }
+}

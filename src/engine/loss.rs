@@ -1,0 +1,96 @@
+//! Losses with their gradients in one pass: mean squared error (candle-nn's `mse`, the mean
+//! over every output) and cross-entropy on logits (the mean over the batch).
+
+/// Targets of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Targets<'a> {
+    /// `[n, outputs]` values.
+    Values(&'a [f32]),
+    /// `[n]` class labels.
+    Labels(&'a [u32]),
+}
+
+/// The loss of `out` (`[n, outputs]`) and its gradient written to `dout`. A label outside
+/// `0..outputs` is an error naming it.
+pub(crate) fn loss_and_grad(
+    out: &[f32],
+    targets: Targets,
+    outputs: usize,
+    dout: &mut [f32],
+) -> Result<f64, String> {
+    match targets {
+        Targets::Values(y) => {
+            if y.len() != out.len() {
+                return Err(format!(
+                    "{} target values for {} outputs",
+                    y.len(),
+                    out.len()
+                ));
+            }
+            let scale = 2.0 / out.len().max(1) as f32;
+            let mut sum = 0.0f64;
+            for ((d, &o), &t) in dout.iter_mut().zip(out).zip(y) {
+                let e = o - t;
+                sum += (e * e) as f64;
+                *d = scale * e;
+            }
+            Ok(sum / out.len().max(1) as f64)
+        }
+        Targets::Labels(labels) => {
+            let n = labels.len();
+            if n * outputs != out.len() {
+                return Err(format!("{n} labels for {} logits", out.len()));
+            }
+            let inv_n = 1.0 / n.max(1) as f32;
+            let mut sum = 0.0f64;
+            for ((row, drow), &label) in out
+                .chunks_exact(outputs)
+                .zip(dout.chunks_exact_mut(outputs))
+                .zip(labels)
+            {
+                let label = label as usize;
+                if label >= outputs {
+                    return Err(format!("label {label} with {outputs} classes"));
+                }
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut z = 0.0f32;
+                for (d, &v) in drow.iter_mut().zip(row) {
+                    let e = (v - max).exp();
+                    *d = e;
+                    z += e;
+                }
+                sum += (z.ln() + max - row[label]) as f64;
+                let inv_z = 1.0 / z;
+                for d in drow.iter_mut() {
+                    *d *= inv_z * inv_n;
+                }
+                drow[label] -= inv_n;
+            }
+            Ok(sum / n.max(1) as f64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_of_uniform_logits_is_ln_classes() {
+        let out = vec![0.5f32; 20];
+        let mut d = vec![0.0; 20];
+        let l = loss_and_grad(&out, Targets::Labels(&[3, 7]), 10, &mut d).unwrap();
+        assert!((l - 10f64.ln()).abs() < 1e-6);
+        assert!((d[3] - (0.1 - 1.0) / 2.0).abs() < 1e-6 && (d[0] - 0.05).abs() < 1e-6);
+        assert!(loss_and_grad(&out, Targets::Labels(&[3, 10]), 10, &mut d).is_err());
+    }
+
+    #[test]
+    fn mse_is_the_mean_over_all_outputs() {
+        let mut d = vec![0.0; 4];
+        let l =
+            loss_and_grad(&[1.0, 2.0, 3.0, 4.0], Targets::Values(&[0.0; 4]), 2, &mut d).unwrap();
+        assert!((l - 7.5).abs() < 1e-9);
+        assert_eq!(d, vec![0.5, 1.0, 1.5, 2.0]);
+    }
+}

@@ -1,0 +1,200 @@
+//! A [`ModelSpec`] compiled into a list of engine ops with every size fixed: convolution,
+//! ReLU and max-pool runs fuse into one [`Op::Conv`], `flatten` disappears (the buffers are
+//! already contiguous `[n, c·h·w]`).
+
+use crate::kernel::im2col::ConvGeom;
+use crate::model::{LayerSpec, ModelSpec};
+
+/// An elementwise activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+/// One step of the forward pass. Sizes are per sample.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Op {
+    /// `y = x θWᵀ + θb`; `param` is the index of the weight (the bias follows it).
+    Dense {
+        inputs: usize,
+        outputs: usize,
+        param: usize,
+    },
+    /// `pool(relu(conv(x, θW) + θb))` with optional ReLU and a `pool`×`pool` max-pool
+    /// (`pool = 1`: none).
+    Conv {
+        geom: ConvGeom,
+        c_out: usize,
+        param: usize,
+        relu: bool,
+        pool: usize,
+    },
+    /// Elementwise activation over `len` values.
+    Act { act: Act, len: usize },
+    /// `k`×`k` max-pool with stride `k` over `[c, h, w]`.
+    Pool {
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+    },
+}
+
+impl Op {
+    /// Values per sample this op writes.
+    pub fn out_len(&self) -> usize {
+        match self {
+            Op::Dense { outputs, .. } => *outputs,
+            Op::Conv {
+                geom, c_out, pool, ..
+            } => c_out * (geom.h_out / pool) * (geom.w_out / pool),
+            Op::Act { len, .. } => *len,
+            Op::Pool { c, h, w, k } => c * (h / k) * (w / k),
+        }
+    }
+}
+
+/// The compiled model.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Plan {
+    pub ops: Vec<Op>,
+    /// Values per input sample.
+    pub input_len: usize,
+    /// Values per output sample.
+    pub output_len: usize,
+    /// Element count of every parameter, in the network's order (weight, bias, weight, ...).
+    pub param_lens: Vec<usize>,
+}
+
+impl Plan {
+    /// Compiles `spec`, or says why the engine cannot run it (the reference path then does).
+    pub fn compile(spec: &ModelSpec) -> Result<Plan, String> {
+        let shapes = spec.shapes()?;
+        let mut ops: Vec<Op> = Vec::new();
+        let mut param_lens = Vec::new();
+        let mut input = spec.input.clone();
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let len: usize = input.iter().product();
+            match layer {
+                LayerSpec::Linear { out, .. } => {
+                    ops.push(Op::Dense {
+                        inputs: len,
+                        outputs: *out,
+                        param: param_lens.len(),
+                    });
+                    param_lens.extend([out * len, *out]);
+                }
+                LayerSpec::Conv2d {
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    let [c, h, w] = input[..] else {
+                        return Err(format!("conv2d input {input:?} is not [c, h, w]"));
+                    };
+                    let geom = ConvGeom::new(c, h, w, *kernel, *stride, *padding)
+                        .map_err(|e| e.to_string())?;
+                    ops.push(Op::Conv {
+                        geom,
+                        c_out: *out,
+                        param: param_lens.len(),
+                        relu: false,
+                        pool: 1,
+                    });
+                    param_lens.extend([out * geom.rows(), *out]);
+                }
+                LayerSpec::Relu => match ops.last_mut() {
+                    Some(Op::Conv {
+                        relu: relu @ false,
+                        pool: 1,
+                        ..
+                    }) => *relu = true,
+                    _ => ops.push(Op::Act {
+                        act: Act::Relu,
+                        len,
+                    }),
+                },
+                LayerSpec::Tanh => ops.push(Op::Act {
+                    act: Act::Tanh,
+                    len,
+                }),
+                LayerSpec::Sigmoid => ops.push(Op::Act {
+                    act: Act::Sigmoid,
+                    len,
+                }),
+                LayerSpec::Maxpool2d { kernel, stride } => {
+                    if stride.is_some_and(|s| s != *kernel) {
+                        return Err("max-pool with a stride other than its window".into());
+                    }
+                    let [c, h, w] = input[..] else {
+                        return Err(format!("maxpool2d input {input:?} is not [c, h, w]"));
+                    };
+                    match ops.last_mut() {
+                        Some(Op::Conv { pool: pool @ 1, .. }) => *pool = *kernel,
+                        _ => ops.push(Op::Pool {
+                            c,
+                            h,
+                            w,
+                            k: *kernel,
+                        }),
+                    }
+                }
+                LayerSpec::Flatten => {}
+            }
+            input = shapes[i].clone();
+        }
+        let plan = Plan {
+            input_len: spec.input.iter().product(),
+            output_len: input.iter().product(),
+            ops,
+            param_lens,
+        };
+        if plan.ops.last().map(Op::out_len) != Some(plan.output_len) {
+            return Err("the model's last layer has no parameters or activation".into());
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn lenet_fuses_conv_relu_pool() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/lenet5.toml"))
+                .unwrap();
+        let spec = ModelSpec::parse(&text, Path::new("lenet5.toml")).unwrap();
+        let plan = Plan::compile(&spec).unwrap();
+        let kinds: Vec<String> = plan
+            .ops
+            .iter()
+            .map(|o| match o {
+                Op::Dense { .. } => "dense".into(),
+                Op::Conv { relu, pool, .. } => format!("conv(relu={relu},pool={pool})"),
+                Op::Act { act, .. } => format!("{act:?}"),
+                Op::Pool { .. } => "pool".into(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "conv(relu=true,pool=2)",
+                "conv(relu=true,pool=2)",
+                "dense",
+                "Relu",
+                "dense",
+                "Relu",
+                "dense"
+            ]
+        );
+        assert_eq!(plan.param_lens.iter().sum::<usize>(), 62_006);
+        assert_eq!((plan.input_len, plan.output_len), (3 * 32 * 32, 10));
+    }
+}

@@ -1,0 +1,245 @@
+//! The fast engine against the reference (candle autograd over `Network`): the same learner
+//! built twice, `engine = "fast"` and `engine = "reference"`, trained on the same batches;
+//! afterwards every checkpoint tensor (weights, masks, optimizer state) must have the same name
+//! and shape and agree to float rounding, and the predictions under every gate view must agree.
+//! This covers each fast kernel's forward pass and gradients (fused conv + bias + ReLU + pool,
+//! stand-alone pool, dense, activations, losses), the gate math and every optimizer rule.
+
+use candle_core::{DType, Device, Tensor};
+use gatekit::gate::GateView;
+use gatekit::model::ModelSpec;
+use gatekit::rng::Rng;
+use gatekit::task::{Batch, Objective, TaskSet};
+use gatekit::train::{Learner, StepSettings, Strategy};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// LeNet-5 without its last layers, plus the layer kinds LeNet does not use: padding, stride,
+/// tanh, sigmoid, a pool that does not follow a convolution directly, a bare convolution.
+const ODD_MODEL: &str = r#"
+name = "odd"
+input = [2, 11, 11]
+[[layer]]
+type = "conv2d"
+out = 5
+kernel = 3
+stride = 2
+padding = 1
+[[layer]]
+type = "tanh"
+[[layer]]
+type = "maxpool2d"
+kernel = 2
+[[layer]]
+type = "conv2d"
+out = 18
+kernel = 2
+[[layer]]
+type = "sigmoid"
+[[layer]]
+type = "flatten"
+[[layer]]
+type = "linear"
+out = 7
+"#;
+
+fn model(name: &str) -> String {
+    match name {
+        "odd" => ODD_MODEL.to_string(),
+        file => std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{file}.toml")),
+        )
+        .expect("model file"),
+    }
+}
+
+fn task_set(model_name: &str, run: &str, engine: &str) -> TaskSet {
+    let text = format!(
+        "[run]\nmodel = \"{model_name}\"\nengine = \"{engine}\"\n{run}\n\
+         [[task]]\nname = \"a\"\nkind = \"linear\"\n[[task]]\nname = \"b\"\nkind = \"linear\"\n"
+    );
+    let spec = model(model_name);
+    TaskSet::parse_with(&text, Path::new("parity.toml"), &|m: &str| {
+        ModelSpec::parse(&spec, Path::new(m))
+    })
+    .expect("task set parses")
+}
+
+fn batch(rng: &mut Rng, input: &[usize], outputs: usize, objective: Objective) -> Batch {
+    let n = 6;
+    let len: usize = input.iter().product();
+    let x: Vec<f32> = (0..n * len).map(|_| rng.normal() as f32).collect();
+    let mut dims = vec![n];
+    dims.extend_from_slice(input);
+    let x = Tensor::from_vec(x, dims, &Device::Cpu).unwrap();
+    let y = match objective {
+        Objective::Classification => {
+            let labels: Vec<u32> = (0..n).map(|_| rng.below(outputs) as u32).collect();
+            Tensor::from_vec(labels, n, &Device::Cpu).unwrap()
+        }
+        Objective::Regression => {
+            let v: Vec<f32> = (0..n * outputs).map(|_| rng.normal() as f32).collect();
+            Tensor::from_vec(v, (n, outputs), &Device::Cpu).unwrap()
+        }
+    };
+    Batch { x, y }
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// Trains both engines `steps` steps on alternating tasks and compares everything.
+fn check(model_name: &str, strategy: Strategy, run: &str, objective: Objective, steps: usize) {
+    let names = vec!["a".to_string(), "b".to_string()];
+    let fast_set = task_set(model_name, run, "fast");
+    let ref_set = task_set(model_name, run, "reference");
+    let mut fast = Learner::new(
+        strategy,
+        &fast_set.run,
+        &fast_set.model,
+        &names,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut reference =
+        Learner::new(strategy, &ref_set.run, &ref_set.model, &names, &Device::Cpu).unwrap();
+    assert_eq!(fast.engine_name(), "fast", "{model_name}: engine not used");
+    assert_eq!(reference.engine_name(), "reference");
+    let input = fast_set.model.input.clone();
+    let outputs = *fast_set.model.output_shape().unwrap().last().unwrap();
+    let mut rng = Rng::new(7);
+    let what = format!("{model_name} {strategy} [{}]", run.replace('\n', ", "));
+    for step in 0..steps {
+        let b = batch(&mut rng, &input, outputs, objective);
+        let at = StepSettings {
+            gate_scale: 1.0 + step as f64,
+            w_lr_factor: 1.0,
+            mask_lr_factor: 1.0,
+        };
+        let task = step % 2;
+        let lf = fast.train_step(task, &b, objective, at).unwrap();
+        let lr = reference.train_step(task, &b, objective, at).unwrap();
+        assert!(
+            (lf - lr).abs() <= 1e-4 * lr.abs().max(1.0),
+            "{what}: step {step} loss {lf} vs {lr}"
+        );
+    }
+    let f: BTreeMap<String, Tensor> = fast.tensors().unwrap().into_iter().collect();
+    let r: BTreeMap<String, Tensor> = reference.tensors().unwrap().into_iter().collect();
+    assert_eq!(
+        f.keys().collect::<Vec<_>>(),
+        r.keys().collect::<Vec<_>>(),
+        "{what}: checkpoint keys differ"
+    );
+    for (key, rt) in &r {
+        let ft = &f[key];
+        assert_eq!(ft.dims(), rt.dims(), "{what}: {key} shape");
+        let (a, b) = (values(ft), values(rt));
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            diff <= 2e-4 * scale,
+            "{what}: {key} differs by {diff:e} (scale {scale:e})"
+        );
+    }
+    let probe = batch(&mut rng, &input, outputs, objective);
+    for view in [
+        GateView::Trained,
+        GateView::Binary,
+        GateView::BinaryRescaled,
+    ] {
+        for task in 0..2 {
+            let a = values(&fast.predict(task, &probe.x, 3.0, view).unwrap());
+            let b = values(&reference.predict(task, &probe.x, 3.0, view).unwrap());
+            let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
+            let diff = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff <= 1e-4 * scale,
+                "{what}: prediction {view:?} task {task} differs by {diff:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lenet_gated_paper_recipe_momentum() {
+    let run = "optimizer = \"momentum\"\nlr = 0.01\nmomentum = 0.9\nmask_recipe = \"paper\"";
+    check("lenet5", Strategy::Gated, run, Objective::Classification, 4);
+}
+
+#[test]
+fn lenet_shared_and_separate() {
+    let run = "optimizer = \"momentum\"\nlr = 0.01\nmomentum = 0.9";
+    check(
+        "lenet5",
+        Strategy::Shared,
+        run,
+        Objective::Classification,
+        3,
+    );
+    check(
+        "lenet5",
+        Strategy::Separate,
+        run,
+        Objective::Classification,
+        3,
+    );
+}
+
+#[test]
+fn mlp_gated_adam_masks_with_regularisers() {
+    for reg in ["abs", "sq"] {
+        let run = format!(
+            "optimizer = \"adam\"\nlr = 0.003\nmask_regularizer = \"{reg}\"\nmask_regularizer_weight = 0.5"
+        );
+        check("mlp", Strategy::Gated, &run, Objective::Regression, 5);
+    }
+}
+
+#[test]
+fn mlp_plain_sgd() {
+    let run = "optimizer = \"sgd\"\nlr = 0.05";
+    check("mlp", Strategy::Shared, run, Objective::Regression, 4);
+    check("mlp", Strategy::Separate, run, Objective::Regression, 4);
+}
+
+#[test]
+fn odd_layers_under_every_gate_mode() {
+    for gate in ["sigmoid", "ste", "hat"] {
+        let run = format!("optimizer = \"momentum\"\nlr = 0.05\nmomentum = 0.5\ngate = \"{gate}\"");
+        check("odd", Strategy::Gated, &run, Objective::Classification, 4);
+    }
+    check(
+        "odd",
+        Strategy::Separate,
+        "optimizer = \"adam\"\nlr = 0.01",
+        Objective::Regression,
+        3,
+    );
+}
+
+#[test]
+fn f64_runs_use_the_reference() {
+    let set = task_set("mlp", "dtype = \"f64\"", "fast");
+    let l = Learner::new(
+        Strategy::Gated,
+        &set.run,
+        &set.model,
+        &["a".into(), "b".into()],
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(l.engine_name(), "reference");
+}
