@@ -37,11 +37,14 @@ impl Block {
     }
 }
 
-/// Values of `cols` one sub-batch may hold: 128 Ki floats (512 KiB) stays in L2, where the
-/// im2col writes and the GEMM's reads of it are cheap. Keeping a whole batch's `cols` for the
-/// backward pass instead (7.5 MB for LeNet's first layer at batch 32) was measured slower: the
-/// copy became memory-bound (im2col 21 % of the step against 14 % when recomputed in cache).
-const COLS_BUDGET: usize = 128 * 1024;
+/// Values of `cols` one sub-batch may hold: 64 Ki floats (256 KiB, a quarter of this machine's
+/// 1 MiB L2 per core), so the im2col writes and the GEMM's reads of it stay in cache, and the
+/// backward pass rebuilds each sub-batch's `cols` instead of keeping the batch's. Measured on
+/// the gated LeNet-5 step at batch 32, 1 thread (loop steps/s, two alternating rounds under
+/// the same load): budgets of 16–128 Ki floats within noise of each other (about 240–260),
+/// 512 Ki 226–236, and 2 Mi floats (the whole batch's `cols` kept from the forward pass,
+/// 7.5 MB for the first layer) 147–157: the copy turns memory-bound.
+const COLS_BUDGET: usize = 64 * 1024;
 
 /// One chunk's buffers: one sub-batch's `cols` and pre-activation `z` (reused as `∂z`) and
 /// `∂cols`, the argmax of every output of the chunk, partial `∂W` and `∂b`.

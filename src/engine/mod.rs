@@ -188,8 +188,14 @@ impl Engine {
                 .as_mut()
                 .ok_or_else(|| format!("task {task} has no masks in the engine"))?;
             for (p, w) in weights.iter().enumerate() {
-                update::gate_values(rules.gate, rules.gate_scale, &m.values[p], &mut pb.gate[p]);
-                update::apply_gate(w, &pb.gate[p], &mut pb.theta[p]);
+                update::gate_values(
+                    rules.gate,
+                    rules.gate_scale,
+                    &m.values[p],
+                    w,
+                    &mut pb.gate[p],
+                    &mut pb.theta[p],
+                );
             }
             Some(m)
         } else {
@@ -217,7 +223,9 @@ impl Engine {
                 update::gate_gradients(
                     rules.gate,
                     rules.gate_scale,
-                    (w, &m.values[p], &pb.gate[p]),
+                    w,
+                    &m.values[p],
+                    &pb.gate[p],
                     &mut pb.dtheta[p],
                     &mut pb.dmask[p],
                     rules.regularizer,
