@@ -140,6 +140,104 @@ def med(rows, key):
     return statistics.median(vals) if vals else None
 
 
+def svg_chart(summary, path):
+    """Bar chart of training-loop steps/s, gatekit against the peer, one panel per workload
+    (log scale: W1 and W2 differ by two orders of magnitude), the ratio above each pair."""
+    import math
+    workloads = sorted({s["workload"] for s in summary})
+    panel_w, panel_h, top, left = 520, 300, 40, 70
+    width, height = left + panel_w * len(workloads) + 20, top + panel_h + 70
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">'
+           f'training-loop steps/s, gatekit (blue) vs PyTorch peer (orange), medians</text>']
+    for pi, wl in enumerate(workloads):
+        rows = [s for s in summary if s["workload"] == wl]
+        vals = [v for s in rows for v in (s["gatekit_sps"], s["peer_sps"])]
+        lo = 10 ** math.floor(math.log10(min(vals)))
+        hi = 10 ** math.ceil(math.log10(max(vals)))
+        x0 = left + pi * panel_w
+        y = lambda v: top + panel_h - panel_h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+        out.append(f'<text x="{x0 + panel_w / 2}" y="{top - 6}" text-anchor="middle" font-size="13">{wl}</text>')
+        d = lo
+        while d <= hi:
+            out.append(f'<line x1="{x0}" x2="{x0 + panel_w - 20}" y1="{y(d):.1f}" y2="{y(d):.1f}" stroke="#ddd"/>')
+            out.append(f'<text x="{x0 - 4}" y="{y(d) + 4:.1f}" text-anchor="end">{d:g}</text>')
+            d *= 10
+        slot = (panel_w - 20) / len(rows)
+        for i, s in enumerate(rows):
+            bx = x0 + i * slot + slot * 0.15
+            bw = slot * 0.35
+            for j, (key, colour) in enumerate([("gatekit_sps", "#1f77b4"), ("peer_sps", "#ff7f0e")]):
+                yy = y(s[key])
+                out.append(f'<rect x="{bx + j * bw:.1f}" y="{yy:.1f}" width="{bw:.1f}" '
+                           f'height="{top + panel_h - yy:.1f}" fill="{colour}"/>')
+            out.append(f'<text x="{bx + bw:.1f}" y="{y(s["gatekit_sps"]) - 4:.1f}" text-anchor="middle">'
+                       f'{s["ratio"]:.2f}x</text>')
+            out.append(f'<text x="{bx + bw:.1f}" y="{top + panel_h + 14}" text-anchor="middle">{s["method"]}</text>')
+            out.append(f'<text x="{bx + bw:.1f}" y="{top + panel_h + 28}" text-anchor="middle">'
+                       f'{s["threads"]} thr</text>')
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out) + "\n")
+
+
+def summarize(rows):
+    """Medians per (workload, method, threads) and the ratios."""
+    keys = []
+    for r in rows:
+        k = (r["workload"], r["method"], r["threads"])
+        if k not in keys:
+            keys.append(k)
+    summary = []
+    for workload, method, threads in keys:
+        g = [r for r in rows if (r["tool"], r["workload"], r["method"], r["threads"]) ==
+             ("gatekit", workload, method, threads)]
+        p = [r for r in rows if (r["tool"], r["workload"], r["method"], r["threads"]) ==
+             ("peer", workload, method, threads)]
+        s = {"workload": workload, "method": method, "threads": threads,
+             "gatekit_sps": med(g, "steps_per_second"), "peer_sps": med(p, "steps_per_second"),
+             "gatekit_wall": med(g, "wall_seconds"), "peer_wall": med(p, "wall_seconds"),
+             "gatekit_rss": med(g, "peak_rss_mb"), "peer_rss": med(p, "peak_rss_mb"),
+             "first_step": med(g, "first_step_seconds"),
+             "gatekit_metric": med(g, "metric"), "peer_metric": med(p, "metric"),
+             "max_load": max(r["load_1m"] for r in g + p)}
+        s["ratio"] = s["gatekit_sps"] / s["peer_sps"]
+        s["rss_ratio"] = s["gatekit_rss"] / s["peer_rss"]
+        summary.append(s)
+    return summary
+
+
+def report(rows, tag, idle_load, reps, out_dir):
+    summary = summarize(rows)
+    lines = [f"# gatekit vs PyTorch peer ({tag})", "",
+             f"Machine: {os.cpu_count()} cores; reps {reps}, alternating gatekit/peer; "
+             f"medians. Load: 1-minute load average before each run (target < {idle_load}).", "",
+             "| workload | method | threads | gatekit steps/s | peer steps/s | ratio | gatekit wall s | peer wall s "
+             "| gatekit RSS MB | peer RSS MB | RSS ratio | first step s | gatekit metric | peer metric | load (max) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in summary:
+        first = f"{s['first_step']:.2f}" if s["first_step"] is not None else "-"
+        lines.append(
+            f"| {s['workload']} | {s['method']} | {s['threads']} | {s['gatekit_sps']:.1f} | {s['peer_sps']:.1f} | "
+            f"**{s['ratio']:.2f}x** | {s['gatekit_wall']:.2f} | {s['peer_wall']:.2f} | "
+            f"{s['gatekit_rss']:.1f} | {s['peer_rss']:.1f} | {s['rss_ratio']:.2f} | "
+            f"{first} | {s['gatekit_metric']:.4f} | {s['peer_metric']:.4f} | {s['max_load']:.2f} |")
+    lines += ["", "Gated vs shared time per step inside gatekit (shared steps/s / gated steps/s):", ""]
+    for workload in sorted({s["workload"] for s in summary}):
+        for threads in sorted({s["threads"] for s in summary}):
+            by = {s["method"]: s for s in summary if s["workload"] == workload and s["threads"] == threads}
+            if "gated" in by and "shared" in by:
+                lines.append(f"- {workload}, {threads} thread(s): gated costs "
+                             f"{by['shared']['gatekit_sps'] / by['gated']['gatekit_sps']:.2f}x the time per "
+                             f"step of shared (peer: {by['shared']['peer_sps'] / by['gated']['peer_sps']:.2f}x)")
+    lines += ["", f"![steps/s](compare-{tag}.svg)"]
+    text = "\n".join(lines) + "\n"
+    (out_dir / f"compare-{tag}.md").write_text(text)
+    svg_chart(summary, out_dir / f"compare-{tag}.svg")
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -151,7 +249,15 @@ def main():
     ap.add_argument("--install-peer", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M"))
+    ap.add_argument("--report-only", metavar="JSONL",
+                    help="rebuild the markdown and SVG from a raw results file, without running")
     args = ap.parse_args()
+    if args.report_only:
+        rows = [json.loads(l) for l in open(args.report_only)]
+        tag = Path(args.report_only).stem.removeprefix("compare-")
+        reps = max(r["rep"] for r in rows) + 1
+        print(report(rows, tag, args.idle_load, reps, Path(args.report_only).parent))
+        return
 
     data = os.environ.get("GATEKIT_DATA")
     if not data or not (Path(data) / "mnist").is_dir():
@@ -188,51 +294,10 @@ def main():
                                   flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
-    lines = [f"# gatekit vs PyTorch peer ({args.tag})", "",
-             f"Machine: {os.cpu_count()} cores; reps {args.reps}, alternating gatekit/peer; "
-             f"medians. Load: 1-minute load average before each run (target < {args.idle_load}).", "",
-             "| workload | method | threads | gatekit steps/s | peer steps/s | ratio | gatekit wall s | peer wall s "
-             "| gatekit RSS MB | peer RSS MB | RSS ratio | first step s | gatekit metric | peer metric | load (max) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    summary = []
-    for workload in args.workloads.split(","):
-        for method in args.methods.split(","):
-            for threads in [int(t) for t in args.threads.split(",")]:
-                g = [r for r in rows if (r["tool"], r["workload"], r["method"], r["threads"]) ==
-                     ("gatekit", workload, method, threads)]
-                p = [r for r in rows if (r["tool"], r["workload"], r["method"], r["threads"]) ==
-                     ("peer", workload, method, threads)]
-                s = {"workload": workload, "method": method, "threads": threads,
-                     "gatekit_sps": med(g, "steps_per_second"), "peer_sps": med(p, "steps_per_second"),
-                     "gatekit_wall": med(g, "wall_seconds"), "peer_wall": med(p, "wall_seconds"),
-                     "gatekit_rss": med(g, "peak_rss_mb"), "peer_rss": med(p, "peak_rss_mb"),
-                     "first_step": med(g, "first_step_seconds"),
-                     "gatekit_metric": med(g, "metric"), "peer_metric": med(p, "metric"),
-                     "max_load": max(r["load_1m"] for r in g + p)}
-                s["ratio"] = s["gatekit_sps"] / s["peer_sps"]
-                s["rss_ratio"] = s["gatekit_rss"] / s["peer_rss"]
-                summary.append(s)
-                lines.append(
-                    f"| {workload} | {method} | {threads} | {s['gatekit_sps']:.1f} | {s['peer_sps']:.1f} | "
-                    f"**{s['ratio']:.2f}x** | {s['gatekit_wall']:.2f} | {s['peer_wall']:.2f} | "
-                    f"{s['gatekit_rss']:.1f} | {s['peer_rss']:.1f} | {s['rss_ratio']:.2f} | "
-                    f"{s['first_step']:.2f} | {s['gatekit_metric']:.4f} | {s['peer_metric']:.4f} | "
-                    f"{s['max_load']:.2f} |")
-    lines.append("")
-    lines.append("Gated vs shared time per step inside gatekit (shared steps/s / gated steps/s):")
-    lines.append("")
-    for workload in args.workloads.split(","):
-        for threads in [int(t) for t in args.threads.split(",")]:
-            by = {s["method"]: s for s in summary if s["workload"] == workload and s["threads"] == threads}
-            if "gated" in by and "shared" in by:
-                lines.append(f"- {workload}, {threads} thread(s): gated costs "
-                             f"{by['shared']['gatekit_sps'] / by['gated']['gatekit_sps']:.2f}x the time per "
-                             f"step of shared (peer: {by['shared']['peer_sps'] / by['gated']['peer_sps']:.2f}x)")
-    text = "\n".join(lines) + "\n"
-    (out_dir / f"compare-{args.tag}.md").write_text(text)
+    text = report(rows, args.tag, args.idle_load, args.reps, out_dir)
     print()
     print(text)
-    print(f"written: {out_dir / f'compare-{args.tag}.md'} and {raw_path}")
+    print(f"written: {out_dir / f'compare-{args.tag}.md'}, .svg and {raw_path}")
 
 
 if __name__ == "__main__":

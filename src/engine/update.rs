@@ -257,6 +257,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wide_paths_match_the_baseline_build_bit_for_bit() {
+        // gate_values runs its AVX-512 or AVX2 version on CPUs that have them; the scalar
+        // `sigmoid` here is compiled for the baseline target.
+        let mask: Vec<f32> = (0..1003).map(|i| (i as f32 - 501.0) * 0.0371).collect();
+        let w: Vec<f32> = (0..1003).map(|i| (i as f32 * 0.7).sin()).collect();
+        let (mut gate, mut theta) = (vec![0.0; 1003], vec![0.0; 1003]);
+        gate_values(GateMode::Sigmoid, 1.0, &mask, &w, &mut gate, &mut theta);
+        for i in 0..mask.len() {
+            let g = sigmoid(mask[i]);
+            assert_eq!(gate[i].to_bits(), g.to_bits(), "gate {i}");
+            assert_eq!(theta[i].to_bits(), (w[i] * g).to_bits(), "theta {i}");
+        }
+        let g: Vec<f32> = w.iter().map(|v| v * 0.3).collect();
+        let mut p = w.clone();
+        let mut slot = Slot::default();
+        let rule = Rule {
+            kind: OptimizerKind::Adam,
+            lr: 0.01,
+            momentum: 0.9,
+            beta2: 0.999,
+        };
+        update(&mut p, &g, &mut slot, rule);
+        for i in 0..p.len() {
+            let m = (1.0 - 0.9f32) * g[i];
+            let v = (1.0 - 0.999f32) * g[i] * g[i];
+            let c1 = 1.0 / (1.0 - 0.9f32 as f64) as f32;
+            let c2 = 1.0 / (1.0 - 0.999f32 as f64) as f32;
+            let want = w[i] - 0.01 * (m * c1) / ((v * c2).sqrt() + EPS);
+            assert_eq!(p[i].to_bits(), want.to_bits(), "adam {i}");
+        }
+    }
+
+    #[test]
     fn exp_and_sigmoid_match_libm() {
         let mut worst: f32 = 0.0;
         let mut x = -80.0f32;
