@@ -17,6 +17,7 @@
 //! - [`report`]: figures, `report.md`/`report.html` and TensorBoard event files for runs
 #![deny(missing_docs)]
 
+pub mod adapt;
 pub mod atomic;
 pub mod data;
 mod engine;

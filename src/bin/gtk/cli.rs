@@ -26,6 +26,9 @@ pub enum Command {
     /// Figures, report.md and report.html for one run (or several side by side), and the runs'
     /// TensorBoard event files.
     Report(ReportArgs),
+    /// Adapt a trained run to new tasks (pick, mix or learn a mask; W frozen) and write the
+    /// adapted run folder.
+    Adapt(AdaptArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,6 +129,62 @@ pub struct ReportArgs {
     /// Where runs are looked up when RUN is not given.
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub runs_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Choose one stored mask by the gradient of the output entropy (or of the loss).
+    Pick,
+    /// Learn a softmax mixture of the stored masks on the K shots.
+    Mix,
+    /// Learn a new mask on the K shots, starting from the learned mixture.
+    Mask,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PickVariantArg {
+    /// One gradient at α = 1/T.
+    OneShot,
+    /// Keep the better half of the candidates each round.
+    Halving,
+}
+
+#[derive(Debug, Args)]
+pub struct AdaptArgs {
+    /// The trained run folder.
+    pub run: PathBuf,
+    /// New-task file (TOML): task entries with the run's input and output shapes, and an
+    /// optional `adapt` table of settings.
+    #[arg(long, value_name = "FILE")]
+    pub task_set: PathBuf,
+    /// How each new task gets its mask (overrides `adapt.method`; default pick).
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// K: labelled training examples per new task (overrides `adapt.shots`; default 100).
+    #[arg(long, value_name = "K")]
+    pub shots: Option<usize>,
+    /// Gradient steps of mix, mask and each baseline (overrides `adapt.steps`; default 200).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Pick's variant (overrides `adapt.pick.variant`).
+    #[arg(long, value_enum)]
+    pub pick_variant: Option<PickVariantArg>,
+    /// Also measure the other two methods for the table (only --method's mask is stored).
+    #[arg(long)]
+    pub compare: bool,
+    /// Skip the baselines (a separate model from scratch, the shared model fine-tuned).
+    #[arg(long)]
+    pub no_baselines: bool,
+    /// Adapted run folder to create; default: RUN's name, a dash and the task-set file's stem,
+    /// next to RUN (e.g. runs/colors-adapt-colors).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Dataset folder (else $GATEKIT_DATA).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Only print the final table.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `gtk`: the gatekit command line. It parses arguments, calls the library and reports; all
 //! the work happens in the `gatekit` crate.
 
+mod adapt;
 mod cli;
 mod data;
 mod eval;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Data(args) => data::run(args),
         cli::Command::Export(args) => export::run(args),
         cli::Command::Report(args) => report::run(args),
+        cli::Command::Adapt(args) => adapt::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,89 @@
+//! `mask`: learn a new task's own real-valued mask on K labelled examples, W and the stored
+//! masks frozen, through the same gated forward pass training uses ([`Network::forward`] with a
+//! [`TaskGate`]). The mask starts where the learned mixture is: `M₀ = g⁻¹(Σ α_i g(M_i))`, so the
+//! first step's model is the mixture's model.
+
+use super::mixture::Target;
+use super::shots::Shots;
+use crate::error::Result;
+use crate::gate::{GateMode, GateView, TaskGate};
+use crate::model::Network;
+use crate::rng::Rng;
+use crate::train::{Optimizer, OptimizerConfig};
+use candle_core::{Tensor, Var};
+
+/// Gates are clamped into [ε, 1 − ε] before inverting, so a mixture that agrees on 0 or 1
+/// starts at a finite mask (|M| ≤ 9.2 for the sigmoid gate).
+const GATE_EPS: f64 = 1e-4;
+
+/// The mask whose gate under `mode` (at HAT scale `scale`) is `gate`.
+pub fn mask_for_gate(gate: &Tensor, mode: GateMode, scale: f64) -> Result<Tensor> {
+    let g = gate.clamp(GATE_EPS, 1.0 - GATE_EPS)?;
+    // logit(g) = ln g − ln(1 − g)
+    let logit = (g.log()? - g.affine(-1.0, 1.0)?.log()?)?;
+    Ok(match mode {
+        GateMode::Hat => (logit / scale)?,
+        GateMode::Sigmoid | GateMode::Ste => logit,
+    })
+}
+
+/// Trains masks starting at `init` for `steps` steps with `opt` on batches of `batch` shots;
+/// returns them.
+#[allow(clippy::too_many_arguments)]
+pub fn learn_mask(
+    net: &Network,
+    init: Vec<Tensor>,
+    mode: GateMode,
+    scale: f64,
+    shots: &Shots,
+    steps: usize,
+    opt: OptimizerConfig,
+    batch: usize,
+    rng: &mut Rng,
+    on_step: &mut dyn FnMut(),
+) -> Result<Vec<Var>> {
+    let masks = init
+        .iter()
+        .map(Var::from_tensor)
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let objective = shots.task().objective();
+    let mut opt = Optimizer::new(opt);
+    for _ in 0..steps {
+        let b = shots.batch(batch, rng)?;
+        let gate = TaskGate {
+            masks: &masks,
+            mode,
+            scale,
+            view: GateView::Trained,
+        };
+        let out = net.forward(&b.x, Some(&gate))?;
+        let loss = Target::Loss(objective, &b.y).value(&out)?;
+        let grads = loss.backward()?;
+        for (i, m) in masks.iter().enumerate() {
+            if let Some(g) = grads.get(m) {
+                opt.step(&i.to_string(), m, g, 1.0)?;
+            }
+        }
+        on_step();
+    }
+    Ok(masks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn mask_for_gate_inverts_each_gate() -> Result<()> {
+        let g = Tensor::new(&[0.1f64, 0.5, 0.88], &Device::Cpu)?;
+        for (mode, scale) in [(GateMode::Sigmoid, 1.0), (GateMode::Hat, 7.0)] {
+            let m = mask_for_gate(&g, mode, scale)?;
+            let back = mode.gate_value(&m, scale)?.to_vec1::<f64>()?;
+            for (a, b) in back.iter().zip([0.1, 0.5, 0.88]) {
+                assert!((a - b).abs() < 1e-12, "{mode:?}: {a} vs {b}");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! `mix`: learn the weights of a softmax combination of the stored masks on K labelled
+//! examples, W and the masks frozen: `α = softmax(a)`, gate `Σ α_i g(M_i)`, Adam on `a`.
+//!
+//! The logits' gradient follows from the mixture's α-gradient through the softmax Jacobian:
+//! `∂L/∂a_j = α_j (∂L/∂α_j − Σ_i α_i ∂L/∂α_i)`.
+
+use super::mixture::{Mixture, Target};
+use super::shots::Shots;
+use crate::error::Result;
+use crate::rng::Rng;
+use crate::train::{Optimizer, OptimizerConfig, OptimizerKind};
+use candle_core::{Device, Tensor, Var};
+
+/// `softmax(a)`.
+pub fn softmax(a: &[f64]) -> Vec<f64> {
+    let max = a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = a.iter().map(|v| (v - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+/// Learns α with `steps` Adam steps at `lr` on batches of `batch` shots; returns α. Starts
+/// from the uniform mixture.
+pub fn learn_mixture(
+    mix: &Mixture,
+    shots: &Shots,
+    steps: usize,
+    lr: f64,
+    batch: usize,
+    rng: &mut Rng,
+    on_step: &mut dyn FnMut(),
+) -> Result<Vec<f64>> {
+    let objective = shots.task().objective();
+    let logits = Var::from_tensor(&Tensor::zeros(
+        mix.tasks(),
+        candle_core::DType::F64,
+        &Device::Cpu,
+    )?)?;
+    let mut opt = Optimizer::new(OptimizerConfig {
+        kind: OptimizerKind::Adam,
+        lr,
+        momentum: 0.9,
+        beta2: 0.999,
+    });
+    for _ in 0..steps {
+        let a = logits.as_tensor().to_vec1::<f64>()?;
+        let alpha = softmax(&a);
+        let b = shots.batch(batch, rng)?;
+        let (_, g) = mix.grad(&alpha, &b.x, Target::Loss(objective, &b.y))?;
+        let mean: f64 = alpha.iter().zip(&g).map(|(a, g)| a * g).sum();
+        let da: Vec<f64> = alpha.iter().zip(&g).map(|(a, g)| a * (g - mean)).collect();
+        opt.step("logits", &logits, &Tensor::new(da, &Device::Cpu)?, 1.0)?;
+        on_step();
+    }
+    Ok(softmax(&logits.as_tensor().to_vec1::<f64>()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_a_distribution_and_shift_invariant() {
+        let a = softmax(&[1.0, 2.0, 3.0]);
+        let b = softmax(&[101.0, 102.0, 103.0]);
+        assert!((a.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-12);
+        }
+        assert!(a[2] > a[1] && a[1] > a[0]);
+    }
+}
