@@ -83,38 +83,6 @@ where
     }
 }
 
-/// `dst[m_rows, width] = lhs[m_rows, k] · rhs[k, width]` with a few rows and a wide right
-/// side. gemm's microkernel covers 16 rows at a time, so fewer rows than that (LeNet's first
-/// layer has 6 output channels) waste most of it; the transposed product `dstᵀ = rhsᵀ lhsᵀ`
-/// puts the few rows on the kernel's 6-wide side instead.
-fn narrow_matmul(
-    (rows, width, k): (usize, usize, usize),
-    dst: &mut [f32],
-    lhs: Mat<f32>,
-    rhs_row_major: &[f32],
-    accumulate: bool,
-) {
-    if rows < 16 {
-        matmul(
-            (width, rows, k),
-            (dst, Order::ColMajor),
-            Mat::t(rhs_row_major, width),
-            lhs.t_view(),
-            accumulate,
-            Parallelism::None,
-        );
-    } else {
-        matmul(
-            (rows, width, k),
-            (dst, Order::RowMajor),
-            lhs,
-            Mat::new(rhs_row_major, width),
-            accumulate,
-            Parallelism::None,
-        );
-    }
-}
-
 /// Forward pass over a batch: `x` `[n, c, h, w]` → `out` `[n, c_out, h_out/pool, w_out/pool]`.
 pub(crate) fn forward(
     b: &Block,
@@ -149,12 +117,13 @@ pub(crate) fn forward(
             for (s, x_s) in x.chunks_exact(in_len).enumerate() {
                 im2col_strided(&b.geom, x_s, &mut c.cols[s * hw..], width, 0.0);
             }
-            narrow_matmul(
+            matmul(
                 (b.c_out, width, rows),
-                &mut c.z,
+                (&mut c.z, Order::RowMajor),
                 Mat::new(w, rows),
-                &c.cols,
+                Mat::new(&c.cols, width),
                 false,
+                Parallelism::None,
             );
             for s in 0..m {
                 pool_sample(
@@ -231,26 +200,17 @@ pub(crate) fn backward(
                     dz[a as usize] += g;
                 }
             }
-            // ∂W += ∂z · colsᵀ, as ∂Wᵀ += cols · ∂zᵀ when the rows are few.
-            if b.c_out < 16 {
-                matmul(
-                    (rows, b.c_out, width),
-                    (cdw, Order::ColMajor),
-                    Mat::new(cols, width),
-                    Mat::t(dz, width),
-                    true,
-                    Parallelism::None,
-                );
-            } else {
-                matmul(
-                    (b.c_out, rows, width),
-                    (cdw, Order::RowMajor),
-                    Mat::new(dz, width),
-                    Mat::t(cols, width),
-                    true,
-                    Parallelism::None,
-                );
-            }
+            // ∂W += ∂z · colsᵀ. (Computing ∂Wᵀ = cols · ∂zᵀ instead, to put LeNet's 6 output
+            // channels on the GEMM's narrow side, measured the same: 3.03 against 3.02 ms per
+            // gated step.)
+            matmul(
+                (b.c_out, rows, width),
+                (cdw, Order::RowMajor),
+                Mat::new(dz, width),
+                Mat::t(cols, width),
+                true,
+                Parallelism::None,
+            );
             for (d, row) in cdb.iter_mut().zip(dz.chunks_exact(width)) {
                 *d += row.iter().sum::<f32>();
             }

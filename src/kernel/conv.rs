@@ -118,15 +118,6 @@ impl<'a, T> Mat<'a, T> {
         }
     }
 
-    /// The transpose of this matrix (no copy: the strides swap).
-    pub(crate) fn t_view(self) -> Self {
-        Mat {
-            data: self.data,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
     /// Whether an `rows × cols` matrix with these strides lies inside `data`.
     fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
