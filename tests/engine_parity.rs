@@ -94,6 +94,17 @@ fn values(t: &Tensor) -> Vec<f64> {
         .unwrap()
 }
 
+/// Largest absolute difference between two tensors, and the largest magnitude of the second.
+fn diff_and_scale(got: &Tensor, reference: &Tensor) -> (f64, f64) {
+    let (a, b) = (values(got), values(reference));
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+    (diff, scale)
+}
+
 /// Trains both engines `steps` steps on alternating tasks and compares everything.
 fn check(model_name: &str, strategy: Strategy, run: &str, objective: Objective, steps: usize) {
     let names = vec!["a".to_string(), "b".to_string()];
@@ -140,12 +151,8 @@ fn check(model_name: &str, strategy: Strategy, run: &str, objective: Objective, 
     for (key, rt) in &r {
         let ft = &f[key];
         assert_eq!(ft.dims(), rt.dims(), "{what}: {key} shape");
-        let (a, b) = (values(ft), values(rt));
-        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
-        let diff = a
-            .iter()
-            .zip(&b)
-            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        let (diff, scale) = diff_and_scale(ft, rt);
+        let scale = scale.max(1e-3);
         assert!(
             diff <= 2e-4 * scale,
             "{what}: {key} differs by {diff:e} (scale {scale:e})"
@@ -158,13 +165,11 @@ fn check(model_name: &str, strategy: Strategy, run: &str, objective: Objective, 
         GateView::BinaryRescaled,
     ] {
         for task in 0..2 {
-            let a = values(&fast.predict(task, &probe.x, 3.0, view).unwrap());
-            let b = values(&reference.predict(task, &probe.x, 3.0, view).unwrap());
-            let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
-            let diff = a
-                .iter()
-                .zip(&b)
-                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            let (diff, scale) = diff_and_scale(
+                &fast.predict(task, &probe.x, 3.0, view).unwrap(),
+                &reference.predict(task, &probe.x, 3.0, view).unwrap(),
+            );
+            let scale = scale.max(1.0);
             assert!(
                 diff <= 1e-4 * scale,
                 "{what}: prediction {view:?} task {task} differs by {diff:e}"

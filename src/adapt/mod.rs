@@ -389,6 +389,19 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 tensors.push((format!("gated/{p}.mask.{name}"), m));
             }
         }
+        // Both baselines: the same steps and batches on the K shots, then the whole test split.
+        let baseline_metric = |net: &Network, on: &mut dyn FnMut(AdaptEvent)| -> Result<f64> {
+            baseline::train_plain(
+                net,
+                &shots,
+                cfg.steps,
+                w_opt,
+                batch,
+                &mut Rng::stream(seed, "adapt/baseline", index as u64),
+                &mut || on(AdaptEvent::Step),
+            )?;
+            test_metric(task, &device, dtype, &|x: &Tensor| net.forward(x, None))
+        };
         if train_separate {
             on(AdaptEvent::Stage {
                 task: name,
@@ -402,18 +415,9 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 dtype,
                 &device,
             )?;
-            baseline::train_plain(
-                &fresh,
-                &shots,
-                cfg.steps,
-                w_opt,
-                batch,
-                &mut Rng::stream(seed, "adapt/baseline", index as u64),
-                &mut || on(AdaptEvent::Step),
-            )?;
             rows.push(Row {
                 model: "separate (scratch)".into(),
-                metric: test_metric(task, &device, dtype, &|x: &Tensor| fresh.forward(x, None))?,
+                metric: baseline_metric(&fresh, on)?,
                 binarized: None,
                 stored: has_separate,
             });
@@ -429,18 +433,9 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 what: "shared (fine-tuned)",
             });
             let tuned = baseline::copy_network(shared.network(0))?;
-            baseline::train_plain(
-                &tuned,
-                &shots,
-                cfg.steps,
-                w_opt,
-                batch,
-                &mut Rng::stream(seed, "adapt/baseline", index as u64),
-                &mut || on(AdaptEvent::Step),
-            )?;
             rows.push(Row {
                 model: "shared (fine-tuned)".into(),
-                metric: test_metric(task, &device, dtype, &|x: &Tensor| tuned.forward(x, None))?,
+                metric: baseline_metric(&tuned, on)?,
                 binarized: None,
                 stored: false,
             });
