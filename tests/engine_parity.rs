@@ -128,10 +128,12 @@ fn check(model_name: &str, strategy: Strategy, run: &str, objective: Objective, 
     let what = format!("{model_name} {strategy} [{}]", run.replace('\n', ", "));
     for step in 0..steps {
         let b = batch(&mut rng, &input, outputs, objective);
+        // Step 1 runs at half W's rate (a schedule), step 2 with the masks frozen (what
+        // `binarize_after` does).
         let at = StepSettings {
             gate_scale: 1.0 + step as f64,
-            w_lr_factor: 1.0,
-            mask_lr_factor: 1.0,
+            w_lr_factor: if step == 1 { 0.5 } else { 1.0 },
+            mask_lr_factor: if step == 2 { 0.0 } else { 1.0 },
         };
         let task = step % 2;
         let lf = fast.train_step(task, &b, objective, at).unwrap();
