@@ -634,6 +634,14 @@ impl Learner {
 
     /// Rebuilds the engine's buffers from the candle `Var`s and optimizer state (after a load).
     fn reload_engine(&mut self) -> Result<()> {
+        let w_keys: Vec<Vec<String>> = (self.nets.iter().enumerate())
+            .map(|(t, net)| {
+                net.params()
+                    .iter()
+                    .map(|(name, _)| self.param_key(t, name))
+                    .collect()
+            })
+            .collect();
         let Some(engine) = self.engine.as_deref_mut() else {
             return Ok(());
         };
@@ -649,16 +657,9 @@ impl Learner {
         };
         for (t, net) in self.nets.iter().enumerate() {
             engine.models[t] = weights_of(net)?;
-            engine.w_slots[t] = net
-                .params()
+            engine.w_slots[t] = w_keys[t]
                 .iter()
-                .map(|(name, _)| {
-                    let key = match self.strategy {
-                        Strategy::Separate => format!("{}/{name}", self.task_names[t]),
-                        _ => name.to_string(),
-                    };
-                    slot(&self.w_opt, &key)
-                })
+                .map(|key| slot(&self.w_opt, key))
                 .collect::<Result<_>>()?;
         }
         if let Some(bank) = &self.masks {
