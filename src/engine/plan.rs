@@ -163,14 +163,10 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn lenet_fuses_conv_relu_pool() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/lenet5.toml"))
-                .unwrap();
-        let spec = ModelSpec::parse(&text, Path::new("lenet5.toml")).unwrap();
+        let spec = crate::model::lenet5();
         let plan = Plan::compile(&spec).unwrap();
         let kinds: Vec<String> = plan
             .ops

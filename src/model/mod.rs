@@ -18,4 +18,6 @@ mod network;
 mod spec;
 
 pub use network::{Network, WeightInit};
+#[cfg(test)]
+pub(crate) use spec::lenet5;
 pub use spec::{LayerSpec, ModelSpec};

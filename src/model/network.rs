@@ -185,7 +185,6 @@ fn max_pool(x: &Tensor, k: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn max_pool_routes_gradient_to_the_maximum() -> Result<()> {
@@ -202,10 +201,7 @@ mod tests {
 
     #[test]
     fn lenet_forward_shape_and_param_count() -> Result<()> {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/lenet5.toml"))
-                .unwrap();
-        let spec = ModelSpec::parse(&text, Path::new("lenet5.toml")).unwrap();
+        let spec = crate::model::lenet5();
         let net = Network::new(
             &spec,
             WeightInit::He,

@@ -233,16 +233,23 @@ impl LayerSpec {
     }
 }
 
+/// `models/lenet5.toml`, for unit tests.
+#[cfg(test)]
+pub(crate) fn lenet5() -> ModelSpec {
+    ModelSpec::parse(
+        include_str!("../../models/lenet5.toml"),
+        Path::new("lenet5.toml"),
+    )
+    .expect("models/lenet5.toml parses")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lenet_shapes() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/lenet5.toml"))
-                .unwrap();
-        let spec = ModelSpec::parse(&text, Path::new("lenet5.toml")).unwrap();
+        let spec = lenet5();
         let shapes = spec.shapes().unwrap();
         assert_eq!(shapes[2], vec![6, 14, 14]);
         assert_eq!(shapes[6], vec![400]);
