@@ -2,16 +2,17 @@
 //! optimizer update written out by hand over plain `f32` buffers that are allocated once.
 //!
 //! Why not candle's autograd for the step: on the models of the paper every candle op costs a
-//! dispatch, a fresh tensor and a tape entry, and a gated step has hundreds of them; the
-//! measured result was a gated LeNet-5 step 4–7x slower than PyTorch's and an MLP step
-//! dominated by overhead (issue 5). Here a step is a fixed sequence of GEMMs and fused loops:
-//! - convolution + bias + ReLU + max-pool is one op ([`conv_block`]) that keeps its `im2col`
-//!   matrix from the forward pass for the backward pass and splits the batch across threads
-//!   inside the op;
+//! dispatch, a fresh tensor and a tape entry, and a gated step has hundreds of them; measured
+//! before this engine, a gated LeNet-5 trained at about 95 steps/s against PyTorch's 350–460,
+//! and the gated MLP step took 96 µs where this engine takes 9 µs. Here a step is a fixed
+//! sequence of GEMMs and fused loops:
+//! - convolution + bias + ReLU + max-pool is one op ([`conv_block`]) over L2-sized sub-batches,
+//!   with the batch split across threads inside the op;
 //! - a gated parameter's gate `g(M)` and effective weight `W ⊙ g` are computed once per step;
 //!   after the backward pass one loop splits `∂θ` into `∂W` and `∂M` and the optimizer updates
 //!   both in place ([`update`]);
-//! - nothing is allocated per step once the buffers have the batch's size.
+//! - once the buffers have the batch's size, a step allocates no tensors or buffers (only a few
+//!   short lists of slices, one per op call).
 //!
 //! The candle implementation ([`crate::model::Network`] with [`crate::gate::TaskGate`]) stays
 //! the reference: the learner falls back to it for what the engine does not cover (f64, a
