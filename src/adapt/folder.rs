@@ -16,9 +16,8 @@ use crate::error::{Error, Result};
 use crate::gate::GateView;
 use crate::report::tensorboard::write_run_events;
 use crate::task::{Split, TaskSet};
-use crate::train::{MetricsLog, Record, files, open_run};
+use crate::train::{CheckpointFile, MetricsLog, Record, files, open_run};
 use candle_core::{Device, Tensor};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Name of the adaptation summary inside the adapted run.
@@ -87,18 +86,9 @@ fn fill(
     device: &Device,
 ) -> Result<()> {
     write_atomic(&dir.join(files::CONFIG), add.set.to_toml().as_bytes())?;
-    let ckpt = run.join(files::CHECKPOINT);
-    let bytes = std::fs::read(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
-    let corrupt = |message: String| Error::Checkpoint {
-        path: ckpt.clone(),
-        message,
-    };
-    let (_, meta) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let meta: HashMap<String, String> = meta.metadata().clone().unwrap_or_default();
-    let mut tensors: HashMap<String, Tensor> =
-        candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| corrupt(e.to_string()))?;
+    let file = CheckpointFile::read(run)?;
+    let meta = file.metadata()?;
+    let mut tensors = file.tensors(device)?;
     for (k, t) in &add.tensors {
         tensors.insert(k.clone(), t.contiguous()?);
     }

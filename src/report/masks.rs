@@ -1,8 +1,8 @@
 //! A run's binarized masks `1[M > 0]`, read straight from `checkpoint.safetensors` (keys
 //! `gated/{param}.mask.{task}`), so a report needs neither the dataset nor a rebuilt trainer.
 
-use crate::error::{Error, Result};
-use crate::train::files;
+use crate::error::Result;
+use crate::train::CheckpointFile;
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 
@@ -49,16 +49,9 @@ impl BinaryMasks {
     /// no gated model (only shared/separate); tasks whose masks were never created (never
     /// sampled) are left out.
     pub fn read(run_dir: &Path, tasks: &[String], params: &[String]) -> Result<Option<Self>> {
-        let path = run_dir.join(files::CHECKPOINT);
-        let bytes = std::fs::read(&path).map_err(|e| Error::Run {
-            path: path.clone(),
-            message: format!("cannot read the checkpoint: {e}"),
-        })?;
-        let corrupt = |message: String| Error::Checkpoint {
-            path: path.clone(),
-            message,
-        };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let file = CheckpointFile::read(run_dir)?;
+        let corrupt = |message: String| file.corrupt(message);
+        let st = SafeTensors::deserialize(file.bytes()).map_err(|e| corrupt(e.to_string()))?;
         let key = |p: &str, t: &str| format!("gated/{p}.mask.{t}");
         let present: Vec<&String> = tasks
             .iter()

@@ -1,6 +1,7 @@
 //! Training: the strategies ([`Learner`]), the optimizers, the task sampler and the loop
 //! ([`Trainer`]) with its run folder (checkpoint, state, metrics).
 
+mod checkpoint;
 mod learner;
 mod optim;
 mod record;
@@ -8,6 +9,7 @@ mod sampler;
 mod table;
 mod trainer;
 
+pub use checkpoint::CheckpointFile;
 pub use learner::{Learner, StepSettings, Strategy};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use record::{MetricsLog, Record, mean_test_metric, test_metrics};

@@ -8,6 +8,7 @@
 //! - `state.json`: steps done, sampler state, strategies
 //! - `metrics.jsonl`: one [`Record`] per line
 
+use super::checkpoint::CheckpointFile;
 use super::learner::{Learner, StepSettings, Strategy};
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
@@ -729,28 +730,17 @@ fn read_run(dir: &Path) -> Result<(TaskSet, RunState)> {
 }
 
 fn read_checkpoint(dir: &Path, step: usize, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let path = dir.join(files::CHECKPOINT);
-    let bytes = std::fs::read(&path).map_err(|e| Error::Run {
-        path: path.clone(),
-        message: format!("cannot read the checkpoint: {e}"),
-    })?;
-    let corrupt = |message: String| Error::Checkpoint {
-        path: path.clone(),
-        message,
-    };
-    let (_, meta) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let saved_step = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("step"))
+    let file = CheckpointFile::read(dir)?;
+    let saved_step = file
+        .metadata()?
+        .get("step")
         .and_then(|s| s.parse::<usize>().ok());
     if saved_step != Some(step) {
-        return Err(corrupt(format!(
+        return Err(file.corrupt(format!(
             "it holds step {saved_step:?} but state.json says step {step}"
         )));
     }
-    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| corrupt(e.to_string()))
+    file.tensors(device)
 }
 
 /// Loads a finished (or stopped) run for evaluation: the task set, the tasks and the learners
