@@ -156,51 +156,50 @@ impl RunData {
         split: &str,
         quantity: Quantity,
     ) -> Vec<(f64, f64)> {
-        let mut out: Vec<(f64, f64)> = self
-            .records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Eval {
-                    step,
-                    strategy: s,
-                    task: t,
-                    split: sp,
-                    loss,
-                    metric,
-                    ..
-                } if s == strategy && t == task && sp == split => Some((
-                    *step as f64,
-                    match quantity {
-                        Quantity::Metric => *metric,
-                        Quantity::Loss => *loss,
-                    },
-                )),
-                _ => None,
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.total_cmp(&b.0));
-        out
+        self.series(quantity, |r| match r {
+            Record::Eval {
+                step,
+                strategy: s,
+                task: t,
+                split: sp,
+                loss,
+                metric,
+                ..
+            } if s == strategy && t == task && sp == split => Some((*step, *loss, *metric)),
+            _ => None,
+        })
     }
 
     /// `(step, value)` of the binarized gated model on one task (test split).
     pub fn binarized_series(&self, task: &str, quantity: Quantity) -> Vec<(f64, f64)> {
+        self.series(quantity, |r| match r {
+            Record::Binarized {
+                step,
+                task: t,
+                loss,
+                metric,
+            } if t == task => Some((*step, *loss, *metric)),
+            _ => None,
+        })
+    }
+
+    /// `(step, loss or metric)` of the records `pick` selects (as `(step, loss, metric)`), in
+    /// step order.
+    fn series(
+        &self,
+        quantity: Quantity,
+        pick: impl Fn(&Record) -> Option<(usize, f64, f64)>,
+    ) -> Vec<(f64, f64)> {
         let mut out: Vec<(f64, f64)> = self
             .records
             .iter()
-            .filter_map(|r| match r {
-                Record::Binarized {
-                    step,
-                    task: t,
-                    loss,
-                    metric,
-                } if t == task => Some((
-                    *step as f64,
-                    match quantity {
-                        Quantity::Metric => *metric,
-                        Quantity::Loss => *loss,
-                    },
-                )),
-                _ => None,
+            .filter_map(&pick)
+            .map(|(step, loss, metric)| {
+                let value = match quantity {
+                    Quantity::Metric => metric,
+                    Quantity::Loss => loss,
+                };
+                (step as f64, value)
             })
             .collect();
         out.sort_by(|a, b| a.0.total_cmp(&b.0));
