@@ -188,7 +188,7 @@ impl Learner {
         let Some(engine) = &self.engine else {
             return Ok(());
         };
-        if !self.stale.0.swap(false, Ordering::AcqRel) {
+        if !self.stale.0.load(Ordering::Acquire) {
             return Ok(());
         }
         for (net, weights) in self.nets.iter().zip(&engine.models) {
@@ -206,6 +206,8 @@ impl Learner {
                 }
             }
         }
+        // Only once every Var is written: a failed copy leaves the flag set.
+        self.stale.0.store(false, Ordering::Release);
         Ok(())
     }
 
