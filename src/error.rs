@@ -83,6 +83,34 @@ pub enum Error {
         /// What is wrong and how to fix it (e.g. which command fetches the data).
         message: String,
     },
+    /// Another process writes this run folder (only one `gtk train` may).
+    #[error(
+        "{path}: is being written by {holder}; wait for it to finish or stop it (a run folder has one writer at a time)"
+    )]
+    Locked {
+        /// The run folder.
+        path: PathBuf,
+        /// Who holds the lock: process id and command line.
+        holder: String,
+    },
+    /// Training produced a non-finite loss or parameter; nothing of it was committed.
+    #[error(
+        "{path}: training diverged at step {step}: {what} of strategy `{strategy}` on task `{task}` is not finite; the run keeps its last good commit (step {last_good}); continue it with a smaller learning rate: gtk train --resume {path} --lr <smaller>"
+    )]
+    Diverged {
+        /// The run folder.
+        path: PathBuf,
+        /// The step at which it was detected.
+        step: usize,
+        /// Which value: `the training loss`, `parameter gated/fc1.weight`, ….
+        what: String,
+        /// gated, shared or separate.
+        strategy: String,
+        /// The task trained (or measured) at that step.
+        task: String,
+        /// The step of the last commit.
+        last_good: usize,
+    },
     /// A tensor operation failed inside candle.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

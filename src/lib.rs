@@ -15,6 +15,7 @@
 //! - [`export`]: 1-bit mask files and ONNX models per task
 //! - [`kernel`]: hand-written CPU ops (conv2d, max-pool) with their own backward passes
 //! - [`report`]: figures, `report.md`/`report.html` and TensorBoard event files for runs
+//! - [`run_folder`]: the run folder: one writer, atomic commits, verified read-only snapshots
 #![deny(missing_docs)]
 
 pub mod adapt;
@@ -28,6 +29,7 @@ pub mod kernel;
 pub mod model;
 pub mod report;
 pub mod rng;
+pub mod run_folder;
 pub mod task;
 pub mod train;
 
