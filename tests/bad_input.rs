@@ -46,7 +46,7 @@ fn the_good_set_trains() {
         ],
     );
     assert!(out.status.success(), "{:?}", text(&out));
-    assert!(tmp.path().join("runs/r/checkpoint.safetensors").is_file());
+    assert!(checkpoint_path(&tmp.path().join("runs/r")).is_file());
 }
 
 #[test]
@@ -152,16 +152,22 @@ fn corrupt_checkpoint() {
         ],
     );
     assert!(out.status.success());
-    let ckpt = tmp.path().join("runs/r/checkpoint.safetensors");
+    let ckpt = checkpoint_path(&tmp.path().join("runs/r"));
     let mut bytes = std::fs::read(&ckpt).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&ckpt, &bytes).unwrap();
     let out = gtk(tmp.path(), &["eval", "runs/r"]);
-    assert_clean_error(&out, &["checkpoint.safetensors", "corrupt"]);
+    assert_clean_error(
+        &out,
+        &["checkpoint-00000020-", "corrupt", "checksum mismatch"],
+    );
     // Garbage header.
     std::fs::write(&ckpt, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a checkpoint").unwrap();
     let out = gtk(tmp.path(), &["train", "--resume", "runs/r"]);
-    assert_clean_error(&out, &["checkpoint.safetensors", "corrupt"]);
+    assert_clean_error(
+        &out,
+        &["checkpoint-00000020-", "corrupt", "checksum mismatch"],
+    );
 }
 
 #[test]

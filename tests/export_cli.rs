@@ -62,6 +62,7 @@ fn export_defaults_to_latest_run_and_reports_gaps() {
     assert_eq!(
         files,
         [
+            ".gatekit-output",
             "a.onnx",
             "all_tasks.onnx",
             "b.onnx",
@@ -108,7 +109,7 @@ fn run_without_checkpoint() {
     .unwrap();
     assert_clean_error(
         &gtk(tmp.path(), &["export", "runs/r"]),
-        &["state.json", "no checkpoint yet"],
+        &["state.json", "the run was never committed"],
     );
     assert_eq!(entries(&tmp.path().join("exports")), 0);
 }
@@ -116,12 +117,12 @@ fn run_without_checkpoint() {
 #[test]
 fn corrupt_checkpoint() {
     let tmp = trained();
-    let ckpt = tmp.path().join("runs/r/checkpoint.safetensors");
+    let ckpt = checkpoint_path(&tmp.path().join("runs/r"));
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() / 3]).unwrap();
     assert_clean_error(
         &gtk(tmp.path(), &["export", "runs/r"]),
-        &["checkpoint.safetensors", "corrupt"],
+        &["checkpoint-", "corrupt", "checksum mismatch"],
     );
     assert_eq!(entries(&tmp.path().join("exports")), 0);
 }

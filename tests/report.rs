@@ -275,12 +275,13 @@ fn tfrecord_events_round_trip() {
 fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let run = train(tmp.path(), "lin", &["--strategy", "all"]);
-    // Default run: the latest under runs/, output in <run>/report.
+    // Default run: the latest under runs/, output in reports/<run name> (never inside the run).
     let out = gtk(tmp.path(), &["report"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("report.html"), "{stdout}");
-    let dir = run.join("report");
+    let dir = tmp.path().join("reports/lin");
+    assert!(!run.join("report").exists());
     let stems = [
         ("fig1_test_metric", &TASKS[..]),
         ("fig1_test_loss", &TASKS[..]),
@@ -310,7 +311,7 @@ fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
     }
 
     // The table holds the last evaluation's numbers, the best strategy per task in bold.
-    let records = MetricsLog::read(&run.join("metrics.jsonl")).unwrap();
+    let records = MetricsLog::read_committed(&run).unwrap();
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     for task in TASKS {
         let row = md
@@ -414,8 +415,11 @@ fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
     assert!(histograms.contains("gated/alpha/gate/fc1.weight"));
     assert!(histograms.contains("shared/all/effective/fc1.weight"));
 
-    // A second report keeps the existing event file (no duplicate points).
+    // A second report keeps the run's event file (no duplicate points); the same --out needs
+    // --force, which replaces the earlier report.
     let again = gtk(tmp.path(), &["report", run.to_str().unwrap()]);
+    assert_clean_error(&again, &["reports/lin", "not empty", "--force"]);
+    let again = gtk(tmp.path(), &["report", run.to_str().unwrap(), "--force"]);
     assert!(again.status.success(), "{:?}", text(&again));
     assert_eq!(event_files(&run.join("tb")), tb);
 }
@@ -530,7 +534,10 @@ fn report_errors_are_one_clear_line() {
     assert_clean_error(&out, &["runs", "gtk train"]);
     std::fs::create_dir_all(tmp.path().join("notarun")).unwrap();
     let out = gtk(tmp.path(), &["report", "notarun"]);
-    assert_clean_error(&out, &["notarun", "config.toml"]);
+    assert_clean_error(&out, &["notarun/state.json", "folder is empty"]);
+    std::fs::write(tmp.path().join("notarun/notes.txt"), "x").unwrap();
+    let out = gtk(tmp.path(), &["report", "notarun"]);
+    assert_clean_error(&out, &["notarun/state.json", "not a gatekit run folder"]);
     let out = gtk(tmp.path(), &["report", "missing"]);
     assert_clean_error(&out, &["missing", "no such run folder"]);
 }

@@ -100,8 +100,8 @@ fn stopped_and_resumed_equals_uninterrupted(engine: &str) {
     let resumed = gtk(tmp.path(), &["train", "--resume", "runs/part", "--quiet"]);
     assert!(resumed.status.success(), "{:?}", text(&resumed));
 
-    let a = tensors(&tmp.path().join("runs/full/checkpoint.safetensors"));
-    let b = tensors(&tmp.path().join("runs/part/checkpoint.safetensors"));
+    let a = tensors(&checkpoint_path(&tmp.path().join("runs/full")));
+    let b = tensors(&checkpoint_path(&tmp.path().join("runs/part")));
     assert!(
         a.len() > 30,
         "weights, 3 tasks' masks and optimizer state: {} tensors",

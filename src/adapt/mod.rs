@@ -152,7 +152,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     if job.new.tasks.is_empty() {
         return Err(Error::config(&at, "task", "has no new tasks to adapt to"));
     }
-    folder::check_destination(job.out)?;
+    folder::check_destination(job.run, job.out)?;
     let trainer = open_run(job.run, job.data_dir, &device)?;
     let run_set = trainer.task_set().clone();
     let gated = trainer

@@ -10,8 +10,9 @@
 //!   `binarize`, else the exact trained function `W ⊙ g(M)`);
 //! - `all_tasks.onnx`: W and every task's gates in one graph, the task picked by an input.
 //!
-//! Every file is written to a temporary folder that replaces the output folder at the end,
-//! so a failed export leaves no partial files.
+//! Every file is written to a temporary folder that is renamed into place at the end, so a
+//! failed export leaves no partial files; an existing output folder is never deleted (see
+//! [`OutputDir`]).
 
 pub mod bitpack;
 pub mod check;
@@ -20,6 +21,7 @@ pub mod onnx;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
+use crate::run_folder::OutputDir;
 use crate::task::Split;
 use crate::train::{Learner, Strategy, Trainer};
 use candle_core::{DType, Tensor};
@@ -87,8 +89,23 @@ struct MaskMetadata<'a> {
     dtype: &'static str,
 }
 
-/// Exports the gated model of `trainer`'s run into `out`.
+/// Exports the gated model of `trainer`'s run into `out`, which must be new or empty (see
+/// [`OutputDir`]).
 pub fn export_run(trainer: &Trainer, out: &Path, opts: &ExportOptions) -> Result<ExportSummary> {
+    export_into(
+        trainer,
+        OutputDir::claim(out, "export", &[trainer.dir()], false)?,
+        opts,
+    )
+}
+
+/// [`export_run`] into an already claimed output folder (the CLI claims it before opening the
+/// run, so a bad `--out` fails before any work).
+pub fn export_into(
+    trainer: &Trainer,
+    out: OutputDir,
+    opts: &ExportOptions,
+) -> Result<ExportSummary> {
     let learner = trainer
         .learners()
         .iter()
@@ -117,33 +134,11 @@ pub fn export_run(trainer: &Trainer, out: &Path, opts: &ExportOptions) -> Result
             })
             .collect::<Result<_>>()?,
     };
-    // Fail on an unwritable destination before doing any work.
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let result = write_export(trainer, learner, &selected, &tmp, opts);
-    let summary = match result {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    let dest = out.destination().to_path_buf();
+    let summary = write_export(trainer, learner, &selected, out.path(), opts)?;
+    out.finish()?;
     Ok(ExportSummary {
-        out: out.into(),
+        out: dest,
         ..summary
     })
 }

@@ -155,6 +155,12 @@ impl ModelSpec {
                             "{at}: `out`, `kernel` and `stride` must be positive"
                         ));
                     }
+                    let too_big = || format!("{at}: padding {padding} is too large");
+                    let ph = h.checked_add(padding.checked_mul(2).ok_or_else(too_big)?);
+                    let pw = w.checked_add(padding.checked_mul(2).ok_or_else(too_big)?);
+                    let (Some(_), Some(_)) = (ph, pw) else {
+                        return Err(too_big());
+                    };
                     if h + 2 * padding < *kernel || w + 2 * padding < *kernel {
                         return Err(format!(
                             "{at}: kernel {kernel} is larger than the padded input {shape:?}"
@@ -185,10 +191,46 @@ impl ModelSpec {
                     }
                     vec![c, h / kernel, w / kernel]
                 }
-                LayerSpec::Flatten => vec![shape.iter().product()],
+                LayerSpec::Flatten => vec![
+                    shape
+                        .iter()
+                        .try_fold(1usize, |a, &d| a.checked_mul(d))
+                        .ok_or_else(|| format!("{at}: {shape:?} has too many elements"))?,
+                ],
                 LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Sigmoid => shape,
             };
             out.push(shape.clone());
+        }
+        Ok(out)
+    }
+
+    /// Parameters (weight and bias) of each layer that has any, by layer name, counted without
+    /// overflow, so a model too large to allocate can be refused before anything is made.
+    pub fn param_counts(&self) -> Result<Vec<(String, u128)>> {
+        let shapes = self.shapes().map_err(Error::Shape)?;
+        let names = self.layer_names();
+        let mut input = self.input.clone();
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let count = match layer {
+                LayerSpec::Linear { out, .. } => {
+                    Some(*out as u128 * input[0] as u128 + *out as u128)
+                }
+                LayerSpec::Conv2d { out, kernel, .. } => Some(
+                    (*out as u128)
+                        .saturating_mul(input[0] as u128)
+                        .saturating_mul((*kernel as u128).saturating_mul(*kernel as u128))
+                        .saturating_add(*out as u128),
+                ),
+                _ => None,
+            };
+            if let Some(n) = count {
+                let name = names[i]
+                    .clone()
+                    .unwrap_or_else(|| format!("layer {}", i + 1));
+                out.push((name, n));
+            }
+            input = shapes[i].clone();
         }
         Ok(out)
     }

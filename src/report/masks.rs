@@ -1,10 +1,9 @@
-//! A run's binarized masks `1[M > 0]`, read straight from `checkpoint.safetensors` (keys
+//! A run's binarized masks `1[M > 0]`, read straight from the committed checkpoint (keys
 //! `gated/{param}.mask.{task}`), so a report needs neither the dataset nor a rebuilt trainer.
 
 use crate::error::Result;
 use crate::train::CheckpointFile;
 use safetensors::{Dtype, SafeTensors};
-use std::path::Path;
 
 /// One gated parameter's binarized mask for every task.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +47,11 @@ impl BinaryMasks {
     /// Reads the masks of `tasks` × `params` from a run's checkpoint. `None` when the run has
     /// no gated model (only shared/separate); tasks whose masks were never created (never
     /// sampled) are left out.
-    pub fn read(run_dir: &Path, tasks: &[String], params: &[String]) -> Result<Option<Self>> {
-        let file = CheckpointFile::read(run_dir)?;
+    pub fn read(
+        file: &CheckpointFile,
+        tasks: &[String],
+        params: &[String],
+    ) -> Result<Option<Self>> {
         let corrupt = |message: String| file.corrupt(message);
         let st = SafeTensors::deserialize(file.bytes()).map_err(|e| corrupt(e.to_string()))?;
         let key = |p: &str, t: &str| format!("gated/{p}.mask.{t}");

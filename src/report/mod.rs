@@ -1,9 +1,9 @@
 //! Looking at runs: figures (PNG and SVG), a `report.md` and a self-contained `report.html`
 //! for `gtk report`, and TensorBoard event files.
 //!
-//! Everything here reads only what a run folder holds (`config.toml`, `metrics.jsonl`,
-//! `checkpoint.safetensors`), never the dataset, so a report can be made on any machine that
-//! has the run folder.
+//! Everything here reads only what a run folder commits (`config.toml`, `metrics.jsonl`, the
+//! checkpoint), through a verified read-only snapshot, never the dataset, so a report can be
+//! made on any machine that has the run folder, and never writes into the run.
 //!
 //! - [`RunData`]: one run's records, tasks and binarized masks
 //! - [`write_report`]: every figure and the two report files
@@ -20,8 +20,9 @@ mod typeset;
 
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use crate::run_folder::OutputDir;
 use crate::task::{Objective, TaskSet};
-use crate::train::{MetricsLog, Record, files};
+use crate::train::{CheckpointFile, MetricsLog, Record, RunSnapshot, files};
 pub use figures::Figure;
 pub use masks::{BinaryMasks, MaskLayer};
 use std::path::{Path, PathBuf};
@@ -58,15 +59,20 @@ pub struct RunData {
 impl RunData {
     /// Reads a run folder: its config, its metrics log and the masks in its checkpoint.
     pub fn open(dir: &Path) -> Result<Self> {
-        let set = crate::train::read_run_config(dir)?;
+        let snapshot = RunSnapshot::open(dir)?;
         let config = dir.join(files::CONFIG);
-        let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
-        let run_table = toml::from_str::<toml::Table>(&text)
+        let set = TaskSet::parse_with(&snapshot.config_text, &config, &|_: &str| {
+            Err(Error::Run {
+                path: config.clone(),
+                message: "has no inline [model] table".into(),
+            })
+        })?;
+        let run_table = toml::from_str::<toml::Table>(&snapshot.config_text)
             .ok()
             .and_then(|t| t.get("run").and_then(|r| r.as_table()).cloned())
             .unwrap_or_default();
         let metrics = dir.join(files::METRICS);
-        let records = MetricsLog::read(&metrics)?;
+        let records = MetricsLog::parse(&snapshot.metrics, &metrics)?;
         if !records.iter().any(|r| matches!(r, Record::Eval { .. })) {
             return Err(Error::Run {
                 path: metrics,
@@ -80,10 +86,9 @@ impl RunData {
             .flatten()
             .flat_map(|n| [format!("{n}.weight"), format!("{n}.bias")])
             .collect();
-        let masks = if dir.join(files::CHECKPOINT).is_file() {
-            BinaryMasks::read(dir, &set.task_names(), &params)?
-        } else {
-            None
+        let masks = match CheckpointFile::of(&snapshot) {
+            Some(file) => BinaryMasks::read(&file, &set.task_names(), &params)?,
+            None => None,
         };
         let name = dir
             .file_name()
@@ -280,17 +285,24 @@ pub struct ReportSummary {
     pub markdown: PathBuf,
     /// `report.html` (figures embedded).
     pub html: PathBuf,
-    /// Event files written for runs that had no `tb/` folder yet.
+    /// Event files written (into the report folder) for runs that have no `tb/` folder.
     pub tensorboard: Vec<PathBuf>,
 }
 
-/// Reads the runs and writes every figure, `report.md` and `report.html` into `out`; runs
-/// without a `tb/` folder also get their TensorBoard event files. With several runs the
-/// per-run figures are prefixed with the run name and a comparison figure is added.
+/// Reads the runs and writes every figure, `report.md` and `report.html` into `out`, which
+/// must be new or empty (see [`OutputDir`]). Runs without a `tb/` folder get their
+/// TensorBoard event files in `out/tb/<run>/`: a report never writes into a run.
 pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<ReportSummary> {
+    let reads: Vec<&Path> = run_dirs.iter().map(PathBuf::as_path).collect();
+    write_report_into(run_dirs, OutputDir::claim(out, "report", &reads, false)?)
+}
+
+/// [`write_report`] into an already claimed output folder. With several runs the per-run
+/// figures are prefixed with the run name and a comparison figure is added.
+pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportSummary> {
     if run_dirs.is_empty() {
         return Err(Error::Run {
-            path: out.into(),
+            path: out.destination().into(),
             message: "no run given to report on".into(),
         });
     }
@@ -298,7 +310,8 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<ReportSummary> {
         .iter()
         .map(|d| RunData::open(d))
         .collect::<Result<Vec<_>>>()?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let dest = out.destination().to_path_buf();
+    let tmp = out.path().to_path_buf();
     let mut sections = Vec::new();
     let multi = runs.len() > 1;
     let mut used_prefixes = std::collections::BTreeSet::new();
@@ -329,32 +342,45 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<ReportSummary> {
         .chain(comparison.iter());
     for f in all_figures {
         for (ext, bytes) in [("png", f.png.as_slice()), ("svg", f.svg.as_bytes())] {
-            let path = out.join(format!("{}.{ext}", f.stem));
-            write_atomic(&path, bytes)?;
-            written.push(path);
+            let name = format!("{}.{ext}", f.stem);
+            write_atomic(&tmp.join(&name), bytes)?;
+            written.push(dest.join(name));
         }
     }
-    let markdown = out.join("report.md");
     write_atomic(
-        &markdown,
+        &tmp.join("report.md"),
         html::markdown(&sections, comparison.as_ref(), &runs).as_bytes(),
     )?;
-    let html_path = out.join("report.html");
     write_atomic(
-        &html_path,
+        &tmp.join("report.html"),
         html::html(&sections, comparison.as_ref(), &runs).as_bytes(),
     )?;
     let mut tb = Vec::new();
-    for run in &runs {
+    for (i, run) in runs.iter().enumerate() {
         if tensorboard::event_files(&run.dir.join(tensorboard::TB_DIR)).is_empty() {
-            tb.push(tensorboard::write_run_events(&run.dir)?);
+            let sub = format!(
+                "{}{}",
+                sanitize(&run.name),
+                if i > 0 && runs[..i].iter().any(|r| r.name == run.name) {
+                    format!("-{}", i + 1)
+                } else {
+                    String::new()
+                }
+            );
+            let file = tensorboard::write_events(&run.records, &tmp.join("tb").join(&sub))?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            tb.push(dest.join("tb").join(&sub).join(name));
         }
     }
+    out.finish()?;
     Ok(ReportSummary {
-        out: out.into(),
+        out: dest.clone(),
         figures: written,
-        markdown,
-        html: html_path,
+        markdown: dest.join("report.md"),
+        html: dest.join("report.html"),
         tensorboard: tb,
     })
 }

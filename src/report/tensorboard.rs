@@ -10,7 +10,7 @@
 
 use super::crc32c::masked_crc32c;
 use crate::error::{Error, Result};
-use crate::train::{MetricsLog, Record, files};
+use crate::train::{MetricsLog, Record};
 use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -472,32 +472,31 @@ impl TensorBoardSink {
     }
 }
 
-/// Writes a finished run's `metrics.jsonl` as one event file in `run_dir/tb/`, replacing the
-/// event files there (so calling it twice does not show every point twice). The file is written
-/// under a temporary name and renamed, so TensorBoard never reads half of it.
+/// Writes a run's committed `metrics.jsonl` as one event file in `run_dir/tb/`, replacing the
+/// event files there (so calling it twice does not show every point twice). Only the run's
+/// writer calls this (on resume); readers such as `gtk report` use [`write_events`] into a
+/// folder of their own.
 pub fn write_run_events(run_dir: &Path) -> Result<PathBuf> {
-    let metrics = run_dir.join(files::METRICS);
-    if !metrics.is_file() {
-        return Err(Error::Run {
-            path: metrics,
-            message: "no metrics log; is this a gatekit run folder?".into(),
-        });
-    }
-    let records = MetricsLog::read(&metrics)?;
-    let dir = run_dir.join(TB_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let records = MetricsLog::read_committed(run_dir)?;
+    write_events(&records, &run_dir.join(TB_DIR))
+}
+
+/// Writes `records` as one event file in `dir`, replacing the event files there. The file is
+/// written under a temporary name and renamed, so TensorBoard never reads half of it.
+pub fn write_events(records: &[Record], dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // The temporary name must not contain "tfevents": TensorBoard reads any such file.
     let tmp = dir.join(format!(".partial-{}", std::process::id()));
     let result = (|| {
         let mut sink = TensorBoardSink::new(TfEventsWriter::create_file(&tmp)?);
-        sink.append(&records)?;
+        sink.append(records)?;
         sink.finish()
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    for old in event_files(&dir) {
+    for old in event_files(dir) {
         std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
     }
     let name = format!(

@@ -21,7 +21,10 @@ pub use permuted::permutation;
 pub use registry::{ParamSpec, ParamType, Params, TaskContext, TaskKind, find_kind, kinds};
 pub use regression::RegressionTask;
 pub use rotated::rotation_map;
-pub use set::{EngineChoice, MaskRecipe, Precision, Regularizer, RunConfig, TaskEntry, TaskSet};
+pub use set::{
+    EngineChoice, MAX_NAME_LEN, MaskRecipe, Precision, Regularizer, RunConfig, TaskEntry, TaskSet,
+    check_portable_name,
+};
 
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};

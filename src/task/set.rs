@@ -334,17 +334,13 @@ impl TaskSet {
                 }
                 None => return Err(Error::config(&at, format!("task[{i}].name"), "is missing")),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if let Err(why) = check_portable_name(&name) {
+                let shown: String = name.chars().take(80).collect();
+                let more = if name.chars().count() > 80 { "…" } else { "" };
                 return Err(Error::config(
                     &at,
                     format!("task[{i}].name"),
-                    format!(
-                        "`{name}` must be non-empty letters, digits, '-' or '_' (it names tensors and files)"
-                    ),
+                    format!("`{shown}{more}` {why} (it names tensors and files)"),
                 ));
             }
             if tasks.iter().any(|t: &TaskEntry| t.name == name) {
@@ -436,6 +432,11 @@ impl TaskSet {
             .collect();
         doc.insert("task".into(), toml::Value::Array(tasks));
         toml::to_string(&doc).unwrap_or_default()
+    }
+
+    /// The file the set came from, for messages.
+    pub fn origin_label(&self) -> String {
+        self.origin.display().to_string()
     }
 
     /// Task names in order.
@@ -629,6 +630,72 @@ fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
         engine: raw.engine.unwrap_or_default(),
         eval_at_start: raw.eval_at_start.unwrap_or(true),
     })
+    .and_then(|run| {
+        run.check_rates(at)?;
+        Ok(run)
+    })
+}
+
+impl RunConfig {
+    /// Learning rates must be finite in the run's dtype (1e300 is a valid f64 but `inf` in
+    /// f32, which would turn every weight into NaN at the first step).
+    pub fn check_rates(&self, origin: &str) -> Result<()> {
+        for (field, v) in [("lr", self.lr), ("mask_lr", self.mask_lr)] {
+            let finite = match self.dtype.dtype() {
+                candle_core::DType::F32 => (v as f32).is_finite(),
+                _ => v.is_finite(),
+            };
+            if !finite || v <= 0.0 {
+                return Err(Error::config(
+                    origin,
+                    format!("run.{field}"),
+                    format!(
+                        "must be a positive number that is finite in {:?} (at most {:e}), got {v:e}",
+                        self.dtype.dtype(),
+                        match self.dtype.dtype() {
+                            candle_core::DType::F32 => f64::from(f32::MAX),
+                            _ => f64::MAX,
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest task or run name: file names built from it (`<task>.onnx`, mask keys) stay far
+/// below the 255-byte limit of Linux, macOS and Windows file systems.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks that `name` can name files on Linux, macOS and Windows: 1 to [`MAX_NAME_LEN`]
+/// ASCII letters, digits, `-` or `_`, and not a name Windows reserves (`CON`, `NUL`, `COM1`, …).
+/// The error says what is wrong and what is valid.
+pub fn check_portable_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "is {} characters long; at most {MAX_NAME_LEN} are allowed",
+            name.chars().count()
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err("must be letters, digits, '-' or '_' only".into());
+    }
+    let upper = name.to_ascii_uppercase();
+    let reserved = ["CON", "PRN", "AUX", "NUL"].contains(&upper.as_str())
+        || ((upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.len() == 4
+            && upper.as_bytes()[3].is_ascii_digit());
+    if reserved {
+        return Err("is a device name reserved by Windows; choose another".into());
+    }
+    Ok(())
 }
 
 /// A TOML error as one line: `file:line:column: message`.

@@ -1,13 +1,63 @@
-//! A run's `checkpoint.safetensors` read into memory once, with every error naming the file:
-//! resuming, `gtk report`'s mask figures and `gtk adapt` all read it through this.
+//! A run's committed checkpoint: encoded with one metadata key (so equal runs give equal
+//! bytes), and read through a verified [`Snapshot`](crate::run_folder::Snapshot) by resuming,
+//! `gtk eval`, `gtk export`, `gtk report`'s mask figures and `gtk adapt` alike.
 
-use super::trainer::files;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// The bytes of a run folder's checkpoint and where they came from.
+/// The `format` recorded in a checkpoint's metadata.
+pub const CHECKPOINT_FORMAT: &str = "gatekit-checkpoint/2";
+
+/// The single metadata entry of a checkpoint (key `gatekit`, a JSON string): one key because
+/// safetensors stores metadata as a hash map, whose order, and so the file's bytes, would
+/// otherwise change from run to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// [`CHECKPOINT_FORMAT`].
+    pub format: String,
+    /// Steps done.
+    pub step: usize,
+}
+
+/// Encodes `tensors` (any order) as checkpoint bytes for `step`.
+pub fn encode(tensors: &[(String, Tensor)], step: usize, path: &Path) -> Result<Vec<u8>> {
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        step,
+    };
+    let json = serde_json::to_string(&meta).map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let metadata = HashMap::from([("gatekit".to_string(), json)]);
+    let sorted: BTreeMap<&str, &Tensor> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    safetensors::serialize(sorted, Some(metadata)).map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+/// The first tensor among `tensors` holding a NaN or an infinity, with the offending value.
+pub fn first_non_finite(tensors: &[(String, Tensor)]) -> Result<Option<(String, f64)>> {
+    for (name, t) in tensors {
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let values = t
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec1::<f64>()?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            return Ok(Some((name.clone(), *v)));
+        }
+    }
+    Ok(None)
+}
+
+/// The bytes of a run folder's committed checkpoint and where they came from.
 #[derive(Debug, Clone)]
 pub struct CheckpointFile {
     path: PathBuf,
@@ -15,14 +65,22 @@ pub struct CheckpointFile {
 }
 
 impl CheckpointFile {
-    /// Reads `run_dir/checkpoint.safetensors`.
-    pub fn read(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join(files::CHECKPOINT);
-        let bytes = std::fs::read(&path).map_err(|e| Error::Run {
-            path: path.clone(),
-            message: format!("cannot read the checkpoint: {e}"),
-        })?;
-        Ok(CheckpointFile { path, bytes })
+    /// Checkpoint bytes read (and checksum-verified) from `path`.
+    pub fn new(path: PathBuf, bytes: Vec<u8>) -> Self {
+        CheckpointFile { path, bytes }
+    }
+
+    /// The committed checkpoint of the run folder `run_dir` (none at step 0).
+    pub fn read(run_dir: &Path) -> Result<Option<Self>> {
+        let snapshot = super::trainer::RunSnapshot::open(run_dir)?;
+        Ok(Self::of(&snapshot))
+    }
+
+    /// The checkpoint of a snapshot (none at step 0).
+    pub fn of(snapshot: &super::trainer::RunSnapshot) -> Option<Self> {
+        let file = snapshot.commit.checkpoint.as_ref()?;
+        let bytes = snapshot.checkpoint.clone()?;
+        Some(CheckpointFile::new(snapshot.dir.join(&file.file), bytes))
     }
 
     /// The file's path.
@@ -43,16 +101,38 @@ impl CheckpointFile {
         }
     }
 
-    /// The header's free-form metadata (`format`, `step`).
-    pub fn metadata(&self) -> Result<HashMap<String, String>> {
+    /// The header's metadata: format and step.
+    pub fn meta(&self) -> Result<CheckpointMeta> {
         let (_, meta) = safetensors::SafeTensors::read_metadata(&self.bytes)
             .map_err(|e| self.corrupt(e.to_string()))?;
-        Ok(meta.metadata().clone().unwrap_or_default())
+        let json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("gatekit"))
+            .ok_or_else(|| self.corrupt("no `gatekit` metadata entry"))?;
+        let meta: CheckpointMeta = serde_json::from_str(json)
+            .map_err(|e| self.corrupt(format!("bad `gatekit` metadata: {e}")))?;
+        if meta.format != CHECKPOINT_FORMAT {
+            return Err(self.corrupt(format!(
+                "format `{}`, expected `{CHECKPOINT_FORMAT}`",
+                meta.format
+            )));
+        }
+        Ok(meta)
     }
 
-    /// Every tensor, on `device`.
+    /// Every tensor, on `device`; refuses NaN and infinities (a commit never holds them, so
+    /// they mean damage), naming the tensor.
     pub fn tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
-        candle_core::safetensors::load_buffer(&self.bytes, device)
-            .map_err(|e| self.corrupt(e.to_string()))
+        let map = candle_core::safetensors::load_buffer(&self.bytes, device)
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        let mut list: Vec<(String, Tensor)> = map.into_iter().collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some((name, v)) = first_non_finite(&list)? {
+            return Err(self.corrupt(format!(
+                "tensor `{name}` holds {v}: a checkpoint must hold finite values only"
+            )));
+        }
+        Ok(list.into_iter().collect())
     }
 }

@@ -9,10 +9,15 @@ mod sampler;
 mod table;
 mod trainer;
 
-pub use checkpoint::CheckpointFile;
+pub use checkpoint::{
+    CHECKPOINT_FORMAT, CheckpointFile, CheckpointMeta, encode as checkpoint_encode,
+    first_non_finite,
+};
 pub use learner::{Learner, StepSettings, Strategy};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use record::{MetricsLog, Record, mean_test_metric, test_metrics};
 pub use sampler::TaskSampler;
 pub use table::{ComparisonTable, format_metric};
-pub use trainer::{Event, Timing, Trainer, files, latest_run, open_run, read_run_config};
+pub use trainer::{
+    Event, RunSnapshot, RunState, Timing, Trainer, files, latest_run, open_run, read_run_config,
+};

@@ -2,8 +2,7 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +107,50 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Whether every number of the record is finite (JSON cannot hold the others: they
+    /// would be written as `null`).
+    pub fn is_finite(&self) -> bool {
+        match self {
+            Record::Eval { loss, metric, .. } | Record::Binarized { loss, metric, .. } => {
+                loss.is_finite() && metric.is_finite()
+            }
+            Record::Train { loss, .. } => loss.is_finite(),
+            Record::Mask { off, undecided, .. } => off.is_finite() && undecided.is_finite(),
+            Record::Histogram { lo, hi, .. } => lo.is_finite() && hi.is_finite(),
+            Record::Recovery {
+                all, identifiable, ..
+            } => all.is_finite() && identifiable.is_finite(),
+        }
+    }
+
+    /// The record's kind as written in the `record` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Eval { .. } => "eval",
+            Record::Train { .. } => "train",
+            Record::Mask { .. } => "mask",
+            Record::Binarized { .. } => "binarized",
+            Record::Histogram { .. } => "histogram",
+            Record::Recovery { .. } => "recovery",
+        }
+    }
+
+    /// The strategy and task a record is about (`gated` for the gated-only kinds, `all` when
+    /// it covers every task).
+    pub fn strategy_and_task(&self) -> (String, String) {
+        match self {
+            Record::Eval { strategy, task, .. } | Record::Histogram { strategy, task, .. } => {
+                (strategy.clone(), task.clone())
+            }
+            Record::Train { strategy, .. } => (strategy.clone(), "all".into()),
+            Record::Mask { task, .. }
+            | Record::Binarized { task, .. }
+            | Record::Recovery { task, .. } => ("gated".into(), task.clone()),
+        }
+    }
+}
+
 /// The test-split metrics of `strategy` among `records`, in record order (one per task and
 /// evaluation).
 pub fn test_metrics<'a>(
@@ -131,41 +174,28 @@ pub fn mean_test_metric(records: &[Record], strategy: &str) -> f64 {
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
-/// Appends records to a run's `metrics.jsonl`.
+/// Encoding and decoding of `metrics.jsonl` (the run folder's writer appends the lines and
+/// decides which of them are committed).
 #[derive(Debug, Clone)]
-pub struct MetricsLog {
-    path: PathBuf,
-}
+pub struct MetricsLog;
 
 impl MetricsLog {
-    /// The log at `path`.
-    pub fn new(path: PathBuf) -> Self {
-        MetricsLog { path }
-    }
-
-    /// Appends records, one line each.
-    pub fn append(&self, records: &[Record]) -> Result<()> {
+    /// Records as lines of JSON, each ending in a newline.
+    pub fn encode(records: &[Record]) -> Result<String> {
         let mut text = String::new();
         for r in records {
-            text.push_str(&serde_json::to_string(r).map_err(|e| Error::io(&self.path, e.into()))?);
+            let line = serde_json::to_string(r).map_err(|e| Error::Run {
+                path: "metrics.jsonl".into(),
+                message: format!("cannot encode a record: {e}"),
+            })?;
+            text.push_str(&line);
             text.push('\n');
         }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| Error::io(&self.path, e))
+        Ok(text)
     }
 
-    /// All records in the file.
-    pub fn read(path: &Path) -> Result<Vec<Record>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(path, e)),
-        };
+    /// The records of `text` (the committed part of a log); `path` is for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>> {
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
@@ -178,29 +208,12 @@ impl MetricsLog {
             .collect()
     }
 
-    /// Drops records made after `step` (a resumed run redoes them), atomically. Kept lines are
-    /// copied byte for byte, so a resumed run's log equals an uninterrupted run's.
-    pub fn truncate_after(&self, step: usize) -> Result<()> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(&self.path, e)),
-        };
-        let mut kept = String::with_capacity(text.len());
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let record: Record = serde_json::from_str(line).map_err(|e| Error::Run {
-                path: self.path.clone(),
-                message: format!("line {}: {e}", i + 1),
-            })?;
-            if record.step() <= step {
-                kept.push_str(line);
-                kept.push('\n');
-            }
-        }
-        crate::atomic::write_atomic(&self.path, kept.as_bytes())
+    /// The committed records of the run folder `run_dir` (verified read, nothing written).
+    pub fn read_committed(run_dir: &Path) -> Result<Vec<Record>> {
+        let snapshot = super::trainer::RunSnapshot::open(run_dir)?;
+        Self::parse(
+            &snapshot.metrics,
+            &run_dir.join(crate::run_folder::files::METRICS),
+        )
     }
 }

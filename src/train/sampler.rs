@@ -37,6 +37,30 @@ impl TaskSampler {
         self.current
     }
 
+    /// Checks a deserialized sampler against the run it belongs to, so that an edited
+    /// `state.json` cannot make it divide by zero or pick a task that does not exist.
+    pub fn check(&self, num_tasks: usize, steps_per_task: usize) -> Result<(), String> {
+        if self.steps_per_task != steps_per_task.max(1) {
+            return Err(format!(
+                "steps_per_task is {}, the run's config says {steps_per_task}",
+                self.steps_per_task
+            ));
+        }
+        if self.current >= num_tasks {
+            return Err(format!(
+                "current task {} does not exist (the run has {num_tasks})",
+                self.current
+            ));
+        }
+        if self.left > self.steps_per_task {
+            return Err(format!(
+                "{} steps left on the current task, more than steps_per_task {}",
+                self.left, self.steps_per_task
+            ));
+        }
+        Ok(())
+    }
+
     /// `batch` indices into a training set of `len` examples, with replacement.
     pub fn batch(&mut self, len: usize, batch: usize) -> Vec<usize> {
         (0..batch).map(|_| self.rng.below(len)).collect()

@@ -1,45 +1,28 @@
 //! The training loop: one task sampler drives every strategy of a run step by step, so they
-//! see the same task and batch sequence; evaluation, logging and checkpoints happen every
+//! see the same task and batch sequence; evaluation, logging and commits happen every
 //! `eval_every` steps, and a run folder can be resumed to bit-identical weights.
 //!
-//! Run folder layout:
-//! - `config.toml`: the resolved task set (every key explicit, model inline)
-//! - `checkpoint.safetensors`: weights, masks and optimizer state of every strategy
-//! - `state.json`: steps done, sampler state, strategies
-//! - `metrics.jsonl`: one [`Record`] per line
+//! The run folder itself (files, the commit protocol, the lock, read-only snapshots) is
+//! [`crate::run_folder`]; this module decides what goes into it.
 
-use super::checkpoint::CheckpointFile;
+use super::checkpoint::{CheckpointFile, encode, first_non_finite};
 use super::learner::{Learner, StepSettings, Strategy};
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
 use super::table::ComparisonTable;
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
 use crate::report::tensorboard::{TensorBoardSink, write_run_events};
+use crate::run_folder::{Overrides, RunWriter, Snapshot, fsio};
 use crate::task::{Objective, Split, Task, TaskSet, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+pub use crate::run_folder::files;
 
 /// Examples per forward pass during evaluation.
 const EVAL_CHUNK: usize = 1000;
-
-/// File names inside a run folder.
-pub mod files {
-    /// The resolved task set.
-    pub const CONFIG: &str = "config.toml";
-    /// Weights, masks and optimizer state.
-    pub const CHECKPOINT: &str = "checkpoint.safetensors";
-    /// Step and sampler state.
-    pub const STATE: &str = "state.json";
-    /// Logged records.
-    pub const METRICS: &str = "metrics.jsonl";
-    /// How fast the last `gtk train` session's training loop ran (not part of the results:
-    /// it differs from run to run, so it is kept out of `metrics.jsonl`).
-    pub const TIMING: &str = "timing.json";
-}
 
 /// Wall-clock figures of one training session (what `timing.json` holds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -58,11 +41,20 @@ pub struct Timing {
     /// Seconds from the origin (process start when the CLI sets it, else the trainer's
     /// creation) to the start of the first training step.
     pub first_step_seconds: Option<f64>,
+    /// Commits made in this session and the seconds they took (checkpoint encoding,
+    /// checksums, writes and fsyncs).
+    #[serde(default)]
+    pub commits: usize,
+    /// Seconds spent in those commits.
+    #[serde(default)]
+    pub commit_seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunState {
-    step: usize,
+/// The trainer's part of a commit (`state` in `state.json`): what a resumed run needs besides
+/// the tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunState {
     sampler: TaskSampler,
     strategies: Vec<Strategy>,
     /// Training losses since the last `log_every` boundary, so a resumed run logs the same
@@ -71,8 +63,19 @@ struct RunState {
     train_loss: TrainLoss,
 }
 
+impl RunState {
+    /// The strategies of the run, in training order.
+    pub fn strategies(&self) -> &[Strategy] {
+        &self.strategies
+    }
+}
+
+/// A run folder's committed state as the trainer stores it.
+pub type RunSnapshot = Snapshot<RunState>;
+
 /// Running sums of each strategy's batch losses between two training-loss records.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TrainLoss {
     sums: Vec<(Strategy, f64)>,
     count: usize,
@@ -126,7 +129,14 @@ pub enum Event<'a> {
     },
 }
 
-/// A run in progress.
+/// The writing side of a trainer: the run folder's writer and the live TensorBoard events.
+struct Writer {
+    run: RunWriter<RunState>,
+    /// Live TensorBoard events in `tb/`, fed the same records as `metrics.jsonl`.
+    tensorboard: TensorBoardSink,
+}
+
+/// A run in progress, or a run opened read-only for evaluation.
 pub struct Trainer {
     set: TaskSet,
     tasks: Vec<Box<dyn Task>>,
@@ -135,19 +145,22 @@ pub struct Trainer {
     step: usize,
     dir: PathBuf,
     device: Device,
-    log: MetricsLog,
-    /// Live TensorBoard events in `tb/`, fed the same records as `metrics.jsonl`.
-    tensorboard: TensorBoardSink,
+    /// None when the run was opened read-only.
+    writer: Option<Writer>,
+    overrides: Overrides,
     train_loss: TrainLoss,
     origin: std::time::Instant,
     timing: Timing,
     /// The records of the last evaluation and the step it ran at.
     last_eval: Option<(usize, Vec<Record>)>,
+    /// What opening the run cleaned up (lines logged after the last commit, temp files).
+    notes: Vec<String>,
 }
 
 impl Trainer {
     /// Starts a new run in `dir`, which must not exist. Everything is checked (tasks built,
-    /// model fit) before anything is written.
+    /// model fit, memory) before anything is written; the folder is created with its step-0
+    /// commit in one step and locked for this trainer.
     pub fn create(
         set: TaskSet,
         strategies: &[Strategy],
@@ -155,22 +168,35 @@ impl Trainer {
         data_dir: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
-        let tasks = set.build_tasks(data_dir)?;
-        if dir.exists() {
+        if strategies.is_empty() {
+            return Err(Error::Run {
+                path: dir.into(),
+                message: "no strategy to train".into(),
+            });
+        }
+        let empty = std::fs::read_dir(dir).is_ok_and(|mut e| e.next().is_none());
+        if dir.exists() && !empty {
             return Err(Error::Run {
                 path: dir.into(),
                 message: "already exists; choose another --name, or continue it with --resume"
                     .into(),
             });
         }
+        check_memory(&set, strategies)?;
+        let tasks = set.build_tasks(data_dir)?;
         let names = set.task_names();
         let learners = strategies
             .iter()
             .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        write_atomic(&dir.join(files::CONFIG), set.to_toml().as_bytes())?;
         let sampler = TaskSampler::new(set.run.seed, set.run.steps_per_task);
+        let state = RunState {
+            sampler: sampler.clone(),
+            strategies: strategies.to_vec(),
+            train_loss: TrainLoss::default(),
+        };
+        let run = RunWriter::create(dir, &set.to_toml(), state)?;
+        let tensorboard = TensorBoardSink::create(dir)?;
         Ok(Trainer {
             set,
             tasks,
@@ -179,18 +205,79 @@ impl Trainer {
             step: 0,
             dir: dir.into(),
             device: device.clone(),
-            log: MetricsLog::new(dir.join(files::METRICS)),
-            tensorboard: TensorBoardSink::create(dir)?,
+            writer: Some(Writer { run, tensorboard }),
+            overrides: Overrides::default(),
             train_loss: TrainLoss::default(),
             origin: std::time::Instant::now(),
             timing: Timing::default(),
             last_eval: None,
+            notes: Vec::new(),
         })
     }
 
-    /// Re-opens a run folder at its last checkpoint.
-    pub fn resume(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Self> {
-        let (set, state) = read_run(dir)?;
+    /// Re-opens a run folder at its last commit to continue training: takes the run's lock,
+    /// drops what was logged after the commit, removes leftovers of an interrupted writer and
+    /// rebuilds `tb/`. `overrides` (e.g. a smaller learning rate after a divergence) are
+    /// committed at once and kept by later commits.
+    pub fn resume(
+        dir: &Path,
+        data_dir: Option<&Path>,
+        device: &Device,
+        overrides: Overrides,
+    ) -> Result<Self> {
+        let (run, snapshot, notes) = RunWriter::<RunState>::open(dir)?;
+        let all = snapshot.commit.overrides.merged(&overrides);
+        let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, all)?;
+        trainer.notes = notes;
+        // Rebuild tb/ from the committed log, then append live events after it.
+        write_run_events(dir)?;
+        let tensorboard = TensorBoardSink::create(dir)?;
+        trainer.writer = Some(Writer { run, tensorboard });
+        if !overrides.is_empty() {
+            trainer.commit(snapshot.checkpoint.as_deref())?;
+        }
+        trainer.apply_gate_switch();
+        Ok(trainer)
+    }
+
+    /// Opens a run folder read-only at its last commit (`gtk eval`, `export`, `adapt`): every
+    /// file is verified and nothing is written, so it works while a trainer writes the run and
+    /// on a folder it cannot write to.
+    pub fn open_read_only(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Self> {
+        let snapshot = RunSnapshot::open(dir)?;
+        let overrides = snapshot.commit.overrides.clone();
+        let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, overrides)?;
+        trainer.apply_gate_switch();
+        Ok(trainer)
+    }
+
+    /// Builds the trainer a snapshot describes, checking the config, the state and the
+    /// checkpoint against each other.
+    fn from_snapshot(
+        snapshot: &RunSnapshot,
+        data_dir: Option<&Path>,
+        device: &Device,
+        overrides: Overrides,
+    ) -> Result<Self> {
+        let dir = &snapshot.dir;
+        let config = dir.join(files::CONFIG);
+        let mut set = TaskSet::parse_with(&snapshot.config_text, &config, &|_: &str| {
+            Err(Error::Run {
+                path: config.clone(),
+                message: "has no inline [model] table".into(),
+            })
+        })?;
+        if let Some(lr) = overrides.lr {
+            set.run.lr = lr;
+        }
+        if let Some(lr) = overrides.mask_lr {
+            set.run.mask_lr = lr;
+        }
+        set.run.check_rates("state.json overrides")?;
+        let commit = &snapshot.commit;
+        let state = &commit.state;
+        check_state(&set, commit.step, state, &dir.join(files::STATE))?;
+        check_memory(&set, &state.strategies)?;
         let tasks = set.build_tasks(data_dir)?;
         let names = set.task_names();
         let mut learners = state
@@ -198,36 +285,58 @@ impl Trainer {
             .iter()
             .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let tensors = read_checkpoint(dir, state.step, device)?;
-        let ckpt = dir.join(files::CHECKPOINT);
-        for l in &mut learners {
-            l.load(&tensors).map_err(|e| Error::Checkpoint {
-                path: ckpt.clone(),
-                message: e.to_string(),
-            })?;
+        if let Some(file) = CheckpointFile::of(snapshot) {
+            let meta = file.meta()?;
+            if meta.step != commit.step {
+                return Err(file.corrupt(format!(
+                    "it holds step {} but state.json commits step {}",
+                    meta.step, commit.step
+                )));
+            }
+            let tensors = file.tensors(device)?;
+            let mut expected = std::collections::BTreeSet::new();
+            for l in &mut learners {
+                l.load(&tensors).map_err(|e| file.corrupt(e.to_string()))?;
+                expected.extend(l.tensors()?.into_iter().map(|(k, _)| k));
+            }
+            if let Some(extra) = tensors.keys().find(|k| !expected.contains(*k)) {
+                return Err(file.corrupt(format!(
+                    "tensor `{extra}` belongs to no strategy or task of this run (strategies: {})",
+                    state
+                        .strategies
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        } else if commit.step != 0 {
+            return Err(Error::Run {
+                path: dir.join(files::STATE),
+                message: format!("commits step {} without a checkpoint", commit.step),
+            });
         }
-        let log = MetricsLog::new(dir.join(files::METRICS));
-        log.truncate_after(state.step)?;
-        // Rebuild tb/ from the truncated log, then append live events after it.
-        write_run_events(dir)?;
-        let tensorboard = TensorBoardSink::create(dir)?;
-        let mut trainer = Trainer {
+        Ok(Trainer {
             set,
             tasks,
             learners,
-            sampler: state.sampler,
-            step: state.step,
-            dir: dir.into(),
+            sampler: state.sampler.clone(),
+            step: commit.step,
+            dir: dir.clone(),
             device: device.clone(),
-            log,
-            tensorboard,
-            train_loss: state.train_loss,
+            writer: None,
+            overrides,
+            train_loss: state.train_loss.clone(),
             origin: std::time::Instant::now(),
             timing: Timing::default(),
             last_eval: None,
-        };
-        trainer.apply_gate_switch();
-        Ok(trainer)
+            notes: Vec::new(),
+        })
+    }
+
+    /// What opening the run for writing cleaned up, one line each (for the user to see).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Measures `first_step_seconds` from `origin` (the CLI passes its process start).
@@ -286,6 +395,12 @@ impl Trainer {
     /// Trains until the configured step count, or until `stop_at` steps are done (then saves a
     /// checkpoint so the run can be resumed).
     pub fn train(&mut self, stop_at: Option<usize>, on: &mut dyn FnMut(Event)) -> Result<()> {
+        if self.writer.is_none() {
+            return Err(Error::Run {
+                path: self.dir.clone(),
+                message: "was opened read-only; only `gtk train` writes a run".into(),
+            });
+        }
         let total = self.set.run.steps;
         let until = stop_at.map_or(total, |s| s.min(total));
         if self.step == 0 && self.set.run.eval_at_start {
@@ -331,6 +446,14 @@ impl Trainer {
             for l in &mut self.learners {
                 losses.push((l.strategy(), l.train_step(t, &batch, objective, at)?));
             }
+            if let Some((s, _)) = losses.iter().find(|(_, l)| !l.is_finite()) {
+                return Err(self.diverged(
+                    self.step + 1,
+                    "the training loss",
+                    *s,
+                    self.tasks[t].name(),
+                ));
+            }
             self.step += 1;
             self.timing.loop_steps += 1;
             self.timing.loop_seconds += started.elapsed().as_secs_f64();
@@ -363,7 +486,22 @@ impl Trainer {
             self.timing.loop_steps as f64 / self.timing.loop_seconds.max(1e-12);
         let json = serde_json::to_string_pretty(&self.timing)
             .map_err(|e| Error::io(&self.dir, e.into()))?;
-        write_atomic(&self.dir.join(files::TIMING), json.as_bytes())
+        fsio::write_atomic(&self.dir.join(files::TIMING), json.as_bytes())
+    }
+
+    fn diverged(&self, step: usize, what: &str, strategy: Strategy, task: &str) -> Error {
+        let last_good = self
+            .writer
+            .as_ref()
+            .map_or(self.step, |w| w.run.committed().step);
+        Error::Diverged {
+            path: self.dir.clone(),
+            step,
+            what: what.into(),
+            strategy: strategy.to_string(),
+            task: task.into(),
+            last_good,
+        }
     }
 
     /// Switches every learner to the binary (STE) gate once `binarize_after` steps are done;
@@ -378,39 +516,67 @@ impl Trainer {
         }
     }
 
-    /// Appends records to `metrics.jsonl` and to the TensorBoard events.
+    /// Appends records to `metrics.jsonl` and to the TensorBoard events. A record holding a
+    /// NaN or an infinity stops training instead (JSON has no such numbers).
     fn record(&mut self, records: &[Record]) -> Result<()> {
-        self.log.append(records)?;
-        self.tensorboard.append(records)
+        if let Some(bad) = records.iter().find(|r| !r.is_finite()) {
+            let (strategy, task) = bad.strategy_and_task();
+            let strategy = strategy.parse().unwrap_or(Strategy::Gated);
+            return Err(self.diverged(
+                bad.step(),
+                &format!("the {} record", bad.kind()),
+                strategy,
+                &task,
+            ));
+        }
+        let text = MetricsLog::encode(records)?;
+        let Some(writer) = &mut self.writer else {
+            return Err(Error::Run {
+                path: self.dir.clone(),
+                message: "was opened read-only; only `gtk train` writes a run".into(),
+            });
+        };
+        writer.run.append_metrics(&text)?;
+        writer.tensorboard.append(records)
     }
 
-    /// Writes the checkpoint and the state file (each atomically).
-    pub fn save(&self) -> Result<()> {
+    /// Commits the current step: checkpoint, state and the log so far, atomically as a whole.
+    /// Refuses (as a divergence) when a tensor is not finite, so the last commit stays good.
+    pub fn save(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
         let mut tensors = Vec::new();
         for l in &self.learners {
             tensors.extend(l.tensors()?);
         }
-        let meta = HashMap::from([
-            ("format".to_string(), "gatekit-checkpoint/1".to_string()),
-            ("step".to_string(), self.step.to_string()),
-        ]);
-        let ckpt = self.dir.join(files::CHECKPOINT);
-        let bytes =
-            safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
-                .map_err(|e| Error::Checkpoint {
-                    path: ckpt.clone(),
-                    message: e.to_string(),
-                })?;
-        write_atomic(&ckpt, &bytes)?;
+        if let Some((name, _)) = first_non_finite(&tensors)? {
+            let strategy = name
+                .split('/')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(Strategy::Gated);
+            return Err(self.diverged(self.step, &format!("tensor `{name}`"), strategy, "(any)"));
+        }
+        let bytes = encode(&tensors, self.step, &self.dir)?;
+        self.commit(Some(&bytes))?;
+        self.timing.commits += 1;
+        self.timing.commit_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn commit(&mut self, checkpoint: Option<&[u8]>) -> Result<()> {
         let state = RunState {
-            step: self.step,
             sampler: self.sampler.clone(),
             strategies: self.learners.iter().map(Learner::strategy).collect(),
             train_loss: self.train_loss.clone(),
         };
-        let json =
-            serde_json::to_string_pretty(&state).map_err(|e| Error::io(&self.dir, e.into()))?;
-        write_atomic(&self.dir.join(files::STATE), json.as_bytes())
+        let (step, overrides) = (self.step, self.overrides.clone());
+        let Some(writer) = &mut self.writer else {
+            return Err(Error::Run {
+                path: self.dir.clone(),
+                message: "was opened read-only; only `gtk train` writes a run".into(),
+            });
+        };
+        writer.run.commit(step, checkpoint, state, overrides)
     }
 
     /// Mean loss and metric of one learner on one task's split (train split: the first
@@ -673,20 +839,12 @@ fn histogram(
     })
 }
 
-/// A run folder's resolved task set (`config.toml`), with errors that say what is missing.
+/// A run folder's resolved task set (`config.toml`), as committed (verified against
+/// `state.json`).
 pub fn read_run_config(dir: &Path) -> Result<TaskSet> {
-    if !dir.is_dir() {
-        return Err(Error::Run {
-            path: dir.into(),
-            message: "no such run folder (runs are created by `gtk train`)".into(),
-        });
-    }
+    let snapshot = RunSnapshot::open(dir)?;
     let config = dir.join(files::CONFIG);
-    let text = std::fs::read_to_string(&config).map_err(|e| Error::Run {
-        path: config.clone(),
-        message: format!("cannot read the run's config: {e}; is this a gatekit run folder?"),
-    })?;
-    TaskSet::parse_with(&text, &config, &|_: &str| {
+    TaskSet::parse_with(&snapshot.config_text, &config, &|_: &str| {
         Err(Error::Run {
             path: config.clone(),
             message: "has no inline [model] table".into(),
@@ -715,36 +873,109 @@ pub fn latest_run(runs: &Path) -> Result<PathBuf> {
     })
 }
 
-fn read_run(dir: &Path) -> Result<(TaskSet, RunState)> {
-    let set = read_run_config(dir)?;
-    let state_path = dir.join(files::STATE);
-    let state_text = std::fs::read_to_string(&state_path).map_err(|e| Error::Run {
-        path: state_path.clone(),
-        message: format!("cannot read the run state: {e}; the run has no checkpoint yet"),
-    })?;
-    let state: RunState = serde_json::from_str(&state_text).map_err(|e| Error::Checkpoint {
-        path: state_path.clone(),
-        message: e.to_string(),
-    })?;
-    Ok((set, state))
-}
-
-fn read_checkpoint(dir: &Path, step: usize, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let file = CheckpointFile::read(dir)?;
-    let saved_step = file
-        .metadata()?
-        .get("step")
-        .and_then(|s| s.parse::<usize>().ok());
-    if saved_step != Some(step) {
-        return Err(file.corrupt(format!(
-            "it holds step {saved_step:?} but state.json says step {step}"
+/// Checks a commit's trainer state against the run's config, so that no edit of
+/// `state.json` can panic the trainer or silently drop weights.
+fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &Path) -> Result<()> {
+    let bad = |message: String| Error::Run {
+        path: path.into(),
+        message,
+    };
+    if state.strategies.is_empty() {
+        return Err(bad("lists no strategy; a run trains at least one".into()));
+    }
+    for (i, s) in state.strategies.iter().enumerate() {
+        if state.strategies[..i].contains(s) {
+            return Err(bad(format!("lists strategy `{s}` twice")));
+        }
+    }
+    if step > set.run.steps {
+        return Err(bad(format!(
+            "commits step {step}, past the run's {} steps",
+            set.run.steps
         )));
     }
-    file.tensors(device)
+    state
+        .sampler
+        .check(set.tasks.len(), set.run.steps_per_task)
+        .map_err(|m| bad(format!("sampler state: {m}")))?;
+    let tl = &state.train_loss;
+    if !tl.sums.is_empty()
+        && (tl.sums.len() != state.strategies.len()
+            || tl
+                .sums
+                .iter()
+                .zip(&state.strategies)
+                .any(|(a, b)| a.0 != *b))
+    {
+        return Err(bad(
+            "train_loss lists other strategies than the run's".into()
+        ));
+    }
+    if tl.sums.iter().any(|(_, v)| !v.is_finite()) {
+        return Err(bad("train_loss holds a non-finite sum".into()));
+    }
+    Ok(())
 }
 
-/// Loads a finished (or stopped) run for evaluation: the task set, the tasks and the learners
-/// at their checkpoint.
+/// Refuses a model that could not be allocated, naming its largest layer, before any tensor is
+/// made (a failed allocation would abort the process instead of reporting an error).
+fn check_memory(set: &TaskSet, strategies: &[Strategy]) -> Result<()> {
+    let counts = set.model.param_counts()?;
+    let per_model: u128 = counts.iter().map(|(_, n)| *n).sum();
+    let t = set.tasks.len() as u128;
+    let bytes_per = set.run.dtype.dtype().size_in_bytes() as u128;
+    // W plus two optimizer slots per model; masks plus two slots per task for gated; the
+    // engine keeps its own copy of each; a factor 2 for gradients and work buffers.
+    let mut copies: u128 = 0;
+    for s in strategies {
+        copies += match s {
+            Strategy::Gated => 3 + 3 * t,
+            Strategy::Shared => 3,
+            Strategy::Separate => 3 * t,
+        };
+    }
+    let needed = per_model
+        .saturating_mul(copies)
+        .saturating_mul(bytes_per)
+        .saturating_mul(4);
+    let available = memory_bytes().map(u128::from);
+    let limit = available.unwrap_or(u128::from(u64::MAX));
+    if needed > limit {
+        let (layer, n) = counts
+            .iter()
+            .max_by_key(|(_, n)| *n)
+            .cloned()
+            .unwrap_or_default();
+        return Err(Error::config(
+            set.origin_label(),
+            format!("model.{layer}"),
+            format!(
+                "has {n} parameters; training {} on {} task(s) needs about {:.1} GiB, more than this machine's {:.1} GiB of memory; make the layer smaller",
+                strategies
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                set.tasks.len(),
+                needed as f64 / (1u64 << 30) as f64,
+                limit as f64 / (1u64 << 30) as f64
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// This machine's physical memory in bytes (Linux: `MemTotal` of `/proc/meminfo`); none where
+/// it cannot be read.
+fn memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Loads a finished (or stopped) run for evaluation, read-only: the task set, the tasks and
+/// the learners at their last commit.
 pub fn open_run(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Trainer> {
-    Trainer::resume(dir, data_dir, device)
+    Trainer::open_read_only(dir, data_dir, device)
 }

@@ -86,3 +86,13 @@ pub fn shared_data() -> Option<PathBuf> {
         None
     }
 }
+
+/// The committed checkpoint of a run folder: the file `state.json` names.
+pub fn checkpoint_path(run: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(run.join("state.json")).expect("state.json");
+    let state: serde_json::Value = serde_json::from_str(&text).expect("state.json is JSON");
+    let file = state["checkpoint"]["file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no checkpoint committed in {}", run.display()));
+    run.join(file)
+}

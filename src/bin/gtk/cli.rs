@@ -66,6 +66,13 @@ pub struct TrainArgs {
     /// Stop after this many steps and save a checkpoint (continue later with --resume).
     #[arg(long, value_name = "STEP")]
     pub stop_at: Option<usize>,
+    /// With --resume: replace the learning rate of W from now on (e.g. after a divergence);
+    /// kept in the run's state.json.
+    #[arg(long, requires = "resume")]
+    pub lr: Option<f64>,
+    /// With --resume: replace the masks' learning rate from now on.
+    #[arg(long, requires = "resume")]
+    pub mask_lr: Option<f64>,
     /// Continue a stopped run from its checkpoint.
     #[arg(long, value_name = "RUN", conflicts_with_all = ["task_set", "strategy", "name", "seed", "steps"])]
     pub resume: Option<PathBuf>,
@@ -106,7 +113,11 @@ pub struct ExportArgs {
     /// Only these tasks, comma separated.
     #[arg(long, value_name = "A,B")]
     pub tasks: Option<String>,
-    /// Output folder; default: exports/<run name>.
+    /// Replace an earlier export in --out (only the files that export wrote; anything else
+    /// there is refused).
+    #[arg(long)]
+    pub force: bool,
+    /// Output folder (new or empty); default: exports/<run name>.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Where runs are looked up when RUN is not given.
@@ -123,7 +134,10 @@ pub struct ReportArgs {
     /// also compared side by side.
     #[arg(value_name = "RUN")]
     pub runs: Vec<PathBuf>,
-    /// Output folder; default: <first run>/report.
+    /// Replace an earlier report in --out (only the files that report wrote).
+    #[arg(long)]
+    pub force: bool,
+    /// Output folder (new or empty; never inside a run); default: reports/<first run's name>.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Where runs are looked up when RUN is not given.

@@ -3,7 +3,8 @@
 use crate::cli::ExportArgs;
 use anyhow::{Result, bail};
 use candle_core::Device;
-use gatekit::export::{ExportOptions, export_run};
+use gatekit::export::{ExportOptions, export_into};
+use gatekit::run_folder::OutputDir;
 use gatekit::train::{format_metric, open_run};
 use std::path::PathBuf;
 
@@ -15,7 +16,6 @@ pub fn run(args: ExportArgs) -> Result<()> {
     if args.rescale && !args.binarize {
         bail!("--rescale applies to binarized masks: add --binarize");
     }
-    let trainer = open_run(&run_dir, args.data_dir.as_deref(), &Device::Cpu)?;
     let name = run_dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -25,6 +25,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("exports").join(&name));
+    // Claimed before the run is read, so a bad --out fails before any work.
+    let out = OutputDir::claim(&out, "export", &[&run_dir], args.force)?;
+    let trainer = open_run(&run_dir, args.data_dir.as_deref(), &Device::Cpu)?;
     let tasks = args.tasks.as_ref().map(|t| {
         t.split(',')
             .map(|s| s.trim().to_string())
@@ -36,7 +39,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         rescale: args.rescale,
         tasks,
     };
-    let summary = export_run(&trainer, &out, &opts)?;
+    let summary = export_into(&trainer, out, &opts)?;
     println!(
         "exported {} (step {}) to {}",
         run_dir.display(),

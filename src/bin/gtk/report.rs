@@ -2,7 +2,8 @@
 
 use crate::cli::ReportArgs;
 use anyhow::Result;
-use gatekit::report::write_report;
+use gatekit::report::write_report_into;
+use gatekit::run_folder::OutputDir;
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let runs = if args.runs.is_empty() {
@@ -10,8 +11,16 @@ pub fn run(args: ReportArgs) -> Result<()> {
     } else {
         args.runs.clone()
     };
-    let out = args.out.clone().unwrap_or_else(|| runs[0].join("report"));
-    let summary = write_report(&runs, &out)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let name = runs[0]
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "run".into());
+        std::path::PathBuf::from("reports").join(name)
+    });
+    let reads: Vec<&std::path::Path> = runs.iter().map(|r| r.as_path()).collect();
+    let out = OutputDir::claim(&out, "report", &reads, args.force)?;
+    let summary = write_report_into(&runs, out)?;
     let figures = summary.figures.len() / 2;
     println!(
         "wrote {figures} figures (PNG and SVG), {} and {}",

@@ -5,6 +5,7 @@ use crate::progress::Progress;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use gatekit::TaskSet;
+use gatekit::run_folder::Overrides;
 use gatekit::train::{Record, Strategy, Trainer, format_metric};
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let device = Device::Cpu;
     let data = args.data_dir.clone();
     let mut trainer = match &args.resume {
-        Some(dir) => Trainer::resume(dir, data.as_deref(), &device)?,
+        Some(dir) => {
+            let overrides = Overrides {
+                lr: args.lr,
+                mask_lr: args.mask_lr,
+            };
+            let t = Trainer::resume(dir, data.as_deref(), &device, overrides)?;
+            for note in t.notes() {
+                eprintln!("note: {note}");
+            }
+            t
+        }
         None => {
             let mut set = match &args.task_set {
                 Some(path) => TaskSet::load(path)?,
@@ -155,8 +166,8 @@ pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
 /// `runs/<name>` or `runs/<task-set>-<UTC time>`.
 fn run_dir(runs: &Path, name: Option<&str>, task_set: Option<&Path>) -> Result<PathBuf> {
     if let Some(name) = name {
-        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-            bail!("--name `{name}` must be a plain folder name");
+        if let Err(why) = gatekit::task::check_portable_name(name) {
+            bail!("--name `{name}` {why}");
         }
         return Ok(runs.join(name));
     }
