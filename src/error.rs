@@ -95,7 +95,7 @@ pub enum Error {
     },
     /// Training produced a non-finite loss or parameter; nothing of it was committed.
     #[error(
-        "{path}: training diverged at step {step}: {what} of strategy `{strategy}` on task `{task}` is not finite; the run keeps its last good commit (step {last_good}); continue it with a smaller learning rate: gtk train --resume {path} --lr <smaller>"
+        "{path}: training diverged at step {step}: {what} of strategy `{strategy}` ({task}) is not finite; the run keeps its last good commit (step {last_good}); continue it with a smaller learning rate: gtk train --resume {path} --lr <smaller>"
     )]
     Diverged {
         /// The run folder.
@@ -106,7 +106,7 @@ pub enum Error {
         what: String,
         /// gated, shared or separate.
         strategy: String,
-        /// The task trained (or measured) at that step.
+        /// Which task: "task `a`", or "all tasks" for shared weights.
         task: String,
         /// The step of the last commit.
         last_good: usize,

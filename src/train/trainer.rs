@@ -451,7 +451,7 @@ impl Trainer {
                     self.step + 1,
                     "the training loss",
                     *s,
-                    self.tasks[t].name(),
+                    &format!("task `{}`", self.tasks[t].name()),
                 ));
             }
             self.step += 1;
@@ -526,7 +526,7 @@ impl Trainer {
                 bad.step(),
                 &format!("the {} record", bad.kind()),
                 strategy,
-                &task,
+                &format!("task `{task}`"),
             ));
         }
         let text = MetricsLog::encode(records)?;
@@ -554,7 +554,14 @@ impl Trainer {
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(Strategy::Gated);
-            return Err(self.diverged(self.step, &format!("tensor `{name}`"), strategy, "(any)"));
+            // `gated/fc1.weight.mask.a`, `separate/a/fc1.weight`: the task is in the key.
+            let task = self
+                .set
+                .task_names()
+                .into_iter()
+                .find(|t| name.ends_with(&format!(".mask.{t}")) || name.contains(&format!("/{t}/")))
+                .map_or("all tasks".to_string(), |t| format!("task `{t}`"));
+            return Err(self.diverged(self.step, &format!("tensor `{name}`"), strategy, &task));
         }
         let bytes = encode(&tensors, self.step, &self.dir)?;
         self.commit(Some(&bytes))?;
