@@ -365,10 +365,17 @@ fn readers_work_on_a_read_only_run_folder() {
         return;
     };
     let t = target.to_str().unwrap();
+    let adapt_set = write_task_set(
+        tmp.path(),
+        "new.toml",
+        "[adapt]\nmethod = \"mix\"\nshots = 10\nsteps = 5\n[defaults]\nkind = \"linear\"\ninputs = 8\noutputs = 4\ntrain = 20\ntest = 50\n[[task]]\nname = \"c\"\nmask_id = 9\n",
+    );
+    let a = adapt_set.to_str().unwrap();
     let runs: Vec<Vec<&str>> = vec![
         vec!["eval", t],
         vec!["export", t, "--out", "ex"],
         vec!["report", t, "--out", "rep"],
+        vec!["adapt", t, "--task-set", a, "--out", "adapted", "--quiet"],
     ];
     for args in runs {
         let out = gtk(tmp.path(), &args);

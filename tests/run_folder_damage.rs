@@ -159,6 +159,16 @@ fn export_never_deletes_what_it_did_not_write() {
     );
     assert_clean_error(&res, &["extra.txt", "did not write"]);
     assert!(tmp.path().join("empty/extra.txt").is_file());
+    // A killed export's temp folder (its process gone) is removed by the next export there.
+    let stale = tmp.path().join(".fresh.tmp-999999999");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("a.onnx"), "half").unwrap();
+    assert!(
+        gtk(tmp.path(), &["export", "runs/r", "--out", "fresh"])
+            .status
+            .success()
+    );
+    assert!(!stale.exists(), "the stale temp folder is still there");
     // report and adapt follow the same rules.
     let res = gtk(tmp.path(), &["report", "runs/r", "--out", "runs"]);
     assert_clean_error(&res, &["runs", "contains the run"]);

@@ -162,6 +162,33 @@ pub fn rename_dir(from: &Path, to: &Path) -> Result<()> {
     sync_dir(parent(to))
 }
 
+/// Removes the temp folders (`.NAME.tmp-PID`) that earlier writers of `path` left when they
+/// were killed: only those whose process is gone (Linux: no `/proc/PID`; elsewhere nothing is
+/// removed).
+pub fn remove_stale_temp_dirs(path: &Path) {
+    let proc_fs = Path::new("/proc/self").exists();
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(parent(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = entry_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let dead = proc_fs
+            && !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && !Path::new("/proc").join(pid).exists();
+        if dead && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

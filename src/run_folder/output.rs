@@ -163,6 +163,7 @@ impl OutputDir {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let tmp = fsio::temp_path(out);
         let _ = std::fs::remove_dir_all(&tmp); // ours: this process's own temp name
+        fsio::remove_stale_temp_dirs(out);
         std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(OutputDir {
             out: out.into(),
