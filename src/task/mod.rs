@@ -15,6 +15,7 @@ mod rotated;
 mod set;
 mod sinusoid;
 mod split;
+pub mod tensors;
 
 pub use image::{Colour, ImageTask, Resample};
 pub use permuted::permutation;
@@ -22,6 +23,7 @@ pub use registry::{ParamSpec, ParamType, Params, TaskContext, TaskKind, find_kin
 pub use regression::RegressionTask;
 pub use rotated::rotation_map;
 pub use set::{EngineChoice, MaskRecipe, Precision, Regularizer, RunConfig, TaskEntry, TaskSet};
+pub use tensors::{Standardize, TensorsTask};
 
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
@@ -169,6 +171,13 @@ pub trait Task: Send + Sync {
     ) -> Result<Batch>;
     /// The generating binary masks, for kinds that have them.
     fn true_mask(&self) -> Option<TrueMask> {
+        None
+    }
+    /// Parameters the task derived from its data that the run must store so that re-opening
+    /// it (eval, export, adapt, resume) rebuilds the same task, e.g. the standardisation
+    /// statistics of the `tensors` kind. [`TaskSet::pin`] writes them into the task's
+    /// parameters before `gtk train` saves `config.toml`.
+    fn pinned_params(&self) -> Option<toml::Table> {
         None
     }
 }

@@ -149,13 +149,14 @@ impl Trainer {
     /// Starts a new run in `dir`, which must not exist. Everything is checked (tasks built,
     /// model fit) before anything is written.
     pub fn create(
-        set: TaskSet,
+        mut set: TaskSet,
         strategies: &[Strategy],
         dir: &Path,
         data_dir: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
         let tasks = set.build_tasks(data_dir)?;
+        set.pin(&tasks)?;
         if dir.exists() {
             return Err(Error::Run {
                 path: dir.into(),
