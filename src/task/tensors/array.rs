@@ -16,6 +16,7 @@ use memmap2::Mmap;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::SystemTime;
 
@@ -172,6 +173,33 @@ impl Dtype {
 pub struct MappedFile {
     map: Mmap,
     file: File,
+    /// Bytes of the mapping made resident (estimated) since the last release.
+    touched: AtomicUsize,
+}
+
+/// Resident pages of a mapping count towards the process's RSS: random batches over a large
+/// file would make most of it resident in the end. Once this much has been touched, the
+/// mapping's pages are released (`MADV_DONTNEED`: the data stays in the page cache and the next
+/// read maps it back without I/O).
+const RESIDENT_BUDGET: usize = 8 << 20;
+/// What one read may make resident: the kernel maps up to 64 KB of cached pages around a fault.
+const FAULT_SPAN: usize = 64 << 10;
+
+impl MappedFile {
+    /// Notes a read of `bytes` through the mapping, releasing its pages past the budget.
+    fn touch(&self, bytes: usize) {
+        let cost = bytes + FAULT_SPAN;
+        let total = self.touched.fetch_add(cost, Ordering::Relaxed) + cost;
+        if total > RESIDENT_BUDGET && self.touched.swap(0, Ordering::Relaxed) > RESIDENT_BUDGET {
+            #[cfg(unix)]
+            // SAFETY: a read-only shared file mapping: DONTNEED only drops this process's page
+            // table entries; later reads (on any thread) fault the same file data back in.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+            };
+        }
+    }
 }
 
 /// Where an array's bytes live.
@@ -256,6 +284,9 @@ impl Array {
                 let start = offset + r * n * size;
                 self.dtype
                     .decode(&buf.bytes()[start..start + n * size], &mut out[..n]);
+                if let Buffer::Mapped(m) = buf {
+                    m.touch(n * size);
+                }
             }
             Data::Columns { table, cols } => {
                 for (o, &c) in out.iter_mut().zip(cols) {
@@ -277,7 +308,7 @@ impl Array {
                 offset,
             } => {
                 let row_bytes = n * self.dtype.size();
-                let per_block = (8 << 20) / row_bytes.max(1);
+                let per_block = (1 << 20) / row_bytes.max(1);
                 let per_block = per_block.max(1);
                 let mut block = vec![0u8; per_block * row_bytes];
                 let mut r = 0;
@@ -392,7 +423,14 @@ pub fn map_file(path: &Path) -> Result<Arc<MappedFile>> {
         // SAFETY: the mapping is read-only; a file truncated by another process while
         // training would fault, as with any memory-mapped reader (numpy's mmap_mode too).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Ok(MappedFile { map, file })
+        // Batches read scattered rows: no read-ahead.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok(MappedFile {
+            map,
+            file,
+            touched: AtomicUsize::new(0),
+        })
     })
 }
 
