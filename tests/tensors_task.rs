@@ -204,12 +204,10 @@ fn float_targets_regress_and_shape_reshapes() {
             ("y", npy_bytes("<f4", false, &[10, 2], &f32_bytes(&y))),
         ],
     );
-    let text = format!(
-        "[run]\nsteps = 5\n[model]\nname = \"c\"\ninput = [1, 2, 2]\n\
+    let text = "[run]\nsteps = 5\n[model]\nname = \"c\"\ninput = [1, 2, 2]\n\
          [[model.layer]]\ntype = \"flatten\"\n[[model.layer]]\ntype = \"linear\"\nout = 2\n\
-         [[task]]\nname = \"r\"\nkind = \"tensors\"\ntrain = \"r.npz\"\nshape = [1, 2, 2]\ntest_fraction = 0.5\n"
-    );
-    let set = load(tmp.path(), &text);
+         [[task]]\nname = \"r\"\nkind = \"tensors\"\ntrain = \"r.npz\"\nshape = [1, 2, 2]\ntest_fraction = 0.5\n";
+    let set = load(tmp.path(), text);
     // Relative paths are relative to the task-set file, stored absolute.
     let stored = set.to_toml();
     assert!(
@@ -379,14 +377,14 @@ fn bad_files_and_arrays_are_named() {
         &["len.npz", "array `x` has 30 rows but array `y` has 29"],
     );
     // Unsupported dtype and byte order.
-    let half = npy_bytes("<f2", false, &[30, 3], &vec![0u8; 180]);
+    let half = npy_bytes("<f2", false, &[30, 3], &[0u8; 180]);
     let p = one_npz(d, "half.npz", half, good_y());
     train_fails(
         d,
         &set_text(&p, ""),
         &["half.npz", "array `x`", "unsupported dtype '<f2'"],
     );
-    let big = npy_bytes(">f4", false, &[30, 3], &vec![0u8; 360]);
+    let big = npy_bytes(">f4", false, &[30, 3], &[0u8; 360]);
     let p = one_npz(d, "big.npz", big, good_y());
     train_fails(
         d,
