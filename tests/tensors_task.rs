@@ -477,13 +477,13 @@ fn csv_problems_name_row_and_column() {
     train_fails(
         d,
         &set_text(&p, cls),
-        &["cell.csv", "column `c`", "\"n/a\" is not a number"],
+        &["cell.csv", "line 3, column `c`", "\"n/a\" is not a number"],
     );
     let p = csv("ragged.csv", "a,b,c,y\n1,2,3,0\n3,4,1\n");
     train_fails(
         d,
         &set_text(&p, cls),
-        &["ragged.csv", "3 cells", "4 columns"],
+        &["ragged.csv", "line 3 has 3 cells", "4 columns"],
     );
     let p = csv("nan.csv", "a,b,c,y\n1,2,3,0\n3,4,nan,1\n");
     train_fails(d, &set_text(&p, cls), &["nan.csv", "NaN at line 3"]);

@@ -361,7 +361,8 @@ pub struct CsvTable {
     pub header: Vec<String>,
     /// Values per column.
     pub columns: Vec<Vec<f64>>,
-    /// Per column: the first cell that is not a number, as (data row from 1, text).
+    /// Per column: the first cell that is not a number, as (data row from 1, text); it is on
+    /// line row + 1 of the file.
     pub bad: Vec<Option<(usize, String)>>,
     /// Data rows.
     pub rows: usize,
@@ -775,10 +776,10 @@ fn read_csv(path: &Path) -> Result<CsvTable> {
                 expected_len,
                 len,
             } => bad(format!(
-                "row {} has {len} cells but the header has {expected_len} columns (ragged CSV)",
-                pos.as_ref().map_or(rows + 1, |p| p.line() as usize - 1)
+                "line {} has {len} cells but the header has {expected_len} columns (ragged CSV)",
+                pos.as_ref().map_or(rows + 2, |p| p.line() as usize)
             )),
-            _ => bad(format!("cannot read CSV row {}: {e}", rows + 1)),
+            _ => bad(format!("cannot read CSV line {}: {e}", rows + 2)),
         })?;
         rows += 1;
         for (c, cell) in record.iter().enumerate() {
@@ -843,7 +844,7 @@ pub fn open_csv_columns(path: &Path, names: &str, exclude: &[&str], vector: bool
         if let Some((row, text)) = &table.bad[c] {
             return Err(Error::Data {
                 path: path.into(),
-                message: format!("row {row}, column `{w}`: \"{text}\" is not a number"),
+                message: format!("line {}, column `{w}`: \"{text}\" is not a number", row + 1),
             });
         }
         cols.push(c);
