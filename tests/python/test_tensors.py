@@ -174,3 +174,35 @@ def test_digits_trains_exports_and_onnx_reproduces_accuracy(tmp_path):
         # Raw (unstandardised) inputs are wrong inputs: the transform matters.
         (bad,) = sess.run(["output"], {"input": raw["x"].astype(np.float32)})
         assert not np.allclose(bad, out)
+
+
+def test_diabetes_csv_regression_onnx_reproduces_mse(tmp_path):
+    """A CSV regression with held-out rows: the run's stored config.toml rebuilds the same test
+    rows and standardisation (dumped by dump_task), and onnxruntime reproduces the run's test
+    MSE of every task on them."""
+    pytest.importorskip("sklearn")
+    ort = pytest.importorskip("onnxruntime")
+
+    tasks = tmp_path / "tasks"
+    (tasks / "tensors").mkdir(parents=True)
+    run(sys.executable, ROOT / "tasks" / "tensors" / "make_diabetes.py", tasks / "tensors" / "diabetes")
+    text = (ROOT / "tasks" / "diabetes.toml").read_text().replace("steps = 2000", "steps = 400")
+    (tasks / "diabetes.toml").write_text(text)
+    run(GTK, "train", "--task-set", tasks / "diabetes.toml", "--strategy", "gated", "--name", "r", "--quiet", cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "r"
+    run(GTK, "export", run_dir, "--out", tmp_path / "exp", cwd=tmp_path)
+    run(DUMP, run_dir / "config.toml", tmp_path / "dump.safetensors")
+    got = load_file(str(tmp_path / "dump.safetensors"))
+    gated = last_test_metrics(run_dir, "gated")
+    assert set(gated) == {"sex1", "sex2"}
+    for name, mse in gated.items():
+        x, y = got[f"{name}.test.x"], got[f"{name}.test.y"]
+        assert x.shape[1] == 9 and abs(x.shape[0] - 0.25 * (x.shape[0] + got[f"{name}.train.x"].shape[0])) <= 1
+        # Standardised with the training rows' statistics: those have mean 0, std 1.
+        np.testing.assert_allclose(got[f"{name}.train.x"].mean(axis=0), 0, atol=1e-9)
+        (out,) = ort.InferenceSession(str(tmp_path / "exp" / f"{name}.onnx")).run(
+            ["output"], {"input": x.astype(np.float32)}
+        )
+        onnx_mse = float(((out.astype(np.float64) - y) ** 2).mean())
+        assert abs(onnx_mse - mse) < 1e-5 * max(1.0, mse), (name, onnx_mse, mse)
+        assert 0.1 < mse < 1.5, mse
