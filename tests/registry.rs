@@ -83,7 +83,8 @@ fn builtin_kinds_are_listed_sorted_by_the_binary() {
             "permuted-mnist",
             "rotated-mnist",
             "sinusoid",
-            "split-mnist"
+            "split-mnist",
+            "tensors"
         ]
     );
     let detail = common::gtk(tmp.path(), &["tasks", "sinusoid"]);
@@ -106,7 +107,8 @@ fn a_kind_from_another_crate_registers_and_trains() {
             "permuted-mnist",
             "rotated-mnist",
             "sinusoid",
-            "split-mnist"
+            "split-mnist",
+            "tensors"
         ]
     );
     let text = format!(

@@ -15,6 +15,7 @@ mod rotated;
 mod set;
 mod sinusoid;
 mod split;
+pub mod tensors;
 
 pub use image::{Colour, ImageTask, Resample};
 pub use permuted::permutation;
@@ -25,6 +26,7 @@ pub use set::{
     EngineChoice, MAX_NAME_LEN, MaskRecipe, Precision, Regularizer, RunConfig, TaskEntry, TaskSet,
     check_portable_name,
 };
+pub use tensors::{Standardize, TensorsTask};
 
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
@@ -174,21 +176,48 @@ pub trait Task: Send + Sync {
     fn true_mask(&self) -> Option<TrueMask> {
         None
     }
+    /// Parameters the task derived from its data that the run must store so that re-opening
+    /// it (eval, export, adapt, resume) rebuilds the same task, e.g. the standardisation
+    /// statistics of the `tensors` kind. [`TaskSet::pin`] writes them into the task's
+    /// parameters before `gtk train` saves `config.toml`.
+    fn pinned_params(&self) -> Option<toml::Table> {
+        None
+    }
 }
 
 /// Test MSE (averaged over outputs) of predicting the training targets' mean: the bar every
-/// regression model must clear.
+/// regression model must clear. Batches of 4096 examples, so a task over a file larger than
+/// memory never materialises a split.
 pub fn mean_predictor_mse(task: &dyn Task) -> Result<f64> {
+    const CHUNK: usize = 4096;
     let device = Device::Cpu;
-    let targets = |split| -> Result<Tensor> {
-        let idx: Vec<usize> = (0..task.len(split)).collect();
+    let targets = |split, from: usize| -> Result<Tensor> {
+        let idx: Vec<usize> = (from..task.len(split).min(from + CHUNK)).collect();
         Ok(task.batch(split, &idx, &device, DType::F64)?.y)
     };
-    let (train, test) = (targets(Split::Train)?, targets(Split::Test)?);
-    let mean = train.mean_keepdim(0)?;
-    Ok(test
-        .broadcast_sub(&mean)?
-        .sqr()?
-        .mean_all()?
-        .to_scalar::<f64>()?)
+    let (n_train, n_test) = (task.len(Split::Train), task.len(Split::Test));
+    let mut sum: Option<Tensor> = None;
+    for from in (0..n_train).step_by(CHUNK) {
+        let s = targets(Split::Train, from)?.sum_keepdim(0)?;
+        sum = Some(match sum {
+            Some(acc) => (acc + s)?,
+            None => s,
+        });
+    }
+    let Some(sum) = sum else {
+        return Ok(f64::NAN);
+    };
+    let mean = (sum / n_train as f64)?;
+    let mut se = 0.0;
+    let mut count = 0usize;
+    for from in (0..n_test).step_by(CHUNK) {
+        let y = targets(Split::Test, from)?;
+        count += y.elem_count();
+        se += y
+            .broadcast_sub(&mean)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+    }
+    Ok(se / count.max(1) as f64)
 }

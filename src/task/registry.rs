@@ -22,6 +22,9 @@ pub enum ParamType {
     FloatList,
     /// An array of integers.
     IntList,
+    /// A file or folder path (a string). A relative path is relative to the task-set file; the
+    /// run stores it absolute, so a run folder opens from anywhere.
+    Path,
 }
 
 impl ParamType {
@@ -34,6 +37,7 @@ impl ParamType {
             ParamType::Str => "string",
             ParamType::FloatList => "list of floats",
             ParamType::IntList => "list of integers",
+            ParamType::Path => "path",
         }
     }
 }
@@ -275,7 +279,8 @@ fn coerce(task: &str, spec: &ParamSpec, value: toml::Value) -> Result<toml::Valu
         (ParamType::Int, V::Integer(_))
         | (ParamType::Float, V::Float(_))
         | (ParamType::Bool, V::Boolean(_))
-        | (ParamType::Str, V::String(_)) => true,
+        | (ParamType::Str, V::String(_))
+        | (ParamType::Path, V::String(_)) => true,
         (ParamType::Float, V::Integer(i)) => return Ok(V::Float(*i as f64)),
         (ParamType::FloatList, V::Array(a)) => {
             if a.iter().all(|v| v.is_float() || v.is_integer()) {

@@ -368,6 +368,7 @@ impl TaskSet {
                 }
             };
             let spec = find_kind(&name, &kind)?;
+            resolve_paths(origin, spec, &mut table);
             let params = Params::resolve(&name, spec, &table)?;
             tasks.push(TaskEntry { name, kind, params });
         }
@@ -408,6 +409,21 @@ impl TaskSet {
         Ok(built)
     }
 
+    /// Stores what each built task derived from its data ([`Task::pinned_params`], e.g. the
+    /// standardisation statistics of `tensors` tasks) in its parameters, so the resolved set
+    /// rebuilds the same tasks. `tasks` are this set's tasks, from [`TaskSet::build_tasks`].
+    pub fn pin(&mut self, tasks: &[Box<dyn Task>]) -> Result<()> {
+        for (entry, task) in self.tasks.iter_mut().zip(tasks) {
+            if let Some(pinned) = task.pinned_params() {
+                let mut table = entry.params.to_table();
+                table.extend(pinned);
+                let kind = find_kind(&entry.name, &entry.kind)?;
+                entry.params = Params::resolve(&entry.name, kind, &table)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The resolved set as TOML: every `[run]` key explicit, the model inline.
     pub fn to_toml(&self) -> String {
         let mut doc = toml::Table::new();
@@ -442,6 +458,26 @@ impl TaskSet {
     /// Task names in order.
     pub fn task_names(&self) -> Vec<String> {
         self.tasks.iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+/// Makes the relative values of `kind`'s path parameters in `table` absolute, relative to the
+/// folder of the task-set file `origin` (the working directory for a bare file name).
+fn resolve_paths(origin: &Path, kind: &super::TaskKind, table: &mut toml::Table) {
+    let base = origin.parent().unwrap_or(Path::new(""));
+    for spec in kind
+        .params
+        .iter()
+        .filter(|p| p.ty == super::ParamType::Path)
+    {
+        if let Some(toml::Value::String(s)) = table.get_mut(spec.name)
+            && !s.is_empty()
+            && Path::new(s.as_str()).is_relative()
+        {
+            let joined = base.join(s.as_str());
+            let absolute = std::path::absolute(&joined).unwrap_or(joined);
+            *s = absolute.to_string_lossy().into_owned();
+        }
     }
 }
 

@@ -162,7 +162,7 @@ impl Trainer {
     /// model fit, memory) before anything is written; the folder is created with its step-0
     /// commit in one step and locked for this trainer.
     pub fn create(
-        set: TaskSet,
+        mut set: TaskSet,
         strategies: &[Strategy],
         dir: &Path,
         data_dir: Option<&Path>,
@@ -184,6 +184,9 @@ impl Trainer {
         }
         check_memory(&set, strategies)?;
         let tasks = set.build_tasks(data_dir)?;
+        // Statistics computed from the data (standardisation) go into config.toml, so every
+        // reader of the run applies the same transform.
+        set.pin(&tasks)?;
         let names = set.task_names();
         let learners = strategies
             .iter()
