@@ -453,16 +453,6 @@ fn several_runs_are_compared_side_by_side() {
     assert!(stdout.contains(&view), "{stdout}");
     let dir = tmp.path().join("cmp");
     check_figure(&dir, "fig4_runs", &["seed0", "seed7", "seed=0", "seed=7"]);
-    // Gated-only runs: no step-0 histogram exists, so the legend shows no step-0 shade.
-    let fig2 = std::fs::read_to_string(dir.join("seed0-fig2_weight_histograms.svg")).unwrap();
-    assert!(
-        !fig2.contains("\nstep 0\n</text>"),
-        "a legend entry without data"
-    );
-    assert!(
-        fig2.contains("\nstep 200\n</text>"),
-        "last snapshot missing"
-    );
     for run in ["seed0", "seed7"] {
         check_figure(&dir, &format!("{run}-fig1_test_metric"), &TASKS);
         assert!(!event_files(&tmp.path().join("runs").join(run).join("tb")).is_empty());

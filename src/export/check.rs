@@ -146,9 +146,15 @@ impl OnnxSession {
     }
 
     fn failed(&self, e: impl std::fmt::Display) -> Error {
+        // candle appends a backtrace on further lines when RUST_BACKTRACE is set: one line.
+        let e = e.to_string();
         Error::Data {
             path: self.path.clone(),
-            message: format!("{} could not run the ONNX graph: {e}", self.runtime.name()),
+            message: format!(
+                "{} could not run the ONNX graph: {}",
+                self.runtime.name(),
+                e.lines().next().unwrap_or_default().trim_end()
+            ),
         }
     }
 

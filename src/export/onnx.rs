@@ -8,11 +8,11 @@
 //!   (`Gather`), so one file serves every task. Tracing exporters cannot express this: the
 //!   task id is data, not a Python branch.
 //!
-//! The `task` input contract: declared shape `[]` (a scalar); the graph reshapes it to a
-//! scalar first, so a `[1]` tensor works too in runtimes that do not enforce the declared
-//! shape (onnxruntime does, and rejects `[1]` with "Invalid rank"). An index outside
-//! `0..T` (negative ones included) gives an output that is all NaN in every runtime, never
-//! another task's output and never an error deep inside the graph.
+//! The `task` input contract: declared shape `[]` (a scalar). onnxruntime and candle-onnx
+//! enforce it and reject a `[1]` tensor with a rank error; the graph reshapes the input to a
+//! scalar first, so in runtimes that do not enforce it (tract) `[1]` selects the same task.
+//! An index outside `0..T` (negative ones included) gives an output that is all NaN in every
+//! runtime, never another task's output and never an error deep inside the graph.
 //!
 //! Ops: `Gemm` (always with its bias input: candle-onnx panics without it), `Conv`,
 //! `MaxPool` (no padding, floor), `Relu`, `Tanh`, `Sigmoid`, `Flatten`, and for the all-tasks
