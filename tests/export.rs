@@ -371,8 +371,8 @@ fn all_tasks_task_index_contract_in_every_runtime() {
                     scalar.iter().all(|v| v.is_finite()),
                     "{runtime:?} {t}: {scalar:?}"
                 );
-                // Shape [1]: tract follows the graph's reshape to a scalar; candle-onnx (like
-                // onnxruntime) enforces the declared rank with a clear error.
+                // Shape [1]: tract (and onnxruntime, tests/python) follow the graph's reshape to
+                // a scalar; candle-onnx enforces the declared rank with a clear error.
                 let one = Tensor::new(&[t], &Device::Cpu).unwrap();
                 match runtime {
                     check::Runtime::Tract => {

@@ -8,9 +8,9 @@
 //!   (`Gather`), so one file serves every task. Tracing exporters cannot express this: the
 //!   task id is data, not a Python branch.
 //!
-//! The `task` input contract: declared shape `[]` (a scalar). onnxruntime and candle-onnx
-//! enforce it and reject a `[1]` tensor with a rank error; the graph reshapes the input to a
-//! scalar first, so in runtimes that do not enforce it (tract) `[1]` selects the same task.
+//! The `task` input contract: declared shape `[]` (a scalar). The graph reshapes the input to
+//! a scalar first, so a `[1]` tensor selects the same task in tract and onnxruntime (1.32);
+//! candle-onnx enforces the declared rank and rejects `[1]` with a rank error.
 //! An index outside `0..T` (negative ones included) gives an output that is all NaN in every
 //! runtime, never another task's output and never an error deep inside the graph.
 //!
