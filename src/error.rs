@@ -111,9 +111,16 @@ pub enum Error {
         /// The step of the last commit.
         last_good: usize,
     },
-    /// A tensor operation failed inside candle.
+    /// A tensor operation failed inside candle. (Not a `#[source]`: the message is already in
+    /// the text, and `{:#}` would print it twice.)
     #[error("tensor error: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
 }
 
 /// Result with gatekit's [`Error`].
@@ -152,5 +159,21 @@ impl Error {
             param: param.into(),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI prints errors with `{:#}` (the chain of sources): a candle error's message
+    /// appears once, not as "tensor error: X: X".
+    #[test]
+    fn candle_errors_print_their_message_once() {
+        let e = Error::from(candle_core::Error::Msg("shape mismatch".into()));
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            "tensor error: shape mismatch"
+        );
     }
 }

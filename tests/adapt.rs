@@ -116,6 +116,11 @@ fn adapted_run_is_a_normal_run_folder() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Settings are printed as the [adapt] table spells them.
+    assert!(
+        stdout.contains("b2: pick chose `b` on 1 of 1 loss batches (one-shot, 1 gradient(s) each)"),
+        "{stdout}"
+    );
     let adapted = tmp.path().join("runs/r-new");
     // config.toml: the run's tasks, then the new ones.
     let config = std::fs::read_to_string(adapted.join("config.toml")).unwrap();
@@ -193,6 +198,13 @@ fn adapted_run_is_a_normal_run_folder() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("b2") && stdout.contains("n3"), "{stdout}");
+    // eval's shared column for the new tasks is not adapt's fine-tuned shared model: labelled.
+    assert!(
+        stdout.contains(
+            "adapted run: for the new tasks (b2, n3) `gated` is the mask gtk adapt stored and `separate` its from-scratch model, but `shared` is the run's shared model as trained, not fine-tuned"
+        ),
+        "{stdout}"
+    );
     let out = gtk(tmp.path(), &["export", "runs/r-new", "--out", "exp"]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(tmp.path().join("exp/b2.onnx").is_file());

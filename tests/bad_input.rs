@@ -196,3 +196,38 @@ fn bad_value_in_enum_field() {
         &["rmsprop", "sgd", "adam"],
     );
 }
+
+/// A model file that does not parse: one line naming the file, line and column (the TOML
+/// parser's own rendering spans several lines).
+#[test]
+fn malformed_model_file_is_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad-model.toml"),
+        "name = \"m\"\ninput = [8]\n[[layer]]\ntype = \"linear\"\nout = \"four\"\n",
+    )
+    .unwrap();
+    let body = GOOD.replace("MODELS/linear.toml", "bad-model.toml");
+    let set = tmp.path().join("set.toml");
+    std::fs::write(&set, body).unwrap();
+    let out = gtk(
+        tmp.path(),
+        &["train", "--task-set", set.to_str().unwrap(), "--name", "r"],
+    );
+    assert_clean_error(
+        &out,
+        &["bad-model.toml:3:1: invalid type: string \"four\", expected usize"],
+    );
+}
+
+/// `run.model` next to an inline `[model]` table: the file would be ignored, so it is an error.
+#[test]
+fn run_model_and_inline_model_together() {
+    let body = format!(
+        "{GOOD}\n[model]\nname = \"inline\"\ninput = [4]\n[[model.layer]]\ntype = \"linear\"\nout = 4\n"
+    );
+    train_fails(
+        &body,
+        &["set.toml", "run.model", "inline [model]", "keep one"],
+    );
+}

@@ -35,8 +35,19 @@ fn builtin_default_trains_and_evaluates() {
         );
     }
     // Not a terminal: plain log lines per eval with steps/s and the gated masks' off shares.
+    // The two rates say what they count: the log lines' include the evaluations, the
+    // summary's training loop does not.
+    let log_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("step ") && !l.starts_with("step      0 "))
+        .collect();
+    assert!(!log_lines.is_empty(), "{stdout}");
+    for l in &log_lines {
+        assert!(l.contains(" steps/s incl. evals "), "{l}");
+    }
     assert!(
-        stdout.contains("steps/s") && stdout.contains("gated masks off/undecided"),
+        stdout.contains("gated masks off/undecided")
+            && stdout.contains("steps/s over 300 steps, evals excluded ("),
         "{stdout}"
     );
     let config = std::fs::read_to_string(tmp.path().join("runs/d/config.toml")).unwrap();
@@ -49,12 +60,18 @@ fn builtin_default_trains_and_evaluates() {
     assert!(eval.status.success(), "{estderr}");
     assert!(estdout.contains("at step 300"), "{estdout}");
     // The same checkpoint evaluates to the same table.
-    let table = |s: &str| {
+    fn table(s: &str) -> Vec<&str> {
         s.lines()
             .skip_while(|l| !l.starts_with("test mse"))
             .take(12)
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(table(&stdout), table(&estdout));
+            .collect()
+    }
+    // Both tables must be found (if the header text changed, both would be empty and equal).
+    let (trained, evaluated) = (table(&stdout), table(&estdout));
+    assert_eq!(trained.len(), 12, "no table in:\n{stdout}");
+    assert!(
+        trained[0].contains("gated") && trained.iter().any(|l| l.trim_start().starts_with("t9 ")),
+        "{trained:?}"
+    );
+    assert_eq!(trained, evaluated);
 }

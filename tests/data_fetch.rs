@@ -413,3 +413,60 @@ fn the_data_folder_comes_from_gatekit_data_then_the_cache() {
             .to_string()],
     );
 }
+
+/// Another dataset in MNIST layout (four well-formed IDX files, none with MNIST's checksum):
+/// verify says so and that training accepts it, instead of calling it damaged.
+#[test]
+fn verify_recognises_another_dataset_in_mnist_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mnist");
+    std::fs::create_dir(&dir).unwrap();
+    for f in &gatekit::data::mnist::MNIST_FILES {
+        std::fs::write(dir.join(format!("{}.gz", f.name)), gzip(&blank_idx(f.name))).unwrap();
+    }
+    let data_dir = tmp.path().display().to_string();
+    let out = gtk(tmp.path(), &["data", "verify", "--data-dir", &data_dir]);
+    let msg = assert_clean_error(
+        &out,
+        &[
+            "four well-formed IDX files",
+            "checksums are not MNIST's",
+            "Training accepts any MNIST-layout dataset",
+            &format!("gtk data fetch mnist --data-dir {data_dir}"),
+        ],
+    );
+    assert!(!msg.contains("damaged"), "{msg}");
+}
+
+/// A folder or a symlink loop where a data file should be is named as such, not "missing",
+/// by `gtk data verify` and by training.
+#[test]
+fn a_folder_or_symlink_loop_instead_of_a_data_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mnist");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(dir.join("train-images-idx3-ubyte")).unwrap();
+    std::os::unix::fs::symlink("t10k-labels-idx1-ubyte", dir.join("t10k-labels-idx1-ubyte"))
+        .unwrap();
+    for name in ["train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"] {
+        std::fs::write(dir.join(format!("{name}.gz")), gzip(&blank_idx(name))).unwrap();
+    }
+    let data_dir = tmp.path().display().to_string();
+    let out = gtk(tmp.path(), &["data", "verify", "--data-dir", &data_dir]);
+    let msg = assert_clean_error(
+        &out,
+        &[
+            "train-images-idx3-ubyte: is a folder, not a data file",
+            "t10k-labels-idx1-ubyte: cannot be opened",
+            "symbolic links",
+        ],
+    );
+    assert!(!msg.contains("missing"), "{msg}");
+    let err = gatekit::data::mnist::read_mnist(&dir)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is a folder, not a data file") && !err.contains("missing"),
+        "{err}"
+    );
+}

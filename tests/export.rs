@@ -1,4 +1,5 @@
-//! Export: every model in `models/` exports to ONNX that candle-onnx and tract run with the
+//! Export: every model in `models/` exports to ONNX that tract (directly and through
+//! gatekit's `OnnxSession`) and, with the `candle-onnx` feature, candle-onnx run with the
 //! same outputs as gatekit's own forward (atol 1e-5, rtol 1e-3) on real test inputs; the mask
 //! file has the documented size and rebuilds W ⊙ 1[M > 0] exactly. The exports and gatekit's
 //! reference outputs are also left in `target/tmp/export-fixtures/` for the Python test
@@ -167,18 +168,21 @@ fn every_model_exports_to_onnx_that_candle_onnx_and_tract_reproduce() {
                     .unwrap();
                 let ours = flat(&learner.predict(t, &batch.x, 1.0, view).unwrap());
                 let file = out.join(format!("{task}.onnx"));
-                let model_proto = check::read_model(&file).unwrap();
-                let candle = flat(&check::run_model(&model_proto, &batch.x, None).unwrap());
-                close(&candle, &ours).unwrap_or_else(|e| {
-                    panic!("{model} {task} binarize={binarize} candle-onnx: {e}")
-                });
+                for runtime in check::Runtime::available() {
+                    let mut session = check::OnnxSession::open(&file, runtime).unwrap();
+                    let got = flat(&session.run(&batch.x, None).unwrap());
+                    close(&got, &ours).unwrap_or_else(|e| {
+                        panic!("{model} {task} binarize={binarize} {runtime:?}: {e}")
+                    });
+                    let mut all =
+                        check::OnnxSession::open(&out.join("all_tasks.onnx"), runtime).unwrap();
+                    let got = flat(&all.run(&batch.x, Some(t as i64)).unwrap());
+                    close(&got, &ours)
+                        .unwrap_or_else(|e| panic!("{model} all_tasks[{t}] {runtime:?}: {e}"));
+                }
                 let tract = tract_run(&file, &batch.x, None);
                 close(&tract, &ours)
                     .unwrap_or_else(|e| panic!("{model} {task} binarize={binarize} tract: {e}"));
-                let all = check::read_model(&out.join("all_tasks.onnx")).unwrap();
-                let candle_all = flat(&check::run_model(&all, &batch.x, Some(t as i64)).unwrap());
-                close(&candle_all, &ours)
-                    .unwrap_or_else(|e| panic!("{model} all_tasks[{t}] candle-onnx: {e}"));
                 let tract_all = tract_run(&out.join("all_tasks.onnx"), &batch.x, Some(t as i64));
                 close(&tract_all, &ours)
                     .unwrap_or_else(|e| panic!("{model} all_tasks[{t}] tract: {e}"));
@@ -313,4 +317,88 @@ fn mask_file_size_and_exact_rebuild() {
         std::fs::read(again.join("masks.safetensors")).unwrap(),
         bytes
     );
+}
+
+/// The all-tasks `task` input contract in every runtime built in (tract always, candle-onnx
+/// with the feature; onnxruntime in tests/python/test_export.py): an index outside 0..T gives
+/// an all-NaN output instead of another task's output (a negative index would wrap around in
+/// Gather) or an error deep in the graph; a `[1]` tensor selects the same task as a scalar in
+/// tract and is a one-line rank error in candle-onnx.
+#[test]
+fn all_tasks_task_index_contract_in_every_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("set.toml");
+    let text = task_set("mlp.toml")
+        .unwrap()
+        .replace("steps = 300", "steps = 40");
+    std::fs::write(&path, text).unwrap();
+    let set = TaskSet::load(&path).unwrap();
+    let mut trainer = Trainer::create(
+        set,
+        &[Strategy::Gated],
+        &tmp.path().join("run"),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    trainer.train(None, &mut |_| {}).unwrap();
+    for binarize in [false, true] {
+        let out = tmp.path().join(format!("export-{binarize}"));
+        export_run(
+            &trainer,
+            &out,
+            &ExportOptions {
+                binarize,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let file = out.join("all_tasks.onnx");
+        let x = Tensor::arange(0f32, 24.0, &Device::Cpu)
+            .unwrap()
+            .affine(0.1, -1.0)
+            .unwrap()
+            .reshape((3, 8))
+            .unwrap();
+        let runtimes = check::Runtime::available();
+        assert_eq!(runtimes.len(), 1 + cfg!(feature = "candle-onnx") as usize);
+        for runtime in runtimes {
+            let mut s = check::OnnxSession::open(&file, runtime).unwrap();
+            for t in [0i64, 1] {
+                let scalar = flat(&s.run(&x, Some(t)).unwrap());
+                assert_eq!(scalar.len(), 3);
+                assert!(
+                    scalar.iter().all(|v| v.is_finite()),
+                    "{runtime:?} {t}: {scalar:?}"
+                );
+                // Shape [1]: tract (and onnxruntime, tests/python) follow the graph's reshape to
+                // a scalar; candle-onnx enforces the declared rank with a clear error.
+                let one = Tensor::new(&[t], &Device::Cpu).unwrap();
+                match runtime {
+                    check::Runtime::Tract => {
+                        let as_1 = flat(&s.run_with_task_tensor(&x, Some(&one)).unwrap());
+                        assert_eq!(as_1, scalar, "{runtime:?}: task {t} as shape [1]");
+                    }
+                    check::Runtime::Candle => {
+                        let e = s
+                            .run_with_task_tensor(&x, Some(&one))
+                            .unwrap_err()
+                            .to_string();
+                        assert!(e.contains("all_tasks.onnx") && e.contains("rank"), "{e}");
+                        assert!(!e.contains('\n'), "{e}");
+                    }
+                }
+            }
+            for bad in [-1i64, -2, 2, 1000] {
+                let got = flat(&s.run(&x, Some(bad)).unwrap());
+                assert_eq!(got.len(), 3, "{runtime:?} task {bad}");
+                assert!(
+                    got.iter().all(|v| v.is_nan()),
+                    "{runtime:?} binarize={binarize}: task {bad} gave {got:?}"
+                );
+            }
+        }
+        // tract driven directly, as a user would (tests/book.rs's snippet).
+        assert!(tract_run(&file, &x, Some(-1)).iter().all(|v| v.is_nan()));
+    }
 }

@@ -73,10 +73,33 @@ fn export_defaults_to_latest_run_and_reports_gaps() {
     let eval = gtk(tmp.path(), &["eval", "--onnx", "exports/r/b.onnx"]);
     assert!(eval.status.success(), "{:?}", text(&eval));
     assert!(
-        text(&eval).0.contains("task b test mse"),
+        text(&eval).0.contains("task b test mse") && text(&eval).0.contains("(tract)"),
         "{:?}",
         text(&eval)
     );
+    let eval = gtk(
+        tmp.path(),
+        &[
+            "eval",
+            "--onnx",
+            "exports/r/all_tasks.onnx",
+            "--task",
+            "a",
+            "--runtime",
+            "tract",
+        ],
+    );
+    assert!(eval.status.success(), "{:?}", text(&eval));
+    let candle = gtk(
+        tmp.path(),
+        &["eval", "--onnx", "exports/r/b.onnx", "--runtime", "candle"],
+    );
+    if cfg!(feature = "candle-onnx") {
+        assert!(candle.status.success(), "{:?}", text(&candle));
+        assert!(text(&candle).0.contains("(candle)"), "{:?}", text(&candle));
+    } else {
+        assert_clean_error(&candle, &["--runtime", "candle", "--features candle-onnx"]);
+    }
     let only = gtk(
         tmp.path(),
         &["export", "runs/r", "--tasks", "b", "--out", "one"],
@@ -152,4 +175,46 @@ fn unwritable_output_folder() {
         .collect();
     assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
     assert_eq!(entries(&tmp.path().join("exports")), 0);
+}
+
+/// An ONNX file with gatekit's metadata but a broken graph: one line naming the file and the
+/// runtime, the runtime's message once (not "tensor error: X: X").
+#[test]
+fn broken_onnx_graph_is_one_line_naming_the_file() {
+    let tmp = trained();
+    let out = gtk(tmp.path(), &["export", "runs/r", "--out", "e"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let mut model = gatekit::export::check::read_model(&tmp.path().join("e/b.onnx")).unwrap();
+    // Drop the first layer's weight: the graph names an input nothing provides.
+    let graph = model.graph.as_mut().unwrap();
+    let weight = graph.node[0].input[1].clone();
+    graph.initializer.retain(|t| t.name != weight);
+    std::fs::write(
+        tmp.path().join("broken.onnx"),
+        gatekit::export::onnx::encode(&model),
+    )
+    .unwrap();
+    for runtime in gatekit::export::check::Runtime::available() {
+        let out = gtk(
+            tmp.path(),
+            &["eval", "--onnx", "broken.onnx", "--runtime", runtime.name()],
+        );
+        let msg = assert_clean_error(
+            &out,
+            &[
+                "broken.onnx",
+                &format!("{} could not run the ONNX graph", runtime.name()),
+            ],
+        );
+        assert!(
+            msg.matches("tensor error").count() <= 1,
+            "{runtime:?}: {msg}"
+        );
+        // No part of the message is repeated as "X: X".
+        let body = msg.trim_end().trim_start_matches("error: ");
+        let parts: Vec<&str> = body.split(": ").collect();
+        for w in parts.windows(2) {
+            assert_ne!(w[0], w[1], "{runtime:?}: repeated in {msg}");
+        }
+    }
 }

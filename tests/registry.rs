@@ -95,6 +95,22 @@ fn builtin_kinds_are_listed_sorted_by_the_binary() {
     );
 }
 
+/// The image kinds' `pad` help says what the code does (tests/image_tasks.rs checks that the
+/// padding takes the background colour), not "zero padding".
+#[test]
+fn mnist_padding_help_matches_the_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::gtk(tmp.path(), &["tasks", "mnist"]);
+    assert!(out.status.success());
+    let detail = String::from_utf8_lossy(&out.stdout);
+    let pad = detail
+        .lines()
+        .find(|l| l.trim_start().starts_with("pad"))
+        .unwrap_or_else(|| panic!("no pad line in {detail}"));
+    assert!(pad.contains("in the background"), "{pad}");
+    assert!(!detail.to_lowercase().contains("zero padding"), "{detail}");
+}
+
 #[test]
 fn a_kind_from_another_crate_registers_and_trains() {
     let names: Vec<&str> = kinds().iter().map(|k| k.name).collect();

@@ -293,6 +293,13 @@ fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
     for (stem, names) in stems {
         check_figure(&dir, stem, names);
     }
+    // Figure 2's legend lists the steps drawn; the gated model has no step-0 snapshot, and
+    // the subtitle says so.
+    let fig2 = std::fs::read_to_string(dir.join("fig2_weight_histograms.svg")).unwrap();
+    assert!(
+        fig2.contains("\nstep 0\n</text>") && fig2.contains("gated: no data at step 0"),
+        "fig2 legend"
+    );
     for (stem, names) in stems {
         for s in ["gated", "shared", "separate"] {
             if stem.starts_with("fig1") || stem.starts_with("fig2") {
@@ -440,6 +447,14 @@ fn several_runs_are_compared_side_by_side() {
         ],
     );
     assert!(out.status.success(), "{:?}", text(&out));
+    // TensorBoard 2.x reads a comma-separated --logdir as one folder: name each run instead.
+    let (stdout, _) = text(&out);
+    let view = format!(
+        "view with: tensorboard --logdir_spec seed0:{},seed7:{}\n",
+        a.join("tb").display(),
+        b.join("tb").display()
+    );
+    assert!(stdout.contains(&view), "{stdout}");
     let dir = tmp.path().join("cmp");
     check_figure(&dir, "fig4_runs", &["seed0", "seed7", "seed=0", "seed=7"]);
     for run in ["seed0", "seed7"] {
@@ -452,6 +467,44 @@ fn several_runs_are_compared_side_by_side() {
         "{md}"
     );
     assert!(md.contains("## Run seed0") && md.contains("## Run seed7"));
+}
+
+/// A regression run next to a classification run would put accuracies on an MSE axis: the
+/// report refuses, naming both runs and their metrics.
+#[test]
+fn runs_of_different_metrics_are_not_mixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = train(tmp.path(), "reg", &[]);
+    // A classification run without MNIST: the same run with its records relabelled.
+    let b = tmp.path().join("runs/cls");
+    std::fs::create_dir_all(&b).unwrap();
+    for f in std::fs::read_dir(&a).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, b.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let metrics = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap();
+    let relabelled = metrics.replace("\"metric_name\":\"mse\"", "\"metric_name\":\"accuracy\"");
+    assert_ne!(relabelled, metrics);
+    std::fs::write(b.join("metrics.jsonl"), relabelled).unwrap();
+    let out = gtk(
+        tmp.path(),
+        &["report", "runs/reg", "runs/cls", "--out", "mixed"],
+    );
+    assert_clean_error(
+        &out,
+        &[
+            "runs/cls",
+            "measures accuracy",
+            "runs/reg measures mse",
+            "separately",
+        ],
+    );
+    assert!(!tmp.path().join("mixed").exists());
+    // One metric: fine.
+    let out = gtk(tmp.path(), &["report", "runs/cls", "--out", "cls"]);
+    assert!(out.status.success(), "{:?}", text(&out));
 }
 
 #[test]

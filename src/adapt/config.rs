@@ -56,6 +56,22 @@ pub enum Signal {
     Loss,
 }
 
+impl Signal {
+    /// The spelling of the `[adapt.pick]` table (`signal = "entropy"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Entropy => "entropy",
+            Signal::Loss => "loss",
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// SupSup's two ways to read the gradient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -66,6 +82,22 @@ pub enum PickVariant {
     /// Repeat on the surviving candidates, keeping the better half each round (⌈log₂ T⌉
     /// gradients).
     Halving,
+}
+
+impl PickVariant {
+    /// The spelling of the `[adapt.pick]` table and of `--pick-variant` (`one-shot`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PickVariant::OneShot => "one-shot",
+            PickVariant::Halving => "halving",
+        }
+    }
+}
+
+impl std::fmt::Display for PickVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Which gate values enter the mixture `Σ α_i g(M_i)`.
@@ -228,6 +260,19 @@ mod tests {
         assert_eq!(c.pick.trials, 20);
         assert_eq!(c.shots, 100);
         assert!(toml::from_str::<AdaptConfig>("shot = 3").is_err());
+    }
+
+    /// What `gtk adapt` prints is what the `[adapt]` table accepts.
+    #[test]
+    fn printed_names_are_the_config_spellings() {
+        for v in [PickVariant::OneShot, PickVariant::Halving] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.to_string());
+        }
+        for s in [Signal::Entropy, Signal::Loss] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.to_string());
+        }
+        assert_eq!(PickVariant::OneShot.to_string(), "one-shot");
+        assert_eq!(Signal::Entropy.to_string(), "entropy");
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //! before anything is written, and installation is an atomic rename, so an interrupted or
 //! failed fetch never leaves a file that [`super::load_mnist`] could mistake for data.
 
-use super::idx::{decompress, parse_idx, read_decompressed};
+use super::idx::{decompress, hash_idx, parse_idx};
 use super::mnist::{
-    MNIST_FILES, MnistFile, fetch_command, find_idx_file, idx_file_names, mnist_dir,
+    MNIST_FILES, MnistFile, fetch_command, find_idx_file, idx_file_names, mnist_dir, not_a_file,
 };
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
@@ -137,15 +137,47 @@ fn message_of(e: &Error) -> String {
     }
 }
 
-/// Verifies one installed file at `path` against `spec`.
-fn verify_file(path: &Path, spec: &MnistFile) -> Result<VerifiedFile> {
-    let bytes = read_decompressed(path)?;
-    let sha256 = check_content(path, &bytes, spec)?;
-    Ok(VerifiedFile {
+/// Verifies one installed file at `path` against `spec`, hashing it streaming. The outer error
+/// is a file that is not well-formed IDX of the right kind; the inner one a well-formed file
+/// that is not MNIST's (record count or checksum), with the reason.
+fn check_installed(
+    path: &Path,
+    spec: &MnistFile,
+) -> Result<std::result::Result<VerifiedFile, String>> {
+    let (header, sha256) = hash_idx(path, spec.magic)?;
+    let records = header.dims.first().copied().unwrap_or(0);
+    if records != spec.records {
+        return Ok(Err(format!(
+            "{}: holds {records} records, expected {} for {}",
+            path.display(),
+            spec.records,
+            spec.name
+        )));
+    }
+    if sha256 != spec.sha256 {
+        return Ok(Err(format!(
+            "{}: sha256 of the decompressed data is {sha256}, expected {} (damaged or not {})",
+            path.display(),
+            spec.sha256,
+            spec.name
+        )));
+    }
+    Ok(Ok(VerifiedFile {
         name: spec.name,
         path: path.to_path_buf(),
         records: spec.records,
         sha256,
+    }))
+}
+
+/// Verifies one installed file at `path` against `spec`.
+fn verify_file(path: &Path, spec: &MnistFile) -> Result<VerifiedFile> {
+    check_installed(path, spec)?.map_err(|message| Error::Data {
+        path: path.to_path_buf(),
+        message: message
+            .strip_prefix(&format!("{}: ", path.display()))
+            .unwrap_or(&message)
+            .to_string(),
     })
 }
 
@@ -157,17 +189,37 @@ pub fn verify_mnist(data_dir: &Path) -> Result<Vec<VerifiedFile>> {
     let dir = mnist_dir(data_dir);
     let mut ok = Vec::new();
     let mut problems = Vec::new();
+    // Well-formed IDX files whose record count or checksum is not MNIST's.
+    let mut other_data = 0;
     for spec in &MNIST_FILES {
         match find_idx_file(&dir, spec.name) {
-            None => problems.push(format!("{}[.gz] missing", spec.name)),
-            Some(path) => match verify_file(&path, spec) {
-                Ok(v) => ok.push(v),
+            None => problems.push(match not_a_file(&dir, spec.name) {
+                Some(why) => why,
+                None => format!("{}[.gz] missing", spec.name),
+            }),
+            Some(path) => match check_installed(&path, spec) {
+                Ok(Ok(v)) => ok.push(v),
+                Ok(Err(why)) => {
+                    other_data += 1;
+                    problems.push(why);
+                }
                 Err(e) => problems.push(e.to_string()),
             },
         }
     }
     if problems.is_empty() {
         return Ok(ok);
+    }
+    if other_data == MNIST_FILES.len() {
+        // Four well-formed IDX files, none of them MNIST's: another dataset in MNIST layout.
+        return Err(Error::Data {
+            path: dir.clone(),
+            message: format!(
+                "holds four well-formed IDX files, but their checksums are not MNIST's: another dataset in MNIST layout (e.g. Fashion-MNIST)? Training accepts any MNIST-layout dataset as it is (the image task kinds read {} whatever it holds; `gtk data verify` only vouches for MNIST itself). For MNIST, move it away and run: {}",
+                dir.display(),
+                fetch_command(&dir)
+            ),
+        });
     }
     let what = if !dir.is_dir() {
         "MNIST not found (no such folder)".to_string()

@@ -288,6 +288,88 @@ pub fn parse_idx<'a>(path: &Path, bytes: &'a [u8], expected: u32) -> Result<(Idx
     }
 }
 
+/// A reader that feeds every byte it passes on into a SHA-256.
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Checks the IDX structure of `path` (magic `expected`, exact length; gzip or plain) and
+/// hashes its decompressed content, streaming: memory stays a few buffers whatever the size.
+/// Returns the header and the lowercase hex SHA-256 of the decompressed bytes.
+pub fn hash_idx(path: &Path, expected: u32) -> Result<(IdxHeader, String)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut first = [0u8; 2];
+    let got = read_up_to(&mut file, &mut first).map_err(|e| Error::io(path, e))?;
+    let gz = got == 2 && first == GZIP_MAGIC;
+    if named_gz(path) && !gz {
+        return Err(data_err(
+            path,
+            "named .gz but not gzip-compressed (rename it without .gz if it is a plain IDX file)",
+        ));
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    let buffered = BufReader::with_capacity(1 << 16, file);
+    let reader: Box<dyn Read> = if gz {
+        Box::new(MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let mut reader = Hashing {
+        inner: reader,
+        hash: <sha2::Sha256 as sha2::Digest>::new(),
+    };
+    let header = read_header(path, &mut reader, expected, gz)?;
+    let want = header.data_len(path)?;
+    let stream_err = |e: std::io::Error| {
+        if gz {
+            let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "truncated"
+            } else {
+                "corrupt"
+            };
+            data_err(path, format!("{what} gzip data: {e}"))
+        } else {
+            Error::io(path, e)
+        }
+    };
+    let copied = std::io::copy(&mut (&mut reader).take(want as u64), &mut std::io::sink())
+        .map_err(stream_err)?;
+    if copied < want as u64 {
+        return Err(data_err(
+            path,
+            format!(
+                "truncated: the header declares {} ({want} bytes) but only {copied} bytes follow",
+                describe_shape(&header.dims),
+            ),
+        ));
+    }
+    let mut extra = [0u8; 1];
+    if read_up_to(&mut reader, &mut extra).map_err(stream_err)? > 0 {
+        return Err(data_err(
+            path,
+            format!(
+                "longer than its header declares ({}, {want} bytes): trailing data after the last record",
+                describe_shape(&header.dims)
+            ),
+        ));
+    }
+    let sha = sha2::Digest::finalize(reader.hash)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((header, sha))
+}
+
 /// The whole content of `path`, decompressed if it is gzip; a file named `.gz` must be gzip.
 /// For checksums, which are defined over the decompressed bytes.
 pub fn read_decompressed(path: &Path) -> Result<Vec<u8>> {

@@ -153,6 +153,22 @@ pub fn find_idx_file(dir: &Path, name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Why none of the names of standard file `name` in `dir` is a readable file although one of
+/// them exists: a folder, a symlink loop or a dangling link (`None`: nothing there, it is
+/// missing).
+pub fn not_a_file(dir: &Path, name: &str) -> Option<String> {
+    idx_file_names(name).into_iter().find_map(|n| {
+        let p = dir.join(n);
+        // symlink_metadata succeeds for anything with this name, links included.
+        std::fs::symlink_metadata(&p).ok()?;
+        Some(match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => format!("{}: is a folder, not a data file", p.display()),
+            Ok(_) => format!("{}: is not a regular file", p.display()),
+            Err(e) => format!("{}: cannot be opened: {e}", p.display()),
+        })
+    })
+}
+
 /// The command that fetches MNIST into the folder `dir` (`<data dir>/mnist`), for error
 /// messages: a missing dataset should tell the user how to get it.
 pub fn fetch_command(dir: &Path) -> String {
@@ -188,6 +204,18 @@ fn locate(dir: &Path) -> Result<[PathBuf; 4]> {
         .iter()
         .map(|f| find_idx_file(dir, f.name))
         .collect();
+    // Something there that is not a file (a folder, a symlink loop) is named, not "missing".
+    if let Some(why) = MNIST_FILES
+        .iter()
+        .zip(&found)
+        .filter(|(_, p)| p.is_none())
+        .find_map(|(f, _)| not_a_file(dir, f.name))
+    {
+        return Err(Error::Data {
+            path: dir.to_path_buf(),
+            message: format!("MNIST unreadable: {why}"),
+        });
+    }
     let missing: Vec<String> = MNIST_FILES
         .iter()
         .zip(&found)

@@ -1,13 +1,19 @@
-//! Evaluating an exported ONNX file without Python: candle-onnx runs the graph on the task's
-//! test set, rebuilt from the resolved task set stored in the file's metadata.
+//! Evaluating an exported ONNX file without Python: tract (pure Rust, the default) or
+//! candle-onnx (with the `candle-onnx` feature) runs the graph on the task's test set, rebuilt
+//! from the resolved task set stored in the file's metadata.
 
-use super::onnx::{INPUT, OUTPUT, TASK_INPUT};
+use super::onnx::OUTPUT;
+use super::proto::ModelProto;
 use crate::error::{Error, Result};
 use crate::task::{Split, TaskSet};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
-use std::path::Path;
-
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tract_onnx::prelude::{
+    DatumExt, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, TVec,
+    TypedRunnableModel, tract_ndarray,
+};
 /// Test metric of an exported model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnnxEval {
@@ -21,16 +27,49 @@ pub struct OnnxEval {
     pub examples: usize,
 }
 
+/// The ONNX runtime that evaluates an exported file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runtime {
+    /// tract-onnx, pure Rust; always built.
+    #[default]
+    Tract,
+    /// candle-onnx; only in builds with the `candle-onnx` feature (its build needs `protoc`).
+    Candle,
+}
+
+impl Runtime {
+    /// The spelling of `--runtime`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Tract => "tract",
+            Runtime::Candle => "candle",
+        }
+    }
+
+    /// The runtimes this build can run.
+    pub fn available() -> Vec<Runtime> {
+        let mut r = vec![Runtime::Tract];
+        if cfg!(feature = "candle-onnx") {
+            r.push(Runtime::Candle);
+        }
+        r
+    }
+}
+
 /// Reads an ONNX model written by gatekit.
-pub fn read_model(path: &Path) -> Result<candle_onnx::onnx::ModelProto> {
+pub fn read_model(path: &Path) -> Result<ModelProto> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    prost::Message::decode(bytes.as_slice()).map_err(|e| Error::Data {
+    decode(path, &bytes)
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<ModelProto> {
+    prost::Message::decode(bytes).map_err(|e| Error::Data {
         path: path.into(),
         message: format!("not an ONNX model: {e}"),
     })
 }
 
-fn metadata<'a>(model: &'a candle_onnx::onnx::ModelProto, key: &str) -> Option<&'a str> {
+fn metadata<'a>(model: &'a ModelProto, key: &str) -> Option<&'a str> {
     model
         .metadata_props
         .iter()
@@ -38,25 +77,178 @@ fn metadata<'a>(model: &'a candle_onnx::onnx::ModelProto, key: &str) -> Option<&
         .map(|p| p.value.as_str())
 }
 
-/// Runs `model` on a batch (`task` selects the task in an all-tasks model).
-pub fn run_model(
-    model: &candle_onnx::onnx::ModelProto,
-    x: &Tensor,
-    task: Option<i64>,
-) -> Result<Tensor> {
-    let mut inputs = HashMap::from([(INPUT.to_string(), x.to_dtype(DType::F32)?)]);
-    if let Some(t) = task {
-        inputs.insert(TASK_INPUT.to_string(), Tensor::new(t, x.device())?);
+/// The shapes a tract plan is made for: the input's and the task index's.
+type PlanKey = (Vec<usize>, Option<Vec<usize>>);
+
+/// An ONNX model loaded for one runtime; errors name the file.
+pub struct OnnxSession {
+    path: PathBuf,
+    runtime: Runtime,
+    bytes: Vec<u8>,
+    model: ModelProto,
+    /// tract plans, one per (input shape, task shape).
+    tract: HashMap<PlanKey, Arc<TypedRunnableModel>>,
+    #[cfg(feature = "candle-onnx")]
+    candle: Option<candle_onnx::onnx::ModelProto>,
+}
+
+impl OnnxSession {
+    /// Reads `path` for `runtime`; fails when this build lacks the runtime.
+    pub fn open(path: &Path, runtime: Runtime) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, bytes, runtime)
     }
-    let mut outputs = candle_onnx::simple_eval(model, inputs)?;
-    outputs
-        .remove(OUTPUT)
-        .ok_or_else(|| Error::Shape(format!("the model has no output `{OUTPUT}`")))
+
+    /// A model already in memory; `path` is only used in messages.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>, runtime: Runtime) -> Result<Self> {
+        if !Runtime::available().contains(&runtime) {
+            return Err(Error::config(
+                "command line",
+                "--runtime",
+                format!(
+                    "`{}` is not built in: build gatekit with `--features candle-onnx` (needs protoc), or use --runtime tract",
+                    runtime.name()
+                ),
+            ));
+        }
+        let model = decode(path, &bytes)?;
+        #[cfg(feature = "candle-onnx")]
+        let candle = match runtime {
+            Runtime::Candle => {
+                Some(
+                    prost::Message::decode(bytes.as_slice()).map_err(|e| Error::Data {
+                        path: path.into(),
+                        message: format!("not an ONNX model: {e}"),
+                    })?,
+                )
+            }
+            Runtime::Tract => None,
+        };
+        Ok(Self {
+            path: path.into(),
+            runtime,
+            bytes,
+            model,
+            tract: HashMap::new(),
+            #[cfg(feature = "candle-onnx")]
+            candle,
+        })
+    }
+
+    /// The decoded model (graph and metadata).
+    pub fn model(&self) -> &ModelProto {
+        &self.model
+    }
+
+    /// The runtime it runs in.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> Error {
+        // candle appends a backtrace on further lines when RUST_BACKTRACE is set: one line.
+        let e = e.to_string();
+        Error::Data {
+            path: self.path.clone(),
+            message: format!(
+                "{} could not run the ONNX graph: {}",
+                self.runtime.name(),
+                e.lines().next().unwrap_or_default().trim_end()
+            ),
+        }
+    }
+
+    /// Runs the model on a batch; `task` (an int64 tensor, normally a scalar) selects the task
+    /// in an all-tasks model.
+    pub fn run_with_task_tensor(&mut self, x: &Tensor, task: Option<&Tensor>) -> Result<Tensor> {
+        let x = x.to_dtype(DType::F32)?;
+        match self.runtime {
+            Runtime::Tract => self.run_tract(&x, task),
+            Runtime::Candle => self.run_candle(&x, task),
+        }
+    }
+
+    /// Runs the model on a batch (`task` selects the task in an all-tasks model).
+    pub fn run(&mut self, x: &Tensor, task: Option<i64>) -> Result<Tensor> {
+        let task = task.map(|t| Tensor::new(t, x.device())).transpose()?;
+        self.run_with_task_tensor(x, task.as_ref())
+    }
+
+    fn run_tract(&mut self, x: &Tensor, task: Option<&Tensor>) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let task_dims = task.map(|t| t.dims().to_vec());
+        let key = (dims.clone(), task_dims.clone());
+        if !self.tract.contains_key(&key) {
+            let plan = (|| {
+                let mut model = tract_onnx::onnx()
+                    .model_for_read(&mut self.bytes.as_slice())?
+                    .with_input_fact(0, f32::fact(&dims).into())?;
+                if let Some(td) = &task_dims {
+                    model = model.with_input_fact(1, i64::fact(td).into())?;
+                }
+                model.into_optimized()?.into_runnable()
+            })()
+            .map_err(|e| self.failed(format!("{e:#}")))?;
+            self.tract.insert(key.clone(), plan);
+        }
+        let plan = &self.tract[&key];
+        let data = x.flatten_all()?.to_vec1::<f32>()?;
+        let input =
+            tract_ndarray::ArrayD::from_shape_vec(dims, data).map_err(|e| self.failed(e))?;
+        let mut inputs: TVec<TValue> = TVec::new();
+        inputs.push(tract_onnx::prelude::Tensor::from(input).into_tvalue());
+        if let Some(t) = task {
+            let values = t.flatten_all()?.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+            let arr = tract_ndarray::ArrayD::from_shape_vec(t.dims().to_vec(), values)
+                .map_err(|e| self.failed(e))?;
+            inputs.push(tract_onnx::prelude::Tensor::from(arr).into_tvalue());
+        }
+        let out = plan
+            .run(inputs)
+            .map_err(|e| self.failed(format!("{e:#}")))?;
+        let first = out
+            .first()
+            .ok_or_else(|| self.failed(format!("the model has no output `{OUTPUT}`")))?;
+        let view = first
+            .to_plain_array_view::<f32>()
+            .map_err(|e| self.failed(format!("{e:#}")))?;
+        let shape = view.shape().to_vec();
+        let values: Vec<f32> = view.iter().copied().collect();
+        Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+    }
+
+    #[cfg(feature = "candle-onnx")]
+    fn run_candle(&mut self, x: &Tensor, task: Option<&Tensor>) -> Result<Tensor> {
+        use super::onnx::{INPUT, TASK_INPUT};
+        let model = self
+            .candle
+            .as_ref()
+            .ok_or_else(|| self.failed("not loaded for candle-onnx"))?;
+        let mut inputs = HashMap::from([(INPUT.to_string(), x.clone())]);
+        if let Some(t) = task {
+            inputs.insert(TASK_INPUT.to_string(), t.to_dtype(DType::I64)?);
+        }
+        let mut outputs = candle_onnx::simple_eval(model, inputs).map_err(|e| self.failed(e))?;
+        outputs
+            .remove(OUTPUT)
+            .ok_or_else(|| self.failed(format!("the model has no output `{OUTPUT}`")))
+    }
+
+    #[cfg(not(feature = "candle-onnx"))]
+    fn run_candle(&mut self, _x: &Tensor, _task: Option<&Tensor>) -> Result<Tensor> {
+        Err(self.failed("candle-onnx is not built in (feature `candle-onnx`)"))
+    }
 }
 
 /// Evaluates a per-task ONNX file (or `task` of an all-tasks file) on its task's test set.
-pub fn evaluate_onnx(path: &Path, task: Option<&str>, data_dir: Option<&Path>) -> Result<OnnxEval> {
-    let model = read_model(path)?;
+pub fn evaluate_onnx(
+    path: &Path,
+    task: Option<&str>,
+    data_dir: Option<&Path>,
+    runtime: Runtime,
+) -> Result<OnnxEval> {
+    let mut session = OnnxSession::open(path, runtime)?;
+    let model = session.model().clone();
     let bad = |m: &str| Error::Data {
         path: path.into(),
         message: m.into(),
@@ -97,7 +289,7 @@ pub fn evaluate_onnx(path: &Path, task: Option<&str>, data_dir: Option<&Path>) -
     let mut sum = 0.0;
     for chunk in idx.chunks(1000) {
         let batch = task.batch(Split::Test, chunk, &device, DType::F32)?;
-        let out = run_model(&model, &batch.x, index_in_graph)?;
+        let out = session.run(&batch.x, index_in_graph)?;
         sum += objective.metric_sum(&out, &batch.y)?;
     }
     Ok(OnnxEval {

@@ -17,6 +17,7 @@
 pub mod bitpack;
 pub mod check;
 pub mod onnx;
+pub mod proto;
 
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
@@ -76,6 +77,70 @@ pub struct ExportSummary {
     pub weights_bytes: u64,
     /// Size of `all_tasks.onnx`.
     pub all_tasks_bytes: u64,
+}
+
+/// Where an ONNX metadata key appears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataFile {
+    /// Only in `<task>.onnx`.
+    PerTask,
+    /// Only in `all_tasks.onnx`.
+    AllTasks,
+    /// In every ONNX file.
+    Both,
+}
+
+/// Every metadata key gatekit writes into its ONNX files, where, and what it holds; the book's
+/// table (book/src/exporting.md) is [`onnx_metadata_markdown`] of this, checked by a test.
+pub const ONNX_METADATA: &[(&str, MetadataFile, &str)] = &[
+    ("gatekit.task", MetadataFile::PerTask, "the task's name"),
+    (
+        "gatekit.tasks",
+        MetadataFile::AllTasks,
+        "the task names, comma separated, in the order of the `task` input",
+    ),
+    (
+        "gatekit.gate",
+        MetadataFile::Both,
+        "the gate baked in: `binary` (W ⊙ 1[M > 0], `--binarize`), `binary-rescaled` (`--binarize --rescale`), or the run's `gate` setting (`sigmoid`, `ste`, `hat`) for the trained gate",
+    ),
+    (
+        "gatekit.off_share",
+        MetadataFile::PerTask,
+        "the share of the task's gated weights switched off (M ≤ 0), 6 decimals",
+    ),
+    (
+        "gatekit.task_set",
+        MetadataFile::Both,
+        "the run's resolved task set (TOML, model inline), from which `gtk eval --onnx` rebuilds the test set",
+    ),
+];
+
+/// [`ONNX_METADATA`] as a Markdown table.
+pub fn onnx_metadata_markdown() -> String {
+    let mut s = String::from("| key | in | holds |\n| --- | --- | --- |\n");
+    for (key, file, what) in ONNX_METADATA {
+        let file = match file {
+            MetadataFile::PerTask => "`<task>.onnx`",
+            MetadataFile::AllTasks => "`all_tasks.onnx`",
+            MetadataFile::Both => "both",
+        };
+        s.push_str(&format!("| `{key}` | {file} | {what} |\n"));
+    }
+    s
+}
+
+/// The `gatekit.gate` value (see [`ONNX_METADATA`]).
+fn gate_name(view: GateView, mode: crate::gate::GateMode) -> &'static str {
+    match view {
+        GateView::Binary => "binary",
+        GateView::BinaryRescaled => "binary-rescaled",
+        GateView::Trained => match mode {
+            crate::gate::GateMode::Sigmoid => "sigmoid",
+            crate::gate::GateMode::Ste => "ste",
+            crate::gate::GateMode::Hat => "hat",
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -271,7 +336,10 @@ fn write_export(
             .sum();
         let metadata = vec![
             ("gatekit.task".to_string(), names[t].clone()),
-            ("gatekit.gate".to_string(), format!("{view:?}")),
+            (
+                "gatekit.gate".to_string(),
+                gate_name(view, mode).to_string(),
+            ),
             (
                 "gatekit.off_share".to_string(),
                 format!("{:.6}", off_n / total),
@@ -322,7 +390,10 @@ fn write_export(
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        ("gatekit.gate".to_string(), format!("{view:?}")),
+        (
+            "gatekit.gate".to_string(),
+            gate_name(view, mode).to_string(),
+        ),
         ("gatekit.task_set".to_string(), set.to_toml()),
     ];
     let all = onnx::all_tasks_model(&set.model, &weights, &stacked, binary, &metadata)?;

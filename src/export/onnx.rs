@@ -1,5 +1,6 @@
-//! ONNX models written directly with the prost types that candle-onnx exposes (IR version 8,
-//! opset 17: loads in onnxruntime ≥ 1.16, tract, candle-onnx and burn-import).
+//! ONNX models written directly with prost types (generated from `proto/onnx.proto3` and
+//! checked in as [`super::proto`], so no `protoc` at build time; IR version 8, opset 17: loads
+//! in onnxruntime ≥ 1.16, tract, candle-onnx and burn-import).
 //!
 //! - [`task_model`]: one task's effective network with its weights baked in as initializers.
 //! - [`all_tasks_model`]: one graph with the shared W and every task's gate values stacked
@@ -7,19 +8,25 @@
 //!   (`Gather`), so one file serves every task. Tracing exporters cannot express this: the
 //!   task id is data, not a Python branch.
 //!
+//! The `task` input contract: declared shape `[]` (a scalar). The graph reshapes the input to
+//! a scalar first, so a `[1]` tensor selects the same task in tract and onnxruntime (1.32);
+//! candle-onnx enforces the declared rank and rejects `[1]` with a rank error.
+//! An index outside `0..T` (negative ones included) gives an output that is all NaN in every
+//! runtime, never another task's output and never an error deep inside the graph.
+//!
 //! Ops: `Gemm` (always with its bias input: candle-onnx panics without it), `Conv`,
 //! `MaxPool` (no padding, floor), `Relu`, `Tanh`, `Sigmoid`, `Flatten`, and for the all-tasks
-//! graph `Gather`, `Cast`, `Mul`.
+//! graph `Reshape`, `GreaterOrEqual`, `Less`, `And`, `Where`, `Gather`, `Cast`, `Mul`, `Add`.
 
-use crate::error::{Error, Result};
-use crate::model::{LayerSpec, ModelSpec};
-use candle_core::{DType, Tensor};
-use candle_onnx::onnx::{
+use super::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
     tensor_proto::DataType, tensor_shape_proto::Dimension,
     tensor_shape_proto::dimension::Value as DimValue, type_proto,
 };
+use crate::error::{Error, Result};
+use crate::model::{LayerSpec, ModelSpec};
+use candle_core::{DType, Tensor};
 
 /// ONNX IR version written.
 pub const IR_VERSION: i64 = 8;
@@ -105,15 +112,16 @@ pub fn f32_initializer(name: &str, t: &Tensor) -> Result<TensorProto> {
 }
 
 /// Adds the layer nodes of `spec` reading parameters from `param(name)` (the tensor names of
-/// each layer's effective weight and bias); returns the nodes.
-fn layer_nodes(spec: &ModelSpec, param: &dyn Fn(&str) -> String) -> Vec<NodeProto> {
+/// each layer's effective weight and bias) and writing the last layer's result to `output`;
+/// returns the nodes.
+fn layer_nodes(spec: &ModelSpec, param: &dyn Fn(&str) -> String, output: &str) -> Vec<NodeProto> {
     let names = spec.layer_names();
     let mut nodes = Vec::new();
     let mut current = INPUT.to_string();
     let last = spec.layers.len() - 1;
     for (i, layer) in spec.layers.iter().enumerate() {
         let out = if i == last {
-            OUTPUT.to_string()
+            output.to_string()
         } else {
             format!("h{}", i + 1)
         };
@@ -226,7 +234,7 @@ pub fn task_model(
     let (input, output) = io_dims(spec)?;
     let graph = GraphProto {
         name: spec.name.clone(),
-        node: layer_nodes(spec, &|p| p.to_string()),
+        node: layer_nodes(spec, &|p| p.to_string(), OUTPUT),
         initializer,
         input: vec![value_info(INPUT, DataType::Float, &input)],
         output: vec![value_info(OUTPUT, DataType::Float, &output)],
@@ -249,7 +257,75 @@ pub fn all_tasks_model(
         .iter()
         .map(|(n, t)| f32_initializer(n, t))
         .collect::<Result<Vec<_>>>()?;
-    let mut nodes = Vec::new();
+    // The task index: reshaped to a scalar, checked against 0..T; an invalid index gathers task
+    // 0 (so no runtime fails inside Gather or wraps a negative index around) and adds NaN to
+    // every output.
+    let count = gates.first().map_or(0, |(_, g)| g.dims()[0]) as i64;
+    let i64_const = |name: &str, dims: &[i64], values: &[i64]| TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::Int64 as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let f32_const = |name: &str, v: f32| TensorProto {
+        name: name.into(),
+        dims: vec![],
+        data_type: DataType::Float as i32,
+        raw_data: v.to_le_bytes().to_vec(),
+        ..Default::default()
+    };
+    initializer.extend([
+        i64_const("task.scalar_shape", &[0], &[]),
+        i64_const("task.zero", &[], &[0]),
+        i64_const("task.count", &[], &[count]),
+        f32_const("task.ok", 0.0),
+        f32_const("task.invalid", f32::NAN),
+    ]);
+    let mut nodes = vec![
+        node(
+            "Reshape",
+            "task as scalar",
+            &[TASK_INPUT, "task.scalar_shape"],
+            "task.scalar",
+            vec![],
+        ),
+        node(
+            "GreaterOrEqual",
+            "task >= 0",
+            &["task.scalar", "task.zero"],
+            "task.not_negative",
+            vec![],
+        ),
+        node(
+            "Less",
+            "task < T",
+            &["task.scalar", "task.count"],
+            "task.below_count",
+            vec![],
+        ),
+        node(
+            "And",
+            "task in 0..T",
+            &["task.not_negative", "task.below_count"],
+            "task.valid",
+            vec![],
+        ),
+        node(
+            "Where",
+            "task index",
+            &["task.valid", "task.scalar", "task.zero"],
+            "task.index",
+            vec![],
+        ),
+        node(
+            "Where",
+            "NaN for an invalid task",
+            &["task.valid", "task.ok", "task.invalid"],
+            "task.penalty",
+            vec![],
+        ),
+    ];
     for (name, stacked) in gates {
         let gate_name = format!("{name}.gates");
         if binary {
@@ -271,7 +347,7 @@ pub fn all_tasks_model(
         nodes.push(node(
             "Gather",
             &format!("gather {name}"),
-            &[&gate_name, TASK_INPUT],
+            &[&gate_name, "task.index"],
             &picked,
             vec![attr_int("axis", 0)],
         ));
@@ -303,7 +379,18 @@ pub fn all_tasks_model(
             gates.len()
         )));
     }
-    nodes.extend(layer_nodes(spec, &|p| format!("{p}.effective")));
+    nodes.extend(layer_nodes(
+        spec,
+        &|p| format!("{p}.effective"),
+        "output.raw",
+    ));
+    nodes.push(node(
+        "Add",
+        "output or NaN",
+        &["output.raw", "task.penalty"],
+        OUTPUT,
+        vec![],
+    ));
     let (input, output) = io_dims(spec)?;
     let graph = GraphProto {
         name: format!("{}-all-tasks", spec.name),

@@ -167,34 +167,26 @@ impl Network {
     }
 }
 
-/// Non-overlapping max pooling as a reshape and two max reductions: the reference the kernel
-/// is checked against. (candle 0.11.1's own `max_pool2d` backward scales gradients by the number
-/// of maxima instead of routing them: every 2x2 pool multiplies the gradient by 1/4.)
-#[cfg(test)]
-fn max_pool(x: &Tensor, k: usize) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (ho, wo) = (h / k, w / k);
-    let x = if ho * k != h || wo * k != w {
-        x.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?
-    } else {
-        x.clone()
-    };
-    x.reshape((b, c, ho, k, wo, k))?.max(5)?.max(3)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The pooling `forward` runs (`crate::kernel::max_pool2d`, not a test-only copy) routes
+    /// the whole gradient to each window's maximum (candle 0.11.1's own `max_pool2d` scales it
+    /// by 1/4 instead), and a 3x3 input floors to one 2x2 window.
     #[test]
     fn max_pool_routes_gradient_to_the_maximum() -> Result<()> {
-        let x = Var::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu)?;
-        let y = max_pool(x.as_tensor(), 2)?;
-        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![4.0]);
-        let g = y.sum_all()?.backward()?;
+        let x = Var::new(
+            &[[[[1f32, 2., 9.], [5., 4., 9.], [9., 9., 9.]]]],
+            &Device::Cpu,
+        )?;
+        let y = crate::kernel::max_pool2d(x.as_tensor(), 2)?;
+        assert_eq!(y.dims(), &[1, 1, 1, 1]);
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![5.0]);
+        let g = (y * 3.0)?.sum_all()?.backward()?;
         assert_eq!(
             g.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?,
-            vec![0., 0., 0., 1.]
+            vec![0., 0., 0., 3., 0., 0., 0., 0., 0.]
         );
         Ok(())
     }

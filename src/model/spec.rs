@@ -76,10 +76,8 @@ impl ModelSpec {
 
     /// Parses and checks a model file's text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let spec: ModelSpec = toml::from_str(text).map_err(|e| Error::Toml {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let spec: ModelSpec =
+            toml::from_str(text).map_err(|e| crate::task::toml_error(path, text, &e))?;
         spec.output_shape()
             .map_err(|e| Error::Shape(format!("{}: {e}", path.display())))?;
         Ok(spec)
@@ -313,6 +311,12 @@ mod tests {
         let err = ModelSpec::parse(text, Path::new("bad.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line"), "{err}");
+        // One line, `file:line:column: message`, like task-set files (not the TOML parser's
+        // multi-line rendering).
+        assert!(
+            err.starts_with("bad.toml:3:1: unknown field `outs`"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
     }
 }

@@ -888,6 +888,10 @@ pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
         }
     };
     let mut panels = Vec::new();
+    // Which snapshot steps each strategy has data for: the legend lists only steps drawn
+    // somewhere (the gated model has no step-0 snapshot: a task's mask appears at its first
+    // step), and the subtitle names a strategy that lacks one of them.
+    let mut drawn: BTreeSet<(usize, String)> = BTreeSet::new();
     for p in &params {
         for s in &strategies {
             let recs = histogram_records(run, s, p, "effective");
@@ -924,23 +928,39 @@ pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
                         lighten(strategy_color(s), shade(i)),
                         staircase(lo, hi, &counts),
                     );
+                    drawn.insert((step, s.clone()));
                 }
                 panel.x_range = Some((lo, hi));
             }
             panels.push(panel);
         }
     }
-    let legend = snaps
+    let shown: Vec<(usize, usize)> = snaps
         .iter()
+        .copied()
         .enumerate()
-        .map(|(i, s)| (format!("step {s}"), lighten(TEXT, shade(i)), Mark::Line))
+        .filter(|(_, step)| drawn.iter().any(|(d, _)| d == step))
         .collect();
+    let legend = shown
+        .iter()
+        .map(|&(i, s)| (format!("step {s}"), lighten(TEXT, shade(i)), Mark::Line))
+        .collect();
+    let mut subtitle =
+        "light to dark: early to late; lines take their strategy's colour".to_string();
+    for s in &strategies {
+        let lacking: Vec<String> = shown
+            .iter()
+            .filter(|(_, step)| !drawn.contains(&(*step, s.clone())))
+            .map(|(_, step)| step.to_string())
+            .collect();
+        if !lacking.is_empty() {
+            subtitle.push_str(&format!("; {s}: no data at step {}", lacking.join(", ")));
+        }
+    }
     let grid = LineGrid {
         header: Header {
             title: format!("Effective weights over training — run {}", run.name),
-            subtitle: Some(
-                "light to dark: early to late; lines take their strategy's colour".into(),
-            ),
+            subtitle: Some(subtitle),
             legend,
         },
         cols: strategies.len(),
@@ -951,9 +971,9 @@ pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
         "Histograms of the effective weights at steps {} (the paper's Figure 2): the gated \
          model's `W ⊙ σ(M_t)` pooled over tasks, the plain models' `W`. A weight that a task \
          switches off contributes almost nothing, so strong masking adds mass at zero.",
-        snaps
+        shown
             .iter()
-            .map(|s| s.to_string())
+            .map(|(_, s)| s.to_string())
             .collect::<Vec<_>>()
             .join(", ")
     );

@@ -51,6 +51,29 @@ impl Table {
         s
     }
 
+    /// The table cut into tables of at most `n` columns after the first, which each repeats.
+    fn column_slices(&self, n: usize) -> Vec<Table> {
+        let n = n.max(1);
+        let rest = self.header.len().saturating_sub(1);
+        (0..rest.div_ceil(n).max(1))
+            .map(|k| {
+                let cols: Vec<usize> = std::iter::once(0)
+                    .chain(1 + k * n..(1 + (k + 1) * n).min(self.header.len()))
+                    .collect();
+                let pick = |row: &Vec<String>| cols.iter().map(|&c| row[c].clone()).collect();
+                Table {
+                    header: pick(&self.header),
+                    rows: self.rows.iter().map(pick).collect(),
+                    bold: self
+                        .bold
+                        .iter()
+                        .map(|b| cols.iter().map(|&c| b[c]).collect())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
     fn html(&self) -> String {
         let mut s = String::from("<table>\n<thead><tr>");
         for h in &self.header {
@@ -359,7 +382,11 @@ pub(super) fn html(sections: &[Section], comparison: Option<&Figure>, runs: &[Ru
                 "<p>Share of each task's mask entries that are off (M &lt; 0), and in \
                  parentheses still undecided (0.1 &lt; σ(M) &lt; 0.9):</p>\n",
             );
-            let _ = writeln!(s, "<div class=\"wide\">{}</div>", t.html());
+            // In slices of a few parameters, each a table that fits a 1280 px window (one
+            // table of all LeNet-5's ten parameters was ~1450 px wide and cut columns).
+            for part in t.column_slices(MASK_COLUMNS) {
+                let _ = writeln!(s, "<div class=\"wide\">{}</div>", part.html());
+            }
         }
         if let Some(t) = similarity_table(run) {
             let _ = writeln!(s, "<p>{}</p>", inline(SIMILARITY_NOTE));
@@ -388,6 +415,10 @@ fn figure_html(s: &mut String, fig: &Figure) {
         caption = inline(&fig.caption),
     );
 }
+
+/// Parameter columns per mask table in report.html: 6 cells of "100.0% (100.0%)" and the task
+/// column stay under ~1000 px.
+const MASK_COLUMNS: usize = 6;
 
 const CSS: &str = "body { font-family: system-ui, sans-serif; max-width: 1400px; margin: 2em auto; \
 padding: 0 1em; color: #222; }\n\
@@ -471,6 +502,65 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), expected);
         }
+    }
+
+    /// LeNet-5's mask table (10 parameters) is cut into tables that fit a 1280 px window:
+    /// at most MASK_COLUMNS parameter columns each, every parameter once, the task column in
+    /// each, every row's cells kept.
+    #[test]
+    fn wide_mask_tables_are_cut_to_fit() {
+        let params: Vec<String> = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+            .iter()
+            .flat_map(|l| [format!("{l}.weight"), format!("{l}.bias")])
+            .collect();
+        let mut header = vec!["off (undecided), step 6".to_string()];
+        header.extend(params.iter().cloned());
+        let rows: Vec<Vec<String>> = ["black", "red"]
+            .iter()
+            .map(|t| {
+                std::iter::once(t.to_string())
+                    .chain((0..10).map(|i| format!("{i}.0% (100.0%)")))
+                    .collect()
+            })
+            .collect();
+        let bold = rows.iter().map(|r| vec![false; r.len()]).collect();
+        let table = Table { header, rows, bold };
+        let parts = table.column_slices(MASK_COLUMNS);
+        assert_eq!(parts.len(), 2);
+        let mut seen = Vec::new();
+        for p in &parts {
+            assert!(p.header.len() <= MASK_COLUMNS + 1, "{:?}", p.header);
+            assert_eq!(p.header[0], "off (undecided), step 6");
+            assert_eq!(p.rows[1][0], "red");
+            // Widest cell "100.0% (100.0%)" at ~8 px a character plus padding, task column
+            // ~200 px: the table stays well under 1280 px.
+            let width: usize = p
+                .header
+                .iter()
+                .enumerate()
+                .map(|(c, h)| {
+                    let longest = p.rows.iter().map(|r| r[c].len()).chain([h.len()]).max();
+                    if c == 0 {
+                        200
+                    } else {
+                        longest.unwrap_or(0) * 8 + 24
+                    }
+                })
+                .sum();
+            assert!(width < 1280, "{width} px: {:?}", p.header);
+            seen.extend(p.header[1..].iter().cloned());
+            assert_eq!(
+                p.rows[0][1..],
+                p.header[1..]
+                    .iter()
+                    .map(|h| {
+                        let i = params.iter().position(|x| x == h).unwrap();
+                        format!("{i}.0% (100.0%)")
+                    })
+                    .collect::<Vec<_>>()[..]
+            );
+        }
+        assert_eq!(seen, params);
     }
 
     #[test]

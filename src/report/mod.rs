@@ -310,6 +310,26 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
         .iter()
         .map(|d| RunData::open(d))
         .collect::<Result<Vec<_>>>()?;
+    // Runs side by side share one metric axis and table column: refuse mixing metrics.
+    if let Some(odd) = runs
+        .iter()
+        .find(|r| r.metric_name() != runs[0].metric_name())
+    {
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.metric_name()))
+            .collect();
+        return Err(Error::Run {
+            path: odd.dir.clone(),
+            message: format!(
+                "measures {} but {} measures {}: runs of different metrics cannot share one report ({}); report each metric's runs separately",
+                odd.metric_name(),
+                runs[0].dir.display(),
+                runs[0].metric_name(),
+                each.join(", ")
+            ),
+        });
+    }
     let dest = out.destination().to_path_buf();
     let tmp = out.path().to_path_buf();
     let mut sections = Vec::new();
@@ -386,6 +406,39 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
 }
 
 /// A name safe in file names: letters, digits, `-`, `_` and `.`, everything else as `_`.
+/// The command that opens the runs' event files (`<run>/tb`) in TensorBoard: `--logdir DIR`
+/// for one run; for several, `--logdir_spec name:DIR,…` (TensorBoard 2.x reads a
+/// comma-separated `--logdir` as one path and finds nothing), each run named by its folder.
+pub fn tensorboard_command(runs: &[PathBuf]) -> String {
+    let dirs: Vec<String> = runs
+        .iter()
+        .map(|r| r.join(tensorboard::TB_DIR).display().to_string())
+        .collect();
+    if dirs.len() == 1 {
+        return format!("tensorboard --logdir {}", dirs[0]);
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let spec: Vec<String> = runs
+        .iter()
+        .zip(&dirs)
+        .enumerate()
+        .map(|(i, (run, dir))| {
+            let base = run
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(sanitize)
+                .unwrap_or_else(|| "run".into());
+            let mut name = base.clone();
+            if !used.insert(name.clone()) {
+                name = format!("{base}-{}", i + 1);
+                used.insert(name.clone());
+            }
+            format!("{name}:{dir}")
+        })
+        .collect();
+    format!("tensorboard --logdir_spec {}", spec.join(","))
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -396,4 +449,24 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensorboard_command_names_each_run_with_logdir_spec() {
+        let one = tensorboard_command(&[PathBuf::from("runs/a")]);
+        assert_eq!(one, "tensorboard --logdir runs/a/tb");
+        let two = tensorboard_command(&[
+            PathBuf::from("runs/a"),
+            PathBuf::from("other/b c"),
+            PathBuf::from("x/a"),
+        ]);
+        assert_eq!(
+            two,
+            "tensorboard --logdir_spec a:runs/a/tb,b_c:other/b c/tb,a-3:x/a/tb"
+        );
+    }
 }

@@ -5,7 +5,9 @@
 //! none.
 //!
 //! Per example: grayscale `x ∈ [0, 1]` (u8 / 255) on the source grid, optionally permuted or
-//! rotated, zero-padded by `pad` pixels on each side, then mapped to `channels` channels:
+//! rotated, padded with `x = 0` by `pad` pixels on each side (so the padding takes the
+//! background: the background colour, or white when inverted), then mapped to `channels`
+//! channels:
 //! - background colour c: channel k = x + (1 − x)·c[k] (black c = 0 leaves the digit as is);
 //! - inverted with digit colour c: channel k = x·c[k] + (1 − x) (a c-coloured digit on white);
 //! - fill c: every pixel of channel k is c[k] (the image carries no information).
@@ -79,7 +81,7 @@ pub(super) const COMMON_PARAMS: &[super::ParamSpec] = &[
         name: "pad",
         ty: super::ParamType::Int,
         default: Some("2"),
-        help: "zero padding on each side (2 turns 28x28 into LeNet-5's 32x32)",
+        help: "padding on each side in the background (the background colour; white when inverted); 2 turns 28x28 into LeNet-5's 32x32",
     },
     super::ParamSpec {
         name: "train_limit",

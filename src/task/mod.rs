@@ -22,6 +22,7 @@ pub use permuted::permutation;
 pub use registry::{ParamSpec, ParamType, Params, TaskContext, TaskKind, find_kind, kinds};
 pub use regression::RegressionTask;
 pub use rotated::rotation_map;
+pub(crate) use set::toml_error;
 pub use set::{
     EngineChoice, MAX_NAME_LEN, MaskRecipe, Precision, Regularizer, RunConfig, TaskEntry, TaskSet,
     check_portable_name,

@@ -251,6 +251,23 @@ impl TaskSet {
     /// Reads a task-set file; its `model` path is relative to the file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // In a task-set file, `run.model` next to an inline [model] would be silently ignored.
+        // (A run folder's config.toml holds both by design: it is read with `parse_with`.)
+        if let Ok(doc) = toml::from_str::<toml::Table>(&text)
+            && doc.contains_key("model")
+            && let Some(file) = doc
+                .get("run")
+                .and_then(|r| r.get("model"))
+                .and_then(|m| m.as_str())
+        {
+            return Err(Error::config(
+                path.display().to_string(),
+                "run.model",
+                format!(
+                    "= \"{file}\" and an inline [model] table are both given; keep one (the inline table would be used and the file ignored)"
+                ),
+            ));
+        }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse_with(&text, path, &|model: &str| {
             ModelSpec::load(&base.join(model))

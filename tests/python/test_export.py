@@ -72,3 +72,25 @@ def test_numpy_rebuilds_binarized_weights_exactly(model):
             bits = np.unpackbits(packed)[:n].reshape(shape).astype(np.float32)
             rebuilt = weights[name] * bits
             np.testing.assert_array_equal(rebuilt, ref[f"effective.{task}.{name}"])
+
+
+@pytest.mark.parametrize("model", models())
+@pytest.mark.parametrize("variant", ["soft", "binary"])
+def test_all_tasks_invalid_task_index_gives_nan(model, variant):
+    """The `task` input contract in onnxruntime: shape [] (a [1] tensor selects the same task:
+    the graph reshapes it to a scalar), and an index outside 0..T gives an all-NaN output,
+    never another task's output (Gather would wrap -1 around) and never an opaque Gather
+    error."""
+    ref = load_file(str(FIXTURES / f"{model}-reference.safetensors"))
+    folder = FIXTURES / f"{model}-{variant}"
+    sess = ort.InferenceSession(str(folder / "all_tasks.onnx"))
+    x = ref[f"{variant}.input.a"]
+    for bad in [-1, -len(TASKS), len(TASKS), 1000]:
+        (out,) = sess.run(["output"], {"input": x, "task": np.array(bad, dtype=np.int64)})
+        assert out.shape[0] == x.shape[0]
+        assert np.isnan(out).all(), f"task {bad}: {out.reshape(-1)[:4]}"
+    for t in range(len(TASKS)):
+        (out,) = sess.run(["output"], {"input": x, "task": np.array(t, dtype=np.int64)})
+        assert not np.isnan(out).any()
+        (as_1,) = sess.run(["output"], {"input": x, "task": np.array([t], dtype=np.int64)})
+        np.testing.assert_array_equal(as_1, out)

@@ -134,10 +134,13 @@ fn print_summary(s: &AdaptSummary) {
         println!("{line}");
     }
     println!("(*: stored in the adapted run; in brackets: binarized masks W ⊙ 1[M > 0])");
+    println!(
+        "(shared (fine-tuned) is not stored: `gtk eval` on the adapted run shows the shared model as trained)"
+    );
     for t in &s.tasks {
         if let Some(p) = &t.pick {
             println!(
-                "{}: pick chose `{}` on {} of {} {:?} batches ({:?}, {} gradient(s) each)",
+                "{}: pick chose `{}` on {} of {} {} batches ({}, {} gradient(s) each)",
                 t.task,
                 p.chosen,
                 p.votes

@@ -84,17 +84,28 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeArg {
+    /// tract-onnx (pure Rust), always built.
+    Tract,
+    /// candle-onnx, in builds with the `candle-onnx` feature.
+    Candle,
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Run folder, e.g. runs/sinusoid-20261126-101500.
     #[arg(required_unless_present = "onnx", conflicts_with = "onnx")]
     pub run: Option<PathBuf>,
-    /// Evaluate an exported ONNX file (through candle-onnx) on its task's test set instead.
+    /// Evaluate an exported ONNX file on its task's test set instead (in --runtime).
     #[arg(long, value_name = "FILE")]
     pub onnx: Option<PathBuf>,
     /// With --onnx on all_tasks.onnx: which task to evaluate.
     #[arg(long, requires = "onnx")]
     pub task: Option<String>,
+    /// With --onnx: the ONNX runtime (candle only in builds with `--features candle-onnx`).
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Tract, requires = "onnx")]
+    pub runtime: RuntimeArg,
     /// Dataset folder (else $GATEKIT_DATA).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

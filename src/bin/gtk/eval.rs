@@ -1,22 +1,27 @@
 //! `gtk eval RUN` and `gtk eval --onnx FILE`.
 
-use crate::cli::EvalArgs;
+use crate::cli::{EvalArgs, RuntimeArg};
 use anyhow::{Result, bail};
 use candle_core::Device;
-use gatekit::export::check::evaluate_onnx;
+use gatekit::export::check::{Runtime, evaluate_onnx};
 use gatekit::train::{format_metric, open_run};
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let data = args.data_dir.clone();
     if let Some(file) = &args.onnx {
-        let r = evaluate_onnx(file, args.task.as_deref(), data.as_deref())?;
+        let runtime = match args.runtime {
+            RuntimeArg::Tract => Runtime::Tract,
+            RuntimeArg::Candle => Runtime::Candle,
+        };
+        let r = evaluate_onnx(file, args.task.as_deref(), data.as_deref(), runtime)?;
         println!(
-            "{}: task {} test {} {} on {} examples (candle-onnx)",
+            "{}: task {} test {} {} on {} examples ({})",
             file.display(),
             r.task,
             r.metric_name,
             format_metric(r.metric),
-            r.examples
+            r.examples,
+            runtime.name()
         );
         return Ok(());
     }
@@ -26,5 +31,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let trainer = open_run(run, data.as_deref(), &Device::Cpu)?;
     println!("run {} at step {}", run.display(), trainer.step());
     let records = trainer.evaluate()?;
-    crate::train::print_results(&trainer, &records)
+    crate::train::print_results(&trainer, &records)?;
+    if let Some(new) = adapted_tasks(run) {
+        println!(
+            "adapted run: for the new tasks ({}) `gated` is the mask gtk adapt stored and `separate` its from-scratch model, but `shared` is the run's shared model as trained, not fine-tuned (gtk adapt's `shared (fine-tuned)` row is not stored)",
+            new.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The new tasks of an adapted run (from its `adapt.json`), if it is one.
+fn adapted_tasks(run: &std::path::Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(run.join(gatekit::adapt::folder::SUMMARY)).ok()?;
+    let summary: gatekit::adapt::AdaptSummary = serde_json::from_str(&text).ok()?;
+    Some(summary.tasks.iter().map(|t| t.task.clone()).collect())
 }

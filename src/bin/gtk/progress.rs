@@ -110,7 +110,9 @@ fn summary(step: usize, records: &[Record], rate: Option<f64>) -> String {
     }
     let mut line = format!("step {step:>6}");
     if let Some(rate) = rate {
-        line.push_str(&format!("  {rate:>7.1} steps/s"));
+        // Wall time since the first step, evaluations included (the end-of-run summary's
+        // "training loop" rate leaves them out).
+        line.push_str(&format!("  {rate:>7.1} steps/s incl. evals"));
     }
     for (s, (sum, n, name)) in &per_strategy {
         line.push_str(&format!("  {s} test {name} {:.4}", sum / *n as f64));

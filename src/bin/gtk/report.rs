@@ -30,10 +30,6 @@ pub fn run(args: ReportArgs) -> Result<()> {
     for tb in &summary.tensorboard {
         println!("wrote TensorBoard events {}", tb.display());
     }
-    let logdirs: Vec<String> = runs
-        .iter()
-        .map(|r| r.join("tb").display().to_string())
-        .collect();
-    println!("view with: tensorboard --logdir {}", logdirs.join(","));
+    println!("view with: {}", gatekit::report::tensorboard_command(&runs));
     Ok(())
 }

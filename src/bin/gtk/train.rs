@@ -90,7 +90,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let t = trainer.timing();
         let engines: Vec<String> = t.engines.iter().map(|(s, e)| format!("{s} {e}")).collect();
         println!(
-            "training loop: {:.1} steps/s over {} steps ({} engine, {} thread{}){}",
+            "training loop: {:.1} steps/s over {} steps, evals excluded ({} engine, {} thread{}){}",
             t.steps_per_second,
             t.loop_steps,
             engines.join(", "),
