@@ -69,26 +69,6 @@ fn result_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Every file under `dir`, recursively, with its bytes and modification time.
-fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.insert(
-                    e.path(),
-                    (std::fs::read(e.path()).unwrap(), meta.modified().unwrap()),
-                );
-            }
-        }
-    }
-    out
-}
-
 fn assert_same_files(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>, context: &str) {
     let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(a), names(b), "{context}: file names differ");
@@ -260,8 +240,9 @@ fn readers_write_nothing_even_while_a_trainer_writes() {
             .replace("steps = 30", "steps = 3000")
             .replace("eval_every = 10", "eval_every = 50"),
     );
-    let mut trainer = Command::new(env!("CARGO_BIN_EXE_gtk"))
-        .args([
+    let mut trainer = gtk_spawn(
+        tmp.path(),
+        &[
             "train",
             "--task-set",
             long.to_str().unwrap(),
@@ -270,12 +251,8 @@ fn readers_write_nothing_even_while_a_trainer_writes() {
             "--name",
             "live",
             "--quiet",
-        ])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let mut reads = 0;
     let mut steps = std::collections::BTreeSet::new();
     while trainer.try_wait().unwrap().is_none() {
@@ -435,13 +412,7 @@ fn a_second_writer_is_refused_and_nothing_is_logged_twice() {
         ],
     );
     assert!(first.status.success());
-    let mut a = Command::new(env!("CARGO_BIN_EXE_gtk"))
-        .args(["train", "--resume", "runs/r", "--quiet"])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut a = gtk_spawn(tmp.path(), &["train", "--resume", "runs/r", "--quiet"]);
     wait_for_lock(&tmp.path().join("runs/r"), a.id());
     let b = gtk(tmp.path(), &["train", "--resume", "runs/r", "--quiet"]);
     let msg = assert_clean_error(
@@ -470,8 +441,9 @@ fn a_second_writer_is_refused_and_nothing_is_logged_twice() {
     for round in 0..4 {
         let name = format!("same{round}");
         let spawn = || {
-            Command::new(env!("CARGO_BIN_EXE_gtk"))
-                .args([
+            gtk_spawn(
+                tmp.path(),
+                &[
                     "train",
                     "--task-set",
                     set,
@@ -480,12 +452,8 @@ fn a_second_writer_is_refused_and_nothing_is_logged_twice() {
                     "--steps",
                     "200",
                     "--quiet",
-                ])
-                .current_dir(tmp.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+                ],
+            )
         };
         let (p, q) = (spawn(), spawn());
         let (p, q) = (p.wait_with_output().unwrap(), q.wait_with_output().unwrap());

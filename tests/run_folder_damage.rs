@@ -43,29 +43,6 @@ fn trained(dir: &Path) -> PathBuf {
     dir.join("runs/r")
 }
 
-/// Every file under `dir` with its bytes and modification time.
-fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.insert(
-                    e.path(),
-                    (std::fs::read(e.path()).unwrap(), meta.modified().unwrap()),
-                );
-            }
-        }
-    }
-    out
-}
-
 fn checkpoint_of(run: &Path) -> PathBuf {
     std::fs::read_dir(run)
         .unwrap()

@@ -96,3 +96,39 @@ pub fn checkpoint_path(run: &Path) -> PathBuf {
         .unwrap_or_else(|| panic!("no checkpoint committed in {}", run.display()));
     run.join(file)
 }
+
+/// Starts `gtk` with `args` in `cwd` in the background (stdout dropped, stderr piped).
+pub fn gtk_spawn(cwd: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_gtk"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("GATEKIT_DATA")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gtk starts")
+}
+
+/// Every file under `dir`, recursively, with its bytes and modification time: equal
+/// fingerprints mean nothing was written.
+pub fn fingerprint(
+    dir: &Path,
+) -> std::collections::BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let meta = e.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                let bytes = std::fs::read(e.path()).expect("readable file");
+                out.insert(e.path(), (bytes, meta.modified().expect("mtime")));
+            }
+        }
+    }
+    out
+}
