@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// A small linear task set: 30 steps, a commit every 10, every record kind logged.

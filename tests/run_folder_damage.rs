@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const SMALL: &str = r#"
