@@ -158,7 +158,8 @@ fn onnx_metadata_table_matches_the_code_and_the_files() {
         (&["--binarize"][..], "binary"),
         (&["--binarize", "--rescale"][..], "binary-rescaled"),
     ] {
-        let mut args = vec!["export", "runs/r", "--out", "e"];
+        // --force: each export replaces the previous one in `e` (only its own files).
+        let mut args = vec!["export", "runs/r", "--out", "e", "--force"];
         args.extend_from_slice(flags);
         let out = common::gtk(tmp.path(), &args);
         assert!(out.status.success(), "{:?}", common::text(&out));
