@@ -3,7 +3,8 @@
 //! `{task}.{train|test}.y` (uint32 labels or float64 targets). Useful to check what a
 //! `tensors` task reads from your files; CI's Python stage uses it for the format round trips.
 //!
-//! Usage: cargo run --example dump_task -- TASK_SET.toml OUT.safetensors
+//! Usage: cargo run --example dump_task -- TASK_SET.toml OUT.safetensors (or a run's
+//! `runs/NAME/config.toml`, read as that run's committed config)
 
 use candle_core::{DType, Device, Tensor};
 use gatekit::TaskSet;
@@ -16,7 +17,14 @@ fn main() -> anyhow::Result<()> {
     let [set, out] = &args[..] else {
         anyhow::bail!("usage: dump_task TASK_SET.toml OUT.safetensors");
     };
-    let set = TaskSet::load(Path::new(set))?;
+    // A run's own config.toml (model inline, every key resolved) is read as the run's.
+    let path = Path::new(set);
+    let set = match path.parent() {
+        Some(run) if path.ends_with("config.toml") && run.join("state.json").is_file() => {
+            gatekit::train::read_run_config(run)?
+        }
+        _ => TaskSet::load(path)?,
+    };
     let tasks = set.build_tasks(None)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for task in &tasks {
