@@ -40,15 +40,7 @@ pub struct Addition<'a> {
 
 /// Fails unless `out` can be created: it must not exist, or be an empty folder outside the run.
 pub fn check_destination(run: &Path, out: &Path) -> Result<()> {
-    // The same rules as every output folder; the claim is dropped at once (its temp folder
-    // removed) and made again, for real, by [`write`].
-    drop(crate::run_folder::OutputDir::claim(
-        out,
-        "adapt",
-        &[run],
-        false,
-    )?);
-    Ok(())
+    crate::run_folder::OutputDir::check(out, "adapt", &[run], false)
 }
 
 /// Writes the adapted run of `run` at `out`.

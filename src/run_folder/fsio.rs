@@ -162,11 +162,19 @@ pub fn rename_dir(from: &Path, to: &Path) -> Result<()> {
     sync_dir(parent(to))
 }
 
+/// Whether the process `pid` (digits, from a temp name) has ended: known only where `/proc`
+/// exists (Linux); elsewhere a temp folder is never taken for stale.
+pub fn process_is_gone(pid: &str) -> bool {
+    Path::new("/proc/self").exists()
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !Path::new("/proc").join(pid).exists()
+}
+
 /// Removes the temp folders (`.NAME.tmp-PID`) that earlier writers of `path` left when they
 /// were killed: only those whose process is gone (Linux: no `/proc/PID`; elsewhere nothing is
 /// removed).
 pub fn remove_stale_temp_dirs(path: &Path) {
-    let proc_fs = Path::new("/proc/self").exists();
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return;
     };
@@ -179,11 +187,7 @@ pub fn remove_stale_temp_dirs(path: &Path) {
         let Some(pid) = entry_name.strip_prefix(&prefix) else {
             continue;
         };
-        let dead = proc_fs
-            && !pid.is_empty()
-            && pid.bytes().all(|b| b.is_ascii_digit())
-            && !Path::new("/proc").join(pid).exists();
-        if dead && entry.file_type().is_ok_and(|t| t.is_dir()) {
+        if process_is_gone(pid) && entry.file_type().is_ok_and(|t| t.is_dir()) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -65,6 +65,33 @@ impl OutputDir {
     /// Claims `out` for a command of `kind` (`export`, `report`, `adapt`) that reads the runs
     /// `reads`; `force` allows replacing an earlier output of the same kind.
     pub fn claim(out: &Path, kind: &'static str, reads: &[&Path], force: bool) -> Result<Self> {
+        let replace = Self::plan(out, kind, reads, force)?;
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let tmp = fsio::temp_path(out);
+        let _ = std::fs::remove_dir_all(&tmp); // ours: this process's own temp name
+        fsio::remove_stale_temp_dirs(out);
+        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(OutputDir {
+            out: out.into(),
+            tmp,
+            kind,
+            replace,
+            finished: false,
+        })
+    }
+
+    /// Checks that `out` could be claimed, without making anything (for a command that makes
+    /// its output its own way, like `gtk adapt`'s run folder).
+    pub fn check(out: &Path, kind: &'static str, reads: &[&Path], force: bool) -> Result<()> {
+        Self::plan(out, kind, reads, force).map(drop)
+    }
+
+    /// The rules of [`OutputDir`]; returns the files of an earlier output to replace.
+    fn plan(out: &Path, kind: &str, reads: &[&Path], force: bool) -> Result<Vec<PathBuf>> {
         let refuse = |message: String| Error::Run {
             path: out.into(),
             message,
@@ -156,22 +183,7 @@ impl OutputDir {
                 }
             }
         }
-        let parent = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let tmp = fsio::temp_path(out);
-        let _ = std::fs::remove_dir_all(&tmp); // ours: this process's own temp name
-        fsio::remove_stale_temp_dirs(out);
-        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(OutputDir {
-            out: out.into(),
-            tmp,
-            kind,
-            replace,
-            finished: false,
-        })
+        Ok(replace)
     }
 
     /// Where to write the results until [`OutputDir::finish`].

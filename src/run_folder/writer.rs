@@ -242,9 +242,6 @@ impl<S: Serialize + DeserializeOwned + Clone> RunWriter<S> {
 /// Removes `.NAME.tmp-PID` folders of run creations whose process is gone (Linux: no
 /// `/proc/PID`), when they hold nothing but what a creation writes.
 fn remove_stale_temp_folders(parent: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
@@ -255,7 +252,7 @@ fn remove_stale_temp_folders(parent: &Path) {
         };
         if !fsio::is_temp_name(&name)
             || !entry.file_type().is_ok_and(|t| t.is_dir())
-            || Path::new("/proc").join(pid).exists()
+            || !fsio::process_is_gone(pid)
         {
             continue;
         }

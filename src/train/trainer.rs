@@ -12,7 +12,7 @@ use super::sampler::TaskSampler;
 use super::table::ComparisonTable;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
-use crate::report::tensorboard::{TensorBoardSink, write_run_events};
+use crate::report::tensorboard::{TensorBoardSink, write_events};
 use crate::run_folder::{Overrides, RunWriter, Snapshot, fsio};
 use crate::task::{Objective, Split, Task, TaskSet, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Device, Tensor};
@@ -232,8 +232,10 @@ impl Trainer {
         let all = snapshot.commit.overrides.merged(&overrides);
         let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, all)?;
         trainer.notes = notes;
-        // Rebuild tb/ from the committed log, then append live events after it.
-        write_run_events(dir)?;
+        // Rebuild tb/ from the committed log (already read and verified), then append live
+        // events after it.
+        let records = MetricsLog::parse(&snapshot.metrics, &dir.join(files::METRICS))?;
+        write_events(&records, &dir.join(files::TB_DIR))?;
         let tensorboard = TensorBoardSink::create(dir)?;
         trainer.writer = Some(Writer { run, tensorboard });
         if !overrides.is_empty() {
