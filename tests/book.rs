@@ -85,23 +85,24 @@ fn book_deployment_snippets_agree() {
     let dir = tmp.path().join("exports/r");
     let tract = predict_with_tract(&dir.join("b.onnx"), x.clone(), batch, features).unwrap();
     assert_eq!(tract.len(), batch);
-    // gatekit's own evaluation path (tract) on the all-tasks file agrees as well.
+    // gatekit's own evaluation path (its reference interpreter) on the all-tasks file agrees
+    // as well.
     let xt = candle_core::Tensor::from_vec(x.clone(), (batch, features), &candle_core::Device::Cpu)
         .unwrap();
     let mut session = gatekit::export::check::OnnxSession::open(
         &dir.join("all_tasks.onnx"),
-        gatekit::export::check::Runtime::Tract,
+        gatekit::export::check::Runtime::Reference,
     )
     .unwrap();
-    let tract_all: Vec<f32> = session
+    let reference_all: Vec<f32> = session
         .run(&xt, Some(1))
         .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
         .unwrap();
-    for (t, a) in tract.iter().zip(&tract_all) {
-        assert!((t - a).abs() < 1e-4, "{tract:?} {tract_all:?}");
+    for (t, a) in tract.iter().zip(&reference_all) {
+        assert!((t - a).abs() < 1e-4, "{tract:?} {reference_all:?}");
     }
     #[cfg(feature = "candle-onnx")]
     {

@@ -63,6 +63,16 @@ fn close(a: &[f32], b: &[f32]) -> Result<(), String> {
 }
 
 fn tract_run(path: &Path, x: &Tensor, task: Option<i64>) -> Vec<f32> {
+    let task = task.map(|t| Tensor::new(t, &Device::Cpu).unwrap());
+    tract_run_with(path, x, task.as_ref())
+}
+
+fn tract_run_task_tensor(path: &Path, x: &Tensor, task: &Tensor) -> Vec<f32> {
+    tract_run_with(path, x, Some(task))
+}
+
+/// tract driven directly (not through gatekit's session), `task` of any shape.
+fn tract_run_with(path: &Path, x: &Tensor, task: Option<&Tensor>) -> Vec<f32> {
     use tract_onnx::prelude::*;
     let dims: Vec<usize> = x.dims().to_vec();
     let mut model = tract_onnx::onnx()
@@ -70,9 +80,9 @@ fn tract_run(path: &Path, x: &Tensor, task: Option<i64>) -> Vec<f32> {
         .unwrap()
         .with_input_fact(0, f32::fact(&dims).into())
         .unwrap();
-    if task.is_some() {
+    if let Some(t) = task {
         model = model
-            .with_input_fact(1, i64::fact([0usize; 0]).into())
+            .with_input_fact(1, i64::fact(t.dims()).into())
             .unwrap();
     }
     let runnable = model.into_optimized().unwrap().into_runnable().unwrap();
@@ -80,7 +90,9 @@ fn tract_run(path: &Path, x: &Tensor, task: Option<i64>) -> Vec<f32> {
     let input = tract_ndarray::ArrayD::from_shape_vec(dims, data).unwrap();
     let mut inputs: TVec<TValue> = tvec!(input.into_tensor().into_tvalue());
     if let Some(t) = task {
-        inputs.push(tract_ndarray::arr0(t).into_tensor().into_tvalue());
+        let values = t.flatten_all().unwrap().to_vec1::<i64>().unwrap();
+        let arr = tract_ndarray::ArrayD::from_shape_vec(t.dims().to_vec(), values).unwrap();
+        inputs.push(arr.into_tensor().into_tvalue());
     }
     let out = runnable.run(inputs).unwrap();
     out[0]
@@ -319,11 +331,12 @@ fn mask_file_size_and_exact_rebuild() {
     );
 }
 
-/// The all-tasks `task` input contract in every runtime built in (tract always, candle-onnx
-/// with the feature; onnxruntime in tests/python/test_export.py): an index outside 0..T gives
-/// an all-NaN output instead of another task's output (a negative index would wrap around in
-/// Gather) or an error deep in the graph; a `[1]` tensor selects the same task as a scalar in
-/// tract and is a one-line rank error in candle-onnx.
+/// The all-tasks `task` input contract in every runtime built in (gatekit's reference
+/// interpreter always, tract and candle-onnx with their features, tract also driven directly
+/// below; onnxruntime in tests/python/test_export.py): an index outside 0..T gives an all-NaN
+/// output instead of another task's output (a negative index would wrap around in Gather) or an
+/// error deep in the graph; a `[1]` tensor selects the same task as a scalar in the reference
+/// interpreter and tract and is a one-line rank error in candle-onnx.
 #[test]
 fn all_tasks_task_index_contract_in_every_runtime() {
     let tmp = tempfile::tempdir().unwrap();
@@ -361,7 +374,10 @@ fn all_tasks_task_index_contract_in_every_runtime() {
             .reshape((3, 8))
             .unwrap();
         let runtimes = check::Runtime::available();
-        assert_eq!(runtimes.len(), 1 + cfg!(feature = "candle-onnx") as usize);
+        assert_eq!(
+            runtimes.len(),
+            1 + cfg!(feature = "tract") as usize + cfg!(feature = "candle-onnx") as usize
+        );
         for runtime in runtimes {
             let mut s = check::OnnxSession::open(&file, runtime).unwrap();
             for t in [0i64, 1] {
@@ -375,7 +391,7 @@ fn all_tasks_task_index_contract_in_every_runtime() {
                 // a scalar; candle-onnx enforces the declared rank with a clear error.
                 let one = Tensor::new(&[t], &Device::Cpu).unwrap();
                 match runtime {
-                    check::Runtime::Tract => {
+                    check::Runtime::Reference | check::Runtime::Tract => {
                         let as_1 = flat(&s.run_with_task_tensor(&x, Some(&one)).unwrap());
                         assert_eq!(as_1, scalar, "{runtime:?}: task {t} as shape [1]");
                     }
@@ -400,5 +416,10 @@ fn all_tasks_task_index_contract_in_every_runtime() {
         }
         // tract driven directly, as a user would (tests/book.rs's snippet).
         assert!(tract_run(&file, &x, Some(-1)).iter().all(|v| v.is_nan()));
+        let one = Tensor::new(&[1i64], &Device::Cpu).unwrap();
+        assert_eq!(
+            tract_run_task_tensor(&file, &x, &one),
+            tract_run(&file, &x, Some(1))
+        );
     }
 }

@@ -1,15 +1,19 @@
-//! Evaluating an exported ONNX file without Python: tract (pure Rust, the default) or
-//! candle-onnx (with the `candle-onnx` feature) runs the graph on the task's test set, rebuilt
-//! from the resolved task set stored in the file's metadata.
+//! Evaluating an exported ONNX file without Python: gatekit's own interpreter (the default,
+//! always built), tract (with the `tract` feature) or candle-onnx (with the `candle-onnx`
+//! feature) runs the graph on the task's test set, rebuilt from the resolved task set stored in
+//! the file's metadata.
 
-use super::onnx::OUTPUT;
+use super::interpreter::Interpreter;
+use super::onnx::{INPUT, OUTPUT, TASK_INPUT};
 use super::proto::ModelProto;
 use crate::error::{Error, Result};
 use crate::task::{Split, TaskSet};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "tract")]
 use std::sync::Arc;
+#[cfg(feature = "tract")]
 use tract_onnx::prelude::{
     DatumExt, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, TVec,
     TypedRunnableModel, tract_ndarray,
@@ -30,8 +34,11 @@ pub struct OnnxEval {
 /// The ONNX runtime that evaluates an exported file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Runtime {
-    /// tract-onnx, pure Rust; always built.
+    /// gatekit's own interpreter of the graph ([`super::interpreter`]); always built.
     #[default]
+    Reference,
+    /// tract-onnx, pure Rust; only in builds with the `tract` feature (it makes the release
+    /// build over 70 % slower).
     Tract,
     /// candle-onnx; only in builds with the `candle-onnx` feature (its build needs `protoc`).
     Candle,
@@ -41,14 +48,27 @@ impl Runtime {
     /// The spelling of `--runtime`.
     pub fn name(self) -> &'static str {
         match self {
+            Runtime::Reference => "reference",
             Runtime::Tract => "tract",
             Runtime::Candle => "candle",
         }
     }
 
+    /// The cargo feature that builds it in, if any.
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            Runtime::Reference => None,
+            Runtime::Tract => Some("tract"),
+            Runtime::Candle => Some("candle-onnx"),
+        }
+    }
+
     /// The runtimes this build can run.
     pub fn available() -> Vec<Runtime> {
-        let mut r = vec![Runtime::Tract];
+        let mut r = vec![Runtime::Reference];
+        if cfg!(feature = "tract") {
+            r.push(Runtime::Tract);
+        }
         if cfg!(feature = "candle-onnx") {
             r.push(Runtime::Candle);
         }
@@ -78,15 +98,20 @@ fn metadata<'a>(model: &'a ModelProto, key: &str) -> Option<&'a str> {
 }
 
 /// The shapes a tract plan is made for: the input's and the task index's.
+#[cfg(feature = "tract")]
 type PlanKey = (Vec<usize>, Option<Vec<usize>>);
 
 /// An ONNX model loaded for one runtime; errors name the file.
 pub struct OnnxSession {
     path: PathBuf,
     runtime: Runtime,
-    bytes: Vec<u8>,
     model: ModelProto,
+    /// The reference interpreter, made on first use.
+    reference: Option<Interpreter>,
+    #[cfg(feature = "tract")]
+    bytes: Vec<u8>,
     /// tract plans, one per (input shape, task shape).
+    #[cfg(feature = "tract")]
     tract: HashMap<PlanKey, Arc<TypedRunnableModel>>,
     #[cfg(feature = "candle-onnx")]
     candle: Option<candle_onnx::onnx::ModelProto>,
@@ -102,11 +127,17 @@ impl OnnxSession {
     /// A model already in memory; `path` is only used in messages.
     pub fn from_bytes(path: &Path, bytes: Vec<u8>, runtime: Runtime) -> Result<Self> {
         if !Runtime::available().contains(&runtime) {
+            let feature = runtime.feature().unwrap_or_default();
+            let protoc = if runtime == Runtime::Candle {
+                " (needs protoc)"
+            } else {
+                ""
+            };
             return Err(Error::config(
                 "command line",
                 "--runtime",
                 format!(
-                    "`{}` is not built in: build gatekit with `--features candle-onnx` (needs protoc), or use --runtime tract",
+                    "`{}` is not built in: build gatekit with `--features {feature}`{protoc}, or use --runtime reference",
                     runtime.name()
                 ),
             ));
@@ -122,13 +153,16 @@ impl OnnxSession {
                     })?,
                 )
             }
-            Runtime::Tract => None,
+            Runtime::Tract | Runtime::Reference => None,
         };
         Ok(Self {
             path: path.into(),
             runtime,
-            bytes,
             model,
+            reference: None,
+            #[cfg(feature = "tract")]
+            bytes,
+            #[cfg(feature = "tract")]
             tract: HashMap::new(),
             #[cfg(feature = "candle-onnx")]
             candle,
@@ -163,6 +197,7 @@ impl OnnxSession {
     pub fn run_with_task_tensor(&mut self, x: &Tensor, task: Option<&Tensor>) -> Result<Tensor> {
         let x = x.to_dtype(DType::F32)?;
         match self.runtime {
+            Runtime::Reference => self.run_reference(&x, task),
             Runtime::Tract => self.run_tract(&x, task),
             Runtime::Candle => self.run_candle(&x, task),
         }
@@ -174,6 +209,32 @@ impl OnnxSession {
         self.run_with_task_tensor(x, task.as_ref())
     }
 
+    fn run_reference(&mut self, x: &Tensor, task: Option<&Tensor>) -> Result<Tensor> {
+        if self.reference.is_none() {
+            let interpreter = Interpreter::new(&self.model).map_err(|e| self.failed(e))?;
+            self.reference = Some(interpreter);
+        }
+        let mut inputs = HashMap::from([(INPUT.to_string(), x.clone())]);
+        if let Some(t) = task {
+            inputs.insert(TASK_INPUT.to_string(), t.to_dtype(DType::I64)?);
+        }
+        let outputs = self
+            .reference
+            .as_ref()
+            .map(|r| r.run(&inputs))
+            .transpose()
+            .map_err(|e| self.failed(e))?;
+        outputs
+            .and_then(|mut o| o.remove(OUTPUT))
+            .ok_or_else(|| self.failed(format!("the model has no output `{OUTPUT}`")))
+    }
+
+    #[cfg(not(feature = "tract"))]
+    fn run_tract(&mut self, _x: &Tensor, _task: Option<&Tensor>) -> Result<Tensor> {
+        Err(self.failed("tract is not built in (feature `tract`)"))
+    }
+
+    #[cfg(feature = "tract")]
     fn run_tract(&mut self, x: &Tensor, task: Option<&Tensor>) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let task_dims = task.map(|t| t.dims().to_vec());
@@ -219,7 +280,6 @@ impl OnnxSession {
 
     #[cfg(feature = "candle-onnx")]
     fn run_candle(&mut self, x: &Tensor, task: Option<&Tensor>) -> Result<Tensor> {
-        use super::onnx::{INPUT, TASK_INPUT};
         let model = self
             .candle
             .as_ref()

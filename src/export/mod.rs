@@ -16,6 +16,7 @@
 
 pub mod bitpack;
 pub mod check;
+pub mod interpreter;
 pub mod onnx;
 pub mod proto;
 

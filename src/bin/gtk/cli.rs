@@ -86,7 +86,9 @@ pub struct TrainArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeArg {
-    /// tract-onnx (pure Rust), always built.
+    /// gatekit's own interpreter of the ONNX graph, always built.
+    Reference,
+    /// tract-onnx (pure Rust), in builds with the `tract` feature.
     Tract,
     /// candle-onnx, in builds with the `candle-onnx` feature.
     Candle,
@@ -103,8 +105,9 @@ pub struct EvalArgs {
     /// With --onnx on all_tasks.onnx: which task to evaluate.
     #[arg(long, requires = "onnx")]
     pub task: Option<String>,
-    /// With --onnx: the ONNX runtime (candle only in builds with `--features candle-onnx`).
-    #[arg(long, value_enum, default_value_t = RuntimeArg::Tract, requires = "onnx")]
+    /// With --onnx: the ONNX runtime (tract and candle only in builds with `--features tract`,
+    /// `--features candle-onnx`).
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Reference, requires = "onnx")]
     pub runtime: RuntimeArg,
     /// Dataset folder (else $GATEKIT_DATA).
     #[arg(long, value_name = "DIR")]

@@ -10,6 +10,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let data = args.data_dir.clone();
     if let Some(file) = &args.onnx {
         let runtime = match args.runtime {
+            RuntimeArg::Reference => Runtime::Reference,
             RuntimeArg::Tract => Runtime::Tract,
             RuntimeArg::Candle => Runtime::Candle,
         };
