@@ -86,15 +86,18 @@ where
 }
 
 /// Forward pass over a batch: `x` `[n, c, h, w]` → `out` `[n, c_out, h_out/pool, w_out/pool]`.
+/// `split`: the batch is split across rayon's threads (training); evaluation runs whole
+/// pieces per thread and passes `false`.
 pub(crate) fn forward(
     b: &Block,
     (x, w, bias): (&[f32], &[f32], &[f32]),
     out: &mut [f32],
     buf: &mut BlockBuffers,
+    split: bool,
 ) {
     let in_len = b.geom.sample_len();
     let n = x.len() / in_len;
-    let chunk = chunk_len(n);
+    let chunk = if split { chunk_len(n) } else { n.max(1) };
     let count = n.div_ceil(chunk);
     if buf.chunks.len() < count {
         buf.chunks.resize_with(count, Chunk::default);

@@ -94,3 +94,52 @@ mod tests {
         assert_eq!(d, vec![0.5, 1.0, 1.5, 2.0]);
     }
 }
+
+/// Sums over a batch for evaluation, so pieces can be added up: the summed per-example loss
+/// (squared error averaged over outputs, or cross-entropy) and the summed per-example metric
+/// (the same squared error, or 1 for a correct argmax). Accumulated in f64. A label outside
+/// `0..outputs` is an error naming it.
+pub(crate) fn score(out: &[f32], targets: Targets, outputs: usize) -> Result<(f64, f64), String> {
+    let outputs = outputs.max(1);
+    match targets {
+        Targets::Values(y) => {
+            if y.len() != out.len() {
+                return Err(format!(
+                    "{} target values for {} outputs",
+                    y.len(),
+                    out.len()
+                ));
+            }
+            let mut se = 0.0f64;
+            for (&o, &t) in out.iter().zip(y) {
+                let e = f64::from(o - t);
+                se += e * e;
+            }
+            let per_example = se / outputs as f64;
+            Ok((per_example, per_example))
+        }
+        Targets::Labels(labels) => {
+            if labels.len() * outputs != out.len() {
+                return Err(format!("{} labels for {} logits", labels.len(), out.len()));
+            }
+            let (mut loss, mut hits) = (0.0f64, 0.0f64);
+            for (row, &label) in out.chunks_exact(outputs).zip(labels) {
+                let label = label as usize;
+                if label >= outputs {
+                    return Err(format!("label {label} with {outputs} classes"));
+                }
+                // First maximum wins, as candle's argmax.
+                let (best, max) = row
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                        if v > bv { (i, v) } else { (bi, bv) }
+                    });
+                let z: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+                loss += z.ln() - f64::from(row[label] - max);
+                hits += f64::from(u8::from(best == label));
+            }
+            Ok((loss, hits))
+        }
+    }
+}

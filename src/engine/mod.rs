@@ -26,7 +26,7 @@ mod plan;
 mod pointwise;
 mod update;
 
-pub(crate) use loss::Targets;
+pub(crate) use loss::{Targets, score};
 pub(crate) use plan::Plan;
 pub(crate) use update::{Rule, Slot};
 
@@ -162,6 +162,17 @@ impl Engine {
         self.plan.input_len
     }
 
+    /// Values per output sample.
+    pub fn output_len(&self) -> usize {
+        self.plan.output_len
+    }
+
+    /// The outputs `[n, outputs]` of the last training step's forward pass (before its
+    /// update): what the step's loss was computed from.
+    pub fn last_outputs(&self) -> &[f32] {
+        self.ops.acts.last().map_or(&[], Vec::as_slice)
+    }
+
     /// One training step of model `model` (and task `task`'s masks when gated) on a batch;
     /// returns the batch loss. The task's masks must have been set.
     pub fn train_step(
@@ -208,7 +219,7 @@ impl Engine {
             } else {
                 weights.iter().map(Vec::as_slice).collect()
             };
-            forward(plan, &params, x, ops);
+            forward(plan, &params, x, ops, true);
             let last = plan.ops.len() - 1;
             let loss = loss::loss_and_grad(
                 &ops.acts[last],
@@ -252,8 +263,46 @@ impl Engine {
         let mut ops = OpBuffers::new(plan);
         for piece in x.chunks(chunk.max(1) * plan.input_len) {
             ops.prepare(plan, piece.len() / plan.input_len, false);
-            forward(plan, params, piece, &mut ops);
+            forward(plan, params, piece, &mut ops, true);
             out.extend_from_slice(&ops.acts[plan.ops.len() - 1]);
+        }
+        out
+    }
+
+    /// The output `[n, outputs]` of a large evaluation batch: the batch is cut into one
+    /// contiguous share per rayon thread, and each thread runs its share in pieces of
+    /// [`EVAL_PIECE`] samples through its own buffers (the whole model per piece, no
+    /// synchronisation between layers, activations in cache). Each sample's output depends
+    /// only on the sample and the parameters, not on how the batch was cut.
+    pub fn predict_batch(&self, params: &[&[f32]], x: &[f32]) -> Vec<f32> {
+        use rayon::prelude::*;
+        let plan = &self.plan;
+        let n = x.len() / plan.input_len;
+        let mut out = vec![0.0f32; n * plan.output_len];
+        if n == 0 {
+            return out;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let share = n.div_ceil(threads).max(1);
+        let run = |(x, out): (&[f32], &mut [f32])| {
+            let mut ops = OpBuffers::new(plan);
+            for (piece, dst) in x
+                .chunks(EVAL_PIECE * plan.input_len)
+                .zip(out.chunks_mut(EVAL_PIECE * plan.output_len))
+            {
+                ops.prepare(plan, piece.len() / plan.input_len, false);
+                forward(plan, params, piece, &mut ops, false);
+                dst.copy_from_slice(&ops.acts[plan.ops.len() - 1]);
+            }
+        };
+        let shares: Vec<_> = x
+            .chunks(share * plan.input_len)
+            .zip(out.chunks_mut(share * plan.output_len))
+            .collect();
+        if shares.len() == 1 {
+            shares.into_iter().for_each(run);
+        } else {
+            shares.into_par_iter().for_each(run);
         }
         out
     }
@@ -277,8 +326,14 @@ fn dims(op: &Op) -> Option<Block> {
     }
 }
 
-/// Runs the ops in order, keeping what the backward pass needs.
-fn forward(plan: &Plan, params: &[&[f32]], x: &[f32], ops: &mut OpBuffers) {
+/// Samples per forward pass in [`Engine::predict_batch`]: LeNet-5's largest activation
+/// (6×28×28 before pooling) for 128 samples is 2.4 MB of `z` in sub-batches of the conv
+/// block's cache budget, and the dense layers' GEMMs get 128 rows.
+pub(crate) const EVAL_PIECE: usize = 128;
+
+/// Runs the ops in order, keeping what the backward pass needs. `split`: conv blocks split
+/// the batch across threads.
+fn forward(plan: &Plan, params: &[&[f32]], x: &[f32], ops: &mut OpBuffers, split: bool) {
     let OpBuffers {
         acts,
         blocks,
@@ -308,6 +363,7 @@ fn forward(plan: &Plan, params: &[&[f32]], x: &[f32], ops: &mut OpBuffers) {
                     (input, params[param], params[param + 1]),
                     out,
                     &mut blocks[i],
+                    split,
                 );
             }
             Op::Act { act, .. } => pointwise::act_forward(act, input, out),
