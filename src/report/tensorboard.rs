@@ -418,6 +418,28 @@ impl TensorBoardSink {
                 ));
                 out.push(scalar(&format!("{strategy}/{task}/{split}/loss"), *loss));
             }
+            Record::Probe {
+                strategy,
+                task,
+                split,
+                loss,
+                metric,
+                metric_name,
+                ..
+            } => {
+                // `probe_test`, `probe_train`: next to the full evaluation's `test`, `train`,
+                // never mixed with them.
+                self.metric_name.clone_from(metric_name);
+                out.push(scalar(
+                    &format!("{strategy}/{task}/probe_{split}/{metric_name}"),
+                    *metric,
+                ));
+                out.push(scalar(
+                    &format!("{strategy}/{task}/probe_{split}/loss"),
+                    *loss,
+                ));
+            }
+            Record::ProbeSet { .. } => {}
             Record::Train { strategy, loss, .. } => {
                 out.push(scalar(&format!("{strategy}/train_loss"), *loss));
             }
