@@ -6,7 +6,8 @@
 //! - a task's examples are rendered once per evaluation (in parallel) and every strategy and
 //!   gate view (soft and binarized) runs on that same batch;
 //! - the effective parameters `W ⊙ g(M)` are computed once per evaluation, not per batch;
-//! - large batches go through the engine on all threads ([`crate::engine`]'s `predict_batch`),
+//! - large batches go through the engine on all threads, every model in one pass (the first
+//!   convolution's im2col built once for all of them; [`crate::engine`]'s `predict_batch_many`),
 //!   and the loss and metric are summed in plain Rust from the logits.
 //!
 //! The reference path (f64 runs, other devices) keeps candle's forward per batch.
@@ -198,23 +199,27 @@ pub(super) fn measure_all(
         let batch = render(task, pass.split, chunk, pass.device, pass.dtype)?;
         let (xs, xl) = batch.x.storage_and_layout();
         let (ys, yl) = batch.y.storage_and_layout();
+        // Every model the engine runs, in one pass over the batch (all learners of a run
+        // share one model, so any of their engines runs any of their parameters).
+        let on_engine: Vec<usize> = (0..models.len()).filter(|&k| params[k].is_some()).collect();
+        let mut engine_out: Vec<Option<Vec<f32>>> = vec![None; models.len()];
+        if let (Some(&k0), candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (on_engine.first(), &*xs, xl.contiguous_offsets())
+        {
+            let sets: Vec<&[Vec<f32>]> = on_engine
+                .iter()
+                .filter_map(|&k| params[k].as_deref())
+                .collect();
+            let started = std::time::Instant::now();
+            if let Some(outs) = models[k0].0.predict_batch(&sets, &v[a..b]) {
+                pass.clock.add(chunk.len() * sets.len(), started.elapsed());
+                for (&k, out) in on_engine.iter().zip(outs) {
+                    engine_out[k] = Some(out);
+                }
+            }
+        }
         for (k, (learner, view)) in models.iter().enumerate() {
-            let engine_out = match &params[k] {
-                Some(p) => match (&*xs, xl.contiguous_offsets()) {
-                    (
-                        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
-                        Some((a, b)),
-                    ) => {
-                        let started = std::time::Instant::now();
-                        let out = learner.predict_batch(p, &v[a..b]);
-                        pass.clock.add(chunk.len(), started.elapsed());
-                        out
-                    }
-                    _ => None,
-                },
-                None => None,
-            };
-            let (loss, metric) = match engine_out {
+            let (loss, metric) = match engine_out[k].take() {
                 Some(out) => {
                     let outputs = out.len() / chunk.len().max(1);
                     crate::engine::score(&out, targets_of(objective, &ys, yl)?, outputs)

@@ -486,12 +486,17 @@ impl Learner {
             .collect()
     }
 
-    /// The engine's outputs `[n, outputs]` for `n` inputs `x` (flat `f32`) under parameters
-    /// from [`Learner::eval_params`], on all threads; `None` without an engine.
-    pub fn predict_batch(&self, params: &[Vec<f32>], x: &[f32]) -> Option<Vec<f32>> {
+    /// The engine's outputs `[n, outputs]` for `n` inputs `x` (flat `f32`) under each of
+    /// several parameter sets from [`Learner::eval_params`] (of this learner or of another
+    /// learner of the same model), in one pass over `x` on all threads; `None` without an
+    /// engine.
+    pub fn predict_batch(&self, params: &[&[Vec<f32>]], x: &[f32]) -> Option<Vec<Vec<f32>>> {
         let engine = self.engine.as_deref()?;
-        let params: Vec<&[f32]> = params.iter().map(Vec::as_slice).collect();
-        Some(engine.predict_batch(&params, x))
+        let params: Vec<Vec<&[f32]>> = params
+            .iter()
+            .map(|p| p.iter().map(Vec::as_slice).collect())
+            .collect();
+        Some(engine.predict_batch_many(&params, x))
     }
 
     /// [`Learner::predict`] on the fast engine: the effective parameters come from the same
