@@ -194,7 +194,11 @@ fn full_eval_every_and_full_eval_at_start_add_full_evaluations() {
     let evals: BTreeSet<usize> = keys(&recs, "eval").iter().map(|k| k.0).collect();
     assert_eq!(evals, BTreeSet::from([0, 10, 20, 30]));
     let probes: BTreeSet<usize> = keys(&recs, "probe").iter().map(|k| k.0).collect();
-    assert_eq!(probes, BTreeSet::from([5, 10, 15, 20, 25, 30]), "no step-0 probe");
+    assert_eq!(
+        probes,
+        BTreeSet::from([5, 10, 15, 20, 25, 30]),
+        "no step-0 probe"
+    );
 }
 
 /// With the whole test split as the probe set, a probe measures exactly what the full
@@ -388,7 +392,11 @@ fn bad_cadence_keys_are_clear_one_line_errors() {
         (
             "eval_subset",
             "-1",
-            &["run.eval_subset", "must be a non-negative integer", "got -1"][..],
+            &[
+                "run.eval_subset",
+                "must be a non-negative integer",
+                "got -1",
+            ][..],
         ),
         (
             "full_eval_every",
@@ -439,9 +447,16 @@ fn cadence_defaults() {
         (500, 500)
     );
     let tmp = tempfile::tempdir().unwrap();
-    let set = write_task_set(tmp.path(), "a.toml", &SMALL.replace("steps = 30", "steps = 72"));
+    let set = write_task_set(
+        tmp.path(),
+        "a.toml",
+        &SMALL.replace("steps = 30", "steps = 72"),
+    );
     let parsed = TaskSet::load(&set).unwrap();
-    assert_eq!((parsed.run.eval_every, parsed.run.checkpoint_every), (5, 10));
+    assert_eq!(
+        (parsed.run.eval_every, parsed.run.checkpoint_every),
+        (5, 10)
+    );
     let set = write_task_set(
         tmp.path(),
         "b.toml",

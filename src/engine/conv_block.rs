@@ -111,7 +111,10 @@ pub(crate) fn forward(
         .collect();
     run(items, |((x, out), c)| {
         // Evaluation (`split` off) needs no argmax for a backward pass.
-        resize(&mut c.arg, if split { x.len() / in_len * out_len } else { 0 });
+        resize(
+            &mut c.arg,
+            if split { x.len() / in_len * out_len } else { 0 },
+        );
         let mut args = c.arg.chunks_mut(sub * out_len);
         for (x, out) in x.chunks(sub * in_len).zip(out.chunks_mut(sub * out_len)) {
             let m = x.len() / in_len;

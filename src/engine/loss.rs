@@ -129,12 +129,12 @@ pub(crate) fn score(out: &[f32], targets: Targets, outputs: usize) -> Result<(f6
                     return Err(format!("label {label} with {outputs} classes"));
                 }
                 // First maximum wins, as candle's argmax.
-                let (best, max) = row
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                        if v > bv { (i, v) } else { (bi, bv) }
-                    });
+                let (best, max) =
+                    row.iter()
+                        .enumerate()
+                        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                            if v > bv { (i, v) } else { (bi, bv) }
+                        });
                 let z: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
                 loss += z.ln() - f64::from(row[label] - max);
                 hits += f64::from(u8::from(best == label));

@@ -59,7 +59,11 @@ pub(crate) fn pool_sample_values(
     let (ho, wo) = (h / k, w / k);
     let finish = |m: f32, b: f32| {
         let v = m + b;
-        if relu && (v <= 0.0 || v.is_nan()) { 0.0 } else { v }
+        if relu && (v <= 0.0 || v.is_nan()) {
+            0.0
+        } else {
+            v
+        }
     };
     for ch in 0..c {
         let base = planes.offset + ch * planes.stride;

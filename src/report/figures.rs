@@ -716,11 +716,7 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
             Quantity::Metric => format!("training {metric}"),
             Quantity::Loss => "training loss".to_string(),
         };
-        let mut p = LinePanel::new(
-            format!("{train_what} on the batches"),
-            "step",
-            &train_what,
-        );
+        let mut p = LinePanel::new(format!("{train_what} on the batches"), "step", &train_what);
         p.integer_x = true;
         p.x_range = Some((0.0, run.last_step().max(1) as f64));
         for (s, pts) in &train {

@@ -66,11 +66,7 @@ impl BatchSums {
     /// summed metric.
     pub fn add(&mut self, task: usize, examples: usize, scored: &[(Strategy, f64, f64)]) {
         for &(s, loss, metric) in scored {
-            match self
-                .entries
-                .iter_mut()
-                .find(|e| e.0 == s && e.1 == task)
-            {
+            match self.entries.iter_mut().find(|e| e.0 == s && e.1 == task) {
                 Some(e) => {
                     e.2 += loss * examples as f64;
                     e.3 += metric;
@@ -100,10 +96,7 @@ impl BatchSums {
             if !strategies.contains(&e.0) {
                 Some(format!("holds strategy `{}`, not one of the run's", e.0))
             } else if e.1 >= tasks {
-                Some(format!(
-                    "holds task {} (the run has {tasks} tasks)",
-                    e.1
-                ))
+                Some(format!("holds task {} (the run has {tasks} tasks)", e.1))
             } else if !(e.2.is_finite() && e.3.is_finite()) {
                 Some("holds a non-finite sum".into())
             } else {
@@ -203,8 +196,11 @@ pub(super) fn measure_all(
         // share one model, so any of their engines runs any of their parameters).
         let on_engine: Vec<usize> = (0..models.len()).filter(|&k| params[k].is_some()).collect();
         let mut engine_out: Vec<Option<Vec<f32>>> = vec![None; models.len()];
-        if let (Some(&k0), candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
-            (on_engine.first(), &*xs, xl.contiguous_offsets())
+        if let (
+            Some(&k0),
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
+            Some((a, b)),
+        ) = (on_engine.first(), &*xs, xl.contiguous_offsets())
         {
             let sets: Vec<&[Vec<f32>]> = on_engine
                 .iter()
@@ -226,9 +222,7 @@ pub(super) fn measure_all(
                         .map_err(candle_core::Error::msg)?
                 }
                 None => {
-                    let out = learner
-                        .predict(t, &batch.x, pass.scale, *view)?
-                        .detach();
+                    let out = learner.predict(t, &batch.x, pass.scale, *view)?.detach();
                     let loss = objective
                         .loss(&out, &batch.y)?
                         .to_dtype(DType::F64)?
@@ -283,9 +277,17 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0] < w[1]), "ascending and distinct");
         assert!(a.iter().all(|&i| i < 10_000));
         assert_eq!(a, probe_subset(10_000, 500), "the same draw every time");
-        assert_ne!(a, probe_subset(10_001, 500)[..], "keyed by the split's length");
+        assert_ne!(
+            a,
+            probe_subset(10_001, 500)[..],
+            "keyed by the split's length"
+        );
         // Spread over the split, not its start.
-        assert!(*a.last().unwrap() > 9_000 && a[0] < 1_000, "{:?}", (a[0], a[499]));
+        assert!(
+            *a.last().unwrap() > 9_000 && a[0] < 1_000,
+            "{:?}",
+            (a[0], a[499])
+        );
         assert_eq!(probe_subset(30, 0), (0..30).collect::<Vec<_>>());
         assert_eq!(probe_subset(30, 40), (0..30).collect::<Vec<_>>());
     }

@@ -9,8 +9,7 @@
 
 use super::checkpoint::{CheckpointFile, encode, first_non_finite};
 use super::evaluation::{
-    BatchSums, ForwardClock, ModelParams, PROBE_SEED, Pass, measure_all, model_params,
-    probe_subset,
+    BatchSums, ForwardClock, ModelParams, PROBE_SEED, Pass, measure_all, model_params, probe_subset,
 };
 use super::learner::{Learner, StepSettings, Strategy};
 use super::record::{MetricsLog, Record};
@@ -311,13 +310,18 @@ impl Trainer {
     fn adopt_probe_sets(&mut self, records: &[Record], path: &Path) -> Result<()> {
         let mut found = vec![None; self.tasks.len()];
         for r in records {
-            let Record::ProbeSet { task, of, indices, .. } = r else {
+            let Record::ProbeSet {
+                task, of, indices, ..
+            } = r
+            else {
                 continue;
             };
             let Some(t) = self.tasks.iter().position(|x| x.name() == task) else {
                 return Err(Error::Run {
                     path: path.into(),
-                    message: format!("a probe_set record names task `{task}`, not one of the run's"),
+                    message: format!(
+                        "a probe_set record names task `{task}`, not one of the run's"
+                    ),
                 });
             };
             let len = self.tasks[t].len(Split::Test);
@@ -584,7 +588,10 @@ impl Trainer {
             self.probe_train.add(t, idx.len(), &scored);
             let run = &self.set.run;
             let last = self.step == total;
-            let full = last || run.full_eval_every.is_some_and(|k| self.step.is_multiple_of(k));
+            let full = last
+                || run
+                    .full_eval_every
+                    .is_some_and(|k| self.step.is_multiple_of(k));
             let probe = last || self.step.is_multiple_of(run.eval_every);
             let commit = full || self.step.is_multiple_of(run.checkpoint_every.max(1));
             let stop = self.step == until;
@@ -1239,10 +1246,7 @@ fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &Path) -> Res
     if tl.sums.iter().any(|(_, v)| !v.is_finite()) {
         return Err(bad("train_loss holds a non-finite sum".into()));
     }
-    if let Some(why) = state
-        .probe_train
-        .check(&state.strategies, set.tasks.len())
-    {
+    if let Some(why) = state.probe_train.check(&state.strategies, set.tasks.len()) {
         return Err(bad(format!("probe_train {why}")));
     }
     Ok(())
