@@ -85,6 +85,15 @@ where
     }
 }
 
+/// The im2col of every sample of `x` side by side in `cols` (`[rows, m·h_out·w_out]`).
+fn fill_cols(b: &Block, x: &[f32], cols: &mut [f32]) {
+    let (in_len, hw) = (b.geom.sample_len(), b.hw());
+    let width = x.len() / in_len * hw;
+    for (s, x_s) in x.chunks_exact(in_len).enumerate() {
+        im2col_strided(&b.geom, x_s, &mut cols[s * hw..], width, 0.0);
+    }
+}
+
 /// Forward pass over a batch: `x` `[n, c, h, w]` → `out` `[n, c_out, h_out/pool, w_out/pool]`.
 /// `split`: the batch is split across rayon's threads (training); evaluation runs whole
 /// pieces per thread and passes `false`.
@@ -121,9 +130,7 @@ pub(crate) fn forward(
             let width = m * hw;
             resize(&mut c.cols, rows * width);
             resize(&mut c.z, b.c_out * width);
-            for (s, x_s) in x.chunks_exact(in_len).enumerate() {
-                im2col_strided(&b.geom, x_s, &mut c.cols[s * hw..], width, 0.0);
-            }
+            fill_cols(b, x, &mut c.cols);
             matmul(
                 (b.c_out, width, rows),
                 (&mut c.z, Order::RowMajor),
@@ -177,9 +184,7 @@ pub(crate) fn forward_many(
         let width = m * hw;
         resize(&mut c.cols, rows * width);
         resize(&mut c.z, b.c_out * width);
-        for (s, x_s) in x.chunks_exact(in_len).enumerate() {
-            im2col_strided(&b.geom, x_s, &mut c.cols[s * hw..], width, 0.0);
-        }
+        fill_cols(b, x, &mut c.cols);
         for ((w, bias), out) in params.iter().zip(outs.iter_mut()) {
             matmul(
                 (b.c_out, width, rows),
@@ -248,9 +253,7 @@ pub(crate) fn backward(
             let width = m * hw;
             resize(cols, rows * width);
             resize(dz, b.c_out * width);
-            for (s, x_s) in x.chunks_exact(in_len).enumerate() {
-                im2col_strided(&b.geom, x_s, &mut cols[s * hw..], width, 0.0);
-            }
+            fill_cols(b, x, cols);
             dz.fill(0.0);
             for (&a, &g) in arg.iter().zip(dy) {
                 if a != NO_ARG {

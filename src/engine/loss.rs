@@ -20,13 +20,7 @@ pub(crate) fn loss_and_grad(
 ) -> Result<f64, String> {
     match targets {
         Targets::Values(y) => {
-            if y.len() != out.len() {
-                return Err(format!(
-                    "{} target values for {} outputs",
-                    y.len(),
-                    out.len()
-                ));
-            }
+            check_values(y, out)?;
             let scale = 2.0 / out.len().max(1) as f32;
             let mut sum = 0.0f64;
             for ((d, &o), &t) in dout.iter_mut().zip(out).zip(y) {
@@ -71,27 +65,16 @@ pub(crate) fn loss_and_grad(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cross_entropy_of_uniform_logits_is_ln_classes() {
-        let out = vec![0.5f32; 20];
-        let mut d = vec![0.0; 20];
-        let l = loss_and_grad(&out, Targets::Labels(&[3, 7]), 10, &mut d).unwrap();
-        assert!((l - 10f64.ln()).abs() < 1e-6);
-        assert!((d[3] - (0.1 - 1.0) / 2.0).abs() < 1e-6 && (d[0] - 0.05).abs() < 1e-6);
-        assert!(loss_and_grad(&out, Targets::Labels(&[3, 10]), 10, &mut d).is_err());
-    }
-
-    #[test]
-    fn mse_is_the_mean_over_all_outputs() {
-        let mut d = vec![0.0; 4];
-        let l =
-            loss_and_grad(&[1.0, 2.0, 3.0, 4.0], Targets::Values(&[0.0; 4]), 2, &mut d).unwrap();
-        assert!((l - 7.5).abs() < 1e-9);
-        assert_eq!(d, vec![0.5, 1.0, 1.5, 2.0]);
+/// Regression targets must match the outputs one for one.
+fn check_values(y: &[f32], out: &[f32]) -> Result<(), String> {
+    if y.len() == out.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} target values for {} outputs",
+            y.len(),
+            out.len()
+        ))
     }
 }
 
@@ -103,13 +86,7 @@ pub(crate) fn score(out: &[f32], targets: Targets, outputs: usize) -> Result<(f6
     let outputs = outputs.max(1);
     match targets {
         Targets::Values(y) => {
-            if y.len() != out.len() {
-                return Err(format!(
-                    "{} target values for {} outputs",
-                    y.len(),
-                    out.len()
-                ));
-            }
+            check_values(y, out)?;
             let mut se = 0.0f64;
             for (&o, &t) in out.iter().zip(y) {
                 let e = f64::from(o - t);
@@ -141,5 +118,44 @@ pub(crate) fn score(out: &[f32], targets: Targets, outputs: usize) -> Result<(f6
             }
             Ok((loss, hits))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_of_uniform_logits_is_ln_classes() {
+        let out = vec![0.5f32; 20];
+        let mut d = vec![0.0; 20];
+        let l = loss_and_grad(&out, Targets::Labels(&[3, 7]), 10, &mut d).unwrap();
+        assert!((l - 10f64.ln()).abs() < 1e-6);
+        assert!((d[3] - (0.1 - 1.0) / 2.0).abs() < 1e-6 && (d[0] - 0.05).abs() < 1e-6);
+        assert!(loss_and_grad(&out, Targets::Labels(&[3, 10]), 10, &mut d).is_err());
+    }
+
+    #[test]
+    fn mse_is_the_mean_over_all_outputs() {
+        let mut d = vec![0.0; 4];
+        let l =
+            loss_and_grad(&[1.0, 2.0, 3.0, 4.0], Targets::Values(&[0.0; 4]), 2, &mut d).unwrap();
+        assert!((l - 7.5).abs() < 1e-9);
+        assert_eq!(d, vec![0.5, 1.0, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn evaluation_sums_match_the_training_losses() {
+        // Two examples of 3 classes: the first predicted right, the second wrong.
+        let out = [2.0f32, 0.5, -1.0, 0.1, 0.3, 0.2];
+        let mut d = vec![0.0; 6];
+        let mean = loss_and_grad(&out, Targets::Labels(&[0, 2]), 3, &mut d).unwrap();
+        let (loss, hits) = score(&out, Targets::Labels(&[0, 2]), 3).unwrap();
+        assert!((loss / 2.0 - mean).abs() < 1e-6, "{loss} {mean}");
+        assert_eq!(hits, 1.0);
+        // Regression: per example the squared error averaged over its outputs.
+        let (loss, metric) = score(&[1.0, 2.0, 3.0, 4.0], Targets::Values(&[0.0; 4]), 2).unwrap();
+        assert_eq!((loss, metric), (15.0, 15.0));
+        assert!(score(&out, Targets::Labels(&[0, 3]), 3).is_err());
     }
 }

@@ -159,7 +159,7 @@ impl RunData {
             .unwrap_or(0)
     }
 
-    /// `(step, value)` of one strategy on one task's split, in step order.
+    /// `(step, value)` of one strategy's full evaluations on one task's split, in step order.
     pub fn eval_series(
         &self,
         strategy: &str,
@@ -167,18 +167,7 @@ impl RunData {
         split: &str,
         quantity: Quantity,
     ) -> Vec<(f64, f64)> {
-        self.series(quantity, |r| match r {
-            Record::Eval {
-                step,
-                strategy: s,
-                task: t,
-                split: sp,
-                loss,
-                metric,
-                ..
-            } if s == strategy && t == task && sp == split => Some((*step, *loss, *metric)),
-            _ => None,
-        })
+        self.split_series(false, (strategy, task, split), quantity)
     }
 
     /// Whether the run logged probes (runs from before issue 15 hold only full evaluations).
@@ -196,8 +185,18 @@ impl RunData {
         split: &str,
         quantity: Quantity,
     ) -> Vec<(f64, f64)> {
+        self.split_series(true, (strategy, task, split), quantity)
+    }
+
+    /// The probe or the full-evaluation records of one strategy, task and split.
+    fn split_series(
+        &self,
+        probe: bool,
+        (strategy, task, split): (&str, &str, &str),
+        quantity: Quantity,
+    ) -> Vec<(f64, f64)> {
         self.series(quantity, |r| match r {
-            Record::Probe {
+            Record::Eval {
                 step,
                 strategy: s,
                 task: t,
@@ -205,7 +204,22 @@ impl RunData {
                 loss,
                 metric,
                 ..
-            } if s == strategy && t == task && sp == split => Some((*step, *loss, *metric)),
+            }
+            | Record::Probe {
+                step,
+                strategy: s,
+                task: t,
+                split: sp,
+                loss,
+                metric,
+                ..
+            } if matches!(r, Record::Probe { .. }) == probe
+                && s == strategy
+                && t == task
+                && sp == split =>
+            {
+                Some((*step, *loss, *metric))
+            }
             _ => None,
         })
     }

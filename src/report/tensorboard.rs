@@ -410,15 +410,8 @@ impl TensorBoardSink {
                 metric,
                 metric_name,
                 ..
-            } => {
-                self.metric_name.clone_from(metric_name);
-                out.push(scalar(
-                    &format!("{strategy}/{task}/{split}/{metric_name}"),
-                    *metric,
-                ));
-                out.push(scalar(&format!("{strategy}/{task}/{split}/loss"), *loss));
             }
-            Record::Probe {
+            | Record::Probe {
                 strategy,
                 task,
                 split,
@@ -427,17 +420,18 @@ impl TensorBoardSink {
                 metric_name,
                 ..
             } => {
-                // `probe_test`, `probe_train`: next to the full evaluation's `test`, `train`,
-                // never mixed with them.
+                // Probes under `probe_test`, `probe_train`: next to the full evaluation's
+                // `test`, `train`, never mixed with them.
+                let split = match record {
+                    Record::Probe { .. } => format!("probe_{split}"),
+                    _ => split.clone(),
+                };
                 self.metric_name.clone_from(metric_name);
                 out.push(scalar(
-                    &format!("{strategy}/{task}/probe_{split}/{metric_name}"),
+                    &format!("{strategy}/{task}/{split}/{metric_name}"),
                     *metric,
                 ));
-                out.push(scalar(
-                    &format!("{strategy}/{task}/probe_{split}/loss"),
-                    *loss,
-                ));
+                out.push(scalar(&format!("{strategy}/{task}/{split}/loss"), *loss));
             }
             Record::ProbeSet { .. } => {}
             Record::Train { strategy, loss, .. } => {
