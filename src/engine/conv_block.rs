@@ -94,6 +94,21 @@ fn fill_cols(b: &Block, x: &[f32], cols: &mut [f32]) {
     }
 }
 
+/// `z = θW · cols`: the pre-activations `[c_out, width]` of the samples whose im2col `cols`
+/// (`[rows, width]`) holds.
+fn conv_product(b: &Block, w: &[f32], cols: &[f32], z: &mut [f32]) {
+    let rows = b.geom.rows();
+    let width = cols.len() / rows;
+    matmul(
+        (b.c_out, width, rows),
+        (z, Order::RowMajor),
+        Mat::new(w, rows),
+        Mat::new(cols, width),
+        false,
+        Parallelism::None,
+    );
+}
+
 /// Forward pass over a batch: `x` `[n, c, h, w]` → `out` `[n, c_out, h_out/pool, w_out/pool]`.
 /// `split`: the batch is split across rayon's threads (training); evaluation runs whole
 /// pieces per thread and passes `false`.
@@ -131,14 +146,7 @@ pub(crate) fn forward(
             resize(&mut c.cols, rows * width);
             resize(&mut c.z, b.c_out * width);
             fill_cols(b, x, &mut c.cols);
-            matmul(
-                (b.c_out, width, rows),
-                (&mut c.z, Order::RowMajor),
-                Mat::new(w, rows),
-                Mat::new(&c.cols, width),
-                false,
-                Parallelism::None,
-            );
+            conv_product(b, w, &c.cols, &mut c.z);
             let mut arg = args.next();
             for s in 0..m {
                 let dims = (b.c_out, b.geom.h_out, b.geom.w_out, b.pool);
@@ -186,14 +194,7 @@ pub(crate) fn forward_many(
         resize(&mut c.z, b.c_out * width);
         fill_cols(b, x, &mut c.cols);
         for ((w, bias), out) in params.iter().zip(outs.iter_mut()) {
-            matmul(
-                (b.c_out, width, rows),
-                (&mut c.z, Order::RowMajor),
-                Mat::new(w, rows),
-                Mat::new(&c.cols, width),
-                false,
-                Parallelism::None,
-            );
+            conv_product(b, w, &c.cols, &mut c.z);
             let out = &mut out[piece * sub * out_len..][..m * out_len];
             for (s, out) in out.chunks_exact_mut(out_len).enumerate() {
                 let planes = Planes {
