@@ -17,6 +17,16 @@ Before each run it waits (at most --max-wait seconds) for the 1-minute load to d
 
 Usage (from the repository root; needs GATEKIT_DATA with mnist/ in it):
     python3 bench/compare.py [--reps 3] [--workloads w1,w2] [--threads 1,2]
+    python3 bench/compare.py --whole-run [--reps 3] [--threads 1,2]
+
+--whole-run (issue 15, "time to result"): W2 with the paper's cadence on both sides, the test
+metric every 10 steps on 500 test images per task and the full test at the end (gatekit:
+tasks/bench-w2.toml with eval_every = 10, eval_subset = 500; the peer: --eval-every 10
+--eval-subset 500). The figure is the whole process's wall time; gatekit's timing.json adds
+where its time went (loop, probes, full evaluation, forward images/s). Each thread count also
+times the peer's evaluation forward alone (LeNet-5 under torch.no_grad(), batches of 2000 as
+its evaluate() uses, bench/peer_forward.py) next to gatekit's evaluation forward from the same
+runs, in images/s.
 The peer's venv is $PEER_VENV (default ~/.cache/gatekit/peer-venv); --install-peer creates it
 with `pip install torch==2.15.0 numpy` (about 3 GB, see ../shared/bench/peer/README.md).
 """
@@ -94,10 +104,22 @@ def gatekit_metric(run_dir, metric):
     return sum(values) / len(values)
 
 
-def run_gatekit(gtk, workload, method, threads, work, data):
+def whole_run_set(work):
+    """tasks/bench-w2.toml with the whole-run cadence, its model path made absolute."""
+    text = (ROOT / WORKLOADS["w2"]["set"]).read_text()
+    assert "eval_every = 500\n" in text and 'model = "../models/' in text
+    text = text.replace("eval_every = 500\n", "eval_every = 10\neval_subset = 500\n")
+    text = text.replace('model = "../models/', f'model = "{ROOT / "models"}/')
+    path = work / "bench-w2-whole-run.toml"
+    path.write_text(text)
+    return path
+
+
+def run_gatekit(gtk, workload, method, threads, work, data, task_set=None):
     name = f"{workload}-{method}-{threads}-{time.time_ns()}"
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), GATEKIT_DATA=data)
-    cmd = [str(gtk), "train", "--task-set", str(ROOT / WORKLOADS[workload]["set"]),
+    task_set = task_set or ROOT / WORKLOADS[workload]["set"]
+    cmd = [str(gtk), "train", "--task-set", str(task_set),
            "--strategy", method, "--runs-dir", str(work), "--name", name, "--quiet"]
     wall, rss, out, err, rc = run_wait4(cmd, env)
     if rc != 0:
@@ -107,12 +129,16 @@ def run_gatekit(gtk, workload, method, threads, work, data):
     shutil.rmtree(work / name)
     return {"steps_per_second": timing["steps_per_second"], "wall_seconds": wall,
             "peak_rss_mb": rss, "first_step_seconds": timing["first_step_seconds"],
-            "metric": metric}
+            "metric": metric, "loop_seconds": timing["loop_seconds"],
+            "probes": timing.get("probes"), "probe_seconds": timing.get("probe_seconds"),
+            "full_eval_seconds": timing.get("full_eval_seconds"),
+            "commit_seconds": timing.get("commit_seconds"),
+            "forward_images_per_second": timing.get("forward_images_per_second")}
 
 
-def run_peer(python, workload, method, threads, mnist):
+def run_peer(python, workload, method, threads, mnist, extra=()):
     cmd = [str(python), str(PEER_DIR / "gated_peer.py"), "--workload", WORKLOADS[workload]["peer"],
-           "--method", method, "--threads", str(threads), "--data", str(mnist)]
+           "--method", method, "--threads", str(threads), "--data", str(mnist), *extra]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     wall, rss, out, err, rc = run_wait4(cmd, env)
     if rc != 0:
@@ -120,7 +146,92 @@ def run_peer(python, workload, method, threads, mnist):
     line = [l for l in out.splitlines() if l.startswith("{")][-1]
     r = json.loads(line)
     return {"steps_per_second": r["steps_per_second"], "wall_seconds": wall,
-            "peak_rss_mb": rss, "first_step_seconds": None, "metric": r["mean"]}
+            "peak_rss_mb": rss, "first_step_seconds": None, "metric": r["mean"],
+            "loop_seconds": r["train_seconds"], "curve_points": r.get("curve_points")}
+
+
+def run_peer_forward(python, threads):
+    """The peer's evaluation forward alone: images/s of LeNet-5 under torch.no_grad()."""
+    cmd = [str(python), str(ROOT / "bench" / "peer_forward.py"), "--threads", str(threads),
+           "--peer", str(PEER_DIR)]
+    wall, rss, out, err, rc = run_wait4(cmd, dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    if rc != 0:
+        sys.exit(f"peer forward failed ({rc}): {' '.join(cmd)}\n{err}")
+    return json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+
+
+def whole_run(args, gtk, python, mnist, data, work, out_dir):
+    """gatekit and the peer on W2 with the same evaluation cadence, whole-process wall time."""
+    task_set = whole_run_set(work)
+    peer_flags = ["--eval-every", "10", "--eval-subset", "500"]
+    raw_path = out_dir / f"whole-run-{args.tag}.jsonl"
+    rows, forward = [], []
+    with open(raw_path, "w") as raw:
+        for threads in [int(t) for t in args.threads.split(",")]:
+            for rep in range(args.reps):
+                load = wait_idle(args.idle_load, args.max_wait)
+                f = run_peer_forward(python, threads)
+                f.update(tool="peer-forward", threads=threads, rep=rep, load_1m=round(load, 2))
+                forward.append(f)
+                raw.write(json.dumps(f) + "\n")
+                for method in args.methods.split(","):
+                    for tool in ["gatekit", "peer"]:
+                        load = wait_idle(args.idle_load, args.max_wait)
+                        if tool == "gatekit":
+                            r = run_gatekit(gtk, "w2", method, threads, work, data, task_set)
+                        else:
+                            r = run_peer(python, "w2", method, threads, mnist, peer_flags)
+                        r.update(tool=tool, workload="w2", method=method, threads=threads, rep=rep,
+                                 load_1m=round(load, 2))
+                        rows.append(r)
+                        raw.write(json.dumps(r) + "\n")
+                        raw.flush()
+                        print(f"w2 {method:8} t{threads} {tool:7} rep{rep}: wall {r['wall_seconds']:6.2f} s  "
+                              f"loop {r['loop_seconds']:6.2f} s  metric {r['metric']:.4f}  load {load:.2f}",
+                              flush=True)
+    text = whole_run_report(rows, forward, args, out_dir)
+    print()
+    print(text)
+    print(f"written: {out_dir / f'whole-run-{args.tag}.md'} and {raw_path}")
+
+
+def whole_run_report(rows, forward, args, out_dir):
+    lines = [f"# Time to result: gatekit vs PyTorch peer, whole runs ({args.tag})", "",
+             f"W2 (colored MNIST, LeNet-5, 500 steps), test metric every 10 steps on 500 test images "
+             f"per task, full test at the end, both tools. {os.cpu_count()} cores; reps {args.reps}, "
+             f"alternating; medians. Load: 1-minute load average before each run.", "",
+             "| method | threads | gatekit wall s | peer wall s | peer/gatekit | gatekit loop s | "
+             "gatekit probes s | gatekit full eval s | gatekit first step s | gatekit metric | "
+             "peer metric | load (max) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    keys = []
+    for r in rows:
+        if (r["method"], r["threads"]) not in keys:
+            keys.append((r["method"], r["threads"]))
+    for method, threads in keys:
+        g = [r for r in rows if (r["tool"], r["method"], r["threads"]) == ("gatekit", method, threads)]
+        p = [r for r in rows if (r["tool"], r["method"], r["threads"]) == ("peer", method, threads)]
+        gw, pw = med(g, "wall_seconds"), med(p, "wall_seconds")
+        lines.append(
+            f"| {method} | {threads} | {gw:.2f} | {pw:.2f} | **{pw / gw:.2f}x** | "
+            f"{med(g, 'loop_seconds'):.2f} | {med(g, 'probe_seconds'):.2f} | "
+            f"{med(g, 'full_eval_seconds'):.2f} | {med(g, 'first_step_seconds'):.2f} | "
+            f"{med(g, 'metric'):.4f} | {med(p, 'metric'):.4f} | "
+            f"{max(r['load_1m'] for r in g + p):.2f} |")
+    lines += ["", "Evaluation forward throughput, LeNet-5 (images/s; gatekit: the engine's batched "
+              "forward inside the runs above, every model and gate view; peer: torch.no_grad() "
+              "forward of the gated LeNet-5 on batches of 2000, bench/peer_forward.py):", "",
+              "| threads | gatekit images/s | peer images/s | gatekit/peer | load (max) |",
+              "|---:|---:|---:|---:|---:|"]
+    for threads in sorted({r["threads"] for r in rows}):
+        g = [r for r in rows if r["tool"] == "gatekit" and r["threads"] == threads]
+        f = [r for r in forward if r["threads"] == threads]
+        gi, pi = med(g, "forward_images_per_second"), med(f, "images_per_second")
+        lines.append(f"| {threads} | {gi:.0f} | {pi:.0f} | **{gi / pi:.2f}x** | "
+                     f"{max(r['load_1m'] for r in g + f):.2f} |")
+    text = "\n".join(lines) + "\n"
+    (out_dir / f"whole-run-{args.tag}.md").write_text(text)
+    return text
 
 
 def ensure_peer(venv, install):
@@ -249,6 +360,8 @@ def main():
     ap.add_argument("--install-peer", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M"))
+    ap.add_argument("--whole-run", action="store_true",
+                    help="W2 whole runs with the paper's evaluation cadence on both sides (issue 15)")
     ap.add_argument("--report-only", metavar="JSONL",
                     help="rebuild the markdown and SVG from a raw results file, without running")
     args = ap.parse_args()
@@ -265,11 +378,18 @@ def main():
     venv = Path(os.environ.get("PEER_VENV", Path.home() / ".cache" / "gatekit" / "peer-venv"))
     python = ensure_peer(venv, args.install_peer)
     mnist = peer_data(data, Path.home() / ".cache" / "gatekit" / "peer-mnist")
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    gtk = ROOT / "target" / "release" / "gtk"
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "gtk"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     work = Path(tempfile.mkdtemp(prefix="gatekit-bench-"))
+    # A private copy: a shared CARGO_TARGET_DIR may get another checkout's build meanwhile.
+    gtk = work / "gtk"
+    shutil.copy2(target / "release" / "gtk", gtk)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.whole_run:
+        whole_run(args, gtk, python, mnist, data, work, out_dir)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     raw_path = out_dir / f"compare-{args.tag}.jsonl"
     rows = []
     with open(raw_path, "w") as raw:

@@ -20,6 +20,8 @@ steps = 200
 batch_size = 10
 lr = 0.2
 eval_every = 50
+full_eval_every = 50
+full_eval_at_start = true
 dtype = "f64"
 [defaults]
 kind = "linear"
@@ -411,6 +413,15 @@ fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
                     assert_eq!(series.len(), eval_steps.len(), "{tag}");
                 }
             }
+        }
+    }
+    // Probes have their own tags, one point per probe (steps 0, 50, ..., 200 here too).
+    for s in ["gated", "shared", "separate"] {
+        for t in TASKS {
+            let tag = format!("{s}/{t}/probe_test/mse");
+            let series = scalars.get(&tag).unwrap_or_else(|| panic!("no {tag}"));
+            let steps: Vec<i64> = series.iter().map(|p| p.0).collect();
+            assert_eq!(steps, vec![0, 50, 100, 150, 200], "{tag}");
         }
     }
     let (step, value) = *scalars["gated/beta/test/mse"].last().unwrap();

@@ -14,7 +14,7 @@
 //!   network's first layer). Each sub-batch's `cols` is rebuilt for this, in cache, rather than
 //!   kept from the forward pass (measured faster, see [`COLS_BUDGET`]).
 
-use super::pointwise::{NO_ARG, Planes, pool_sample};
+use super::pointwise::{NO_ARG, Planes, pool_sample, pool_sample_values};
 use crate::kernel::im2col::{ConvGeom, col2im_strided, im2col_strided};
 use crate::kernel::{Mat, Order, chunk_len, matmul};
 use gemm::Parallelism;
@@ -85,16 +85,43 @@ where
     }
 }
 
+/// The im2col of every sample of `x` side by side in `cols` (`[rows, m·h_out·w_out]`).
+fn fill_cols(b: &Block, x: &[f32], cols: &mut [f32]) {
+    let (in_len, hw) = (b.geom.sample_len(), b.hw());
+    let width = x.len() / in_len * hw;
+    for (s, x_s) in x.chunks_exact(in_len).enumerate() {
+        im2col_strided(&b.geom, x_s, &mut cols[s * hw..], width, 0.0);
+    }
+}
+
+/// `z = θW · cols`: the pre-activations `[c_out, width]` of the samples whose im2col `cols`
+/// (`[rows, width]`) holds.
+fn conv_product(b: &Block, w: &[f32], cols: &[f32], z: &mut [f32]) {
+    let rows = b.geom.rows();
+    let width = cols.len() / rows;
+    matmul(
+        (b.c_out, width, rows),
+        (z, Order::RowMajor),
+        Mat::new(w, rows),
+        Mat::new(cols, width),
+        false,
+        Parallelism::None,
+    );
+}
+
 /// Forward pass over a batch: `x` `[n, c, h, w]` → `out` `[n, c_out, h_out/pool, w_out/pool]`.
+/// `split`: the batch is split across rayon's threads (training); evaluation runs whole
+/// pieces per thread and passes `false`.
 pub(crate) fn forward(
     b: &Block,
     (x, w, bias): (&[f32], &[f32], &[f32]),
     out: &mut [f32],
     buf: &mut BlockBuffers,
+    split: bool,
 ) {
     let in_len = b.geom.sample_len();
     let n = x.len() / in_len;
-    let chunk = chunk_len(n);
+    let chunk = if split { chunk_len(n) } else { n.max(1) };
     let count = n.div_ceil(chunk);
     if buf.chunks.len() < count {
         buf.chunks.resize_with(count, Chunk::default);
@@ -107,43 +134,77 @@ pub(crate) fn forward(
         .zip(buf.chunks.iter_mut())
         .collect();
     run(items, |((x, out), c)| {
-        resize(&mut c.arg, x.len() / in_len * out_len);
-        for (x, (out, arg)) in x.chunks(sub * in_len).zip(
-            out.chunks_mut(sub * out_len)
-                .zip(c.arg.chunks_mut(sub * out_len)),
-        ) {
+        // Evaluation (`split` off) needs no argmax for a backward pass.
+        resize(
+            &mut c.arg,
+            if split { x.len() / in_len * out_len } else { 0 },
+        );
+        let mut args = c.arg.chunks_mut(sub * out_len);
+        for (x, out) in x.chunks(sub * in_len).zip(out.chunks_mut(sub * out_len)) {
             let m = x.len() / in_len;
             let width = m * hw;
             resize(&mut c.cols, rows * width);
             resize(&mut c.z, b.c_out * width);
-            for (s, x_s) in x.chunks_exact(in_len).enumerate() {
-                im2col_strided(&b.geom, x_s, &mut c.cols[s * hw..], width, 0.0);
-            }
-            matmul(
-                (b.c_out, width, rows),
-                (&mut c.z, Order::RowMajor),
-                Mat::new(w, rows),
-                Mat::new(&c.cols, width),
-                false,
-                Parallelism::None,
-            );
+            fill_cols(b, x, &mut c.cols);
+            conv_product(b, w, &c.cols, &mut c.z);
+            let mut arg = args.next();
             for s in 0..m {
-                pool_sample(
-                    (b.c_out, b.geom.h_out, b.geom.w_out, b.pool),
-                    &c.z,
-                    Planes {
-                        offset: s * hw,
-                        stride: width,
-                    },
-                    Some(bias),
-                    b.relu,
-                    &mut out[s * out_len..(s + 1) * out_len],
+                let dims = (b.c_out, b.geom.h_out, b.geom.w_out, b.pool);
+                let planes = Planes {
+                    offset: s * hw,
+                    stride: width,
+                };
+                let out = &mut out[s * out_len..(s + 1) * out_len];
+                match arg.as_deref_mut() {
                     // Relative to this sub-batch's `z`; the backward pass splits alike.
-                    &mut arg[s * out_len..(s + 1) * out_len],
-                );
+                    Some(arg) if split => {
+                        let arg = &mut arg[s * out_len..(s + 1) * out_len];
+                        pool_sample(dims, &c.z, planes, Some(bias), b.relu, out, arg);
+                    }
+                    _ => pool_sample_values(dims, &c.z, planes, Some(bias), b.relu, out),
+                }
             }
         }
     });
+}
+
+/// Evaluation forward of the block for several models (parameter sets `(θW, θb)`) on the same
+/// input, on the calling thread: each sub-batch's `cols` is built once and multiplied by every
+/// model's weights while it is in cache (the im2col is as costly as the product on LeNet-5's
+/// first layer). `outs[k]` receives model k's outputs.
+pub(crate) fn forward_many(
+    b: &Block,
+    x: &[f32],
+    params: &[(&[f32], &[f32])],
+    outs: &mut [&mut [f32]],
+    buf: &mut BlockBuffers,
+) {
+    let in_len = b.geom.sample_len();
+    let (rows, hw, out_len) = (b.geom.rows(), b.hw(), b.out_len());
+    let sub = (COLS_BUDGET / (rows * hw)).max(1);
+    if buf.chunks.is_empty() {
+        buf.chunks.push(Chunk::default());
+    }
+    let c = &mut buf.chunks[0];
+    let dims = (b.c_out, b.geom.h_out, b.geom.w_out, b.pool);
+    for (piece, x) in x.chunks(sub * in_len).enumerate() {
+        let m = x.len() / in_len;
+        let width = m * hw;
+        resize(&mut c.cols, rows * width);
+        resize(&mut c.z, b.c_out * width);
+        fill_cols(b, x, &mut c.cols);
+        for ((w, bias), out) in params.iter().zip(outs.iter_mut()) {
+            conv_product(b, w, &c.cols, &mut c.z);
+            let out = &mut out[piece * sub * out_len..][..m * out_len];
+            for (s, out) in out.chunks_exact_mut(out_len).enumerate() {
+                let planes = Planes {
+                    offset: s * hw,
+                    stride: width,
+                };
+                pool_sample_values(dims, &c.z, planes, Some(bias), b.relu, out);
+            }
+        }
+    }
 }
 
 /// Backward pass after [`forward`] on the same batch (same `x`): writes `∂W`, `∂b` and, when
@@ -193,9 +254,7 @@ pub(crate) fn backward(
             let width = m * hw;
             resize(cols, rows * width);
             resize(dz, b.c_out * width);
-            for (s, x_s) in x.chunks_exact(in_len).enumerate() {
-                im2col_strided(&b.geom, x_s, &mut cols[s * hw..], width, 0.0);
-            }
+            fill_cols(b, x, cols);
             dz.fill(0.0);
             for (&a, &g) in arg.iter().zip(dy) {
                 if a != NO_ARG {

@@ -20,13 +20,7 @@ pub(crate) fn loss_and_grad(
 ) -> Result<f64, String> {
     match targets {
         Targets::Values(y) => {
-            if y.len() != out.len() {
-                return Err(format!(
-                    "{} target values for {} outputs",
-                    y.len(),
-                    out.len()
-                ));
-            }
+            check_values(y, out)?;
             let scale = 2.0 / out.len().max(1) as f32;
             let mut sum = 0.0f64;
             for ((d, &o), &t) in dout.iter_mut().zip(out).zip(y) {
@@ -71,6 +65,62 @@ pub(crate) fn loss_and_grad(
     }
 }
 
+/// Regression targets must match the outputs one for one.
+fn check_values(y: &[f32], out: &[f32]) -> Result<(), String> {
+    if y.len() == out.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} target values for {} outputs",
+            y.len(),
+            out.len()
+        ))
+    }
+}
+
+/// Sums over a batch for evaluation, so pieces can be added up: the summed per-example loss
+/// (squared error averaged over outputs, or cross-entropy) and the summed per-example metric
+/// (the same squared error, or 1 for a correct argmax). Accumulated in f64. A label outside
+/// `0..outputs` is an error naming it.
+pub(crate) fn score(out: &[f32], targets: Targets, outputs: usize) -> Result<(f64, f64), String> {
+    let outputs = outputs.max(1);
+    match targets {
+        Targets::Values(y) => {
+            check_values(y, out)?;
+            let mut se = 0.0f64;
+            for (&o, &t) in out.iter().zip(y) {
+                let e = f64::from(o - t);
+                se += e * e;
+            }
+            let per_example = se / outputs as f64;
+            Ok((per_example, per_example))
+        }
+        Targets::Labels(labels) => {
+            if labels.len() * outputs != out.len() {
+                return Err(format!("{} labels for {} logits", labels.len(), out.len()));
+            }
+            let (mut loss, mut hits) = (0.0f64, 0.0f64);
+            for (row, &label) in out.chunks_exact(outputs).zip(labels) {
+                let label = label as usize;
+                if label >= outputs {
+                    return Err(format!("label {label} with {outputs} classes"));
+                }
+                // First maximum wins, as candle's argmax.
+                let (best, max) =
+                    row.iter()
+                        .enumerate()
+                        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                            if v > bv { (i, v) } else { (bi, bv) }
+                        });
+                let z: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+                loss += z.ln() - f64::from(row[label] - max);
+                hits += f64::from(u8::from(best == label));
+            }
+            Ok((loss, hits))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +142,20 @@ mod tests {
             loss_and_grad(&[1.0, 2.0, 3.0, 4.0], Targets::Values(&[0.0; 4]), 2, &mut d).unwrap();
         assert!((l - 7.5).abs() < 1e-9);
         assert_eq!(d, vec![0.5, 1.0, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn evaluation_sums_match_the_training_losses() {
+        // Two examples of 3 classes: the first predicted right, the second wrong.
+        let out = [2.0f32, 0.5, -1.0, 0.1, 0.3, 0.2];
+        let mut d = vec![0.0; 6];
+        let mean = loss_and_grad(&out, Targets::Labels(&[0, 2]), 3, &mut d).unwrap();
+        let (loss, hits) = score(&out, Targets::Labels(&[0, 2]), 3).unwrap();
+        assert!((loss / 2.0 - mean).abs() < 1e-6, "{loss} {mean}");
+        assert_eq!(hits, 1.0);
+        // Regression: per example the squared error averaged over its outputs.
+        let (loss, metric) = score(&[1.0, 2.0, 3.0, 4.0], Targets::Values(&[0.0; 4]), 2).unwrap();
+        assert_eq!((loss, metric), (15.0, 15.0));
+        assert!(score(&out, Targets::Labels(&[0, 3]), 3).is_err());
     }
 }

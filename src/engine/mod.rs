@@ -26,7 +26,7 @@ mod plan;
 mod pointwise;
 mod update;
 
-pub(crate) use loss::Targets;
+pub(crate) use loss::{Targets, score};
 pub(crate) use plan::Plan;
 pub(crate) use update::{Rule, Slot};
 
@@ -162,6 +162,17 @@ impl Engine {
         self.plan.input_len
     }
 
+    /// Values per output sample.
+    pub fn output_len(&self) -> usize {
+        self.plan.output_len
+    }
+
+    /// The outputs `[n, outputs]` of the last training step's forward pass (before its
+    /// update): what the step's loss was computed from.
+    pub fn last_outputs(&self) -> &[f32] {
+        self.ops.acts.last().map_or(&[], Vec::as_slice)
+    }
+
     /// One training step of model `model` (and task `task`'s masks when gated) on a batch;
     /// returns the batch loss. The task's masks must have been set.
     pub fn train_step(
@@ -208,7 +219,7 @@ impl Engine {
             } else {
                 weights.iter().map(Vec::as_slice).collect()
             };
-            forward(plan, &params, x, ops);
+            forward(plan, &params, x, ops, true, 0);
             let last = plan.ops.len() - 1;
             let loss = loss::loss_and_grad(
                 &ops.acts[last],
@@ -252,10 +263,71 @@ impl Engine {
         let mut ops = OpBuffers::new(plan);
         for piece in x.chunks(chunk.max(1) * plan.input_len) {
             ops.prepare(plan, piece.len() / plan.input_len, false);
-            forward(plan, params, piece, &mut ops);
+            forward(plan, params, piece, &mut ops, true, 0);
             out.extend_from_slice(&ops.acts[plan.ops.len() - 1]);
         }
         out
+    }
+
+    /// The outputs `[n, outputs]` of several models (`params[k]`: one effective parameter
+    /// set per model, all of this engine's plan) on one large evaluation batch `x`. The batch
+    /// is cut into one contiguous share per rayon thread, and each thread runs its share in
+    /// pieces of [`EVAL_PIECE`] samples through its own buffers (the whole model per piece, no
+    /// synchronisation between layers, activations in cache). A first convolution block builds
+    /// each piece's im2col once for all models. Each sample's output depends only on the
+    /// sample and the parameters, not on how the batch was cut.
+    pub fn predict_batch_many(&self, params: &[Vec<&[f32]>], x: &[f32]) -> Vec<Vec<f32>> {
+        use rayon::prelude::*;
+        let plan = &self.plan;
+        let (inl, outl) = (plan.input_len, plan.output_len);
+        let n = x.len() / inl;
+        let mut outs = vec![vec![0.0f32; n * outl]; params.len()];
+        if n == 0 || params.is_empty() {
+            return outs;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let share = n.div_ceil(threads).max(1);
+        let mut shares: Vec<(&[f32], Vec<&mut [f32]>)> =
+            x.chunks(share * inl).map(|x| (x, Vec::new())).collect();
+        for out in &mut outs {
+            for (i, piece) in out.chunks_mut(share * outl).enumerate() {
+                shares[i].1.push(piece);
+            }
+        }
+        let first = match plan.ops[0] {
+            Op::Conv { param, .. } => dims(&plan.ops[0]).map(|b| (b, param)),
+            _ => None,
+        };
+        let run = |(x, mut outs): (&[f32], Vec<&mut [f32]>)| {
+            let mut ops: Vec<OpBuffers> = params.iter().map(|_| OpBuffers::new(plan)).collect();
+            let mut shared = BlockBuffers::default();
+            for (p, piece) in x.chunks(EVAL_PIECE * inl).enumerate() {
+                let m = piece.len() / inl;
+                ops.iter_mut().for_each(|o| o.prepare(plan, m, false));
+                let from = match &first {
+                    Some((b, param)) => {
+                        let weights: Vec<(&[f32], &[f32])> =
+                            params.iter().map(|q| (q[*param], q[param + 1])).collect();
+                        let mut acts: Vec<&mut [f32]> =
+                            ops.iter_mut().map(|o| &mut o.acts[0][..]).collect();
+                        conv_block::forward_many(b, piece, &weights, &mut acts, &mut shared);
+                        1
+                    }
+                    None => 0,
+                };
+                for ((q, o), dst) in params.iter().zip(&mut ops).zip(outs.iter_mut()) {
+                    forward(plan, q, piece, o, false, from);
+                    dst[p * EVAL_PIECE * outl..][..m * outl]
+                        .copy_from_slice(&o.acts[plan.ops.len() - 1]);
+                }
+            }
+        };
+        if shares.len() == 1 {
+            shares.into_iter().for_each(run);
+        } else {
+            shares.into_par_iter().for_each(run);
+        }
+        outs
     }
 }
 
@@ -277,15 +349,28 @@ fn dims(op: &Op) -> Option<Block> {
     }
 }
 
-/// Runs the ops in order, keeping what the backward pass needs.
-fn forward(plan: &Plan, params: &[&[f32]], x: &[f32], ops: &mut OpBuffers) {
+/// Samples per forward pass in [`Engine::predict_batch_many`]: LeNet-5's largest activation
+/// (6×28×28 before pooling) for 128 samples is 2.4 MB of `z` in sub-batches of the conv
+/// block's cache budget, and the dense layers' GEMMs get 128 rows.
+pub(crate) const EVAL_PIECE: usize = 128;
+
+/// Runs the ops in order from op `from` (the ones before it already wrote their outputs),
+/// keeping what the backward pass needs. `split`: conv blocks split the batch across threads.
+fn forward(
+    plan: &Plan,
+    params: &[&[f32]],
+    x: &[f32],
+    ops: &mut OpBuffers,
+    split: bool,
+    from: usize,
+) {
     let OpBuffers {
         acts,
         blocks,
         pool_args,
         ..
     } = ops;
-    for (i, op) in plan.ops.iter().enumerate() {
+    for (i, op) in plan.ops.iter().enumerate().skip(from) {
         let (before, rest) = acts.split_at_mut(i);
         let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
         let out = &mut rest[0];
@@ -308,6 +393,7 @@ fn forward(plan: &Plan, params: &[&[f32]], x: &[f32], ops: &mut OpBuffers) {
                     (input, params[param], params[param + 1]),
                     out,
                     &mut blocks[i],
+                    split,
                 );
             }
             Op::Act { act, .. } => pointwise::act_forward(act, input, out),

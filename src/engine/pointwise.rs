@@ -46,6 +46,61 @@ pub(crate) struct Planes {
     pub stride: usize,
 }
 
+/// [`pool_sample`] for evaluation: the same outputs (the same comparisons, so the same value
+/// on ties), without recording where each maximum came from.
+pub(crate) fn pool_sample_values(
+    (c, h, w, k): (usize, usize, usize, usize),
+    x: &[f32],
+    planes: Planes,
+    bias: Option<&[f32]>,
+    relu: bool,
+    out: &mut [f32],
+) {
+    let (ho, wo) = (h / k, w / k);
+    let finish = |m: f32, b: f32| {
+        let v = m + b;
+        if relu && (v <= 0.0 || v.is_nan()) {
+            0.0
+        } else {
+            v
+        }
+    };
+    for ch in 0..c {
+        let base = planes.offset + ch * planes.stride;
+        let plane = &x[base..base + h * w];
+        let b = bias.map_or(0.0, |b| b[ch]);
+        let out = &mut out[ch * ho * wo..(ch + 1) * ho * wo];
+        for (oh, out) in out.chunks_exact_mut(wo).enumerate() {
+            if k == 2 {
+                let r0 = &plane[2 * oh * w..][..2 * wo];
+                let r1 = &plane[(2 * oh + 1) * w..][..2 * wo];
+                for ((o, p0), p1) in out
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    let m0 = if p0[1] > p0[0] { p0[1] } else { p0[0] };
+                    let m1 = if p1[1] > p1[0] { p1[1] } else { p1[0] };
+                    *o = finish(if m1 > m0 { m1 } else { m0 }, b);
+                }
+                continue;
+            }
+            for (ow, o) in out.iter_mut().enumerate() {
+                let mut best = f32::NEG_INFINITY;
+                for di in 0..k {
+                    let row = (oh * k + di) * w + ow * k;
+                    for &v in &plane[row..row + k] {
+                        if v > best {
+                            best = v;
+                        }
+                    }
+                }
+                *o = finish(best, b);
+            }
+        }
+    }
+}
+
 /// Max over `k`×`k` windows with stride `k` of one sample's `c` planes of `h`×`w` (plus
 /// `bias[c]` and a ReLU when asked), writing the outputs and, per output, the index into `x`
 /// of the maximum (the first one on ties, like PyTorch), or [`NO_ARG`] when the ReLU cut it.

@@ -191,6 +191,10 @@ pub(super) enum Mark {
     Line,
     Dashed,
     Box,
+    /// A filled circle (a full evaluation on a probe curve).
+    Dot,
+    /// A hollow circle (the binarized model's full evaluations on a probe curve).
+    Ring,
 }
 
 /// Title, subtitle and a figure-wide legend above a grid of panels.
@@ -292,6 +296,12 @@ impl Header {
                             ))?;
                         }
                     }
+                    Mark::Dot => {
+                        top.draw(&Circle::new((x + 13, cy), 5, color.filled()))?;
+                    }
+                    Mark::Ring => {
+                        top.draw(&Circle::new((x + 13, cy), 6, color.stroke_width(2)))?;
+                    }
                     Mark::Box => {
                         top.draw(&Rectangle::new(
                             [(x + 6, cy - 7), (x + 20, cy + 7)],
@@ -323,6 +333,9 @@ impl Header {
 struct Series {
     color: RGBColor,
     dashed: bool,
+    /// Points only, no line: the full evaluations on a probe curve (filled circles; hollow
+    /// when `dashed`, the binarized model).
+    dots: bool,
     width: u32,
     points: Vec<(f64, f64)>,
 }
@@ -362,6 +375,17 @@ impl LinePanel {
         self.series.push(Series {
             color,
             dashed: false,
+            dots: false,
+            width: 2,
+            points,
+        });
+    }
+
+    fn dots(&mut self, color: RGBColor, points: Vec<(f64, f64)>, hollow: bool) {
+        self.series.push(Series {
+            color,
+            dashed: hollow,
+            dots: true,
             width: 2,
             points,
         });
@@ -475,7 +499,13 @@ impl LinePanel {
                 .copied()
                 .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || y > 0.0))
                 .collect();
-            if s.dashed {
+            if s.dots {
+                if s.dashed {
+                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 6, style)))?;
+                } else {
+                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, s.color.filled())))?;
+                }
+            } else if s.dashed {
                 chart.draw_series(DashedLineSeries::new(pts, 7, 5, style))?;
             } else {
                 chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
@@ -612,28 +642,44 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
         .records
         .iter()
         .any(|r| matches!(r, Record::Binarized { .. }));
-    let panel_for =
-        |title: String, series: &dyn Fn(&str) -> Vec<(f64, f64)>, bin: Vec<(f64, f64)>| {
-            let mut p = LinePanel::new(title, "step", &what);
-            p.integer_x = true;
-            for s in &strategies {
-                p.line(strategy_color(s), series(s));
+    // With probes, the curve is the probe (every `eval_every` steps on the fixed subset) and
+    // the full evaluations are dots on it; older runs draw their full evaluations as lines.
+    let probes = run.has_probes();
+    let panel_for = |title: String,
+                     full: &dyn Fn(&str) -> Vec<(f64, f64)>,
+                     probe: &dyn Fn(&str) -> Vec<(f64, f64)>,
+                     bin: Vec<(f64, f64)>| {
+        let mut p = LinePanel::new(title, "step", &what);
+        p.integer_x = true;
+        for s in &strategies {
+            if probes {
+                p.line(strategy_color(s), probe(s));
+                p.dots(strategy_color(s), full(s), false);
+            } else {
+                p.line(strategy_color(s), full(s));
             }
-            if !bin.is_empty() {
+        }
+        if !bin.is_empty() {
+            if probes {
+                p.dots(strategy_color("gated"), bin, true);
+            } else {
                 p.series.push(Series {
                     color: strategy_color("gated"),
                     dashed: true,
+                    dots: false,
                     width: 2,
                     points: bin,
                 });
             }
-            p
-        };
+        }
+        p
+    };
     let mut panels = Vec::new();
     if tasks.len() > 1 {
         panels.push(panel_for(
             "mean over tasks".into(),
             &|s: &str| run.mean_over_tasks(|t| run.eval_series(s, t, "test", quantity)),
+            &|s: &str| run.mean_over_tasks(|t| run.probe_series(s, t, "test", quantity)),
             run.mean_over_tasks(|t| run.binarized_series(t, quantity)),
         ));
     }
@@ -641,13 +687,22 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
         panels.push(panel_for(
             format!("task {t}"),
             &|s: &str| run.eval_series(s, t, "test", quantity),
+            &|s: &str| run.probe_series(s, t, "test", quantity),
             run.binarized_series(t, quantity),
         ));
     }
     // Training loss on the batches (logged every `log_every` steps) in its own panel after the
     // mean: how far the test loss is from what the optimiser sees, without squeezing the test
     // curves' axis.
-    let train: Vec<(String, Vec<(f64, f64)>)> = if quantity == Quantity::Loss {
+    // With probes, both figures get the training split from the batches (mean over the
+    // batches between probes); older runs show the loss logged every `log_every` steps.
+    let train: Vec<(String, Vec<(f64, f64)>)> = if probes {
+        strategies
+            .iter()
+            .map(|s| (s.clone(), run.probe_train_series(s, quantity)))
+            .filter(|(_, pts)| !pts.is_empty())
+            .collect()
+    } else if quantity == Quantity::Loss {
         strategies
             .iter()
             .map(|s| (s.clone(), train_loss(run, s)))
@@ -657,13 +712,18 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
         Vec::new()
     };
     if !train.is_empty() {
-        let mut p = LinePanel::new("training loss on the batches", "step", "training loss");
+        let train_what = match quantity {
+            Quantity::Metric => format!("training {metric}"),
+            Quantity::Loss => "training loss".to_string(),
+        };
+        let mut p = LinePanel::new(format!("{train_what} on the batches"), "step", &train_what);
         p.integer_x = true;
         p.x_range = Some((0.0, run.last_step().max(1) as f64));
         for (s, pts) in &train {
             p.series.push(Series {
                 color: strategy_color(s),
                 dashed: false,
+                dots: false,
                 width: 1,
                 points: pts.clone(),
             });
@@ -678,11 +738,18 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
         .iter()
         .map(|s| (s.clone(), strategy_color(s), Mark::Line))
         .collect();
+    if probes {
+        legend.push((
+            "full evaluation (whole test split)".into(),
+            MUTED,
+            Mark::Dot,
+        ));
+    }
     if has_binarized {
         legend.push((
             "gated, binarized masks W×1[M>0]".into(),
             strategy_color("gated"),
-            Mark::Dashed,
+            if probes { Mark::Ring } else { Mark::Dashed },
         ));
     }
     let direction = if run.metric_name() == "accuracy" && quantity == Quantity::Metric {
@@ -712,21 +779,31 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
         Quantity::Loss => ("fig1_test_loss", "Test loss over training".to_string()),
     };
     let caption = format!(
-        "Test {} of every strategy on every task at each evaluation (the paper's Figure 1){}{}. \
+        "Test {} of every strategy on every task {} (the paper's Figure 1){}{}. \
          Same colours for the same strategy in every figure.",
         match quantity {
             Quantity::Metric => metric.as_str(),
             Quantity::Loss => "loss",
         },
-        if has_binarized {
-            "; dashed: the gated model with its masks binarized"
+        if probes {
+            "at each probe (lines: the fixed probe subset of each test split) and each full \
+             evaluation (dots: the whole test split)"
         } else {
-            ""
+            "at each evaluation"
         },
-        if train.is_empty() {
-            ""
-        } else {
-            "; the second panel shows the training loss on the batches, averaged between logs"
+        match (has_binarized, probes) {
+            (true, true) => "; hollow circles: the gated model with its masks binarized",
+            (true, false) => "; dashed: the gated model with its masks binarized",
+            _ => "",
+        },
+        match (train.is_empty(), probes) {
+            (true, _) => "",
+            (false, true) => {
+                "; the second panel shows the training split: the batches trained on between probes"
+            }
+            (false, false) => {
+                "; the second panel shows the training loss on the batches, averaged between logs"
+            }
         }
     );
     Ok(Some(render(

@@ -73,7 +73,10 @@ impl RunData {
             .unwrap_or_default();
         let metrics = dir.join(files::METRICS);
         let records = MetricsLog::parse(&snapshot.metrics, &metrics)?;
-        if !records.iter().any(|r| matches!(r, Record::Eval { .. })) {
+        if !records
+            .iter()
+            .any(|r| matches!(r, Record::Eval { .. } | Record::Probe { .. }))
+        {
             return Err(Error::Run {
                 path: metrics,
                 message: "no evaluation recorded yet; train the run first".into(),
@@ -110,14 +113,15 @@ impl RunData {
         self.set.task_names()
     }
 
-    /// The strategies with eval records, in [`STRATEGIES`] order.
+    /// The strategies with eval or probe records, in [`STRATEGIES`] order.
     pub fn strategies(&self) -> Vec<String> {
         STRATEGIES
             .iter()
             .filter(|s| {
-                self.records
-                    .iter()
-                    .any(|r| matches!(r, Record::Eval { strategy, .. } if strategy == *s))
+                self.records.iter().any(|r| {
+                    matches!(r, Record::Eval { strategy, .. } | Record::Probe { strategy, .. }
+                        if strategy == *s)
+                })
             })
             .map(|s| s.to_string())
             .collect()
@@ -128,7 +132,9 @@ impl RunData {
         self.records
             .iter()
             .find_map(|r| match r {
-                Record::Eval { metric_name, .. } => Some(metric_name.clone()),
+                Record::Eval { metric_name, .. } | Record::Probe { metric_name, .. } => {
+                    Some(metric_name.clone())
+                }
                 _ => None,
             })
             .unwrap_or_else(|| "metric".into())
@@ -153,12 +159,40 @@ impl RunData {
             .unwrap_or(0)
     }
 
-    /// `(step, value)` of one strategy on one task's split, in step order.
+    /// `(step, value)` of one strategy's full evaluations on one task's split, in step order.
     pub fn eval_series(
         &self,
         strategy: &str,
         task: &str,
         split: &str,
+        quantity: Quantity,
+    ) -> Vec<(f64, f64)> {
+        self.split_series(false, (strategy, task, split), quantity)
+    }
+
+    /// Whether the run logged probes (runs from before issue 15 hold only full evaluations).
+    pub fn has_probes(&self) -> bool {
+        self.records
+            .iter()
+            .any(|r| matches!(r, Record::Probe { .. }))
+    }
+
+    /// `(step, value)` of one strategy's probes on one task's split, in step order.
+    pub fn probe_series(
+        &self,
+        strategy: &str,
+        task: &str,
+        split: &str,
+        quantity: Quantity,
+    ) -> Vec<(f64, f64)> {
+        self.split_series(true, (strategy, task, split), quantity)
+    }
+
+    /// The probe or the full-evaluation records of one strategy, task and split.
+    fn split_series(
+        &self,
+        probe: bool,
+        (strategy, task, split): (&str, &str, &str),
         quantity: Quantity,
     ) -> Vec<(f64, f64)> {
         self.series(quantity, |r| match r {
@@ -170,9 +204,56 @@ impl RunData {
                 loss,
                 metric,
                 ..
-            } if s == strategy && t == task && sp == split => Some((*step, *loss, *metric)),
+            }
+            | Record::Probe {
+                step,
+                strategy: s,
+                task: t,
+                split: sp,
+                loss,
+                metric,
+                ..
+            } if matches!(r, Record::Probe { .. }) == probe
+                && s == strategy
+                && t == task
+                && sp == split =>
+            {
+                Some((*step, *loss, *metric))
+            }
             _ => None,
         })
+    }
+
+    /// `(step, value)` of one strategy on its training batches between probes, over all
+    /// tasks (weighted by the examples each task's batches held).
+    pub fn probe_train_series(&self, strategy: &str, quantity: Quantity) -> Vec<(f64, f64)> {
+        let mut sums: std::collections::BTreeMap<usize, (f64, usize)> = Default::default();
+        for r in &self.records {
+            if let Record::Probe {
+                step,
+                strategy: s,
+                split,
+                loss,
+                metric,
+                examples,
+                ..
+            } = r
+                && s == strategy
+                && split == "train"
+            {
+                let v = match quantity {
+                    Quantity::Metric => *metric,
+                    Quantity::Loss => *loss,
+                };
+                let e = sums.entry(*step).or_default();
+                e.0 += v * *examples as f64;
+                e.1 += examples;
+            }
+        }
+        sums.into_iter()
+            .filter(|(_, (_, n))| *n > 0)
+            .map(|(step, (sum, n))| (step as f64, sum / n as f64))
+            .collect()
     }
 
     /// `(step, value)` of the binarized gated model on one task (test split).

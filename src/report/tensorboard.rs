@@ -410,7 +410,22 @@ impl TensorBoardSink {
                 metric,
                 metric_name,
                 ..
+            }
+            | Record::Probe {
+                strategy,
+                task,
+                split,
+                loss,
+                metric,
+                metric_name,
+                ..
             } => {
+                // Probes under `probe_test`, `probe_train`: next to the full evaluation's
+                // `test`, `train`, never mixed with them.
+                let split = match record {
+                    Record::Probe { .. } => format!("probe_{split}"),
+                    _ => split.clone(),
+                };
                 self.metric_name.clone_from(metric_name);
                 out.push(scalar(
                     &format!("{strategy}/{task}/{split}/{metric_name}"),
@@ -418,6 +433,7 @@ impl TensorBoardSink {
                 ));
                 out.push(scalar(&format!("{strategy}/{task}/{split}/loss"), *loss));
             }
+            Record::ProbeSet { .. } => {}
             Record::Train { strategy, loss, .. } => {
                 out.push(scalar(&format!("{strategy}/train_loss"), *loss));
             }

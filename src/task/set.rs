@@ -107,8 +107,28 @@ pub struct RunConfig {
     pub lr_warmup: usize,
     /// N: consecutive steps on a task once it is picked.
     pub steps_per_task: usize,
-    /// Evaluate (and checkpoint) every K steps.
+    /// Probe every K steps: the test metric on a fixed subset of each task's test split
+    /// (`eval_subset` examples) and the training metric of the batches trained since the last
+    /// probe. Default 10 (the paper's cadence) for image task sets, `steps / 10` otherwise.
     pub eval_every: usize,
+    /// Test examples per task in a probe: a fixed, seeded draw of positions in the test split,
+    /// the same for every strategy, run and resume (recorded in `metrics.jsonl`). 0 = the
+    /// whole test split.
+    #[serde(default = "default_eval_subset")]
+    pub eval_subset: usize,
+    /// Full evaluation (whole test and training-limit splits, binarized model, mask shares,
+    /// histograms) every K steps; none = at the end only. The last step always gets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_eval_every: Option<usize>,
+    /// Also run the full evaluation before the first step (the step-0 point of the full
+    /// curves); off by default, the step-0 probe gives the curves their start.
+    #[serde(default)]
+    pub full_eval_at_start: bool,
+    /// Commit (checkpoint, state, log) every K steps: how much a killed run loses. Default: the
+    /// smallest multiple of `eval_every` that is at least `steps / 10`. Full evaluations and
+    /// the last step always commit.
+    #[serde(default)]
+    pub checkpoint_every: usize,
     /// Log the mean training loss every this many steps (the paper logged every 10).
     pub log_every: usize,
     /// Seed for data, init, masks and the task/batch sequence.
@@ -150,7 +170,7 @@ pub struct RunConfig {
     /// Which implementation trains (`fast` falls back to `reference` for f64).
     #[serde(default)]
     pub engine: EngineChoice,
-    /// Evaluate before the first step (the step-0 point of every curve); benchmarks turn it
+    /// Probe before the first step (the step-0 point of every curve); benchmarks turn it
     /// off so the first step starts right after loading.
     #[serde(default = "yes")]
     pub eval_at_start: bool,
@@ -158,6 +178,13 @@ pub struct RunConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// Test examples per task in a probe, when the task set does not say.
+pub const DEFAULT_EVAL_SUBSET: usize = 500;
+
+fn default_eval_subset() -> usize {
+    DEFAULT_EVAL_SUBSET
 }
 
 impl RunConfig {
@@ -186,6 +213,10 @@ struct RawRun {
     mask_lr_schedule: Option<Schedule>,
     steps_per_task: Option<i64>,
     eval_every: Option<i64>,
+    eval_subset: Option<i64>,
+    full_eval_every: Option<i64>,
+    full_eval_at_start: Option<bool>,
+    checkpoint_every: Option<i64>,
     log_every: Option<i64>,
     seed: Option<i64>,
     dtype: Option<Precision>,
@@ -332,7 +363,9 @@ impl TaskSet {
                 "a task set needs at least one [[task]] entry",
             ));
         }
-        let run = resolve_run(&at, raw.run, raw.task.len())?;
+        let eval_every_given = raw.run.eval_every.is_some();
+        let checkpoint_every_given = raw.run.checkpoint_every.is_some();
+        let mut run = resolve_run(&at, raw.run, raw.task.len())?;
         let defaults = raw.defaults.unwrap_or_default();
         let mut tasks = Vec::with_capacity(raw.task.len());
         for (i, entry) in raw.task.iter().enumerate() {
@@ -388,6 +421,14 @@ impl TaskSet {
             resolve_paths(origin, spec, &mut table);
             let params = Params::resolve(&name, spec, &table)?;
             tasks.push(TaskEntry { name, kind, params });
+        }
+        // Image sets probe at the paper's cadence; others (often thousands of cheap steps)
+        // keep a tenth of the run.
+        if !eval_every_given && tasks.iter().all(|t| is_image_kind(&t.kind)) {
+            run.eval_every = IMAGE_EVAL_EVERY.min(run.steps);
+        }
+        if !checkpoint_every_given {
+            run.checkpoint_every = default_checkpoint_every(run.steps, run.eval_every);
         }
         Ok(TaskSet {
             origin: origin.into(),
@@ -496,6 +537,27 @@ fn resolve_paths(origin: &Path, kind: &super::TaskKind, table: &mut toml::Table)
             *s = absolute.to_string_lossy().into_owned();
         }
     }
+}
+
+/// Probe cadence of image task sets when `eval_every` is not given: the paper's.
+pub const IMAGE_EVAL_EVERY: usize = 10;
+
+/// Whether a task kind classifies images (its parameters include the image kinds' `channels`
+/// and `dataset`): such sets default to probing every [`IMAGE_EVAL_EVERY`] steps.
+fn is_image_kind(kind: &str) -> bool {
+    super::registry::kinds().iter().any(|k| {
+        k.name == kind
+            && ["channels", "dataset"]
+                .iter()
+                .all(|p| k.params.iter().any(|s| s.name == *p))
+    })
+}
+
+/// The smallest multiple of `eval_every` that is at least a tenth of the run (so commits land
+/// on probe steps, about ten per run).
+pub fn default_checkpoint_every(steps: usize, eval_every: usize) -> usize {
+    let tenth = (steps / 10).max(1);
+    tenth.div_ceil(eval_every.max(1)) * eval_every.max(1)
 }
 
 fn positive(at: &str, field: &str, v: Option<i64>, default: i64) -> Result<usize> {
@@ -679,6 +741,27 @@ fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
             0.0,
             true,
         )?,
+        eval_subset: match raw.eval_subset {
+            None => DEFAULT_EVAL_SUBSET,
+            Some(v) => usize::try_from(v).map_err(|_| {
+                Error::config(
+                    at,
+                    "run.eval_subset",
+                    format!(
+                        "must be a non-negative integer (test examples per task in a probe; 0 = the whole test split), got {v}"
+                    ),
+                )
+            })?,
+        },
+        full_eval_every: match raw.full_eval_every {
+            None => None,
+            Some(v) => Some(positive(at, "full_eval_every", Some(v), 1)?),
+        },
+        full_eval_at_start: raw.full_eval_at_start.unwrap_or(false),
+        checkpoint_every: match raw.checkpoint_every {
+            None => 0,
+            Some(v) => positive(at, "checkpoint_every", Some(v), 1)?,
+        },
         eval_train_limit: positive(at, "eval_train_limit", raw.eval_train_limit, 2000)?,
         engine: raw.engine.unwrap_or_default(),
         eval_at_start: raw.eval_at_start.unwrap_or(true),

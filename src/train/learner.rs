@@ -263,8 +263,33 @@ impl Learner {
         objective: Objective,
         at: StepSettings,
     ) -> Result<f64> {
+        Ok(self.train_step_scored(task, batch, objective, at)?.0)
+    }
+
+    /// [`Learner::train_step`], also returning the batch's summed metric (squared errors
+    /// averaged over outputs, or correct predictions) from the same forward pass, before the
+    /// update: the training curve's points come from the batches trained on.
+    pub fn train_step_scored(
+        &mut self,
+        task: usize,
+        batch: &Batch,
+        objective: Objective,
+        at: StepSettings,
+    ) -> Result<(f64, f64)> {
         if self.engine.is_some() {
-            return self.engine_step(task, batch, objective, at);
+            let loss = self.engine_step(task, batch, objective, at)?;
+            let Some(engine) = self.engine.as_deref() else {
+                candle_core::bail!("no engine");
+            };
+            let (ys, yl) = batch.y.storage_and_layout();
+            let metric = crate::engine::score(
+                engine.last_outputs(),
+                targets_of(objective, &ys, yl)?,
+                engine.output_len(),
+            )
+            .map_err(candle_core::Error::msg)?
+            .1;
+            return Ok((loss, metric));
         }
         let scale = at.gate_scale;
         let masks: Vec<Var> = match &mut self.masks {
@@ -283,6 +308,7 @@ impl Learner {
             view: GateView::Trained,
         };
         let out = net.forward(&batch.x, self.masks.is_some().then_some(&gate))?;
+        let metric = objective.metric_sum(&out.detach(), &batch.y)?;
         let loss = objective.loss(&out, &batch.y)?;
         let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         let total = match self.regularizer {
@@ -327,7 +353,7 @@ impl Learner {
                 }
             }
         }
-        Ok(value)
+        Ok((value, metric))
     }
 
     /// [`Learner::train_step`] on the fast engine.
@@ -376,15 +402,7 @@ impl Learner {
         let (xs, xl) = batch.x.storage_and_layout();
         let (ys, yl) = batch.y.storage_and_layout();
         let x = f32_slice(&xs, xl)?;
-        let targets = match (objective, &*ys, yl.contiguous_offsets()) {
-            (Objective::Regression, Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => {
-                Targets::Values(&v[a..b])
-            }
-            (Objective::Classification, Storage::Cpu(CpuStorage::U32(v)), Some((a, b))) => {
-                Targets::Labels(&v[a..b])
-            }
-            _ => candle_core::bail!("batch targets are not contiguous f32 values / u32 labels"),
-        };
+        let targets = targets_of(objective, &ys, yl)?;
         let loss = engine
             .train_step(model, task, x, targets, rules)
             .map_err(candle_core::Error::msg)?;
@@ -427,6 +445,60 @@ impl Learner {
         }
     }
 
+    /// Whether evaluation can run on the fast engine ([`Learner::eval_params`] and
+    /// [`Learner::predict_batch`]); the reference path (f64, other devices) evaluates through
+    /// [`Learner::predict`].
+    pub fn has_engine(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, as the
+    /// engine reads them: computed once per evaluation and reused for every batch, with the
+    /// same candle gate code as [`Learner::predict`] (so every [`GateView`] means the same).
+    pub fn eval_params(&self, task: usize, scale: f64, view: GateView) -> Result<Vec<Vec<f32>>> {
+        self.sync()?;
+        let net = self.network(task);
+        let masks: Option<Vec<Var>> = match &self.masks {
+            None => None,
+            Some(bank) => Some(match bank.get(task) {
+                Some(m) => m.to_vec(),
+                // A task never picked yet runs with the masks it would be given.
+                None => bank.clone().ensure(task)?.to_vec(),
+            }),
+        };
+        let gate = masks.as_deref().map(|masks| TaskGate {
+            masks,
+            mode: self.gate,
+            scale,
+            view,
+        });
+        net.params()
+            .iter()
+            .enumerate()
+            .map(|(i, (_, w))| match &gate {
+                Some(g) => g
+                    .apply(i, w.as_tensor())?
+                    .flatten_all()?
+                    .to_dtype(DType::F32)?
+                    .to_vec1::<f32>(),
+                None => w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>(),
+            })
+            .collect()
+    }
+
+    /// The engine's outputs `[n, outputs]` for `n` inputs `x` (flat `f32`) under each of
+    /// several parameter sets from [`Learner::eval_params`] (of this learner or of another
+    /// learner of the same model), in one pass over `x` on all threads; `None` without an
+    /// engine.
+    pub fn predict_batch(&self, params: &[&[Vec<f32>]], x: &[f32]) -> Option<Vec<Vec<f32>>> {
+        let engine = self.engine.as_deref()?;
+        let params: Vec<Vec<&[f32]>> = params
+            .iter()
+            .map(|p| p.iter().map(Vec::as_slice).collect())
+            .collect();
+        Some(engine.predict_batch_many(&params, x))
+    }
+
     /// [`Learner::predict`] on the fast engine: the effective parameters come from the same
     /// candle gate code (so every [`GateView`] means the same), the forward pass from the engine.
     fn engine_predict(
@@ -437,29 +509,7 @@ impl Learner {
         scale: f64,
         view: GateView,
     ) -> Result<Tensor> {
-        let net = self.network(task);
-        let masks: Option<Vec<Var>> = match &self.masks {
-            None => None,
-            Some(bank) => Some(match bank.get(task) {
-                Some(m) => m.to_vec(),
-                None => bank.clone().ensure(task)?.to_vec(),
-            }),
-        };
-        let gate = masks.as_deref().map(|masks| TaskGate {
-            masks,
-            mode: self.gate,
-            scale,
-            view,
-        });
-        let theta = net
-            .params()
-            .iter()
-            .enumerate()
-            .map(|(i, (_, w))| match &gate {
-                Some(g) => g.apply(i, w.as_tensor())?.flatten_all()?.to_vec1::<f32>(),
-                None => w.flatten_all()?.to_vec1::<f32>(),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let theta = self.eval_params(task, scale, view)?;
         let params: Vec<&[f32]> = theta.iter().map(Vec::as_slice).collect();
         let n = x.dim(0)?;
         let input = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
@@ -695,6 +745,24 @@ impl Learner {
         }
         self.stale.0.store(false, Ordering::Release);
         Ok(())
+    }
+}
+
+/// A batch's targets as the engine reads them: contiguous `f32` values (regression) or `u32`
+/// labels (classification) on the CPU.
+pub(crate) fn targets_of<'a>(
+    objective: Objective,
+    storage: &'a Storage,
+    layout: &candle_core::Layout,
+) -> Result<Targets<'a>> {
+    match (objective, storage, layout.contiguous_offsets()) {
+        (Objective::Regression, Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => {
+            Ok(Targets::Values(&v[a..b]))
+        }
+        (Objective::Classification, Storage::Cpu(CpuStorage::U32(v)), Some((a, b))) => {
+            Ok(Targets::Labels(&v[a..b]))
+        }
+        _ => candle_core::bail!("batch targets are not contiguous f32 values / u32 labels"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! ([`Trainer`]) with its run folder (checkpoint, state, metrics).
 
 mod checkpoint;
+mod evaluation;
 mod learner;
 mod optim;
 mod record;
@@ -13,6 +14,7 @@ pub use checkpoint::{
     CHECKPOINT_FORMAT, CheckpointFile, CheckpointMeta, encode as checkpoint_encode,
     first_non_finite,
 };
+pub use evaluation::{PROBE_SEED, probe_subset};
 pub use learner::{Learner, StepSettings, Strategy};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use record::{MetricsLog, Record, mean_test_metric, test_metrics};

@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// One line of `metrics.jsonl`.
+///
+/// Two tiers of evaluation: [`Record::Probe`] every `eval_every` steps (a fixed test subset
+/// and the training batches) and the full evaluation ([`Record::Eval`] on whole splits, with
+/// [`Record::Binarized`], [`Record::Mask`], [`Record::Histogram`], [`Record::Recovery`]) every
+/// `full_eval_every` steps and at the end. Runs made before probes existed hold only the full
+/// kinds and read as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "lowercase")]
 pub enum Record {
@@ -24,6 +30,43 @@ pub enum Record {
         metric: f64,
         /// `"mse"` or `"accuracy"`.
         metric_name: String,
+    },
+    /// The cheap evaluation every `eval_every` steps. Test split: one strategy on the fixed
+    /// subset of one task's test split ([`Record::ProbeSet`]). Train split: the mean loss and
+    /// metric of the training batches of that task since the previous probe (no extra
+    /// forward pass; a task without a batch in that window has no train-split probe).
+    Probe {
+        /// Steps completed.
+        step: usize,
+        /// gated, shared or separate.
+        strategy: String,
+        /// Task name.
+        task: String,
+        /// train or test.
+        split: String,
+        /// Mean loss.
+        loss: f64,
+        /// MSE or accuracy.
+        metric: f64,
+        /// `"mse"` or `"accuracy"`.
+        metric_name: String,
+        /// Examples behind the numbers.
+        examples: usize,
+    },
+    /// The test examples every probe of one task uses (positions in its test split), logged
+    /// once before the first probe: curves of runs with the same subset are comparable.
+    #[serde(rename = "probe_set")]
+    ProbeSet {
+        /// Steps completed when it was logged (0, or the step a pre-probe run resumed at).
+        step: usize,
+        /// Task name.
+        task: String,
+        /// Examples in the task's whole test split.
+        of: usize,
+        /// Seed of the draw.
+        seed: u64,
+        /// Positions in the test split, ascending.
+        indices: Vec<usize>,
     },
     /// Mean training loss of one strategy over the last `log_every` steps (the batches it
     /// trained on): a cheap training curve between full evaluations.
@@ -102,6 +145,8 @@ impl Record {
             | Record::Binarized { step, .. }
             | Record::Histogram { step, .. }
             | Record::Train { step, .. }
+            | Record::Probe { step, .. }
+            | Record::ProbeSet { step, .. }
             | Record::Recovery { step, .. } => *step,
         }
     }
@@ -112,9 +157,10 @@ impl Record {
     /// would be written as `null`).
     pub fn is_finite(&self) -> bool {
         match self {
-            Record::Eval { loss, metric, .. } | Record::Binarized { loss, metric, .. } => {
-                loss.is_finite() && metric.is_finite()
-            }
+            Record::Eval { loss, metric, .. }
+            | Record::Binarized { loss, metric, .. }
+            | Record::Probe { loss, metric, .. } => loss.is_finite() && metric.is_finite(),
+            Record::ProbeSet { .. } => true,
             Record::Train { loss, .. } => loss.is_finite(),
             Record::Mask { off, undecided, .. } => off.is_finite() && undecided.is_finite(),
             Record::Histogram { lo, hi, .. } => lo.is_finite() && hi.is_finite(),
@@ -129,6 +175,8 @@ impl Record {
         match self {
             Record::Eval { .. } => "eval",
             Record::Train { .. } => "train",
+            Record::Probe { .. } => "probe",
+            Record::ProbeSet { .. } => "probe_set",
             Record::Mask { .. } => "mask",
             Record::Binarized { .. } => "binarized",
             Record::Histogram { .. } => "histogram",
@@ -140,9 +188,10 @@ impl Record {
     /// it covers every task).
     pub fn strategy_and_task(&self) -> (String, String) {
         match self {
-            Record::Eval { strategy, task, .. } | Record::Histogram { strategy, task, .. } => {
-                (strategy.clone(), task.clone())
-            }
+            Record::Eval { strategy, task, .. }
+            | Record::Histogram { strategy, task, .. }
+            | Record::Probe { strategy, task, .. } => (strategy.clone(), task.clone()),
+            Record::ProbeSet { task, .. } => ("all".into(), task.clone()),
             Record::Train { strategy, .. } => (strategy.clone(), "all".into()),
             Record::Mask { task, .. }
             | Record::Binarized { task, .. }

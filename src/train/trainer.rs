@@ -1,11 +1,16 @@
 //! The training loop: one task sampler drives every strategy of a run step by step, so they
-//! see the same task and batch sequence; evaluation, logging and commits happen every
-//! `eval_every` steps, and a run folder can be resumed to bit-identical weights.
+//! see the same task and batch sequence. Two tiers of evaluation: a probe every `eval_every`
+//! steps (a fixed test subset per task, and the training batches since the last probe) and
+//! the full evaluation every `full_eval_every` steps and at the end; commits every
+//! `checkpoint_every` steps. A run folder can be resumed to bit-identical weights.
 //!
 //! The run folder itself (files, the commit protocol, the lock, read-only snapshots) is
 //! [`crate::run_folder`]; this module decides what goes into it.
 
 use super::checkpoint::{CheckpointFile, encode, first_non_finite};
+use super::evaluation::{
+    BatchSums, ForwardClock, ModelParams, PROBE_SEED, Pass, measure_all, model_params, probe_subset,
+};
 use super::learner::{Learner, StepSettings, Strategy};
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
@@ -20,9 +25,6 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use crate::run_folder::files;
-
-/// Examples per forward pass during evaluation.
-const EVAL_CHUNK: usize = 1000;
 
 /// Wall-clock figures of one training session (what `timing.json` holds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,29 @@ pub struct Timing {
     /// Seconds spent in those commits.
     #[serde(default)]
     pub commit_seconds: f64,
+    /// Probes made in this session and the seconds they took (test subsets; the training
+    /// split comes from the batches).
+    #[serde(default)]
+    pub probes: usize,
+    /// Seconds spent in those probes.
+    #[serde(default)]
+    pub probe_seconds: f64,
+    /// Full evaluations made in this session and the seconds they took.
+    #[serde(default)]
+    pub full_evals: usize,
+    /// Seconds spent in those full evaluations.
+    #[serde(default)]
+    pub full_eval_seconds: f64,
+    /// Images (examples) through the engine's evaluation forward, every model and gate view
+    /// counted, in probes and full evaluations.
+    #[serde(default)]
+    pub forward_images: u64,
+    /// Seconds inside that forward (rendering the images and scoring excluded).
+    #[serde(default)]
+    pub forward_seconds: f64,
+    /// `forward_images / forward_seconds`.
+    #[serde(default)]
+    pub forward_images_per_second: f64,
 }
 
 /// The trainer's part of a commit (`state` in `state.json`): what a resumed run needs besides
@@ -61,6 +86,10 @@ pub struct RunState {
     /// means as an uninterrupted one.
     #[serde(default)]
     train_loss: TrainLoss,
+    /// The training batches since the last probe (its train split), so a resumed run logs
+    /// the same probes as an uninterrupted one.
+    #[serde(default)]
+    probe_train: BatchSums,
 }
 
 impl RunState {
@@ -120,10 +149,12 @@ pub enum Event<'a> {
         /// Training loss per strategy.
         losses: &'a [(Strategy, f64)],
     },
-    /// An evaluation finished.
+    /// A probe or a full evaluation finished.
     Eval {
         /// Steps done.
         step: usize,
+        /// Whether the full evaluation ran (else only the probe).
+        full: bool,
         /// What was measured.
         records: &'a [Record],
     },
@@ -149,9 +180,17 @@ pub struct Trainer {
     writer: Option<Writer>,
     overrides: Overrides,
     train_loss: TrainLoss,
+    /// The training batches since the last probe.
+    probe_train: BatchSums,
+    /// Per task, the test positions every probe measures.
+    probe_sets: Vec<Vec<usize>>,
+    /// Whether `metrics.jsonl` already holds the probe sets.
+    probe_sets_logged: bool,
+    /// The evaluation forward's throughput.
+    clock: ForwardClock,
     origin: std::time::Instant,
     timing: Timing,
-    /// The records of the last evaluation and the step it ran at.
+    /// The records of the last full evaluation and the step it ran at.
     last_eval: Option<(usize, Vec<Record>)>,
     /// What opening the run cleaned up (lines logged after the last commit, temp files).
     notes: Vec<String>,
@@ -197,7 +236,9 @@ impl Trainer {
             sampler: sampler.clone(),
             strategies: strategies.to_vec(),
             train_loss: TrainLoss::default(),
+            probe_train: BatchSums::default(),
         };
+        let probe_sets = probe_sets(&set, &tasks);
         let run = RunWriter::create(dir, &set.to_toml(), state)?;
         let tensorboard = TensorBoardSink::create(dir)?;
         Ok(Trainer {
@@ -211,6 +252,10 @@ impl Trainer {
             writer: Some(Writer { run, tensorboard }),
             overrides: Overrides::default(),
             train_loss: TrainLoss::default(),
+            probe_train: BatchSums::default(),
+            probe_sets,
+            probe_sets_logged: false,
+            clock: ForwardClock::default(),
             origin: std::time::Instant::now(),
             timing: Timing::default(),
             last_eval: None,
@@ -235,6 +280,7 @@ impl Trainer {
         // Rebuild tb/ from the committed log (already read and verified), then append live
         // events after it.
         let records = MetricsLog::parse(&snapshot.metrics, &dir.join(files::METRICS))?;
+        trainer.adopt_probe_sets(&records, &dir.join(files::METRICS))?;
         write_events(&records, &dir.join(files::TB_DIR))?;
         let tensorboard = TensorBoardSink::create(dir)?;
         trainer.writer = Some(Writer { run, tensorboard });
@@ -252,8 +298,49 @@ impl Trainer {
         let snapshot = RunSnapshot::open(dir)?;
         let overrides = snapshot.commit.overrides.clone();
         let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, overrides)?;
+        let metrics = dir.join(files::METRICS);
+        trainer.adopt_probe_sets(&MetricsLog::parse(&snapshot.metrics, &metrics)?, &metrics)?;
         trainer.apply_gate_switch();
         Ok(trainer)
+    }
+
+    /// Takes the probe sets a run logged (so its probes keep measuring the examples its curves
+    /// started with, whatever this build would draw); a run from before probes existed keeps
+    /// the fresh draw and logs it when it trains next.
+    fn adopt_probe_sets(&mut self, records: &[Record], path: &Path) -> Result<()> {
+        let mut found = vec![None; self.tasks.len()];
+        for r in records {
+            let Record::ProbeSet {
+                task, of, indices, ..
+            } = r
+            else {
+                continue;
+            };
+            let Some(t) = self.tasks.iter().position(|x| x.name() == task) else {
+                return Err(Error::Run {
+                    path: path.into(),
+                    message: format!(
+                        "a probe_set record names task `{task}`, not one of the run's"
+                    ),
+                });
+            };
+            let len = self.tasks[t].len(Split::Test);
+            if *of != len || indices.iter().any(|&i| i >= len) {
+                return Err(Error::Run {
+                    path: path.into(),
+                    message: format!(
+                        "the probe_set of task `{task}` was drawn from {of} test examples with positions up to {}, but the task has {len}; the task's data changed since the run was trained",
+                        indices.iter().max().copied().unwrap_or(0)
+                    ),
+                });
+            }
+            found[t] = Some(indices.clone());
+        }
+        if found.iter().all(Option::is_some) {
+            self.probe_sets = found.into_iter().flatten().collect();
+            self.probe_sets_logged = true;
+        }
+        Ok(())
     }
 
     /// Builds the trainer a snapshot describes, checking the config, the state and the
@@ -284,6 +371,7 @@ impl Trainer {
         check_state(&set, commit.step, state, &dir.join(files::STATE))?;
         check_memory(&set, &state.strategies)?;
         let tasks = set.build_tasks(data_dir)?;
+        let probe_sets = probe_sets(&set, &tasks);
         let names = set.task_names();
         let mut learners = state
             .strategies
@@ -332,6 +420,10 @@ impl Trainer {
             writer: None,
             overrides,
             train_loss: state.train_loss.clone(),
+            probe_train: state.probe_train.clone(),
+            probe_sets,
+            probe_sets_logged: false,
+            clock: ForwardClock::default(),
             origin: std::time::Instant::now(),
             timing: Timing::default(),
             last_eval: None,
@@ -349,7 +441,12 @@ impl Trainer {
         self.origin = origin;
     }
 
-    /// The records of the evaluation at the current step, if [`Trainer::train`] ran one.
+    /// Per task, the positions in its test split that every probe measures.
+    pub fn probe_sets(&self) -> &[Vec<usize>] {
+        &self.probe_sets
+    }
+
+    /// The records of the full evaluation at the current step, if [`Trainer::train`] ran one.
     pub fn last_evaluation(&self) -> Option<&[Record]> {
         match &self.last_eval {
             Some((step, records)) if *step == self.step => Some(records),
@@ -408,17 +505,39 @@ impl Trainer {
         }
         let total = self.set.run.steps;
         let until = stop_at.map_or(total, |s| s.min(total));
-        if self.step == 0 && self.set.run.eval_at_start {
-            let records = self.evaluate()?;
+        if !self.probe_sets_logged {
+            let records = self.probe_set_records();
             self.record(&records)?;
-            on(Event::Eval {
-                step: 0,
-                records: &records,
-            });
+            self.probe_sets_logged = true;
+        }
+        // The step-0 probe's parameters, measured once something else is logged.
+        let mut start_probe: Option<Vec<ModelParams>> = None;
+        if self.step == 0 {
+            let run = &self.set.run;
+            let (full, probe) = (run.full_eval_at_start, run.eval_at_start);
+            let mut records = Vec::new();
+            if probe && !full && self.step < until {
+                start_probe = self.probe_params_now()?;
+            }
+            if probe && start_probe.is_none() {
+                records.extend(self.timed_probe()?);
+            }
+            if full {
+                records.extend(self.timed_evaluate()?);
+            }
+            if !records.is_empty() {
+                self.record(&records)?;
+                on(Event::Eval {
+                    step: 0,
+                    full,
+                    records: &records,
+                });
+            }
         }
         let objective = self.objective();
         let (dtype, bs, t_n) = (self.dtype(), self.set.run.batch_size, self.tasks.len());
         let mut losses = Vec::with_capacity(self.learners.len());
+        let mut scored = Vec::with_capacity(self.learners.len());
         let mut saved = self.step;
         self.timing.engines = self
             .learners
@@ -448,8 +567,11 @@ impl Trainer {
                 },
             };
             losses.clear();
+            scored.clear();
             for l in &mut self.learners {
-                losses.push((l.strategy(), l.train_step(t, &batch, objective, at)?));
+                let (loss, metric) = l.train_step_scored(t, &batch, objective, at)?;
+                losses.push((l.strategy(), loss));
+                scored.push((l.strategy(), loss, metric));
             }
             if let Some((s, _)) = losses.iter().find(|(_, l)| !l.is_finite()) {
                 return Err(self.diverged(
@@ -463,6 +585,30 @@ impl Trainer {
             self.timing.loop_steps += 1;
             self.timing.loop_seconds += started.elapsed().as_secs_f64();
             self.train_loss.add(&losses);
+            self.probe_train.add(t, idx.len(), &scored);
+            let run = &self.set.run;
+            let last = self.step == total;
+            let full = last
+                || run
+                    .full_eval_every
+                    .is_some_and(|k| self.step.is_multiple_of(k));
+            let probe = last || self.step.is_multiple_of(run.eval_every);
+            let commit = full || self.step.is_multiple_of(run.checkpoint_every.max(1));
+            let stop = self.step == until;
+            if let Some(params) = start_probe.take_if(|_| {
+                probe || full || commit || stop || self.step.is_multiple_of(run.log_every)
+            }) {
+                let started = std::time::Instant::now();
+                let records = self.probe_at(0, Some(&params))?;
+                self.timing.probes += 1;
+                self.timing.probe_seconds += started.elapsed().as_secs_f64();
+                self.record(&records)?;
+                on(Event::Eval {
+                    step: 0,
+                    full: false,
+                    records: &records,
+                });
+            }
             if self.step.is_multiple_of(self.set.run.log_every) {
                 let records = self.train_loss.drain(self.step);
                 self.record(&records)?;
@@ -472,14 +618,27 @@ impl Trainer {
                 total,
                 losses: &losses,
             });
-            if self.step.is_multiple_of(self.set.run.eval_every) || self.step == total {
-                let records = self.evaluate()?;
+            let mut records = Vec::new();
+            if probe {
+                records.extend(self.probe_train_records());
+                records.extend(self.timed_probe()?);
+            }
+            if full {
+                let full_records = self.timed_evaluate()?;
+                records.extend(full_records.iter().cloned());
+                self.last_eval = Some((self.step, full_records));
+            }
+            if !records.is_empty() {
                 self.record(&records)?;
-                self.last_eval = Some((self.step, records.clone()));
+            }
+            if commit {
                 self.save()?;
                 saved = self.step;
+            }
+            if !records.is_empty() {
                 on(Event::Eval {
                     step: self.step,
+                    full,
                     records: &records,
                 });
             }
@@ -489,6 +648,10 @@ impl Trainer {
         }
         self.timing.steps_per_second =
             self.timing.loop_steps as f64 / self.timing.loop_seconds.max(1e-12);
+        let (images, seconds) = self.clock.read();
+        self.timing.forward_images = images;
+        self.timing.forward_seconds = seconds;
+        self.timing.forward_images_per_second = images as f64 / seconds.max(1e-12);
         let json = serde_json::to_string_pretty(&self.timing)
             .map_err(|e| Error::io(&self.dir, e.into()))?;
         fsio::write_atomic(&self.dir.join(files::TIMING), json.as_bytes())
@@ -580,6 +743,7 @@ impl Trainer {
             sampler: self.sampler.clone(),
             strategies: self.learners.iter().map(Learner::strategy).collect(),
             train_loss: self.train_loss.clone(),
+            probe_train: self.probe_train.clone(),
         };
         let (step, overrides) = (self.step, self.overrides.clone());
         let Some(writer) = &mut self.writer else {
@@ -600,37 +764,186 @@ impl Trainer {
         split: Split,
         view: GateView,
     ) -> Result<(f64, f64)> {
+        let indices = self.full_indices(task, split);
+        let pass = self.pass(task, split, &indices);
+        Ok(measure_all(&pass, &[(learner, view)], None)?[0])
+    }
+
+    /// The examples a full evaluation measures: the whole test split, or the first
+    /// `eval_train_limit` training examples.
+    fn full_indices(&self, task: usize, split: Split) -> Vec<usize> {
         let data = &self.tasks[task];
         let n = match split {
             Split::Train => data.len(split).min(self.set.run.eval_train_limit),
             Split::Test => data.len(split),
         };
-        let objective = data.objective();
-        let scale = self.hat_scale(self.step);
-        let (mut loss_sum, mut metric_sum) = (0.0, 0.0);
-        let indices: Vec<usize> = (0..n).collect();
-        for chunk in indices.chunks(EVAL_CHUNK) {
-            let batch = data.batch(split, chunk, &self.device, self.dtype())?;
-            let out = learner.predict(task, &batch.x, scale, view)?.detach();
-            let loss = objective
-                .loss(&out, &batch.y)?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
-            loss_sum += loss * chunk.len() as f64;
-            metric_sum += objective.metric_sum(&out, &batch.y)?;
-        }
-        Ok((loss_sum / n.max(1) as f64, metric_sum / n.max(1) as f64))
+        (0..n).collect()
     }
 
-    /// Evaluates every strategy on every task, plus mask statistics for the gated model.
-    pub fn evaluate(&self) -> Result<Vec<Record>> {
+    fn pass<'a>(&'a self, task: usize, split: Split, indices: &'a [usize]) -> Pass<'a> {
+        Pass {
+            task: (self.tasks[task].as_ref(), task),
+            split,
+            indices,
+            scale: self.hat_scale(self.step),
+            device: &self.device,
+            dtype: self.dtype(),
+            clock: &self.clock,
+        }
+    }
+
+    /// The probe at the current step: every strategy on every task's probe set (test split).
+    /// The training-split probe comes from the batches and is logged by [`Trainer::train`].
+    pub fn probe(&self) -> Result<Vec<Record>> {
+        self.probe_at(self.step, None)
+    }
+
+    fn probe_models(&self) -> Vec<(&Learner, GateView)> {
+        self.learners
+            .iter()
+            .map(|l| (l, GateView::Trained))
+            .collect()
+    }
+
+    /// Per task, the parameters a probe now would measure: the step-0 probe keeps them and
+    /// runs after the first steps, so training starts right after loading. `None` when a
+    /// learner runs on the reference path (its probe cannot be deferred).
+    fn probe_params_now(&self) -> Result<Option<Vec<ModelParams>>> {
+        if !self.learners.iter().all(Learner::has_engine) {
+            return Ok(None);
+        }
+        let (models, scale) = (self.probe_models(), self.hat_scale(self.step));
+        (0..self.tasks.len())
+            .map(|t| model_params(&models, t, scale))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// The probe records of `step`, measured now with the current weights or, when `given`,
+    /// with parameters kept from that step.
+    fn probe_at(&self, step: usize, given: Option<&[ModelParams]>) -> Result<Vec<Record>> {
+        let metric_name = self.objective().metric_name().to_string();
+        let models = self.probe_models();
+        let mut per_task = Vec::with_capacity(self.tasks.len());
+        for (t, indices) in self.probe_sets.iter().enumerate() {
+            let pass = self.pass(t, Split::Test, indices);
+            per_task.push(measure_all(&pass, &models, given.map(|g| &g[t]))?);
+        }
         let mut out = Vec::new();
+        for (k, l) in self.learners.iter().enumerate() {
+            for (t, task) in self.tasks.iter().enumerate() {
+                let (loss, metric) = per_task[t][k];
+                out.push(Record::Probe {
+                    step,
+                    strategy: l.strategy().to_string(),
+                    task: task.name().into(),
+                    split: Split::Test.as_str().into(),
+                    loss,
+                    metric,
+                    metric_name: metric_name.clone(),
+                    examples: self.probe_sets[t].len(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The probe's training split: each strategy's mean loss and metric on the batches of each
+    /// task trained since the last probe (tasks without a batch in that window have none).
+    fn probe_train_records(&mut self) -> Vec<Record> {
+        let metric_name = self.objective().metric_name().to_string();
+        let strategies: Vec<Strategy> = self.learners.iter().map(Learner::strategy).collect();
+        self.probe_train
+            .drain(&strategies)
+            .into_iter()
+            .map(|(s, t, loss, metric, examples)| Record::Probe {
+                step: self.step,
+                strategy: s.to_string(),
+                task: self.tasks[t].name().into(),
+                split: Split::Train.as_str().into(),
+                loss,
+                metric,
+                metric_name: metric_name.clone(),
+                examples,
+            })
+            .collect()
+    }
+
+    fn timed_probe(&mut self) -> Result<Vec<Record>> {
+        let started = std::time::Instant::now();
+        let out = self.probe()?;
+        self.timing.probes += 1;
+        self.timing.probe_seconds += started.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    fn timed_evaluate(&mut self) -> Result<Vec<Record>> {
+        let started = std::time::Instant::now();
+        let out = self.evaluate()?;
+        self.timing.full_evals += 1;
+        self.timing.full_eval_seconds += started.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// The probe sets as records, for the log.
+    fn probe_set_records(&self) -> Vec<Record> {
+        self.tasks
+            .iter()
+            .zip(&self.probe_sets)
+            .map(|(task, indices)| Record::ProbeSet {
+                step: self.step,
+                task: task.name().into(),
+                of: task.len(Split::Test),
+                seed: PROBE_SEED,
+                indices: indices.clone(),
+            })
+            .collect()
+    }
+
+    /// The full evaluation: every strategy on every task's whole test split and training
+    /// limit, plus, for the gated model, the binarized masks on the test split (in the same
+    /// pass over the data as the soft gates), mask shares, histograms and mask recovery.
+    pub fn evaluate(&self) -> Result<Vec<Record>> {
         let metric_name = self.objective().metric_name().to_string();
         let scale = self.hat_scale(self.step);
-        for l in &self.learners {
+        // Which tasks each learner is measured binarized on: the gated model's picked tasks.
+        let picked: Vec<Vec<usize>> = self
+            .learners
+            .iter()
+            .map(|l| l.masks().map(|b| b.tasks()).unwrap_or_default())
+            .collect();
+        // results[split][task][(learner, view)]
+        let mut trained = vec![vec![Vec::new(); self.tasks.len()]; 2];
+        let mut binary = vec![vec![None; self.learners.len()]; self.tasks.len()];
+        for t in 0..self.tasks.len() {
+            for split in [Split::Test, Split::Train] {
+                let mut models: Vec<(&Learner, GateView)> = self
+                    .learners
+                    .iter()
+                    .map(|l| (l, GateView::Trained))
+                    .collect();
+                let mut binarized = Vec::new();
+                if split == Split::Test {
+                    for (k, l) in self.learners.iter().enumerate() {
+                        if picked[k].contains(&t) {
+                            binarized.push(k);
+                            models.push((l, GateView::Binary));
+                        }
+                    }
+                }
+                let indices = self.full_indices(t, split);
+                let mut values = measure_all(&self.pass(t, split, &indices), &models, None)?;
+                for (&k, v) in binarized.iter().zip(values.split_off(self.learners.len())) {
+                    binary[t][k] = Some(v);
+                }
+                trained[split.index()][t] = values;
+            }
+        }
+        let mut out = Vec::new();
+        for (k, l) in self.learners.iter().enumerate() {
             for (t, task) in self.tasks.iter().enumerate() {
                 for split in [Split::Test, Split::Train] {
-                    let (loss, metric) = self.measure(l, t, split, GateView::Trained)?;
+                    let (loss, metric) = trained[split.index()][t][k];
                     out.push(Record::Eval {
                         step: self.step,
                         strategy: l.strategy().to_string(),
@@ -643,9 +956,7 @@ impl Trainer {
                 }
             }
             out.extend(self.histograms(l)?);
-            let Some(bank) = l.masks() else { continue };
-            let picked = bank.tasks();
-            for &t in &picked {
+            for &t in &picked[k] {
                 let name = self.tasks[t].name().to_string();
                 for (param, s) in l.mask_stats(t, scale)? {
                     out.push(Record::Mask {
@@ -656,15 +967,16 @@ impl Trainer {
                         undecided: s.undecided,
                     });
                 }
-                let (loss, metric) = self.measure(l, t, Split::Test, GateView::Binary)?;
-                out.push(Record::Binarized {
-                    step: self.step,
-                    task: name.clone(),
-                    loss,
-                    metric,
-                });
+                if let Some((loss, metric)) = binary[t][k] {
+                    out.push(Record::Binarized {
+                        step: self.step,
+                        task: name.clone(),
+                        loss,
+                        metric,
+                    });
+                }
             }
-            out.extend(self.recovery(l, &picked)?);
+            out.extend(self.recovery(l, &picked[k])?);
         }
         Ok(out)
     }
@@ -851,6 +1163,14 @@ fn histogram(
     })
 }
 
+/// Per task, the positions of its test split that probes measure.
+fn probe_sets(set: &TaskSet, tasks: &[Box<dyn Task>]) -> Vec<Vec<usize>> {
+    tasks
+        .iter()
+        .map(|t| probe_subset(t.len(Split::Test), set.run.eval_subset))
+        .collect()
+}
+
 /// A run folder's resolved task set (`config.toml`), as committed (verified against
 /// `state.json`).
 pub fn read_run_config(dir: &Path) -> Result<TaskSet> {
@@ -925,6 +1245,9 @@ fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &Path) -> Res
     }
     if tl.sums.iter().any(|(_, v)| !v.is_finite()) {
         return Err(bad("train_loss holds a non-finite sum".into()));
+    }
+    if let Some(why) = state.probe_train.check(&state.strategies, set.tasks.len()) {
+        return Err(bad(format!("probe_train {why}")));
     }
     Ok(())
 }

@@ -11,6 +11,10 @@ pub struct Progress {
     quiet: bool,
     start: Instant,
     start_step: Option<usize>,
+    total: usize,
+    /// The step of the last probe printed as a line (probes come every few steps; a line
+    /// about every tenth of the run is enough, the bar shows the latest).
+    printed: usize,
 }
 
 impl Progress {
@@ -30,6 +34,8 @@ impl Progress {
             quiet,
             start: Instant::now(),
             start_step: None,
+            total,
+            printed: 0,
         }
     }
 
@@ -49,11 +55,23 @@ impl Progress {
                     }
                 }
             }
-            Event::Eval { step, records } => {
+            Event::Eval {
+                step,
+                full,
+                records,
+            } => {
                 if self.quiet {
                     return;
                 }
                 let line = summary(step, records, self.steps_per_second(step));
+                let due = step == 0 || step >= self.printed + (self.total / 10).max(1);
+                if !full && !due {
+                    if let Some(bar) = &self.bar {
+                        bar.set_message(line.trim_start_matches("step").trim().to_string());
+                    }
+                    return;
+                }
+                self.printed = step;
                 match &self.bar {
                     Some(bar) => bar.println(line),
                     None => println!("{line}"),
@@ -75,10 +93,12 @@ impl Progress {
     }
 }
 
-/// One eval as a few lines: mean test metric per strategy, gated mask shares per parameter.
+/// One eval as a few lines: mean test metric per strategy (the full evaluation's when it
+/// ran, else the probe's), gated mask shares per parameter.
 fn summary(step: usize, records: &[Record], rate: Option<f64>) -> String {
     let mut per_strategy: BTreeMap<&str, (f64, usize, &str)> = BTreeMap::new();
     let mut masks: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
+    let full = records.iter().any(|r| matches!(r, Record::Eval { .. }));
     for r in records {
         match r {
             Record::Eval {
@@ -87,7 +107,14 @@ fn summary(step: usize, records: &[Record], rate: Option<f64>) -> String {
                 metric,
                 metric_name,
                 ..
-            } if split == "test" => {
+            }
+            | Record::Probe {
+                strategy,
+                split,
+                metric,
+                metric_name,
+                ..
+            } if split == "test" && full == matches!(r, Record::Eval { .. }) => {
                 let e = per_strategy
                     .entry(strategy)
                     .or_insert((0.0, 0, metric_name));
@@ -114,8 +141,9 @@ fn summary(step: usize, records: &[Record], rate: Option<f64>) -> String {
         // "training loop" rate leaves them out).
         line.push_str(&format!("  {rate:>7.1} steps/s incl. evals"));
     }
+    let which = if full { "test" } else { "probe" };
     for (s, (sum, n, name)) in &per_strategy {
-        line.push_str(&format!("  {s} test {name} {:.4}", sum / *n as f64));
+        line.push_str(&format!("  {s} {which} {name} {:.4}", sum / *n as f64));
     }
     if !masks.is_empty() {
         let parts: Vec<String> = masks

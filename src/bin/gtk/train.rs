@@ -100,6 +100,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .map(|s| format!("; first step {s:.2} s after start"))
                 .unwrap_or_default()
         );
+        if t.probes + t.full_evals > 0 {
+            println!(
+                "evaluation: {} probe{} {:.1} s, {} full evaluation{} {:.1} s; forward {:.0} images/s",
+                t.probes,
+                if t.probes == 1 { "" } else { "s" },
+                t.probe_seconds,
+                t.full_evals,
+                if t.full_evals == 1 { "" } else { "s" },
+                t.full_eval_seconds,
+                t.forward_images_per_second
+            );
+        }
     }
     Ok(())
 }
