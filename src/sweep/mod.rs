@@ -19,5 +19,5 @@ pub use folder::{
 pub use seeds::{MAX_SEEDS, parse_seeds};
 pub use summary::{
     BINARIZED, CONFIDENCE, Cell, MEAN_ROW, MemberResult, Paired, SUMMARY_FORMAT, Summary,
-    format_interval, format_p, strategy_label,
+    UNDECIDED_ROW, format_interval, format_p, strategy_label,
 };

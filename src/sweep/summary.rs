@@ -37,6 +37,9 @@ pub struct MemberResult {
     pub step: usize,
     /// Final test metric per (strategy, task); the binarized gated model as [`BINARIZED`].
     pub values: BTreeMap<(String, String), f64>,
+    /// The gated model's share of undecided mask entries (0.1 < σ(M) < 0.9) at the last mask
+    /// record, averaged over tasks and parameters; none without a gated model.
+    pub undecided: Option<f64>,
 }
 
 impl MemberResult {
@@ -57,12 +60,21 @@ impl MemberResult {
                 values.insert((BINARIZED.to_string(), t.clone()), v);
             }
         }
+        let undecided = run.last_mask_step().map(|step| {
+            let shares: Vec<f64> = tasks
+                .iter()
+                .flat_map(|t| run.params().into_iter().map(move |p| (t.clone(), p)))
+                .filter_map(|(t, p)| run.mask_stats(step, &t, &p).map(|(_, u)| u))
+                .collect();
+            super::stats::mean(&shares)
+        });
         MemberResult {
             seed,
             tasks,
             metric: run.metric_name(),
             step: run.last_step(),
             values,
+            undecided,
         }
     }
 }
@@ -120,7 +132,13 @@ pub struct Summary {
     pub cells: Vec<Cell>,
     /// Gated − each baseline, per task and for the mean.
     pub paired: Vec<Paired>,
+    /// The gated model's share of undecided mask entries at the end (mean over tasks and
+    /// parameters), per seed and over seeds (`strategy` gated, `task` [`UNDECIDED_ROW`]).
+    pub undecided: Option<Cell>,
 }
+
+/// The task name of [`Summary::undecided`].
+pub const UNDECIDED_ROW: &str = "masks undecided";
 
 fn refuse(path: &std::path::Path, message: String) -> Error {
     Error::Run {
@@ -289,7 +307,15 @@ impl Summary {
                 }
             }
         }
+        let undecided: Option<Vec<f64>> = members.iter().map(|(_, m)| m.undecided).collect();
+        let undecided = undecided.map(|v| Cell {
+            strategy: "gated".into(),
+            task: UNDECIDED_ROW.into(),
+            interval: Interval::of(&v, CONFIDENCE),
+            values: v,
+        });
         Ok(Summary {
+            undecided,
             format: SUMMARY_FORMAT.into(),
             sweep: name.into(),
             metric: first.metric.clone(),
@@ -314,7 +340,10 @@ impl Summary {
         if s.format != SUMMARY_FORMAT {
             return Err(Error::Run {
                 path: path.into(),
-                message: format!("has format `{}`; this gtk reads `{SUMMARY_FORMAT}`", s.format),
+                message: format!(
+                    "has format `{}`; this gtk reads `{SUMMARY_FORMAT}`",
+                    s.format
+                ),
             });
         }
         Ok(s)
@@ -348,7 +377,9 @@ impl Summary {
 
     /// The paired comparison of gated against `baseline` on `row`.
     pub fn paired(&self, baseline: &str, row: &str) -> Option<&Paired> {
-        self.paired.iter().find(|p| p.b == baseline && p.task == row)
+        self.paired
+            .iter()
+            .find(|p| p.b == baseline && p.task == row)
     }
 
     /// Header line and the two tables (results, paired differences) as Markdown.
@@ -356,6 +387,9 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(s, "{}\n", self.caption());
         s.push_str(&markdown_table(&self.results_table()));
+        if let Some(line) = self.undecided_line() {
+            let _ = writeln!(s, "\n{line}");
+        }
         if let Some(t) = self.paired_table() {
             let _ = writeln!(
                 s,
@@ -376,6 +410,9 @@ impl Summary {
     pub fn text(&self) -> String {
         let mut s = format!("{}\n\n", self.caption());
         s.push_str(&text_table(&self.results_table()));
+        if let Some(line) = self.undecided_line() {
+            let _ = writeln!(s, "{line}");
+        }
         if let Some(t) = self.paired_table() {
             let _ = writeln!(
                 s,
@@ -391,18 +428,37 @@ impl Summary {
         s
     }
 
+    fn undecided_line(&self) -> Option<String> {
+        let c = self.undecided.as_ref()?;
+        Some(format!(
+            "Gated mask entries still undecided (0.1 < σ(M) < 0.9) at the end, mean over tasks and parameters: {} %.",
+            format_interval(
+                100.0 * c.interval.mean,
+                c.interval.half_width.map(|h| 100.0 * h)
+            )
+        ))
+    }
+
     fn caption(&self) -> String {
         let n = self.seeds.len();
         let seeds: Vec<String> = self.seeds.iter().map(|s| s.to_string()).collect();
         format!(
             "Test {} after {} steps over {n} seed{} ({}): mean ± {:.0} % confidence interval half-width (Student t, {} df); {} is better.",
-            if self.metric == "mse" { "MSE" } else { &self.metric },
+            if self.metric == "mse" {
+                "MSE"
+            } else {
+                &self.metric
+            },
             self.steps,
             if n == 1 { "" } else { "s" },
             seeds.join(", "),
             self.confidence * 100.0,
             n.saturating_sub(1),
-            if self.lower_is_better { "lower" } else { "higher" }
+            if self.lower_is_better {
+                "lower"
+            } else {
+                "higher"
+            }
         )
     }
 
@@ -448,7 +504,11 @@ impl Summary {
                                 format_interval(p.test.interval.mean, p.test.interval.half_width),
                                 format_p(p.test.p)
                             );
-                            if p.best_baseline { format!("**{cell}**") } else { cell }
+                            if p.best_baseline {
+                                format!("**{cell}**")
+                            } else {
+                                cell
+                            }
                         })
                         .unwrap_or_default(),
                 );
@@ -518,10 +578,12 @@ fn text_table(rows: &[Vec<String>]) -> String {
         .iter()
         .map(|r| {
             r.iter()
-                .map(|c| match c.strip_prefix("**").and_then(|c| c.strip_suffix("**")) {
-                    Some(inner) => format!("{inner} *"),
-                    None => c.clone(),
-                })
+                .map(
+                    |c| match c.strip_prefix("**").and_then(|c| c.strip_suffix("**")) {
+                        Some(inner) => format!("{inner} *"),
+                        None => c.clone(),
+                    },
+                )
                 .collect()
         })
         .collect();
@@ -573,6 +635,7 @@ mod tests {
                 metric: "mse".into(),
                 step: 100,
                 values,
+                undecided: None,
             },
         )
     }
@@ -598,7 +661,10 @@ mod tests {
         assert!((p.test.p.unwrap() - 0.225_403_3).abs() < 1e-6);
         assert!(p.best_baseline);
         // Mean row: gated per seed (1+0.5)/2 = 0.75, 1.25, 1.75.
-        assert_eq!(s.cell("gated", MEAN_ROW).unwrap().values, vec![0.75, 1.25, 1.75]);
+        assert_eq!(
+            s.cell("gated", MEAN_ROW).unwrap().values,
+            vec![0.75, 1.25, 1.75]
+        );
         let md = s.markdown();
         assert!(md.contains("| a | 2.0 ± 2.5 | 3.0 ± 2.5 |"), "{md}");
         assert!(md.contains("**-1.0 ± 2.5 (p 0.225)**"), "{md}");
@@ -613,14 +679,20 @@ mod tests {
         let e = Summary::of_members("demo", &[member(0, [1.0, 1.0], [1.0, 1.0]), odd])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("trains tasks [a, c] but seed-0 trains [a, b]"), "{e}");
+        assert!(
+            e.contains("trains tasks [a, c] but seed-0 trains [a, b]"),
+            "{e}"
+        );
     }
 
     #[test]
     fn intervals_are_rounded_to_their_precision() {
         assert_eq!(format_interval(0.028_61, Some(0.003_14)), "0.0286 ± 0.0031");
         assert_eq!(format_interval(0.947_2, Some(0.012)), "0.947 ± 0.012");
-        assert_eq!(format_interval(7.3e-29, Some(2.1e-29)), "7.30e-29 ± 2.1e-29");
+        assert_eq!(
+            format_interval(7.3e-29, Some(2.1e-29)),
+            "7.30e-29 ± 2.1e-29"
+        );
         assert_eq!(format_interval(0.5, None), "0.5000");
         assert_eq!(format_p(Some(0.0004)), "< 0.001");
     }
