@@ -223,6 +223,10 @@ pub struct AdaptArgs {
     /// Skip the baselines (a separate model from scratch, the shared model fine-tuned).
     #[arg(long)]
     pub no_baselines: bool,
+    /// Also meta-train first-order MAML and Reptile for this many meta-iterations on the
+    /// run's tasks and adapt them like the other baselines (overrides `adapt.meta.iterations`).
+    #[arg(long, value_name = "N")]
+    pub meta_iterations: Option<usize>,
     /// Adapted run folder to create; default: RUN's name, a dash and the task-set file's stem,
     /// next to RUN (e.g. runs/colors-adapt-colors).
     #[arg(long, value_name = "DIR")]
