@@ -516,16 +516,33 @@ fn first_order_maml_and_reptile_are_measured_next_to_the_masks() {
         let o = gtk(
             dir,
             &[
-                "adapt", "runs/m", "--task-set", new_set.to_str().unwrap(), "--shots", "10",
-                "--steps", "5", "--compare", "--meta-iterations", iterations, "--out", &out_dir,
+                "adapt",
+                "runs/m",
+                "--task-set",
+                new_set.to_str().unwrap(),
+                "--shots",
+                "10",
+                "--steps",
+                "5",
+                "--compare",
+                "--meta-iterations",
+                iterations,
+                "--out",
+                &out_dir,
                 "-q",
             ],
         );
         let (stdout, stderr) = text(&o);
         assert!(o.status.success(), "{stdout}\n{stderr}");
-        assert!(stdout.contains("first-order MAML") && stdout.contains("Reptile"), "{stdout}");
+        assert!(
+            stdout.contains("first-order MAML") && stdout.contains("Reptile"),
+            "{stdout}"
+        );
         let summary = read_json(&dir.join(&out_dir).join("adapt.json"));
-        assert_eq!(summary["config"]["meta"]["iterations"].to_string(), iterations);
+        assert_eq!(
+            summary["config"]["meta"]["iterations"].to_string(),
+            iterations
+        );
         let mean = |model: &str| -> f64 {
             let v: Vec<f64> = summary["tasks"]
                 .as_array()
@@ -544,6 +561,12 @@ fn first_order_maml_and_reptile_are_measured_next_to_the_masks() {
     // MAML 3.74 → 1.27, Reptile 3.73 → 2.44).
     let (fomaml_1, reptile_1) = adapt("1", "m-one");
     let (fomaml, reptile) = adapt("1000", "m-new");
-    assert!(fomaml < 0.6 * fomaml_1, "first-order MAML {fomaml} vs {fomaml_1} untrained");
-    assert!(reptile < 0.8 * reptile_1, "Reptile {reptile} vs {reptile_1} untrained");
+    assert!(
+        fomaml < 0.6 * fomaml_1,
+        "first-order MAML {fomaml} vs {fomaml_1} untrained"
+    );
+    assert!(
+        reptile < 0.8 * reptile_1,
+        "Reptile {reptile} vs {reptile_1} untrained"
+    );
 }

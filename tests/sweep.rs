@@ -67,6 +67,23 @@ fn committed_step(run: &Path) -> usize {
         .unwrap_or(0) as usize
 }
 
+/// `gtk train` of three seeds of `ts`, two at a time, all strategies, as sweep `name`.
+fn sweep_args<'a>(ts: &'a str, name: &'a str) -> [&'a str; 11] {
+    [
+        "train",
+        "--task-set",
+        ts,
+        "--strategy",
+        "all",
+        "--seeds",
+        "0..3",
+        "--jobs",
+        "2",
+        "--name",
+        name,
+    ]
+}
+
 #[test]
 fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -75,27 +92,40 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
     let ts = ts.to_str().unwrap();
 
     // The reference: three seeds, two at a time, uninterrupted.
-    let out = gtk(
-        dir,
-        &[
-            "train", "--task-set", ts, "--strategy", "all", "--seeds", "0..3", "--jobs", "2",
-            "--name", "full",
-        ],
-    );
+    let out = gtk(dir, &sweep_args(ts, "full"));
     let stdout = ok(&out);
-    assert!(stdout.contains("3 seeds (0 done, 0 to resume, 3 to start), 2 at a time"), "{stdout}");
-    assert!(stdout.contains("seed 2: step   1000"), "per-seed progress lines: {stdout}");
-    assert!(stdout.contains("paired differences gated − baseline"), "{stdout}");
+    assert!(
+        stdout.contains("3 seeds (0 done, 0 to resume, 3 to start), 2 at a time"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("seed 2: step   1000"),
+        "per-seed progress lines: {stdout}"
+    );
+    assert!(
+        stdout.contains("paired differences gated − baseline"),
+        "{stdout}"
+    );
     let full = dir.join("runs/full");
     let summary = results(&full);
     assert_eq!(summary.seeds, vec![0, 1, 2]);
     assert_eq!(summary.steps, 1000);
-    assert_eq!(summary.strategies, vec!["gated", "shared", "separate", "gated-binarized"]);
+    assert_eq!(
+        summary.strategies,
+        vec!["gated", "shared", "separate", "gated-binarized"]
+    );
     // Every cell is the mean of the three seeds' final metrics, as logged by each run.
     for seed in 0..3u64 {
         let run = full.join(format!("seed-{seed}"));
         for r in evals(&run) {
-            if let Record::Eval { step: 1000, strategy, task, split, metric, .. } = r
+            if let Record::Eval {
+                step: 1000,
+                strategy,
+                task,
+                split,
+                metric,
+                ..
+            } = r
                 && split == "test"
             {
                 let cell = summary.cell(&strategy, &task).unwrap();
@@ -112,7 +142,17 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
     // A seed run alone (plain `gtk train`, one thread) logs exactly what it logged in the
     // sweep, next to other seeds.
     let alone = Command::new(env!("CARGO_BIN_EXE_gtk"))
-        .args(["train", "--task-set", ts, "--strategy", "all", "--seed", "1", "--name", "alone"])
+        .args([
+            "train",
+            "--task-set",
+            ts,
+            "--strategy",
+            "all",
+            "--seed",
+            "1",
+            "--name",
+            "alone",
+        ])
         .current_dir(dir)
         .env("RAYON_NUM_THREADS", "1")
         .output()
@@ -122,10 +162,7 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
 
     // The same sweep, killed while its seeds train, then resumed: the same summary.
     let mut sweep = Command::new(env!("CARGO_BIN_EXE_gtk"))
-        .args([
-            "train", "--task-set", ts, "--strategy", "all", "--seeds", "0..3", "--jobs", "2",
-            "--name", "killed",
-        ])
+        .args(sweep_args(ts, "killed"))
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -134,7 +171,10 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
     let killed = dir.join("runs/killed");
     let began = Instant::now();
     while committed_step(&killed.join("seed-0")) < 100 {
-        assert!(began.elapsed() < Duration::from_secs(120), "seed 0 never committed");
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "seed 0 never committed"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     sweep.kill().unwrap();
@@ -143,22 +183,42 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
     for seed in 0..3 {
         let run = killed.join(format!("seed-{seed}"));
         while WriterLock::holder(&run).is_some() {
-            assert!(began.elapsed() < Duration::from_secs(120), "seed {seed} kept running");
+            assert!(
+                began.elapsed() < Duration::from_secs(120),
+                "seed {seed} kept running"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     let steps: Vec<usize> = (0..3)
         .map(|s| committed_step(&killed.join(format!("seed-{s}"))))
         .collect();
-    assert!(steps.iter().any(|&s| s < 1000), "killed after the end: {steps:?}");
+    assert!(
+        steps.iter().any(|&s| s < 1000),
+        "killed after the end: {steps:?}"
+    );
     assert!(!killed.join("summary.json").exists());
-    let stdout = ok(&gtk(dir, &["train", "--resume", killed.to_str().unwrap(), "--jobs", "2"]));
-    assert!(stdout.contains("to resume") || stdout.contains("to start"), "{stdout}");
+    let stdout = ok(&gtk(
+        dir,
+        &["train", "--resume", killed.to_str().unwrap(), "--jobs", "2"],
+    ));
+    assert!(
+        stdout.contains("to resume") || stdout.contains("to start"),
+        "{stdout}"
+    );
     assert_eq!(results(&killed), summary);
 
     // `gtk report SWEEP`: the band figure and the summary tables.
     let rep = dir.join("rep");
-    let stdout = ok(&gtk(dir, &["report", full.to_str().unwrap(), "--out", rep.to_str().unwrap()]));
+    let stdout = ok(&gtk(
+        dir,
+        &[
+            "report",
+            full.to_str().unwrap(),
+            "--out",
+            rep.to_str().unwrap(),
+        ],
+    ));
     assert!(stdout.contains("wrote 1 figures"), "{stdout}");
     let png = std::fs::read(rep.join("sweep_test_metric.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
@@ -173,7 +233,12 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
     let exported = dir.join("export-seed-0");
     ok(&gtk(
         dir,
-        &["export", member.to_str().unwrap(), "--out", exported.to_str().unwrap()],
+        &[
+            "export",
+            member.to_str().unwrap(),
+            "--out",
+            exported.to_str().unwrap(),
+        ],
     ));
     assert!(exported.join("t0.onnx").is_file() || exported.read_dir().unwrap().count() > 2);
 
@@ -197,17 +262,35 @@ fn bad_sweeps_are_refused_in_one_line() {
         ("0,,2", "empty item"),
         ("1,1", "seed 1 twice"),
     ] {
-        let out = gtk(dir, &["train", "--task-set", ts, "--seeds", seeds, "--name", "bad"]);
+        let out = gtk(
+            dir,
+            &["train", "--task-set", ts, "--seeds", seeds, "--name", "bad"],
+        );
         assert_clean_error(&out, &["--seeds", needle]);
         assert!(!dir.join("runs/bad").exists(), "{seeds:?} made a folder");
     }
     assert_clean_error(
-        &gtk(dir, &["train", "--task-set", ts, "--seeds", "0..2", "--jobs", "0"]),
+        &gtk(
+            dir,
+            &["train", "--task-set", ts, "--seeds", "0..2", "--jobs", "0"],
+        ),
         &["--jobs must be at least 1"],
     );
 
     // A plain run given as a sweep.
-    ok(&gtk(dir, &["train", "--task-set", ts, "--steps", "20", "--name", "plain", "-q"]));
+    ok(&gtk(
+        dir,
+        &[
+            "train",
+            "--task-set",
+            ts,
+            "--steps",
+            "20",
+            "--name",
+            "plain",
+            "-q",
+        ],
+    ));
     assert_clean_error(
         &gtk(dir, &["train", "--resume", "runs/plain", "--jobs", "2"]),
         &["runs/plain", "is a plain run folder, not a sweep"],
@@ -217,17 +300,42 @@ fn bad_sweeps_are_refused_in_one_line() {
     // seed 1) is refused when summarised.
     ok(&gtk(
         dir,
-        &["train", "--task-set", ts, "--seeds", "0", "--steps", "20", "--name", "mixed", "-q"],
+        &[
+            "train",
+            "--task-set",
+            ts,
+            "--seeds",
+            "0",
+            "--steps",
+            "20",
+            "--name",
+            "mixed",
+            "-q",
+        ],
     ));
     let manifest = dir.join("runs/mixed/sweep.json");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, text.replace("\"seeds\": [\n    0\n  ]", "\"seeds\": [0, 1]")).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("\"seeds\": [\n    0\n  ]", "\"seeds\": [0, 1]"),
+    )
+    .unwrap();
     let other = write_task_set(dir, "other.toml", &TASKS.replace("\"t2\"", "\"u2\""));
     ok(&gtk(
         dir,
         &[
-            "train", "--task-set", other.to_str().unwrap(), "--steps", "20", "--seed", "1",
-            "--runs-dir", "runs/mixed", "--name", "seed-1", "-q",
+            "train",
+            "--task-set",
+            other.to_str().unwrap(),
+            "--steps",
+            "20",
+            "--seed",
+            "1",
+            "--runs-dir",
+            "runs/mixed",
+            "--name",
+            "seed-1",
+            "-q",
         ],
     ));
     assert_clean_error(

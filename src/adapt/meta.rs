@@ -153,7 +153,12 @@ pub fn meta_train(
         on_iteration();
     }
     for (name, var) in params {
-        let sum = var.as_tensor().abs()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let sum = var
+            .as_tensor()
+            .abs()?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
         if !sum.is_finite() {
             return Err(crate::error::Error::config(
                 "adapt",

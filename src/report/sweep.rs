@@ -277,7 +277,11 @@ pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
                 "bands: {:.0} % confidence interval of the mean (Student t, {} df); {} is better{}",
                 summary.confidence * 100.0,
                 n.saturating_sub(1),
-                if summary.lower_is_better { "lower" } else { "higher" },
+                if summary.lower_is_better {
+                    "lower"
+                } else {
+                    "higher"
+                },
                 if log { "; log scale" } else { "" }
             )),
             legend,
@@ -356,7 +360,9 @@ pub fn write_sweep_report(sweep_dir: &std::path::Path, out: OutputDir) -> Result
         name = escape(&summary.sweep),
         text = escape(&summary.text()),
         title = escape(&fig.title),
-        svg = fig.svg.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        svg = fig
+            .svg
+            .trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
         caption = escape(&fig.caption),
     );
     write_atomic(&tmp.join("report.html"), html.as_bytes())?;

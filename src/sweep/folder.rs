@@ -168,10 +168,7 @@ impl Sweep {
         if spec.format != FORMAT {
             return Err(Error::Run {
                 path: manifest,
-                message: format!(
-                    "has format `{}`; this gtk reads `{FORMAT}`",
-                    spec.format
-                ),
+                message: format!("has format `{}`; this gtk reads `{FORMAT}`", spec.format),
             });
         }
         if spec.seeds.is_empty() {
@@ -193,7 +190,11 @@ impl Sweep {
 
     /// The run folders of every seed, in seed order.
     pub fn member_dirs(&self) -> Vec<PathBuf> {
-        self.spec.seeds.iter().map(|s| self.member_dir(*s)).collect()
+        self.spec
+            .seeds
+            .iter()
+            .map(|s| self.member_dir(*s))
+            .collect()
     }
 
     /// Where the run of `seed` stands, from its committed state (read-only).

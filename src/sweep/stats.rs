@@ -54,39 +54,26 @@ fn ln_gamma(x: f64) -> f64 {
 /// Continued fraction of the incomplete beta function (modified Lentz).
 fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
     const TINY: f64 = 1e-300;
+    let nonzero = |v: f64| if v.abs() < TINY { TINY } else { v };
+    // One term `aa` of the fraction: updates Lentz's c and d and returns the factor for h.
+    let step = |aa: f64, c: &mut f64, d: &mut f64| -> f64 {
+        *d = 1.0 / nonzero(1.0 + aa * *d);
+        *c = nonzero(1.0 + aa / *c);
+        *d * *c
+    };
     let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
     let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / nonzero(1.0 - qab * x / qap);
     let mut h = d;
     for m in 1..=300 {
         let m = f64::from(m);
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        h *= d * c;
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        let del = d * c;
+        h *= step(m * (b - m) * x / ((qam + m2) * (a + m2)), &mut c, &mut d);
+        let del = step(
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+            &mut c,
+            &mut d,
+        );
         h *= del;
         if (del - 1.0).abs() < 1e-16 {
             break;
@@ -122,7 +109,11 @@ pub fn t_cdf(t: f64, df: f64) -> f64 {
     }
     // P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2).
     let tail = inc_beta(df / 2.0, 0.5, df / (df + t * t));
-    if t >= 0.0 { 1.0 - tail / 2.0 } else { tail / 2.0 }
+    if t >= 0.0 {
+        1.0 - tail / 2.0
+    } else {
+        tail / 2.0
+    }
 }
 
 /// The `p` quantile of Student's t with `df` degrees of freedom (0 < p < 1), by bisection of
@@ -256,7 +247,14 @@ impl PairedTest {
                 };
                 // JSON has no infinity: a zero-variance difference is reported with p = 0
                 // and the largest finite t.
-                (Some(if t.is_infinite() { t.signum() * f64::MAX } else { t }), Some(p))
+                (
+                    Some(if t.is_infinite() {
+                        t.signum() * f64::MAX
+                    } else {
+                        t
+                    }),
+                    Some(p),
+                )
             }
             _ => (None, None),
         };
@@ -289,17 +287,29 @@ mod tests {
         close(t_quantile(0.995, 4.0), 4.604_094_871, 1e-8);
         close(t_quantile(0.025, 4.0), -2.776_445_105, 1e-8);
         // df = 1 is the Cauchy distribution: quantile tan(π (p − ½)).
-        close(t_quantile(0.9, 1.0), (std::f64::consts::PI * 0.4).tan(), 1e-9);
+        close(
+            t_quantile(0.9, 1.0),
+            (std::f64::consts::PI * 0.4).tan(),
+            1e-9,
+        );
         // df = 2 has a closed form: t = (2p − 1) √(2 / (4p(1 − p))).
         let p: f64 = 0.8;
-        close(t_quantile(p, 2.0), (2.0 * p - 1.0) * (2.0 / (4.0 * p * (1.0 - p))).sqrt(), 1e-10);
+        close(
+            t_quantile(p, 2.0),
+            (2.0 * p - 1.0) * (2.0 / (4.0 * p * (1.0 - p))).sqrt(),
+            1e-10,
+        );
     }
 
     #[test]
     fn t_cdf_is_symmetric_and_matches_closed_forms() {
         // df = 1: 1/2 + atan(t)/π.
         for t in [-3.0, -0.5, 0.0, 0.7, 4.0] {
-            close(t_cdf(t, 1.0), 0.5 + f64::atan(t) / std::f64::consts::PI, 1e-12);
+            close(
+                t_cdf(t, 1.0),
+                0.5 + f64::atan(t) / std::f64::consts::PI,
+                1e-12,
+            );
             close(t_cdf(t, 6.0) + t_cdf(-t, 6.0), 1.0, 1e-12);
         }
     }

@@ -36,7 +36,9 @@ fn strategy_name(s: StrategyArg) -> &'static str {
 /// A new sweep (`--seeds`) or a resumed one (`--resume SWEEP`).
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.lr.is_some() || args.mask_lr.is_some() {
-        bail!("--lr and --mask-lr apply to one run: resume the seed's run folder (SWEEP/seed-N) with them instead of the sweep");
+        bail!(
+            "--lr and --mask-lr apply to one run: resume the seed's run folder (SWEEP/seed-N) with them instead of the sweep"
+        );
     }
     if args.jobs == Some(0) {
         bail!("--jobs must be at least 1, got 0");
@@ -170,8 +172,9 @@ fn run_members(
 ) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the gtk executable")?;
     let multi = (!args.quiet && std::io::stdout().is_terminal()).then(MultiProgress::new);
-    let style = ProgressStyle::with_template("seed {prefix:>4} {bar:30} {pos}/{len} steps  eta {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("seed {prefix:>4} {bar:30} {pos}/{len} steps  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut queue = todo.into_iter();
     let mut running: Vec<Running> = Vec::new();
@@ -191,8 +194,20 @@ fn run_members(
                 .spawn()
                 .with_context(|| format!("cannot start {}", exe.display()))?;
             for (stream, is_err) in [
-                (child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), false),
-                (child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), true),
+                (
+                    child
+                        .stdout
+                        .take()
+                        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                    false,
+                ),
+                (
+                    child
+                        .stderr
+                        .take()
+                        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                    true,
+                ),
             ] {
                 let Some(stream) = stream else { continue };
                 let tx = tx.clone();
@@ -222,10 +237,15 @@ fn run_members(
             });
             if !args.quiet {
                 let what = match state {
-                    MemberState::Partial { step, total } => format!("resuming at step {step}/{total}"),
+                    MemberState::Partial { step, total } => {
+                        format!("resuming at step {step}/{total}")
+                    }
                     _ => "starting".into(),
                 };
-                say(format!("seed {seed}: {what} in {}", sweep.member_dir(seed).display()));
+                say(format!(
+                    "seed {seed}: {what} in {}",
+                    sweep.member_dir(seed).display()
+                ));
             }
             running.push(Running {
                 seed,
@@ -309,7 +329,11 @@ fn run_members(
             .collect();
         bail!(
             "{} of the sweep failed: {}; finished seeds are kept, continue with `gtk train --resume {}`",
-            if failed.len() == 1 { "one seed" } else { "seeds" },
+            if failed.len() == 1 {
+                "one seed"
+            } else {
+                "seeds"
+            },
             list.join("; "),
             sweep.dir.display()
         );

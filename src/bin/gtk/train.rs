@@ -14,10 +14,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.exit_with_parent {
         crate::sweep::exit_when_stdin_closes();
     }
-    let resumes_sweep = args
-        .resume
-        .as_deref()
-        .is_some_and(gatekit::sweep::is_sweep);
+    let resumes_sweep = args.resume.as_deref().is_some_and(gatekit::sweep::is_sweep);
     if args.seeds.is_some() || resumes_sweep {
         return crate::sweep::run(args);
     }
@@ -26,7 +23,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             // Names the folder and why it is not a sweep (a plain run, or neither).
             gatekit::sweep::Sweep::open(dir)?;
         }
-        bail!("--jobs and --threads-per-run are for sweeps: give --seeds (e.g. --seeds 0..5), or --resume a sweep folder");
+        bail!(
+            "--jobs and --threads-per-run are for sweeps: give --seeds (e.g. --seeds 0..5), or --resume a sweep folder"
+        );
     }
     let device = Device::Cpu;
     let data = args.data_dir.clone();
@@ -92,7 +91,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let every = (total / 200).max(1);
     let progress_lines = args.progress_lines;
     trainer.train(args.stop_at, &mut |e| {
-        if progress_lines && let gatekit::train::Event::Step { step, total, .. } = &e
+        if progress_lines
+            && let gatekit::train::Event::Step { step, total, .. } = &e
             && (step.is_multiple_of(every) || step == total)
         {
             println!("@step {step}/{total}");
