@@ -4,7 +4,9 @@
 #  2. the example the book includes builds and runs (examples/custom_task.rs);
 #  3. the tested snippets (```bash,tested / ```python,tested blocks) run, with `gtk` on PATH;
 #     blocks marked `mnist` only when $GATEKIT_DATA is set;
-#  4. `mdbook build book` (mdBook installed with cargo if missing) and an internal link check.
+#  4. the results fragments (book/src/results/*.md) match the sweep summaries they are made
+#     from (bench/paper/results/*.json), and the paper chapter types no results table by hand;
+#  5. `mdbook build book` (mdBook installed with cargo if missing) and an internal link check.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -31,6 +33,9 @@ echo "== book: examples/custom_task.rs"
 
 echo "== book: tested snippets"
 PATH="$bin:$PATH" python3 book/tools/run_snippets.py book/src "$root"
+
+echo "== book: results fragments"
+python3 book/tools/fragments.py check
 
 echo "== book: mdbook build and link check"
 if ! command -v mdbook >/dev/null || ! mdbook --version | grep -q "v$MDBOOK_VERSION"; then

@@ -16,6 +16,7 @@
 //! - [`kernel`]: hand-written CPU ops (conv2d, max-pool) with their own backward passes
 //! - [`report`]: figures, `report.md`/`report.html` and TensorBoard event files for runs
 //! - [`run_folder`]: the run folder: one writer, atomic commits, verified read-only snapshots
+//! - [`sweep`]: one run per seed and the summary over seeds (confidence intervals, paired tests)
 #![deny(missing_docs)]
 
 pub mod adapt;
@@ -30,6 +31,7 @@ pub mod model;
 pub mod report;
 pub mod rng;
 pub mod run_folder;
+pub mod sweep;
 pub mod task;
 pub mod train;
 

@@ -141,6 +141,38 @@ impl Default for PickConfig {
     }
 }
 
+/// First-order MAML and Reptile as baselines (`[adapt.meta]`): meta-trained here on the
+/// run's training tasks with the adaptation's K, steps and batch size, then adapted to each new
+/// task with `steps` SGD steps at `inner_lr`. Off while `iterations` is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    /// Meta-iterations of each meta-learner; 0: no meta-learning baselines.
+    pub iterations: usize,
+    /// Training tasks per meta-iteration.
+    pub tasks_per_iteration: usize,
+    /// Learning rate of the inner SGD steps (meta-training and test-time adaptation).
+    pub inner_lr: f64,
+    /// Adam's learning rate on first-order MAML's meta-gradient.
+    pub outer_lr: f64,
+    /// Reptile's step ε towards the adapted weights, in (0, 1].
+    pub reptile_step: f64,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        // MAML's sinusoid settings (Finn et al. 2017, §5.1): 10 tasks per meta-batch, inner
+        // step 0.01, meta Adam 0.001.
+        MetaConfig {
+            iterations: 0,
+            tasks_per_iteration: 10,
+            inner_lr: 0.01,
+            outer_lr: 0.001,
+            reptile_step: 0.1,
+        }
+    }
+}
+
 /// Everything `gtk adapt` needs besides the run and the new tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -170,6 +202,8 @@ pub struct AdaptConfig {
     pub baselines: bool,
     /// Seed of the shots, batches and the separate baseline's init; default: the run's seed.
     pub seed: Option<u64>,
+    /// First-order MAML and Reptile baselines.
+    pub meta: MetaConfig,
 }
 
 impl Default for AdaptConfig {
@@ -186,6 +220,7 @@ impl Default for AdaptConfig {
             compare: false,
             baselines: true,
             seed: None,
+            meta: MetaConfig::default(),
         }
     }
 }
@@ -225,6 +260,18 @@ impl AdaptConfig {
         rate("mix_lr", self.mix_lr)?;
         if let Some(lr) = self.mask_lr {
             rate("mask_lr", lr)?;
+        }
+        if self.meta.iterations > 0 {
+            positive("meta.tasks_per_iteration", self.meta.tasks_per_iteration)?;
+            rate("meta.inner_lr", self.meta.inner_lr)?;
+            rate("meta.outer_lr", self.meta.outer_lr)?;
+            if !(self.meta.reptile_step > 0.0 && self.meta.reptile_step <= 1.0) {
+                return Err(Error::config(
+                    origin,
+                    "adapt.meta.reptile_step",
+                    format!("must be in (0, 1], got {}", self.meta.reptile_step),
+                ));
+            }
         }
         if !(0.0..1.0).contains(&self.mask_init_share) {
             return Err(Error::config(

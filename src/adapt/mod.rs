@@ -18,13 +18,14 @@ pub mod baseline;
 mod config;
 pub mod folder;
 pub mod mask;
+pub mod meta;
 pub mod mix;
 pub mod mixture;
 mod new_tasks;
 pub mod pick;
 pub mod shots;
 
-pub use config::{AdaptConfig, Method, MixGates, PickConfig, PickVariant, Signal};
+pub use config::{AdaptConfig, MetaConfig, Method, MixGates, PickConfig, PickVariant, Signal};
 pub use new_tasks::NewTasks;
 
 use crate::error::{Error, Result};
@@ -238,13 +239,18 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     let seed = cfg.seed.unwrap_or(run.seed);
     let train_separate = cfg.baselines || has_separate;
     let train_shared = cfg.baselines && shared.is_some();
+    let metas: &[meta::MetaMethod] = if cfg.meta.iterations > 0 {
+        &meta::MetaMethod::ALL
+    } else {
+        &[]
+    };
     let per_task = methods
         .iter()
         .map(|m| if *m == Method::Pick { 0 } else { cfg.steps })
         .sum::<usize>()
-        + cfg.steps * (usize::from(train_separate) + usize::from(train_shared));
+        + cfg.steps * (usize::from(train_separate) + usize::from(train_shared) + metas.len());
     on(AdaptEvent::Start {
-        steps: per_task * job.new.tasks.len(),
+        steps: per_task * job.new.tasks.len() + cfg.meta.iterations * metas.len(),
     });
     let w_opt = OptimizerConfig {
         kind: run.optimizer,
@@ -282,6 +288,39 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             )
         })
     };
+    // The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
+    let mut meta_inits = Vec::new();
+    for &m in metas {
+        on(AdaptEvent::Stage {
+            task: "(run's tasks)",
+            what: m.as_str(),
+        });
+        // PyTorch's default init, the scale of MAML's reference code: from the He init the
+        // inner SGD steps at MAML's 0.01 diverge on this family's targets (|y| up to 5).
+        let init = Network::new(
+            &set.model,
+            crate::model::WeightInit::Torch,
+            &mut Rng::stream(run.seed, "adapt/meta-init", 0),
+            dtype,
+            &device,
+        )?;
+        meta::meta_train(
+            m,
+            &meta::MetaJob {
+                tasks: &tasks[..first_new],
+                init: &init,
+                shots: cfg.shots,
+                steps: cfg.steps,
+                batch,
+                seed,
+                device: &device,
+                dtype,
+            },
+            &cfg.meta,
+            &mut || on(AdaptEvent::Step),
+        )?;
+        meta_inits.push((m, init));
+    }
     let mut results = Vec::new();
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     let param_names = bank.param_names().to_vec();
@@ -436,6 +475,40 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             rows.push(Row {
                 model: "shared (fine-tuned)".into(),
                 metric: baseline_metric(&tuned, on)?,
+                binarized: None,
+                stored: false,
+            });
+        }
+        for (m, init) in &meta_inits {
+            on(AdaptEvent::Stage {
+                task: name,
+                what: m.as_str(),
+            });
+            let tuned = baseline::copy_network(init)?;
+            baseline::train_plain(
+                &tuned,
+                &shots,
+                cfg.steps,
+                meta::inner_optimizer(cfg.meta.inner_lr),
+                batch,
+                &mut Rng::stream(seed, "adapt/baseline", index as u64),
+                &mut || on(AdaptEvent::Step),
+            )?;
+            let metric = test_metric(task, &device, dtype, &|x: &Tensor| tuned.forward(x, None))?;
+            if !metric.is_finite() {
+                return Err(Error::config(
+                    &at,
+                    "adapt.meta.inner_lr",
+                    format!(
+                        "{} adapted to task `{name}` diverged (test metric {metric}); lower adapt.meta.inner_lr ({})",
+                        m.as_str(),
+                        cfg.meta.inner_lr
+                    ),
+                ));
+            }
+            rows.push(Row {
+                model: m.as_str().into(),
+                metric,
                 binarized: None,
                 stored: false,
             });

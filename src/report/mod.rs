@@ -7,6 +7,7 @@
 //!
 //! - [`RunData`]: one run's records, tasks and binarized masks
 //! - [`write_report`]: every figure and the two report files
+//! - [`sweep`]: `gtk report SWEEP`: curves over seeds with confidence bands, the summary
 //! - [`tensorboard`]: tfevents files ([`tensorboard::TensorBoardSink`] for live logging,
 //!   [`tensorboard::write_run_events`] for finished runs)
 
@@ -15,6 +16,7 @@ pub mod figures;
 mod html;
 mod mask_figures;
 pub mod masks;
+pub mod sweep;
 pub mod tensorboard;
 mod typeset;
 

@@ -20,7 +20,13 @@ pub struct WriterLock {
 impl WriterLock {
     /// Takes the lock of the run folder `dir`, or fails naming the process that holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        let path = dir.join(LOCK_FILE);
+        Self::acquire_named(dir, LOCK_FILE)
+    }
+
+    /// Takes the lock file `name` inside `dir` (a sweep folder's `sweep.lock`), or fails
+    /// naming the process that holds it.
+    pub fn acquire_named(dir: &Path, name: &str) -> Result<Self> {
+        let path = dir.join(name);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

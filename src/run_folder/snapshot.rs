@@ -168,6 +168,8 @@ fn missing_state(dir: &Path) -> Error {
         .unwrap_or(false);
     let message = if empty {
         "is missing and the folder is empty: `gtk train` was stopped while creating it; remove the folder and train again".to_string()
+    } else if dir.join("sweep.json").is_file() {
+        "is missing: this is a sweep folder (gtk train --seeds), not a run; give one of its seed-N runs".into()
     } else if dir.join(files::CONFIG).is_file() {
         "is missing: the run was never committed (or the file was removed); train it again".into()
     } else {

@@ -36,6 +36,9 @@ pub fn run(args: AdaptArgs) -> Result<()> {
             PickVariantArg::Halving => PickVariant::Halving,
         };
     }
+    if let Some(n) = args.meta_iterations {
+        cfg.meta.iterations = n;
+    }
     cfg.compare |= args.compare;
     cfg.baselines &= !args.no_baselines;
     let out = args.out.clone().unwrap_or_else(|| {

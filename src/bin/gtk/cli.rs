@@ -58,8 +58,29 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Override the task set's seed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
+    /// Train once per seed, e.g. 0..5 (seeds 0 to 4), 0..=4 or 0,3,7: a sweep folder holding
+    /// one run folder per seed (seed-0, …), run in parallel, then the summary over seeds
+    /// (mean, 95 % interval, paired differences) in summary.json and summary.md.
+    #[arg(long, value_name = "LIST")]
+    pub seeds: Option<String>,
+    /// With --seeds (or --resume of a sweep): how many seeds train at once; default: the
+    /// cores divided by --threads-per-run.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// With --seeds (or --resume of a sweep): threads of each seed's process (default 1; the
+    /// results of a run can depend on its thread count, never on --jobs).
+    #[arg(long, value_name = "N")]
+    pub threads_per_run: Option<usize>,
+    /// Machine-readable progress on stdout (`@step N/TOTAL`), for the sweep that started
+    /// this process.
+    #[arg(long, hide = true)]
+    pub progress_lines: bool,
+    /// Exit when stdin closes: set by a sweep on the processes it starts, so they stop
+    /// when it is killed.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
     /// Override the task set's step count.
     #[arg(long)]
     pub steps: Option<usize>,
@@ -73,8 +94,9 @@ pub struct TrainArgs {
     /// With --resume: replace the masks' learning rate from now on.
     #[arg(long, requires = "resume")]
     pub mask_lr: Option<f64>,
-    /// Continue a stopped run from its checkpoint.
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["task_set", "strategy", "name", "seed", "steps"])]
+    /// Continue a stopped run from its checkpoint, or a stopped sweep (its finished seeds are
+    /// kept, the others resumed or started).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["task_set", "strategy", "name", "seed", "seeds", "steps"])]
     pub resume: Option<PathBuf>,
     /// Dataset folder (else $GATEKIT_DATA).
     #[arg(long, value_name = "DIR")]
@@ -145,7 +167,8 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Run folders; default: the most recently trained run under --runs-dir. Several runs are
-    /// also compared side by side.
+    /// also compared side by side. A sweep folder (gtk train --seeds) gives the curves as the
+    /// mean over seeds with confidence bands, and the summary tables.
     #[arg(value_name = "RUN")]
     pub runs: Vec<PathBuf>,
     /// Replace an earlier report in --out (only the files that report wrote).
@@ -203,6 +226,10 @@ pub struct AdaptArgs {
     /// Skip the baselines (a separate model from scratch, the shared model fine-tuned).
     #[arg(long)]
     pub no_baselines: bool,
+    /// Also meta-train first-order MAML and Reptile for this many meta-iterations on the
+    /// run's tasks and adapt them like the other baselines (overrides `adapt.meta.iterations`).
+    #[arg(long, value_name = "N")]
+    pub meta_iterations: Option<usize>,
     /// Adapted run folder to create; default: RUN's name, a dash and the task-set file's stem,
     /// next to RUN (e.g. runs/colors-adapt-colors).
     #[arg(long, value_name = "DIR")]

@@ -8,6 +8,7 @@ mod eval;
 mod export;
 mod progress;
 mod report;
+mod sweep;
 mod tasks;
 mod train;
 

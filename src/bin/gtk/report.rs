@@ -1,7 +1,7 @@
 //! `gtk report`.
 
 use crate::cli::ReportArgs;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use gatekit::report::write_report_into;
 use gatekit::run_folder::OutputDir;
 
@@ -19,6 +19,24 @@ pub fn run(args: ReportArgs) -> Result<()> {
         std::path::PathBuf::from("reports").join(name)
     });
     let reads: Vec<&std::path::Path> = runs.iter().map(|r| r.as_path()).collect();
+    if let Some(sweep) = runs.iter().find(|r| gatekit::sweep::is_sweep(r)) {
+        if runs.len() > 1 {
+            bail!(
+                "{} is a sweep: report it alone (`gtk report {}`), or give its seeds' runs (seed-N) side by side",
+                sweep.display(),
+                sweep.display()
+            );
+        }
+        let out = OutputDir::claim(&out, "report", &reads, args.force)?;
+        let report = gatekit::report::sweep::write_sweep_report(sweep, out)?;
+        println!(
+            "wrote {} figures (PNG and SVG), {} and {}",
+            report.figures.len() / 2,
+            report.markdown.display(),
+            report.html.display()
+        );
+        return Ok(());
+    }
     let out = OutputDir::claim(&out, "report", &reads, args.force)?;
     let summary = write_report_into(&runs, out)?;
     let figures = summary.figures.len() / 2;

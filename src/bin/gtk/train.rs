@@ -11,6 +11,22 @@ use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let origin = std::time::Instant::now();
+    if args.exit_with_parent {
+        crate::sweep::exit_when_stdin_closes();
+    }
+    let resumes_sweep = args.resume.as_deref().is_some_and(gatekit::sweep::is_sweep);
+    if args.seeds.is_some() || resumes_sweep {
+        return crate::sweep::run(args);
+    }
+    if args.jobs.is_some() || args.threads_per_run.is_some() {
+        if let Some(dir) = &args.resume {
+            // Names the folder and why it is not a sweep (a plain run, or neither).
+            gatekit::sweep::Sweep::open(dir)?;
+        }
+        bail!(
+            "--jobs and --threads-per-run are for sweeps: give --seeds (e.g. --seeds 0..5), or --resume a sweep folder"
+        );
+    }
     let device = Device::Cpu;
     let data = args.data_dir.clone();
     let mut trainer = match &args.resume {
@@ -72,7 +88,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     trainer.set_origin(origin);
     let mut progress = Progress::new(total, args.quiet);
-    trainer.train(args.stop_at, &mut |e| progress.on(e))?;
+    let every = (total / 200).max(1);
+    let progress_lines = args.progress_lines;
+    trainer.train(args.stop_at, &mut |e| {
+        if progress_lines
+            && let gatekit::train::Event::Step { step, total, .. } = &e
+            && (step.is_multiple_of(every) || step == total)
+        {
+            println!("@step {step}/{total}");
+        }
+        progress.on(e)
+    })?;
     progress.finish();
     let records = match trainer.last_evaluation() {
         Some(records) => records.to_vec(),
@@ -176,7 +202,7 @@ pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
 }
 
 /// `runs/<name>` or `runs/<task-set>-<UTC time>`.
-fn run_dir(runs: &Path, name: Option<&str>, task_set: Option<&Path>) -> Result<PathBuf> {
+pub fn run_dir(runs: &Path, name: Option<&str>, task_set: Option<&Path>) -> Result<PathBuf> {
     if let Some(name) = name {
         if let Err(why) = gatekit::task::check_portable_name(name) {
             bail!("--name `{name}` {why}");

@@ -1,0 +1,385 @@
+//! `gtk train --seeds`: a sweep folder with one `gtk train` process per seed, up to `--jobs`
+//! at a time, each a normal run folder; then the summary over seeds.
+//!
+//! Seeds run as separate processes (not threads) so that each is exactly the run `gtk train
+//! --seed S` would make alone, with its own thread pool, lock and crash safety; the sweep
+//! only starts, watches and resumes them.
+
+use crate::cli::{StrategyArg, TrainArgs};
+use anyhow::{Context, Result, bail};
+use gatekit::sweep::{MemberState, SUMMARY_JSON, SUMMARY_MD, Summary, Sweep, SweepSpec};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+/// Ends this process when stdin reaches its end: the sweep that started it holds the other
+/// end, so a killed sweep takes its seeds' processes with it (their runs resume later).
+pub fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(3);
+    });
+}
+
+fn strategy_name(s: StrategyArg) -> &'static str {
+    match s {
+        StrategyArg::Gated => "gated",
+        StrategyArg::Shared => "shared",
+        StrategyArg::Separate => "separate",
+        StrategyArg::All => "all",
+    }
+}
+
+/// A new sweep (`--seeds`) or a resumed one (`--resume SWEEP`).
+pub fn run(args: TrainArgs) -> Result<()> {
+    if args.lr.is_some() || args.mask_lr.is_some() {
+        bail!(
+            "--lr and --mask-lr apply to one run: resume the seed's run folder (SWEEP/seed-N) with them instead of the sweep"
+        );
+    }
+    if args.jobs == Some(0) {
+        bail!("--jobs must be at least 1, got 0");
+    }
+    if args.threads_per_run == Some(0) {
+        bail!("--threads-per-run must be at least 1, got 0");
+    }
+    let sweep = match (&args.resume, &args.seeds) {
+        (Some(dir), _) => {
+            let sweep = Sweep::open(dir)?;
+            if let Some(t) = args.threads_per_run
+                && t != sweep.spec.threads_per_run
+            {
+                bail!(
+                    "{}: the sweep trains with {} thread(s) per run and results can depend on the thread count; resume it without --threads-per-run",
+                    dir.display(),
+                    sweep.spec.threads_per_run
+                );
+            }
+            sweep
+        }
+        (None, Some(text)) => {
+            let seeds = gatekit::sweep::parse_seeds(text)?;
+            if args.steps == Some(0) {
+                bail!("--steps must be a positive integer, got 0");
+            }
+            // Everything a seed's process would refuse is checked once here, before the
+            // sweep folder exists.
+            match &args.task_set {
+                Some(p) => gatekit::TaskSet::load(p)?,
+                None => gatekit::TaskSet::builtin()?,
+            };
+            let dir = crate::train::run_dir(
+                &args.runs_dir,
+                args.name.as_deref(),
+                args.task_set.as_deref(),
+            )?;
+            let spec = SweepSpec::new(
+                seeds,
+                strategy_name(args.strategy),
+                args.task_set.as_deref(),
+                args.steps,
+                args.threads_per_run.unwrap_or(1),
+            )?;
+            Sweep::create(&dir, spec)?
+        }
+        (None, None) => bail!("give --seeds or --resume SWEEP"),
+    };
+    let _lock = sweep.lock()?;
+    let threads = sweep.spec.threads_per_run;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = args.jobs.unwrap_or((cores / threads).max(1));
+    let mut todo = Vec::new();
+    let (mut done, mut partial, mut new) = (0, 0, 0);
+    for &seed in &sweep.spec.seeds {
+        let state = sweep.member_state(seed)?;
+        match state {
+            MemberState::Done { .. } => done += 1,
+            MemberState::Partial { .. } => partial += 1,
+            MemberState::New => new += 1,
+        }
+        if !matches!(state, MemberState::Done { .. }) {
+            todo.push((seed, state));
+        }
+    }
+    if new > 0 {
+        sweep.check_task_set()?;
+    }
+    if !args.quiet {
+        println!(
+            "sweep {}: {} seed{} ({done} done, {partial} to resume, {new} to start), {} at a time, {threads} thread{} each",
+            sweep.dir.display(),
+            sweep.spec.seeds.len(),
+            if sweep.spec.seeds.len() == 1 { "" } else { "s" },
+            jobs.min(todo.len().max(1)),
+            if threads == 1 { "" } else { "s" }
+        );
+    }
+    run_members(&sweep, &args, todo, jobs)?;
+    if args.stop_at.is_some() {
+        let open = sweep
+            .spec
+            .seeds
+            .iter()
+            .map(|s| sweep.member_state(*s))
+            .collect::<gatekit::Result<Vec<_>>>()?;
+        if open.iter().any(|s| !matches!(s, MemberState::Done { .. })) {
+            println!(
+                "sweep stopped at step {}; continue with: gtk train --resume {}",
+                args.stop_at.unwrap_or(0),
+                sweep.dir.display()
+            );
+            return Ok(());
+        }
+    }
+    let summary = Summary::of_sweep(&sweep)?;
+    gatekit::atomic::write_atomic(&sweep.dir.join(SUMMARY_JSON), summary.to_json()?.as_bytes())?;
+    gatekit::atomic::write_atomic(&sweep.dir.join(SUMMARY_MD), summary.markdown().as_bytes())?;
+    println!("\n{}", summary.text());
+    println!(
+        "sweep saved in {} ({SUMMARY_JSON}, {SUMMARY_MD}; one run folder per seed)",
+        sweep.dir.display()
+    );
+    Ok(())
+}
+
+/// What a seed's process reports to the sweep.
+enum Msg {
+    Out(u64, String),
+    Err(u64, String),
+    /// One of the process's two output streams ended.
+    Closed(u64),
+}
+
+struct Running {
+    seed: u64,
+    child: Child,
+    bar: Option<ProgressBar>,
+    errors: Vec<String>,
+    /// Output streams still open (the process's last lines arrive after it exits).
+    open_streams: usize,
+    status: Option<std::process::ExitStatus>,
+}
+
+/// Starts the seeds' processes, at most `jobs` at a time, until every seed is done or failed.
+fn run_members(
+    sweep: &Sweep,
+    args: &TrainArgs,
+    todo: Vec<(u64, MemberState)>,
+    jobs: usize,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the gtk executable")?;
+    let multi = (!args.quiet && std::io::stdout().is_terminal()).then(MultiProgress::new);
+    let style =
+        ProgressStyle::with_template("seed {prefix:>4} {bar:30} {pos}/{len} steps  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut queue = todo.into_iter();
+    let mut running: Vec<Running> = Vec::new();
+    let mut failed: Vec<(u64, String)> = Vec::new();
+    let say = |line: String| match &multi {
+        Some(m) => {
+            let _ = m.println(line);
+        }
+        None => println!("{line}"),
+    };
+    loop {
+        while running.len() < jobs {
+            let Some((seed, state)) = queue.next() else {
+                break;
+            };
+            let mut child = member_command(&exe, sweep, args, seed, state)
+                .spawn()
+                .with_context(|| format!("cannot start {}", exe.display()))?;
+            for (stream, is_err) in [
+                (
+                    child
+                        .stdout
+                        .take()
+                        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                    false,
+                ),
+                (
+                    child
+                        .stderr
+                        .take()
+                        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                    true,
+                ),
+            ] {
+                let Some(stream) = stream else { continue };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+                        let msg = if is_err {
+                            Msg::Err(seed, line)
+                        } else {
+                            Msg::Out(seed, line)
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    let _ = tx.send(Msg::Closed(seed));
+                });
+            }
+            let bar = multi.as_ref().map(|m| {
+                let total = match state {
+                    MemberState::Partial { total, .. } | MemberState::Done { total } => total,
+                    MemberState::New => 0,
+                };
+                let b = m.add(ProgressBar::new(total as u64));
+                b.set_style(style.clone());
+                b.set_prefix(seed.to_string());
+                b
+            });
+            if !args.quiet {
+                let what = match state {
+                    MemberState::Partial { step, total } => {
+                        format!("resuming at step {step}/{total}")
+                    }
+                    _ => "starting".into(),
+                };
+                say(format!(
+                    "seed {seed}: {what} in {}",
+                    sweep.member_dir(seed).display()
+                ));
+            }
+            running.push(Running {
+                seed,
+                child,
+                bar,
+                errors: Vec::new(),
+                open_streams: 2,
+                status: None,
+            });
+        }
+        if running.is_empty() {
+            break;
+        }
+        while let Ok(msg) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            match msg {
+                Msg::Out(seed, line) => {
+                    let Some(r) = running.iter().find(|r| r.seed == seed) else {
+                        continue;
+                    };
+                    if let Some(rest) = line.strip_prefix("@step ") {
+                        if let (Some(bar), Some((pos, len))) = (&r.bar, rest.split_once('/')) {
+                            bar.set_length(len.parse().unwrap_or(0));
+                            bar.set_position(pos.parse().unwrap_or(0));
+                        }
+                    } else if !args.quiet && line.starts_with("step ") {
+                        say(format!("seed {seed}: {line}"));
+                    }
+                }
+                Msg::Err(seed, line) => {
+                    if let Some(r) = running.iter_mut().find(|r| r.seed == seed)
+                        && !line.trim().is_empty()
+                    {
+                        if line.starts_with("note: ") && !args.quiet {
+                            say(format!("seed {seed}: {line}"));
+                        }
+                        r.errors.push(line);
+                    }
+                }
+                Msg::Closed(seed) => {
+                    if let Some(r) = running.iter_mut().find(|r| r.seed == seed) {
+                        r.open_streams = r.open_streams.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < running.len() {
+            if running[i].status.is_none() {
+                running[i].status = running[i].child.try_wait()?;
+            }
+            let Some(status) = running[i].status.filter(|_| running[i].open_streams == 0) else {
+                i += 1;
+                continue;
+            };
+            let r = running.swap_remove(i);
+            if let Some(bar) = &r.bar {
+                bar.finish_and_clear();
+            }
+            if status.success() {
+                if !args.quiet {
+                    say(format!("seed {}: done", r.seed));
+                }
+            } else {
+                let why = r
+                    .errors
+                    .iter()
+                    .rev()
+                    .find(|l| l.starts_with("error: "))
+                    .or(r.errors.last())
+                    .cloned()
+                    .unwrap_or_else(|| format!("exited with {status}"));
+                say(format!("seed {}: failed: {why}", r.seed));
+                failed.push((r.seed, why));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|(s, why)| format!("seed {s} ({})", why.trim_start_matches("error: ")))
+            .collect();
+        bail!(
+            "{} of the sweep failed: {}; finished seeds are kept, continue with `gtk train --resume {}`",
+            if failed.len() == 1 {
+                "one seed"
+            } else {
+                "seeds"
+            },
+            list.join("; "),
+            sweep.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The `gtk train` command of one seed: a new run `seed-N` in the sweep folder, or a resume.
+fn member_command(
+    exe: &Path,
+    sweep: &Sweep,
+    args: &TrainArgs,
+    seed: u64,
+    state: MemberState,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("train");
+    match state {
+        MemberState::New => {
+            let spec = &sweep.spec;
+            cmd.args(["--seed", &seed.to_string()])
+                .args(["--name", &gatekit::sweep::member_name(seed)])
+                .arg("--runs-dir")
+                .arg(&sweep.dir)
+                .args(["--strategy", &spec.strategy]);
+            if let Some(p) = &spec.task_set {
+                cmd.arg("--task-set").arg(p);
+            }
+            if let Some(n) = spec.steps {
+                cmd.args(["--steps", &n.to_string()]);
+            }
+        }
+        _ => {
+            cmd.arg("--resume").arg(sweep.member_dir(seed));
+        }
+    }
+    if let Some(stop) = args.stop_at {
+        cmd.args(["--stop-at", &stop.to_string()]);
+    }
+    if let Some(d) = &args.data_dir {
+        cmd.arg("--data-dir").arg(d);
+    }
+    cmd.args(["--progress-lines", "--exit-with-parent"])
+        .env("RAYON_NUM_THREADS", sweep.spec.threads_per_run.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}

@@ -1,0 +1,405 @@
+//! `gtk report SWEEP`: a sweep's curves as the mean over seeds with a Student-t confidence
+//! band per strategy (the binarized gated model dashed, with its band), and the summary
+//! tables, in `report.md` and `report.html` next to the figures.
+
+use super::figures::{Figure, Header, Mark, Plot, lighten, render, strategy_color};
+use super::{Quantity, RunData};
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+use crate::run_folder::OutputDir;
+use crate::sweep::stats::Interval;
+use crate::sweep::{BINARIZED, CONFIDENCE, Summary, Sweep};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// One curve over seeds: per step the mean and the interval ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandSeries {
+    /// Strategy key (`gated`, …, [`BINARIZED`]).
+    pub strategy: String,
+    /// `(step, mean, low, high)`; low = high = mean with a single seed.
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Mean and interval over seeds, per step, of one series per seed; only steps every seed has.
+pub fn band(per_seed: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64, f64)> {
+    let Some(first) = per_seed.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter_map(|&(step, _)| {
+            let values: Vec<f64> = per_seed
+                .iter()
+                .filter_map(|s| s.iter().find(|p| p.0 == step).map(|p| p.1))
+                .collect();
+            if values.len() != per_seed.len() {
+                return None;
+            }
+            let i = Interval::of(&values, CONFIDENCE);
+            Some((
+                step,
+                i.mean,
+                i.low.unwrap_or(i.mean),
+                i.high.unwrap_or(i.mean),
+            ))
+        })
+        .collect()
+}
+
+/// The bands of every strategy on one task (`None`: the mean over tasks).
+pub fn task_bands(runs: &[RunData], task: Option<&str>) -> Vec<BandSeries> {
+    let mut keys: Vec<String> = runs.first().map(|r| r.strategies()).unwrap_or_default();
+    keys.push(BINARIZED.into());
+    keys.into_iter()
+        .map(|s| {
+            let per_seed: Vec<Vec<(f64, f64)>> = runs
+                .iter()
+                .map(|r| {
+                    let one = |t: &str| {
+                        if s == BINARIZED {
+                            r.binarized_series(t, Quantity::Metric)
+                        } else {
+                            r.eval_series(&s, t, "test", Quantity::Metric)
+                        }
+                    };
+                    match task {
+                        Some(t) => one(t),
+                        None => r.mean_over_tasks(one),
+                    }
+                })
+                .collect();
+            BandSeries {
+                strategy: s,
+                points: band(&per_seed),
+            }
+        })
+        .filter(|b| !b.points.is_empty())
+        .collect()
+}
+
+struct BandPanel {
+    title: String,
+    y_desc: String,
+    series: Vec<BandSeries>,
+    log_y: bool,
+}
+
+struct BandGrid {
+    header: Header,
+    panels: Vec<BandPanel>,
+    cols: usize,
+}
+
+const PANEL: (u32, u32) = (420, 300);
+
+impl Plot for BandGrid {
+    fn size(&self) -> (u32, u32) {
+        let rows = self.panels.len().div_ceil(self.cols) as u32;
+        let w = (PANEL.0 * self.cols as u32).max(super::figures::MIN_WIDTH);
+        (w, self.header.height(w) + PANEL.1 * rows)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let rest = self.header.draw(root)?;
+        let rows = self.panels.len().div_ceil(self.cols);
+        let cells = rest.split_evenly((rows, self.cols));
+        for (p, cell) in self.panels.iter().zip(&cells) {
+            p.draw(cell)?;
+        }
+        Ok(())
+    }
+}
+
+impl BandPanel {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let pts = self.series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, m, lo, hi) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            for v in [m, lo, hi] {
+                if v.is_finite() && (!self.log_y || v > 0.0) {
+                    y0 = y0.min(v);
+                    y1 = y1.max(v);
+                }
+            }
+        }
+        if x0 > x1 {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.1, 1.0);
+        }
+        if x1 <= x0 {
+            x1 = x0 + 1.0;
+        }
+        if self.log_y {
+            (y0, y1) = (y0 / 1.25, y1 * 1.25);
+        } else {
+            let pad = ((y1 - y0) * 0.06).max(1e-9);
+            (y0, y1) = (y0 - pad, y1 + pad);
+        }
+        let floor = y0;
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(&self.title, (super::figures::FONT, 18).into_font())
+            .margin(10)
+            .margin_right(18)
+            .x_label_area_size(46)
+            .y_label_area_size(70);
+        macro_rules! fill {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc("step")
+                    .y_desc(self.y_desc.as_str())
+                    .x_labels(6)
+                    .y_labels(6)
+                    .x_label_formatter(&|x: &f64| format!("{}", x.round() as i64))
+                    .light_line_style(WHITE)
+                    .axis_desc_style((super::figures::FONT, 16).into_font())
+                    .label_style((super::figures::FONT, 14).into_font())
+                    .draw()?;
+                for s in &self.series {
+                    let c = strategy_color(if s.strategy == BINARIZED {
+                        "gated"
+                    } else {
+                        &s.strategy
+                    });
+                    let clamp = |v: f64| if self.log_y { v.max(floor) } else { v };
+                    let mut poly: Vec<(f64, f64)> =
+                        s.points.iter().map(|p| (p.0, clamp(p.3))).collect();
+                    poly.extend(s.points.iter().rev().map(|p| (p.0, clamp(p.2))));
+                    let shade = lighten(c, if s.strategy == BINARIZED { 0.85 } else { 0.7 });
+                    chart.draw_series(std::iter::once(Polygon::new(poly, shade.filled())))?;
+                }
+                for s in &self.series {
+                    let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.1)).collect();
+                    if s.strategy == BINARIZED {
+                        chart.draw_series(DashedLineSeries::new(
+                            line,
+                            7,
+                            5,
+                            strategy_color("gated").stroke_width(2),
+                        ))?;
+                    } else {
+                        chart.draw_series(LineSeries::new(
+                            line,
+                            strategy_color(&s.strategy).stroke_width(2),
+                        ))?;
+                    }
+                }
+                Ok(())
+            }};
+        }
+        if self.log_y {
+            fill!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?)
+        } else {
+            fill!(builder.build_cartesian_2d(x0..x1, y0..y1)?)
+        }
+    }
+}
+
+/// The figure: one panel for the mean over tasks, one per task.
+pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
+    let tasks = summary.tasks.clone();
+    let metric = if summary.metric == "mse" {
+        "MSE".to_string()
+    } else {
+        summary.metric.clone()
+    };
+    let mut panels = Vec::new();
+    if tasks.len() > 1 {
+        panels.push(BandPanel {
+            title: "mean over tasks".into(),
+            y_desc: format!("test {metric}"),
+            series: task_bands(runs, None),
+            log_y: false,
+        });
+    }
+    for t in &tasks {
+        panels.push(BandPanel {
+            title: format!("task {t}"),
+            y_desc: format!("test {metric}"),
+            series: task_bands(runs, Some(t)),
+            log_y: false,
+        });
+    }
+    let (lo, hi) = panels
+        .iter()
+        .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.1)))
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let log = summary.lower_is_better && lo > 0.0 && hi / lo > 20.0;
+    for p in &mut panels {
+        p.log_y = log;
+    }
+    let mut legend: Vec<(String, RGBColor, Mark)> = summary
+        .strategies
+        .iter()
+        .filter(|s| *s != BINARIZED)
+        .map(|s| (s.clone(), strategy_color(s), Mark::Line))
+        .collect();
+    if summary.strategies.iter().any(|s| s == BINARIZED) {
+        legend.push((
+            "gated, binarized masks W×1[M>0]".into(),
+            strategy_color("gated"),
+            Mark::Dashed,
+        ));
+    }
+    let cols = match panels.len() {
+        0..=3 => panels.len().max(1),
+        4 => 2,
+        5..=6 => 3,
+        7..=8 => 4,
+        _ => 5,
+    };
+    let n = summary.seeds.len();
+    let grid = BandGrid {
+        header: Header {
+            title: format!(
+                "Test {metric} over training, mean of {n} seeds — sweep {}",
+                summary.sweep
+            ),
+            subtitle: Some(format!(
+                "bands: {:.0} % confidence interval of the mean (Student t, {} df); {} is better{}",
+                summary.confidence * 100.0,
+                n.saturating_sub(1),
+                if summary.lower_is_better {
+                    "lower"
+                } else {
+                    "higher"
+                },
+                if log { "; log scale" } else { "" }
+            )),
+            legend,
+        },
+        panels,
+        cols,
+    };
+    render(
+        "sweep_test_metric",
+        &format!("Test {metric} over training, mean over seeds"),
+        format!(
+            "Mean over the seeds' runs of each strategy's test {metric} at every evaluation, \
+             with its {:.0} % confidence band; dashed: the gated model with binarized masks.",
+            summary.confidence * 100.0
+        ),
+        &grid,
+    )
+}
+
+/// What `gtk report SWEEP` wrote.
+#[derive(Debug, Clone)]
+pub struct SweepReport {
+    /// The output folder.
+    pub out: PathBuf,
+    /// Figure files (PNG and SVG).
+    pub figures: Vec<PathBuf>,
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// `report.html`.
+    pub html: PathBuf,
+}
+
+/// Reads a finished sweep and writes its band figure, `report.md` and `report.html` (the
+/// summary tables and the figure) into the claimed folder `out`.
+pub fn write_sweep_report(sweep_dir: &std::path::Path, out: OutputDir) -> Result<SweepReport> {
+    let sweep = Sweep::open(sweep_dir)?;
+    let summary = Summary::of_sweep(&sweep)?;
+    let runs = sweep
+        .member_dirs()
+        .iter()
+        .map(|d| RunData::open(d))
+        .collect::<Result<Vec<_>>>()?;
+    let fig = band_figure(&runs, &summary)?;
+    let dest = out.destination().to_path_buf();
+    let tmp = out.path().to_path_buf();
+    let mut figures = Vec::new();
+    for (ext, bytes) in [("png", fig.png.as_slice()), ("svg", fig.svg.as_bytes())] {
+        let name = format!("{}.{ext}", fig.stem);
+        write_atomic(&tmp.join(&name), bytes)?;
+        figures.push(dest.join(name));
+    }
+    let mut md = format!("# gatekit report: sweep {}\n\n", summary.sweep);
+    md.push_str(&summary.markdown());
+    let _ = write!(
+        md,
+        "\n## {}\n\n![{}]({}.png)\n\n{} ([SVG]({}.svg))\n\nThe seeds' runs: {}.\n",
+        fig.title,
+        fig.title,
+        fig.stem,
+        fig.caption,
+        fig.stem,
+        sweep
+            .member_dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    write_atomic(&tmp.join("report.md"), md.as_bytes())?;
+    let html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>gatekit sweep {name}</title>\
+         <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}\
+         img{{max-width:100%}}</style></head><body>\n<h1>gatekit report: sweep {name}</h1>\n<pre>{text}</pre>\n\
+         <h2>{title}</h2>\n{svg}\n<p>{caption}</p>\n</body></html>\n",
+        name = escape(&summary.sweep),
+        text = escape(&summary.text()),
+        title = escape(&fig.title),
+        svg = fig
+            .svg
+            .trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        caption = escape(&fig.caption),
+    );
+    write_atomic(&tmp.join("report.html"), html.as_bytes())?;
+    out.finish().map_err(|e| Error::Run {
+        path: dest.clone(),
+        message: format!("cannot finish the report: {e}"),
+    })?;
+    Ok(SweepReport {
+        out: dest.clone(),
+        figures,
+        markdown: dest.join("report.md"),
+        html: dest.join("report.html"),
+    })
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn band_is_the_t_interval_at_common_steps() {
+        // Step 10 in all three seeds: 1, 2, 3 → mean 2, half-width 4.3026527 / √3 = 2.4841377.
+        // Step 20 is missing in one seed and left out.
+        let b = band(&[
+            vec![(10.0, 1.0), (20.0, 1.0)],
+            vec![(10.0, 2.0), (20.0, 1.0)],
+            vec![(10.0, 3.0)],
+        ]);
+        assert_eq!(b.len(), 1);
+        let (step, m, lo, hi) = b[0];
+        assert_eq!((step, m), (10.0, 2.0));
+        assert!((hi - m - 2.484_137_7).abs() < 1e-6 && (m - lo - 2.484_137_7).abs() < 1e-6);
+    }
+}

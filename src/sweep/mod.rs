@@ -1,0 +1,23 @@
+//! Sweeps over seeds: one normal run folder per seed inside a sweep folder, and the summary
+//! over seeds (mean, Student-t confidence interval, paired differences and tests) that
+//! turns single runs into results with error bars.
+//!
+//! - [`parse_seeds`]: `0..5`, `0..=4`, `0,3,7`
+//! - [`Sweep`]: the sweep folder, `sweep.json` and where each seed's run stands
+//! - [`Summary`]: `summary.json` and its Markdown tables
+//! - [`stats`]: the t distribution, intervals and the paired t-test
+
+mod folder;
+mod seeds;
+pub mod stats;
+mod summary;
+
+pub use folder::{
+    FORMAT, LOCK, MANIFEST, MemberState, SUMMARY_JSON, SUMMARY_MD, Sweep, SweepSpec, is_sweep,
+    member_name,
+};
+pub use seeds::{MAX_SEEDS, parse_seeds};
+pub use summary::{
+    BINARIZED, CONFIDENCE, Cell, MEAN_ROW, MemberResult, Paired, SUMMARY_FORMAT, Summary,
+    UNDECIDED_ROW, format_interval, format_p, strategy_label,
+};
