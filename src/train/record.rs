@@ -80,6 +80,23 @@ pub enum Record {
         /// Counts of equal-width bins over [lo, hi].
         counts: Vec<u32>,
     },
+    /// Sequential schedule: one strategy's full test metric on one task at the end of a
+    /// phase (an entry `R[phase-1][task]` of the accuracy matrix). Every task is measured,
+    /// also those whose phase has not come yet.
+    Phase {
+        /// Steps completed (the phase's last step).
+        step: usize,
+        /// Phase number, from 1 (phase `i` trains the `i`-th task of the file).
+        phase: usize,
+        /// gated, finetune, separate or joint.
+        strategy: String,
+        /// Task name.
+        task: String,
+        /// Test metric on the whole test split.
+        metric: f64,
+        /// `"mse"` or `"accuracy"`.
+        metric_name: String,
+    },
     /// How many of the generating mask's entries the binarized learned mask matches.
     Recovery {
         /// Steps completed.
@@ -102,6 +119,7 @@ impl Record {
             | Record::Binarized { step, .. }
             | Record::Histogram { step, .. }
             | Record::Train { step, .. }
+            | Record::Phase { step, .. }
             | Record::Recovery { step, .. } => *step,
         }
     }
@@ -116,6 +134,7 @@ impl Record {
                 loss.is_finite() && metric.is_finite()
             }
             Record::Train { loss, .. } => loss.is_finite(),
+            Record::Phase { metric, .. } => metric.is_finite(),
             Record::Mask { off, undecided, .. } => off.is_finite() && undecided.is_finite(),
             Record::Histogram { lo, hi, .. } => lo.is_finite() && hi.is_finite(),
             Record::Recovery {
@@ -132,6 +151,7 @@ impl Record {
             Record::Mask { .. } => "mask",
             Record::Binarized { .. } => "binarized",
             Record::Histogram { .. } => "histogram",
+            Record::Phase { .. } => "phase",
             Record::Recovery { .. } => "recovery",
         }
     }
@@ -140,9 +160,9 @@ impl Record {
     /// it covers every task).
     pub fn strategy_and_task(&self) -> (String, String) {
         match self {
-            Record::Eval { strategy, task, .. } | Record::Histogram { strategy, task, .. } => {
-                (strategy.clone(), task.clone())
-            }
+            Record::Eval { strategy, task, .. }
+            | Record::Histogram { strategy, task, .. }
+            | Record::Phase { strategy, task, .. } => (strategy.clone(), task.clone()),
             Record::Train { strategy, .. } => (strategy.clone(), "all".into()),
             Record::Mask { task, .. }
             | Record::Binarized { task, .. }
