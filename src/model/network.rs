@@ -22,6 +22,11 @@ pub enum WeightInit {
     /// same-signed shared weight before the masks move; useless for deep nets (no symmetry
     /// breaking).
     Zeros,
+    /// Signed Kaiming constant: every weight is ±√(2/fan_in) with a random sign, biases 0 —
+    /// the initialisation supermask papers (Ramanujan et al. 2020, SupSup) found best for
+    /// masks on a frozen random network (`w_policy = "frozen"`).
+    #[serde(rename = "signed-constant")]
+    SignedConstant,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +86,15 @@ impl Network {
                         )
                     }
                     WeightInit::Zeros => (vec![0.0; w_shape.elem_count()], vec![0.0; out]),
+                    WeightInit::SignedConstant => {
+                        let c = (2.0 / fan_in as f64).sqrt();
+                        (
+                            (0..w_shape.elem_count())
+                                .map(|_| if rng.below(2) == 0 { -c } else { c })
+                                .collect(),
+                            vec![0.0; out],
+                        )
+                    }
                 };
                 let w = Var::from_tensor(&Tensor::from_vec(w, w_shape, device)?.to_dtype(dtype)?)?;
                 let b = Var::from_tensor(&Tensor::from_vec(b, out, device)?.to_dtype(dtype)?)?;

@@ -59,6 +59,8 @@ pub fn strategy_color(strategy: &str) -> RGBColor {
         "gated" => RGBColor(31, 119, 180),
         "shared" => RGBColor(255, 127, 14),
         "separate" => RGBColor(44, 160, 44),
+        "finetune" => RGBColor(214, 39, 40),
+        "joint" => RGBColor(148, 103, 189),
         _ => RGBColor(127, 127, 127),
     }
 }

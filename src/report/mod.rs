@@ -30,7 +30,7 @@ pub use masks::{BinaryMasks, MaskLayer};
 use std::path::{Path, PathBuf};
 
 /// Strategy names in the order every figure and table shows them.
-pub const STRATEGIES: [&str; 3] = ["gated", "shared", "separate"];
+pub const STRATEGIES: [&str; 5] = ["gated", "shared", "separate", "finetune", "joint"];
 
 /// Which value of an eval record a series follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -437,6 +437,20 @@ impl TensorBoardSink {
             Record::Train { strategy, loss, .. } => {
                 out.push(scalar(&format!("{strategy}/train_loss"), *loss));
             }
+            // The accuracy matrix's rows: plotted against steps, each task's curve shows what
+            // later phases did to it.
+            Record::Phase {
+                strategy,
+                task,
+                metric,
+                metric_name,
+                ..
+            } => {
+                out.push(scalar(
+                    &format!("{strategy}/{task}/after_phase/{metric_name}"),
+                    *metric,
+                ));
+            }
             Record::Binarized {
                 task, loss, metric, ..
             } => {

@@ -35,6 +35,9 @@ pub mod files {
     /// How fast the last `gtk train` session's training loop ran (not part of the results:
     /// it differs from run to run, so it is kept out of `metrics.jsonl`).
     pub const TIMING: &str = "timing.json";
+    /// Sequential runs: each strategy's accuracy matrix, average, backward transfer and
+    /// forgetting, written when the last phase ends (derived from `metrics.jsonl`).
+    pub const CONTINUAL: &str = "continual.json";
     /// TensorBoard event files, rebuilt from `metrics.jsonl` by the writer on resume.
     pub const TB_DIR: &str = "tb";
     /// The writer's lock.

@@ -276,10 +276,7 @@ impl Summary {
                 });
             }
         }
-        let baselines: Vec<&String> = strategies
-            .iter()
-            .filter(|s| *s == "shared" || *s == "separate")
-            .collect();
+        let baselines: Vec<&String> = strategies.iter().filter(|s| *s != "gated").collect();
         let mut paired = Vec::new();
         if strategies.iter().any(|s| s == "gated") {
             for row in &rows {

@@ -80,6 +80,11 @@ impl Objective {
         }
     }
 
+    /// Whether a larger metric is better (accuracy) or worse (MSE).
+    pub fn higher_is_better(self) -> bool {
+        self == Objective::Classification
+    }
+
     /// Whether `a` is a better metric value than `b`.
     pub fn better(self, a: f64, b: f64) -> bool {
         match self {

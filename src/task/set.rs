@@ -19,7 +19,7 @@ use super::registry::{Params, TaskContext, find_kind};
 use crate::error::{Error, Result};
 use crate::gate::{GateMode, MaskInit};
 use crate::model::{ModelSpec, WeightInit};
-use crate::train::{OptimizerKind, Schedule};
+use crate::train::{OptimizerKind, Schedule, TaskOrder, WPolicy};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -88,8 +88,19 @@ pub enum Regularizer {
 pub struct RunConfig {
     /// The model file as written in the task set (informational once resolved).
     pub model: String,
-    /// Training steps; each step is one batch of one task.
+    /// Training steps; each step is one batch of one task. With the sequential schedule, all
+    /// phases together (`phase_steps` × tasks).
     pub steps: usize,
+    /// The order tasks are trained in: `interleaved` (the paper's) or `sequential`.
+    #[serde(default)]
+    pub schedule: TaskOrder,
+    /// Steps of each task's phase (the sequential schedule only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_steps: Option<usize>,
+    /// When the gated model's W trains: `train`, `freeze-after-first` (sequential only) or
+    /// `frozen`.
+    #[serde(default)]
+    pub w_policy: WPolicy,
     /// Examples per batch, drawn uniformly with replacement from the task's training set.
     pub batch_size: usize,
     /// Optimizer of the shared weights.
@@ -202,6 +213,9 @@ impl RunConfig {
 struct RawRun {
     model: Option<String>,
     steps: Option<i64>,
+    schedule: Option<TaskOrder>,
+    phase_steps: Option<i64>,
+    w_policy: Option<WPolicy>,
     batch_size: Option<i64>,
     optimizer: Option<OptimizerKind>,
     lr: Option<f64>,
@@ -508,6 +522,33 @@ impl TaskSet {
         toml::to_string(&doc).unwrap_or_default()
     }
 
+    /// Changes the total step count (`gtk train --steps`); the sequential schedule splits it
+    /// into equal phases.
+    pub fn set_steps(&mut self, steps: usize) -> Result<()> {
+        let t = self.tasks.len();
+        if steps == 0 {
+            return Err(Error::config(
+                "command line",
+                "--steps",
+                "must be a positive integer, got 0",
+            ));
+        }
+        if self.run.phase_steps.is_some() {
+            if t == 0 || steps < t || !steps.is_multiple_of(t) {
+                return Err(Error::config(
+                    "command line",
+                    "--steps",
+                    format!(
+                        "is {steps}, which does not split into {t} equal phases of the sequential schedule; give a multiple of {t}"
+                    ),
+                ));
+            }
+            self.run.phase_steps = Some(steps / t);
+        }
+        self.run.steps = steps;
+        Ok(())
+    }
+
     /// The file the set came from, for messages.
     pub fn origin_label(&self) -> String {
         self.origin.display().to_string()
@@ -597,7 +638,16 @@ fn finite(at: &str, field: &str, v: f64, min: f64, inclusive: bool) -> Result<f6
 }
 
 fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
-    let steps = positive(at, "steps", raw.steps, 1000)?;
+    let schedule = raw.schedule.unwrap_or_default();
+    let (steps, phase_steps) = resolve_phases(at, &raw, schedule, num_tasks)?;
+    let w_policy = raw.w_policy.unwrap_or_default();
+    if w_policy == WPolicy::FreezeAfterFirst && schedule != TaskOrder::Sequential {
+        return Err(Error::config(
+            at,
+            "run.w_policy",
+            "\"freeze-after-first\" needs run.schedule = \"sequential\" (the interleaved schedule has no first phase); use \"train\" or \"frozen\"",
+        ));
+    }
     let optimizer = raw.optimizer.unwrap_or(OptimizerKind::Sgd);
     let lr = finite(at, "lr", raw.lr.unwrap_or(0.01), 0.0, false)?;
     let recipe = raw.mask_recipe.unwrap_or_default();
@@ -675,6 +725,9 @@ fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
     Ok(RunConfig {
         model: raw.model.unwrap_or_else(|| "<inline>".into()),
         steps,
+        schedule,
+        phase_steps,
+        w_policy,
         batch_size: positive(at, "batch_size", raw.batch_size, 32)?,
         optimizer,
         lr,
@@ -772,7 +825,58 @@ fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<RunConfig> {
     })
 }
 
+/// Total steps and steps per phase. Sequential: `phase_steps` per task, `steps` (if given)
+/// must be their product; or `steps` alone, divisible by the number of tasks.
+fn resolve_phases(
+    at: &str,
+    raw: &RawRun,
+    schedule: TaskOrder,
+    num_tasks: usize,
+) -> Result<(usize, Option<usize>)> {
+    match (schedule, raw.phase_steps) {
+        (TaskOrder::Interleaved, Some(_)) => Err(Error::config(
+            at,
+            "run.phase_steps",
+            "is only for run.schedule = \"sequential\" (the interleaved schedule has no phases); remove it or set the schedule",
+        )),
+        (TaskOrder::Interleaved, None) => Ok((positive(at, "steps", raw.steps, 1000)?, None)),
+        (TaskOrder::Sequential, Some(_)) => {
+            let phase = positive(at, "phase_steps", raw.phase_steps, 1)?;
+            let total = phase * num_tasks.max(1);
+            match raw.steps {
+                Some(s) if s != total as i64 => Err(Error::config(
+                    at,
+                    "run.steps",
+                    format!(
+                        "is {s}, but phase_steps = {phase} for {num_tasks} tasks makes {total}; give one of the two"
+                    ),
+                )),
+                _ => Ok((total, Some(phase))),
+            }
+        }
+        (TaskOrder::Sequential, None) => {
+            let steps = positive(at, "steps", raw.steps, 1000)?;
+            if num_tasks == 0 || !steps.is_multiple_of(num_tasks) || steps < num_tasks {
+                return Err(Error::config(
+                    at,
+                    "run.steps",
+                    format!(
+                        "is {steps}, which does not split into {num_tasks} equal phases; set run.phase_steps (steps per task) instead"
+                    ),
+                ));
+            }
+            Ok((steps, Some(steps / num_tasks)))
+        }
+    }
+}
+
 impl RunConfig {
+    /// The phase (0-based) that step `step` (0-based) belongs to: always 0 for the
+    /// interleaved schedule.
+    pub fn phase_of(&self, step: usize) -> usize {
+        self.phase_steps.map_or(0, |p| step / p.max(1))
+    }
+
     /// Learning rates must be finite in the run's dtype (1e300 is a valid f64 but `inf` in
     /// f32, which would turn every weight into NaN at the first step).
     pub fn check_rates(&self, origin: &str) -> Result<()> {

@@ -2,6 +2,7 @@
 //! `shared` (one plain model, task ignored) and `separate` (one plain model per task). They all
 //! run the same [`Network`] code; only the gate and the parameter set differ.
 
+use super::continual::TaskOrder;
 use super::optim::{Optimizer, OptimizerConfig};
 use crate::engine::{Engine, Plan, Rule, Slot, StepRules, Targets, TaskMasks};
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
@@ -23,11 +24,34 @@ pub enum Strategy {
     Shared,
     /// One plain model per task.
     Separate,
+    /// Sequential schedule: one plain model trained through the phases in order (the naive
+    /// continual-learning lower bound: nothing protects earlier tasks).
+    Finetune,
+    /// Sequential schedule: one plain model trained on all tasks interleaved, from its own
+    /// task sampler (the usual continual-learning upper bound: it sees every task throughout).
+    Joint,
 }
 
 impl Strategy {
-    /// All three, in table order.
+    /// The paper's three, in table order (`--strategy all` with the interleaved schedule).
     pub const ALL: [Strategy; 3] = [Strategy::Gated, Strategy::Shared, Strategy::Separate];
+
+    /// Gated and the continual-learning baselines (`--strategy all` with the sequential
+    /// schedule).
+    pub const CONTINUAL: [Strategy; 4] = [
+        Strategy::Gated,
+        Strategy::Finetune,
+        Strategy::Separate,
+        Strategy::Joint,
+    ];
+
+    const EVERY: [Strategy; 5] = [
+        Strategy::Gated,
+        Strategy::Shared,
+        Strategy::Separate,
+        Strategy::Finetune,
+        Strategy::Joint,
+    ];
 
     /// Lowercase name.
     pub fn as_str(self) -> &'static str {
@@ -35,7 +59,35 @@ impl Strategy {
             Strategy::Gated => "gated",
             Strategy::Shared => "shared",
             Strategy::Separate => "separate",
+            Strategy::Finetune => "finetune",
+            Strategy::Joint => "joint",
         }
+    }
+
+    /// `--strategy all` for a schedule.
+    pub fn all_for(order: TaskOrder) -> Vec<Strategy> {
+        match order {
+            TaskOrder::Interleaved => Strategy::ALL.to_vec(),
+            TaskOrder::Sequential => Strategy::CONTINUAL.to_vec(),
+        }
+    }
+
+    /// Whether the strategy makes sense with `order`: shared is the interleaved schedule's
+    /// plain model; finetune and joint are the sequential schedule's.
+    pub fn fits(self, order: TaskOrder) -> bool {
+        match self {
+            Strategy::Gated | Strategy::Separate => true,
+            Strategy::Shared => order == TaskOrder::Interleaved,
+            Strategy::Finetune | Strategy::Joint => order == TaskOrder::Sequential,
+        }
+    }
+
+    /// One plain model serves every task.
+    pub fn one_plain_model(self) -> bool {
+        matches!(
+            self,
+            Strategy::Shared | Strategy::Finetune | Strategy::Joint
+        )
     }
 }
 
@@ -43,10 +95,12 @@ impl std::str::FromStr for Strategy {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Strategy::ALL
+        Strategy::EVERY
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown strategy `{s}` (gated, shared or separate)"))
+            .ok_or_else(|| {
+                format!("unknown strategy `{s}` (gated, shared, separate, finetune or joint)")
+            })
     }
 }
 

@@ -123,6 +123,23 @@ pub enum Record {
         /// Counts of equal-width bins over [lo, hi].
         counts: Vec<u32>,
     },
+    /// Sequential schedule: one strategy's full test metric on one task at the end of a
+    /// phase (an entry `R[phase-1][task]` of the accuracy matrix). Every task is measured,
+    /// also those whose phase has not come yet.
+    Phase {
+        /// Steps completed (the phase's last step).
+        step: usize,
+        /// Phase number, from 1 (phase `i` trains the `i`-th task of the file).
+        phase: usize,
+        /// gated, finetune, separate or joint.
+        strategy: String,
+        /// Task name.
+        task: String,
+        /// Test metric on the whole test split.
+        metric: f64,
+        /// `"mse"` or `"accuracy"`.
+        metric_name: String,
+    },
     /// How many of the generating mask's entries the binarized learned mask matches.
     Recovery {
         /// Steps completed.
@@ -147,6 +164,7 @@ impl Record {
             | Record::Train { step, .. }
             | Record::Probe { step, .. }
             | Record::ProbeSet { step, .. }
+            | Record::Phase { step, .. }
             | Record::Recovery { step, .. } => *step,
         }
     }
@@ -162,6 +180,7 @@ impl Record {
             | Record::Probe { loss, metric, .. } => loss.is_finite() && metric.is_finite(),
             Record::ProbeSet { .. } => true,
             Record::Train { loss, .. } => loss.is_finite(),
+            Record::Phase { metric, .. } => metric.is_finite(),
             Record::Mask { off, undecided, .. } => off.is_finite() && undecided.is_finite(),
             Record::Histogram { lo, hi, .. } => lo.is_finite() && hi.is_finite(),
             Record::Recovery {
@@ -180,6 +199,7 @@ impl Record {
             Record::Mask { .. } => "mask",
             Record::Binarized { .. } => "binarized",
             Record::Histogram { .. } => "histogram",
+            Record::Phase { .. } => "phase",
             Record::Recovery { .. } => "recovery",
         }
     }
@@ -190,7 +210,8 @@ impl Record {
         match self {
             Record::Eval { strategy, task, .. }
             | Record::Histogram { strategy, task, .. }
-            | Record::Probe { strategy, task, .. } => (strategy.clone(), task.clone()),
+            | Record::Probe { strategy, task, .. }
+            | Record::Phase { strategy, task, .. } => (strategy.clone(), task.clone()),
             Record::ProbeSet { task, .. } => ("all".into(), task.clone()),
             Record::Train { strategy, .. } => (strategy.clone(), "all".into()),
             Record::Mask { task, .. }

@@ -3,6 +3,9 @@
 //!
 //! One sampler drives every strategy of a run, so gated, shared and separate see exactly the
 //! same task and batch sequence. Its whole state is serialisable for resuming.
+//!
+//! The sequential schedule (continual learning) uses the same sampler with fixed phases: task
+//! `t` for steps `t·phase_steps .. (t+1)·phase_steps`, batches drawn as before.
 
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -14,6 +17,16 @@ pub struct TaskSampler {
     steps_per_task: usize,
     current: usize,
     left: usize,
+    /// Steps per phase of the sequential schedule; `None` for the paper's random schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase_steps: Option<usize>,
+    /// Tasks drawn so far (sequential schedule only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    drawn: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl TaskSampler {
@@ -24,11 +37,35 @@ impl TaskSampler {
             steps_per_task: steps_per_task.max(1),
             current: 0,
             left: 0,
+            phase_steps: None,
+            drawn: 0,
+        }
+    }
+
+    /// The sequential schedule: tasks in order, `phase_steps` steps each.
+    pub fn sequential(seed: u64, phase_steps: usize) -> Self {
+        TaskSampler {
+            phase_steps: Some(phase_steps.max(1)),
+            ..TaskSampler::new(seed, 1)
+        }
+    }
+
+    /// The random schedule from a stream of its own, for a strategy that trains interleaved
+    /// next to a sequential run (`joint`): it must not disturb the run's own draws.
+    pub fn interleaved_beside(seed: u64, steps_per_task: usize) -> Self {
+        TaskSampler {
+            rng: Rng::stream(seed, "joint-sampler", 0),
+            ..TaskSampler::new(seed, steps_per_task)
         }
     }
 
     /// The next step's task among `num_tasks`.
     pub fn next_task(&mut self, num_tasks: usize) -> usize {
+        if let Some(p) = self.phase_steps {
+            self.current = (self.drawn / p).min(num_tasks.saturating_sub(1));
+            self.drawn += 1;
+            return self.current;
+        }
         if self.left == 0 {
             self.current = self.rng.below(num_tasks);
             self.left = self.steps_per_task;
@@ -39,7 +76,21 @@ impl TaskSampler {
 
     /// Checks a deserialized sampler against the run it belongs to, so that an edited
     /// `state.json` cannot make it divide by zero or pick a task that does not exist.
-    pub fn check(&self, num_tasks: usize, steps_per_task: usize) -> Result<(), String> {
+    pub fn check(
+        &self,
+        num_tasks: usize,
+        steps_per_task: usize,
+        phase_steps: Option<usize>,
+    ) -> Result<(), String> {
+        if self.phase_steps != phase_steps {
+            return Err(format!(
+                "phase_steps is {:?}, the run's config says {phase_steps:?}",
+                self.phase_steps
+            ));
+        }
+        if self.phase_steps.is_some() {
+            return Ok(());
+        }
         if self.steps_per_task != steps_per_task.max(1) {
             return Err(format!(
                 "steps_per_task is {}, the run's config says {steps_per_task}",
@@ -79,5 +130,21 @@ mod tests {
             assert!(chunk.iter().all(|&t| t == chunk[0]), "{seq:?}");
         }
         assert!(seq.iter().any(|&t| t != seq[0]));
+    }
+
+    #[test]
+    fn sequential_phases_follow_file_order() {
+        let mut s = TaskSampler::sequential(3, 4);
+        let seq: Vec<usize> = (0..12).map(|_| s.next_task(3)).collect();
+        assert_eq!(seq, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn the_joint_stream_differs_from_the_runs() {
+        let mut a = TaskSampler::new(3, 1);
+        let mut b = TaskSampler::interleaved_beside(3, 1);
+        let (x, y): (Vec<usize>, Vec<usize>) =
+            (0..40).map(|_| (a.next_task(5), b.next_task(5))).unzip();
+        assert_ne!(x, y);
     }
 }

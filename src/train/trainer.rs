@@ -8,6 +8,7 @@
 //! [`crate::run_folder`]; this module decides what goes into it.
 
 use super::checkpoint::{CheckpointFile, encode, first_non_finite};
+use super::continual::{ContinualSummary, TaskOrder, WPolicy};
 use super::evaluation::{
     BatchSums, ForwardClock, ModelParams, PROBE_SEED, Pass, measure_all, model_params, probe_subset,
 };
@@ -90,6 +91,9 @@ pub struct RunState {
     /// the same probes as an uninterrupted one.
     #[serde(default)]
     probe_train: BatchSums,
+    /// The `joint` strategy's own random schedule in a sequential run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    joint_sampler: Option<TaskSampler>,
 }
 
 impl RunState {
@@ -173,6 +177,8 @@ pub struct Trainer {
     tasks: Vec<Box<dyn Task>>,
     learners: Vec<Learner>,
     sampler: TaskSampler,
+    /// The `joint` strategy's draws (sequential runs with `joint` only).
+    joint_sampler: Option<TaskSampler>,
     step: usize,
     dir: PathBuf,
     device: Device,
@@ -221,6 +227,7 @@ impl Trainer {
                     .into(),
             });
         }
+        check_strategies(&set, strategies, dir)?;
         check_memory(&set, strategies)?;
         let tasks = set.build_tasks(data_dir)?;
         // Statistics computed from the data (standardisation) go into config.toml, so every
@@ -231,12 +238,19 @@ impl Trainer {
             .iter()
             .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let sampler = TaskSampler::new(set.run.seed, set.run.steps_per_task);
+        let sampler = match set.run.phase_steps {
+            Some(p) => TaskSampler::sequential(set.run.seed, p),
+            None => TaskSampler::new(set.run.seed, set.run.steps_per_task),
+        };
+        let joint_sampler = strategies
+            .contains(&Strategy::Joint)
+            .then(|| TaskSampler::interleaved_beside(set.run.seed, set.run.steps_per_task));
         let state = RunState {
             sampler: sampler.clone(),
             strategies: strategies.to_vec(),
             train_loss: TrainLoss::default(),
             probe_train: BatchSums::default(),
+            joint_sampler: joint_sampler.clone(),
         };
         let probe_sets = probe_sets(&set, &tasks);
         let run = RunWriter::create(dir, &set.to_toml(), state)?;
@@ -246,6 +260,7 @@ impl Trainer {
             tasks,
             learners,
             sampler,
+            joint_sampler,
             step: 0,
             dir: dir.into(),
             device: device.clone(),
@@ -414,6 +429,7 @@ impl Trainer {
             tasks,
             learners,
             sampler: state.sampler.clone(),
+            joint_sampler: state.joint_sampler.clone(),
             step: commit.step,
             dir: dir.clone(),
             device: device.clone(),
@@ -555,7 +571,19 @@ impl Trainer {
             let t = self.sampler.next_task(t_n);
             let idx = self.sampler.batch(self.tasks[t].len(Split::Train), bs);
             let batch = self.tasks[t].batch(Split::Train, &idx, &self.device, dtype)?;
+            let joint = match &mut self.joint_sampler {
+                Some(j) => {
+                    let jt = j.next_task(t_n);
+                    let idx = j.batch(self.tasks[jt].len(Split::Train), bs);
+                    Some((
+                        jt,
+                        self.tasks[jt].batch(Split::Train, &idx, &self.device, dtype)?,
+                    ))
+                }
+                None => None,
+            };
             let run = &self.set.run;
+            let w_trains = run.w_policy.trains_w(run.phase_of(self.step));
             let at = StepSettings {
                 gate_scale: self.hat_scale(self.step),
                 w_lr_factor: run.lr_schedule.factor(self.step, total, run.lr_warmup),
@@ -569,7 +597,15 @@ impl Trainer {
             losses.clear();
             scored.clear();
             for l in &mut self.learners {
-                let (loss, metric) = l.train_step_scored(t, &batch, objective, at)?;
+                let (task, batch) = match (&joint, l.strategy()) {
+                    (Some((jt, jb)), Strategy::Joint) => (*jt, jb),
+                    _ => (t, &batch),
+                };
+                let mut at = at;
+                if l.strategy() == Strategy::Gated && !w_trains {
+                    at.w_lr_factor = 0.0;
+                }
+                let (loss, metric) = l.train_step_scored(task, batch, objective, at)?;
                 losses.push((l.strategy(), loss));
                 scored.push((l.strategy(), loss, metric));
             }
@@ -585,7 +621,16 @@ impl Trainer {
             self.timing.loop_steps += 1;
             self.timing.loop_seconds += started.elapsed().as_secs_f64();
             self.train_loss.add(&losses);
-            self.probe_train.add(t, idx.len(), &scored);
+            match &joint {
+                // The joint model trained on its own task's batch.
+                Some((jt, _)) => {
+                    let (own, other): (Vec<_>, Vec<_>) =
+                        scored.iter().partition(|(s, ..)| *s != Strategy::Joint);
+                    self.probe_train.add(t, idx.len(), &own);
+                    self.probe_train.add(*jt, idx.len(), &other);
+                }
+                None => self.probe_train.add(t, idx.len(), &scored),
+            }
             let run = &self.set.run;
             let last = self.step == total;
             let full = last
@@ -593,7 +638,9 @@ impl Trainer {
                     .full_eval_every
                     .is_some_and(|k| self.step.is_multiple_of(k));
             let probe = last || self.step.is_multiple_of(run.eval_every);
-            let commit = full || self.step.is_multiple_of(run.checkpoint_every.max(1));
+            // The end of a sequential phase: a row of every accuracy matrix, committed.
+            let phase_end = run.phase_steps.is_some_and(|p| self.step.is_multiple_of(p));
+            let commit = full || phase_end || self.step.is_multiple_of(run.checkpoint_every.max(1));
             let stop = self.step == until;
             if let Some(params) = start_probe.take_if(|_| {
                 probe || full || commit || stop || self.step.is_multiple_of(run.log_every)
@@ -619,6 +666,9 @@ impl Trainer {
                 losses: &losses,
             });
             let mut records = Vec::new();
+            if phase_end {
+                records.extend(self.phase_records()?);
+            }
             if probe {
                 records.extend(self.probe_train_records());
                 records.extend(self.timed_probe()?);
@@ -645,6 +695,9 @@ impl Trainer {
         }
         if saved != self.step {
             self.save()?;
+        }
+        if self.set.run.schedule == TaskOrder::Sequential && self.step == total {
+            self.write_continual_summary()?;
         }
         self.timing.steps_per_second =
             self.timing.loop_steps as f64 / self.timing.loop_seconds.max(1e-12);
@@ -744,6 +797,7 @@ impl Trainer {
             strategies: self.learners.iter().map(Learner::strategy).collect(),
             train_loss: self.train_loss.clone(),
             probe_train: self.probe_train.clone(),
+            joint_sampler: self.joint_sampler.clone(),
         };
         let (step, overrides) = (self.step, self.overrides.clone());
         let Some(writer) = &mut self.writer else {
@@ -778,6 +832,48 @@ impl Trainer {
             Split::Test => data.len(split),
         };
         (0..n).collect()
+    }
+
+    /// The end of a phase: every strategy's full test metric on every task (a row of each
+    /// strategy's accuracy matrix).
+    fn phase_records(&self) -> Result<Vec<Record>> {
+        let metric_name = self.objective().metric_name().to_string();
+        let phase = self.set.run.phase_of(self.step.saturating_sub(1)) + 1;
+        let mut out = Vec::new();
+        for l in &self.learners {
+            for (t, task) in self.tasks.iter().enumerate() {
+                let (_, metric) = self.measure(l, t, Split::Test, GateView::Trained)?;
+                out.push(Record::Phase {
+                    step: self.step,
+                    phase,
+                    strategy: l.strategy().to_string(),
+                    task: task.name().into(),
+                    metric,
+                    metric_name: metric_name.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The accuracy matrix and its measures per strategy, from the committed log (complete
+    /// once every phase has ended).
+    pub fn continual_summaries(&self) -> Result<Vec<ContinualSummary>> {
+        let records = MetricsLog::read_committed(&self.dir)?;
+        Ok(continual_summaries(
+            &records,
+            &self.set.task_names(),
+            self.objective(),
+        ))
+    }
+
+    /// Writes `continual.json`: every strategy's accuracy matrix, average, backward transfer
+    /// and forgetting (derived from `metrics.jsonl`, so it can always be rewritten from it).
+    fn write_continual_summary(&self) -> Result<()> {
+        let summaries = self.continual_summaries()?;
+        let json =
+            serde_json::to_string_pretty(&summaries).map_err(|e| Error::io(&self.dir, e.into()))?;
+        fsio::write_atomic(&self.dir.join(files::CONTINUAL), json.as_bytes())
     }
 
     fn pass<'a>(&'a self, task: usize, split: Split, indices: &'a [usize]) -> Pass<'a> {
@@ -992,7 +1088,7 @@ impl Trainer {
             _ => vec![0],
         };
         for t in tasks {
-            let task = if learner.strategy() == Strategy::Shared {
+            let task = if learner.strategy().one_plain_model() {
                 "all".to_string()
             } else {
                 self.tasks[t].name().to_string()
@@ -1207,6 +1303,37 @@ pub fn latest_run(runs: &Path) -> Result<PathBuf> {
 
 /// Checks a commit's trainer state against the run's config, so that no edit of
 /// `state.json` can panic the trainer or silently drop weights.
+/// Strategies must fit the schedule (shared is interleaved, finetune and joint sequential), and
+/// a `w_policy` other than `train` needs a gated model to apply to.
+fn check_strategies(set: &TaskSet, strategies: &[Strategy], at: &Path) -> Result<()> {
+    let run = &set.run;
+    if let Some(s) = strategies.iter().find(|s| !s.fits(run.schedule)) {
+        let instead = match run.schedule {
+            TaskOrder::Interleaved => "gated, shared or separate",
+            TaskOrder::Sequential => "gated, finetune, separate or joint",
+        };
+        return Err(Error::Run {
+            path: at.into(),
+            message: format!(
+                "strategy `{s}` does not fit run.schedule = \"{}\" of {}: use {instead}",
+                run.schedule.as_str(),
+                set.origin.display()
+            ),
+        });
+    }
+    if run.w_policy != WPolicy::Train && !strategies.contains(&Strategy::Gated) {
+        return Err(Error::Run {
+            path: at.into(),
+            message: format!(
+                "run.w_policy = \"{}\" of {} applies to the gated model, which this run does not train (plain models always train W); add --strategy gated or all, or remove run.w_policy",
+                run.w_policy.as_str(),
+                set.origin.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &Path) -> Result<()> {
     let bad = |message: String| Error::Run {
         path: path.into(),
@@ -1228,8 +1355,28 @@ fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &Path) -> Res
     }
     state
         .sampler
-        .check(set.tasks.len(), set.run.steps_per_task)
+        .check(set.tasks.len(), set.run.steps_per_task, set.run.phase_steps)
         .map_err(|m| bad(format!("sampler state: {m}")))?;
+    match (
+        &state.joint_sampler,
+        state.strategies.contains(&Strategy::Joint),
+    ) {
+        (Some(j), true) => j
+            .check(set.tasks.len(), set.run.steps_per_task, None)
+            .map_err(|m| bad(format!("joint_sampler state: {m}")))?,
+        (None, false) => {}
+        (Some(_), false) => {
+            return Err(bad(
+                "holds a joint_sampler but the run has no joint strategy".into(),
+            ));
+        }
+        (None, true) => {
+            return Err(bad(
+                "lists the joint strategy without its joint_sampler".into()
+            ));
+        }
+    }
+    check_strategies(set, &state.strategies, path)?;
     let tl = &state.train_loss;
     if !tl.sums.is_empty()
         && (tl.sums.len() != state.strategies.len()
@@ -1265,7 +1412,7 @@ fn check_memory(set: &TaskSet, strategies: &[Strategy]) -> Result<()> {
     for s in strategies {
         copies += match s {
             Strategy::Gated => 3 + 3 * t,
-            Strategy::Shared => 3,
+            Strategy::Shared | Strategy::Finetune | Strategy::Joint => 3,
             Strategy::Separate => 3 * t,
         };
     }
@@ -1313,4 +1460,60 @@ fn memory_bytes() -> Option<u64> {
 /// the learners at their last commit.
 pub fn open_run(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Trainer> {
     Trainer::open_read_only(dir, data_dir, device)
+}
+
+/// Each strategy's accuracy matrix from the `phase` records of a run, for the phases that
+/// have ended with every task measured; strategies in record order.
+pub fn continual_summaries(
+    records: &[Record],
+    tasks: &[String],
+    objective: Objective,
+) -> Vec<ContinualSummary> {
+    let mut strategies: Vec<String> = Vec::new();
+    let mut rows: std::collections::BTreeMap<(String, usize), Vec<Option<f64>>> =
+        Default::default();
+    let mut metric_name = objective.metric_name().to_string();
+    for r in records {
+        if let Record::Phase {
+            phase,
+            strategy,
+            task,
+            metric,
+            metric_name: m,
+            ..
+        } = r
+        {
+            if !strategies.contains(strategy) {
+                strategies.push(strategy.clone());
+            }
+            metric_name.clone_from(m);
+            let Some(j) = tasks.iter().position(|t| t == task) else {
+                continue;
+            };
+            let row = rows
+                .entry((strategy.clone(), *phase))
+                .or_insert_with(|| vec![None; tasks.len()]);
+            row[j] = Some(*metric);
+        }
+    }
+    strategies
+        .into_iter()
+        .filter_map(|s| {
+            let matrix: Option<Vec<Vec<f64>>> = (1..=tasks.len())
+                .map(|p| {
+                    rows.get(&(s.clone(), p))
+                        .and_then(|row| row.iter().copied().collect::<Option<Vec<f64>>>())
+                })
+                .collect();
+            matrix.map(|m| {
+                ContinualSummary::new(
+                    &s,
+                    &metric_name,
+                    tasks.to_vec(),
+                    m,
+                    objective.higher_is_better(),
+                )
+            })
+        })
+        .collect()
 }

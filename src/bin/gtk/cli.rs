@@ -39,7 +39,12 @@ pub enum StrategyArg {
     Shared,
     /// One plain model per task.
     Separate,
-    /// All three side by side, with a comparison table.
+    /// Sequential schedule: one plain model trained through the phases (no protection).
+    Finetune,
+    /// Sequential schedule: one plain model trained on all tasks interleaved (upper bound).
+    Joint,
+    /// Every strategy of the schedule side by side, with a comparison table: gated, shared and
+    /// separate (interleaved); gated, finetune, separate and joint (sequential).
     All,
 }
 

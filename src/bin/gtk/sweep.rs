@@ -29,6 +29,8 @@ fn strategy_name(s: StrategyArg) -> &'static str {
         StrategyArg::Gated => "gated",
         StrategyArg::Shared => "shared",
         StrategyArg::Separate => "separate",
+        StrategyArg::Finetune => "finetune",
+        StrategyArg::Joint => "joint",
         StrategyArg::All => "all",
     }
 }

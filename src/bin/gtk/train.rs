@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use gatekit::TaskSet;
 use gatekit::run_folder::Overrides;
-use gatekit::train::{Record, Strategy, Trainer, format_metric};
+use gatekit::train::{Record, Strategy, TaskOrder, Trainer, format_metric};
 use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -50,16 +50,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 set.run.seed = seed;
             }
             if let Some(steps) = args.steps {
-                if steps == 0 {
-                    bail!("--steps must be a positive integer, got 0");
-                }
-                set.run.steps = steps;
+                set.set_steps(steps)?;
             }
             let strategies: Vec<Strategy> = match args.strategy {
                 StrategyArg::Gated => vec![Strategy::Gated],
                 StrategyArg::Shared => vec![Strategy::Shared],
                 StrategyArg::Separate => vec![Strategy::Separate],
-                StrategyArg::All => Strategy::ALL.to_vec(),
+                StrategyArg::Finetune => vec![Strategy::Finetune],
+                StrategyArg::Joint => vec![Strategy::Joint],
+                StrategyArg::All => Strategy::all_for(set.run.schedule),
             };
             let dir = run_dir(
                 &args.runs_dir,
@@ -197,7 +196,42 @@ pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
             100.0 * rec.iter().sum::<f64>() / rec.len() as f64
         );
     }
+    print_continual(trainer)?;
     println!("run saved in {}", trainer.dir().display());
+    Ok(())
+}
+
+/// Sequential runs: each strategy's accuracy matrix, then average, backward transfer and
+/// forgetting side by side.
+fn print_continual(trainer: &Trainer) -> Result<()> {
+    if trainer.task_set().run.schedule != TaskOrder::Sequential {
+        return Ok(());
+    }
+    let summaries = trainer.continual_summaries()?;
+    if summaries.is_empty() {
+        println!("continual learning: no phase has ended yet");
+        return Ok(());
+    }
+    for s in &summaries {
+        println!("\n{}", s.matrix_table());
+    }
+    let metric = &summaries[0].metric_name;
+    println!(
+        "{:<10} {:>12} {:>18} {:>12}",
+        "strategy",
+        format!("average {metric}"),
+        "backward transfer",
+        "forgetting"
+    );
+    for s in &summaries {
+        println!(
+            "{:<10} {:>12} {:>18} {:>12}",
+            s.strategy,
+            format_metric(s.average),
+            format!("{:+.4}", s.backward_transfer),
+            format!("{:.4}", s.forgetting)
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,206 @@
+//! Continual learning: tasks that arrive one after another (`schedule = "sequential"`), what
+//! happens to `W` across phases (`w_policy`), and the measures continual-learning papers
+//! report from the accuracy matrix.
+//!
+//! The matrix `R[i][j]` is task `j`'s test metric after phase `i` (every task, seen or not, is
+//! evaluated at the end of every phase). From it, with `T` tasks:
+//! - average accuracy `ACC = (1/T) Σ_j R[T-1][j]`;
+//! - backward transfer `BWT = 1/(T-1) Σ_{j<T-1} (R[T-1][j] − R[j][j])` (Lopez-Paz & Ranzato,
+//!   "Gradient Episodic Memory for Continual Learning", NeurIPS 2017): negative when later
+//!   phases hurt earlier tasks;
+//! - forgetting `F = 1/(T-1) Σ_{j<T-1} max_{l<T-1} (R[l][j] − R[T-1][j])` (Chaudhry et al.,
+//!   "Riemannian Walk for Incremental Learning", ECCV 2018): the drop from each task's best
+//!   to its final metric, ≥ 0.
+//!
+//! For a regression metric (MSE, lower is better) the same formulas are applied to `−MSE`, so
+//! a negative BWT and a positive forgetting always mean "worse than before".
+
+use serde::{Deserialize, Serialize};
+
+/// The order tasks are trained in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskOrder {
+    /// The paper's schedule: a task drawn uniformly at random every `steps_per_task` steps.
+    #[default]
+    Interleaved,
+    /// Tasks in file order, one phase of `phase_steps` steps each; a task's mask trains only in
+    /// its phase.
+    Sequential,
+}
+
+impl TaskOrder {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskOrder::Interleaved => "interleaved",
+            TaskOrder::Sequential => "sequential",
+        }
+    }
+}
+
+/// When the gated model's shared `W` learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WPolicy {
+    /// In every step (the paper's method).
+    #[default]
+    Train,
+    /// In the first phase only, then frozen (Piggyback-style: later tasks only learn masks,
+    /// so earlier tasks' predictions cannot change).
+    FreezeAfterFirst,
+    /// Never: masks alone on the initial random `W` (SupSup's supermasks; use with
+    /// `w_init = "signed-constant"`).
+    Frozen,
+}
+
+impl WPolicy {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WPolicy::Train => "train",
+            WPolicy::FreezeAfterFirst => "freeze-after-first",
+            WPolicy::Frozen => "frozen",
+        }
+    }
+
+    /// Whether the gated model's `W` trains in `phase` (0-based; the interleaved schedule is
+    /// one phase).
+    pub fn trains_w(self, phase: usize) -> bool {
+        match self {
+            WPolicy::Train => true,
+            WPolicy::FreezeAfterFirst => phase == 0,
+            WPolicy::Frozen => false,
+        }
+    }
+}
+
+/// The accuracy matrix of one strategy and the measures derived from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContinualSummary {
+    /// gated, finetune, separate or joint.
+    pub strategy: String,
+    /// `"accuracy"` or `"mse"`.
+    pub metric_name: String,
+    /// Task names, in phase order.
+    pub tasks: Vec<String>,
+    /// `matrix[i][j]`: task `j`'s test metric after phase `i`.
+    pub matrix: Vec<Vec<f64>>,
+    /// Mean final metric over all tasks.
+    pub average: f64,
+    /// Backward transfer (0 with fewer than 2 tasks).
+    pub backward_transfer: f64,
+    /// Mean forgetting of all but the last task (0 with fewer than 2 tasks).
+    pub forgetting: f64,
+}
+
+impl ContinualSummary {
+    /// The measures of a complete `T × T` matrix (`higher_is_better` false for MSE).
+    pub fn new(
+        strategy: &str,
+        metric_name: &str,
+        tasks: Vec<String>,
+        matrix: Vec<Vec<f64>>,
+        higher_is_better: bool,
+    ) -> Self {
+        let t = tasks.len();
+        let sign = if higher_is_better { 1.0 } else { -1.0 };
+        let r = |i: usize, j: usize| sign * matrix[i][j];
+        let last = t.saturating_sub(1);
+        let average = if t == 0 {
+            0.0
+        } else {
+            (0..t).map(|j| matrix[last][j]).sum::<f64>() / t as f64
+        };
+        let (backward_transfer, forgetting) = if t < 2 {
+            (0.0, 0.0)
+        } else {
+            let bwt = (0..last).map(|j| r(last, j) - r(j, j)).sum::<f64>() / last as f64;
+            let f = (0..last)
+                .map(|j| {
+                    let best = (0..last).map(|l| r(l, j)).fold(f64::NEG_INFINITY, f64::max);
+                    best - r(last, j)
+                })
+                .sum::<f64>()
+                / last as f64;
+            (bwt, f)
+        };
+        ContinualSummary {
+            strategy: strategy.into(),
+            metric_name: metric_name.into(),
+            tasks,
+            matrix,
+            average,
+            backward_transfer,
+            forgetting,
+        }
+    }
+
+    /// The matrix as a text table: one row per phase, one column per task.
+    pub fn matrix_table(&self) -> String {
+        let width = self.tasks.iter().map(|t| t.len()).max().unwrap_or(0).max(7);
+        let mut s = format!(
+            "{} {} after each phase (row: phase, column: task)\n{:>9}",
+            self.strategy, self.metric_name, "phase"
+        );
+        for t in &self.tasks {
+            s += &format!(" {t:>width$}");
+        }
+        s.push('\n');
+        for (i, row) in self.matrix.iter().enumerate() {
+            s += &format!("{:>9}", format!("{} {}", i + 1, self.tasks[i]));
+            for v in row {
+                s += &format!(" {:>width$}", crate::train::format_metric(*v));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_match_a_hand_computed_matrix() {
+        // Three tasks; task 0 drops from 0.9 to 0.5, task 1 peaks at 0.8 then ends at 0.6.
+        let m = vec![
+            vec![0.9, 0.1, 0.1],
+            vec![0.7, 0.8, 0.2],
+            vec![0.5, 0.6, 0.95],
+        ];
+        let s = ContinualSummary::new(
+            "gated",
+            "accuracy",
+            vec!["a".into(), "b".into(), "c".into()],
+            m,
+            true,
+        );
+        assert!((s.average - (0.5 + 0.6 + 0.95) / 3.0).abs() < 1e-12);
+        // BWT = ((0.5 − 0.9) + (0.6 − 0.8)) / 2 = −0.3.
+        assert!(
+            (s.backward_transfer + 0.3).abs() < 1e-12,
+            "{}",
+            s.backward_transfer
+        );
+        // F = ((0.9 − 0.5) + (0.8 − 0.6)) / 2 = 0.3.
+        assert!((s.forgetting - 0.3).abs() < 1e-12, "{}", s.forgetting);
+    }
+
+    #[test]
+    fn mse_is_negated_so_worse_is_negative_transfer() {
+        let m = vec![vec![1.0, 5.0], vec![3.0, 1.0]];
+        let s = ContinualSummary::new("finetune", "mse", vec!["a".into(), "b".into()], m, false);
+        assert!((s.backward_transfer + 2.0).abs() < 1e-12);
+        assert!((s.forgetting - 2.0).abs() < 1e-12);
+        assert!((s.average - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn policies_say_when_w_trains() {
+        assert!(WPolicy::Train.trains_w(3));
+        assert!(WPolicy::FreezeAfterFirst.trains_w(0) && !WPolicy::FreezeAfterFirst.trains_w(1));
+        assert!(!WPolicy::Frozen.trains_w(0));
+    }
+}
