@@ -5,18 +5,21 @@
 # continual.json), pick-<set>-seed<k>.json (adapt.json), times.tsv and summary.md (mean ± std over seeds).
 #
 #   GATEKIT_DATA=../shared/data bench/continual.sh [SEEDS...]   # default: 0 1 2
+# $SETS (space-separated task-set names) limits the sets; $GTK names a prebuilt binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2)
 out=bench/results/continual
 mkdir -p "$out"
-cargo build --release -q
-gtk=target/release/gtk
+if [ -z "${GTK:-}" ]; then
+  cargo build --release -q
+fi
+gtk=${GTK:-target/release/gtk}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-sets=(continual-permuted-mlp continual-permuted-mlp-freeze-after-first continual-permuted-mlp-supermask continual-split continual-rotated)
-printf 'set\tseed\twall_s\tload\n' >"$out/times.tsv"
+read -r -a sets <<<"${SETS:-continual-permuted-mlp continual-permuted-mlp-freeze-after-first continual-permuted-mlp-supermask continual-split continual-rotated}"
+[ -f "$out/times.tsv" ] || printf 'set\tseed\twall_s\tload\n' >"$out/times.tsv"
 for set in "${sets[@]}"; do
   for seed in "${seeds[@]}"; do
     load=$(cut -d' ' -f1 /proc/loadavg)

@@ -354,4 +354,17 @@ fn cli_prints_the_matrices_and_the_table() {
         "{table:?}"
     );
     assert!(tmp.path().join("runs/r").join(files::CONTINUAL).is_file());
+    // gtk report draws the four matrices as one heatmap figure.
+    let out = gtk(tmp.path(), &["report", "runs/r", "--out", "rep"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let png = std::fs::read(tmp.path().join("rep/continual-matrix.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        png.len()
+    );
+    let svg = std::fs::read_to_string(tmp.path().join("rep/continual-matrix.svg")).unwrap();
+    for s in ["gated: avg", "finetune: avg", "separate: avg", "joint: avg"] {
+        assert!(svg.contains(s), "{s} missing from the SVG");
+    }
 }

@@ -627,6 +627,7 @@ pub fn run_figures(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
     out.extend(gate_distributions(run, prefix)?);
     out.extend(mask_figures::mask_images(run, prefix)?);
     out.extend(mask_figures::similarity(run, prefix)?);
+    out.extend(super::continual_figures::accuracy_matrices(run, prefix)?);
     Ok(out)
 }
 

@@ -11,6 +11,7 @@
 //! - [`tensorboard`]: tfevents files ([`tensorboard::TensorBoardSink`] for live logging,
 //!   [`tensorboard::write_run_events`] for finished runs)
 
+mod continual_figures;
 pub mod crc32c;
 pub mod figures;
 mod html;
