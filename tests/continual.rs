@@ -354,6 +354,22 @@ fn cli_prints_the_matrices_and_the_table() {
         "{table:?}"
     );
     assert!(tmp.path().join("runs/r").join(files::CONTINUAL).is_file());
+    // gtk adapt on a sequential run: the new task comes after the run's phases, and the
+    // adapted run still shows the run's own matrices.
+    std::fs::write(
+        tmp.path().join("new.toml"),
+        "[adapt]\nmethod = \"mask\"\nshots = 16\nbaselines = false\n\n[defaults]\nkind = \"sinusoid\"\ninputs = 8\ntrain = 256\ntest = 256\n\n[[task]]\nname = \"n0\"\n",
+    )
+    .unwrap();
+    let out = gtk(
+        tmp.path(),
+        &["adapt", "runs/r", "--task-set", "new.toml", "--out", "ad"],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = gtk(tmp.path(), &["eval", "ad"]);
+    let (eval, _) = text(&out);
+    assert!(out.status.success(), "{eval}");
+    assert!(eval.contains("finetune mse after each phase"), "{eval}");
     // gtk report draws the four matrices as one heatmap figure.
     let out = gtk(tmp.path(), &["report", "runs/r", "--out", "rep"]);
     assert!(out.status.success(), "{:?}", text(&out));

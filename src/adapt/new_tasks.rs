@@ -117,9 +117,14 @@ impl NewTasks {
     }
 
     /// The run's task set with the new tasks appended (their index is their position in it).
+    /// A sequential run's new tasks count as phases after its own (same `phase_steps`), so the
+    /// appended set stays consistent with its schedule.
     pub fn appended_to(&self, run: &TaskSet) -> TaskSet {
         let mut set = run.clone();
         set.tasks.extend(self.tasks.iter().cloned());
+        if let Some(p) = set.run.phase_steps {
+            set.run.steps = p * set.tasks.len();
+        }
         set
     }
 }

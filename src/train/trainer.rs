@@ -1462,8 +1462,8 @@ pub fn open_run(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<
     Trainer::open_read_only(dir, data_dir, device)
 }
 
-/// Each strategy's accuracy matrix from the `phase` records of a run, for the phases that
-/// have ended with every task measured; strategies in record order.
+/// Each strategy's accuracy matrix from the `phase` records of a run, once every phase has
+/// ended (a run stopped mid-way has none yet); strategies in record order.
 pub fn continual_summaries(
     records: &[Record],
     tasks: &[String],
@@ -1496,24 +1496,30 @@ pub fn continual_summaries(
             row[j] = Some(*metric);
         }
     }
+    // Phases 1..=P with a row each; the columns are the tasks measured in every one of them
+    // (an adapted run's new tasks have none). Complete when that is square: P phases, P tasks.
     strategies
         .into_iter()
         .filter_map(|s| {
-            let matrix: Option<Vec<Vec<f64>>> = (1..=tasks.len())
-                .map(|p| {
-                    rows.get(&(s.clone(), p))
-                        .and_then(|row| row.iter().copied().collect::<Option<Vec<f64>>>())
-                })
+            let phase_rows: Vec<&Vec<Option<f64>>> =
+                (1..).map_while(|p| rows.get(&(s.clone(), p))).collect();
+            let columns: Vec<usize> = (0..tasks.len())
+                .filter(|&j| phase_rows.iter().all(|r| r[j].is_some()))
                 .collect();
-            matrix.map(|m| {
-                ContinualSummary::new(
-                    &s,
-                    &metric_name,
-                    tasks.to_vec(),
-                    m,
-                    objective.higher_is_better(),
-                )
-            })
+            if phase_rows.is_empty() || columns.len() != phase_rows.len() {
+                return None;
+            }
+            let matrix = phase_rows
+                .iter()
+                .map(|r| columns.iter().map(|&j| r[j].unwrap_or(f64::NAN)).collect())
+                .collect();
+            Some(ContinualSummary::new(
+                &s,
+                &metric_name,
+                columns.iter().map(|&j| tasks[j].clone()).collect(),
+                matrix,
+                objective.higher_is_better(),
+            ))
         })
         .collect()
 }

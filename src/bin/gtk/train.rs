@@ -209,7 +209,7 @@ fn print_continual(trainer: &Trainer) -> Result<()> {
     }
     let summaries = trainer.continual_summaries()?;
     if summaries.is_empty() {
-        println!("continual learning: no phase has ended yet");
+        println!("continual learning: the accuracy matrix is complete once every phase has ended");
         return Ok(());
     }
     for s in &summaries {
