@@ -2,7 +2,8 @@
 # The "Continual learning" chapter's experiments: every continual task set over seeds 0–2
 # (all strategies), then gtk adapt's pick on each permuted run (task identity inferred from an
 # unlabelled batch). Writes bench/results/continual/<set>-seed<k>.json (the run's
-# continual.json), pick-<set>-seed<k>.json (adapt.json), times.tsv and summary.md (mean ± std over seeds).
+# continual.json), pick-<set>-seed<k>.json (adapt.json), times.tsv, and the book's fragment book/src/results/continual.md (mean ± 95 %
+# interval over seeds).
 #
 #   GATEKIT_DATA=../shared/data bench/continual.sh [SEEDS...]   # default: 0 1 2
 # $SETS (space-separated task-set names) limits the sets; $GTK names a prebuilt binary.
@@ -38,5 +39,5 @@ for set in "${sets[@]}"; do
     esac
   done
 done
-python3 bench/continual_summary.py "$out" >"$out/summary.md"
-cat "$out/summary.md"
+python3 book/tools/fragments.py write
+cat book/src/results/continual.md
