@@ -383,4 +383,8 @@ fn cli_prints_the_matrices_and_the_table() {
     for s in ["gated: avg", "finetune: avg", "separate: avg", "joint: avg"] {
         assert!(svg.contains(s), "{s} missing from the SVG");
     }
+    // The per-task curves mark the three phase boundaries (steps 50, 100, 150) in grey, in
+    // the mean panel and each task's panel.
+    let curves = std::fs::read_to_string(tmp.path().join("rep/fig1_test_metric.svg")).unwrap();
+    assert_eq!(curves.matches("#969696").count(), 3 * 5);
 }

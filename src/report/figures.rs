@@ -356,6 +356,8 @@ struct LinePanel {
     band: Option<(f64, f64)>,
     /// Integer tick labels on x (steps).
     integer_x: bool,
+    /// Vertical lines at these x (the ends of a sequential run's phases).
+    marks_x: Vec<f64>,
 }
 
 impl LinePanel {
@@ -370,6 +372,7 @@ impl LinePanel {
             y_range: None,
             band: None,
             integer_x: false,
+            marks_x: Vec::new(),
         }
     }
 
@@ -491,6 +494,12 @@ impl LinePanel {
             chart.draw_series(std::iter::once(Rectangle::new(
                 [(b0, y0), (b1, y1)],
                 RGBColor(238, 238, 238).filled(),
+            )))?;
+        }
+        for &x in &self.marks_x {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(x, y0), (x, y1)],
+                RGBColor(150, 150, 150).stroke_width(1),
             )))?;
         }
         for s in &self.series {
@@ -648,12 +657,18 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
     // With probes, the curve is the probe (every `eval_every` steps on the fixed subset) and
     // the full evaluations are dots on it; older runs draw their full evaluations as lines.
     let probes = run.has_probes();
+    // A sequential run: grey lines where each phase ends (the next task starts).
+    let phase_ends: Vec<f64> = match run.set.run.phase_steps {
+        Some(p) => (1..run.set.tasks.len()).map(|i| (i * p) as f64).collect(),
+        None => Vec::new(),
+    };
     let panel_for = |title: String,
                      full: &dyn Fn(&str) -> Vec<(f64, f64)>,
                      probe: &dyn Fn(&str) -> Vec<(f64, f64)>,
                      bin: Vec<(f64, f64)>| {
         let mut p = LinePanel::new(title, "step", &what);
         p.integer_x = true;
+        p.marks_x = phase_ends.clone();
         for s in &strategies {
             if probes {
                 p.line(strategy_color(s), probe(s));
