@@ -25,6 +25,9 @@ steps = 120
 batch_size = 10
 lr = 0.2
 eval_every = 40
+# Full evaluations (the `eval` records) at 0, 40, 80 and 120, not only at the end (the default).
+full_eval_every = 40
+full_eval_at_start = true
 dtype = "f64"
 [defaults]
 kind = "linear"
