@@ -17,14 +17,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A TOML file does not parse or does not match the expected schema; the message carries
-    /// the line and column from the TOML parser.
-    #[error("{path}: {message}")]
+    /// A TOML file does not parse or does not match the expected schema; the path carries the
+    /// line and column from the TOML parser (`file:line:column`).
+    // Like `Io`: the parser's message is the source, so `{:#}` prints "path: message".
+    #[error("{path}")]
     Toml {
-        /// The TOML file.
+        /// The TOML file, with `:line:column` when the parser knows them.
         path: PathBuf,
-        /// Parser message, with line and column.
-        message: String,
+        /// The parser's error, kept whole; it prints as one line.
+        #[source]
+        source: TomlError,
     },
     /// A configuration value is out of range or inconsistent.
     #[error("{origin}: `{field}` {message}")]
@@ -126,12 +128,63 @@ impl From<candle_core::Error> for Error {
 /// Result with gatekit's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The TOML parser's error, printed as one line (the parser's own `Display` draws a
+/// multi-line snippet of the file), with what it was parsing as a prefix (`[adapt]: `).
+#[derive(Debug)]
+pub struct TomlError {
+    line: String,
+    parser: Box<toml::de::Error>,
+}
+
+impl TomlError {
+    /// The parser's own error (span, full message).
+    pub fn parser_error(&self) -> &toml::de::Error {
+        &self.parser
+    }
+}
+
+impl std::fmt::Display for TomlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for TomlError {}
+
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A TOML error in `origin` whose `text` was being parsed: `file:line:column: message`.
+    pub fn toml(origin: &std::path::Path, text: &str, e: toml::de::Error) -> Self {
+        let location = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(":{line}:{column}")
+        });
+        let path = PathBuf::from(format!(
+            "{}{}",
+            origin.display(),
+            location.unwrap_or_default()
+        ));
+        Self::toml_at(path, "", e)
+    }
+
+    /// A TOML error in a part (`prefix`, e.g. `[adapt]: `) of `path` with no position.
+    pub fn toml_at(path: impl Into<PathBuf>, prefix: &str, e: toml::de::Error) -> Self {
+        let line = format!("{prefix}{}", e.message().trim().replace('\n', " "));
+        Error::Toml {
+            path: path.into(),
+            source: TomlError {
+                line,
+                parser: Box::new(e),
+            },
         }
     }
 

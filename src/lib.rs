@@ -28,18 +28,20 @@ pub mod export;
 pub mod gate;
 pub mod kernel;
 pub mod model;
+pub mod optim;
 pub mod report;
 pub mod rng;
 pub mod run_folder;
 pub mod sweep;
 pub mod task;
+pub mod tfevents;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use gate::{GateMode, MaskBank};
 pub use model::{ModelSpec, Network};
-pub use task::{Task, TaskKind, TaskSet};
-pub use train::{Strategy, Trainer};
+pub use task::{Task, TaskKind};
+pub use train::{Strategy, TaskSet, Trainer};
 
 /// Re-exported so task kinds outside this crate can register with `gatekit::inventory::submit!`.
 pub use inventory;

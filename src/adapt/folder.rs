@@ -14,9 +14,10 @@
 
 use crate::error::{Error, Result};
 use crate::gate::GateView;
-use crate::report::tensorboard::write_run_events;
 use crate::run_folder::{RunWriter, fsio};
-use crate::task::{Split, TaskSet};
+use crate::task::Split;
+use crate::train::TaskSet;
+use crate::train::write_run_events;
 use crate::train::{
     CheckpointFile, MetricsLog, Record, RunSnapshot, RunState, checkpoint_encode, open_run,
 };

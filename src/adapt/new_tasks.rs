@@ -5,7 +5,8 @@
 use super::config::AdaptConfig;
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
-use crate::task::{TaskEntry, TaskSet};
+use crate::task::TaskEntry;
+use crate::train::TaskSet;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -58,10 +59,9 @@ impl NewTasks {
         }
         let config = match doc.remove("adapt") {
             None => AdaptConfig::default(),
-            Some(v) => AdaptConfig::deserialize(v).map_err(|e| Error::Toml {
-                path: origin.into(),
-                message: format!("[adapt]: {}", e.message().trim().replace('\n', " ")),
-            })?,
+            Some(v) => {
+                AdaptConfig::deserialize(v).map_err(|e| Error::toml_at(origin, "[adapt]: ", e))?
+            }
         };
         config.check(&at)?;
         let inline_model = doc.contains_key("model");

@@ -31,7 +31,7 @@ pub(crate) use plan::Plan;
 pub(crate) use update::{Rule, Slot};
 
 use crate::gate::GateMode;
-use crate::task::Regularizer;
+use crate::gate::Regularizer;
 use conv_block::{Block, BlockBuffers};
 use plan::Op;
 

@@ -1,12 +1,12 @@
 //! The per-element math of a gated training step: gates, their derivatives, the optimizer
 //! rules and the mask regularisers, as loops over plain slices that the compiler vectorises.
 //!
-//! The optimizer rules are the ones of [`crate::train::optim`] (PyTorch's momentum form, Adam
+//! The optimizer rules are the ones of [`crate::optim`] (PyTorch's momentum form, Adam
 //! with per-parameter step counts); the engine's tests check them against it.
 
 use crate::gate::GateMode;
-use crate::task::Regularizer;
-use crate::train::OptimizerKind;
+use crate::gate::Regularizer;
+use crate::optim::OptimizerKind;
 
 /// Defines `fn name(args)` three times over the same body: compiled for AVX-512, for AVX2 + FMA,
 /// and for the baseline target, and picks the widest the CPU has at run time (the release build

@@ -9,10 +9,12 @@
 mod conv;
 mod linear;
 mod mask_bank;
+mod regularizer;
 
 pub use conv::GatedConv2d;
 pub use linear::GatedLinear;
 pub use mask_bank::{MaskBank, MaskInit, MaskStats};
+pub use regularizer::Regularizer;
 
 use candle_core::{DType, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};

@@ -76,8 +76,7 @@ impl ModelSpec {
 
     /// Parses and checks a model file's text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let spec: ModelSpec =
-            toml::from_str(text).map_err(|e| crate::task::toml_error(path, text, &e))?;
+        let spec: ModelSpec = toml::from_str(text).map_err(|e| Error::toml(path, text, e))?;
         spec.output_shape()
             .map_err(|e| Error::Shape(format!("{}: {e}", path.display())))?;
         Ok(spec)
@@ -308,9 +307,11 @@ mod tests {
     #[test]
     fn unknown_layer_field_names_line() {
         let text = "name = \"bad\"\ninput = [4]\n[[layer]]\ntype = \"linear\"\nouts = 2\n";
-        let err = ModelSpec::parse(text, Path::new("bad.toml"))
-            .unwrap_err()
-            .to_string();
+        // Printed as the CLI prints it (the parser's message is the error's source).
+        let err = format!(
+            "{:#}",
+            anyhow::Error::from(ModelSpec::parse(text, Path::new("bad.toml")).unwrap_err())
+        );
         // One line, `file:line:column: message`, like task-set files (not the TOML parser's
         // multi-line rendering).
         assert!(

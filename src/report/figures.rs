@@ -5,7 +5,6 @@
 //! so a reader learns them once. Text is rendered with an embedded font (Noto Sans) because the
 //! bitmap backend has no access to system fonts without C libraries.
 
-use super::mask_figures;
 use super::typeset::Typeset;
 use super::{Quantity, RunData, STRATEGIES};
 use crate::error::{Error, Result};
@@ -36,10 +35,10 @@ pub struct Figure {
     pub svg: String,
 }
 
-pub(super) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
 /// Something drawable on any plotters backend.
-pub(super) trait Plot {
+pub(crate) trait Plot {
     /// Pixel size.
     fn size(&self) -> (u32, u32);
     /// Draws onto a white area of [`Plot::size`].
@@ -48,10 +47,10 @@ pub(super) trait Plot {
         DB::ErrorType: 'static;
 }
 
-pub(super) const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const GRID: RGBColor = RGBColor(225, 225, 225);
-pub(super) const TEXT: RGBColor = RGBColor(30, 30, 30);
-pub(super) const MUTED: RGBColor = RGBColor(90, 90, 90);
+pub(crate) const TEXT: RGBColor = RGBColor(30, 30, 30);
+pub(crate) const MUTED: RGBColor = RGBColor(90, 90, 90);
 
 /// The colour of a strategy, the same in every figure.
 pub fn strategy_color(strategy: &str) -> RGBColor {
@@ -118,13 +117,13 @@ fn named_color(name: &str) -> Option<RGBColor> {
 }
 
 /// `c` mixed with white: `t = 0` is `c`, `t = 1` white.
-pub(super) fn lighten(c: RGBColor, t: f64) -> RGBColor {
+pub(crate) fn lighten(c: RGBColor, t: f64) -> RGBColor {
     let m = |v: u8| (f64::from(v) + (255.0 - f64::from(v)) * t).round() as u8;
     RGBColor(m(c.0), m(c.1), m(c.2))
 }
 
 /// Renders a plot to PNG and SVG.
-pub(super) fn render(stem: &str, title: &str, caption: String, plot: &impl Plot) -> Result<Figure> {
+pub(crate) fn render(stem: &str, title: &str, caption: String, plot: &impl Plot) -> Result<Figure> {
     let (w, h) = plot.size();
     let fail = |e: Box<dyn std::error::Error>| Error::Run {
         path: format!("{stem}.png").into(),
@@ -189,7 +188,7 @@ pub fn encode_png(rgb: &[u8], w: u32, h: u32) -> std::result::Result<Vec<u8>, pn
 
 /// How a legend entry is marked.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Mark {
+pub(crate) enum Mark {
     Line,
     Dashed,
     Box,
@@ -201,14 +200,14 @@ pub(super) enum Mark {
 
 /// Title, subtitle and a figure-wide legend above a grid of panels.
 #[derive(Debug, Clone)]
-pub(super) struct Header {
-    pub(super) title: String,
-    pub(super) subtitle: Option<String>,
-    pub(super) legend: Vec<(String, RGBColor, Mark)>,
+pub(crate) struct Header {
+    pub(crate) title: String,
+    pub(crate) subtitle: Option<String>,
+    pub(crate) legend: Vec<(String, RGBColor, Mark)>,
 }
 
 /// Narrowest figure: room for the title, subtitle and legend of a one-panel figure.
-pub(super) const MIN_WIDTH: u32 = 900;
+pub(crate) const MIN_WIDTH: u32 = 900;
 const TITLE_H: u32 = 38;
 const SUBTITLE_H: u32 = 22;
 const LEGEND_ROW_H: u32 = 26;
@@ -236,7 +235,7 @@ impl Header {
         rows
     }
 
-    pub(super) fn height(&self, width: u32) -> u32 {
+    pub(crate) fn height(&self, width: u32) -> u32 {
         TITLE_H
             + self.subtitle.as_ref().map_or(0, |_| SUBTITLE_H)
             + LEGEND_ROW_H * self.legend_rows(width).len() as u32
@@ -244,7 +243,7 @@ impl Header {
     }
 
     /// Draws the header and returns the area below it.
-    pub(super) fn draw<DB: DrawingBackend>(
+    pub(crate) fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<DrawingArea<DB, Shift>, Box<dyn std::error::Error>>
@@ -625,19 +624,6 @@ fn wants_log(metric_name: &str, panels: &[LinePanel]) -> bool {
     let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     lo > 0.0 && hi / lo > 20.0
-}
-
-/// Every single-run figure, in report order.
-pub fn run_figures(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
-    let mut out = Vec::new();
-    out.extend(curves(run, prefix, Quantity::Metric)?);
-    out.extend(curves(run, prefix, Quantity::Loss)?);
-    out.extend(weight_histograms(run, prefix)?);
-    out.extend(gate_distributions(run, prefix)?);
-    out.extend(mask_figures::mask_images(run, prefix)?);
-    out.extend(mask_figures::similarity(run, prefix)?);
-    out.extend(super::continual_figures::accuracy_matrices(run, prefix)?);
-    Ok(out)
 }
 
 /// Figure 1: test metric (or loss) per task over steps, strategies overlaid, plus the mean

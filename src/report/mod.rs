@@ -7,24 +7,22 @@
 //!
 //! - [`RunData`]: one run's records, tasks and binarized masks
 //! - [`write_report`]: every figure and the two report files
-//! - [`sweep`]: `gtk report SWEEP`: curves over seeds with confidence bands, the summary
-//! - [`tensorboard`]: tfevents files ([`tensorboard::TensorBoardSink`] for live logging,
-//!   [`tensorboard::write_run_events`] for finished runs)
+//! - `gtk report SWEEP` is drawn by [`crate::sweep`] with these figure helpers: curves over seeds with confidence bands, the summary
+//! - TensorBoard event files come from [`crate::train`]'s `write_events` (the format is
+//!   [`crate::tfevents`])
 
 mod continual_figures;
-pub mod crc32c;
 pub mod figures;
 mod html;
 mod mask_figures;
 pub mod masks;
-pub mod sweep;
-pub mod tensorboard;
 mod typeset;
 
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::run_folder::OutputDir;
-use crate::task::{Objective, TaskSet};
+use crate::task::Objective;
+use crate::train::TaskSet;
 use crate::train::{CheckpointFile, MetricsLog, Record, RunSnapshot, files};
 pub use figures::Figure;
 pub use masks::{BinaryMasks, MaskLayer};
@@ -430,7 +428,7 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
             String::new()
         };
         sections.push(html::Section {
-            figures: figures::run_figures(run, &prefix)?,
+            figures: run_figures(run, &prefix)?,
             run: run.clone(),
         });
     }
@@ -461,7 +459,7 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
     )?;
     let mut tb = Vec::new();
     for (i, run) in runs.iter().enumerate() {
-        if tensorboard::event_files(&run.dir.join(tensorboard::TB_DIR)).is_empty() {
+        if crate::tfevents::event_files(&run.dir.join(crate::tfevents::TB_DIR)).is_empty() {
             let sub = format!(
                 "{}{}",
                 sanitize(&run.name),
@@ -471,7 +469,7 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
                     String::new()
                 }
             );
-            let file = tensorboard::write_events(&run.records, &tmp.join("tb").join(&sub))?;
+            let file = crate::train::write_events(&run.records, &tmp.join("tb").join(&sub))?;
             let name = file
                 .file_name()
                 .map(|n| n.to_os_string())
@@ -496,7 +494,7 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
 pub fn tensorboard_command(runs: &[PathBuf]) -> String {
     let dirs: Vec<String> = runs
         .iter()
-        .map(|r| r.join(tensorboard::TB_DIR).display().to_string())
+        .map(|r| r.join(crate::tfevents::TB_DIR).display().to_string())
         .collect();
     if dirs.len() == 1 {
         return format!("tensorboard --logdir {}", dirs[0]);
@@ -533,6 +531,19 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Every single-run figure, in report order.
+pub fn run_figures(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
+    let mut out = Vec::new();
+    out.extend(figures::curves(run, prefix, Quantity::Metric)?);
+    out.extend(figures::curves(run, prefix, Quantity::Loss)?);
+    out.extend(figures::weight_histograms(run, prefix)?);
+    out.extend(figures::gate_distributions(run, prefix)?);
+    out.extend(mask_figures::mask_images(run, prefix)?);
+    out.extend(mask_figures::similarity(run, prefix)?);
+    out.extend(continual_figures::accuracy_matrices(run, prefix)?);
+    Ok(out)
 }
 
 #[cfg(test)]

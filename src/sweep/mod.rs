@@ -7,11 +7,13 @@
 //! - [`Summary`]: `summary.json` and its Markdown tables
 //! - [`stats`]: the t distribution, intervals and the paired t-test
 
+mod figures;
 mod folder;
 mod seeds;
 pub mod stats;
 mod summary;
 
+pub use figures::write_sweep_report;
 pub use folder::{
     FORMAT, LOCK, MANIFEST, MemberState, SUMMARY_JSON, SUMMARY_MD, Sweep, SweepSpec, is_sweep,
     member_name,

@@ -5,6 +5,7 @@
 //! their data from the task set's seed, so a run folder only needs the resolved config to
 //! rebuild them.
 
+mod entry;
 mod image;
 mod linear;
 mod mnist;
@@ -12,21 +13,16 @@ mod permuted;
 mod registry;
 mod regression;
 mod rotated;
-mod set;
 mod sinusoid;
 mod split;
 pub mod tensors;
 
+pub use entry::{MAX_NAME_LEN, TaskEntry, check_portable_name};
 pub use image::{Colour, ImageTask, Resample};
 pub use permuted::permutation;
 pub use registry::{ParamSpec, ParamType, Params, TaskContext, TaskKind, find_kind, kinds};
 pub use regression::RegressionTask;
 pub use rotated::rotation_map;
-pub(crate) use set::toml_error;
-pub use set::{
-    EngineChoice, MAX_NAME_LEN, MaskRecipe, Precision, Regularizer, RunConfig, TaskEntry, TaskSet,
-    check_portable_name,
-};
 pub use tensors::{Standardize, TensorsTask};
 
 use crate::error::Result;

@@ -72,12 +72,12 @@ impl CheckpointFile {
 
     /// The committed checkpoint of the run folder `run_dir` (none at step 0).
     pub fn read(run_dir: &Path) -> Result<Option<Self>> {
-        let snapshot = super::trainer::RunSnapshot::open(run_dir)?;
+        let snapshot = super::state::RunSnapshot::open(run_dir)?;
         Ok(Self::of(&snapshot))
     }
 
     /// The checkpoint of a snapshot (none at step 0).
-    pub fn of(snapshot: &super::trainer::RunSnapshot) -> Option<Self> {
+    pub fn of(snapshot: &super::state::RunSnapshot) -> Option<Self> {
         let file = snapshot.commit.checkpoint.as_ref()?;
         let bytes = snapshot.checkpoint.clone()?;
         Some(CheckpointFile::new(snapshot.dir.join(&file.file), bytes))

@@ -3,12 +3,14 @@
 //! run the same [`Network`] code; only the gate and the parameter set differ.
 
 use super::continual::TaskOrder;
-use super::optim::{Optimizer, OptimizerConfig};
 use crate::engine::{Engine, Plan, Rule, Slot, StepRules, Targets, TaskMasks};
+use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
 use crate::model::{ModelSpec, Network};
+use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
-use crate::task::{Batch, EngineChoice, Objective, Regularizer, RunConfig};
+use crate::task::{Batch, Objective};
+use crate::train::{EngineChoice, RunConfig};
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -2,27 +2,33 @@
 //! ([`Trainer`]) with its run folder (checkpoint, state, metrics).
 
 mod checkpoint;
+mod config;
 mod continual;
 mod evaluation;
 mod learner;
-mod optim;
 mod record;
 mod sampler;
+mod state;
 mod table;
+mod task_set;
+mod tensorboard;
 mod trainer;
 
+pub use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use checkpoint::{
     CHECKPOINT_FORMAT, CheckpointFile, CheckpointMeta, encode as checkpoint_encode,
     first_non_finite,
 };
+pub use config::{EngineChoice, MaskRecipe, Precision, RunConfig};
 pub use continual::{ContinualSummary, TaskOrder, WPolicy};
 pub use evaluation::{PROBE_SEED, probe_subset};
 pub use learner::{Learner, StepSettings, Strategy};
-pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use record::{MetricsLog, Record, mean_test_metric, test_metrics};
 pub use sampler::TaskSampler;
+pub use state::{RunSnapshot, RunState};
 pub use table::{ComparisonTable, format_metric};
+pub use task_set::TaskSet;
+pub use tensorboard::{TensorBoardSink, write_events, write_run_events};
 pub use trainer::{
-    Event, RunSnapshot, RunState, Timing, Trainer, continual_summaries, files, latest_run,
-    open_run, read_run_config,
+    Event, Timing, Trainer, continual_summaries, files, latest_run, open_run, read_run_config,
 };

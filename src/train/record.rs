@@ -277,13 +277,4 @@ impl MetricsLog {
             })
             .collect()
     }
-
-    /// The committed records of the run folder `run_dir` (verified read, nothing written).
-    pub fn read_committed(run_dir: &Path) -> Result<Vec<Record>> {
-        let snapshot = super::trainer::RunSnapshot::open(run_dir)?;
-        Self::parse(
-            &snapshot.metrics,
-            &run_dir.join(crate::run_folder::files::METRICS),
-        )
-    }
 }

@@ -7,6 +7,7 @@
 //! The run folder itself (files, the commit protocol, the lock, read-only snapshots) is
 //! [`crate::run_folder`]; this module decides what goes into it.
 
+use super::TaskSet;
 use super::checkpoint::{CheckpointFile, encode, first_non_finite};
 use super::continual::{ContinualSummary, TaskOrder, WPolicy};
 use super::evaluation::{
@@ -15,12 +16,13 @@ use super::evaluation::{
 use super::learner::{Learner, StepSettings, Strategy};
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
+use super::state::{RunSnapshot, RunState, TrainLoss};
 use super::table::ComparisonTable;
+use super::tensorboard::{TensorBoardSink, write_events};
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
-use crate::report::tensorboard::{TensorBoardSink, write_events};
-use crate::run_folder::{Overrides, RunWriter, Snapshot, fsio};
-use crate::task::{Objective, Split, Task, TaskSet, TrueMask, mean_predictor_mse};
+use crate::run_folder::{Overrides, RunWriter, fsio};
+use crate::task::{Objective, Split, Task, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -74,71 +76,6 @@ pub struct Timing {
     /// `forward_images / forward_seconds`.
     #[serde(default)]
     pub forward_images_per_second: f64,
-}
-
-/// The trainer's part of a commit (`state` in `state.json`): what a resumed run needs besides
-/// the tensors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunState {
-    sampler: TaskSampler,
-    strategies: Vec<Strategy>,
-    /// Training losses since the last `log_every` boundary, so a resumed run logs the same
-    /// means as an uninterrupted one.
-    #[serde(default)]
-    train_loss: TrainLoss,
-    /// The training batches since the last probe (its train split), so a resumed run logs
-    /// the same probes as an uninterrupted one.
-    #[serde(default)]
-    probe_train: BatchSums,
-    /// The `joint` strategy's own random schedule in a sequential run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    joint_sampler: Option<TaskSampler>,
-}
-
-impl RunState {
-    /// The strategies of the run, in training order.
-    pub fn strategies(&self) -> &[Strategy] {
-        &self.strategies
-    }
-}
-
-/// A run folder's committed state as the trainer stores it.
-pub type RunSnapshot = Snapshot<RunState>;
-
-/// Running sums of each strategy's batch losses between two training-loss records.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrainLoss {
-    sums: Vec<(Strategy, f64)>,
-    count: usize,
-}
-
-impl TrainLoss {
-    fn add(&mut self, losses: &[(Strategy, f64)]) {
-        if self.sums.len() != losses.len() {
-            self.sums = losses.iter().map(|(s, _)| (*s, 0.0)).collect();
-        }
-        for (sum, (_, l)) in self.sums.iter_mut().zip(losses) {
-            sum.1 += l;
-        }
-        self.count += 1;
-    }
-
-    fn drain(&mut self, step: usize) -> Vec<Record> {
-        let n = self.count.max(1) as f64;
-        let out = self
-            .sums
-            .iter()
-            .map(|(s, sum)| Record::Train {
-                step,
-                strategy: s.to_string(),
-                loss: sum / n,
-            })
-            .collect();
-        *self = TrainLoss::default();
-        out
-    }
 }
 
 /// What the loop reports as it goes (the CLI turns it into a progress bar or log lines).

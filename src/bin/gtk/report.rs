@@ -28,7 +28,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
             );
         }
         let out = OutputDir::claim(&out, "report", &reads, args.force)?;
-        let report = gatekit::report::sweep::write_sweep_report(sweep, out)?;
+        let report = gatekit::sweep::write_sweep_report(sweep, out)?;
         println!(
             "wrote {} figures (PNG and SVG), {} and {}",
             report.figures.len() / 2,

@@ -2,13 +2,15 @@
 //! band per strategy (the binarized gated model dashed, with its band), and the summary
 //! tables, in `report.md` and `report.html` next to the figures.
 
-use super::figures::{Figure, Header, Mark, Plot, lighten, render, strategy_color};
-use super::{Quantity, RunData};
+use super::stats::Interval;
+use super::{BINARIZED, CONFIDENCE, Summary, Sweep};
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use crate::report::figures::{
+    FONT, Figure, Header, MIN_WIDTH, Mark, Plot, lighten, render, strategy_color,
+};
+use crate::report::{Quantity, RunData};
 use crate::run_folder::OutputDir;
-use crate::sweep::stats::Interval;
-use crate::sweep::{BINARIZED, CONFIDENCE, Summary, Sweep};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -98,7 +100,7 @@ const PANEL: (u32, u32) = (420, 300);
 impl Plot for BandGrid {
     fn size(&self) -> (u32, u32) {
         let rows = self.panels.len().div_ceil(self.cols) as u32;
-        let w = (PANEL.0 * self.cols as u32).max(super::figures::MIN_WIDTH);
+        let w = (PANEL.0 * self.cols as u32).max(MIN_WIDTH);
         (w, self.header.height(w) + PANEL.1 * rows)
     }
 
@@ -154,7 +156,7 @@ impl BandPanel {
         let floor = y0;
         let mut builder = ChartBuilder::on(area);
         builder
-            .caption(&self.title, (super::figures::FONT, 18).into_font())
+            .caption(&self.title, (FONT, 18).into_font())
             .margin(10)
             .margin_right(18)
             .x_label_area_size(46)
@@ -170,8 +172,8 @@ impl BandPanel {
                     .y_labels(6)
                     .x_label_formatter(&|x: &f64| format!("{}", x.round() as i64))
                     .light_line_style(WHITE)
-                    .axis_desc_style((super::figures::FONT, 16).into_font())
-                    .label_style((super::figures::FONT, 14).into_font())
+                    .axis_desc_style((FONT, 16).into_font())
+                    .label_style((FONT, 14).into_font())
                     .draw()?;
                 for s in &self.series {
                     let c = strategy_color(if s.strategy == BINARIZED {

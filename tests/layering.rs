@@ -1,0 +1,247 @@
+//! The library's layers, checked from its own sources: every top-level module of `src/` has a
+//! place in [`LAYERS`] and may only use modules of lower layers, so there are no upward imports
+//! and no cycles between modules; inside a module, the files that are not a `mod.rs` do not
+//! import each other in a cycle.
+//!
+//! A new top-level module must be added to [`LAYERS`]; the test fails until it is.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Bottom to top. A module may use any module of a lower layer, none of its own or a higher one.
+const LAYERS: &[&[&str]] = &[
+    // Foundations: no gatekit imports but these.
+    &["error", "rng"],
+    // Numbers and files: CPU kernels, the run folder's protocol, TensorBoard's file format,
+    // optimizer settings and rules.
+    &["kernel", "run_folder", "tfevents", "optim"],
+    // Atomic output files; gated layers and their masks.
+    &["atomic", "gate"],
+    // Datasets; model architectures (layer specs and the reference network).
+    &["data", "model"],
+    // Task kinds and their registry.
+    &["task"],
+    // The fast training engine.
+    &["engine"],
+    // Run configuration, strategies, the trainer.
+    &["train"],
+    // What uses trained runs.
+    &["export", "report", "adapt"],
+    // Many runs.
+    &["sweep"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read src")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The code of a file without comments (doc links may point anywhere) and without its unit
+/// test module (whose `super` is the file itself).
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read source");
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The identifiers following each occurrence of `prefix` (`crate::` → `train`, `super::` → …).
+fn paths_after<'a>(code: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(i) = rest.find(prefix) {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + prefix.len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let path: Vec<&str> = rest
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .next()
+            .unwrap_or("")
+            .split("::")
+            .filter(|s| !s.is_empty())
+            .collect();
+        out.push(path);
+    }
+    out
+}
+
+/// `src/a/b.rs` → `["a", "b"]`, `src/a/mod.rs` → `["a"]`.
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).expect("under src");
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let last = parts.pop().expect("file name");
+    if last != "mod.rs" {
+        parts.push(last.trim_end_matches(".rs").to_string());
+    }
+    parts
+}
+
+#[test]
+fn modules_only_use_lower_layers() {
+    let src = common::repo("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut modules = BTreeSet::new();
+    for f in &files {
+        let m = module_path(&src, f);
+        if let Some(top) = m.first().filter(|t| *t != "bin" && *t != "lib") {
+            modules.insert(top.clone());
+        }
+    }
+    let unplaced: Vec<&String> = modules.iter().filter(|m| layer_of(m).is_none()).collect();
+    assert!(
+        unplaced.is_empty(),
+        "top-level modules with no layer in tests/layering.rs: {unplaced:?}"
+    );
+    let mut violations = Vec::new();
+    let mut edges = 0;
+    for f in &files {
+        let m = module_path(&src, f);
+        let Some(top) = m.first().filter(|t| modules.contains(*t)) else {
+            continue;
+        };
+        let here = layer_of(top).expect("placed");
+        let text = code(f);
+        let used: BTreeSet<&str> = paths_after(&text, "crate::")
+            .into_iter()
+            .filter_map(|p| p.first().copied())
+            .filter(|t| *t != top && modules.contains(*t))
+            .collect();
+        for target in used {
+            edges += 1;
+            let there = layer_of(target).expect("placed");
+            if there >= here {
+                violations.push(format!(
+                    "{} (layer {here}, `{top}`) uses `{target}` (layer {there})",
+                    f.strip_prefix(&src).expect("under src").display()
+                ));
+            }
+        }
+    }
+    assert!(
+        edges > 20,
+        "only {edges} imports between modules found: is the parser broken?"
+    );
+    assert!(
+        violations.is_empty(),
+        "upward or same-layer imports:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn files_of_a_module_import_each_other_without_cycles() {
+    let src = common::repo("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // Leaf files only (a `mod.rs` declares and re-exports its children; that is not a cycle).
+    let leaves: BTreeSet<Vec<String>> = files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "mod.rs"))
+        .map(|f| module_path(&src, f))
+        .collect();
+    let mut graph: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for f in &files {
+        if f.file_name().is_some_and(|n| n == "mod.rs") {
+            continue;
+        }
+        let me = module_path(&src, f);
+        let parent = &me[..me.len() - 1];
+        let code = code(f);
+        let mut targets = BTreeSet::new();
+        let mut candidates: Vec<Vec<String>> = paths_after(&code, "super::")
+            .into_iter()
+            .map(|p| {
+                parent
+                    .iter()
+                    .cloned()
+                    .chain(p.iter().map(|s| s.to_string()))
+                    .collect()
+            })
+            .collect();
+        candidates.extend(
+            paths_after(&code, "crate::")
+                .into_iter()
+                .map(|p| p.iter().map(|s| s.to_string()).collect()),
+        );
+        for path in candidates {
+            // The longest prefix that is a leaf file, other than this one.
+            if let Some(target) = (1..=path.len())
+                .rev()
+                .map(|n| path[..n].to_vec())
+                .find(|p| leaves.contains(p))
+                && target != me
+            {
+                targets.insert(target);
+            }
+        }
+        graph.insert(me, targets);
+    }
+    assert!(
+        graph.values().map(BTreeSet::len).sum::<usize>() > 20,
+        "too few file imports found: is the parser broken?"
+    );
+    // Depth-first search for a back edge.
+    fn visit(
+        node: &Vec<String>,
+        graph: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        state: &mut BTreeMap<Vec<String>, u8>,
+        stack: &mut Vec<Vec<String>>,
+        cycles: &mut Vec<String>,
+    ) {
+        state.insert(node.clone(), 1);
+        stack.push(node.clone());
+        for next in graph.get(node).into_iter().flatten() {
+            match state.get(next).copied().unwrap_or(0) {
+                0 => visit(next, graph, state, stack, cycles),
+                1 => {
+                    let from = stack.iter().position(|n| n == next).unwrap_or(0);
+                    let names: Vec<String> = stack[from..]
+                        .iter()
+                        .chain(std::iter::once(next))
+                        .map(|n| n.join("/"))
+                        .collect();
+                    cycles.push(names.join(" → "));
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(node.clone(), 2);
+    }
+    let mut state = BTreeMap::new();
+    let mut cycles = Vec::new();
+    for node in graph.keys() {
+        if !state.contains_key(node) {
+            visit(node, &graph, &mut state, &mut Vec::new(), &mut cycles);
+        }
+    }
+    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+}
