@@ -29,6 +29,7 @@ pub mod gate;
 pub mod kernel;
 pub mod model;
 pub mod optim;
+pub mod params;
 pub mod report;
 pub mod rng;
 pub mod run_folder;

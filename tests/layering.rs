@@ -15,8 +15,8 @@ const LAYERS: &[&[&str]] = &[
     // Foundations: no gatekit imports but these.
     &["error", "rng"],
     // Numbers and files: CPU kernels, the run folder's protocol, TensorBoard's file format,
-    // optimizer settings and rules.
-    &["kernel", "run_folder", "tfevents", "optim"],
+    // optimizer settings and rules, the names of a run's tensors.
+    &["kernel", "run_folder", "tfevents", "optim", "params"],
     // Atomic output files; gated layers and their masks.
     &["atomic", "gate"],
     // Datasets; model architectures (layer specs and the reference network).

@@ -31,6 +31,7 @@ pub use new_tasks::NewTasks;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
 use crate::model::Network;
+use crate::params::ParamKey;
 use crate::rng::Rng;
 use crate::task::{Objective, Split, Task};
 use crate::train::{OptimizerConfig, Strategy, open_run};
@@ -425,7 +426,14 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         }
         if let Some(masks) = stored_mask {
             for (m, p) in masks.into_iter().zip(&param_names) {
-                tensors.push((format!("gated/{p}.mask.{name}"), m));
+                tensors.push((
+                    ParamKey::Mask {
+                        param: p,
+                        task: name,
+                    }
+                    .in_strategy(Strategy::Gated.as_str()),
+                    m,
+                ));
             }
         }
         // Both baselines: the same steps and batches on the K shots, then the whole test split.
@@ -462,7 +470,14 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             });
             if has_separate {
                 for (p, v) in fresh.params() {
-                    tensors.push((format!("separate/{name}/{p}"), v.as_tensor().detach()));
+                    let key = ParamKey::TaskWeight {
+                        task: name,
+                        param: p,
+                    };
+                    tensors.push((
+                        key.in_strategy(Strategy::Separate.as_str()),
+                        v.as_tensor().detach(),
+                    ));
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Losses with their gradients in one pass: mean squared error (candle-nn's `mse`, the mean
 //! over every output) and cross-entropy on logits (the mean over the batch).
 
+use super::EngineError;
+
 /// Targets of a batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Targets<'a> {
@@ -17,7 +19,7 @@ pub(crate) fn loss_and_grad(
     targets: Targets,
     outputs: usize,
     dout: &mut [f32],
-) -> Result<f64, String> {
+) -> Result<f64, EngineError> {
     match targets {
         Targets::Values(y) => {
             check_values(y, out)?;
@@ -33,7 +35,10 @@ pub(crate) fn loss_and_grad(
         Targets::Labels(labels) => {
             let n = labels.len();
             if n * outputs != out.len() {
-                return Err(format!("{n} labels for {} logits", out.len()));
+                return Err(EngineError::LabelCount {
+                    labels: n,
+                    logits: out.len(),
+                });
             }
             let inv_n = 1.0 / n.max(1) as f32;
             let mut sum = 0.0f64;
@@ -44,7 +49,10 @@ pub(crate) fn loss_and_grad(
             {
                 let label = label as usize;
                 if label >= outputs {
-                    return Err(format!("label {label} with {outputs} classes"));
+                    return Err(EngineError::LabelRange {
+                        label,
+                        classes: outputs,
+                    });
                 }
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut z = 0.0f32;
@@ -66,15 +74,14 @@ pub(crate) fn loss_and_grad(
 }
 
 /// Regression targets must match the outputs one for one.
-fn check_values(y: &[f32], out: &[f32]) -> Result<(), String> {
+fn check_values(y: &[f32], out: &[f32]) -> Result<(), EngineError> {
     if y.len() == out.len() {
         Ok(())
     } else {
-        Err(format!(
-            "{} target values for {} outputs",
-            y.len(),
-            out.len()
-        ))
+        Err(EngineError::TargetCount {
+            targets: y.len(),
+            outputs: out.len(),
+        })
     }
 }
 
@@ -82,7 +89,11 @@ fn check_values(y: &[f32], out: &[f32]) -> Result<(), String> {
 /// (squared error averaged over outputs, or cross-entropy) and the summed per-example metric
 /// (the same squared error, or 1 for a correct argmax). Accumulated in f64. A label outside
 /// `0..outputs` is an error naming it.
-pub(crate) fn score(out: &[f32], targets: Targets, outputs: usize) -> Result<(f64, f64), String> {
+pub(crate) fn score(
+    out: &[f32],
+    targets: Targets,
+    outputs: usize,
+) -> Result<(f64, f64), EngineError> {
     let outputs = outputs.max(1);
     match targets {
         Targets::Values(y) => {
@@ -97,13 +108,19 @@ pub(crate) fn score(out: &[f32], targets: Targets, outputs: usize) -> Result<(f6
         }
         Targets::Labels(labels) => {
             if labels.len() * outputs != out.len() {
-                return Err(format!("{} labels for {} logits", labels.len(), out.len()));
+                return Err(EngineError::LabelCount {
+                    labels: labels.len(),
+                    logits: out.len(),
+                });
             }
             let (mut loss, mut hits) = (0.0f64, 0.0f64);
             for (row, &label) in out.chunks_exact(outputs).zip(labels) {
                 let label = label as usize;
                 if label >= outputs {
-                    return Err(format!("label {label} with {outputs} classes"));
+                    return Err(EngineError::LabelRange {
+                        label,
+                        classes: outputs,
+                    });
                 }
                 // First maximum wins, as candle's argmax.
                 let (best, max) =

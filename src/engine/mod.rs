@@ -21,11 +21,13 @@
 
 mod conv_block;
 mod dense;
+mod error;
 mod loss;
 mod plan;
 mod pointwise;
 mod update;
 
+pub(crate) use error::EngineError;
 pub(crate) use loss::{Targets, score};
 pub(crate) use plan::Plan;
 pub(crate) use update::{Rule, Slot};
@@ -182,15 +184,14 @@ impl Engine {
         x: &[f32],
         targets: Targets,
         rules: StepRules,
-    ) -> Result<f64, String> {
+    ) -> Result<f64, EngineError> {
         let plan = &self.plan;
         let n = x.len() / plan.input_len;
         if n == 0 || n * plan.input_len != x.len() {
-            return Err(format!(
-                "{} input values do not make whole samples of {}",
-                x.len(),
-                plan.input_len
-            ));
+            return Err(EngineError::PartialBatch {
+                values: x.len(),
+                sample: plan.input_len,
+            });
         }
         let (ops, pb) = (&mut self.ops, &mut self.pb);
         ops.prepare(plan, n, true);
@@ -198,7 +199,7 @@ impl Engine {
         let masks = if self.gated {
             let m = self.masks[task]
                 .as_mut()
-                .ok_or_else(|| format!("task {task} has no masks in the engine"))?;
+                .ok_or(EngineError::NoMasks(task))?;
             for (p, w) in weights.iter().enumerate() {
                 update::gate_values(
                     rules.gate,

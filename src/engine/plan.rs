@@ -2,6 +2,7 @@
 //! ReLU and max-pool runs fuse into one [`Op::Conv`], `flatten` disappears (the buffers are
 //! already contiguous `[n, c·h·w]`).
 
+use super::EngineError;
 use crate::kernel::im2col::ConvGeom;
 use crate::model::{LayerSpec, ModelSpec};
 
@@ -70,7 +71,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Compiles `spec`, or says why the engine cannot run it (the reference path then does).
-    pub fn compile(spec: &ModelSpec) -> Result<Plan, String> {
+    pub fn compile(spec: &ModelSpec) -> Result<Plan, EngineError> {
         let shapes = spec.shapes()?;
         let mut ops: Vec<Op> = Vec::new();
         let mut param_lens = Vec::new();
@@ -94,10 +95,13 @@ impl Plan {
                     ..
                 } => {
                     let [c, h, w] = input[..] else {
-                        return Err(format!("conv2d input {input:?} is not [c, h, w]"));
+                        return Err(EngineError::NotAnImage {
+                            layer: "conv2d",
+                            input: input.clone(),
+                        });
                     };
                     let geom = ConvGeom::new(c, h, w, *kernel, *stride, *padding)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(EngineError::Geometry)?;
                     ops.push(Op::Conv {
                         geom,
                         c_out: *out,
@@ -128,10 +132,15 @@ impl Plan {
                 }),
                 LayerSpec::Maxpool2d { kernel, stride } => {
                     if stride.is_some_and(|s| s != *kernel) {
-                        return Err("max-pool with a stride other than its window".into());
+                        return Err(EngineError::Unsupported(
+                            "a max-pool with a stride other than its window",
+                        ));
                     }
                     let [c, h, w] = input[..] else {
-                        return Err(format!("maxpool2d input {input:?} is not [c, h, w]"));
+                        return Err(EngineError::NotAnImage {
+                            layer: "maxpool2d",
+                            input: input.clone(),
+                        });
                     };
                     match ops.last_mut() {
                         Some(Op::Conv { pool: pool @ 1, .. }) => *pool = *kernel,
@@ -154,7 +163,9 @@ impl Plan {
             param_lens,
         };
         if plan.ops.last().map(Op::out_len) != Some(plan.output_len) {
-            return Err("the model's last layer has no parameters or activation".into());
+            return Err(EngineError::Unsupported(
+                "a last layer with no parameters or activation",
+            ));
         }
         Ok(plan)
     }

@@ -23,6 +23,7 @@ pub mod proto;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
+use crate::params::ParamKey;
 use crate::run_folder::OutputDir;
 use crate::task::Split;
 use crate::train::{Learner, Strategy, Trainer};
@@ -269,7 +270,11 @@ fn write_export(
                 .collect();
             mask_values += bits.len() as u64;
             packed.push((
-                format!("{pname}.mask.{}", names[t]),
+                ParamKey::Mask {
+                    param: pname,
+                    task: &names[t],
+                }
+                .to_string(),
                 bitpack::pack(&bits),
                 bits.len(),
             ));

@@ -17,6 +17,7 @@
 mod network;
 mod spec;
 
+pub use crate::error::SpecError;
 pub use network::{Network, WeightInit};
 #[cfg(test)]
 pub(crate) use spec::lenet5;

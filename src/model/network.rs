@@ -57,7 +57,7 @@ impl Network {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let shapes = spec.shapes().map_err(candle_core::Error::msg)?;
+        let shapes = spec.shapes().map_err(candle_core::Error::wrap)?;
         let names = spec.layer_names();
         let mut layers = Vec::with_capacity(spec.layers.len());
         let mut params: Vec<(String, Var)> = Vec::new();

@@ -1,5 +1,6 @@
 //! The architecture file format and its shape checks.
 
+use super::SpecError;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -77,8 +78,10 @@ impl ModelSpec {
     /// Parses and checks a model file's text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let spec: ModelSpec = toml::from_str(text).map_err(|e| Error::toml(path, text, e))?;
-        spec.output_shape()
-            .map_err(|e| Error::Shape(format!("{}: {e}", path.display())))?;
+        spec.shapes().map_err(|source| Error::Model {
+            origin: path.display().to_string(),
+            source: Box::new(source),
+        })?;
         Ok(spec)
     }
 
@@ -102,15 +105,12 @@ impl ModelSpec {
     }
 
     /// Shapes after every layer (without batch axis), checking that each layer fits its input.
-    pub fn shapes(&self) -> std::result::Result<Vec<Vec<usize>>, String> {
+    pub fn shapes(&self) -> std::result::Result<Vec<Vec<usize>>, SpecError> {
         if self.input.is_empty() || self.input.contains(&0) {
-            return Err(format!(
-                "`input` must be non-empty with positive sizes, got {:?}",
-                self.input
-            ));
+            return Err(SpecError::Input(self.input.clone()));
         }
         if self.layers.is_empty() {
-            return Err("a model needs at least one [[layer]]".into());
+            return Err(SpecError::NoLayers);
         }
         let names = self.layer_names();
         let mut seen = std::collections::BTreeSet::new();
@@ -121,17 +121,21 @@ impl ModelSpec {
             if let Some(name) = &names[i]
                 && !seen.insert(name.clone())
             {
-                return Err(format!("{at}: duplicate layer name `{name}`"));
+                return Err(SpecError::DuplicateName {
+                    at,
+                    name: name.clone(),
+                });
             }
             shape = match layer {
                 LayerSpec::Linear { out, .. } => {
                     if shape.len() != 1 {
-                        return Err(format!(
-                            "{at} needs a flat input but gets {shape:?}; add a `flatten` layer before it"
-                        ));
+                        return Err(SpecError::NeedsFlat { at, shape });
                     }
                     if *out == 0 {
-                        return Err(format!("{at}: `out` must be positive"));
+                        return Err(SpecError::NotPositive {
+                            at,
+                            fields: "`out`",
+                        });
                     }
                     vec![*out]
                 }
@@ -143,25 +147,31 @@ impl ModelSpec {
                     ..
                 } => {
                     let [_, h, w] = shape[..] else {
-                        return Err(format!(
-                            "{at} needs a [channels, height, width] input but gets {shape:?}"
-                        ));
+                        return Err(SpecError::NeedsImage { at, shape });
                     };
                     if *out == 0 || *kernel == 0 || *stride == 0 {
-                        return Err(format!(
-                            "{at}: `out`, `kernel` and `stride` must be positive"
-                        ));
+                        return Err(SpecError::NotPositive {
+                            at,
+                            fields: "`out`, `kernel` and `stride`",
+                        });
                     }
-                    let too_big = || format!("{at}: padding {padding} is too large");
+                    let too_big = || SpecError::Padding {
+                        at: at.clone(),
+                        padding: *padding,
+                    };
                     let ph = h.checked_add(padding.checked_mul(2).ok_or_else(too_big)?);
                     let pw = w.checked_add(padding.checked_mul(2).ok_or_else(too_big)?);
                     let (Some(_), Some(_)) = (ph, pw) else {
                         return Err(too_big());
                     };
                     if h + 2 * padding < *kernel || w + 2 * padding < *kernel {
-                        return Err(format!(
-                            "{at}: kernel {kernel} is larger than the padded input {shape:?}"
-                        ));
+                        return Err(SpecError::Window {
+                            at,
+                            what: "kernel",
+                            size: *kernel,
+                            padded: "padded ",
+                            shape,
+                        });
                     }
                     vec![
                         *out,
@@ -171,20 +181,24 @@ impl ModelSpec {
                 }
                 LayerSpec::Maxpool2d { kernel, stride } => {
                     let [c, h, w] = shape[..] else {
-                        return Err(format!(
-                            "{at} needs a [channels, height, width] input but gets {shape:?}"
-                        ));
+                        return Err(SpecError::NeedsImage { at, shape });
                     };
                     let stride = stride.unwrap_or(*kernel);
                     if *kernel == 0 || stride != *kernel {
-                        return Err(format!(
-                            "{at}: only non-overlapping windows are supported (stride = kernel > 0), got kernel {kernel}, stride {stride}"
-                        ));
+                        return Err(SpecError::Overlapping {
+                            at,
+                            kernel: *kernel,
+                            stride,
+                        });
                     }
                     if h < *kernel || w < *kernel {
-                        return Err(format!(
-                            "{at}: window {kernel} is larger than the input {shape:?}"
-                        ));
+                        return Err(SpecError::Window {
+                            at,
+                            what: "window",
+                            size: *kernel,
+                            padded: "",
+                            shape,
+                        });
                     }
                     vec![c, h / kernel, w / kernel]
                 }
@@ -192,7 +206,10 @@ impl ModelSpec {
                     shape
                         .iter()
                         .try_fold(1usize, |a, &d| a.checked_mul(d))
-                        .ok_or_else(|| format!("{at}: {shape:?} has too many elements"))?,
+                        .ok_or_else(|| SpecError::TooLarge {
+                            at: at.clone(),
+                            shape: shape.clone(),
+                        })?,
                 ],
                 LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Sigmoid => shape,
             };
@@ -204,7 +221,7 @@ impl ModelSpec {
     /// Parameters (weight and bias) of each layer that has any, by layer name, counted without
     /// overflow, so a model too large to allocate can be refused before anything is made.
     pub fn param_counts(&self) -> Result<Vec<(String, u128)>> {
-        let shapes = self.shapes().map_err(Error::Shape)?;
+        let shapes = self.shapes().map_err(|source| self.error(source))?;
         let names = self.layer_names();
         let mut input = self.input.clone();
         let mut out = Vec::new();
@@ -232,9 +249,17 @@ impl ModelSpec {
         Ok(out)
     }
 
+    /// `source` as the library error, naming this model.
+    fn error(&self, source: SpecError) -> Error {
+        Error::Model {
+            origin: format!("model `{}`", self.name),
+            source: Box::new(source),
+        }
+    }
+
     /// Shape of the model's output, without the batch axis.
     pub fn output_shape(&self) -> Result<Vec<usize>> {
-        let shapes = self.shapes().map_err(Error::Shape)?;
+        let shapes = self.shapes().map_err(|source| self.error(source))?;
         Ok(shapes.last().cloned().unwrap_or_default())
     }
 
@@ -298,9 +323,16 @@ mod tests {
     #[test]
     fn linear_on_image_is_rejected_with_a_hint() {
         let text = "name = \"bad\"\ninput = [1, 4, 4]\n[[layer]]\ntype = \"linear\"\nout = 2\n";
-        let err = ModelSpec::parse(text, Path::new("bad.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = ModelSpec::parse(text, Path::new("bad.toml")).unwrap_err();
+        assert!(
+            matches!(&err, Error::Model { source, .. } if matches!(**source, SpecError::NeedsFlat { .. })),
+            "{err:?}"
+        );
+        let err = format!("{:#}", anyhow::Error::from(err));
+        assert!(
+            err.starts_with("bad.toml: layer 1 (linear) needs a flat input but gets [1, 4, 4]"),
+            "{err}"
+        );
         assert!(err.contains("add a `flatten` layer"), "{err}");
     }
 

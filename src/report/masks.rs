@@ -2,7 +2,9 @@
 //! `gated/{param}.mask.{task}`), so a report needs neither the dataset nor a rebuilt trainer.
 
 use crate::error::Result;
+use crate::params::ParamKey;
 use crate::train::CheckpointFile;
+use crate::train::Strategy;
 use safetensors::{Dtype, SafeTensors};
 
 /// One gated parameter's binarized mask for every task.
@@ -54,7 +56,9 @@ impl BinaryMasks {
     ) -> Result<Option<Self>> {
         let corrupt = |message: String| file.corrupt(message);
         let st = SafeTensors::deserialize(file.bytes()).map_err(|e| corrupt(e.to_string()))?;
-        let key = |p: &str, t: &str| format!("gated/{p}.mask.{t}");
+        let key = |p: &str, t: &str| {
+            ParamKey::Mask { param: p, task: t }.in_strategy(Strategy::Gated.as_str())
+        };
         let present: Vec<&String> = tasks
             .iter()
             .filter(|t| params.iter().all(|p| st.tensor(&key(p, t)).is_ok()))

@@ -8,6 +8,7 @@ use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
 use crate::model::{ModelSpec, Network};
 use crate::optim::{Optimizer, OptimizerConfig};
+use crate::params::{MASK_SLOTS, ParamKey, W_SLOTS, slot_prefix};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective};
 use crate::train::{EngineChoice, RunConfig};
@@ -343,7 +344,7 @@ impl Learner {
                 targets_of(objective, &ys, yl)?,
                 engine.output_len(),
             )
-            .map_err(candle_core::Error::msg)?
+            .map_err(candle_core::Error::wrap)?
             .1;
             return Ok((loss, metric));
         }
@@ -392,8 +393,12 @@ impl Learner {
         let grads = total.backward()?;
         for (name, var) in net.params() {
             if let Some(g) = grads.get(var) {
-                self.w_opt
-                    .step(&self.param_key(task, name), var, g, at.w_lr_factor)?;
+                self.w_opt.step(
+                    &self.param_key(task, name).to_string(),
+                    var,
+                    g,
+                    at.w_lr_factor,
+                )?;
             }
         }
         if let Some(bank) = self.masks.as_ref().filter(|_| at.mask_lr_factor > 0.0) {
@@ -401,7 +406,11 @@ impl Learner {
             for (m, pname) in masks.iter().zip(bank.param_names()) {
                 if let Some(g) = grads.get(m) {
                     self.mask_opt.step(
-                        &format!("{pname}.mask.{task_name}"),
+                        &ParamKey::Mask {
+                            param: pname,
+                            task: task_name,
+                        }
+                        .to_string(),
                         m,
                         g,
                         at.mask_lr_factor,
@@ -461,15 +470,18 @@ impl Learner {
         let targets = targets_of(objective, &ys, yl)?;
         let loss = engine
             .train_step(model, task, x, targets, rules)
-            .map_err(candle_core::Error::msg)?;
+            .map_err(candle_core::Error::wrap)?;
         self.stale.0.store(true, Ordering::Release);
         Ok(loss)
     }
 
-    fn param_key(&self, task: usize, name: &str) -> String {
+    fn param_key<'a>(&'a self, task: usize, name: &'a str) -> ParamKey<'a> {
         match self.strategy {
-            Strategy::Separate => format!("{}/{name}", self.task_names[task]),
-            _ => name.to_string(),
+            Strategy::Separate => ParamKey::TaskWeight {
+                task: &self.task_names[task],
+                param: name,
+            },
+            _ => ParamKey::Weight { param: name },
         }
     }
 
@@ -605,7 +617,7 @@ impl Learner {
         for (t, net) in self.nets.iter().enumerate() {
             for (name, var) in net.params() {
                 out.push((
-                    format!("{s}/{}", self.param_key(t, name)),
+                    self.param_key(t, name).in_strategy(s),
                     var.as_tensor().clone(),
                 ));
             }
@@ -614,7 +626,11 @@ impl Learner {
             for task in bank.tasks() {
                 let tname = &self.task_names[task];
                 for (m, pname) in bank.get(task).unwrap_or(&[]).iter().zip(bank.param_names()) {
-                    out.push((format!("{s}/{pname}.mask.{tname}"), m.as_tensor().clone()));
+                    let key = ParamKey::Mask {
+                        param: pname,
+                        task: tname,
+                    };
+                    out.push((key.in_strategy(s), m.as_tensor().clone()));
                 }
             }
         }
@@ -624,11 +640,11 @@ impl Learner {
             None => {
                 out.extend(
                     self.w_opt
-                        .state_tensors(&format!("{s}/optim.w/"), &device)?,
+                        .state_tensors(&slot_prefix(s, W_SLOTS), &device)?,
                 );
                 out.extend(
                     self.mask_opt
-                        .state_tensors(&format!("{s}/optim.mask/"), &device)?,
+                        .state_tensors(&slot_prefix(s, MASK_SLOTS), &device)?,
                 );
             }
         }
@@ -647,7 +663,7 @@ impl Learner {
         for (t, (net, slots)) in self.nets.iter().zip(&engine.w_slots).enumerate() {
             for ((name, var), slot) in net.params().iter().zip(slots) {
                 entries.push((
-                    format!("{s}/optim.w/{}", self.param_key(t, name)),
+                    self.param_key(t, name).slot(s, W_SLOTS),
                     slot,
                     var.shape().clone(),
                 ));
@@ -666,7 +682,11 @@ impl Learner {
                     .zip(&m.slots)
                 {
                     entries.push((
-                        format!("{s}/optim.mask/{pname}.mask.{tname}"),
+                        ParamKey::Mask {
+                            param: pname,
+                            task: tname,
+                        }
+                        .slot(s, MASK_SLOTS),
                         slot,
                         shape.clone(),
                     ));
@@ -706,7 +726,7 @@ impl Learner {
             let keys: Vec<(String, Var)> = self.nets[t]
                 .params()
                 .iter()
-                .map(|(name, var)| (format!("{s}/{}", self.param_key(t, name)), var.clone()))
+                .map(|(name, var)| (self.param_key(t, name).in_strategy(s), var.clone()))
                 .collect();
             for (key, var) in keys {
                 let src = tensors
@@ -729,7 +749,13 @@ impl Learner {
             for (task, tname) in self.task_names.iter().enumerate() {
                 let keys: Vec<String> = names
                     .iter()
-                    .map(|p| format!("{s}/{p}.mask.{tname}"))
+                    .map(|p| {
+                        ParamKey::Mask {
+                            param: p,
+                            task: tname,
+                        }
+                        .in_strategy(s)
+                    })
                     .collect();
                 if !tensors.contains_key(&keys[0]) {
                     continue;
@@ -745,9 +771,9 @@ impl Learner {
                 bank.insert(task, masks)?;
             }
         }
-        self.w_opt.load_state(&format!("{s}/optim.w/"), tensors)?;
+        self.w_opt.load_state(&slot_prefix(s, W_SLOTS), tensors)?;
         self.mask_opt
-            .load_state(&format!("{s}/optim.mask/"), tensors)?;
+            .load_state(&slot_prefix(s, MASK_SLOTS), tensors)?;
         self.reload_engine()
     }
 
@@ -757,7 +783,7 @@ impl Learner {
             .map(|(t, net)| {
                 net.params()
                     .iter()
-                    .map(|(name, _)| self.param_key(t, name))
+                    .map(|(name, _)| self.param_key(t, name).to_string())
                     .collect()
             })
             .collect();
@@ -793,7 +819,13 @@ impl Learner {
                         slots: bank
                             .param_names()
                             .iter()
-                            .map(|p| slot(&self.mask_opt, &format!("{p}.mask.{tname}")))
+                            .map(|p| {
+                                let key = ParamKey::Mask {
+                                    param: p,
+                                    task: tname,
+                                };
+                                slot(&self.mask_opt, &key.to_string())
+                            })
                             .collect::<Result<_>>()?,
                     }),
                 };

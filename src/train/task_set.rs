@@ -119,8 +119,10 @@ impl TaskSet {
         let at = origin.display().to_string();
         let model = match raw.model {
             Some(m) => {
-                m.output_shape()
-                    .map_err(|e| Error::Shape(format!("{at}: [model]: {e}")))?;
+                m.shapes().map_err(|source| Error::Model {
+                    origin: format!("{at}: [model]"),
+                    source: Box::new(source),
+                })?;
                 m
             }
             None => {

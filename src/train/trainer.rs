@@ -21,6 +21,7 @@ use super::table::ComparisonTable;
 use super::tensorboard::{TensorBoardSink, write_events};
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
+use crate::params::ParamKey;
 use crate::run_folder::{Overrides, RunWriter, fsio};
 use crate::task::{Objective, Split, Task, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Device, Tensor};
@@ -713,11 +714,8 @@ impl Trainer {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(Strategy::Gated);
             // `gated/fc1.weight.mask.a`, `separate/a/fc1.weight`: the task is in the key.
-            let task = self
-                .set
-                .task_names()
-                .into_iter()
-                .find(|t| name.ends_with(&format!(".mask.{t}")) || name.contains(&format!("/{t}/")))
+            let task = ParamKey::parse(&name)
+                .and_then(|(_, key)| key.task())
                 .map_or("all tasks".to_string(), |t| format!("task `{t}`"));
             return Err(self.diverged(self.step, &format!("tensor `{name}`"), strategy, &task));
         }

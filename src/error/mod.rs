@@ -1,6 +1,9 @@
 //! The library's error type: every variant names the file, field or value at fault and what
 //! would be valid, so the CLI can print it as one line and a user can fix the input.
 
+mod spec;
+
+pub use spec::SpecError;
 use std::path::PathBuf;
 
 /// Errors from gatekit's library. The CLI prints them with `{:#}` and exits non-zero.
@@ -27,6 +30,15 @@ pub enum Error {
         /// The parser's error, kept whole; it prints as one line.
         #[source]
         source: TomlError,
+    },
+    /// A model's layers do not fit together (the source says where and why).
+    #[error("{origin}")]
+    Model {
+        /// The model file or table.
+        origin: String,
+        /// Which layer and why.
+        #[source]
+        source: Box<SpecError>,
     },
     /// A configuration value is out of range or inconsistent.
     #[error("{origin}: `{field}` {message}")]
