@@ -7,15 +7,23 @@
 //! Meta-Learning"). The paper's baselines, `shared` (one plain model) and `separate` (one model
 //! per task), run through the same code.
 //!
-//! - [`gate`]: gated layers, gate modes and the per-task [`gate::MaskBank`]
-//! - [`model`]: architecture files and the network built from them
-//! - [`task`]: the [`task::Task`] trait, the self-registering task kinds and task-set files
-//! - [`train`]: strategies, optimizers, the sampler and the [`train::Trainer`]
-//! - [`data`]: dataset files (IDX/MNIST), finding and fetching them
-//! - [`export`]: 1-bit mask files and ONNX models per task
+//! The modules, bottom layer first (`tests/layering.rs` holds the order: a module uses only
+//! the layers below it; the book's "Architecture" page draws it):
+//! - [`error`], [`rng`]: the library's error type; seeded random streams
 //! - [`kernel`]: hand-written CPU ops (conv2d, max-pool) with their own backward passes
-//! - [`report`]: figures, `report.md`/`report.html` and TensorBoard event files for runs
 //! - [`run_folder`]: the run folder: one writer, atomic commits, verified read-only snapshots
+//! - [`tfevents`]: the TensorBoard event-file format
+//! - [`optim`]: optimizer settings and the reference optimizers (SGD, momentum, Adam)
+//! - [`params`]: the names of a run's tensors ([`params::ParamKey`]) and [`params::TaskId`]
+//! - [`atomic`], [`gate`]: atomic output files; gated layers, gate modes and the per-task
+//!   [`gate::MaskBank`]
+//! - [`data`], [`model`]: dataset files (IDX/MNIST); architecture files and the network
+//! - [`task`]: the [`task::Task`] trait and the self-registering task kinds
+//! - `engine` (private): the fast fused training step over plain `f32` buffers
+//! - [`train`]: task-set files and run configuration, the strategies, the sampler, the
+//!   [`train::Trainer`] and what a run logs
+//! - [`export`], [`report`], [`adapt`]: 1-bit masks and ONNX per task; figures and reports;
+//!   new tasks on a trained run
 //! - [`sweep`]: one run per seed and the summary over seeds (confidence intervals, paired tests)
 #![deny(missing_docs)]
 

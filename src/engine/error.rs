@@ -3,6 +3,7 @@
 //! surfaces as a tensor error with this as its source.
 
 use crate::error::SpecError;
+use crate::params::TaskId;
 
 /// What the engine cannot do.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +34,8 @@ pub enum EngineError {
         sample: usize,
     },
     /// A gated step for a task whose masks were never set.
-    #[error("task {0} has no masks in the engine")]
-    NoMasks(usize),
+    #[error("{0} has no masks in the engine")]
+    NoMasks(TaskId),
     /// Labels and logits disagree in count.
     #[error("{labels} labels for {logits} logits")]
     LabelCount {

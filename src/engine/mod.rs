@@ -34,6 +34,7 @@ pub(crate) use update::{Rule, Slot};
 
 use crate::gate::GateMode;
 use crate::gate::Regularizer;
+use crate::params::TaskId;
 use conv_block::{Block, BlockBuffers};
 use plan::Op;
 
@@ -180,7 +181,7 @@ impl Engine {
     pub fn train_step(
         &mut self,
         model: usize,
-        task: usize,
+        task: TaskId,
         x: &[f32],
         targets: Targets,
         rules: StepRules,
@@ -197,7 +198,7 @@ impl Engine {
         ops.prepare(plan, n, true);
         let weights = &mut self.models[model];
         let masks = if self.gated {
-            let m = self.masks[task]
+            let m = self.masks[task.index()]
                 .as_mut()
                 .ok_or(EngineError::NoMasks(task))?;
             for (p, w) in weights.iter().enumerate() {

@@ -40,6 +40,18 @@ pub enum Error {
         #[source]
         source: Box<SpecError>,
     },
+    /// Bytes for a file could not be encoded (safetensors, JSON): a bug or an impossible
+    /// tensor, never the user's input.
+    #[error("{path}: cannot encode {what}")]
+    Encode {
+        /// The file being written.
+        path: PathBuf,
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A configuration value is out of range or inconsistent.
     #[error("{origin}: `{field}` {message}")]
     Config {
@@ -197,6 +209,19 @@ impl Error {
                 line,
                 parser: Box::new(e),
             },
+        }
+    }
+
+    /// An encoding error while writing `path`.
+    pub fn encode(
+        path: impl Into<PathBuf>,
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Encode {
+            path: path.into(),
+            what,
+            source: Box::new(source),
         }
     }
 

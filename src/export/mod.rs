@@ -238,11 +238,13 @@ fn write_export(
         .iter()
         .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F32)?)))
         .collect::<Result<_>>()?;
+    let weights_path = dir.join("weights.safetensors");
     let weights_bytes = safetensors::serialize(weights.iter().map(|(n, t)| (n.as_str(), t)), None)
-        .map_err(|e| Error::Shape(e.to_string()))?;
-    write_atomic(&dir.join("weights.safetensors"), &weights_bytes)?;
+        .map_err(|e| Error::encode(&weights_path, "the shared weights", e))?;
+    write_atomic(&weights_path, &weights_bytes)?;
 
     // Masks, bit-packed.
+    let masks_path = dir.join("masks.safetensors");
     let mut packed: Vec<(String, Vec<u8>, usize)> = Vec::new();
     let mut mask_values = 0u64;
     let mut task_masks: Vec<Vec<candle_core::Var>> = Vec::new();
@@ -287,7 +289,7 @@ fn write_export(
             safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![bytes.len()], bytes)
         })
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Shape(e.to_string()))?;
+        .map_err(|e| Error::encode(&masks_path, "the packed masks", e))?;
     let meta = MaskMetadata {
         format: "gatekit-masks/1",
         bit_order: "msb-first (numpy packbits): element i is bit 7 - i % 8 of byte i / 8",
@@ -301,7 +303,8 @@ fn write_export(
             .collect(),
         dtype: "U8 packed bits; reshape np.unpackbits(x)[:prod(shape)] to shape",
     };
-    let meta_json = serde_json::to_string(&meta).map_err(|e| Error::Shape(e.to_string()))?;
+    let meta_json = serde_json::to_string(&meta)
+        .map_err(|e| Error::encode(&masks_path, "the mask metadata", e))?;
     let masks_bytes = safetensors::serialize(
         packed.iter().map(|(n, _, _)| n.as_str()).zip(views),
         Some(std::collections::HashMap::from([(
@@ -309,8 +312,8 @@ fn write_export(
             meta_json,
         )])),
     )
-    .map_err(|e| Error::Shape(e.to_string()))?;
-    write_atomic(&dir.join("masks.safetensors"), &masks_bytes)?;
+    .map_err(|e| Error::encode(&masks_path, "the packed masks", e))?;
+    write_atomic(&masks_path, &masks_bytes)?;
 
     // Per-task ONNX and metrics.
     let view = match (opts.binarize, opts.rescale) {

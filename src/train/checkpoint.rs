@@ -28,16 +28,12 @@ pub fn encode(tensors: &[(String, Tensor)], step: usize, path: &Path) -> Result<
         format: CHECKPOINT_FORMAT.into(),
         step,
     };
-    let json = serde_json::to_string(&meta).map_err(|e| Error::Checkpoint {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let json = serde_json::to_string(&meta)
+        .map_err(|e| Error::encode(path, "the checkpoint metadata", e))?;
     let metadata = HashMap::from([("gatekit".to_string(), json)]);
     let sorted: BTreeMap<&str, &Tensor> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    safetensors::serialize(sorted, Some(metadata)).map_err(|e| Error::Checkpoint {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    safetensors::serialize(sorted, Some(metadata))
+        .map_err(|e| Error::encode(path, "the checkpoint tensors", e))
 }
 
 /// The first tensor among `tensors` holding a NaN or an infinity, with the offending value.

@@ -1,5 +1,6 @@
-//! The three strategies behind one interface: `gated` (shared W, one mask set per task),
-//! `shared` (one plain model, task ignored) and `separate` (one plain model per task). They all
+//! The strategies behind one interface: `gated` (shared W, one mask set per task), `shared`
+//! (one plain model, task ignored), `separate` (one plain model per task), and for the
+//! sequential schedule `finetune` and `joint` (one plain model each). They all
 //! run the same [`Network`] code; only the gate and the parameter set differ.
 
 use super::continual::TaskOrder;
@@ -8,7 +9,7 @@ use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
 use crate::model::{ModelSpec, Network};
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::params::{MASK_SLOTS, ParamKey, W_SLOTS, slot_prefix};
+use crate::params::{MASK_SLOTS, ParamKey, TaskId, W_SLOTS, slot_prefix};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective};
 use crate::train::{EngineChoice, RunConfig};
@@ -469,7 +470,7 @@ impl Learner {
         let x = f32_slice(&xs, xl)?;
         let targets = targets_of(objective, &ys, yl)?;
         let loss = engine
-            .train_step(model, task, x, targets, rules)
+            .train_step(model, TaskId(task), x, targets, rules)
             .map_err(candle_core::Error::wrap)?;
         self.stale.0.store(true, Ordering::Release);
         Ok(loss)

@@ -1,5 +1,6 @@
-//! Training: the strategies ([`Learner`]), the optimizers, the task sampler and the loop
-//! ([`Trainer`]) with its run folder (checkpoint, state, metrics).
+//! Training: task-set files and their resolved `[run]` table ([`TaskSet`], [`RunConfig`]), the
+//! strategies ([`Learner`]), the task sampler and the loop ([`Trainer`]) with its run folder
+//! (checkpoint, state, metrics) and TensorBoard sink.
 
 mod checkpoint;
 mod config;
