@@ -253,17 +253,10 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     on(AdaptEvent::Start {
         steps: per_task * job.new.tasks.len() + cfg.meta.iterations * metas.len(),
     });
-    let w_opt = OptimizerConfig {
-        kind: run.optimizer,
-        lr: run.lr,
-        momentum: run.momentum,
-        beta2: run.adam_beta2,
-    };
+    let w_opt = run.w_optimizer();
     let mask_opt = OptimizerConfig {
-        kind: run.mask_optimizer,
         lr: cfg.mask_lr.unwrap_or(run.mask_lr),
-        momentum: run.momentum,
-        beta2: run.adam_beta2,
+        ..run.mask_optimizer()
     };
     let soft = Mixture::new(net, &stored_masks, mode, scale, MixGates::Soft)?;
     let pick_mix = match cfg.pick.gates {

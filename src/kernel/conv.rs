@@ -25,7 +25,7 @@
 //! nothing held between calls.
 
 use super::im2col::{ConvGeom, col2im, im2col};
-use super::{Real, chunk_len, dense, for_each_chunk};
+use super::{FloatKernel3, Real, at_float_type, chunk_len, dense, for_each_chunk};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -257,6 +257,17 @@ impl Conv2d {
     }
 }
 
+impl FloatKernel3 for Conv2d {
+    fn run<T: Real>(
+        &self,
+        a: (&CpuStorage, &Layout),
+        b: (&CpuStorage, &Layout),
+        c: (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        self.fwd::<T>(a, b, c)
+    }
+}
+
 impl CustomOp3 for Conv2d {
     fn name(&self) -> &'static str {
         "gatekit-conv2d"
@@ -271,15 +282,7 @@ impl CustomOp3 for Conv2d {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                self.fwd::<f32>((s1, l1), (s2, l2), (s3, l3))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                self.fwd::<f64>((s1, l1), (s2, l2), (s3, l3))
-            }
-            _ => bail!("conv2d: the CPU kernel takes F32 or F64, the same for x, w and b"),
-        }
+        at_float_type(self, "conv2d", (s1, l1), (s2, l2), (s3, l3))
     }
 
     fn bwd(
@@ -433,6 +436,17 @@ impl Conv2dBackward {
     }
 }
 
+impl FloatKernel3 for Conv2dBackward {
+    fn run<T: Real>(
+        &self,
+        a: (&CpuStorage, &Layout),
+        b: (&CpuStorage, &Layout),
+        c: (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        self.bwd::<T>(a, b, c)
+    }
+}
+
 impl CustomOp3 for Conv2dBackward {
     fn name(&self) -> &'static str {
         "gatekit-conv2d-backward"
@@ -447,15 +461,7 @@ impl CustomOp3 for Conv2dBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                self.bwd::<f32>((s1, l1), (s2, l2), (s3, l3))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                self.bwd::<f64>((s1, l1), (s2, l2), (s3, l3))
-            }
-            _ => bail!("conv2d backward: the CPU kernel takes F32 or F64, the same for all inputs"),
-        }
+        at_float_type(self, "conv2d backward", (s1, l1), (s2, l2), (s3, l3))
     }
 }
 

@@ -138,6 +138,36 @@ pub(crate) fn for_each_chunk<T: Send>(
     }
 }
 
+/// A CPU kernel over three tensors of one float type (a convolution's x, w and b, or its
+/// backward pass's inputs), run by [`at_float_type`] at the type the storages hold.
+pub(crate) trait FloatKernel3 {
+    /// The kernel at element type `T`.
+    fn run<T: Real>(
+        &self,
+        a: (&CpuStorage, &Layout),
+        b: (&CpuStorage, &Layout),
+        c: (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, candle_core::Shape)>;
+}
+
+/// Runs `kernel` at the float type its three inputs share (F32 or F64); `what` names the op in
+/// the error for any other combination.
+pub(crate) fn at_float_type<K: FloatKernel3>(
+    kernel: &K,
+    what: &str,
+    a: (&CpuStorage, &Layout),
+    b: (&CpuStorage, &Layout),
+    c: (&CpuStorage, &Layout),
+) -> Result<(CpuStorage, candle_core::Shape)> {
+    match (a.0, b.0, c.0) {
+        (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => kernel.run::<f32>(a, b, c),
+        (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => kernel.run::<f64>(a, b, c),
+        _ => {
+            candle_core::bail!("{what}: the CPU kernel takes F32 or F64, the same for every input")
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     use crate::rng::Rng;

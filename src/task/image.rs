@@ -97,6 +97,25 @@ pub(super) const COMMON_PARAMS: &[super::ParamSpec] = &[
     },
 ];
 
+/// An image kind's parameter list: [`COMMON_PARAMS`] followed by the kind's own, so the shared
+/// ones are written in one place (a `const` slice cannot be concatenated otherwise).
+macro_rules! image_params {
+    ($($own:expr),* $(,)?) => {
+        &[
+            $crate::task::image::COMMON_PARAMS[0],
+            $crate::task::image::COMMON_PARAMS[1],
+            $crate::task::image::COMMON_PARAMS[2],
+            $crate::task::image::COMMON_PARAMS[3],
+            $crate::task::image::COMMON_PARAMS[4],
+            $($own),*
+        ]
+    };
+}
+pub(super) use image_params;
+
+// `image_params!` lists the common parameters one by one.
+const _: () = assert!(COMMON_PARAMS.len() == 5);
+
 impl ImageSettings {
     pub fn from_params(ctx: &TaskContext) -> Result<Self> {
         let p = ctx.params;

@@ -3,16 +3,11 @@
 //! paper's "useless" all-white task).
 
 use super::Task;
-use super::image::{COMMON_PARAMS, Colour, ImageSettings, Resample, colour_param};
+use super::image::{Colour, ImageSettings, Resample, colour_param, image_params};
 use super::registry::{ParamSpec, ParamType, TaskContext, TaskKind};
 use crate::error::Result;
 
-const PARAMS: &[ParamSpec] = &[
-    COMMON_PARAMS[0],
-    COMMON_PARAMS[1],
-    COMMON_PARAMS[2],
-    COMMON_PARAMS[3],
-    COMMON_PARAMS[4],
+const PARAMS: &[ParamSpec] = image_params![
     ParamSpec {
         name: "background",
         ty: ParamType::FloatList,

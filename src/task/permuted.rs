@@ -4,25 +4,18 @@
 //! differently.
 
 use super::Task;
-use super::image::{COMMON_PARAMS, Colour, ImageSettings, Resample};
+use super::image::{Colour, ImageSettings, Resample, image_params};
 use super::registry::{ParamSpec, ParamType, TaskContext, TaskKind};
 use crate::error::Result;
 use crate::rng::Rng;
 use std::sync::Arc;
 
-const PARAMS: &[ParamSpec] = &[
-    COMMON_PARAMS[0],
-    COMMON_PARAMS[1],
-    COMMON_PARAMS[2],
-    COMMON_PARAMS[3],
-    COMMON_PARAMS[4],
-    ParamSpec {
-        name: "permutation",
-        ty: ParamType::Int,
-        default: Some("-1"),
-        help: "which permutation (drawn from the set's seed; equal ids give equal tasks); -1 = the task's position",
-    },
-];
+const PARAMS: &[ParamSpec] = image_params![ParamSpec {
+    name: "permutation",
+    ty: ParamType::Int,
+    default: Some("-1"),
+    help: "which permutation (drawn from the set's seed; equal ids give equal tasks); -1 = the task's position",
+},];
 
 /// The permutation with id `id` of `n` pixels under `seed` (Fisher–Yates).
 pub fn permutation(seed: u64, id: u64, n: usize) -> Vec<u32> {

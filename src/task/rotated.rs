@@ -2,24 +2,17 @@
 //! benchmark). Bilinear resampling about the image centre on the source grid, zeros outside.
 
 use super::Task;
-use super::image::{COMMON_PARAMS, Colour, ImageSettings, Resample};
+use super::image::{Colour, ImageSettings, Resample, image_params};
 use super::registry::{ParamSpec, ParamType, TaskContext, TaskKind};
 use crate::error::Result;
 use std::sync::Arc;
 
-const PARAMS: &[ParamSpec] = &[
-    COMMON_PARAMS[0],
-    COMMON_PARAMS[1],
-    COMMON_PARAMS[2],
-    COMMON_PARAMS[3],
-    COMMON_PARAMS[4],
-    ParamSpec {
-        name: "angle",
-        ty: ParamType::Float,
-        default: Some("0.0"),
-        help: "rotation in degrees, counter-clockwise",
-    },
-];
+const PARAMS: &[ParamSpec] = image_params![ParamSpec {
+    name: "angle",
+    ty: ParamType::Float,
+    default: Some("0.0"),
+    help: "rotation in degrees, counter-clockwise",
+},];
 
 /// For each output pixel of a `rows`×`cols` grid, the four bilinear taps into the source grid
 /// for a counter-clockwise rotation by `degrees` (taps outside the image have weight 0).

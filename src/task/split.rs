@@ -2,23 +2,16 @@
 //! {0, 1}, {2, 3}, …. Labels keep their digit value (one 10-way head shared by all tasks).
 
 use super::Task;
-use super::image::{COMMON_PARAMS, Colour, ImageSettings, Resample};
+use super::image::{Colour, ImageSettings, Resample, image_params};
 use super::registry::{ParamSpec, ParamType, TaskContext, TaskKind};
 use crate::error::Result;
 
-const PARAMS: &[ParamSpec] = &[
-    COMMON_PARAMS[0],
-    COMMON_PARAMS[1],
-    COMMON_PARAMS[2],
-    COMMON_PARAMS[3],
-    COMMON_PARAMS[4],
-    ParamSpec {
-        name: "classes",
-        ty: ParamType::IntList,
-        default: None,
-        help: "the digits of this task, e.g. [0, 1]",
-    },
-];
+const PARAMS: &[ParamSpec] = image_params![ParamSpec {
+    name: "classes",
+    ty: ParamType::IntList,
+    default: None,
+    help: "the digits of this task, e.g. [0, 1]",
+},];
 
 fn build(ctx: &TaskContext) -> Result<Box<dyn Task>> {
     let classes = ctx.params.i64_list("classes")?;

@@ -2,7 +2,7 @@
 //! ([`RunConfig`]). The task module never sees it; the trainer, the engine's settings and the
 //! run folder do.
 
-use super::{OptimizerKind, Schedule, TaskOrder, WPolicy};
+use super::{OptimizerConfig, OptimizerKind, Schedule, TaskOrder, WPolicy};
 use crate::error::{Error, Result};
 use crate::gate::{GateMode, MaskInit, Regularizer};
 use crate::model::WeightInit;
@@ -513,6 +513,25 @@ fn resolve_phases(
 }
 
 impl RunConfig {
+    /// The shared weights' optimizer.
+    pub fn w_optimizer(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            beta2: self.adam_beta2,
+        }
+    }
+
+    /// The masks' optimizer (same momentum and β₂ as W's).
+    pub fn mask_optimizer(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: self.mask_optimizer,
+            lr: self.mask_lr,
+            ..self.w_optimizer()
+        }
+    }
+
     /// The phase (0-based) that step `step` (0-based) belongs to: always 0 for the
     /// interleaved schedule.
     pub fn phase_of(&self, step: usize) -> usize {

@@ -210,18 +210,8 @@ impl Learner {
             task_names: task_names.to_vec(),
             nets,
             masks,
-            w_opt: Optimizer::new(OptimizerConfig {
-                kind: run.optimizer,
-                lr: run.lr,
-                momentum: run.momentum,
-                beta2: run.adam_beta2,
-            }),
-            mask_opt: Optimizer::new(OptimizerConfig {
-                kind: run.mask_optimizer,
-                lr: run.mask_lr,
-                momentum: run.momentum,
-                beta2: run.adam_beta2,
-            }),
+            w_opt: Optimizer::new(run.w_optimizer()),
+            mask_opt: Optimizer::new(run.mask_optimizer()),
             gate: run.gate,
             regularizer: (run.mask_regularizer, run.mask_regularizer_weight),
         })

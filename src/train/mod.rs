@@ -24,7 +24,7 @@ pub use config::{EngineChoice, MaskRecipe, Precision, RunConfig};
 pub use continual::{ContinualSummary, TaskOrder, WPolicy};
 pub use evaluation::{PROBE_SEED, probe_subset};
 pub use learner::{Learner, StepSettings, Strategy};
-pub use record::{MetricsLog, Record, mean_test_metric, test_metrics};
+pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metrics};
 pub use sampler::TaskSampler;
 pub use state::{RunSnapshot, RunState};
 pub use table::{ComparisonTable, format_metric};

@@ -240,8 +240,54 @@ pub fn test_metrics<'a>(
 
 /// Mean of [`test_metrics`] (NaN when there are none).
 pub fn mean_test_metric(records: &[Record], strategy: &str) -> f64 {
-    let (sum, n) = test_metrics(records, strategy).fold((0.0, 0usize), |(s, n), m| (s + m, n + 1));
-    if n == 0 { f64::NAN } else { sum / n as f64 }
+    mean(test_metrics(records, strategy)).unwrap_or(f64::NAN)
+}
+
+/// The mean of `values` (`None` when there are none).
+fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values
+        .into_iter()
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// What a run's records say about its gated model beyond the comparison table: means over
+/// tasks of the binarized model's test metric, of each parameter's share of weights switched
+/// off, and of the recovered generating-mask entries (tasks with known masks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatedSummary {
+    /// Mean test metric of `W ⊙ 1[M > 0]`.
+    pub binarized_metric: Option<f64>,
+    /// Per parameter, the mean share of its weights a task switches off (0..1).
+    pub off_share: Vec<(String, f64)>,
+    /// Mean share of identifiable generating-mask entries recovered (0..1).
+    pub recovered: Option<f64>,
+}
+
+impl GatedSummary {
+    /// The summary of `records` (a run's log).
+    pub fn of(records: &[Record]) -> Self {
+        let mut per_param: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+        for r in records {
+            if let Record::Mask { param, off, .. } = r {
+                per_param.entry(param).or_default().push(*off);
+            }
+        }
+        GatedSummary {
+            binarized_metric: mean(records.iter().filter_map(|r| match r {
+                Record::Binarized { metric, .. } => Some(*metric),
+                _ => None,
+            })),
+            off_share: per_param
+                .into_iter()
+                .filter_map(|(p, offs)| Some((p.to_string(), mean(offs)?)))
+                .collect(),
+            recovered: mean(records.iter().filter_map(|r| match r {
+                Record::Recovery { identifiable, .. } => Some(*identifiable),
+                _ => None,
+            })),
+        }
+    }
 }
 
 /// Encoding and decoding of `metrics.jsonl` (the run folder's writer appends the lines and

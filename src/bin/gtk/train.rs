@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use gatekit::TaskSet;
 use gatekit::run_folder::Overrides;
-use gatekit::train::{Record, Strategy, TaskOrder, Trainer, format_metric};
+use gatekit::train::{GatedSummary, Record, Strategy, TaskOrder, Trainer, format_metric};
 use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -143,57 +143,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
     println!("\n{}", trainer.table(records)?);
-    let gated: Vec<&Record> = records
-        .iter()
-        .filter(|r| matches!(r, Record::Binarized { .. }))
-        .collect();
-    if !gated.is_empty() {
-        let mean = gated
-            .iter()
-            .map(|r| {
-                if let Record::Binarized { metric, .. } = r {
-                    *metric
-                } else {
-                    0.0
-                }
-            })
-            .sum::<f64>()
-            / gated.len() as f64;
+    let summary = GatedSummary::of(records);
+    if let Some(mean) = summary.binarized_metric {
         println!(
             "gated, binarized masks W ⊙ 1[M > 0]: mean test metric {}",
             format_metric(mean)
         );
-        let mut per_param: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
-        for r in records {
-            if let Record::Mask { param, off, .. } = r {
-                let e = per_param.entry(param).or_default();
-                e.0 += off;
-                e.1 += 1;
-            }
-        }
-        let parts: Vec<String> = per_param
+        let parts: Vec<String> = summary
+            .off_share
             .iter()
-            .map(|(p, (off, n))| format!("{p} {:.1}%", 100.0 * off / *n as f64))
+            .map(|(p, off)| format!("{p} {:.1}%", 100.0 * off))
             .collect();
         println!(
             "gated, weights switched off (mean over tasks): {}",
             parts.join(", ")
         );
     }
-    let rec: Vec<f64> = records
-        .iter()
-        .filter_map(|r| {
-            if let Record::Recovery { identifiable, .. } = r {
-                Some(*identifiable)
-            } else {
-                None
-            }
-        })
-        .collect();
-    if !rec.is_empty() {
+    if let Some(recovered) = summary.recovered {
         println!(
             "gated, generating mask entries recovered (identifiable entries): {:.1}% mean over tasks",
-            100.0 * rec.iter().sum::<f64>() / rec.len() as f64
+            100.0 * recovered
         );
     }
     print_continual(trainer)?;
