@@ -2,15 +2,17 @@
 //! a plain model trained from scratch on the K shots (the `separate` strategy for the new
 //! task), and the run's `shared` model fine-tuned on them (all weights).
 
-use super::mixture::Target;
 use super::shots::Shots;
 use crate::error::Result;
 use crate::model::Network;
 use crate::rng::Rng;
-use crate::train::{Optimizer, OptimizerConfig};
+use crate::train::{Learner, OptimizerConfig, RunConfig, StepSettings, Strategy};
 
-/// Trains every parameter of `net` (plain, no gate) for `steps` steps in place.
+/// Trains every parameter of `net` (plain, no gate) for `steps` steps in place, through the
+/// training step of [`Learner`].
+#[allow(clippy::too_many_arguments)]
 pub fn train_plain(
+    run: &RunConfig,
     net: &Network,
     shots: &Shots,
     steps: usize,
@@ -20,17 +22,19 @@ pub fn train_plain(
     on_step: &mut dyn FnMut(),
 ) -> Result<()> {
     let objective = shots.task().objective();
-    let mut opt = Optimizer::new(opt);
+    let mut learner = Learner::starting_from(Strategy::Shared, run, net, None, (opt, opt))?;
+    let at = StepSettings {
+        gate_scale: 1.0,
+        w_lr_factor: 1.0,
+        mask_lr_factor: 0.0,
+    };
     for _ in 0..steps {
         let b = shots.batch(batch, rng)?;
-        let out = net.forward(&b.x, None)?;
-        let grads = Target::Loss(objective, &b.y).value(&out)?.backward()?;
-        for (name, var) in net.params() {
-            if let Some(g) = grads.get(var) {
-                opt.step(name, var, g, 1.0)?;
-            }
-        }
+        learner.train_step(0, &b, objective, at)?;
         on_step();
+    }
+    for ((_, dst), (_, src)) in net.params().iter().zip(learner.network(0).params()) {
+        dst.set(src.as_tensor())?;
     }
     Ok(())
 }

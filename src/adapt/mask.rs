@@ -1,15 +1,14 @@
 //! `mask`: learn a new task's own real-valued mask on K labelled examples, W and the stored
-//! masks frozen, through the same gated forward pass training uses ([`Network::forward`] with a
-//! [`TaskGate`]). The mask starts where the learned mixture is: `M₀ = g⁻¹(Σ α_i g(M_i))`, so the
+//! masks frozen, through the training step itself ([`Learner::train_step`]: the fast engine for
+//! f32 runs on the CPU, candle's autograd otherwise). The mask starts where the learned mixture is: `M₀ = g⁻¹(Σ α_i g(M_i))`, so the
 //! first step's model is the mixture's model.
 
-use super::mixture::Target;
 use super::shots::Shots;
 use crate::error::Result;
-use crate::gate::{GateMode, GateView, TaskGate};
+use crate::gate::GateMode;
 use crate::model::Network;
 use crate::rng::Rng;
-use crate::train::{Optimizer, OptimizerConfig};
+use crate::train::{Learner, OptimizerConfig, RunConfig, StepSettings, Strategy};
 use candle_core::{Tensor, Var};
 
 /// Gates are clamped into [ε, 1 − ε] before inverting, so a mixture that agrees on 0 or 1
@@ -27,10 +26,11 @@ pub fn mask_for_gate(gate: &Tensor, mode: GateMode, scale: f64) -> Result<Tensor
     })
 }
 
-/// Trains masks starting at `init` for `steps` steps with `opt` on batches of `batch` shots;
-/// returns them.
+/// Trains masks starting at `init` for `steps` steps with `opt` on batches of `batch` shots
+/// (W frozen), through the training step of [`Learner`]; returns them.
 #[allow(clippy::too_many_arguments)]
 pub fn learn_mask(
+    run: &RunConfig,
     net: &Network,
     init: Vec<Tensor>,
     mode: GateMode,
@@ -42,31 +42,30 @@ pub fn learn_mask(
     rng: &mut Rng,
     on_step: &mut dyn FnMut(),
 ) -> Result<Vec<Var>> {
-    let masks = init
-        .iter()
-        .map(Var::from_tensor)
-        .collect::<candle_core::Result<Vec<_>>>()?;
     let objective = shots.task().objective();
-    let mut opt = Optimizer::new(opt);
+    let mut learner = Learner::starting_from(
+        Strategy::Gated,
+        run,
+        net,
+        Some(init),
+        (run.w_optimizer(), opt),
+    )?;
+    learner.set_gate_mode(mode);
+    let at = StepSettings {
+        gate_scale: scale,
+        w_lr_factor: 0.0,
+        mask_lr_factor: 1.0,
+    };
     for _ in 0..steps {
         let b = shots.batch(batch, rng)?;
-        let gate = TaskGate {
-            masks: &masks,
-            mode,
-            scale,
-            view: GateView::Trained,
-        };
-        let out = net.forward(&b.x, Some(&gate))?;
-        let loss = Target::Loss(objective, &b.y).value(&out)?;
-        let grads = loss.backward()?;
-        for (i, m) in masks.iter().enumerate() {
-            if let Some(g) = grads.get(m) {
-                opt.step(&i.to_string(), m, g, 1.0)?;
-            }
-        }
+        learner.train_step(0, &b, objective, at)?;
         on_step();
     }
-    Ok(masks)
+    Ok(learner
+        .masks()
+        .and_then(|bank| bank.get(0))
+        .map(<[Var]>::to_vec)
+        .unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::model::Network;
 use crate::rng::Rng;
 use crate::task::Task;
-use crate::train::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::train::{Optimizer, OptimizerConfig, OptimizerKind, RunConfig};
 use candle_core::{DType, Device, Tensor};
 
 /// Which meta-learner.
@@ -59,6 +59,8 @@ pub fn inner_optimizer(lr: f64) -> OptimizerConfig {
 
 /// What meta-training needs besides the settings.
 pub struct MetaJob<'a> {
+    /// The trained run's configuration (precision and engine of the inner steps).
+    pub run: &'a RunConfig,
     /// The run's training tasks.
     pub tasks: &'a [Box<dyn Task>],
     /// The initialisation to meta-train (changed in place).
@@ -101,6 +103,7 @@ pub fn meta_train(
             let support = Shots::draw(task, k, &mut rng, job.device, job.dtype);
             let phi = copy_network(job.init)?;
             train_plain(
+                job.run,
                 &phi,
                 &support,
                 job.steps,

@@ -301,6 +301,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         meta::meta_train(
             m,
             &meta::MetaJob {
+                run,
                 tasks: &tasks[..first_new],
                 init: &init,
                 shots: cfg.shots,
@@ -392,6 +393,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                             .collect::<candle_core::Result<_>>()?
                     } else {
                         mask::learn_mask(
+                            run,
                             net,
                             init,
                             mode,
@@ -432,6 +434,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         // Both baselines: the same steps and batches on the K shots, then the whole test split.
         let baseline_metric = |net: &Network, on: &mut dyn FnMut(AdaptEvent)| -> Result<f64> {
             baseline::train_plain(
+                run,
                 net,
                 &shots,
                 cfg.steps,
@@ -494,6 +497,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             });
             let tuned = baseline::copy_network(init)?;
             baseline::train_plain(
+                run,
                 &tuned,
                 &shots,
                 cfg.steps,

@@ -217,6 +217,39 @@ impl Learner {
         })
     }
 
+    /// A learner for one task whose parameters start at `start`'s (and, gated, whose mask
+    /// starts at `masks`), with its own optimizers: `gtk adapt` trains a new task's mask and
+    /// its baselines through this, so adapting runs the same step as training, on the engine
+    /// where the run's models fit it. No mask regulariser (adapting never used one).
+    pub fn starting_from(
+        strategy: Strategy,
+        run: &RunConfig,
+        start: &Network,
+        masks: Option<Vec<Tensor>>,
+        optimizers: (OptimizerConfig, OptimizerConfig),
+    ) -> Result<Self> {
+        if strategy == Strategy::Separate {
+            candle_core::bail!("a one-task learner is gated or one plain model, not `separate`");
+        }
+        let device = start
+            .params()
+            .first()
+            .map(|(_, v)| v.device().clone())
+            .unwrap_or(Device::Cpu);
+        let mut learner = Learner::new(strategy, run, start.spec(), &["new".to_string()], &device)?;
+        learner.w_opt = Optimizer::new(optimizers.0);
+        learner.mask_opt = Optimizer::new(optimizers.1);
+        learner.regularizer = (Regularizer::None, 0.0);
+        for ((_, dst), (_, src)) in learner.nets[0].params().iter().zip(start.params()) {
+            dst.set(src.as_tensor())?;
+        }
+        if let (Some(bank), Some(masks)) = (&mut learner.masks, masks) {
+            bank.insert(0, masks)?;
+        }
+        learner.reload_engine()?;
+        Ok(learner)
+    }
+
     /// Changes the gate function (the trainer switches to the STE gate at `binarize_after`).
     pub fn set_gate_mode(&mut self, mode: GateMode) {
         self.gate = mode;
