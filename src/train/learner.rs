@@ -86,12 +86,70 @@ impl Strategy {
         }
     }
 
+    /// How the strategy's parameters are laid out: what the learner, the memory estimate and
+    /// the histograms work from, so no step branches on the strategy's name.
+    pub fn layout(self) -> StrategyLayout {
+        match self {
+            Strategy::Gated => StrategyLayout {
+                models: Models::One,
+                gated: true,
+            },
+            Strategy::Shared | Strategy::Finetune | Strategy::Joint => StrategyLayout {
+                models: Models::One,
+                gated: false,
+            },
+            Strategy::Separate => StrategyLayout {
+                models: Models::PerTask,
+                gated: false,
+            },
+        }
+    }
+
     /// One plain model serves every task.
     pub fn one_plain_model(self) -> bool {
-        matches!(
-            self,
-            Strategy::Shared | Strategy::Finetune | Strategy::Joint
-        )
+        self.layout() == StrategyLayout::PLAIN
+    }
+}
+
+/// How many models a strategy trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Models {
+    /// One model (its weights keyed `{param}`).
+    One,
+    /// One model per task (keyed `{task}/{param}`).
+    PerTask,
+}
+
+/// A strategy as data: its models, and whether each task gates them with masks of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrategyLayout {
+    /// One model or one per task.
+    pub models: Models,
+    /// Every task has masks over the (one) model's weights.
+    pub gated: bool,
+}
+
+impl StrategyLayout {
+    /// One plain model for every task.
+    pub const PLAIN: StrategyLayout = StrategyLayout {
+        models: Models::One,
+        gated: false,
+    };
+
+    /// How many models for `tasks` tasks.
+    pub fn model_count(self, tasks: usize) -> usize {
+        match self.models {
+            Models::One => 1,
+            Models::PerTask => tasks,
+        }
+    }
+
+    /// The model that serves task `task`.
+    pub fn model_of(self, task: usize) -> usize {
+        match self.models {
+            Models::One => 0,
+            Models::PerTask => task,
+        }
     }
 }
 
@@ -166,11 +224,8 @@ impl Learner {
         device: &Device,
     ) -> Result<Self> {
         let dtype = run.dtype.dtype();
-        let count = if strategy == Strategy::Separate {
-            task_names.len()
-        } else {
-            1
-        };
+        let layout = strategy.layout();
+        let count = layout.model_count(task_names.len());
         let nets = (0..count)
             .map(|t| {
                 Network::new(
@@ -182,7 +237,7 @@ impl Learner {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let masks = (strategy == Strategy::Gated).then(|| {
+        let masks = layout.gated.then(|| {
             MaskBank::new(
                 &nets[0].param_shapes(),
                 run.mask_init(),
@@ -197,7 +252,7 @@ impl Learner {
                     plan,
                     nets.iter().map(weights_of).collect::<Result<Vec<_>>>()?,
                     task_names.len(),
-                    strategy == Strategy::Gated,
+                    layout.gated,
                 ))),
                 Err(_) => None,
             },
@@ -228,8 +283,8 @@ impl Learner {
         masks: Option<Vec<Tensor>>,
         optimizers: (OptimizerConfig, OptimizerConfig),
     ) -> Result<Self> {
-        if strategy == Strategy::Separate {
-            candle_core::bail!("a one-task learner is gated or one plain model, not `separate`");
+        if strategy.layout().models != Models::One {
+            candle_core::bail!("a one-task learner is gated or one plain model, not `{strategy}`");
         }
         let device = start
             .params()
@@ -315,11 +370,7 @@ impl Learner {
     /// The network that serves task `task`.
     pub fn network(&self, task: usize) -> &Network {
         self.synced();
-        if self.strategy == Strategy::Separate {
-            &self.nets[task]
-        } else {
-            &self.nets[0]
-        }
+        &self.nets[self.strategy.layout().model_of(task)]
     }
 
     /// The mask bank (gated only).
@@ -377,11 +428,7 @@ impl Learner {
             Some(bank) => bank.ensure(task)?.to_vec(),
             None => Vec::new(),
         };
-        let net = if self.strategy == Strategy::Separate {
-            &self.nets[task]
-        } else {
-            &self.nets[0]
-        };
+        let net = &self.nets[self.strategy.layout().model_of(task)];
         let gate = TaskGate {
             masks: &masks,
             mode: self.gate,
@@ -483,11 +530,7 @@ impl Learner {
             regularizer: self.regularizer.0,
             reg_weight: (self.regularizer.1 / count.max(1) as f64) as f32,
         };
-        let model = if self.strategy == Strategy::Separate {
-            task
-        } else {
-            0
-        };
+        let model = self.strategy.layout().model_of(task);
         let (xs, xl) = batch.x.storage_and_layout();
         let (ys, yl) = batch.y.storage_and_layout();
         let x = f32_slice(&xs, xl)?;
@@ -500,12 +543,12 @@ impl Learner {
     }
 
     fn param_key<'a>(&'a self, task: usize, name: &'a str) -> ParamKey<'a> {
-        match self.strategy {
-            Strategy::Separate => ParamKey::TaskWeight {
+        match self.strategy.layout().models {
+            Models::PerTask => ParamKey::TaskWeight {
                 task: &self.task_names[task],
                 param: name,
             },
-            _ => ParamKey::Weight { param: name },
+            Models::One => ParamKey::Weight { param: name },
         }
     }
 

@@ -23,7 +23,7 @@ pub use checkpoint::{
 pub use config::{EngineChoice, MaskRecipe, Precision, RunConfig};
 pub use continual::{ContinualSummary, TaskOrder, WPolicy};
 pub use evaluation::{PROBE_SEED, probe_subset};
-pub use learner::{Learner, StepSettings, Strategy};
+pub use learner::{Learner, Models, StepSettings, Strategy, StrategyLayout};
 pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metrics};
 pub use sampler::TaskSampler;
 pub use state::{RunSnapshot, RunState};

@@ -13,7 +13,7 @@ use super::continual::{ContinualSummary, TaskOrder, WPolicy};
 use super::evaluation::{
     BatchSums, ForwardClock, ModelParams, PROBE_SEED, Pass, measure_all, model_params, probe_subset,
 };
-use super::learner::{Learner, StepSettings, Strategy};
+use super::learner::{Learner, Models, StepSettings, Strategy};
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
 use super::state::{RunSnapshot, RunState, TrainLoss};
@@ -1017,10 +1017,11 @@ impl Trainer {
     fn histograms(&self, learner: &Learner) -> Result<Vec<Record>> {
         let scale = self.hat_scale(self.step);
         let mut out = Vec::new();
-        let tasks: Vec<usize> = match (learner.strategy(), learner.masks()) {
-            (Strategy::Gated, Some(bank)) => bank.tasks(),
-            (Strategy::Separate, _) => (0..self.tasks.len()).collect(),
-            _ => vec![0],
+        let layout = learner.strategy().layout();
+        let tasks: Vec<usize> = match (layout.models, learner.masks()) {
+            (_, Some(bank)) => bank.tasks(),
+            (Models::PerTask, _) => (0..self.tasks.len()).collect(),
+            (Models::One, None) => vec![0],
         };
         for t in tasks {
             let task = if learner.strategy().one_plain_model() {
@@ -1345,11 +1346,9 @@ fn check_memory(set: &TaskSet, strategies: &[Strategy]) -> Result<()> {
     // engine keeps its own copy of each; a factor 2 for gradients and work buffers.
     let mut copies: u128 = 0;
     for s in strategies {
-        copies += match s {
-            Strategy::Gated => 3 + 3 * t,
-            Strategy::Shared | Strategy::Finetune | Strategy::Joint => 3,
-            Strategy::Separate => 3 * t,
-        };
+        let layout = s.layout();
+        copies +=
+            3 * layout.model_count(set.tasks.len()) as u128 + if layout.gated { 3 * t } else { 0 };
     }
     let needed = per_model
         .saturating_mul(copies)
