@@ -18,6 +18,7 @@ Before each run it waits (at most --max-wait seconds) for the 1-minute load to d
 Usage (from the repository root; needs GATEKIT_DATA with mnist/ in it):
     python3 bench/compare.py [--reps 3] [--workloads w1,w2] [--threads 1,2]
     python3 bench/compare.py --whole-run [--reps 3] [--threads 1,2]
+    python3 bench/compare.py --gtk /path/to/older/gtk ...   (time another build, e.g. before a refactor)
 
 --whole-run (issue 15, "time to result"): W2 with the paper's cadence on both sides, the test
 metric every 10 steps on 500 test images per task and the full test at the end (gatekit:
@@ -358,6 +359,9 @@ def main():
     ap.add_argument("--idle-load", type=float, default=1.0)
     ap.add_argument("--max-wait", type=float, default=60.0)
     ap.add_argument("--install-peer", action="store_true")
+    ap.add_argument("--gtk", metavar="BINARY",
+                    help="time this gtk binary (e.g. a build of an earlier commit) instead of "
+                         "building the checkout's release binary")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M"))
     ap.add_argument("--whole-run", action="store_true",
@@ -378,12 +382,17 @@ def main():
     venv = Path(os.environ.get("PEER_VENV", Path.home() / ".cache" / "gatekit" / "peer-venv"))
     python = ensure_peer(venv, args.install_peer)
     mnist = peer_data(data, Path.home() / ".cache" / "gatekit" / "peer-mnist")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "gtk"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    if args.gtk:
+        source = Path(args.gtk)
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "gtk"], cwd=ROOT,
+                       check=True)
+        target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+        source = target / "release" / "gtk"
     work = Path(tempfile.mkdtemp(prefix="gatekit-bench-"))
     # A private copy: a shared CARGO_TARGET_DIR may get another checkout's build meanwhile.
     gtk = work / "gtk"
-    shutil.copy2(target / "release" / "gtk", gtk)
+    shutil.copy2(source, gtk)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.whole_run:

@@ -210,6 +210,8 @@ pub struct Learner {
     gate: GateMode,
     regularizer: (Regularizer, f64),
     engine: Option<Box<Engine>>,
+    /// Why `engine = "fast"` fell back to the reference (none when it did not).
+    engine_refusal: Option<String>,
     stale: Stale,
 }
 
@@ -246,6 +248,7 @@ impl Learner {
                 device,
             )
         });
+        let mut engine_refusal = None;
         let engine = match (run.engine, dtype, device) {
             (EngineChoice::Fast, DType::F32, Device::Cpu) => match Plan::compile(spec) {
                 Ok(plan) => Some(Box::new(Engine::new(
@@ -254,12 +257,24 @@ impl Learner {
                     task_names.len(),
                     layout.gated,
                 ))),
-                Err(_) => None,
+                Err(why) => {
+                    engine_refusal = Some(why.to_string());
+                    None
+                }
             },
-            _ => None,
+            (EngineChoice::Fast, DType::F32, _) => {
+                engine_refusal = Some("the engine runs on the CPU only".into());
+                None
+            }
+            (EngineChoice::Fast, dtype, _) => {
+                engine_refusal = Some(format!("the engine runs in f32 only, the run is {dtype:?}"));
+                None
+            }
+            (EngineChoice::Reference, ..) => None,
         };
         Ok(Learner {
             engine,
+            engine_refusal,
             stale: Stale::default(),
             strategy,
             task_names: task_names.to_vec(),
@@ -328,6 +343,12 @@ impl Learner {
         } else {
             "reference"
         }
+    }
+
+    /// Why the run asked for the fast engine but trains on the reference (the model has a layer
+    /// or shape the engine does not cover, f64, another device); `None` otherwise.
+    pub fn engine_refusal(&self) -> Option<&str> {
+        self.engine_refusal.as_deref()
     }
 
     /// Copies the engine's weights and masks into the candle `Var`s if they are behind.

@@ -35,6 +35,9 @@ pub use crate::run_folder::files;
 pub struct Timing {
     /// `fast` or `reference`, per strategy trained.
     pub engines: Vec<(Strategy, String)>,
+    /// Why `engine = "fast"` trains on the reference instead, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_fallback: Option<String>,
     /// rayon threads.
     pub threads: usize,
     /// Steps taken in this session.
@@ -498,6 +501,11 @@ impl Trainer {
             .iter()
             .map(|l| (l.strategy(), l.engine_name().to_string()))
             .collect();
+        self.timing.engine_fallback = self
+            .learners
+            .iter()
+            .find_map(|l| l.engine_refusal())
+            .map(str::to_string);
         self.timing.threads = rayon::current_num_threads();
         while self.step < until {
             let started = std::time::Instant::now();

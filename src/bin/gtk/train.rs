@@ -125,6 +125,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .map(|s| format!("; first step {s:.2} s after start"))
                 .unwrap_or_default()
         );
+        if let Some(why) = &t.engine_fallback {
+            println!("reference engine: {why}");
+        }
         if t.probes + t.full_evals > 0 {
             println!(
                 "evaluation: {} probe{} {:.1} s, {} full evaluation{} {:.1} s; forward {:.0} images/s",
