@@ -100,6 +100,9 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         message: String,
+        /// The reader's error, when one said so (safetensors, JSON, candle).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A dataset file is missing, unreadable or malformed.
     #[error("{path}: {message}")]

@@ -55,7 +55,8 @@ impl BinaryMasks {
         params: &[String],
     ) -> Result<Option<Self>> {
         let corrupt = |message: String| file.corrupt(message);
-        let st = SafeTensors::deserialize(file.bytes()).map_err(|e| corrupt(e.to_string()))?;
+        let st = SafeTensors::deserialize(file.bytes())
+            .map_err(|e| file.unreadable("unreadable safetensors", e))?;
         let key = |p: &str, t: &str| {
             ParamKey::Mask { param: p, task: t }.in_strategy(Strategy::Gated.as_str())
         };
@@ -72,7 +73,9 @@ impl BinaryMasks {
             let mut on = Vec::with_capacity(present.len());
             for t in &present {
                 let k = key(p, t);
-                let view = st.tensor(&k).map_err(|e| corrupt(format!("{k}: {e}")))?;
+                let view = st
+                    .tensor(&k)
+                    .map_err(|e| file.unreadable(format!("tensor `{k}`"), e))?;
                 if shape.is_empty() {
                     shape = view.shape().to_vec();
                 } else if view.shape() != shape.as_slice() {

@@ -113,6 +113,7 @@ impl<S: Serialize + DeserializeOwned> Snapshot<S> {
                             bytes.len(),
                             file.bytes
                         ),
+                        source: None,
                     });
                 }
                 Some(bytes)

@@ -94,20 +94,35 @@ impl CheckpointFile {
         Error::Checkpoint {
             path: self.path.clone(),
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A "corrupt checkpoint" error naming this file, `what` failed and the reader's error as
+    /// its source.
+    pub fn unreadable(
+        &self,
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Checkpoint {
+            path: self.path.clone(),
+            message: what.into(),
+            source: Some(Box::new(source)),
         }
     }
 
     /// The header's metadata: format and step.
     pub fn meta(&self) -> Result<CheckpointMeta> {
         let (_, meta) = safetensors::SafeTensors::read_metadata(&self.bytes)
-            .map_err(|e| self.corrupt(e.to_string()))?;
+            .map_err(|e| self.unreadable("unreadable safetensors header", e))?;
         let json = meta
             .metadata()
             .as_ref()
             .and_then(|m| m.get("gatekit"))
             .ok_or_else(|| self.corrupt("no `gatekit` metadata entry"))?;
-        let meta: CheckpointMeta = serde_json::from_str(json)
-            .map_err(|e| self.corrupt(format!("bad `gatekit` metadata: {e}")))?;
+        let meta: CheckpointMeta =
+            serde_json::from_str(json).map_err(|e| self.unreadable("bad `gatekit` metadata", e))?;
         if meta.format != CHECKPOINT_FORMAT {
             return Err(self.corrupt(format!(
                 "format `{}`, expected `{CHECKPOINT_FORMAT}`",
@@ -121,7 +136,7 @@ impl CheckpointFile {
     /// they mean damage), naming the tensor.
     pub fn tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
         let map = candle_core::safetensors::load_buffer(&self.bytes, device)
-            .map_err(|e| self.corrupt(e.to_string()))?;
+            .map_err(|e| self.unreadable("unreadable tensors", e))?;
         let mut list: Vec<(String, Tensor)> = map.into_iter().collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         if let Some((name, v)) = first_non_finite(&list)? {

@@ -345,7 +345,8 @@ impl Trainer {
             let tensors = file.tensors(device)?;
             let mut expected = std::collections::BTreeSet::new();
             for l in &mut learners {
-                l.load(&tensors).map_err(|e| file.corrupt(e.to_string()))?;
+                l.load(&tensors)
+                    .map_err(|e| file.unreadable("does not fit the run's models", e))?;
                 expected.extend(l.tensors()?.into_iter().map(|(k, _)| k));
             }
             if let Some(extra) = tensors.keys().find(|k| !expected.contains(*k)) {
