@@ -89,6 +89,35 @@ fn paths_after<'a>(code: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
     out
 }
 
+/// The first segment of every path in `use crate::{a::X, b, c::{Y, Z}}` groups.
+fn grouped_after_crate(code: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::{") {
+        rest = &rest[i + "crate::{".len()..];
+        let mut depth = 1;
+        let mut start = 0;
+        for (j, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' | ',' if depth == 1 => {
+                    let item = rest[start..j].trim();
+                    if let Some(first) = item.split("::").next().filter(|f| !f.is_empty()) {
+                        out.push(first);
+                    }
+                    start = j + 1;
+                    if c == '}' {
+                        break;
+                    }
+                }
+                '}' => depth -= 1,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 /// `src/a/b.rs` → `["a", "b"]`, `src/a/mod.rs` → `["a"]`.
 fn module_path(src: &Path, file: &Path) -> Vec<String> {
     let rel = file.strip_prefix(src).expect("under src");
@@ -101,6 +130,14 @@ fn module_path(src: &Path, file: &Path) -> Vec<String> {
         parts.push(last.trim_end_matches(".rs").to_string());
     }
     parts
+}
+
+#[test]
+fn grouped_crate_imports_are_seen() {
+    assert_eq!(
+        grouped_after_crate("use crate::{train::X, gate, model::{A, B}};\nuse crate::{error::E};"),
+        vec!["train", "gate", "model", "error"]
+    );
 }
 
 #[test]
@@ -132,6 +169,7 @@ fn modules_only_use_lower_layers() {
         let used: BTreeSet<&str> = paths_after(&text, "crate::")
             .into_iter()
             .filter_map(|p| p.first().copied())
+            .chain(grouped_after_crate(&text))
             .filter(|t| *t != top && modules.contains(*t))
             .collect();
         for target in used {
