@@ -29,12 +29,12 @@ pub use config::{AdaptConfig, MetaConfig, Method, MixGates, PickConfig, PickVari
 pub use new_tasks::NewTasks;
 
 use crate::error::{Error, Result};
-use crate::gate::{GateView, TaskGate};
+use crate::gate::GateView;
 use crate::model::Network;
 use crate::params::ParamKey;
 use crate::rng::Rng;
 use crate::task::{Objective, Split, Task};
-use crate::train::{OptimizerConfig, Strategy, open_run};
+use crate::train::{Learner, OptimizerConfig, Strategy, open_run};
 use candle_core::{Device, Tensor, Var};
 use mixture::{Mixture, Target};
 use serde::{Deserialize, Serialize};
@@ -269,17 +269,15 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             MixGates::Binary,
         )?),
     };
+    // Evaluation runs on the learner too (the engine's forward where the run has one).
+    let optimizers = (run.w_optimizer(), mask_opt);
     let gated_metric = |task: &dyn Task, masks: &[Var], view: GateView| -> Result<f64> {
+        let start = masks.iter().map(|m| m.as_tensor().clone()).collect();
+        let mut learner =
+            Learner::starting_from(Strategy::Gated, run, net, Some(start), optimizers)?;
+        learner.set_gate_mode(mode);
         test_metric(task, &device, dtype, &|x: &Tensor| {
-            net.forward(
-                x,
-                Some(&TaskGate {
-                    masks,
-                    mode,
-                    scale,
-                    view,
-                }),
-            )
+            learner.predict(0, x, scale, view)
         })
     };
     // The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
@@ -443,7 +441,10 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 &mut Rng::stream(seed, "adapt/baseline", index as u64),
                 &mut || on(AdaptEvent::Step),
             )?;
-            test_metric(task, &device, dtype, &|x: &Tensor| net.forward(x, None))
+            let learner = Learner::starting_from(Strategy::Shared, run, net, None, (w_opt, w_opt))?;
+            test_metric(task, &device, dtype, &|x: &Tensor| {
+                learner.predict(0, x, 1.0, GateView::Trained)
+            })
         };
         if train_separate {
             on(AdaptEvent::Stage {
@@ -506,7 +507,11 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 &mut Rng::stream(seed, "adapt/baseline", index as u64),
                 &mut || on(AdaptEvent::Step),
             )?;
-            let metric = test_metric(task, &device, dtype, &|x: &Tensor| tuned.forward(x, None))?;
+            let learner =
+                Learner::starting_from(Strategy::Shared, run, &tuned, None, (w_opt, w_opt))?;
+            let metric = test_metric(task, &device, dtype, &|x: &Tensor| {
+                learner.predict(0, x, 1.0, GateView::Trained)
+            })?;
             if !metric.is_finite() {
                 return Err(Error::config(
                     &at,
