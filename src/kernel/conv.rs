@@ -202,8 +202,8 @@ fn expect_dims(what: &str, layout: &Layout, dims: &[usize]) -> Result<()> {
     Ok(())
 }
 
-impl Conv2d {
-    fn fwd<T: Real>(
+impl FloatKernel3 for Conv2d {
+    fn run<T: Real>(
         &self,
         (sx, lx): (&CpuStorage, &Layout),
         (sw, lw): (&CpuStorage, &Layout),
@@ -254,17 +254,6 @@ impl Conv2d {
         for_each_chunk(&mut y, per * m * l, run);
         let shape = Shape::from((n, m, g.h_out, g.w_out));
         Ok((T::to_cpu_storage_owned(y), shape))
-    }
-}
-
-impl FloatKernel3 for Conv2d {
-    fn run<T: Real>(
-        &self,
-        a: (&CpuStorage, &Layout),
-        b: (&CpuStorage, &Layout),
-        c: (&CpuStorage, &Layout),
-    ) -> Result<(CpuStorage, Shape)> {
-        self.fwd::<T>(a, b, c)
     }
 }
 
@@ -326,8 +315,8 @@ impl CustomOp3 for Conv2d {
     }
 }
 
-impl Conv2dBackward {
-    fn bwd<T: Real>(
+impl FloatKernel3 for Conv2dBackward {
+    fn run<T: Real>(
         &self,
         (sx, lx): (&CpuStorage, &Layout),
         (sw, lw): (&CpuStorage, &Layout),
@@ -433,17 +422,6 @@ impl Conv2dBackward {
         head[nw..].copy_from_slice(db);
         let len = out.len();
         Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
-    }
-}
-
-impl FloatKernel3 for Conv2dBackward {
-    fn run<T: Real>(
-        &self,
-        a: (&CpuStorage, &Layout),
-        b: (&CpuStorage, &Layout),
-        c: (&CpuStorage, &Layout),
-    ) -> Result<(CpuStorage, Shape)> {
-        self.bwd::<T>(a, b, c)
     }
 }
 
