@@ -72,13 +72,13 @@ pub(crate) struct Plan {
 impl Plan {
     /// Compiles `spec`, or says why the engine cannot run it (the reference path then does).
     pub fn compile(spec: &ModelSpec) -> Result<Plan, EngineError> {
-        let shapes = spec.shapes()?;
+        let steps = spec.walk()?;
         let mut ops: Vec<Op> = Vec::new();
         let mut param_lens = Vec::new();
-        let mut input = spec.input.clone();
-        for (i, layer) in spec.layers.iter().enumerate() {
+        for step in &steps {
+            let input = &step.input;
             let len: usize = input.iter().product();
-            match layer {
+            match step.layer {
                 LayerSpec::Linear { out, .. } => {
                     ops.push(Op::Dense {
                         inputs: len,
@@ -97,7 +97,7 @@ impl Plan {
                     let [c, h, w] = input[..] else {
                         return Err(EngineError::NotAnImage {
                             layer: "conv2d",
-                            input: input.clone(),
+                            input: input.to_vec(),
                         });
                     };
                     let geom = ConvGeom::new(c, h, w, *kernel, *stride, *padding)
@@ -139,7 +139,7 @@ impl Plan {
                     let [c, h, w] = input[..] else {
                         return Err(EngineError::NotAnImage {
                             layer: "maxpool2d",
-                            input: input.clone(),
+                            input: input.to_vec(),
                         });
                     };
                     match ops.last_mut() {
@@ -154,11 +154,11 @@ impl Plan {
                 }
                 LayerSpec::Flatten => {}
             }
-            input = shapes[i].clone();
         }
+        let output = steps.last().map_or(&spec.input, |step| &step.output);
         let plan = Plan {
             input_len: spec.input.iter().product(),
-            output_len: input.iter().product(),
+            output_len: output.iter().product(),
             ops,
             param_lens,
         };

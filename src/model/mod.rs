@@ -21,4 +21,4 @@ pub use crate::error::SpecError;
 pub use network::{Network, WeightInit};
 #[cfg(test)]
 pub(crate) use spec::lenet5;
-pub use spec::{LayerSpec, ModelSpec};
+pub use spec::{LayerSpec, LayerStep, ModelSpec};

@@ -57,12 +57,10 @@ impl Network {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let shapes = spec.shapes().map_err(candle_core::Error::wrap)?;
-        let names = spec.layer_names();
+        let steps = spec.walk().map_err(candle_core::Error::wrap)?;
         let mut layers = Vec::with_capacity(spec.layers.len());
         let mut params: Vec<(String, Var)> = Vec::new();
-        let mut input = spec.input.clone();
-        for (i, layer) in spec.layers.iter().enumerate() {
+        for step in &steps {
             let index = params.len();
             let mut make = |name: &str, w_shape: Shape, fan_in: usize| -> Result<(Var, Var)> {
                 let out = w_shape.dims()[0];
@@ -102,26 +100,23 @@ impl Network {
                 params.push((format!("{name}.bias"), b.clone()));
                 Ok((w, b))
             };
-            let built = match layer {
-                LayerSpec::Linear { out, .. } => {
-                    let name = names[i].as_deref().unwrap_or("fc");
-                    let (w, b) = make(name, Shape::from((*out, input[0])), input[0])?;
+            let mut weights = || match step.layer.weight_shape(&step.input) {
+                Some((shape, fan_in)) => make(
+                    step.name.as_deref().unwrap_or("layer"),
+                    Shape::from(shape),
+                    fan_in,
+                ),
+                None => candle_core::bail!("layer `{}` has no parameters", step.layer.kind()),
+            };
+            let built = match step.layer {
+                LayerSpec::Linear { .. } => {
+                    let (w, b) = weights()?;
                     Layer::Linear(GatedLinear::new(w, b, index))
                 }
                 LayerSpec::Conv2d {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                    ..
+                    stride, padding, ..
                 } => {
-                    let name = names[i].as_deref().unwrap_or("conv");
-                    let fan_in = input[0] * kernel * kernel;
-                    let (w, b) = make(
-                        name,
-                        Shape::from((*out, input[0], *kernel, *kernel)),
-                        fan_in,
-                    )?;
+                    let (w, b) = weights()?;
                     Layer::Conv2d(GatedConv2d::new(w, b, index, *stride, *padding))
                 }
                 LayerSpec::Relu => Layer::Relu,
@@ -131,7 +126,6 @@ impl Network {
                 LayerSpec::Flatten => Layer::Flatten,
             };
             layers.push(built);
-            input = shapes[i].clone();
         }
         Ok(Network {
             spec: spec.clone(),

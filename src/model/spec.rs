@@ -68,6 +68,19 @@ fn one() -> usize {
     1
 }
 
+/// One layer of a model in place: what [`ModelSpec::walk`] gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStep<'a> {
+    /// The layer.
+    pub layer: &'a LayerSpec,
+    /// Its parameter name prefix (`fc1`, `conv2`), for layers with parameters.
+    pub name: Option<String>,
+    /// Shape of its input, without the batch axis.
+    pub input: Vec<usize>,
+    /// Shape of its output.
+    pub output: Vec<usize>,
+}
+
 impl ModelSpec {
     /// Reads and checks a model file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -218,35 +231,45 @@ impl ModelSpec {
         Ok(out)
     }
 
+    /// Every layer with its name (for layers with parameters), its input shape and its output
+    /// shape: the one walk over the layer list that the network, the engine's plan and the
+    /// parameter counts share.
+    pub fn walk(&self) -> std::result::Result<Vec<LayerStep<'_>>, SpecError> {
+        let shapes = self.shapes()?;
+        let names = self.layer_names();
+        let mut input = self.input.clone();
+        let mut steps = Vec::with_capacity(self.layers.len());
+        for ((layer, name), output) in self.layers.iter().zip(names).zip(shapes) {
+            steps.push(LayerStep {
+                layer,
+                name,
+                input: std::mem::replace(&mut input, output.clone()),
+                output,
+            });
+        }
+        Ok(steps)
+    }
+
     /// Parameters (weight and bias) of each layer that has any, by layer name, counted without
     /// overflow, so a model too large to allocate can be refused before anything is made.
     pub fn param_counts(&self) -> Result<Vec<(String, u128)>> {
-        let shapes = self.shapes().map_err(|source| self.error(source))?;
-        let names = self.layer_names();
-        let mut input = self.input.clone();
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            let count = match layer {
-                LayerSpec::Linear { out, .. } => {
-                    Some(*out as u128 * input[0] as u128 + *out as u128)
-                }
-                LayerSpec::Conv2d { out, kernel, .. } => Some(
-                    (*out as u128)
-                        .saturating_mul(input[0] as u128)
-                        .saturating_mul((*kernel as u128).saturating_mul(*kernel as u128))
-                        .saturating_add(*out as u128),
-                ),
-                _ => None,
-            };
-            if let Some(n) = count {
-                let name = names[i]
+        let steps = self.walk().map_err(|source| self.error(source))?;
+        Ok(steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| {
+                let (weight, _) = step.layer.weight_shape(&step.input)?;
+                let count = weight
+                    .iter()
+                    .fold(1u128, |n, &d| n.saturating_mul(d as u128))
+                    .saturating_add(weight[0] as u128);
+                let name = step
+                    .name
                     .clone()
                     .unwrap_or_else(|| format!("layer {}", i + 1));
-                out.push((name, n));
-            }
-            input = shapes[i].clone();
-        }
-        Ok(out)
+                Some((name, count))
+            })
+            .collect())
     }
 
     /// `source` as the library error, naming this model.
@@ -283,6 +306,24 @@ impl ModelSpec {
 }
 
 impl LayerSpec {
+    /// The shape of the layer's weight for an input of shape `input` (its bias has the
+    /// weight's first dimension), and the weight's fan-in; `None` for a layer without
+    /// parameters. The one place that knows each layer's parameter layout.
+    pub fn weight_shape(&self, input: &[usize]) -> Option<(Vec<usize>, usize)> {
+        match self {
+            LayerSpec::Linear { out, .. } => Some((vec![*out, input[0]], input[0])),
+            LayerSpec::Conv2d { out, kernel, .. } => Some((
+                vec![*out, input[0], *kernel, *kernel],
+                input[0] * kernel * kernel,
+            )),
+            LayerSpec::Relu
+            | LayerSpec::Tanh
+            | LayerSpec::Sigmoid
+            | LayerSpec::Maxpool2d { .. }
+            | LayerSpec::Flatten => None,
+        }
+    }
+
     /// The layer's type as written in the file.
     pub fn kind(&self) -> &'static str {
         match self {
