@@ -52,6 +52,18 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A JSON file of gatekit's (a commit record, a metrics line, a sweep description or
+    /// summary) does not parse; the parser's error, with line and column, is the source.
+    #[error("{path}: {what}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What it should have been (`not a valid commit record`, `line 3`).
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A configuration value is out of range or inconsistent.
     #[error("{origin}: `{field}` {message}")]
     Config {
@@ -225,6 +237,19 @@ impl Error {
             path: path.into(),
             what,
             source: Box::new(source),
+        }
+    }
+
+    /// A JSON parse error in `path`; `what` says what the text should have been.
+    pub fn json(
+        path: impl Into<PathBuf>,
+        what: impl Into<String>,
+        source: serde_json::Error,
+    ) -> Self {
+        Error::Json {
+            path: path.into(),
+            what: what.into(),
+            source,
         }
     }
 

@@ -97,10 +97,8 @@ pub fn is_checkpoint_name(name: &str) -> bool {
 impl<S: Serialize + DeserializeOwned> Commit<S> {
     /// The commit as `state.json` text (pretty, stable key order).
     pub fn to_json(&self) -> Result<String> {
-        let mut s = serde_json::to_string_pretty(self).map_err(|e| Error::Run {
-            path: "state.json".into(),
-            message: format!("cannot encode the commit: {e}"),
-        })?;
+        let mut s = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::encode("state.json", "the commit", e))?;
         s.push('\n');
         Ok(s)
     }
@@ -111,10 +109,8 @@ impl<S: Serialize + DeserializeOwned> Commit<S> {
         struct Head {
             format: Option<String>,
         }
-        let head: Head = serde_json::from_str(text).map_err(|e| Error::Run {
-            path: path.into(),
-            message: format!("not a valid commit record: {e}"),
-        })?;
+        let head: Head = serde_json::from_str(text)
+            .map_err(|e| Error::json(path, "not a valid commit record", e))?;
         match head.format.as_deref() {
             Some(FORMAT) => {}
             Some(other) => {
@@ -134,10 +130,7 @@ impl<S: Serialize + DeserializeOwned> Commit<S> {
                 });
             }
         }
-        serde_json::from_str(text).map_err(|e| Error::Run {
-            path: path.into(),
-            message: format!("not a valid commit record: {e}"),
-        })
+        serde_json::from_str(text).map_err(|e| Error::json(path, "not a valid commit record", e))
     }
 }
 

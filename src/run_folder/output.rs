@@ -208,10 +208,8 @@ impl OutputDir {
             kind: self.kind.into(),
             files: names,
         };
-        let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Run {
-            path: self.out.join(MANIFEST),
-            message: e.to_string(),
-        })?;
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| Error::encode(self.out.join(MANIFEST), "the output manifest", e))?;
         fsio::write_atomic(&self.tmp.join(MANIFEST), text.as_bytes())?;
         for old in &self.replace {
             let removed = if old.is_dir() {

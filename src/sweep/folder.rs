@@ -131,10 +131,8 @@ impl Sweep {
             });
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let json = serde_json::to_string_pretty(&spec).map_err(|e| Error::Run {
-            path: dir.join(MANIFEST),
-            message: format!("cannot encode: {e}"),
-        })?;
+        let json = serde_json::to_string_pretty(&spec)
+            .map_err(|e| Error::encode(dir.join(MANIFEST), "the sweep description", e))?;
         fsio::write_atomic(&dir.join(MANIFEST), json.as_bytes())?;
         Ok(Sweep {
             dir: dir.into(),
@@ -161,10 +159,8 @@ impl Sweep {
             });
         }
         let text = std::fs::read_to_string(&manifest).map_err(|e| Error::io(&manifest, e))?;
-        let spec: SweepSpec = serde_json::from_str(&text).map_err(|e| Error::Run {
-            path: manifest.clone(),
-            message: format!("is not a sweep description: {e}"),
-        })?;
+        let spec: SweepSpec = serde_json::from_str(&text)
+            .map_err(|e| Error::json(&manifest, "is not a sweep description", e))?;
         if spec.format != FORMAT {
             return Err(Error::Run {
                 path: manifest,

@@ -330,10 +330,8 @@ impl Summary {
     /// Reads a `summary.json`.
     pub fn read(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let s: Summary = serde_json::from_str(&text).map_err(|e| Error::Run {
-            path: path.into(),
-            message: format!("is not a sweep summary: {e}"),
-        })?;
+        let s: Summary = serde_json::from_str(&text)
+            .map_err(|e| Error::json(path, "is not a sweep summary", e))?;
         if s.format != SUMMARY_FORMAT {
             return Err(Error::Run {
                 path: path.into(),
@@ -348,10 +346,8 @@ impl Summary {
 
     /// As pretty JSON.
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self).map_err(|e| Error::Run {
-            path: super::folder::SUMMARY_JSON.into(),
-            message: format!("cannot encode: {e}"),
-        })
+        serde_json::to_string_pretty(self)
+            .map_err(|e| Error::encode(super::folder::SUMMARY_JSON, "the sweep summary", e))
     }
 
     /// The rows of the table (tasks, then the mean over tasks).

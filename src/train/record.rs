@@ -300,10 +300,8 @@ impl MetricsLog {
     pub fn encode(records: &[Record]) -> Result<String> {
         let mut text = String::new();
         for r in records {
-            let line = serde_json::to_string(r).map_err(|e| Error::Run {
-                path: "metrics.jsonl".into(),
-                message: format!("cannot encode a record: {e}"),
-            })?;
+            let line = serde_json::to_string(r)
+                .map_err(|e| Error::encode("metrics.jsonl", "a record", e))?;
             text.push_str(&line);
             text.push('\n');
         }
@@ -316,10 +314,7 @@ impl MetricsLog {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| Error::Run {
-                    path: path.into(),
-                    message: format!("line {}: {e}", i + 1),
-                })
+                serde_json::from_str(l).map_err(|e| Error::json(path, format!("line {}", i + 1), e))
             })
             .collect()
     }
