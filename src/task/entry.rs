@@ -18,24 +18,37 @@ pub struct TaskEntry {
 /// below the 255-byte limit of Linux, macOS and Windows file systems.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Why a name cannot name files; its text says what is wrong and what is valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("must not be empty")]
+    Empty,
+    /// The name is longer than [`MAX_NAME_LEN`].
+    #[error("is {0} characters long; at most {MAX_NAME_LEN} are allowed")]
+    TooLong(usize),
+    /// The name has a character other than ASCII letters, digits, `-` and `_`.
+    #[error("must be letters, digits, '-' or '_' only")]
+    Characters,
+    /// The name is a device name Windows reserves.
+    #[error("is a device name reserved by Windows; choose another")]
+    Reserved,
+}
+
 /// Checks that `name` can name files on Linux, macOS and Windows: 1 to [`MAX_NAME_LEN`]
 /// ASCII letters, digits, `-` or `_`, and not a name Windows reserves (`CON`, `NUL`, `COM1`, …).
-/// The error says what is wrong and what is valid.
-pub fn check_portable_name(name: &str) -> std::result::Result<(), String> {
+pub fn check_portable_name(name: &str) -> std::result::Result<(), NameError> {
     if name.is_empty() {
-        return Err("must not be empty".into());
+        return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "is {} characters long; at most {MAX_NAME_LEN} are allowed",
-            name.chars().count()
-        ));
+        return Err(NameError::TooLong(name.chars().count()));
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err("must be letters, digits, '-' or '_' only".into());
+        return Err(NameError::Characters);
     }
     let upper = name.to_ascii_uppercase();
     let reserved = ["CON", "PRN", "AUX", "NUL"].contains(&upper.as_str())
@@ -43,7 +56,7 @@ pub fn check_portable_name(name: &str) -> std::result::Result<(), String> {
             && upper.len() == 4
             && upper.as_bytes()[3].is_ascii_digit());
     if reserved {
-        return Err("is a device name reserved by Windows; choose another".into());
+        return Err(NameError::Reserved);
     }
     Ok(())
 }

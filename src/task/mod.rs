@@ -18,7 +18,7 @@ mod sinusoid;
 mod split;
 pub mod tensors;
 
-pub use entry::{MAX_NAME_LEN, TaskEntry, check_portable_name};
+pub use entry::{MAX_NAME_LEN, NameError, TaskEntry, check_portable_name};
 pub use image::{Colour, ImageTask, Resample};
 pub use permuted::permutation;
 pub use registry::{ParamSpec, ParamType, Params, TaskContext, TaskKind, find_kind, kinds};

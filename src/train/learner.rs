@@ -153,16 +153,19 @@ impl StrategyLayout {
     }
 }
 
-impl std::str::FromStr for Strategy {
-    type Err = String;
+/// A strategy name that is none of the five.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown strategy `{0}` (gated, shared, separate, finetune or joint)")]
+pub struct UnknownStrategy(pub String);
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+impl std::str::FromStr for Strategy {
+    type Err = UnknownStrategy;
+
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownStrategy> {
         Strategy::EVERY
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown strategy `{s}` (gated, shared, separate, finetune or joint)")
-            })
+            .ok_or_else(|| UnknownStrategy(s.to_string()))
     }
 }
 

@@ -23,9 +23,9 @@ pub use checkpoint::{
 pub use config::{EngineChoice, MaskRecipe, Precision, RunConfig};
 pub use continual::{ContinualSummary, TaskOrder, WPolicy};
 pub use evaluation::{PROBE_SEED, probe_subset};
-pub use learner::{Learner, Models, StepSettings, Strategy, StrategyLayout};
+pub use learner::{Learner, Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};
 pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metrics};
-pub use sampler::TaskSampler;
+pub use sampler::{SamplerMismatch, TaskSampler};
 pub use state::{RunSnapshot, RunState};
 pub use table::{ComparisonTable, format_metric};
 pub use task_set::TaskSet;

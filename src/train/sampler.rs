@@ -81,33 +81,33 @@ impl TaskSampler {
         num_tasks: usize,
         steps_per_task: usize,
         phase_steps: Option<usize>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SamplerMismatch> {
         if self.phase_steps != phase_steps {
-            return Err(format!(
-                "phase_steps is {:?}, the run's config says {phase_steps:?}",
-                self.phase_steps
-            ));
+            return Err(SamplerMismatch::PhaseSteps {
+                stored: self.phase_steps,
+                config: phase_steps,
+            });
         }
         if self.phase_steps.is_some() {
             return Ok(());
         }
         if self.steps_per_task != steps_per_task.max(1) {
-            return Err(format!(
-                "steps_per_task is {}, the run's config says {steps_per_task}",
-                self.steps_per_task
-            ));
+            return Err(SamplerMismatch::StepsPerTask {
+                stored: self.steps_per_task,
+                config: steps_per_task,
+            });
         }
         if self.current >= num_tasks {
-            return Err(format!(
-                "current task {} does not exist (the run has {num_tasks})",
-                self.current
-            ));
+            return Err(SamplerMismatch::NoSuchTask {
+                current: self.current,
+                tasks: num_tasks,
+            });
         }
         if self.left > self.steps_per_task {
-            return Err(format!(
-                "{} steps left on the current task, more than steps_per_task {}",
-                self.left, self.steps_per_task
-            ));
+            return Err(SamplerMismatch::StepsLeft {
+                left: self.left,
+                steps_per_task: self.steps_per_task,
+            });
         }
         Ok(())
     }
@@ -116,6 +116,43 @@ impl TaskSampler {
     pub fn batch(&mut self, len: usize, batch: usize) -> Vec<usize> {
         (0..batch).map(|_| self.rng.below(len)).collect()
     }
+}
+
+/// How a stored sampler disagrees with its run's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamplerMismatch {
+    /// The phase length differs.
+    #[error("phase_steps is {stored:?}, the run's config says {config:?}")]
+    PhaseSteps {
+        /// In `state.json`.
+        stored: Option<usize>,
+        /// In the run's config.
+        config: Option<usize>,
+    },
+    /// The steps per task differ.
+    #[error("steps_per_task is {stored}, the run's config says {config}")]
+    StepsPerTask {
+        /// In `state.json`.
+        stored: usize,
+        /// In the run's config.
+        config: usize,
+    },
+    /// The current task is out of range.
+    #[error("current task {current} does not exist (the run has {tasks})")]
+    NoSuchTask {
+        /// The stored current task.
+        current: usize,
+        /// The run's task count.
+        tasks: usize,
+    },
+    /// More steps left than a task gets.
+    #[error("{left} steps left on the current task, more than steps_per_task {steps_per_task}")]
+    StepsLeft {
+        /// The stored steps left.
+        left: usize,
+        /// The stored steps per task.
+        steps_per_task: usize,
+    },
 }
 
 #[cfg(test)]
