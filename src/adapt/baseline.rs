@@ -9,7 +9,8 @@ use crate::rng::Rng;
 use crate::train::{Learner, OptimizerConfig, RunConfig, StepSettings, Strategy};
 
 /// Trains every parameter of `net` (plain, no gate) for `steps` steps in place, through the
-/// training step of [`Learner`].
+/// training step of [`Learner`]; returns that learner, which predicts with the trained weights
+/// (on the engine where the run has one).
 #[allow(clippy::too_many_arguments)]
 pub fn train_plain(
     run: &RunConfig,
@@ -20,7 +21,7 @@ pub fn train_plain(
     batch: usize,
     rng: &mut Rng,
     on_step: &mut dyn FnMut(),
-) -> Result<()> {
+) -> Result<Learner> {
     let objective = shots.task().objective();
     let mut learner = Learner::starting_from(Strategy::Shared, run, net, None, (opt, opt))?;
     let at = StepSettings {
@@ -36,7 +37,7 @@ pub fn train_plain(
     for ((_, dst), (_, src)) in net.params().iter().zip(learner.network(0).params()) {
         dst.set(src.as_tensor())?;
     }
-    Ok(())
+    Ok(learner)
 }
 
 /// A fresh copy of `net` (its own parameter storage) with the same values.

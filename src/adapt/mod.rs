@@ -271,13 +271,22 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     };
     // Evaluation runs on the learner too (the engine's forward where the run has one).
     let optimizers = (run.w_optimizer(), mask_opt);
-    let gated_metric = |task: &dyn Task, masks: &[Var], view: GateView| -> Result<f64> {
+    // Test metrics of the soft and the binarized gates of `masks`, from one learner.
+    let gated_metrics = |task: &dyn Task, masks: &[Var]| -> Result<(f64, f64)> {
         let start = masks.iter().map(|m| m.as_tensor().clone()).collect();
         let mut learner =
             Learner::starting_from(Strategy::Gated, run, net, Some(start), optimizers)?;
         learner.set_gate_mode(mode);
+        let metric = |view: GateView| {
+            test_metric(task, &device, dtype, &|x: &Tensor| {
+                learner.predict(0, x, scale, view)
+            })
+        };
+        Ok((metric(GateView::Trained)?, metric(GateView::Binary)?))
+    };
+    let plain_metric = |task: &dyn Task, learner: &Learner| -> Result<f64> {
         test_metric(task, &device, dtype, &|x: &Tensor| {
-            learner.predict(0, x, scale, view)
+            learner.predict(0, x, 1.0, GateView::Trained)
         })
     };
     // The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
@@ -407,10 +416,11 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 }
             };
             let stored_here = method == cfg.method;
+            let (metric, binarized) = gated_metrics(task, &masks)?;
             rows.push(Row {
                 model: method.to_string(),
-                metric: gated_metric(task, &masks, GateView::Trained)?,
-                binarized: Some(gated_metric(task, &masks, GateView::Binary)?),
+                metric,
+                binarized: Some(binarized),
                 stored: stored_here,
             });
             if stored_here {
@@ -431,7 +441,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         }
         // Both baselines: the same steps and batches on the K shots, then the whole test split.
         let baseline_metric = |net: &Network, on: &mut dyn FnMut(AdaptEvent)| -> Result<f64> {
-            baseline::train_plain(
+            let learner = baseline::train_plain(
                 run,
                 net,
                 &shots,
@@ -441,10 +451,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 &mut Rng::stream(seed, "adapt/baseline", index as u64),
                 &mut || on(AdaptEvent::Step),
             )?;
-            let learner = Learner::starting_from(Strategy::Shared, run, net, None, (w_opt, w_opt))?;
-            test_metric(task, &device, dtype, &|x: &Tensor| {
-                learner.predict(0, x, 1.0, GateView::Trained)
-            })
+            plain_metric(task, &learner)
         };
         if train_separate {
             on(AdaptEvent::Stage {
@@ -497,7 +504,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 what: m.as_str(),
             });
             let tuned = baseline::copy_network(init)?;
-            baseline::train_plain(
+            let learner = baseline::train_plain(
                 run,
                 &tuned,
                 &shots,
@@ -507,11 +514,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 &mut Rng::stream(seed, "adapt/baseline", index as u64),
                 &mut || on(AdaptEvent::Step),
             )?;
-            let learner =
-                Learner::starting_from(Strategy::Shared, run, &tuned, None, (w_opt, w_opt))?;
-            let metric = test_metric(task, &device, dtype, &|x: &Tensor| {
-                learner.predict(0, x, 1.0, GateView::Trained)
-            })?;
+            let metric = plain_metric(task, &learner)?;
             if !metric.is_finite() {
                 return Err(Error::config(
                     &at,

@@ -7,7 +7,7 @@ use super::continual::TaskOrder;
 use crate::engine::{Engine, Plan, Rule, Slot, StepRules, Targets, TaskMasks};
 use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
-use crate::model::{ModelSpec, Network};
+use crate::model::{ModelSpec, Network, WeightInit};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::params::{MASK_SLOTS, ParamKey, TaskId, W_SLOTS, slot_prefix};
 use crate::rng::Rng;
@@ -309,10 +309,16 @@ impl Learner {
             .first()
             .map(|(_, v)| v.device().clone())
             .unwrap_or(Device::Cpu);
-        let mut learner = Learner::new(strategy, run, start.spec(), &["new".to_string()], &device)?;
+        // Zero weights (no random draws: `start`'s are copied in next) and no regulariser.
+        let run = RunConfig {
+            w_init: WeightInit::Zeros,
+            mask_regularizer: Regularizer::None,
+            ..run.clone()
+        };
+        let mut learner =
+            Learner::new(strategy, &run, start.spec(), &["new".to_string()], &device)?;
         learner.w_opt = Optimizer::new(optimizers.0);
         learner.mask_opt = Optimizer::new(optimizers.1);
-        learner.regularizer = (Regularizer::None, 0.0);
         for ((_, dst), (_, src)) in learner.nets[0].params().iter().zip(start.params()) {
             dst.set(src.as_tensor())?;
         }
