@@ -39,20 +39,6 @@ fn records(run: &Path) -> Vec<Record> {
         .collect()
 }
 
-fn train(dir: &Path, set: &Path, name: &str, extra: &[&str]) {
-    let mut args = vec![
-        "train",
-        "--task-set",
-        set.to_str().unwrap(),
-        "--name",
-        name,
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    let out = gtk(dir, &args);
-    assert!(out.status.success(), "{:?}", text(&out));
-}
-
 /// `(step, strategy, task, split)` of every record of a kind.
 fn keys(records: &[Record], kind: &str) -> BTreeSet<(usize, String, String, String)> {
     records
@@ -97,7 +83,7 @@ fn probe_sets(records: &[Record]) -> BTreeMap<String, (usize, usize, Vec<usize>)
 fn probes_every_eval_every_full_evaluation_at_the_end_only() {
     let tmp = tempfile::tempdir().unwrap();
     let set = write_task_set(tmp.path(), "set.toml", SMALL);
-    train(tmp.path(), &set, "r", &["--strategy", "all"]);
+    train_quiet(tmp.path(), &set, "r", &["--strategy", "all"]);
     let run = tmp.path().join("runs/r");
     let recs = records(&run);
 
@@ -189,7 +175,7 @@ fn full_eval_every_and_full_eval_at_start_add_full_evaluations() {
         "eval_subset = 20\nfull_eval_every = 10\nfull_eval_at_start = true\neval_at_start = false\n",
     );
     let set = write_task_set(tmp.path(), "set.toml", &body);
-    train(tmp.path(), &set, "r", &["--strategy", "gated"]);
+    train_quiet(tmp.path(), &set, "r", &["--strategy", "gated"]);
     let recs = records(&tmp.path().join("runs/r"));
     let evals: BTreeSet<usize> = keys(&recs, "eval").iter().map(|k| k.0).collect();
     assert_eq!(evals, BTreeSet::from([0, 10, 20, 30]));
@@ -208,7 +194,7 @@ fn a_whole_split_probe_equals_the_full_evaluation() {
     let tmp = tempfile::tempdir().unwrap();
     let body = SMALL.replace("eval_subset = 20", "eval_subset = 0");
     let set = write_task_set(tmp.path(), "set.toml", &body);
-    train(tmp.path(), &set, "r", &["--strategy", "all"]);
+    train_quiet(tmp.path(), &set, "r", &["--strategy", "all"]);
     let recs = records(&tmp.path().join("runs/r"));
     let mut compared = 0;
     for r in &recs {
@@ -255,15 +241,15 @@ fn a_whole_split_probe_equals_the_full_evaluation() {
 fn the_probe_set_is_the_same_for_every_strategy_and_after_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let set = write_task_set(tmp.path(), "set.toml", SMALL);
-    train(tmp.path(), &set, "gated", &["--strategy", "gated"]);
-    train(
+    train_quiet(tmp.path(), &set, "gated", &["--strategy", "gated"]);
+    train_quiet(
         tmp.path(),
         &set,
         "shared",
         &["--strategy", "shared", "--seed", "7"],
     );
-    train(tmp.path(), &set, "all", &["--strategy", "all"]);
-    train(
+    train_quiet(tmp.path(), &set, "all", &["--strategy", "all"]);
+    train_quiet(
         tmp.path(),
         &set,
         "part",
@@ -339,7 +325,7 @@ background = [1.0, 0.0, 0.0]
     );
     let data = data.to_str().unwrap();
     for (set, name) in [(&new, "new"), (&old, "old")] {
-        train(
+        train_quiet(
             tmp.path(),
             set,
             name,

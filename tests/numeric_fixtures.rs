@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{repo, shared_data, text};
+use common::{checkpoint_path, repo, shared_data, text};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -50,11 +50,8 @@ fn cpu_class() -> String {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Trains `task_set` with every strategy at seed 0 on one thread into `dir/runs/name`.
@@ -77,16 +74,8 @@ fn train(dir: &Path, name: &str, task_set: &str, extra: &[&str], data: Option<&P
 
 /// Hashes of one finished run: each checkpoint tensor (dtype, shape and bytes) and the log,
 /// plus the final full-evaluation metrics for the tolerance check.
-fn fingerprint(run: &Path) -> Value {
-    let checkpoint = std::fs::read_dir(run)
-        .expect("run folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".safetensors"))
-        })
-        .expect("a checkpoint");
+fn run_hashes(run: &Path) -> Value {
+    let checkpoint = checkpoint_path(run);
     let bytes = std::fs::read(&checkpoint).expect("read checkpoint");
     let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let mut names: Vec<String> = tensors.names().into_iter().map(str::to_owned).collect();
@@ -97,12 +86,7 @@ fn fingerprint(run: &Path) -> Value {
         let mut hasher = Sha256::new();
         hasher.update(format!("{:?}{:?}", view.dtype(), view.shape()).as_bytes());
         hasher.update(view.data());
-        let digest: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        hashes.insert(name, Value::String(digest));
+        hashes.insert(name, Value::String(hex(&hasher.finalize())));
     }
     let log = std::fs::read(run.join("metrics.jsonl")).expect("metrics.jsonl");
     let mut finals = Map::new();
@@ -127,7 +111,7 @@ fn fingerprint(run: &Path) -> Value {
     }
     json!({
         "tensors": hashes,
-        "metrics_jsonl": sha256_hex(&log),
+        "metrics_jsonl": hex(&Sha256::digest(&log)),
         "final_eval_loss": finals,
     })
 }
@@ -144,7 +128,7 @@ fn checkpoints_and_logs_match_the_recorded_hashes() {
         train(tmp.path(), name, task_set, extra, data.as_deref());
         runs.insert(
             name.to_string(),
-            fingerprint(&tmp.path().join("runs").join(name)),
+            run_hashes(&tmp.path().join("runs").join(name)),
         );
     }
     let class = cpu_class();

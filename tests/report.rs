@@ -41,18 +41,7 @@ const TASKS: [&str; 3] = ["alpha", "beta", "gamma"];
 /// Trains `name` on the linear set in `dir/runs` with extra CLI arguments.
 fn train(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let set = write_task_set(dir, "linear.toml", LINEAR);
-    let mut args = vec![
-        "train",
-        "--task-set",
-        set.to_str().unwrap(),
-        "--name",
-        name,
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    let out = gtk(dir, &args);
-    assert!(out.status.success(), "{:?}", text(&out));
-    dir.join("runs").join(name)
+    train_quiet(dir, &set, name, extra)
 }
 
 /// Width and height from a PNG's IHDR chunk, after checking the signature.

@@ -24,6 +24,17 @@ pub fn gtk(cwd: &Path, args: &[&str]) -> Output {
         .expect("gtk runs")
 }
 
+/// `gtk train --task-set SET --name NAME --quiet EXTRA…` in `dir`, which must succeed; the run
+/// folder (`dir/runs/NAME`).
+pub fn train_quiet(dir: &Path, set: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let set = set.to_str().expect("UTF-8 path");
+    let mut args = vec!["train", "--task-set", set, "--name", name, "--quiet"];
+    args.extend_from_slice(extra);
+    let out = gtk(dir, &args);
+    assert!(out.status.success(), "{:?}", text(&out));
+    dir.join("runs").join(name)
+}
+
 /// stdout and stderr as text.
 pub fn text(out: &Output) -> (String, String) {
     (
