@@ -35,6 +35,7 @@ pub mod error;
 pub mod export;
 pub mod gate;
 pub mod kernel;
+pub mod layers;
 pub mod model;
 pub mod optim;
 pub mod params;

@@ -17,8 +17,10 @@ const LAYERS: &[&[&str]] = &[
     // Numbers and files: CPU kernels, the run folder's protocol, TensorBoard's file format,
     // optimizer settings and rules, the names of a run's tensors.
     &["kernel", "run_folder", "tfevents", "optim", "params"],
-    // Atomic output files; gated layers and their masks.
+    // Atomic output files; task gates and their masks.
     &["atomic", "gate"],
+    // Layer types: each one's shapes, reference forward, engine op and ONNX nodes.
+    &["layers"],
     // Datasets; model architectures (layer specs and the reference network).
     &["data", "model"],
     // Task kinds and their registry.

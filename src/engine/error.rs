@@ -3,6 +3,7 @@
 //! surfaces as a tensor error with this as its source.
 
 use crate::error::SpecError;
+use crate::layers::EngineRefusal;
 use crate::params::TaskId;
 
 /// What the engine cannot do.
@@ -11,20 +12,12 @@ pub enum EngineError {
     /// The model's own shapes do not work out.
     #[error("the model does not fit together")]
     Spec(#[from] SpecError),
-    /// A convolution's geometry was refused by the kernels.
-    #[error("conv2d geometry")]
-    Geometry(#[source] candle_core::Error),
-    /// A layer the engine has no op for, in this position.
+    /// A layer the engine cannot run.
+    #[error(transparent)]
+    Layer(#[from] EngineRefusal),
+    /// A model the engine's plan cannot end with.
     #[error("the engine has no op for {0}")]
     Unsupported(&'static str),
-    /// A layer gets an input of a rank it cannot take.
-    #[error("{layer} input {input:?} is not [c, h, w]")]
-    NotAnImage {
-        /// The layer kind.
-        layer: &'static str,
-        /// The input shape it got.
-        input: Vec<usize>,
-    },
     /// A batch's values do not split into whole samples.
     #[error("{values} input values do not make whole samples of {sample}")]
     PartialBatch {

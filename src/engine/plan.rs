@@ -4,15 +4,11 @@
 
 use super::EngineError;
 use crate::kernel::im2col::ConvGeom;
-use crate::model::{LayerSpec, ModelSpec};
+use crate::layers::EngineOp;
+use crate::model::ModelSpec;
 
 /// An elementwise activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Act {
-    Relu,
-    Tanh,
-    Sigmoid,
-}
+pub(crate) use crate::layers::Activation as Act;
 
 /// One step of the forward pass. Sizes are per sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,41 +73,31 @@ impl Plan {
         let mut param_lens = Vec::new();
         for step in &steps {
             let input = &step.input;
-            let len: usize = input.iter().product();
-            match step.layer {
-                LayerSpec::Linear { out, .. } => {
+            let op = step.layer.layer().engine_op(input)?;
+            match op {
+                EngineOp::Dense { inputs, outputs } => {
                     ops.push(Op::Dense {
-                        inputs: len,
-                        outputs: *out,
+                        inputs,
+                        outputs,
                         param: param_lens.len(),
                     });
-                    param_lens.extend([out * len, *out]);
+                    param_lens.extend([outputs * inputs, outputs]);
                 }
-                LayerSpec::Conv2d {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                } => {
-                    let [c, h, w] = input[..] else {
-                        return Err(EngineError::NotAnImage {
-                            layer: "conv2d",
-                            input: input.to_vec(),
-                        });
-                    };
-                    let geom = ConvGeom::new(c, h, w, *kernel, *stride, *padding)
-                        .map_err(EngineError::Geometry)?;
+                EngineOp::Conv { geom, c_out } => {
                     ops.push(Op::Conv {
                         geom,
-                        c_out: *out,
+                        c_out,
                         param: param_lens.len(),
                         relu: false,
                         pool: 1,
                     });
-                    param_lens.extend([out * geom.rows(), *out]);
+                    param_lens.extend([c_out * geom.rows(), c_out]);
                 }
-                LayerSpec::Relu => match ops.last_mut() {
+                // A ReLU or a max-pool right after a convolution fuses into it.
+                EngineOp::Act {
+                    act: Act::Relu,
+                    len,
+                } => match ops.last_mut() {
                     Some(Op::Conv {
                         relu: relu @ false,
                         pool: 1,
@@ -122,37 +108,12 @@ impl Plan {
                         len,
                     }),
                 },
-                LayerSpec::Tanh => ops.push(Op::Act {
-                    act: Act::Tanh,
-                    len,
-                }),
-                LayerSpec::Sigmoid => ops.push(Op::Act {
-                    act: Act::Sigmoid,
-                    len,
-                }),
-                LayerSpec::Maxpool2d { kernel, stride } => {
-                    if stride.is_some_and(|s| s != *kernel) {
-                        return Err(EngineError::Unsupported(
-                            "a max-pool with a stride other than its window",
-                        ));
-                    }
-                    let [c, h, w] = input[..] else {
-                        return Err(EngineError::NotAnImage {
-                            layer: "maxpool2d",
-                            input: input.to_vec(),
-                        });
-                    };
-                    match ops.last_mut() {
-                        Some(Op::Conv { pool: pool @ 1, .. }) => *pool = *kernel,
-                        _ => ops.push(Op::Pool {
-                            c,
-                            h,
-                            w,
-                            k: *kernel,
-                        }),
-                    }
-                }
-                LayerSpec::Flatten => {}
+                EngineOp::Act { act, len } => ops.push(Op::Act { act, len }),
+                EngineOp::Pool { c, h, w, k } => match ops.last_mut() {
+                    Some(Op::Conv { pool: pool @ 1, .. }) => *pool = k,
+                    _ => ops.push(Op::Pool { c, h, w, k }),
+                },
+                EngineOp::Identity => {}
             }
         }
         let output = steps.last().map_or(&spec.input, |step| &step.output);

@@ -25,7 +25,8 @@ use super::proto::{
     tensor_shape_proto::dimension::Value as DimValue, type_proto,
 };
 use crate::error::{Error, Result};
-use crate::model::{LayerSpec, ModelSpec};
+use crate::layers::{OnnxAttr, OnnxIo, OnnxNode};
+use crate::model::ModelSpec;
 use candle_core::{DType, Tensor};
 
 /// ONNX IR version written.
@@ -125,68 +126,42 @@ fn layer_nodes(spec: &ModelSpec, param: &dyn Fn(&str) -> String, output: &str) -
         } else {
             format!("h{}", i + 1)
         };
-        let label = format!("{}{}", layer.kind(), i + 1);
-        let n = match layer {
-            LayerSpec::Linear { .. } => {
-                let l = names[i].clone().unwrap_or_default();
-                let (w, b) = (param(&format!("{l}.weight")), param(&format!("{l}.bias")));
-                node(
-                    "Gemm",
-                    &l,
-                    &[&current, &w, &b],
-                    &out,
-                    vec![attr_int("transB", 1)],
-                )
-            }
-            LayerSpec::Conv2d {
-                kernel,
-                stride,
-                padding,
-                ..
-            } => {
-                let l = names[i].clone().unwrap_or_default();
-                let (w, b) = (param(&format!("{l}.weight")), param(&format!("{l}.bias")));
-                let (k, s, p) = (*kernel as i64, *stride as i64, *padding as i64);
-                node(
-                    "Conv",
-                    &l,
-                    &[&current, &w, &b],
-                    &out,
-                    vec![
-                        attr_ints("kernel_shape", &[k, k]),
-                        attr_ints("strides", &[s, s]),
-                        attr_ints("pads", &[p, p, p, p]),
-                    ],
-                )
-            }
-            LayerSpec::Relu => node("Relu", &label, &[&current], &out, vec![]),
-            LayerSpec::Tanh => node("Tanh", &label, &[&current], &out, vec![]),
-            LayerSpec::Sigmoid => node("Sigmoid", &label, &[&current], &out, vec![]),
-            LayerSpec::Maxpool2d { kernel, .. } => {
-                let k = *kernel as i64;
-                node(
-                    "MaxPool",
-                    &label,
-                    &[&current],
-                    &out,
-                    vec![
-                        attr_ints("kernel_shape", &[k, k]),
-                        attr_ints("strides", &[k, k]),
-                    ],
-                )
-            }
-            LayerSpec::Flatten => node(
-                "Flatten",
-                &label,
-                &[&current],
-                &out,
-                vec![attr_int("axis", 1)],
-            ),
+        let label = match &names[i] {
+            Some(name) => name.clone(),
+            None => format!("{}{}", layer.kind(), i + 1),
         };
-        nodes.push(n);
+        let io = OnnxIo {
+            input: &current,
+            output: &out,
+            label: &label,
+            params: names[i]
+                .as_ref()
+                .map(|l| (param(&format!("{l}.weight")), param(&format!("{l}.bias")))),
+        };
+        nodes.extend(layer.layer().onnx(&io).into_iter().map(node_proto));
         current = out;
     }
     nodes
+}
+
+/// A layer's node as ONNX writes it.
+fn node_proto(n: OnnxNode) -> NodeProto {
+    let attribute = n
+        .attrs
+        .iter()
+        .map(|a| match a {
+            OnnxAttr::Int(name, v) => attr_int(name, *v),
+            OnnxAttr::Ints(name, v) => attr_ints(name, v),
+        })
+        .collect();
+    NodeProto {
+        op_type: n.op.into(),
+        name: n.name,
+        input: n.inputs,
+        output: vec![n.output],
+        attribute,
+        ..Default::default()
+    }
 }
 
 fn model(graph: GraphProto, metadata: &[(String, String)]) -> ModelProto {

@@ -1,18 +1,15 @@
-//! Gated layers: every parameter's effective value is `θ = W ⊙ g(M_t)`, with `W` shared by all
+//! Task gates: every parameter's effective value is `θ = W ⊙ g(M_t)`, with `W` shared by all
 //! tasks and one real-valued mask `M_t` of the same shape per task.
 //!
 //! The gate `g` is one of [`GateMode`]: the paper's sigmoid, a straight-through step whose
 //! forward value is exactly the binarized mask (so the deployed 1-bit model is the trained one),
-//! or HAT's annealed sigmoid `σ(s·M)`. The same layer types run without a gate for the plain
-//! baselines (`shared`, `separate`), so all strategies share one code path.
+//! or HAT's annealed sigmoid `σ(s·M)`. The layers themselves ([`crate::layers`]) see only
+//! effective parameters, so the plain baselines (`shared`, `separate`) run the same code
+//! without a gate.
 
-mod conv;
-mod linear;
 mod mask_bank;
 mod regularizer;
 
-pub use conv::GatedConv2d;
-pub use linear::GatedLinear;
 pub use mask_bank::{MaskBank, MaskInit, MaskStats};
 pub use regularizer::Regularizer;
 
@@ -111,14 +108,6 @@ impl TaskGate<'_> {
     /// The effective parameter `W ⊙ g(M)` for the parameter at `index`.
     pub fn apply(&self, index: usize, w: &Tensor) -> Result<Tensor> {
         w * self.values(index)?
-    }
-}
-
-/// A parameter as a layer sees it: `W` itself, or `W ⊙ g(M_t)` under a task's gate.
-pub(crate) fn effective(w: &Var, index: usize, gate: Option<&TaskGate>) -> Result<Tensor> {
-    match gate {
-        Some(g) => g.apply(index, w.as_tensor()),
-        None => Ok(w.as_tensor().clone()),
     }
 }
 

@@ -21,7 +21,7 @@ use std::ops::AddAssign;
 
 /// The sizes of one convolution, checked once so the loops below can index without tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConvGeom {
+pub struct ConvGeom {
     /// Input channels.
     pub c: usize,
     /// Input height.

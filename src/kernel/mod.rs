@@ -42,7 +42,7 @@
 //! there.
 
 mod conv;
-pub(crate) mod im2col;
+pub mod im2col;
 mod pool;
 
 pub use conv::conv2d;

@@ -1,8 +1,8 @@
 //! A network built from a [`ModelSpec`]: the layers with their shared parameters, and a forward
 //! pass that takes an optional task gate.
 
-use super::spec::{LayerSpec, ModelSpec};
-use crate::gate::{GatedConv2d, GatedLinear, TaskGate};
+use super::spec::ModelSpec;
+use crate::gate::TaskGate;
 use crate::rng::Rng;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -29,22 +29,12 @@ pub enum WeightInit {
     SignedConstant,
 }
 
-#[derive(Debug, Clone)]
-enum Layer {
-    Linear(GatedLinear),
-    Conv2d(GatedConv2d),
-    Relu,
-    Tanh,
-    Sigmoid,
-    MaxPool2d(usize),
-    Flatten,
-}
-
 /// The layers of a model and their parameters.
 #[derive(Debug, Clone)]
 pub struct Network {
     spec: ModelSpec,
-    layers: Vec<Layer>,
+    /// Per layer, the position of its weight in `params` (its bias follows it).
+    param_index: Vec<Option<usize>>,
     params: Vec<(String, Var)>,
 }
 
@@ -58,78 +48,57 @@ impl Network {
         device: &Device,
     ) -> Result<Self> {
         let steps = spec.walk().map_err(candle_core::Error::wrap)?;
-        let mut layers = Vec::with_capacity(spec.layers.len());
+        let mut param_index = Vec::with_capacity(spec.layers.len());
         let mut params: Vec<(String, Var)> = Vec::new();
         for step in &steps {
-            let index = params.len();
-            let mut make = |name: &str, w_shape: Shape, fan_in: usize| -> Result<(Var, Var)> {
-                let out = w_shape.dims()[0];
-                let (w, b): (Vec<f64>, Vec<f64>) = match init {
-                    WeightInit::He => {
-                        let std = (2.0 / fan_in as f64).sqrt();
-                        (
-                            (0..w_shape.elem_count())
-                                .map(|_| std * rng.normal())
-                                .collect(),
-                            vec![0.0; out],
-                        )
-                    }
-                    WeightInit::Torch => {
-                        let bound = 1.0 / (fan_in as f64).sqrt();
-                        (
-                            (0..w_shape.elem_count())
-                                .map(|_| rng.uniform_in(-bound, bound))
-                                .collect(),
-                            (0..out).map(|_| rng.uniform_in(-bound, bound)).collect(),
-                        )
-                    }
-                    WeightInit::Zeros => (vec![0.0; w_shape.elem_count()], vec![0.0; out]),
-                    WeightInit::SignedConstant => {
-                        let c = (2.0 / fan_in as f64).sqrt();
-                        (
-                            (0..w_shape.elem_count())
-                                .map(|_| if rng.below(2) == 0 { -c } else { c })
-                                .collect(),
-                            vec![0.0; out],
-                        )
-                    }
-                };
-                let w = Var::from_tensor(&Tensor::from_vec(w, w_shape, device)?.to_dtype(dtype)?)?;
-                let b = Var::from_tensor(&Tensor::from_vec(b, out, device)?.to_dtype(dtype)?)?;
-                params.push((format!("{name}.weight"), w.clone()));
-                params.push((format!("{name}.bias"), b.clone()));
-                Ok((w, b))
+            let layer = step.layer.layer();
+            let Some((w_shape, fan_in)) = layer.weight_shape(&step.input) else {
+                param_index.push(None);
+                continue;
             };
-            let mut weights = || match step.layer.weight_shape(&step.input) {
-                Some((shape, fan_in)) => make(
-                    step.name.as_deref().unwrap_or("layer"),
-                    Shape::from(shape),
-                    fan_in,
-                ),
-                None => candle_core::bail!("layer `{}` has no parameters", step.layer.kind()),
-            };
-            let built = match step.layer {
-                LayerSpec::Linear { .. } => {
-                    let (w, b) = weights()?;
-                    Layer::Linear(GatedLinear::new(w, b, index))
+            param_index.push(Some(params.len()));
+            let w_shape = Shape::from(w_shape);
+            let out = w_shape.dims()[0];
+            let (w, b): (Vec<f64>, Vec<f64>) = match (layer.constant_init(), init) {
+                (Some((w, b)), _) => (vec![w; w_shape.elem_count()], vec![b; out]),
+                (None, WeightInit::He) => {
+                    let std = (2.0 / fan_in as f64).sqrt();
+                    (
+                        (0..w_shape.elem_count())
+                            .map(|_| std * rng.normal())
+                            .collect(),
+                        vec![0.0; out],
+                    )
                 }
-                LayerSpec::Conv2d {
-                    stride, padding, ..
-                } => {
-                    let (w, b) = weights()?;
-                    Layer::Conv2d(GatedConv2d::new(w, b, index, *stride, *padding))
+                (None, WeightInit::Torch) => {
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    (
+                        (0..w_shape.elem_count())
+                            .map(|_| rng.uniform_in(-bound, bound))
+                            .collect(),
+                        (0..out).map(|_| rng.uniform_in(-bound, bound)).collect(),
+                    )
                 }
-                LayerSpec::Relu => Layer::Relu,
-                LayerSpec::Tanh => Layer::Tanh,
-                LayerSpec::Sigmoid => Layer::Sigmoid,
-                LayerSpec::Maxpool2d { kernel, .. } => Layer::MaxPool2d(*kernel),
-                LayerSpec::Flatten => Layer::Flatten,
+                (None, WeightInit::Zeros) => (vec![0.0; w_shape.elem_count()], vec![0.0; out]),
+                (None, WeightInit::SignedConstant) => {
+                    let c = (2.0 / fan_in as f64).sqrt();
+                    (
+                        (0..w_shape.elem_count())
+                            .map(|_| if rng.below(2) == 0 { -c } else { c })
+                            .collect(),
+                        vec![0.0; out],
+                    )
+                }
             };
-            layers.push(built);
+            let name = step.name.as_deref().unwrap_or("layer");
+            let w = Var::from_tensor(&Tensor::from_vec(w, w_shape, device)?.to_dtype(dtype)?)?;
+            let b = Var::from_tensor(&Tensor::from_vec(b, out, device)?.to_dtype(dtype)?)?;
+            params.push((format!("{name}.weight"), w));
+            params.push((format!("{name}.bias"), b));
         }
         Ok(Network {
             spec: spec.clone(),
-            layers,
+            param_index,
             params,
         })
     }
@@ -160,18 +129,23 @@ impl Network {
     /// Forward pass on a batch `[batch, ..input]`; plain when `gate` is `None`.
     pub fn forward(&self, x: &Tensor, gate: Option<&TaskGate>) -> Result<Tensor> {
         let mut x = x.clone();
-        for layer in &self.layers {
-            x = match layer {
-                Layer::Linear(l) => l.forward(&x, gate)?,
-                Layer::Conv2d(c) => c.forward(&x, gate)?,
-                Layer::Relu => x.relu()?,
-                Layer::Tanh => x.tanh()?,
-                Layer::Sigmoid => candle_nn::ops::sigmoid(&x)?,
-                Layer::MaxPool2d(k) => crate::kernel::max_pool2d(&x, *k)?,
-                Layer::Flatten => x.flatten_from(1)?,
+        for (spec, index) in self.spec.layers.iter().zip(&self.param_index) {
+            let params = match index {
+                Some(i) => vec![self.effective(*i, gate)?, self.effective(i + 1, gate)?],
+                None => Vec::new(),
             };
+            x = spec.layer().forward(&x, &params)?;
         }
         Ok(x)
+    }
+
+    /// Parameter `index` as a layer sees it: `W` itself, or `W ⊙ g(M_t)` under a task's gate.
+    fn effective(&self, index: usize, gate: Option<&TaskGate>) -> Result<Tensor> {
+        let w = self.params[index].1.as_tensor();
+        match gate {
+            Some(g) => g.apply(index, w),
+            None => Ok(w.clone()),
+        }
     }
 }
 

@@ -5,6 +5,8 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+pub use crate::layers::LayerSpec;
+
 /// A model architecture: an input shape and a list of layers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,56 +18,6 @@ pub struct ModelSpec {
     /// Layers in order.
     #[serde(rename = "layer")]
     pub layers: Vec<LayerSpec>,
-}
-
-/// One layer of a [`ModelSpec`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum LayerSpec {
-    /// Fully connected, gated.
-    Linear {
-        /// Parameter name prefix; `fcN` by default.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        /// Output features.
-        out: usize,
-    },
-    /// 2-D convolution with square kernel, gated.
-    Conv2d {
-        /// Parameter name prefix; `convN` by default.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        /// Output channels.
-        out: usize,
-        /// Kernel size.
-        kernel: usize,
-        /// Stride.
-        #[serde(default = "one")]
-        stride: usize,
-        /// Zero padding.
-        #[serde(default)]
-        padding: usize,
-    },
-    /// max(x, 0).
-    Relu,
-    /// tanh(x).
-    Tanh,
-    /// σ(x).
-    Sigmoid,
-    /// Max pooling over square windows (no padding).
-    Maxpool2d {
-        /// Window size.
-        kernel: usize,
-        /// Stride; equal to the kernel by default.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stride: Option<usize>,
-    },
-    /// `[c, h, w]` → `[c·h·w]`.
-    Flatten,
-}
-
-fn one() -> usize {
-    1
 }
 
 /// One layer of a model in place: what [`ModelSpec::walk`] gives.
@@ -98,21 +50,17 @@ impl ModelSpec {
         Ok(spec)
     }
 
-    /// The names given to the gated layers (explicit or `fcN`/`convN`).
+    /// The names of the layers with parameters (given in the file, or the layer's prefix
+    /// counted over the layers of that prefix: `fc1`, `conv2`); `None` for the others.
     pub fn layer_names(&self) -> Vec<Option<String>> {
-        let (mut fc, mut conv) = (0, 0);
+        let mut counts = std::collections::HashMap::<&str, usize>::new();
         self.layers
             .iter()
-            .map(|l| match l {
-                LayerSpec::Linear { name, .. } => {
-                    fc += 1;
-                    Some(name.clone().unwrap_or_else(|| format!("fc{fc}")))
-                }
-                LayerSpec::Conv2d { name, .. } => {
-                    conv += 1;
-                    Some(name.clone().unwrap_or_else(|| format!("conv{conv}")))
-                }
-                _ => None,
+            .map(|l| {
+                let (prefix, given) = l.layer().naming()?;
+                let n = counts.entry(prefix).or_default();
+                *n += 1;
+                Some(given.map_or_else(|| format!("{prefix}{n}"), str::to_string))
             })
             .collect()
     }
@@ -139,93 +87,7 @@ impl ModelSpec {
                     name: name.clone(),
                 });
             }
-            shape = match layer {
-                LayerSpec::Linear { out, .. } => {
-                    if shape.len() != 1 {
-                        return Err(SpecError::NeedsFlat { at, shape });
-                    }
-                    if *out == 0 {
-                        return Err(SpecError::NotPositive {
-                            at,
-                            fields: "`out`",
-                        });
-                    }
-                    vec![*out]
-                }
-                LayerSpec::Conv2d {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                } => {
-                    let [_, h, w] = shape[..] else {
-                        return Err(SpecError::NeedsImage { at, shape });
-                    };
-                    if *out == 0 || *kernel == 0 || *stride == 0 {
-                        return Err(SpecError::NotPositive {
-                            at,
-                            fields: "`out`, `kernel` and `stride`",
-                        });
-                    }
-                    let too_big = || SpecError::Padding {
-                        at: at.clone(),
-                        padding: *padding,
-                    };
-                    let ph = h.checked_add(padding.checked_mul(2).ok_or_else(too_big)?);
-                    let pw = w.checked_add(padding.checked_mul(2).ok_or_else(too_big)?);
-                    let (Some(_), Some(_)) = (ph, pw) else {
-                        return Err(too_big());
-                    };
-                    if h + 2 * padding < *kernel || w + 2 * padding < *kernel {
-                        return Err(SpecError::Window {
-                            at,
-                            what: "kernel",
-                            size: *kernel,
-                            padded: "padded ",
-                            shape,
-                        });
-                    }
-                    vec![
-                        *out,
-                        (h + 2 * padding - kernel) / stride + 1,
-                        (w + 2 * padding - kernel) / stride + 1,
-                    ]
-                }
-                LayerSpec::Maxpool2d { kernel, stride } => {
-                    let [c, h, w] = shape[..] else {
-                        return Err(SpecError::NeedsImage { at, shape });
-                    };
-                    let stride = stride.unwrap_or(*kernel);
-                    if *kernel == 0 || stride != *kernel {
-                        return Err(SpecError::Overlapping {
-                            at,
-                            kernel: *kernel,
-                            stride,
-                        });
-                    }
-                    if h < *kernel || w < *kernel {
-                        return Err(SpecError::Window {
-                            at,
-                            what: "window",
-                            size: *kernel,
-                            padded: "",
-                            shape,
-                        });
-                    }
-                    vec![c, h / kernel, w / kernel]
-                }
-                LayerSpec::Flatten => vec![
-                    shape
-                        .iter()
-                        .try_fold(1usize, |a, &d| a.checked_mul(d))
-                        .ok_or_else(|| SpecError::TooLarge {
-                            at: at.clone(),
-                            shape: shape.clone(),
-                        })?,
-                ],
-                LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Sigmoid => shape,
-            };
+            shape = layer.layer().output_shape(&at, &shape)?;
             out.push(shape.clone());
         }
         Ok(out)
@@ -302,39 +164,6 @@ impl ModelSpec {
             )));
         }
         Ok(())
-    }
-}
-
-impl LayerSpec {
-    /// The shape of the layer's weight for an input of shape `input` (its bias has the
-    /// weight's first dimension), and the weight's fan-in; `None` for a layer without
-    /// parameters. The one place that knows each layer's parameter layout.
-    pub fn weight_shape(&self, input: &[usize]) -> Option<(Vec<usize>, usize)> {
-        match self {
-            LayerSpec::Linear { out, .. } => Some((vec![*out, input[0]], input[0])),
-            LayerSpec::Conv2d { out, kernel, .. } => Some((
-                vec![*out, input[0], *kernel, *kernel],
-                input[0] * kernel * kernel,
-            )),
-            LayerSpec::Relu
-            | LayerSpec::Tanh
-            | LayerSpec::Sigmoid
-            | LayerSpec::Maxpool2d { .. }
-            | LayerSpec::Flatten => None,
-        }
-    }
-
-    /// The layer's type as written in the file.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LayerSpec::Linear { .. } => "linear",
-            LayerSpec::Conv2d { .. } => "conv2d",
-            LayerSpec::Relu => "relu",
-            LayerSpec::Tanh => "tanh",
-            LayerSpec::Sigmoid => "sigmoid",
-            LayerSpec::Maxpool2d { .. } => "maxpool2d",
-            LayerSpec::Flatten => "flatten",
-        }
     }
 }
 
