@@ -34,6 +34,7 @@ pub(crate) use update::{Rule, Slot};
 
 use crate::gate::GateMode;
 use crate::gate::Regularizer;
+use crate::layers::KernelState;
 use crate::params::TaskId;
 use conv_block::{Block, BlockBuffers};
 use plan::Op;
@@ -47,6 +48,8 @@ struct OpBuffers {
     grads: Vec<Vec<f32>>,
     blocks: Vec<BlockBuffers>,
     pool_args: Vec<Vec<u32>>,
+    /// What each layer kernel saved for its backward pass.
+    saved: Vec<Vec<f32>>,
 }
 
 impl OpBuffers {
@@ -57,6 +60,7 @@ impl OpBuffers {
             grads: vec![Vec::new(); plan.ops.len()],
             blocks: vec![BlockBuffers::default(); plan.ops.len()],
             pool_args: vec![Vec::new(); plan.ops.len()],
+            saved: vec![Vec::new(); plan.ops.len()],
         }
     }
 
@@ -137,14 +141,23 @@ pub(crate) struct Engine {
     pub w_slots: Vec<Vec<Slot>>,
     /// Per task, once it has masks (gated only).
     pub masks: Vec<Option<TaskMasks>>,
+    /// The layers' per-task state ([`Plan::state_lens`]): per task when gated, else per model.
+    pub states: Vec<Vec<Vec<f32>>>,
     gated: bool,
     ops: OpBuffers,
     pb: ParamBuffers,
 }
 
 impl Engine {
-    /// An engine over `plan` with the given starting weights.
-    pub fn new(plan: Plan, models: Vec<Vec<Vec<f32>>>, tasks: usize, gated: bool) -> Self {
+    /// An engine over `plan` with the given starting weights and layer state (one set per
+    /// task when gated, else per model).
+    pub fn new(
+        plan: Plan,
+        models: Vec<Vec<Vec<f32>>>,
+        states: Vec<Vec<Vec<f32>>>,
+        tasks: usize,
+        gated: bool,
+    ) -> Self {
         let w_slots = models
             .iter()
             .map(|m| vec![Slot::default(); m.len()])
@@ -156,6 +169,7 @@ impl Engine {
             models,
             w_slots,
             masks: vec![None; tasks],
+            states,
             gated,
         }
     }
@@ -197,6 +211,8 @@ impl Engine {
         let (ops, pb) = (&mut self.ops, &mut self.pb);
         ops.prepare(plan, n, true);
         let weights = &mut self.models[model];
+        let set = if self.gated { task.index() } else { model };
+        let state = &mut self.states[set];
         let masks = if self.gated {
             let m = self.masks[task.index()]
                 .as_mut()
@@ -221,7 +237,7 @@ impl Engine {
             } else {
                 weights.iter().map(Vec::as_slice).collect()
             };
-            forward(plan, &params, x, ops, true, 0);
+            forward(plan, &params, x, ops, true, 0, PlanState::Train(state));
             let last = plan.ops.len() - 1;
             let loss = loss::loss_and_grad(
                 &ops.acts[last],
@@ -256,23 +272,34 @@ impl Engine {
         Ok(loss)
     }
 
-    /// The output `[n, outputs]` for inputs `x` with the effective parameters `params` (no
-    /// gradients, no state kept), in pieces of at most `chunk` samples.
+    /// The output `[n, outputs]` for inputs `x` with the effective parameters `params`
+    /// followed by the task's layer state (no gradients, no state kept), in pieces of at most
+    /// `chunk` samples.
     pub fn predict(&self, params: &[&[f32]], x: &[f32], chunk: usize) -> Vec<f32> {
         let plan = &self.plan;
+        debug_assert_eq!(params.len(), plan.param_lens.len() + plan.state_lens.len());
+        let (params, state) = params.split_at(plan.param_lens.len());
         let n = x.len() / plan.input_len;
         let mut out = Vec::with_capacity(n * plan.output_len);
         let mut ops = OpBuffers::new(plan);
         for piece in x.chunks(chunk.max(1) * plan.input_len) {
             ops.prepare(plan, piece.len() / plan.input_len, false);
-            forward(plan, params, piece, &mut ops, true, 0);
+            forward(
+                plan,
+                params,
+                piece,
+                &mut ops,
+                true,
+                0,
+                PlanState::Eval(state),
+            );
             out.extend_from_slice(&ops.acts[plan.ops.len() - 1]);
         }
         out
     }
 
     /// The outputs `[n, outputs]` of several models (`params[k]`: one effective parameter
-    /// set per model, all of this engine's plan) on one large evaluation batch `x`. The batch
+    /// set per model followed by its layer state, all of this engine's plan) on one large evaluation batch `x`. The batch
     /// is cut into one contiguous share per rayon thread, and each thread runs its share in
     /// pieces of [`EVAL_PIECE`] samples through its own buffers (the whole model per piece, no
     /// synchronisation between layers, activations in cache). A first convolution block builds
@@ -318,7 +345,8 @@ impl Engine {
                     None => 0,
                 };
                 for ((q, o), dst) in params.iter().zip(&mut ops).zip(outs.iter_mut()) {
-                    forward(plan, q, piece, o, false, from);
+                    let (q, state) = q.split_at(plan.param_lens.len());
+                    forward(plan, q, piece, o, false, from, PlanState::Eval(state));
                     dst[p * EVAL_PIECE * outl..][..m * outl]
                         .copy_from_slice(&o.acts[plan.ops.len() - 1]);
                 }
@@ -356,6 +384,14 @@ fn dims(op: &Op) -> Option<Block> {
 /// block's cache budget, and the dense layers' GEMMs get 128 rows.
 pub(crate) const EVAL_PIECE: usize = 128;
 
+/// The layers' state as one forward pass uses it.
+enum PlanState<'a, 'b> {
+    /// Training: stateful kernels update the task's state.
+    Train(&'a mut [Vec<f32>]),
+    /// Evaluation: they read it.
+    Eval(&'a [&'b [f32]]),
+}
+
 /// Runs the ops in order from op `from` (the ones before it already wrote their outputs),
 /// keeping what the backward pass needs. `split`: conv blocks split the batch across threads.
 fn forward(
@@ -365,11 +401,13 @@ fn forward(
     ops: &mut OpBuffers,
     split: bool,
     from: usize,
+    mut state: PlanState<'_, '_>,
 ) {
     let OpBuffers {
         acts,
         blocks,
         pool_args,
+        saved,
         ..
     } = ops;
     for (i, op) in plan.ops.iter().enumerate().skip(from) {
@@ -412,6 +450,19 @@ fn forward(
                     };
                     pointwise::pool_sample((c, h, w, k), x_s, planes, None, false, y_s, a_s);
                 }
+            }
+            Op::Kernel {
+                ref kernel,
+                param,
+                ref state_range,
+            } => {
+                let p = param.map_or(Vec::new(), |p| vec![params[p], params[p + 1]]);
+                let n = out.len() / kernel.out_len().max(1);
+                let ks = match &mut state {
+                    PlanState::Train(s) => KernelState::Train(&mut s[state_range.clone()]),
+                    PlanState::Eval(s) => KernelState::Eval(&s[state_range.clone()]),
+                };
+                kernel.forward(n, input, &p, ks, out, &mut saved[i]);
             }
         }
     }
@@ -467,6 +518,16 @@ fn backward(
                 if let Some(dx) = dx {
                     pointwise::act_backward(act, &ws.acts[i], dy, dx);
                 }
+            }
+            Op::Kernel {
+                ref kernel, param, ..
+            } => {
+                let p = param.map_or(Vec::new(), |p| vec![params[p], params[p + 1]]);
+                let dparams = param.map(|p| {
+                    let (dw, db) = dtheta.split_at_mut(p + 1);
+                    (&mut dw[p][..], &mut db[0][..])
+                });
+                kernel.backward(ws.n, input, &p, &ws.saved[i], dy, dparams, dx);
             }
             Op::Pool { .. } => {
                 if let Some(dx) = dx {

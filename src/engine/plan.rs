@@ -4,14 +4,16 @@
 
 use super::EngineError;
 use crate::kernel::im2col::ConvGeom;
-use crate::layers::EngineOp;
+use crate::layers::{EngineKernel, EngineOp};
 use crate::model::ModelSpec;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// An elementwise activation.
 pub(crate) use crate::layers::Activation as Act;
 
 /// One step of the forward pass. Sizes are per sample.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Op {
     /// `y = x θWᵀ + θb`; `param` is the index of the weight (the bias follows it).
     Dense {
@@ -30,6 +32,13 @@ pub(crate) enum Op {
     },
     /// Elementwise activation over `len` values.
     Act { act: Act, len: usize },
+    /// A layer's own kernel; `param`: the index of its weight (the bias follows it), if it
+    /// has parameters; `state`: the indices of its per-task state tensors.
+    Kernel {
+        kernel: Arc<dyn EngineKernel>,
+        param: Option<usize>,
+        state_range: Range<usize>,
+    },
     /// `k`×`k` max-pool with stride `k` over `[c, h, w]`.
     Pool {
         c: usize,
@@ -48,13 +57,14 @@ impl Op {
                 geom, c_out, pool, ..
             } => c_out * (geom.h_out / pool) * (geom.w_out / pool),
             Op::Act { len, .. } => *len,
+            Op::Kernel { kernel, .. } => kernel.out_len(),
             Op::Pool { c, h, w, k } => c * (h / k) * (w / k),
         }
     }
 }
 
 /// The compiled model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub ops: Vec<Op>,
     /// Values per input sample.
@@ -63,6 +73,8 @@ pub(crate) struct Plan {
     pub output_len: usize,
     /// Element count of every parameter, in the network's order (weight, bias, weight, ...).
     pub param_lens: Vec<usize>,
+    /// Element count of every per-task state tensor, in the network's order.
+    pub state_lens: Vec<usize>,
 }
 
 impl Plan {
@@ -71,28 +83,37 @@ impl Plan {
         let steps = spec.walk()?;
         let mut ops: Vec<Op> = Vec::new();
         let mut param_lens = Vec::new();
+        let mut state_lens: Vec<usize> = Vec::new();
         for step in &steps {
             let input = &step.input;
-            let op = step.layer.layer().engine_op(input)?;
+            let layer = step.layer.layer();
+            let op = layer.engine_op(input)?;
+            let param = layer.weight_shape(input).map(|(shape, _)| {
+                param_lens.extend([shape.iter().product(), shape[0]]);
+                param_lens.len() - 2
+            });
+            let from = state_lens.len();
+            state_lens.extend(
+                layer
+                    .state(input)
+                    .iter()
+                    .map(|s| s.shape.iter().product::<usize>()),
+            );
+            let state = from..state_lens.len();
+            let needs_params = || EngineError::Unsupported("a dense or conv op without parameters");
             match op {
-                EngineOp::Dense { inputs, outputs } => {
-                    ops.push(Op::Dense {
-                        inputs,
-                        outputs,
-                        param: param_lens.len(),
-                    });
-                    param_lens.extend([outputs * inputs, outputs]);
-                }
-                EngineOp::Conv { geom, c_out } => {
-                    ops.push(Op::Conv {
-                        geom,
-                        c_out,
-                        param: param_lens.len(),
-                        relu: false,
-                        pool: 1,
-                    });
-                    param_lens.extend([c_out * geom.rows(), c_out]);
-                }
+                EngineOp::Dense { inputs, outputs } => ops.push(Op::Dense {
+                    inputs,
+                    outputs,
+                    param: param.ok_or_else(needs_params)?,
+                }),
+                EngineOp::Conv { geom, c_out } => ops.push(Op::Conv {
+                    geom,
+                    c_out,
+                    param: param.ok_or_else(needs_params)?,
+                    relu: false,
+                    pool: 1,
+                }),
                 // A ReLU or a max-pool right after a convolution fuses into it.
                 EngineOp::Act {
                     act: Act::Relu,
@@ -114,6 +135,11 @@ impl Plan {
                     _ => ops.push(Op::Pool { c, h, w, k }),
                 },
                 EngineOp::Identity => {}
+                EngineOp::Kernel(kernel) => ops.push(Op::Kernel {
+                    kernel,
+                    param,
+                    state_range: state,
+                }),
             }
         }
         let output = steps.last().map_or(&spec.input, |step| &step.output);
@@ -122,6 +148,7 @@ impl Plan {
             output_len: output.iter().product(),
             ops,
             param_lens,
+            state_lens,
         };
         if plan.ops.last().map(Op::out_len) != Some(plan.output_len) {
             return Err(EngineError::Unsupported(
@@ -148,6 +175,7 @@ mod tests {
                 Op::Conv { relu, pool, .. } => format!("conv(relu={relu},pool={pool})"),
                 Op::Act { act, .. } => format!("{act:?}"),
                 Op::Pool { .. } => "pool".into(),
+                Op::Kernel { .. } => "kernel".into(),
             })
             .collect();
         assert_eq!(

@@ -355,7 +355,8 @@ fn write_export(
             ),
             ("gatekit.task_set".to_string(), set.to_toml()),
         ];
-        let model = onnx::task_model(&set.model, &params, &metadata)?;
+        let state = net.onnx_state(&learner.layer_state(t))?;
+        let model = onnx::task_model(&set.model, &params, &state, &metadata)?;
         let path = dir.join(format!("{}.onnx", names[t]));
         write_atomic(&path, &onnx::encode(&model))?;
         let (_, soft) = trainer.measure(learner, t, Split::Test, GateView::Trained)?;
@@ -389,6 +390,36 @@ fn write_export(
             .collect::<candle_core::Result<Vec<_>>>()?;
         stacked.push((pname.clone(), Tensor::stack(&per_task, 0)?));
     }
+    // Layer state (batch-norm statistics), per task: as the graphs read it, stacked for
+    // all_tasks.onnx, and raw next to the masks so a task's model can be rebuilt from files.
+    let mut states: Vec<(String, Vec<Tensor>)> = Vec::new();
+    let mut raw_state: Vec<(String, Tensor)> = Vec::new();
+    for &t in selected {
+        let raw = learner.layer_state(t);
+        for ((name, _), value) in net.state_specs().iter().zip(&raw) {
+            let key = ParamKey::TaskState {
+                param: name,
+                task: &names[t],
+            };
+            raw_state.push((key.to_string(), value.to_dtype(DType::F32)?));
+        }
+        for (k, (name, value)) in net.onnx_state(&raw)?.into_iter().enumerate() {
+            match states.get_mut(k) {
+                Some((_, per_task)) => per_task.push(value),
+                None => states.push((name, vec![value])),
+            }
+        }
+    }
+    let stacked_states = states
+        .iter()
+        .map(|(name, per_task)| Ok((name.clone(), Tensor::stack(per_task, 0)?)))
+        .collect::<Result<Vec<_>>>()?;
+    if !raw_state.is_empty() {
+        let path = dir.join("state.safetensors");
+        let bytes = safetensors::serialize(raw_state.iter().map(|(n, t)| (n.as_str(), t)), None)
+            .map_err(|e| Error::encode(&path, "the layer state", e))?;
+        write_atomic(&path, &bytes)?;
+    }
     let binary = view == GateView::Binary;
     let metadata = vec![
         (
@@ -405,7 +436,14 @@ fn write_export(
         ),
         ("gatekit.task_set".to_string(), set.to_toml()),
     ];
-    let all = onnx::all_tasks_model(&set.model, &weights, &stacked, binary, &metadata)?;
+    let all = onnx::all_tasks_model(
+        &set.model,
+        &weights,
+        &stacked,
+        &stacked_states,
+        binary,
+        &metadata,
+    )?;
     let all_path = dir.join("all_tasks.onnx");
     write_atomic(&all_path, &onnx::encode(&all))?;
 

@@ -112,21 +112,31 @@ pub fn f32_initializer(name: &str, t: &Tensor) -> Result<TensorProto> {
     })
 }
 
-/// Adds the layer nodes of `spec` reading parameters from `param(name)` (the tensor names of
-/// each layer's effective weight and bias) and writing the last layer's result to `output`;
-/// returns the nodes.
-fn layer_nodes(spec: &ModelSpec, param: &dyn Fn(&str) -> String, output: &str) -> Vec<NodeProto> {
-    let names = spec.layer_names();
+/// The layer nodes of `spec` reading parameters from `param(name)` (the tensor names of each
+/// layer's effective weight and bias) and per-task state from `{layer}.{state}` (an
+/// initializer, or a value gathered for the task), writing the last layer's result to
+/// `output`; returns the nodes and the layers' integer constants.
+fn layer_nodes(
+    spec: &ModelSpec,
+    param: &dyn Fn(&str) -> String,
+    output: &str,
+) -> Result<(Vec<NodeProto>, Vec<TensorProto>)> {
+    let steps = spec.walk().map_err(|source| Error::Model {
+        origin: format!("model `{}`", spec.name),
+        source: Box::new(source),
+    })?;
     let mut nodes = Vec::new();
+    let mut constants = Vec::new();
     let mut current = INPUT.to_string();
-    let last = spec.layers.len() - 1;
-    for (i, layer) in spec.layers.iter().enumerate() {
+    let last = steps.len() - 1;
+    for (i, step) in steps.iter().enumerate() {
+        let layer = step.layer.layer();
         let out = if i == last {
             output.to_string()
         } else {
             format!("h{}", i + 1)
         };
-        let label = match &names[i] {
+        let label = match &step.name {
             Some(name) => name.clone(),
             None => format!("{}{}", layer.kind(), i + 1),
         };
@@ -134,14 +144,34 @@ fn layer_nodes(spec: &ModelSpec, param: &dyn Fn(&str) -> String, output: &str) -
             input: &current,
             output: &out,
             label: &label,
-            params: names[i]
-                .as_ref()
+            params: (step.name.as_ref())
                 .map(|l| (param(&format!("{l}.weight")), param(&format!("{l}.bias")))),
+            state: (layer.state(&step.input).iter())
+                .map(|s| format!("{label}.{}", s.name))
+                .collect(),
         };
-        nodes.extend(layer.layer().onnx(&io).into_iter().map(node_proto));
+        nodes.extend(layer.onnx(&io).into_iter().map(node_proto));
+        for (suffix, values) in layer.onnx_constants(&step.input) {
+            constants.push(i64_tensor(
+                &io.constant(suffix),
+                &[values.len() as i64],
+                &values,
+            ));
+        }
         current = out;
     }
-    nodes
+    Ok((nodes, constants))
+}
+
+/// A little-endian int64 initializer.
+fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::Int64 as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
 }
 
 /// A layer's node as ONNX writes it.
@@ -196,20 +226,26 @@ fn io_dims(spec: &ModelSpec) -> Result<(Dims, Dims)> {
     Ok((input, output))
 }
 
-/// One task's network with effective parameters `params` (`{layer}.weight`, `{layer}.bias`).
+/// One task's network with effective parameters `params` (`{layer}.weight`, `{layer}.bias`)
+/// and layer state `state` (`{layer}.{state}`, as [`crate::model::Network::onnx_state`] gives
+/// it).
 pub fn task_model(
     spec: &ModelSpec,
     params: &[(String, Tensor)],
+    state: &[(String, Tensor)],
     metadata: &[(String, String)],
 ) -> Result<ModelProto> {
-    let initializer = params
+    let mut initializer = params
         .iter()
+        .chain(state)
         .map(|(n, t)| f32_initializer(n, t))
         .collect::<Result<Vec<_>>>()?;
+    let (node, constants) = layer_nodes(spec, &|p| p.to_string(), OUTPUT)?;
+    initializer.extend(constants);
     let (input, output) = io_dims(spec)?;
     let graph = GraphProto {
         name: spec.name.clone(),
-        node: layer_nodes(spec, &|p| p.to_string(), OUTPUT),
+        node,
         initializer,
         input: vec![value_info(INPUT, DataType::Float, &input)],
         output: vec![value_info(OUTPUT, DataType::Float, &output)],
@@ -220,11 +256,13 @@ pub fn task_model(
 
 /// All tasks in one graph: `shared` holds W (`{param}`), `gates` the stacked gate values per
 /// parameter (`[T, ..shape]`), as u8 0/1 when `binary` (cast to float in the graph, 8x smaller
-/// than float) or as float σ(M).
+/// than float) or as float σ(M); `states` the stacked layer state per tensor (`[T, ..shape]`,
+/// gathered for the task like the gates).
 pub fn all_tasks_model(
     spec: &ModelSpec,
     shared: &[(String, Tensor)],
     gates: &[(String, Tensor)],
+    states: &[(String, Tensor)],
     binary: bool,
     metadata: &[(String, String)],
 ) -> Result<ModelProto> {
@@ -236,13 +274,7 @@ pub fn all_tasks_model(
     // 0 (so no runtime fails inside Gather or wraps a negative index around) and adds NaN to
     // every output.
     let count = gates.first().map_or(0, |(_, g)| g.dims()[0]) as i64;
-    let i64_const = |name: &str, dims: &[i64], values: &[i64]| TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: DataType::Int64 as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    };
+    let i64_const = i64_tensor;
     let f32_const = |name: &str, v: f32| TensorProto {
         name: name.into(),
         dims: vec![],
@@ -347,6 +379,17 @@ pub fn all_tasks_model(
             vec![],
         ));
     }
+    for (name, stacked) in states {
+        let all = format!("{name}.tasks");
+        initializer.push(f32_initializer(&all, stacked)?);
+        nodes.push(node(
+            "Gather",
+            &format!("gather {name}"),
+            &[&all, "task.index"],
+            name,
+            vec![attr_int("axis", 0)],
+        ));
+    }
     if shared.len() != gates.len() {
         return Err(Error::Shape(format!(
             "{} shared parameters but {} gated ones",
@@ -354,11 +397,9 @@ pub fn all_tasks_model(
             gates.len()
         )));
     }
-    nodes.extend(layer_nodes(
-        spec,
-        &|p| format!("{p}.effective"),
-        "output.raw",
-    ));
+    let (layers, constants) = layer_nodes(spec, &|p| format!("{p}.effective"), "output.raw")?;
+    nodes.extend(layers);
+    initializer.extend(constants);
     nodes.push(node(
         "Add",
         "output or NaN",

@@ -1,7 +1,7 @@
 //! Elementwise activations: `relu` (max(x, 0)), `tanh`, `sigmoid` (σ(x)). No parameters; the
 //! output has the input's shape.
 
-use super::{EngineOp, EngineRefusal, Layer, OnnxIo, OnnxNode};
+use super::{EngineOp, EngineRefusal, Layer, LayerState, OnnxIo, OnnxNode};
 use crate::error::SpecError;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,12 @@ macro_rules! activation {
                 Ok(input.to_vec())
             }
 
-            fn forward(&self, $x: &Tensor, _params: &[Tensor]) -> candle_core::Result<Tensor> {
+            fn forward(
+                &self,
+                $x: &Tensor,
+                _params: &[Tensor],
+                _state: LayerState<'_>,
+            ) -> candle_core::Result<Tensor> {
                 $forward
             }
 

@@ -5,7 +5,7 @@
 //! GEMM op with its own backward (candle 0.11.1's CPU conv backward is ~10x slower than
 //! PyTorch's and differentiates the input image too).
 
-use super::{EngineOp, EngineRefusal, Layer, OnnxAttr, OnnxIo, OnnxNode, image};
+use super::{EngineOp, EngineRefusal, Layer, LayerState, OnnxAttr, OnnxIo, OnnxNode, image};
 use crate::error::SpecError;
 use crate::kernel::im2col::ConvGeom;
 use candle_core::Tensor;
@@ -88,7 +88,12 @@ impl Layer for Conv2d {
         Some((vec![self.out, c, k, k], c * k * k))
     }
 
-    fn forward(&self, x: &Tensor, params: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        params: &[Tensor],
+        _state: LayerState<'_>,
+    ) -> candle_core::Result<Tensor> {
         let [w, b] = params else {
             candle_core::bail!("conv2d takes a weight and a bias, got {}", params.len());
         };

@@ -1,6 +1,6 @@
 //! `flatten`: `[c, h, w]` → `[c·h·w]` (the batch axis stays). No parameters.
 
-use super::{EngineOp, EngineRefusal, Layer, OnnxAttr, OnnxIo, OnnxNode};
+use super::{EngineOp, EngineRefusal, Layer, LayerState, OnnxAttr, OnnxIo, OnnxNode};
 use crate::error::SpecError;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,12 @@ impl Layer for Flatten {
         Ok(vec![len])
     }
 
-    fn forward(&self, x: &Tensor, _params: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        _params: &[Tensor],
+        _state: LayerState<'_>,
+    ) -> candle_core::Result<Tensor> {
         x.flatten_from(1)
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Input `[batch, in]`, output `[batch, out]`; weight `[out, in]`, bias `[out]`.
 
-use super::{EngineOp, EngineRefusal, Layer, OnnxAttr, OnnxIo, OnnxNode};
+use super::{EngineOp, EngineRefusal, Layer, LayerState, OnnxAttr, OnnxIo, OnnxNode};
 use crate::error::SpecError;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,12 @@ impl Layer for Linear {
         Some((vec![self.out, input[0]], input[0]))
     }
 
-    fn forward(&self, x: &Tensor, params: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        params: &[Tensor],
+        _state: LayerState<'_>,
+    ) -> candle_core::Result<Tensor> {
         let [w, b] = params else {
             candle_core::bail!("linear takes a weight and a bias, got {}", params.len());
         };

@@ -4,7 +4,7 @@
 //! gatekit's own op: candle 0.11.1's `max_pool2d` backward scales the gradient by the share of
 //! maxima in each window instead of routing it to the maximum.
 
-use super::{EngineOp, EngineRefusal, Layer, OnnxAttr, OnnxIo, OnnxNode, image};
+use super::{EngineOp, EngineRefusal, Layer, LayerState, OnnxAttr, OnnxIo, OnnxNode, image};
 use crate::error::SpecError;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,12 @@ impl Layer for Maxpool2d {
         Ok(vec![c, h / kernel, w / kernel])
     }
 
-    fn forward(&self, x: &Tensor, _params: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        _params: &[Tensor],
+        _state: LayerState<'_>,
+    ) -> candle_core::Result<Tensor> {
         crate::kernel::max_pool2d(x, self.kernel)
     }
 

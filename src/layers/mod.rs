@@ -53,9 +53,22 @@ pub trait Layer {
         None
     }
 
+    /// The tensors the layer keeps per task besides its parameters, for an input of shape
+    /// `input`: updated by the forward pass in training, not by gradients (batch norm's
+    /// running statistics). Gated runs keep one set per task, plain models one per model.
+    fn state(&self, _input: &[usize]) -> Vec<StateSpec> {
+        Vec::new()
+    }
+
     /// The reference forward pass on a batch `[n, ..input]`; `params` holds the effective
-    /// weight and bias (`W ⊙ g(M)` under a task's gate), empty for a layer without them.
-    fn forward(&self, x: &Tensor, params: &[Tensor]) -> candle_core::Result<Tensor>;
+    /// weight and bias (`W ⊙ g(M)` under a task's gate), empty for a layer without them;
+    /// `state` the layer's [`Layer::state`] tensors, as the pass may use them.
+    fn forward(
+        &self,
+        x: &Tensor,
+        params: &[Tensor],
+        state: LayerState<'_>,
+    ) -> candle_core::Result<Tensor>;
 
     /// The layer's op in the fast engine for an input of shape `input` (checked by
     /// [`Layer::output_shape`] before), or why the engine cannot run it.
@@ -63,11 +76,89 @@ pub trait Layer {
 
     /// The ONNX nodes computing the layer from `io.input` into `io.output`.
     fn onnx(&self, io: &OnnxIo<'_>) -> Vec<OnnxNode>;
+
+    /// Integer constants the layer's ONNX nodes read (reshape targets), as `(suffix, values)`:
+    /// written once per graph as 1-D int64 initializers named `{io.label}.{suffix}`.
+    fn onnx_constants(&self, _input: &[usize]) -> Vec<(&'static str, Vec<i64>)> {
+        Vec::new()
+    }
+
+    /// A task's state tensors as the ONNX graph reads them (one per [`Layer::state`] entry,
+    /// named like it), computed once at export: the identity unless a layer's nodes want a
+    /// form that needs no ops beyond the basic ones (batch norm: `−μ` and `1/√(σ² + ε)`).
+    fn onnx_state(&self, state: Vec<Tensor>) -> candle_core::Result<Vec<Tensor>> {
+        Ok(state)
+    }
+}
+
+/// One per-task tensor of a layer ([`Layer::state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSpec {
+    /// Its name inside the layer (`running_mean`): the tensor is `{layer}.{name}`.
+    pub name: &'static str,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Every value it starts at.
+    pub init: f64,
+}
+
+/// How a reference forward pass may use a layer's state.
+#[derive(Debug)]
+pub enum LayerState<'a> {
+    /// Evaluation with a task's state.
+    Eval(&'a [Tensor]),
+    /// Training: the layer replaces its state with the updated values.
+    Train(&'a mut [Tensor]),
+    /// No state at hand (a forward pass outside a learner): a layer that needs state refuses.
+    Missing,
+}
+
+/// A custom op of the fast engine over plain `f32` buffers: what a layer brings when none of
+/// the engine's built-in ops ([`EngineOp`]) computes it. Buffers hold `n` samples, contiguous.
+pub trait EngineKernel: std::fmt::Debug + Send + Sync {
+    /// Values per sample it writes.
+    fn out_len(&self) -> usize;
+
+    /// `y` from `x`; `params`: the effective weight and bias (empty without them); `state`:
+    /// the layer's state to read (evaluation) or update (training); `saved`: what
+    /// [`EngineKernel::backward`] needs from this pass (training only).
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        params: &[&[f32]],
+        state: KernelState<'_>,
+        y: &mut [f32],
+        saved: &mut Vec<f32>,
+    );
+
+    /// Gradients from `dy`: of the weight and bias (overwritten; `None` without parameters)
+    /// and of the input (overwritten; `None` for the first op).
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        n: usize,
+        x: &[f32],
+        params: &[&[f32]],
+        saved: &[f32],
+        dy: &[f32],
+        dparams: Option<(&mut [f32], &mut [f32])>,
+        dx: Option<&mut [f32]>,
+    );
+}
+
+/// A layer's state as an engine kernel sees it.
+#[derive(Debug)]
+pub enum KernelState<'a> {
+    /// Read a task's state (evaluation).
+    Eval(&'a [&'a [f32]]),
+    /// Update the training task's state.
+    Train(&'a mut [Vec<f32>]),
 }
 
 /// A layer as the fast engine runs it; sizes are per sample. The engine's plan fuses a
 /// convolution with a following ReLU and max-pool.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum EngineOp {
     /// `y = x θWᵀ + θb`.
     Dense {
@@ -103,6 +194,8 @@ pub enum EngineOp {
     },
     /// Nothing to compute: the buffers are already contiguous (`flatten`).
     Identity,
+    /// The layer's own kernel.
+    Kernel(std::sync::Arc<dyn EngineKernel>),
 }
 
 /// Why the engine cannot run a layer (the learner then trains on the reference).
@@ -136,6 +229,9 @@ pub struct OnnxIo<'a> {
     pub label: &'a str,
     /// The tensor names of its effective weight and bias (layers with parameters).
     pub params: Option<(String, String)>,
+    /// The tensor names of the task's state, in [`Layer::state`] order (as
+    /// [`Layer::onnx_state`] gives them).
+    pub state: Vec<String>,
 }
 
 impl OnnxIo<'_> {
@@ -151,6 +247,16 @@ impl OnnxIo<'_> {
             output: self.output.to_string(),
             attrs,
         }
+    }
+
+    /// The name of the constant `suffix` of [`Layer::onnx_constants`].
+    pub fn constant(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.label)
+    }
+
+    /// A name for a value between the layer's nodes.
+    pub fn value(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.label)
     }
 
     /// The weight and bias names; a layer asks only when it has parameters.

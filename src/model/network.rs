@@ -3,6 +3,7 @@
 
 use super::spec::ModelSpec;
 use crate::gate::TaskGate;
+use crate::layers::{LayerState, StateSpec};
 use crate::rng::Rng;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,20 @@ pub struct Network {
     /// Per layer, the position of its weight in `params` (its bias follows it).
     param_index: Vec<Option<usize>>,
     params: Vec<(String, Var)>,
+    /// Per layer, the range of its tensors in [`Network::state_specs`].
+    state_range: Vec<std::ops::Range<usize>>,
+    state: Vec<(String, StateSpec)>,
+}
+
+/// The per-task state of a whole network ([`Network::state_specs`]) as a forward pass uses it.
+#[derive(Debug)]
+pub enum NetState<'a> {
+    /// Evaluation with a task's state.
+    Eval(&'a [Tensor]),
+    /// Training: stateful layers replace their tensors with updated values.
+    Train(&'a mut [Tensor]),
+    /// None at hand: refused by a model with stateful layers.
+    Missing,
 }
 
 impl Network {
@@ -50,8 +65,17 @@ impl Network {
         let steps = spec.walk().map_err(candle_core::Error::wrap)?;
         let mut param_index = Vec::with_capacity(spec.layers.len());
         let mut params: Vec<(String, Var)> = Vec::new();
-        for step in &steps {
+        let mut state_range = Vec::with_capacity(spec.layers.len());
+        let mut state = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
             let layer = step.layer.layer();
+            let from = state.len();
+            // Named like the layer's ONNX nodes: its name, else its kind and position.
+            let label = (step.name.clone()).unwrap_or_else(|| format!("{}{}", layer.kind(), i + 1));
+            state.extend(
+                (layer.state(&step.input).into_iter()).map(|s| (format!("{label}.{}", s.name), s)),
+            );
+            state_range.push(from..state.len());
             let Some((w_shape, fan_in)) = layer.weight_shape(&step.input) else {
                 param_index.push(None);
                 continue;
@@ -100,6 +124,8 @@ impl Network {
             spec: spec.clone(),
             param_index,
             params,
+            state_range,
+            state,
         })
     }
 
@@ -126,15 +152,68 @@ impl Network {
         self.params.iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// Forward pass on a batch `[batch, ..input]`; plain when `gate` is `None`.
+    /// The per-task state tensors of the layers (`{layer}.{name}`, e.g. `bn1.running_mean`),
+    /// in layer order; empty for a model without stateful layers.
+    pub fn state_specs(&self) -> &[(String, StateSpec)] {
+        &self.state
+    }
+
+    /// The state every task starts with.
+    pub fn initial_state(&self, dtype: DType, device: &Device) -> Result<Vec<Tensor>> {
+        self.state
+            .iter()
+            .map(|(_, s)| Tensor::full(s.init, s.shape.as_slice(), device)?.to_dtype(dtype))
+            .collect()
+    }
+
+    /// A task's state as its ONNX graph reads it ([`crate::layers::Layer::onnx_state`]).
+    pub fn onnx_state(&self, state: &[Tensor]) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(state.len());
+        for (spec, range) in self.spec.layers.iter().zip(&self.state_range) {
+            if range.is_empty() {
+                continue;
+            }
+            let values = spec.layer().onnx_state(state[range.clone()].to_vec())?;
+            out.extend(
+                self.state[range.clone()]
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .zip(values),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Forward pass on a batch `[batch, ..input]`; plain when `gate` is `None`. For a model
+    /// with stateful layers, see [`Network::forward_with_state`].
     pub fn forward(&self, x: &Tensor, gate: Option<&TaskGate>) -> Result<Tensor> {
+        self.forward_with_state(x, gate, NetState::Missing)
+    }
+
+    /// Forward pass with a task's state ([`Network::state_specs`]).
+    pub fn forward_with_state(
+        &self,
+        x: &Tensor,
+        gate: Option<&TaskGate>,
+        mut state: NetState<'_>,
+    ) -> Result<Tensor> {
         let mut x = x.clone();
-        for (spec, index) in self.spec.layers.iter().zip(&self.param_index) {
+        for ((spec, index), range) in (self.spec.layers.iter())
+            .zip(&self.param_index)
+            .zip(&self.state_range)
+        {
             let params = match index {
                 Some(i) => vec![self.effective(*i, gate)?, self.effective(i + 1, gate)?],
                 None => Vec::new(),
             };
-            x = spec.layer().forward(&x, &params)?;
+            let layer_state = match &mut state {
+                NetState::Eval(s) if s.len() >= range.end => LayerState::Eval(&s[range.clone()]),
+                NetState::Train(s) if s.len() >= range.end => {
+                    LayerState::Train(&mut s[range.clone()])
+                }
+                _ => LayerState::Missing,
+            };
+            x = spec.layer().forward(&x, &params, layer_state)?;
         }
         Ok(x)
     }

@@ -5,11 +5,13 @@
 //! | a model's parameter | `fc1.weight` | `gated/fc1.weight`, `shared/fc1.weight` |
 //! | a per-task model's parameter (`separate`) | `t0/fc1.weight` | `separate/t0/fc1.weight` |
 //! | a task's mask of a parameter | `fc1.weight.mask.t0` | `gated/fc1.weight.mask.t0` |
+//! | a task's layer state (gated; batch-norm statistics) | `bn1.running_mean.state.t0` | `gated/bn1.running_mean.state.t0` |
+//! | a plain model's layer state | like its weights: `bn1.running_mean`, `t0/bn1.running_mean` | `shared/bn1.running_mean` |
 //! | an optimizer slot | the parameter's key | `gated/optim.w/fc1.weight.first`, `gated/optim.mask/fc1.weight.mask.t0.steps` |
 //!
 //! Task and parameter names are portable names (letters, digits, `-`, `_`; see
-//! [`crate::task::check_portable_name`] for tasks, layer names for parameters), so `/` and
-//! `.mask.` cannot occur inside them and every key parses back unambiguously.
+//! [`crate::task::check_portable_name`] for tasks, layer names for parameters), so `/`,
+//! `.mask.` and `.state.` cannot occur inside them and every key parses back unambiguously.
 
 use std::fmt;
 
@@ -54,6 +56,14 @@ pub enum ParamKey<'a> {
         /// The task's name.
         task: &'a str,
     },
+    /// Task `task`'s value of a layer's per-task state tensor in a gated run (plain models
+    /// keep theirs under their weights' keys): `bn1.running_mean.state.t0`.
+    TaskState {
+        /// The state tensor (`bn1.running_mean`).
+        param: &'a str,
+        /// The task's name.
+        task: &'a str,
+    },
 }
 
 /// The optimizer slots of the shared weights, under `{strategy}/optim.w/`.
@@ -67,6 +77,7 @@ pub fn slot_prefix(strategy: &str, group: &str) -> String {
 }
 
 const MASK_INFIX: &str = ".mask.";
+const STATE_INFIX: &str = ".state.";
 
 impl<'a> ParamKey<'a> {
     /// The checkpoint name: `{strategy}/{key}`.
@@ -84,7 +95,9 @@ impl<'a> ParamKey<'a> {
     pub fn task(&self) -> Option<&'a str> {
         match *self {
             ParamKey::Weight { .. } => None,
-            ParamKey::TaskWeight { task, .. } | ParamKey::Mask { task, .. } => Some(task),
+            ParamKey::TaskWeight { task, .. }
+            | ParamKey::Mask { task, .. }
+            | ParamKey::TaskState { task, .. } => Some(task),
         }
     }
 
@@ -93,7 +106,8 @@ impl<'a> ParamKey<'a> {
         match *self {
             ParamKey::Weight { param }
             | ParamKey::TaskWeight { param, .. }
-            | ParamKey::Mask { param, .. } => param,
+            | ParamKey::Mask { param, .. }
+            | ParamKey::TaskState { param, .. } => param,
         }
     }
 
@@ -112,6 +126,8 @@ impl<'a> ParamKey<'a> {
         }
         let key = if let Some((param, task)) = rest.split_once(MASK_INFIX) {
             ParamKey::Mask { param, task }
+        } else if let Some((param, task)) = rest.split_once(STATE_INFIX) {
+            ParamKey::TaskState { param, task }
         } else if let Some((task, param)) = rest.split_once('/') {
             ParamKey::TaskWeight { task, param }
         } else {
@@ -127,6 +143,7 @@ impl fmt::Display for ParamKey<'_> {
             ParamKey::Weight { param } => f.write_str(param),
             ParamKey::TaskWeight { task, param } => write!(f, "{task}/{param}"),
             ParamKey::Mask { param, task } => write!(f, "{param}{MASK_INFIX}{task}"),
+            ParamKey::TaskState { param, task } => write!(f, "{param}{STATE_INFIX}{task}"),
         }
     }
 }
@@ -157,6 +174,13 @@ mod tests {
                     task: "red",
                 },
                 "gated/conv1.weight.mask.red",
+            ),
+            (
+                ParamKey::TaskState {
+                    param: "bn1.running_var",
+                    task: "red",
+                },
+                "gated/bn1.running_var.state.red",
             ),
         ];
         for (key, name) in cases {

@@ -7,7 +7,7 @@ use super::continual::TaskOrder;
 use crate::engine::{Engine, Plan, Rule, Slot, StepRules, Targets, TaskMasks};
 use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
-use crate::model::{ModelSpec, Network, WeightInit};
+use crate::model::{ModelSpec, NetState, Network, WeightInit};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::params::{MASK_SLOTS, ParamKey, TaskId, W_SLOTS, slot_prefix};
 use crate::rng::Rng;
@@ -208,6 +208,9 @@ pub struct Learner {
     task_names: Vec<String>,
     nets: Vec<Network>,
     masks: Option<MaskBank>,
+    /// The layers' per-task state ([`Network::state_specs`]): one set per task when gated,
+    /// else one per model; empty lists for a model without stateful layers.
+    states: Vec<Vec<Var>>,
     w_opt: Optimizer,
     mask_opt: Optimizer,
     gate: GateMode,
@@ -251,12 +254,27 @@ impl Learner {
                 device,
             )
         });
+        let sets = if layout.gated {
+            task_names.len()
+        } else {
+            count
+        };
+        let states = (0..sets)
+            .map(|_| {
+                nets[0]
+                    .initial_state(dtype, device)?
+                    .iter()
+                    .map(Var::from_tensor)
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut engine_refusal = None;
         let engine = match (run.engine, dtype, device) {
             (EngineChoice::Fast, DType::F32, Device::Cpu) => match Plan::compile(spec) {
                 Ok(plan) => Some(Box::new(Engine::new(
                     plan,
                     nets.iter().map(weights_of).collect::<Result<Vec<_>>>()?,
+                    states.iter().map(|s| f32_vecs(s)).collect::<Result<_>>()?,
                     task_names.len(),
                     layout.gated,
                 ))),
@@ -283,6 +301,7 @@ impl Learner {
             task_names: task_names.to_vec(),
             nets,
             masks,
+            states,
             w_opt: Optimizer::new(run.w_optimizer()),
             mask_opt: Optimizer::new(run.mask_optimizer()),
             gate: run.gate,
@@ -373,6 +392,11 @@ impl Learner {
                 var.set(&Tensor::from_slice(w, var.shape(), var.device())?)?;
             }
         }
+        for (set, values) in self.states.iter().zip(&engine.states) {
+            for (var, v) in set.iter().zip(values) {
+                var.set(&Tensor::from_slice(v, var.shape(), var.device())?)?;
+            }
+        }
         if let Some(bank) = &self.masks {
             for (task, m) in engine.masks.iter().enumerate() {
                 let (Some(m), Some(vars)) = (m, bank.get(task)) else {
@@ -406,6 +430,24 @@ impl Learner {
     /// The mask bank (gated only).
     pub fn masks(&self) -> Option<&MaskBank> {
         self.synced().masks.as_ref()
+    }
+
+    /// The state set of task `task`: its own when gated, else its model's.
+    fn state_set(&self, task: usize) -> usize {
+        if self.masks.is_some() {
+            task
+        } else {
+            self.strategy.layout().model_of(task)
+        }
+    }
+
+    /// Task `task`'s layer state ([`Network::state_specs`]; empty for a model without
+    /// stateful layers).
+    pub fn layer_state(&self, task: usize) -> Vec<Tensor> {
+        self.synced().states[self.state_set(task)]
+            .iter()
+            .map(|v| v.as_tensor().clone())
+            .collect()
     }
 
     /// Number of scalars trained (W plus every task's masks, or every model).
@@ -458,6 +500,7 @@ impl Learner {
             Some(bank) => bank.ensure(task)?.to_vec(),
             None => Vec::new(),
         };
+        let set = self.state_set(task);
         let net = &self.nets[self.strategy.layout().model_of(task)];
         let gate = TaskGate {
             masks: &masks,
@@ -465,7 +508,18 @@ impl Learner {
             scale,
             view: GateView::Trained,
         };
-        let out = net.forward(&batch.x, self.masks.is_some().then_some(&gate))?;
+        let mut state: Vec<Tensor> = self.states[set]
+            .iter()
+            .map(|v| v.as_tensor().clone())
+            .collect();
+        let out = net.forward_with_state(
+            &batch.x,
+            self.masks.is_some().then_some(&gate),
+            NetState::Train(&mut state),
+        )?;
+        for (var, value) in self.states[set].iter().zip(&state) {
+            var.set(&value.detach())?;
+        }
         let metric = objective.metric_sum(&out.detach(), &batch.y)?;
         let loss = objective.loss(&out, &batch.y)?;
         let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
@@ -572,6 +626,17 @@ impl Learner {
         Ok(loss)
     }
 
+    /// The key of state tensor `name` of state set `set` ([`Learner::state_set`]).
+    fn state_key<'a>(&'a self, set: usize, name: &'a str) -> ParamKey<'a> {
+        match &self.masks {
+            Some(_) => ParamKey::TaskState {
+                param: name,
+                task: &self.task_names[set],
+            },
+            None => self.param_key(set, name),
+        }
+    }
+
     fn param_key<'a>(&'a self, task: usize, name: &'a str) -> ParamKey<'a> {
         match self.strategy.layout().models {
             Models::PerTask => ParamKey::TaskWeight {
@@ -588,8 +653,13 @@ impl Learner {
         if let Some(engine) = &self.engine {
             return self.engine_predict(engine, task, x, scale, view);
         }
+        let state: Vec<Tensor> = self.states[self.state_set(task)]
+            .iter()
+            .map(|v| v.as_tensor().clone())
+            .collect();
+        let state = NetState::Eval(&state);
         match &self.masks {
-            None => net.forward(x, None),
+            None => net.forward_with_state(x, None, state),
             Some(bank) => {
                 let masks = match bank.get(task) {
                     Some(m) => m.to_vec(),
@@ -605,7 +675,7 @@ impl Learner {
                     scale,
                     view,
                 };
-                net.forward(x, Some(&gate))
+                net.forward_with_state(x, Some(&gate), state)
             }
         }
     }
@@ -617,8 +687,8 @@ impl Learner {
         self.engine.is_some()
     }
 
-    /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, as the
-    /// engine reads them: computed once per evaluation and reused for every batch, with the
+    /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, followed
+    /// by the task's layer state, as the engine reads them: computed once per evaluation and reused for every batch, with the
     /// same candle gate code as [`Learner::predict`] (so every [`GateView`] means the same).
     pub fn eval_params(&self, task: usize, scale: f64, view: GateView) -> Result<Vec<Vec<f32>>> {
         self.sync()?;
@@ -637,7 +707,8 @@ impl Learner {
             scale,
             view,
         });
-        net.params()
+        let mut params = net
+            .params()
             .iter()
             .enumerate()
             .map(|(i, (_, w))| match &gate {
@@ -648,7 +719,9 @@ impl Learner {
                     .to_vec1::<f32>(),
                 None => w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>(),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        params.extend(f32_vecs(&self.states[self.state_set(task)])?);
+        Ok(params)
     }
 
     /// The engine's outputs `[n, outputs]` for `n` inputs `x` (flat `f32`) under each of
@@ -729,6 +802,14 @@ impl Learner {
                     };
                     out.push((key.in_strategy(s), m.as_tensor().clone()));
                 }
+            }
+        }
+        for (set, vars) in self.states.iter().enumerate() {
+            for ((name, _), var) in self.nets[0].state_specs().iter().zip(vars) {
+                out.push((
+                    self.state_key(set, name).in_strategy(s),
+                    var.as_tensor().clone(),
+                ));
             }
         }
         let device = self.nets[0].params()[0].1.device().clone();
@@ -868,6 +949,23 @@ impl Learner {
                 bank.insert(task, masks)?;
             }
         }
+        for set in 0..self.states.len() {
+            for ((name, _), var) in self.nets[0].state_specs().iter().zip(&self.states[set]) {
+                let key = self.state_key(set, name).in_strategy(s);
+                if let Some(src) = tensors.get(&key) {
+                    if src.shape() != var.shape() || src.dtype() != dtype {
+                        candle_core::bail!(
+                            "`{key}` is {:?} {:?}, expected {:?} {:?}",
+                            src.dtype(),
+                            src.dims(),
+                            dtype,
+                            var.dims()
+                        );
+                    }
+                    var.set(src)?;
+                }
+            }
+        }
         self.w_opt.load_state(&slot_prefix(s, W_SLOTS), tensors)?;
         self.mask_opt
             .load_state(&slot_prefix(s, MASK_SLOTS), tensors)?;
@@ -897,6 +995,11 @@ impl Learner {
                 None => Slot::default(),
             })
         };
+        engine.states = self
+            .states
+            .iter()
+            .map(|s| f32_vecs(s))
+            .collect::<Result<_>>()?;
         for (t, net) in self.nets.iter().enumerate() {
             engine.models[t] = weights_of(net)?;
             engine.w_slots[t] = w_keys[t]
@@ -959,6 +1062,13 @@ fn weights_of(net: &Network) -> Result<Vec<Vec<f32>>> {
     net.params()
         .iter()
         .map(|(_, v)| v.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>())
+        .collect()
+}
+
+/// Tensors as flat `f32` vectors, in order.
+fn f32_vecs(vars: &[Var]) -> Result<Vec<Vec<f32>>> {
+    vars.iter()
+        .map(|v| v.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>())
         .collect()
 }
 
