@@ -6,9 +6,13 @@
 //!   U8 `[⌈n/8⌉]` (numpy `packbits` order) under `{param}.mask.{task}`, with shapes, bit order,
 //!   threshold, task and model names in the metadata (one JSON string under the key
 //!   `gatekit`, so equal content gives equal bytes);
+//! - `state.safetensors`, for a model with stateful layers only: every task's layer state
+//!   (float32, `{layer}.{state}.state.{task}`, e.g. a batch norm's running statistics), which a
+//!   task's model needs besides `W` and its mask;
 //! - `<task>.onnx` per task: the effective network with its weights baked in (binarized with
 //!   `binarize`, else the exact trained function `W ⊙ g(M)`);
-//! - `all_tasks.onnx`: W and every task's gates in one graph, the task picked by an input.
+//! - `all_tasks.onnx`: W, every task's gates and layer state in one graph, the task picked by
+//!   an input.
 //!
 //! Every file is written to a temporary folder that is renamed into place at the end, so a
 //! failed export leaves no partial files; an existing output folder is never deleted (see

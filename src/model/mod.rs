@@ -10,9 +10,9 @@
 //! [[layer]]
 //! type = "relu"
 //! ```
-//! Layer types: `linear` (out), `conv2d` (out, kernel, stride = 1, padding = 0), `relu`, `tanh`,
-//! `sigmoid`, `maxpool2d` (kernel, stride = kernel), `flatten`. Linear and conv layers are
-//! gated; they are named `fc1, fc2, …` and `conv1, conv2, …` unless given a `name`.
+//! The layer types, their keys and their parameters are the files of [`crate::layers`]; layers
+//! with parameters are gated and named `fc1, fc2, …`, `conv1, …` (their type's prefix) unless
+//! given a `name`.
 
 mod network;
 mod spec;
