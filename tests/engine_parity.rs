@@ -108,6 +108,24 @@ fn diff_and_scale(got: &Tensor, reference: &Tensor) -> (f64, f64) {
 
 /// Trains both engines `steps` steps on alternating tasks and compares everything.
 fn check(model_name: &str, strategy: Strategy, run: &str, objective: Objective, steps: usize) {
+    check_with(model_name, strategy, run, objective, steps, 0);
+}
+
+/// [`check`], where up to `kinks` elements per 10 000 of a tensor (at least one) may differ
+/// by more (up to 10x the tolerance): after batch norm many pre-activations sit near ReLU's kink, so float
+/// rounding in another order flips a few of them between the two implementations, and the
+/// masks' large learning rate (lr · 4T) carries those flips into a few mask entries. With
+/// `kinks > 0` a tensor is also compared at no less than 1e-2 scale: a bias right before a
+/// batch norm has no gradient in exact arithmetic, so its gradient, optimizer slots and
+/// masks' moves are rounding noise around 0.
+fn check_with(
+    model_name: &str,
+    strategy: Strategy,
+    run: &str,
+    objective: Objective,
+    steps: usize,
+    kinks: usize,
+) {
     let names = vec!["a".to_string(), "b".to_string()];
     let fast_set = task_set(model_name, run, "fast");
     let ref_set = task_set(model_name, run, "reference");
@@ -155,10 +173,18 @@ fn check(model_name: &str, strategy: Strategy, run: &str, objective: Objective, 
         let ft = &f[key];
         assert_eq!(ft.dims(), rt.dims(), "{what}: {key} shape");
         let (diff, scale) = diff_and_scale(ft, rt);
-        let scale = scale.max(1e-3);
+        let scale = scale.max(if kinks > 0 { 1e-2 } else { 1e-3 });
+        let (a, b) = (values(ft), values(rt));
+        let outside = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| (*x - *y).abs() > 2e-4 * scale)
+            .count();
         assert!(
-            diff <= 2e-4 * scale,
-            "{what}: {key} differs by {diff:e} (scale {scale:e})"
+            outside <= (kinks * a.len()).div_ceil(10_000) && diff <= 2e-3 * scale
+                || diff <= 2e-4 * scale,
+            "{what}: {key} differs by {diff:e} (scale {scale:e}) in {outside} of {} elements",
+            a.len()
         );
     }
     let probe = batch(&mut rng, &input, outputs, objective);
@@ -235,6 +261,30 @@ fn odd_layers_under_every_gate_mode() {
         "optimizer = \"adam\"\nlr = 0.01",
         Objective::Regression,
         3,
+    );
+}
+
+/// Batch norm (1-D and 2-D) with per-task statistics: the engine's kernel (batch statistics,
+/// running-statistic updates, backward through the normalization) against candle's autograd;
+/// the checkpoint comparison covers every task's running mean and variance, the predictions
+/// the evaluation path with running statistics.
+#[test]
+fn batchnorm_gated_shared_and_separate() {
+    let run = "optimizer = \"momentum\"\nlr = 0.05\nmomentum = 0.9";
+    for strategy in [Strategy::Gated, Strategy::Shared, Strategy::Separate] {
+        check_with("lenet5-bn", strategy, run, Objective::Classification, 4, 5);
+    }
+    // Not Adam: its first steps move every weight by ±lr whatever the gradient's size, so a
+    // near-zero gradient (the bias before a batch norm) turns rounding into whole steps. Not
+    // the STE gate: a mask entry of γ at 0 switches a whole channel, another kink.
+    let run = "optimizer = \"sgd\"\nlr = 0.05\ngate = \"hat\"";
+    check_with(
+        "lenet5-bn",
+        Strategy::Gated,
+        run,
+        Objective::Classification,
+        4,
+        5,
     );
 }
 

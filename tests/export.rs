@@ -37,7 +37,7 @@ fn task_set(model: &str) -> Option<String> {
         "mlp.toml" => Some(format!(
             "[run]\nmodel = \"{models}/{model}\"\nsteps = 300\n[defaults]\nkind = \"sinusoid\"\n[[task]]\nname = \"a\"\n[[task]]\nname = \"b\"\n"
         )),
-        "lenet5.toml" => {
+        "lenet5.toml" | "lenet5-bn.toml" => {
             common::shared_data().map(|_| image("mnist", "", "", "background = [1.0, 0.0, 0.0]"))
         }
         "lenet5-gray.toml" => {

@@ -46,19 +46,42 @@ fn tensors(path: &std::path::Path) -> HashMap<String, (String, Vec<usize>, Vec<u
         .collect()
 }
 
+/// The MLP with a batch norm: its per-task running statistics must survive the resume too.
+const BATCHNORM_MODEL: &str = r#"
+[model]
+name = "mlp-bn"
+input = [8]
+layer = [
+  { type = "linear", out = 24 },
+  { type = "batchnorm1d" },
+  { type = "tanh" },
+  { type = "linear", out = 1 },
+]
+"#;
+
 #[test]
 fn stopped_and_resumed_equals_uninterrupted_fast_engine() {
-    stopped_and_resumed_equals_uninterrupted("fast");
+    stopped_and_resumed_equals_uninterrupted("fast", false);
 }
 
 #[test]
 fn stopped_and_resumed_equals_uninterrupted_reference() {
-    stopped_and_resumed_equals_uninterrupted("reference");
+    stopped_and_resumed_equals_uninterrupted("reference", false);
 }
 
-fn stopped_and_resumed_equals_uninterrupted(engine: &str) {
+#[test]
+fn batchnorm_statistics_survive_a_resume() {
+    stopped_and_resumed_equals_uninterrupted("fast", true);
+    stopped_and_resumed_equals_uninterrupted("reference", true);
+}
+
+fn stopped_and_resumed_equals_uninterrupted(engine: &str, batchnorm: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let body = SET.replace("[run]\n", &format!("[run]\nengine = \"{engine}\"\n"));
+    let mut body = SET.replace("[run]\n", &format!("[run]\nengine = \"{engine}\"\n"));
+    if batchnorm {
+        body = body.replace("model = \"MODELS/mlp.toml\"\n", "");
+        body.push_str(BATCHNORM_MODEL);
+    }
     let set = write_task_set(tmp.path(), "set.toml", &body);
     let set = set.to_str().unwrap();
     let full = gtk(
@@ -113,6 +136,32 @@ fn stopped_and_resumed_equals_uninterrupted(engine: &str) {
     );
     for (k, v) in &a {
         assert!(v == &b[k], "tensor {k} differs after resume");
+    }
+    if batchnorm {
+        // One set of statistics per task (gated) or per model (plain), moved from their start.
+        for key in [
+            "gated/bn1.running_var.state.a",
+            "gated/bn1.running_var.state.c",
+            "shared/bn1.running_var",
+            "separate/b/bn1.running_var",
+        ] {
+            let (dtype, shape, bytes) = &a[key];
+            assert_eq!(
+                (dtype.as_str(), shape.as_slice()),
+                ("F32", &[24][..]),
+                "{key}"
+            );
+            assert!(
+                bytes
+                    .chunks(4)
+                    .any(|b| f32::from_le_bytes(b.try_into().unwrap()) != 1.0),
+                "{key} never moved from 1"
+            );
+        }
+        assert_ne!(
+            a["gated/bn1.running_mean.state.a"], a["gated/bn1.running_mean.state.b"],
+            "tasks share statistics"
+        );
     }
     let metrics = |name: &str| {
         std::fs::read_to_string(tmp.path().join(format!("runs/{name}/metrics.jsonl"))).unwrap()

@@ -9,12 +9,14 @@
 //! dimension), both gated per task in the `gated` strategy.
 
 mod activation;
+mod batchnorm;
 mod conv2d;
 mod flatten;
 mod linear;
 mod maxpool2d;
 
 pub use activation::{Activation, Relu, Sigmoid, Tanh};
+pub use batchnorm::{BatchNorm1d, BatchNorm2d};
 pub use conv2d::Conv2d;
 pub use flatten::Flatten;
 pub use linear::Linear;
@@ -337,6 +339,8 @@ layer_kinds! {
     Sigmoid(Sigmoid) = "sigmoid",
     Maxpool2d(Maxpool2d) = "maxpool2d",
     Flatten(Flatten) = "flatten",
+    BatchNorm1d(BatchNorm1d) = "batchnorm1d",
+    BatchNorm2d(BatchNorm2d) = "batchnorm2d",
 }
 
 impl LayerSpec {
