@@ -12,6 +12,7 @@
 use candle_core::{Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatekit::model::ModelSpec;
+use gatekit::params::TaskId;
 use gatekit::rng::Rng;
 use gatekit::task::{Batch, Objective};
 use gatekit::train::TaskSet;
@@ -78,7 +79,7 @@ fn bench(c: &mut Criterion) {
                 c.bench_function(&format!("{model} {strategy} {engine}"), |bench| {
                     bench.iter(|| {
                         task = 1 - task;
-                        l.train_step(task, &b, objective, at).expect("step")
+                        l.train_step(TaskId(task), &b, objective, at).expect("step")
                     })
                 });
             }

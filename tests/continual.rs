@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use common::{assert_clean_error, gtk, text, write_task_set};
 use gatekit::TaskSet;
 use gatekit::gate::GateView;
+use gatekit::params::TaskId;
 use gatekit::task::Split;
 use gatekit::train::{ContinualSummary, Strategy, Trainer, files};
 use std::path::Path;
@@ -65,7 +66,9 @@ fn gated_outputs(trainer: &Trainer) -> Vec<Vec<f32>> {
             let batch = tasks[t]
                 .batch(Split::Test, &idx, &Device::Cpu, DType::F32)
                 .unwrap();
-            let y: Tensor = gated.predict(t, &batch.x, 1.0, GateView::Trained).unwrap();
+            let y: Tensor = gated
+                .predict(TaskId(t), &batch.x, 1.0, GateView::Trained)
+                .unwrap();
             y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         })
         .collect()
@@ -193,13 +196,13 @@ fn frozen_w_is_never_trained_and_signed_constant_has_two_values_per_layer() {
     let run = tmp.path().join("run");
     let mut trainer = Trainer::create(set, &[Strategy::Gated], &run, None, &Device::Cpu).unwrap();
     let before: Vec<Vec<f32>> = trainer.learners()[0]
-        .network(0)
+        .network(TaskId(0))
         .params()
         .iter()
         .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
         .collect();
     trainer.train(None, &mut |_| {}).unwrap();
-    let net = trainer.learners()[0].network(0);
+    let net = trainer.learners()[0].network(TaskId(0));
     for ((name, v), b) in net.params().iter().zip(&before) {
         let after: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(&after, b, "{name} changed");

@@ -8,6 +8,7 @@
 use candle_core::{DType, Device, Tensor};
 use gatekit::gate::GateView;
 use gatekit::model::ModelSpec;
+use gatekit::params::TaskId;
 use gatekit::rng::Rng;
 use gatekit::task::{Batch, Objective};
 use gatekit::train::TaskSet;
@@ -155,8 +156,10 @@ fn check_with(
             mask_lr_factor: if step == 2 { 0.0 } else { 1.0 },
         };
         let task = step % 2;
-        let lf = fast.train_step(task, &b, objective, at).unwrap();
-        let lr = reference.train_step(task, &b, objective, at).unwrap();
+        let lf = fast.train_step(TaskId(task), &b, objective, at).unwrap();
+        let lr = reference
+            .train_step(TaskId(task), &b, objective, at)
+            .unwrap();
         assert!(
             (lf - lr).abs() <= 1e-4 * lr.abs().max(1.0),
             "{what}: step {step} loss {lf} vs {lr}"
@@ -195,8 +198,10 @@ fn check_with(
     ] {
         for task in 0..2 {
             let (diff, scale) = diff_and_scale(
-                &fast.predict(task, &probe.x, 3.0, view).unwrap(),
-                &reference.predict(task, &probe.x, 3.0, view).unwrap(),
+                &fast.predict(TaskId(task), &probe.x, 3.0, view).unwrap(),
+                &reference
+                    .predict(TaskId(task), &probe.x, 3.0, view)
+                    .unwrap(),
             );
             let scale = scale.max(1.0);
             assert!(

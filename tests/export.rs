@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use gatekit::TaskSet;
 use gatekit::export::{ExportOptions, bitpack, check, export_run};
 use gatekit::gate::{GateView, TaskGate};
+use gatekit::params::TaskId;
 use gatekit::task::Split;
 use gatekit::train::{Strategy, Trainer};
 use std::path::{Path, PathBuf};
@@ -178,7 +179,7 @@ fn every_model_exports_to_onnx_that_candle_onnx_and_tract_reproduce() {
                 let batch = built[t]
                     .batch(Split::Test, &idx, &Device::Cpu, DType::F32)
                     .unwrap();
-                let ours = flat(&learner.predict(t, &batch.x, 1.0, view).unwrap());
+                let ours = flat(&learner.predict(TaskId(t), &batch.x, 1.0, view).unwrap());
                 let file = out.join(format!("{task}.onnx"));
                 for runtime in check::Runtime::available() {
                     let mut session = check::OnnxSession::open(&file, runtime).unwrap();
@@ -216,7 +217,7 @@ fn every_model_exports_to_onnx_that_candle_onnx_and_tract_reproduce() {
                 scale: 1.0,
                 view: GateView::Binary,
             };
-            for (i, (name, w)) in learner.network(0).params().iter().enumerate() {
+            for (i, (name, w)) in learner.network(TaskId(0)).params().iter().enumerate() {
                 let eff = gate
                     .apply(i, w.as_tensor())
                     .unwrap()
@@ -269,7 +270,7 @@ fn mask_file_size_and_exact_rebuild() {
     let bytes = std::fs::read(out.join("masks.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
     let learner = &trainer.learners()[0];
-    let params = learner.network(0).params();
+    let params = learner.network(TaskId(0)).params();
     let payload: u64 = 2 * params
         .iter()
         .map(|(_, v)| v.elem_count().div_ceil(8) as u64)
@@ -282,7 +283,7 @@ fn mask_file_size_and_exact_rebuild() {
     assert_eq!(summary.masks_payload_bytes, payload);
     assert_eq!(
         summary.masks_f32_bytes,
-        2 * 4 * learner.network(0).param_count() as u64
+        2 * 4 * learner.network(TaskId(0)).param_count() as u64
     );
     let masks = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();

@@ -4,6 +4,7 @@
 mod common;
 use candle_core::{DType, Device, IndexOp};
 use gatekit::TaskSet;
+use gatekit::params::TaskId;
 use gatekit::task::Split;
 use gatekit::train::{Record, Strategy, Trainer, mean_test_metric};
 
@@ -170,7 +171,7 @@ fn colored_mnist_gated_matches_shared_and_beats_separate() {
     // Share of weights off per gated layer (weight and bias together), mean over tasks.
     let learner = &trainer.learners()[0];
     let sizes: std::collections::HashMap<String, usize> = learner
-        .network(0)
+        .network(TaskId(0))
         .params()
         .iter()
         .map(|(n, v)| (n.clone(), v.elem_count()))

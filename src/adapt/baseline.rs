@@ -5,6 +5,7 @@
 use super::shots::Shots;
 use crate::error::Result;
 use crate::model::Network;
+use crate::params::TaskId;
 use crate::rng::Rng;
 use crate::train::{Learner, OptimizerConfig, RunConfig, StepSettings, Strategy};
 
@@ -31,10 +32,10 @@ pub fn train_plain(
     };
     for _ in 0..steps {
         let b = shots.batch(batch, rng)?;
-        learner.train_step(0, &b, objective, at)?;
+        learner.train_step(TaskId(0), &b, objective, at)?;
         on_step();
     }
-    for ((_, dst), (_, src)) in net.params().iter().zip(learner.network(0).params()) {
+    for ((_, dst), (_, src)) in net.params().iter().zip(learner.network(TaskId(0)).params()) {
         dst.set(src.as_tensor())?;
     }
     Ok(learner)

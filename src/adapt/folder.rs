@@ -14,6 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::gate::GateView;
+use crate::params::TaskId;
 use crate::run_folder::{RunWriter, fsio};
 use crate::task::Split;
 use crate::train::TaskSet;
@@ -101,7 +102,8 @@ fn fill(
             for l in trainer.learners() {
                 for &t in &add.new_tasks {
                     for split in [Split::Test, Split::Train] {
-                        let (loss, metric) = trainer.measure(l, t, split, GateView::Trained)?;
+                        let (loss, metric) =
+                            trainer.measure(l, TaskId(t), split, GateView::Trained)?;
                         records.push(Record::Eval {
                             step,
                             strategy: l.strategy().to_string(),
@@ -113,7 +115,7 @@ fn fill(
                         });
                     }
                     if l.masks().is_some() {
-                        for (param, s) in l.mask_stats(t, scale)? {
+                        for (param, s) in l.mask_stats(TaskId(t), scale)? {
                             records.push(Record::Mask {
                                 step,
                                 task: names[t].clone(),
@@ -123,7 +125,7 @@ fn fill(
                             });
                         }
                         let (loss, metric) =
-                            trainer.measure(l, t, Split::Test, GateView::Binary)?;
+                            trainer.measure(l, TaskId(t), Split::Test, GateView::Binary)?;
                         records.push(Record::Binarized {
                             step,
                             task: names[t].clone(),

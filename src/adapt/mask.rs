@@ -7,6 +7,7 @@ use super::shots::Shots;
 use crate::error::Result;
 use crate::gate::GateMode;
 use crate::model::Network;
+use crate::params::TaskId;
 use crate::rng::Rng;
 use crate::train::{Learner, OptimizerConfig, RunConfig, StepSettings, Strategy};
 use candle_core::{Tensor, Var};
@@ -58,7 +59,7 @@ pub fn learn_mask(
     };
     for _ in 0..steps {
         let b = shots.batch(batch, rng)?;
-        learner.train_step(0, &b, objective, at)?;
+        learner.train_step(TaskId(0), &b, objective, at)?;
         on_step();
     }
     Ok(learner

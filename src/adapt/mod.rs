@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::gate::GateView;
 use crate::model::Network;
 use crate::params::ParamKey;
+use crate::params::TaskId;
 use crate::rng::Rng;
 use crate::task::{Objective, Split, Task};
 use crate::train::{Learner, OptimizerConfig, Strategy, open_run};
@@ -236,7 +237,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     let batch = cfg.batch_size.unwrap_or(run.batch_size.min(cfg.shots));
     let scale = trainer.hat_scale(trainer.step());
     let mode = gated.gate_mode();
-    let net = gated.network(0);
+    let net = gated.network(TaskId(0));
     let seed = cfg.seed.unwrap_or(run.seed);
     let train_separate = cfg.baselines || has_separate;
     let train_shared = cfg.baselines && shared.is_some();
@@ -279,14 +280,14 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         learner.set_gate_mode(mode);
         let metric = |view: GateView| {
             test_metric(task, &device, dtype, &|x: &Tensor| {
-                learner.predict(0, x, scale, view)
+                learner.predict(TaskId(0), x, scale, view)
             })
         };
         Ok((metric(GateView::Trained)?, metric(GateView::Binary)?))
     };
     let plain_metric = |task: &dyn Task, learner: &Learner| -> Result<f64> {
         test_metric(task, &device, dtype, &|x: &Tensor| {
-            learner.predict(0, x, 1.0, GateView::Trained)
+            learner.predict(TaskId(0), x, 1.0, GateView::Trained)
         })
     };
     // The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
@@ -490,7 +491,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 task: name,
                 what: "shared (fine-tuned)",
             });
-            let tuned = baseline::copy_network(shared.network(0))?;
+            let tuned = baseline::copy_network(shared.network(TaskId(0)))?;
             rows.push(Row {
                 model: "shared (fine-tuned)".into(),
                 metric: baseline_metric(&tuned, on)?,

@@ -28,6 +28,7 @@ use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
 use crate::params::ParamKey;
+use crate::params::TaskId;
 use crate::run_folder::OutputDir;
 use crate::task::Split;
 use crate::train::{Learner, Strategy, Trainer};
@@ -229,7 +230,7 @@ fn write_export(
 ) -> Result<ExportSummary> {
     let set = trainer.task_set();
     let names = set.task_names();
-    let net = learner.network(0);
+    let net = learner.network(TaskId(0));
     let bank = learner
         .masks()
         .ok_or_else(|| Error::Shape("gated model without masks".into()))?;
@@ -359,13 +360,14 @@ fn write_export(
             ),
             ("gatekit.task_set".to_string(), set.to_toml()),
         ];
-        let state = net.onnx_state(&learner.layer_state(t))?;
+        let state = net.onnx_state(&learner.layer_state(TaskId(t)))?;
         let model = onnx::task_model(&set.model, &params, &state, &metadata)?;
         let path = dir.join(format!("{}.onnx", names[t]));
         write_atomic(&path, &onnx::encode(&model))?;
-        let (_, soft) = trainer.measure(learner, t, Split::Test, GateView::Trained)?;
-        let (_, binary) = trainer.measure(learner, t, Split::Test, GateView::Binary)?;
-        let (_, rescaled) = trainer.measure(learner, t, Split::Test, GateView::BinaryRescaled)?;
+        let (_, soft) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Trained)?;
+        let (_, binary) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Binary)?;
+        let (_, rescaled) =
+            trainer.measure(learner, TaskId(t), Split::Test, GateView::BinaryRescaled)?;
         tasks.push(TaskExport {
             task: names[t].clone(),
             soft,
@@ -399,7 +401,7 @@ fn write_export(
     let mut states: Vec<(String, Vec<Tensor>)> = Vec::new();
     let mut raw_state: Vec<(String, Tensor)> = Vec::new();
     for &t in selected {
-        let raw = learner.layer_state(t);
+        let raw = learner.layer_state(TaskId(t));
         for ((name, _), value) in net.state_specs().iter().zip(&raw) {
             let key = ParamKey::TaskState {
                 param: name,

@@ -18,6 +18,7 @@
 use super::learner::{Learner, Strategy, targets_of};
 use crate::error::Result;
 use crate::gate::GateView;
+use crate::params::TaskId;
 use crate::rng::Rng;
 use crate::task::{Batch, Split, Task};
 use candle_core::{DType, Device, Tensor};
@@ -162,7 +163,7 @@ pub(super) fn model_params(
         .iter()
         .map(|(l, view)| {
             l.has_engine()
-                .then(|| l.eval_params(task, scale, *view))
+                .then(|| l.eval_params(TaskId(task), scale, *view))
                 .transpose()
         })
         .collect::<candle_core::Result<Vec<_>>>()?)
@@ -222,7 +223,9 @@ pub(super) fn measure_all(
                         .map_err(candle_core::Error::msg)?
                 }
                 None => {
-                    let out = learner.predict(t, &batch.x, pass.scale, *view)?.detach();
+                    let out = learner
+                        .predict(TaskId(t), &batch.x, pass.scale, *view)?
+                        .detach();
                     let loss = objective
                         .loss(&out, &batch.y)?
                         .to_dtype(DType::F64)?

@@ -422,7 +422,8 @@ impl Learner {
     }
 
     /// The network that serves task `task`.
-    pub fn network(&self, task: usize) -> &Network {
+    pub fn network(&self, task: TaskId) -> &Network {
+        let task = task.index();
         self.synced();
         &self.nets[self.strategy.layout().model_of(task)]
     }
@@ -443,7 +444,8 @@ impl Learner {
 
     /// Task `task`'s layer state ([`Network::state_specs`]; empty for a model without
     /// stateful layers).
-    pub fn layer_state(&self, task: usize) -> Vec<Tensor> {
+    pub fn layer_state(&self, task: TaskId) -> Vec<Tensor> {
+        let task = task.index();
         self.synced().states[self.state_set(task)]
             .iter()
             .map(|v| v.as_tensor().clone())
@@ -462,7 +464,7 @@ impl Learner {
     /// One optimisation step on task `task`; returns the task loss (without regulariser).
     pub fn train_step(
         &mut self,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
@@ -475,11 +477,12 @@ impl Learner {
     /// update: the training curve's points come from the batches trained on.
     pub fn train_step_scored(
         &mut self,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
     ) -> Result<(f64, f64)> {
+        let task = task.index();
         if self.engine.is_some() {
             let loss = self.engine_step(task, batch, objective, at)?;
             let Some(engine) = self.engine.as_deref() else {
@@ -648,8 +651,9 @@ impl Learner {
     }
 
     /// The model's output for task `task` (no training) under a view of the gates.
-    pub fn predict(&self, task: usize, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
+    pub fn predict(&self, task: TaskId, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
         let net = self.network(task);
+        let task = task.index();
         if let Some(engine) = &self.engine {
             return self.engine_predict(engine, task, x, scale, view);
         }
@@ -690,9 +694,10 @@ impl Learner {
     /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, followed
     /// by the task's layer state, as the engine reads them: computed once per evaluation and reused for every batch, with the
     /// same candle gate code as [`Learner::predict`] (so every [`GateView`] means the same).
-    pub fn eval_params(&self, task: usize, scale: f64, view: GateView) -> Result<Vec<Vec<f32>>> {
+    pub fn eval_params(&self, task: TaskId, scale: f64, view: GateView) -> Result<Vec<Vec<f32>>> {
         self.sync()?;
         let net = self.network(task);
+        let task = task.index();
         let masks: Option<Vec<Var>> = match &self.masks {
             None => None,
             Some(bank) => Some(match bank.get(task) {
@@ -747,7 +752,7 @@ impl Learner {
         scale: f64,
         view: GateView,
     ) -> Result<Tensor> {
-        let theta = self.eval_params(task, scale, view)?;
+        let theta = self.eval_params(TaskId(task), scale, view)?;
         let params: Vec<&[f32]> = theta.iter().map(Vec::as_slice).collect();
         let n = x.dim(0)?;
         let input = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
@@ -764,7 +769,8 @@ impl Learner {
     }
 
     /// Off/undecided shares per gated parameter for task `task` (empty unless gated and picked).
-    pub fn mask_stats(&self, task: usize, scale: f64) -> Result<Vec<(String, MaskStats)>> {
+    pub fn mask_stats(&self, task: TaskId, scale: f64) -> Result<Vec<(String, MaskStats)>> {
+        let task = task.index();
         self.sync()?;
         match &self.masks {
             None => Ok(Vec::new()),

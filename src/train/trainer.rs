@@ -22,6 +22,7 @@ use super::tensorboard::{TensorBoardSink, write_events};
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
 use crate::params::ParamKey;
+use crate::params::TaskId;
 use crate::run_folder::{Overrides, RunWriter, fsio};
 use crate::task::{Objective, Split, Task, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Device, Tensor};
@@ -552,7 +553,7 @@ impl Trainer {
                 if l.strategy() == Strategy::Gated && !w_trains {
                     at.w_lr_factor = 0.0;
                 }
-                let (loss, metric) = l.train_step_scored(task, batch, objective, at)?;
+                let (loss, metric) = l.train_step_scored(TaskId(task), batch, objective, at)?;
                 losses.push((l.strategy(), loss));
                 scored.push((l.strategy(), loss, metric));
             }
@@ -758,10 +759,11 @@ impl Trainer {
     pub fn measure(
         &self,
         learner: &Learner,
-        task: usize,
+        task: TaskId,
         split: Split,
         view: GateView,
     ) -> Result<(f64, f64)> {
+        let task = task.index();
         let indices = self.full_indices(task, split);
         let pass = self.pass(task, split, &indices);
         Ok(measure_all(&pass, &[(learner, view)], None)?[0])
@@ -786,7 +788,7 @@ impl Trainer {
         let mut out = Vec::new();
         for l in &self.learners {
             for (t, task) in self.tasks.iter().enumerate() {
-                let (_, metric) = self.measure(l, t, Split::Test, GateView::Trained)?;
+                let (_, metric) = self.measure(l, TaskId(t), Split::Test, GateView::Trained)?;
                 out.push(Record::Phase {
                     step: self.step,
                     phase,
@@ -998,7 +1000,7 @@ impl Trainer {
             out.extend(self.histograms(l)?);
             for &t in &picked[k] {
                 let name = self.tasks[t].name().to_string();
-                for (param, s) in l.mask_stats(t, scale)? {
+                for (param, s) in l.mask_stats(TaskId(t), scale)? {
                     out.push(Record::Mask {
                         step: self.step,
                         task: name.clone(),
@@ -1039,7 +1041,7 @@ impl Trainer {
                 self.tasks[t].name().to_string()
             };
             let masks = learner.masks().and_then(|b| b.get(t));
-            for (i, (param, w)) in learner.network(t).params().iter().enumerate() {
+            for (i, (param, w)) in learner.network(TaskId(t)).params().iter().enumerate() {
                 let w = w.as_tensor();
                 let (eff, gate) = match masks {
                     Some(m) => {
@@ -1087,7 +1089,7 @@ impl Trainer {
         let Some(truths) = truths.into_iter().collect::<Option<Vec<_>>>() else {
             return Ok(Vec::new());
         };
-        let params = learner.network(0).params();
+        let params = learner.network(TaskId(0)).params();
         if params.len() != 2
             || truths.iter().any(|m| {
                 m.weight.len() != params[0].1.elem_count()
