@@ -570,3 +570,24 @@ fn first_order_maml_and_reptile_are_measured_next_to_the_masks() {
         "Reptile {reptile} vs {reptile_1} untrained"
     );
 }
+
+/// A run whose model keeps per-task batch-norm statistics is refused by name (a new task would
+/// need statistics of its own), and nothing is written.
+#[test]
+fn batchnorm_runs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = LINEAR_RUN.replace("model = \"MODELS/linear.toml\"\n", "")
+        + "[model]\nname = \"linear\"\ninput = [8]\n\
+           layer = [{ type = \"linear\", out = 4 }, { type = \"batchnorm1d\" }]\n";
+    train_all(tmp.path(), "run.toml", &body, "r");
+    let new = write_task_set(tmp.path(), "new.toml", LINEAR_NEW);
+    let out = gtk(
+        tmp.path(),
+        &["adapt", "runs/r", "--task-set", new.to_str().unwrap()],
+    );
+    assert_clean_error(
+        &out,
+        &["runs/r", "`bn1.running_mean`", "gtk adapt does not support"],
+    );
+    assert_eq!(entries(&tmp.path().join("runs")), 1, "nothing written");
+}

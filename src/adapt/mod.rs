@@ -177,6 +177,17 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             message: "no task has a trained mask yet; train the run first".into(),
         });
     }
+    if let Some((name, _)) = gated.network(TaskId(0)).state_specs().first() {
+        // A new task would need statistics of its own, and picking or mixing stored masks
+        // their tasks' statistics; neither is built, so refuse rather than measure wrongly.
+        return Err(Error::Run {
+            path: job.run.into(),
+            message: format!(
+                "its model keeps per-task layer state (`{name}`, batch norm), which gtk adapt \
+                 does not support yet; adapt a run of a model without batch norm"
+            ),
+        });
+    }
     let stored_masks: Vec<&[Var]> = stored.iter().filter_map(|&t| bank.get(t)).collect();
     let stored_names: Vec<String> = stored
         .iter()
