@@ -197,12 +197,13 @@ fn frozen_w_is_never_trained_and_signed_constant_has_two_values_per_layer() {
     let mut trainer = Trainer::create(set, &[Strategy::Gated], &run, None, &Device::Cpu).unwrap();
     let before: Vec<Vec<f32>> = trainer.learners()[0]
         .network(TaskId(0))
+        .unwrap()
         .params()
         .iter()
         .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
         .collect();
     trainer.train(None, &mut |_| {}).unwrap();
-    let net = trainer.learners()[0].network(TaskId(0));
+    let net = trainer.learners()[0].network(TaskId(0)).unwrap();
     for ((name, v), b) in net.params().iter().zip(&before) {
         let after: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(&after, b, "{name} changed");

@@ -209,7 +209,7 @@ fn every_model_exports_to_onnx_that_candle_onnx_and_tract_reproduce() {
             checked += 1;
         }
         // W ⊙ 1[M > 0] for the numpy rebuild check.
-        let bank = learner.masks().unwrap();
+        let bank = learner.masks().unwrap().unwrap();
         for (t, task) in ["a", "b"].iter().enumerate() {
             let gate = TaskGate {
                 masks: bank.get(t).unwrap(),
@@ -217,7 +217,13 @@ fn every_model_exports_to_onnx_that_candle_onnx_and_tract_reproduce() {
                 scale: 1.0,
                 view: GateView::Binary,
             };
-            for (i, (name, w)) in learner.network(TaskId(0)).params().iter().enumerate() {
+            for (i, (name, w)) in learner
+                .network(TaskId(0))
+                .unwrap()
+                .params()
+                .iter()
+                .enumerate()
+            {
                 let eff = gate
                     .apply(i, w.as_tensor())
                     .unwrap()
@@ -270,7 +276,8 @@ fn mask_file_size_and_exact_rebuild() {
     let bytes = std::fs::read(out.join("masks.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
     let learner = &trainer.learners()[0];
-    let params = learner.network(TaskId(0)).params();
+    let net = learner.network(TaskId(0)).unwrap();
+    let params = net.params();
     let payload: u64 = 2 * params
         .iter()
         .map(|(_, v)| v.elem_count().div_ceil(8) as u64)
@@ -283,7 +290,7 @@ fn mask_file_size_and_exact_rebuild() {
     assert_eq!(summary.masks_payload_bytes, payload);
     assert_eq!(
         summary.masks_f32_bytes,
-        2 * 4 * learner.network(TaskId(0)).param_count() as u64
+        2 * 4 * learner.network(TaskId(0)).unwrap().param_count() as u64
     );
     let masks = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -293,7 +300,7 @@ fn mask_file_size_and_exact_rebuild() {
     assert!(info["bit_order"].as_str().unwrap().starts_with("msb-first"));
     let weights_bytes = std::fs::read(out.join("weights.safetensors")).unwrap();
     let weights = candle_core::safetensors::load_buffer(&weights_bytes, &Device::Cpu).unwrap();
-    let bank = learner.masks().unwrap();
+    let bank = learner.masks().unwrap().unwrap();
     for (t, task) in ["a", "b"].iter().enumerate() {
         let gate = TaskGate {
             masks: bank.get(t).unwrap(),

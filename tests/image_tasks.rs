@@ -172,6 +172,7 @@ fn colored_mnist_gated_matches_shared_and_beats_separate() {
     let learner = &trainer.learners()[0];
     let sizes: std::collections::HashMap<String, usize> = learner
         .network(TaskId(0))
+        .unwrap()
         .params()
         .iter()
         .map(|(n, v)| (n.clone(), v.elem_count()))

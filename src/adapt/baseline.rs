@@ -35,7 +35,8 @@ pub fn train_plain(
         learner.train_step(TaskId(0), &b, objective, at)?;
         on_step();
     }
-    for ((_, dst), (_, src)) in net.params().iter().zip(learner.network(TaskId(0)).params()) {
+    let trained = learner.network(TaskId(0))?;
+    for ((_, dst), (_, src)) in net.params().iter().zip(trained.params()) {
         dst.set(src.as_tensor())?;
     }
     Ok(learner)

@@ -114,7 +114,7 @@ fn fill(
                             metric_name: metric_name.clone(),
                         });
                     }
-                    if l.masks().is_some() {
+                    if l.strategy().layout().gated {
                         for (param, s) in l.mask_stats(TaskId(t), scale)? {
                             records.push(Record::Mask {
                                 step,

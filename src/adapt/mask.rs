@@ -63,9 +63,8 @@ pub fn learn_mask(
         on_step();
     }
     Ok(learner
-        .masks()
-        .and_then(|bank| bank.get(0))
-        .map(<[Var]>::to_vec)
+        .masks()?
+        .and_then(|bank| bank.get(0).map(<[Var]>::to_vec))
         .unwrap_or_default())
 }
 

@@ -166,7 +166,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             path: job.run.into(),
             message: "has no gated model to adapt (train with --strategy gated or all)".into(),
         })?;
-    let bank = gated.masks().ok_or_else(|| Error::Run {
+    let bank = gated.masks()?.ok_or_else(|| Error::Run {
         path: job.run.into(),
         message: "its gated model has no masks".into(),
     })?;
@@ -177,7 +177,8 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             message: "no task has a trained mask yet; train the run first".into(),
         });
     }
-    if let Some((name, _)) = gated.network(TaskId(0)).state_specs().first() {
+    let net = gated.network(TaskId(0))?;
+    if let Some((name, _)) = net.state_specs().first() {
         // A new task would need statistics of its own, and picking or mixing stored masks
         // their tasks' statistics; neither is built, so refuse rather than measure wrongly.
         return Err(Error::Run {
@@ -248,7 +249,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     let batch = cfg.batch_size.unwrap_or(run.batch_size.min(cfg.shots));
     let scale = trainer.hat_scale(trainer.step());
     let mode = gated.gate_mode();
-    let net = gated.network(TaskId(0));
+    let net = &net;
     let seed = cfg.seed.unwrap_or(run.seed);
     let train_separate = cfg.baselines || has_separate;
     let train_shared = cfg.baselines && shared.is_some();
@@ -502,7 +503,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 task: name,
                 what: "shared (fine-tuned)",
             });
-            let tuned = baseline::copy_network(shared.network(TaskId(0)))?;
+            let tuned = baseline::copy_network(&shared.network(TaskId(0))?)?;
             rows.push(Row {
                 model: "shared (fine-tuned)".into(),
                 metric: baseline_metric(&tuned, on)?,

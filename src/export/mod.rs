@@ -230,9 +230,9 @@ fn write_export(
 ) -> Result<ExportSummary> {
     let set = trainer.task_set();
     let names = set.task_names();
-    let net = learner.network(TaskId(0));
+    let net = learner.network(TaskId(0))?;
     let bank = learner
-        .masks()
+        .masks()?
         .ok_or_else(|| Error::Shape("gated model without masks".into()))?;
     let scale = trainer.hat_scale(trainer.step());
     let mode = learner.gate_mode();
@@ -360,7 +360,7 @@ fn write_export(
             ),
             ("gatekit.task_set".to_string(), set.to_toml()),
         ];
-        let state = net.onnx_state(&learner.layer_state(TaskId(t)))?;
+        let state = net.onnx_state(&learner.layer_state(TaskId(t))?)?;
         let model = onnx::task_model(&set.model, &params, &state, &metadata)?;
         let path = dir.join(format!("{}.onnx", names[t]));
         write_atomic(&path, &onnx::encode(&model))?;
@@ -401,7 +401,7 @@ fn write_export(
     let mut states: Vec<(String, Vec<Tensor>)> = Vec::new();
     let mut raw_state: Vec<(String, Tensor)> = Vec::new();
     for &t in selected {
-        let raw = learner.layer_state(TaskId(t));
+        let raw = learner.layer_state(TaskId(t))?;
         for ((name, _), value) in net.state_specs().iter().zip(&raw) {
             let key = ParamKey::TaskState {
                 param: name,

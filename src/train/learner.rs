@@ -6,7 +6,7 @@
 use super::continual::TaskOrder;
 use crate::engine::{Engine, Plan, Rule, Slot, StepRules, Targets, TaskMasks};
 use crate::gate::Regularizer;
-use crate::gate::{GateMode, GateView, MaskBank, MaskStats, TaskGate};
+use crate::gate::{GateMode, GateView, MaskBank, MaskInit, MaskStats, TaskGate};
 use crate::model::{ModelSpec, NetState, Network, WeightInit};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::params::{MASK_SLOTS, ParamKey, TaskId, W_SLOTS, slot_prefix};
@@ -16,7 +16,6 @@ use crate::train::{EngineChoice, RunConfig};
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A training strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -186,39 +185,51 @@ pub struct StepSettings {
     pub mask_lr_factor: f64,
 }
 
-/// Set when the fast engine holds newer weights than the candle `Var`s.
-#[derive(Debug, Default)]
-struct Stale(AtomicBool);
+/// Where a learner's tensors live: each one once, in the backend that trains them.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// The fast engine's `f32` buffers hold the weights, masks, layer state and optimizer
+    /// slots; candle tensors are made from them only when something reads them.
+    Engine(Box<Engine>),
+    /// Candle `Var`s and optimizers (f64, other devices, `engine = "reference"`, a model the
+    /// engine refuses).
+    Reference(Box<Reference>),
+}
 
-impl Clone for Stale {
-    fn clone(&self) -> Self {
-        Stale(AtomicBool::new(self.0.load(Ordering::Relaxed)))
-    }
+/// The reference backend's tensors.
+#[derive(Debug, Clone)]
+struct Reference {
+    nets: Vec<Network>,
+    masks: Option<MaskBank>,
+    /// The layers' per-task state: one set per task when gated, else one per model.
+    states: Vec<Vec<Var>>,
+    w_opt: Optimizer,
+    mask_opt: Optimizer,
 }
 
 /// One strategy's models, masks and optimizers.
 ///
 /// Training steps run on the fast [`Engine`] when it covers the run (f32 on the CPU), else on
-/// candle's autograd over the [`Network`] (the reference). With the engine, the candle `Var`s
-/// are brought up to date lazily, before anything reads them (evaluation, checkpoints,
-/// export), so every other part of gatekit sees one representation.
+/// candle's autograd over the [`Network`] (the reference). Either backend holds every tensor
+/// once; what the rest of gatekit reads (a [`Network`], a [`MaskBank`], checkpoint tensors) is
+/// made from it when asked, so there is nothing to keep in step.
 #[derive(Debug, Clone)]
 pub struct Learner {
     strategy: Strategy,
     task_names: Vec<String>,
-    nets: Vec<Network>,
-    masks: Option<MaskBank>,
-    /// The layers' per-task state ([`Network::state_specs`]): one set per task when gated,
-    /// else one per model; empty lists for a model without stateful layers.
-    states: Vec<Vec<Var>>,
-    w_opt: Optimizer,
-    mask_opt: Optimizer,
+    spec: ModelSpec,
+    dtype: DType,
+    device: Device,
+    /// How a task's masks start (also for a task the engine has not trained yet).
+    mask_init: MaskInit,
+    seed: u64,
+    w_config: OptimizerConfig,
+    mask_config: OptimizerConfig,
     gate: GateMode,
     regularizer: (Regularizer, f64),
-    engine: Option<Box<Engine>>,
+    backend: Backend,
     /// Why `engine = "fast"` fell back to the reference (none when it did not).
     engine_refusal: Option<String>,
-    stale: Stale,
 }
 
 impl Learner {
@@ -245,15 +256,6 @@ impl Learner {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let masks = layout.gated.then(|| {
-            MaskBank::new(
-                &nets[0].param_shapes(),
-                run.mask_init(),
-                run.seed,
-                dtype,
-                device,
-            )
-        });
         let sets = if layout.gated {
             task_names.len()
         } else {
@@ -269,15 +271,9 @@ impl Learner {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut engine_refusal = None;
-        let engine = match (run.engine, dtype, device) {
+        let plan = match (run.engine, dtype, device) {
             (EngineChoice::Fast, DType::F32, Device::Cpu) => match Plan::compile(spec) {
-                Ok(plan) => Some(Box::new(Engine::new(
-                    plan,
-                    nets.iter().map(weights_of).collect::<Result<Vec<_>>>()?,
-                    states.iter().map(|s| f32_vecs(s)).collect::<Result<_>>()?,
-                    task_names.len(),
-                    layout.gated,
-                ))),
+                Ok(plan) => Some(plan),
                 Err(why) => {
                     engine_refusal = Some(why.to_string());
                     None
@@ -293,19 +289,44 @@ impl Learner {
             }
             (EngineChoice::Reference, ..) => None,
         };
+        let backend = match plan {
+            Some(plan) => Backend::Engine(Box::new(Engine::new(
+                plan,
+                nets.iter().map(weights_of).collect::<Result<Vec<_>>>()?,
+                states.iter().map(|s| f32_vecs(s)).collect::<Result<_>>()?,
+                task_names.len(),
+                layout.gated,
+            ))),
+            None => Backend::Reference(Box::new(Reference {
+                masks: layout.gated.then(|| {
+                    MaskBank::new(
+                        &nets[0].param_shapes(),
+                        run.mask_init(),
+                        run.seed,
+                        dtype,
+                        device,
+                    )
+                }),
+                nets,
+                states,
+                w_opt: Optimizer::new(run.w_optimizer()),
+                mask_opt: Optimizer::new(run.mask_optimizer()),
+            })),
+        };
         Ok(Learner {
-            engine,
-            engine_refusal,
-            stale: Stale::default(),
             strategy,
             task_names: task_names.to_vec(),
-            nets,
-            masks,
-            states,
-            w_opt: Optimizer::new(run.w_optimizer()),
-            mask_opt: Optimizer::new(run.mask_optimizer()),
+            spec: spec.clone(),
+            dtype,
+            device: device.clone(),
+            mask_init: run.mask_init(),
+            seed: run.seed,
+            w_config: run.w_optimizer(),
+            mask_config: run.mask_optimizer(),
             gate: run.gate,
             regularizer: (run.mask_regularizer, run.mask_regularizer_weight),
+            backend,
+            engine_refusal,
         })
     }
 
@@ -336,15 +357,35 @@ impl Learner {
         };
         let mut learner =
             Learner::new(strategy, &run, start.spec(), &["new".to_string()], &device)?;
-        learner.w_opt = Optimizer::new(optimizers.0);
-        learner.mask_opt = Optimizer::new(optimizers.1);
-        for ((_, dst), (_, src)) in learner.nets[0].params().iter().zip(start.params()) {
-            dst.set(src.as_tensor())?;
+        learner.w_config = optimizers.0;
+        learner.mask_config = optimizers.1;
+        match &mut learner.backend {
+            Backend::Engine(engine) => {
+                engine.models[0] = weights_of(start)?;
+                if let Some(masks) = masks {
+                    let values = masks
+                        .iter()
+                        .map(|m| m.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>())
+                        .collect::<Result<Vec<_>>>()?;
+                    let lens: Vec<usize> = engine.models[0].iter().map(Vec::len).collect();
+                    if values.iter().map(Vec::len).ne(lens.iter().copied()) {
+                        candle_core::bail!("starting masks do not match the network's parameters");
+                    }
+                    let slots = vec![Slot::default(); values.len()];
+                    engine.masks[0] = Some(TaskMasks { values, slots });
+                }
+            }
+            Backend::Reference(r) => {
+                r.w_opt = Optimizer::new(optimizers.0);
+                r.mask_opt = Optimizer::new(optimizers.1);
+                for ((_, dst), (_, src)) in r.nets[0].params().iter().zip(start.params()) {
+                    dst.set(src.as_tensor())?;
+                }
+                if let (Some(bank), Some(masks)) = (&mut r.masks, masks) {
+                    bank.insert(0, masks)?;
+                }
+            }
         }
-        if let (Some(bank), Some(masks)) = (&mut learner.masks, masks) {
-            bank.insert(0, masks)?;
-        }
-        learner.reload_engine()?;
         Ok(learner)
     }
 
@@ -366,10 +407,9 @@ impl Learner {
     /// `"fast"` when training steps run on gatekit's own engine, `"reference"` when on candle's
     /// autograd (f64 runs, non-CPU devices, `engine = "reference"`).
     pub fn engine_name(&self) -> &'static str {
-        if self.engine.is_some() {
-            "fast"
-        } else {
-            "reference"
+        match self.backend {
+            Backend::Engine(_) => "fast",
+            Backend::Reference(_) => "reference",
         }
     }
 
@@ -379,63 +419,106 @@ impl Learner {
         self.engine_refusal.as_deref()
     }
 
-    /// Copies the engine's weights and masks into the candle `Var`s if they are behind.
-    fn sync(&self) -> Result<()> {
-        let Some(engine) = &self.engine else {
-            return Ok(());
-        };
-        if !self.stale.0.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        for (net, weights) in self.nets.iter().zip(&engine.models) {
-            for ((_, var), w) in net.params().iter().zip(weights) {
-                var.set(&Tensor::from_slice(w, var.shape(), var.device())?)?;
-            }
-        }
-        for (set, values) in self.states.iter().zip(&engine.states) {
-            for (var, v) in set.iter().zip(values) {
-                var.set(&Tensor::from_slice(v, var.shape(), var.device())?)?;
-            }
-        }
-        if let Some(bank) = &self.masks {
-            for (task, m) in engine.masks.iter().enumerate() {
-                let (Some(m), Some(vars)) = (m, bank.get(task)) else {
-                    continue;
-                };
-                for (var, values) in vars.iter().zip(&m.values) {
-                    var.set(&Tensor::from_slice(values, var.shape(), var.device())?)?;
+    fn gated(&self) -> bool {
+        self.strategy.layout().gated
+    }
+
+    /// The network that serves task `task`, with its current weights.
+    pub fn network(&self, task: TaskId) -> Result<Network> {
+        self.model(self.strategy.layout().model_of(task.index()))
+    }
+
+    /// Model `model`'s network: the reference's own (sharing its storage), or one made from
+    /// the engine's weights.
+    fn model(&self, model: usize) -> Result<Network> {
+        match &self.backend {
+            Backend::Reference(r) => Ok(r.nets[model].clone()),
+            Backend::Engine(engine) => {
+                let net = Network::new(
+                    &self.spec,
+                    WeightInit::Zeros,
+                    &mut Rng::new(0),
+                    self.dtype,
+                    &self.device,
+                )?;
+                for ((_, var), w) in net.params().iter().zip(&engine.models[model]) {
+                    var.set(&Tensor::from_slice(w, var.shape(), &self.device)?)?;
                 }
+                Ok(net)
             }
         }
-        // Only once every Var is written: a failed copy leaves the flag set.
-        self.stale.0.store(false, Ordering::Release);
-        Ok(())
     }
 
-    /// Brings the candle `Var`s up to date; an error here means the engine's buffers no longer
-    /// match the network's shapes, which construction rules out.
-    fn synced(&self) -> &Self {
-        if let Err(e) = self.sync() {
-            panic!("engine buffers out of step with the network: {e}");
+    /// A bank that draws masks as every task's start ([`MaskBank::ensure`]).
+    fn fresh_bank(&self) -> Result<MaskBank> {
+        let shapes = self.model(0)?.param_shapes();
+        Ok(MaskBank::new(
+            &shapes,
+            self.mask_init,
+            self.seed,
+            self.dtype,
+            &self.device,
+        ))
+    }
+
+    /// Every task's masks (gated only): the reference's bank, or one made from the engine's.
+    pub fn masks(&self) -> Result<Option<MaskBank>> {
+        if !self.gated() {
+            return Ok(None);
         }
-        self
+        match &self.backend {
+            Backend::Reference(r) => Ok(r.masks.clone()),
+            Backend::Engine(engine) => {
+                let mut bank = self.fresh_bank()?;
+                let shapes = self.model(0)?.param_shapes();
+                for (task, m) in engine.masks.iter().enumerate() {
+                    if let Some(m) = m {
+                        let masks = (m.values.iter().zip(&shapes))
+                            .map(|(v, (_, shape))| Tensor::from_slice(v, shape, &self.device))
+                            .collect::<Result<Vec<_>>>()?;
+                        bank.insert(task, masks)?;
+                    }
+                }
+                Ok(Some(bank))
+            }
+        }
     }
 
-    /// The network that serves task `task`.
-    pub fn network(&self, task: TaskId) -> &Network {
-        let task = task.index();
-        self.synced();
-        &self.nets[self.strategy.layout().model_of(task)]
-    }
-
-    /// The mask bank (gated only).
-    pub fn masks(&self) -> Option<&MaskBank> {
-        self.synced().masks.as_ref()
+    /// Task `task`'s masks (gated only); a task never picked yet gets the masks it would be
+    /// given.
+    fn task_masks(&self, task: usize) -> Result<Option<Vec<Var>>> {
+        if !self.gated() {
+            return Ok(None);
+        }
+        let stored = match &self.backend {
+            Backend::Reference(r) => r
+                .masks
+                .as_ref()
+                .and_then(|b| b.get(task))
+                .map(<[Var]>::to_vec),
+            Backend::Engine(engine) => match &engine.masks[task] {
+                None => None,
+                Some(m) => {
+                    let shapes = self.model(0)?.param_shapes();
+                    Some(
+                        (m.values.iter().zip(&shapes))
+                            .map(|(v, (_, shape))| {
+                                Var::from_tensor(&Tensor::from_slice(v, shape, &self.device)?)
+                            })
+                            .collect::<Result<Vec<_>>>()?,
+                    )
+                }
+            },
+        };
+        match stored {
+            Some(m) => Ok(Some(m)),
+            None => Ok(Some(self.fresh_bank()?.ensure(task)?.to_vec())),
+        }
     }
 
     /// The state set of task `task`: its own when gated, else its model's.
     fn state_set(&self, task: usize) -> usize {
-        if self.masks.is_some() {
+        if self.gated() {
             task
         } else {
             self.strategy.layout().model_of(task)
@@ -444,20 +527,38 @@ impl Learner {
 
     /// Task `task`'s layer state ([`Network::state_specs`]; empty for a model without
     /// stateful layers).
-    pub fn layer_state(&self, task: TaskId) -> Vec<Tensor> {
-        let task = task.index();
-        self.synced().states[self.state_set(task)]
-            .iter()
-            .map(|v| v.as_tensor().clone())
-            .collect()
+    pub fn layer_state(&self, task: TaskId) -> Result<Vec<Tensor>> {
+        self.state_of_set(self.state_set(task.index()))
+    }
+
+    fn state_of_set(&self, set: usize) -> Result<Vec<Tensor>> {
+        match &self.backend {
+            Backend::Reference(r) => Ok(r.states[set]
+                .iter()
+                .map(|v| v.as_tensor().clone())
+                .collect()),
+            Backend::Engine(engine) => {
+                let net = self.model(0)?;
+                (net.state_specs().iter().zip(&engine.states[set]))
+                    .map(|((_, spec), v)| {
+                        Tensor::from_slice(v, spec.shape.as_slice(), &self.device)
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Number of scalars trained (W plus every task's masks, or every model).
     pub fn param_count(&self) -> usize {
-        let w: usize = self.nets.iter().map(Network::param_count).sum();
-        match &self.masks {
-            Some(_) => w * (1 + self.task_names.len()),
-            None => w,
+        let per_model: usize = self
+            .spec
+            .param_counts()
+            .map_or(0, |c| c.iter().map(|(_, n)| *n as usize).sum());
+        let models = self.strategy.layout().model_count(self.task_names.len());
+        if self.gated() {
+            per_model * (1 + self.task_names.len())
+        } else {
+            per_model * models
         }
     }
 
@@ -483,9 +584,9 @@ impl Learner {
         at: StepSettings,
     ) -> Result<(f64, f64)> {
         let task = task.index();
-        if self.engine.is_some() {
+        if let Backend::Engine(_) = self.backend {
             let loss = self.engine_step(task, batch, objective, at)?;
-            let Some(engine) = self.engine.as_deref() else {
+            let Backend::Engine(engine) = &self.backend else {
                 candle_core::bail!("no engine");
             };
             let (ys, yl) = batch.y.storage_and_layout();
@@ -498,35 +599,42 @@ impl Learner {
             .1;
             return Ok((loss, metric));
         }
+        let model = self.strategy.layout().model_of(task);
+        let set = self.state_set(task);
+        let keys: Vec<String> = self.model_keys(model);
+        let task_name = self.task_names[task].clone();
+        let (gate_mode, regularizer) = (self.gate, self.regularizer);
+        let Backend::Reference(r) = &mut self.backend else {
+            candle_core::bail!("no reference backend");
+        };
         let scale = at.gate_scale;
-        let masks: Vec<Var> = match &mut self.masks {
+        let masks: Vec<Var> = match &mut r.masks {
             Some(bank) => bank.ensure(task)?.to_vec(),
             None => Vec::new(),
         };
-        let set = self.state_set(task);
-        let net = &self.nets[self.strategy.layout().model_of(task)];
+        let net = &r.nets[model];
         let gate = TaskGate {
             masks: &masks,
-            mode: self.gate,
+            mode: gate_mode,
             scale,
             view: GateView::Trained,
         };
-        let mut state: Vec<Tensor> = self.states[set]
+        let mut state: Vec<Tensor> = r.states[set]
             .iter()
             .map(|v| v.as_tensor().clone())
             .collect();
         let out = net.forward_with_state(
             &batch.x,
-            self.masks.is_some().then_some(&gate),
+            r.masks.is_some().then_some(&gate),
             NetState::Train(&mut state),
         )?;
-        for (var, value) in self.states[set].iter().zip(&state) {
+        for (var, value) in r.states[set].iter().zip(&state) {
             var.set(&value.detach())?;
         }
         let metric = objective.metric_sum(&out.detach(), &batch.y)?;
         let loss = objective.loss(&out, &batch.y)?;
         let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        let total = match self.regularizer {
+        let total = match regularizer {
             (Regularizer::None, _) | (_, 0.0) => loss,
             (kind, weight) if !masks.is_empty() => {
                 let count: usize = masks.iter().map(|m| m.elem_count()).sum();
@@ -549,24 +657,18 @@ impl Learner {
             _ => loss,
         };
         let grads = total.backward()?;
-        for (name, var) in net.params() {
+        for ((_, var), key) in net.params().iter().zip(&keys) {
             if let Some(g) = grads.get(var) {
-                self.w_opt.step(
-                    &self.param_key(task, name).to_string(),
-                    var,
-                    g,
-                    at.w_lr_factor,
-                )?;
+                r.w_opt.step(key, var, g, at.w_lr_factor)?;
             }
         }
-        if let Some(bank) = self.masks.as_ref().filter(|_| at.mask_lr_factor > 0.0) {
-            let task_name = &self.task_names[task];
+        if let Some(bank) = r.masks.as_ref().filter(|_| at.mask_lr_factor > 0.0) {
             for (m, pname) in masks.iter().zip(bank.param_names()) {
                 if let Some(g) = grads.get(m) {
-                    self.mask_opt.step(
+                    r.mask_opt.step(
                         &ParamKey::Mask {
                             param: pname,
-                            task: task_name,
+                            task: &task_name,
                         }
                         .to_string(),
                         m,
@@ -587,56 +689,59 @@ impl Learner {
         objective: Objective,
         at: StepSettings,
     ) -> Result<f64> {
-        let Some(engine) = self.engine.as_deref_mut() else {
-            candle_core::bail!("no engine");
+        let needs_masks = match &self.backend {
+            Backend::Engine(engine) => self.gated() && engine.masks[task].is_none(),
+            Backend::Reference(_) => candle_core::bail!("no engine"),
         };
-        if let Some(bank) = &mut self.masks
-            && engine.masks[task].is_none()
-        {
-            let values = bank
-                .ensure(task)?
-                .iter()
-                .map(|v| v.flatten_all()?.to_vec1::<f32>())
-                .collect::<Result<Vec<_>>>()?;
-            let slots = vec![Slot::default(); values.len()];
-            engine.masks[task] = Some(TaskMasks { values, slots });
-        }
+        let first_masks = if needs_masks {
+            Some(f32_vecs(self.fresh_bank()?.ensure(task)?)?)
+        } else {
+            None
+        };
         let rule = |c: OptimizerConfig, factor: f64| Rule {
             kind: c.kind,
             lr: (c.lr * factor) as f32,
             momentum: c.momentum as f32,
             beta2: c.beta2 as f32,
         };
+        let gated = self.gated();
+        let model = self.strategy.layout().model_of(task);
+        let (w_config, mask_config, gate, regularizer) =
+            (self.w_config, self.mask_config, self.gate, self.regularizer);
+        let Backend::Engine(engine) = &mut self.backend else {
+            candle_core::bail!("no engine");
+        };
+        if let Some(values) = first_masks {
+            let slots = vec![Slot::default(); values.len()];
+            engine.masks[task] = Some(TaskMasks { values, slots });
+        }
         let count: usize = engine.models[0].iter().map(Vec::len).sum();
         let rules = StepRules {
-            w: rule(self.w_opt.config(), at.w_lr_factor),
-            mask: (self.masks.is_some() && at.mask_lr_factor > 0.0)
-                .then(|| rule(self.mask_opt.config(), at.mask_lr_factor)),
-            gate: self.gate,
+            w: rule(w_config, at.w_lr_factor),
+            mask: (gated && at.mask_lr_factor > 0.0).then(|| rule(mask_config, at.mask_lr_factor)),
+            gate,
             gate_scale: at.gate_scale as f32,
-            regularizer: self.regularizer.0,
-            reg_weight: (self.regularizer.1 / count.max(1) as f64) as f32,
+            regularizer: regularizer.0,
+            reg_weight: (regularizer.1 / count.max(1) as f64) as f32,
         };
-        let model = self.strategy.layout().model_of(task);
         let (xs, xl) = batch.x.storage_and_layout();
         let (ys, yl) = batch.y.storage_and_layout();
         let x = f32_slice(&xs, xl)?;
         let targets = targets_of(objective, &ys, yl)?;
-        let loss = engine
+        engine
             .train_step(model, TaskId(task), x, targets, rules)
-            .map_err(candle_core::Error::wrap)?;
-        self.stale.0.store(true, Ordering::Release);
-        Ok(loss)
+            .map_err(candle_core::Error::wrap)
     }
 
     /// The key of state tensor `name` of state set `set` ([`Learner::state_set`]).
     fn state_key<'a>(&'a self, set: usize, name: &'a str) -> ParamKey<'a> {
-        match &self.masks {
-            Some(_) => ParamKey::TaskState {
+        if self.gated() {
+            ParamKey::TaskState {
                 param: name,
                 task: &self.task_names[set],
-            },
-            None => self.param_key(set, name),
+            }
+        } else {
+            self.param_key(set, name)
         }
     }
 
@@ -650,29 +755,36 @@ impl Learner {
         }
     }
 
+    /// The optimizer keys (inside the strategy) of model `model`'s parameters.
+    fn model_keys(&self, model: usize) -> Vec<String> {
+        self.param_names()
+            .iter()
+            .map(|name| self.param_key(model, name).to_string())
+            .collect()
+    }
+
+    /// The parameters' names (`fc1.weight`, …), in order.
+    fn param_names(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Reference(r) => r.nets[0].params().iter().map(|(n, _)| n.clone()).collect(),
+            Backend::Engine(_) => self
+                .model(0)
+                .map(|n| n.params().iter().map(|(n, _)| n.clone()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// The model's output for task `task` (no training) under a view of the gates.
     pub fn predict(&self, task: TaskId, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
-        let net = self.network(task);
-        let task = task.index();
-        if let Some(engine) = &self.engine {
+        if let Backend::Engine(engine) = &self.backend {
             return self.engine_predict(engine, task, x, scale, view);
         }
-        let state: Vec<Tensor> = self.states[self.state_set(task)]
-            .iter()
-            .map(|v| v.as_tensor().clone())
-            .collect();
+        let net = self.network(task)?;
+        let state = self.layer_state(task)?;
         let state = NetState::Eval(&state);
-        match &self.masks {
+        match self.task_masks(task.index())? {
             None => net.forward_with_state(x, None, state),
-            Some(bank) => {
-                let masks = match bank.get(task) {
-                    Some(m) => m.to_vec(),
-                    // A task never picked yet runs with the masks it would be given.
-                    None => {
-                        let mut fresh = bank.clone();
-                        fresh.ensure(task)?.to_vec()
-                    }
-                };
+            Some(masks) => {
                 let gate = TaskGate {
                     masks: &masks,
                     mode: self.gate,
@@ -688,24 +800,16 @@ impl Learner {
     /// [`Learner::predict_batch`]); the reference path (f64, other devices) evaluates through
     /// [`Learner::predict`].
     pub fn has_engine(&self) -> bool {
-        self.engine.is_some()
+        matches!(self.backend, Backend::Engine(_))
     }
 
     /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, followed
-    /// by the task's layer state, as the engine reads them: computed once per evaluation and reused for every batch, with the
-    /// same candle gate code as [`Learner::predict`] (so every [`GateView`] means the same).
+    /// by the task's layer state, as the engine reads them: computed once per evaluation and
+    /// reused for every batch, with the same candle gate code as [`Learner::predict`] (so
+    /// every [`GateView`] means the same).
     pub fn eval_params(&self, task: TaskId, scale: f64, view: GateView) -> Result<Vec<Vec<f32>>> {
-        self.sync()?;
-        let net = self.network(task);
-        let task = task.index();
-        let masks: Option<Vec<Var>> = match &self.masks {
-            None => None,
-            Some(bank) => Some(match bank.get(task) {
-                Some(m) => m.to_vec(),
-                // A task never picked yet runs with the masks it would be given.
-                None => bank.clone().ensure(task)?.to_vec(),
-            }),
-        };
+        let net = self.network(task)?;
+        let masks = self.task_masks(task.index())?;
         let gate = masks.as_deref().map(|masks| TaskGate {
             masks,
             mode: self.gate,
@@ -725,7 +829,9 @@ impl Learner {
                 None => w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>(),
             })
             .collect::<Result<Vec<_>>>()?;
-        params.extend(f32_vecs(&self.states[self.state_set(task)])?);
+        for t in self.layer_state(task)? {
+            params.push(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+        }
         Ok(params)
     }
 
@@ -734,7 +840,9 @@ impl Learner {
     /// learner of the same model), in one pass over `x` on all threads; `None` without an
     /// engine.
     pub fn predict_batch(&self, params: &[&[Vec<f32>]], x: &[f32]) -> Option<Vec<Vec<f32>>> {
-        let engine = self.engine.as_deref()?;
+        let Backend::Engine(engine) = &self.backend else {
+            return None;
+        };
         let params: Vec<Vec<&[f32]>> = params
             .iter()
             .map(|p| p.iter().map(Vec::as_slice).collect())
@@ -747,12 +855,12 @@ impl Learner {
     fn engine_predict(
         &self,
         engine: &Engine,
-        task: usize,
+        task: TaskId,
         x: &Tensor,
         scale: f64,
         view: GateView,
     ) -> Result<Tensor> {
-        let theta = self.eval_params(TaskId(task), scale, view)?;
+        let theta = self.eval_params(task, scale, view)?;
         let params: Vec<&[f32]> = theta.iter().map(Vec::as_slice).collect();
         let n = x.dim(0)?;
         let input = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
@@ -771,8 +879,7 @@ impl Learner {
     /// Off/undecided shares per gated parameter for task `task` (empty unless gated and picked).
     pub fn mask_stats(&self, task: TaskId, scale: f64) -> Result<Vec<(String, MaskStats)>> {
         let task = task.index();
-        self.sync()?;
-        match &self.masks {
+        match self.masks()? {
             None => Ok(Vec::new()),
             Some(bank) => Ok(bank
                 .param_names()
@@ -783,14 +890,17 @@ impl Learner {
         }
     }
 
-    /// Every tensor of this learner (weights, masks, optimizer state) keyed under
+    /// Every tensor of this learner (weights, masks, layer state, optimizer state) keyed under
     /// `{strategy}/`: `gated/fc1.weight`, `gated/fc1.weight.mask.{task}`,
-    /// `separate/{task}/fc1.weight`, `{strategy}/optim.w/...`, `gated/optim.mask/...`.
+    /// `separate/{task}/fc1.weight`, `{strategy}/optim.w/...`, `gated/optim.mask/...`. The same
+    /// names and layout from either backend, so a checkpoint does not depend on which one
+    /// trained it.
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        self.sync()?;
         let s = self.strategy.as_str();
         let mut out = Vec::new();
-        for (t, net) in self.nets.iter().enumerate() {
+        let models = self.strategy.layout().model_count(self.task_names.len());
+        for t in 0..models {
+            let net = self.model(t)?;
             for (name, var) in net.params() {
                 out.push((
                     self.param_key(t, name).in_strategy(s),
@@ -798,7 +908,7 @@ impl Learner {
                 ));
             }
         }
-        if let Some(bank) = &self.masks {
+        if let Some(bank) = self.masks()? {
             for task in bank.tasks() {
                 let tname = &self.task_names[task];
                 for (m, pname) in bank.get(task).unwrap_or(&[]).iter().zip(bank.param_names()) {
@@ -810,73 +920,64 @@ impl Learner {
                 }
             }
         }
-        for (set, vars) in self.states.iter().enumerate() {
-            for ((name, _), var) in self.nets[0].state_specs().iter().zip(vars) {
-                out.push((
-                    self.state_key(set, name).in_strategy(s),
-                    var.as_tensor().clone(),
-                ));
+        let state_names: Vec<String> = (self.model(0)?.state_specs().iter())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let sets = match &self.backend {
+            Backend::Reference(r) => r.states.len(),
+            Backend::Engine(engine) => engine.states.len(),
+        };
+        for set in 0..sets {
+            for (name, t) in state_names.iter().zip(self.state_of_set(set)?) {
+                out.push((self.state_key(set, name).in_strategy(s), t));
             }
         }
-        let device = self.nets[0].params()[0].1.device().clone();
-        match &self.engine {
-            Some(engine) => out.extend(self.engine_state_tensors(engine, &device)?),
-            None => {
+        match &self.backend {
+            Backend::Engine(engine) => out.extend(self.engine_state_tensors(engine)?),
+            Backend::Reference(r) => {
                 out.extend(
-                    self.w_opt
-                        .state_tensors(&slot_prefix(s, W_SLOTS), &device)?,
+                    r.w_opt
+                        .state_tensors(&slot_prefix(s, W_SLOTS), &self.device)?,
                 );
                 out.extend(
-                    self.mask_opt
-                        .state_tensors(&slot_prefix(s, MASK_SLOTS), &device)?,
+                    r.mask_opt
+                        .state_tensors(&slot_prefix(s, MASK_SLOTS), &self.device)?,
                 );
             }
         }
         Ok(out)
     }
 
-    /// The engine's optimizer state under the names and layout of [`Optimizer::state_tensors`],
-    /// so a checkpoint does not depend on which implementation trained it.
-    fn engine_state_tensors(
-        &self,
-        engine: &Engine,
-        device: &Device,
-    ) -> Result<Vec<(String, Tensor)>> {
+    /// The engine's optimizer state under the names and layout of [`Optimizer::state_tensors`].
+    fn engine_state_tensors(&self, engine: &Engine) -> Result<Vec<(String, Tensor)>> {
         let s = self.strategy.as_str();
+        let shapes = self.model(0)?.param_shapes();
         let mut entries: Vec<(String, &Slot, candle_core::Shape)> = Vec::new();
-        for (t, (net, slots)) in self.nets.iter().zip(&engine.w_slots).enumerate() {
-            for ((name, var), slot) in net.params().iter().zip(slots) {
+        for (t, slots) in engine.w_slots.iter().enumerate() {
+            for ((name, shape), slot) in shapes.iter().zip(slots) {
                 entries.push((
                     self.param_key(t, name).slot(s, W_SLOTS),
                     slot,
-                    var.shape().clone(),
+                    shape.clone(),
                 ));
             }
         }
-        if let Some(bank) = &self.masks {
-            let shapes = self.nets[0].param_shapes();
-            for (task, m) in engine.masks.iter().enumerate() {
-                let Some(m) = m else { continue };
-                let tname = &self.task_names[task];
-                for ((pname, shape), slot) in bank
-                    .param_names()
-                    .iter()
-                    .zip(&shapes)
-                    .map(|(p, (_, sh))| (p, sh))
-                    .zip(&m.slots)
-                {
-                    entries.push((
-                        ParamKey::Mask {
-                            param: pname,
-                            task: tname,
-                        }
-                        .slot(s, MASK_SLOTS),
-                        slot,
-                        shape.clone(),
-                    ));
-                }
+        for (task, m) in engine.masks.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let tname = &self.task_names[task];
+            for ((pname, shape), slot) in shapes.iter().zip(&m.slots) {
+                entries.push((
+                    ParamKey::Mask {
+                        param: pname,
+                        task: tname,
+                    }
+                    .slot(s, MASK_SLOTS),
+                    slot,
+                    shape.clone(),
+                ));
             }
         }
+        let device = &self.device;
         let mut out = Vec::new();
         for (key, slot, shape) in entries {
             if slot.steps == 0 {
@@ -902,95 +1003,85 @@ impl Learner {
         Ok(out)
     }
 
-    /// Restores what [`Learner::tensors`] wrote. Every weight must be present with its shape.
+    /// Restores what [`Learner::tensors`] wrote, into whichever backend this learner has.
+    /// Every weight must be present with its shape; masks and layer state of a task that has
+    /// none keep their start.
     pub fn load(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let s = self.strategy.as_str();
-        let dtype = self.nets[0].params()[0].1.dtype();
-        for t in 0..self.nets.len() {
-            let keys: Vec<(String, Var)> = self.nets[t]
-                .params()
-                .iter()
-                .map(|(name, var)| (self.param_key(t, name).in_strategy(s), var.clone()))
-                .collect();
-            for (key, var) in keys {
-                let src = tensors
-                    .get(&key)
-                    .ok_or_else(|| candle_core::Error::msg(format!("missing tensor `{key}`")))?;
-                if src.shape() != var.shape() || src.dtype() != dtype {
-                    candle_core::bail!(
-                        "`{key}` is {:?} {:?}, expected {:?} {:?}",
-                        src.dtype(),
-                        src.dims(),
-                        dtype,
-                        var.dims()
-                    );
-                }
-                var.set(src)?;
+        let dtype = self.dtype;
+        let get = |key: &str, shape: &candle_core::Shape| -> Result<Option<Tensor>> {
+            let Some(src) = tensors.get(key) else {
+                return Ok(None);
+            };
+            if src.shape() != shape || src.dtype() != dtype {
+                candle_core::bail!(
+                    "`{key}` is {:?} {:?}, expected {:?} {:?}",
+                    src.dtype(),
+                    src.dims(),
+                    dtype,
+                    shape.dims()
+                );
             }
-        }
-        if let Some(bank) = &mut self.masks {
-            let names = bank.param_names().to_vec();
-            for (task, tname) in self.task_names.iter().enumerate() {
-                let keys: Vec<String> = names
-                    .iter()
-                    .map(|p| {
-                        ParamKey::Mask {
-                            param: p,
-                            task: tname,
-                        }
-                        .in_strategy(s)
-                    })
-                    .collect();
-                if !tensors.contains_key(&keys[0]) {
-                    continue;
-                }
-                let masks =
-                    keys.iter()
-                        .map(|k| {
-                            tensors.get(k).cloned().ok_or_else(|| {
-                                candle_core::Error::msg(format!("missing tensor `{k}`"))
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                bank.insert(task, masks)?;
-            }
-        }
-        for set in 0..self.states.len() {
-            for ((name, _), var) in self.nets[0].state_specs().iter().zip(&self.states[set]) {
-                let key = self.state_key(set, name).in_strategy(s);
-                if let Some(src) = tensors.get(&key) {
-                    if src.shape() != var.shape() || src.dtype() != dtype {
-                        candle_core::bail!(
-                            "`{key}` is {:?} {:?}, expected {:?} {:?}",
-                            src.dtype(),
-                            src.dims(),
-                            dtype,
-                            var.dims()
-                        );
-                    }
-                    var.set(src)?;
-                }
-            }
-        }
-        self.w_opt.load_state(&slot_prefix(s, W_SLOTS), tensors)?;
-        self.mask_opt
-            .load_state(&slot_prefix(s, MASK_SLOTS), tensors)?;
-        self.reload_engine()
-    }
-
-    /// Rebuilds the engine's buffers from the candle `Var`s and optimizer state (after a load).
-    fn reload_engine(&mut self) -> Result<()> {
-        let w_keys: Vec<Vec<String>> = (self.nets.iter().enumerate())
-            .map(|(t, net)| {
-                net.params()
-                    .iter()
-                    .map(|(name, _)| self.param_key(t, name).to_string())
-                    .collect()
-            })
-            .collect();
-        let Some(engine) = self.engine.as_deref_mut() else {
-            return Ok(());
+            Ok(Some(src.clone()))
         };
+        let require = |key: &str, shape: &candle_core::Shape| -> Result<Tensor> {
+            get(key, shape)?
+                .ok_or_else(|| candle_core::Error::msg(format!("missing tensor `{key}`")))
+        };
+        let shapes = self.model(0)?.param_shapes();
+        let models = self.strategy.layout().model_count(self.task_names.len());
+        let weights: Vec<Vec<Tensor>> = (0..models)
+            .map(|t| {
+                (shapes.iter())
+                    .map(|(name, shape)| require(&self.param_key(t, name).in_strategy(s), shape))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        // Per task: all of its masks, or none (a task never trained).
+        let mut masks: Vec<Option<Vec<Tensor>>> = Vec::new();
+        for tname in &self.task_names {
+            let first = ParamKey::Mask {
+                param: &shapes[0].0,
+                task: tname,
+            };
+            if !self.gated() || !tensors.contains_key(&first.in_strategy(s)) {
+                masks.push(None);
+                continue;
+            }
+            masks.push(Some(
+                (shapes.iter())
+                    .map(|(p, shape)| {
+                        require(
+                            &ParamKey::Mask {
+                                param: p,
+                                task: tname,
+                            }
+                            .in_strategy(s),
+                            shape,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ));
+        }
+        let state_specs: Vec<(String, candle_core::Shape)> = (self.model(0)?.state_specs().iter())
+            .map(|(n, spec)| (n.clone(), candle_core::Shape::from(spec.shape.clone())))
+            .collect();
+        let sets = if self.gated() {
+            self.task_names.len()
+        } else {
+            models
+        };
+        let states: Vec<Vec<Option<Tensor>>> = (0..sets)
+            .map(|set| {
+                (state_specs.iter())
+                    .map(|(n, shape)| get(&self.state_key(set, n).in_strategy(s), shape))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        let mut w_opt = Optimizer::new(self.w_config);
+        let mut mask_opt = Optimizer::new(self.mask_config);
+        w_opt.load_state(&slot_prefix(s, W_SLOTS), tensors)?;
+        mask_opt.load_state(&slot_prefix(s, MASK_SLOTS), tensors)?;
         let slot = |opt: &Optimizer, key: &str| -> Result<Slot> {
             Ok(match opt.slot_values(key)? {
                 Some((first, second, steps)) => Slot {
@@ -1001,43 +1092,78 @@ impl Learner {
                 None => Slot::default(),
             })
         };
-        engine.states = self
-            .states
-            .iter()
-            .map(|s| f32_vecs(s))
+        let w_slots: Vec<Vec<Slot>> = (0..models)
+            .map(|t| {
+                self.model_keys(t)
+                    .iter()
+                    .map(|k| slot(&w_opt, k))
+                    .collect::<Result<Vec<_>>>()
+            })
             .collect::<Result<_>>()?;
-        for (t, net) in self.nets.iter().enumerate() {
-            engine.models[t] = weights_of(net)?;
-            engine.w_slots[t] = w_keys[t]
-                .iter()
-                .map(|key| slot(&self.w_opt, key))
-                .collect::<Result<_>>()?;
-        }
-        if let Some(bank) = &self.masks {
-            for (task, tname) in self.task_names.iter().enumerate() {
-                engine.masks[task] = match bank.get(task) {
-                    None => None,
-                    Some(vars) => Some(TaskMasks {
-                        values: vars
-                            .iter()
-                            .map(|v| v.flatten_all()?.to_vec1::<f32>())
-                            .collect::<Result<_>>()?,
-                        slots: bank
-                            .param_names()
-                            .iter()
-                            .map(|p| {
-                                let key = ParamKey::Mask {
-                                    param: p,
-                                    task: tname,
-                                };
-                                slot(&self.mask_opt, &key.to_string())
-                            })
-                            .collect::<Result<_>>()?,
-                    }),
-                };
+        let mask_slots: Vec<Vec<Slot>> = (self.task_names.iter())
+            .map(|tname| {
+                (shapes.iter())
+                    .map(|(p, _)| {
+                        slot(
+                            &mask_opt,
+                            &ParamKey::Mask {
+                                param: p,
+                                task: tname,
+                            }
+                            .to_string(),
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        let flat = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+        match &mut self.backend {
+            Backend::Engine(engine) => {
+                for (t, ws) in weights.iter().enumerate() {
+                    engine.models[t] = ws.iter().map(flat).collect::<Result<_>>()?;
+                }
+                engine.w_slots = w_slots;
+                for (task, (m, slots)) in masks.into_iter().zip(mask_slots).enumerate() {
+                    engine.masks[task] = match m {
+                        None => None,
+                        Some(m) => Some(TaskMasks {
+                            values: m.iter().map(flat).collect::<Result<_>>()?,
+                            slots,
+                        }),
+                    };
+                }
+                for (set, values) in states.iter().enumerate() {
+                    for (k, v) in values.iter().enumerate() {
+                        if let Some(v) = v {
+                            engine.states[set][k] = flat(v)?;
+                        }
+                    }
+                }
+            }
+            Backend::Reference(r) => {
+                for (net, ws) in r.nets.iter().zip(&weights) {
+                    for ((_, var), w) in net.params().iter().zip(ws) {
+                        var.set(w)?;
+                    }
+                }
+                if let Some(bank) = &mut r.masks {
+                    for (task, m) in masks.into_iter().enumerate() {
+                        if let Some(m) = m {
+                            bank.insert(task, m)?;
+                        }
+                    }
+                }
+                for (vars, values) in r.states.iter().zip(&states) {
+                    for (var, v) in vars.iter().zip(values) {
+                        if let Some(v) = v {
+                            var.set(v)?;
+                        }
+                    }
+                }
+                r.w_opt = w_opt;
+                r.mask_opt = mask_opt;
             }
         }
-        self.stale.0.store(false, Ordering::Release);
         Ok(())
     }
 }

@@ -952,8 +952,8 @@ impl Trainer {
         let picked: Vec<Vec<usize>> = self
             .learners
             .iter()
-            .map(|l| l.masks().map(|b| b.tasks()).unwrap_or_default())
-            .collect();
+            .map(|l| Ok(l.masks()?.map(|b| b.tasks()).unwrap_or_default()))
+            .collect::<Result<_>>()?;
         // results[split][task][(learner, view)]
         let mut trained = vec![vec![Vec::new(); self.tasks.len()]; 2];
         let mut binary = vec![vec![None; self.learners.len()]; self.tasks.len()];
@@ -1029,7 +1029,8 @@ impl Trainer {
         let scale = self.hat_scale(self.step);
         let mut out = Vec::new();
         let layout = learner.strategy().layout();
-        let tasks: Vec<usize> = match (layout.models, learner.masks()) {
+        let bank = learner.masks()?;
+        let tasks: Vec<usize> = match (layout.models, &bank) {
             (_, Some(bank)) => bank.tasks(),
             (Models::PerTask, _) => (0..self.tasks.len()).collect(),
             (Models::One, None) => vec![0],
@@ -1040,8 +1041,9 @@ impl Trainer {
             } else {
                 self.tasks[t].name().to_string()
             };
-            let masks = learner.masks().and_then(|b| b.get(t));
-            for (i, (param, w)) in learner.network(TaskId(t)).params().iter().enumerate() {
+            let masks = bank.as_ref().and_then(|b| b.get(t));
+            let net = learner.network(TaskId(t))?;
+            for (i, (param, w)) in net.params().iter().enumerate() {
                 let w = w.as_tensor();
                 let (eff, gate) = match masks {
                     Some(m) => {
@@ -1082,14 +1084,15 @@ impl Trainer {
     /// Share of the generating masks recovered, when the model is one linear layer and the
     /// tasks have ground-truth masks.
     fn recovery(&self, learner: &Learner, picked: &[usize]) -> Result<Vec<Record>> {
-        let Some(bank) = learner.masks() else {
+        let Some(bank) = learner.masks()? else {
             return Ok(Vec::new());
         };
         let truths: Vec<_> = self.tasks.iter().map(|t| t.true_mask()).collect();
         let Some(truths) = truths.into_iter().collect::<Option<Vec<_>>>() else {
             return Ok(Vec::new());
         };
-        let params = learner.network(TaskId(0)).params();
+        let net = learner.network(TaskId(0))?;
+        let params = net.params();
         if params.len() != 2
             || truths.iter().any(|m| {
                 m.weight.len() != params[0].1.elem_count()
