@@ -1,18 +1,14 @@
-//! Optimizers with per-parameter state that can be saved: SGD, SGD with momentum (PyTorch's
-//! form: `buf = μ·buf + g`, `p -= lr·buf`) and Adam.
+//! Optimizer settings: SGD, SGD with momentum (PyTorch's form: `buf = μ·buf + g`,
+//! `p -= lr·buf`) and Adam, and learning-rate schedules.
 //!
-//! candle-nn's SGD has no momentum and its AdamW state cannot be saved, hence these. State is
-//! kept per parameter name, so a parameter that gets no gradient in a step (another task's mask,
-//! another task's model under `separate`) keeps its state untouched, and Adam counts steps per
-//! parameter so its bias correction is right for masks picked rarely.
-//!
-//! Gradients from candle's `backward()` can still carry graph history; storing them in a
-//! momentum buffer would chain every step's graph (measured: ~4 MB per step). Everything stored
-//! here is detached first.
+//! The rules themselves run in one place, on the flat buffers of a
+//! [`crate::params::ParamStore`] (the engine's `update` module), for both training backends.
+//! Their state is one [`crate::params::Slot`] per parameter, so a parameter that gets no
+//! gradient in a step (another task's mask, another task's model under `separate`) keeps its
+//! state untouched, and Adam counts steps per parameter so its bias correction is right for
+//! masks picked rarely.
 
-use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
 
 /// Which update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,218 +64,128 @@ pub struct OptimizerConfig {
     pub beta2: f64,
 }
 
-/// One parameter's state as plain values: first moment, second moment, update count.
-pub(crate) type SlotValues = (Vec<f32>, Vec<f32>, u64);
-
-#[derive(Debug, Clone)]
-struct ParamState {
-    first: Option<Tensor>,
-    second: Option<Tensor>,
-    steps: u64,
+/// One parameter's optimizer state: momentum / Adam first moment, Adam second moment, and the
+/// number of updates it has had (empty vectors until first needed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot<T> {
+    /// Momentum buffer, or Adam's first moment.
+    pub first: Vec<T>,
+    /// Adam's second moment.
+    pub second: Vec<T>,
+    /// Updates so far.
+    pub steps: u64,
 }
 
-/// An optimizer over named parameters.
-#[derive(Debug, Clone)]
-pub struct Optimizer {
-    config: OptimizerConfig,
-    state: BTreeMap<String, ParamState>,
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            first: Vec::new(),
+            second: Vec::new(),
+            steps: 0,
+        }
+    }
 }
 
 const EPS: f64 = 1e-8;
 
-impl Optimizer {
-    /// A fresh optimizer.
-    pub fn new(config: OptimizerConfig) -> Self {
-        Optimizer {
-            config,
-            state: BTreeMap::new(),
+/// One update of `p` with gradient `g` under rule `kind` with `(lr, momentum or β₁, β₂)`,
+/// advancing `slot`, in `f64` throughout: the rule of `f64` runs and of `gtk adapt`'s own
+/// small optimisations (mixture logits, first-order MAML's outer step). The engine has the
+/// same rule for `f32` buffers, vectorised. The operations are in the order of the candle
+/// tensor code this replaced, so `f64` runs train bit for bit as before.
+pub fn update_f64(
+    p: &mut [f64],
+    g: &[f64],
+    slot: &mut Slot<f64>,
+    kind: OptimizerKind,
+    (lr, momentum, beta2): (f64, f64, f64),
+) {
+    slot.steps += 1;
+    if kind != OptimizerKind::Sgd && slot.first.len() != p.len() {
+        slot.first = vec![0.0; p.len()];
+    }
+    if kind == OptimizerKind::Adam && slot.second.len() != p.len() {
+        slot.second = vec![0.0; p.len()];
+    }
+    let t = slot.steps.min(i32::MAX as u64) as i32;
+    match kind {
+        OptimizerKind::Sgd => {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p -= g * lr;
+            }
         }
-    }
-
-    /// The settings.
-    pub fn config(&self) -> OptimizerConfig {
-        self.config
-    }
-
-    /// Updates `var` (called `name`) with gradient `grad`, at `lr_factor` × the base rate.
-    pub fn step(&mut self, name: &str, var: &Var, grad: &Tensor, lr_factor: f64) -> Result<()> {
-        let g = grad.detach();
-        let mut c = self.config;
-        c.lr *= lr_factor;
-        let st = self.state.entry(name.to_string()).or_insert(ParamState {
-            first: None,
-            second: None,
-            steps: 0,
-        });
-        st.steps += 1;
-        let p = var.as_tensor().detach();
-        let update = match c.kind {
-            OptimizerKind::Sgd => (g * c.lr)?,
-            OptimizerKind::Momentum => {
-                let buf = match &st.first {
-                    Some(b) => ((b * c.momentum)? + &g)?,
-                    None => g,
-                };
-                let u = (&buf * c.lr)?;
-                st.first = Some(buf.detach());
-                u
+        OptimizerKind::Momentum => {
+            for ((p, &g), b) in p.iter_mut().zip(g).zip(slot.first.iter_mut()) {
+                *b = *b * momentum + g;
+                *p -= *b * lr;
             }
-            OptimizerKind::Adam => {
-                let b1 = c.momentum;
-                let m = match &st.first {
-                    Some(m) => ((m * b1)? + (&g * (1.0 - b1))?)?,
-                    None => (&g * (1.0 - b1))?,
-                };
-                let v = match &st.second {
-                    Some(v) => ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?,
-                    None => (g.sqr()? * (1.0 - c.beta2))?,
-                };
-                let t = st.steps as i32;
-                let m_hat = (&m / (1.0 - b1.powi(t)))?;
-                let v_hat = (&v / (1.0 - c.beta2.powi(t)))?;
-                let u = ((m_hat / (v_hat.sqrt()? + EPS)?)? * c.lr)?;
-                st.first = Some(m.detach());
-                st.second = Some(v.detach());
-                u
-            }
-        };
-        var.set(&(p - update)?)
-    }
-
-    /// One parameter's state as plain `f32` values: first moment (momentum buffer), second
-    /// moment and update count; `None` when the parameter has not been updated yet.
-    pub(crate) fn slot_values(&self, name: &str) -> Result<Option<SlotValues>> {
-        let Some(st) = self.state.get(name) else {
-            return Ok(None);
-        };
-        let values = |t: &Option<Tensor>| -> Result<Vec<f32>> {
-            match t {
-                Some(t) => t
-                    .flatten_all()?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_vec1(),
-                None => Ok(Vec::new()),
-            }
-        };
-        Ok(Some((values(&st.first)?, values(&st.second)?, st.steps)))
-    }
-
-    /// The state as named tensors under `prefix` (`{prefix}{param}.first`, `.second`, `.steps`).
-    pub fn state_tensors(
-        &self,
-        prefix: &str,
-        device: &candle_core::Device,
-    ) -> Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        for (name, st) in &self.state {
-            if let Some(t) = &st.first {
-                out.push((format!("{prefix}{name}.first"), t.clone()));
-            }
-            if let Some(t) = &st.second {
-                out.push((format!("{prefix}{name}.second"), t.clone()));
-            }
-            out.push((
-                format!("{prefix}{name}.steps"),
-                Tensor::new(&[st.steps as i64], device)?,
-            ));
         }
-        Ok(out)
-    }
-
-    /// Restores the state written by [`Optimizer::state_tensors`] with the same prefix.
-    pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        self.state.clear();
-        for (key, t) in tensors {
-            let Some(rest) = key.strip_prefix(prefix) else {
-                continue;
-            };
-            let Some(name) = rest.strip_suffix(".steps") else {
-                continue;
-            };
-            let steps = t
-                .flatten_all()?
-                .to_vec1::<i64>()?
-                .first()
-                .copied()
-                .unwrap_or(0);
-            let steps = u64::try_from(steps)
-                .map_err(|_| candle_core::Error::msg(format!("{key}: negative step count")))?;
-            self.state.insert(
-                name.to_string(),
-                ParamState {
-                    first: tensors.get(&format!("{prefix}{name}.first")).cloned(),
-                    second: tensors.get(&format!("{prefix}{name}.second")).cloned(),
-                    steps,
-                },
-            );
+        OptimizerKind::Adam => {
+            let c1 = 1.0 / (1.0 - momentum.powi(t));
+            let c2 = 1.0 / (1.0 - beta2.powi(t));
+            for (((p, &g), m), v) in p
+                .iter_mut()
+                .zip(g)
+                .zip(slot.first.iter_mut())
+                .zip(slot.second.iter_mut())
+            {
+                *m = *m * momentum + g * (1.0 - momentum);
+                *v = *v * beta2 + (g * g) * (1.0 - beta2);
+                *p -= ((*m * c1) / ((*v * c2).sqrt() + EPS)) * lr;
+            }
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
-    fn run(kind: OptimizerKind, steps: usize) -> Result<f64> {
-        // minimise (p - 3)²
-        let p = Var::new(&[0.0f64], &Device::Cpu)?;
-        let mut opt = Optimizer::new(OptimizerConfig {
-            kind,
-            lr: 0.1,
-            momentum: 0.9,
-            beta2: 0.999,
-        });
+    /// Minimises (p − 3)² with the `f64` rule.
+    fn quadratic(kind: OptimizerKind, steps: usize) -> f64 {
+        let (mut p, mut slot) = (vec![0.0f64], Slot::default());
         for _ in 0..steps {
-            let loss = (p.as_tensor() - 3.0)?.sqr()?.sum_all()?;
-            let g = loss.backward()?;
-            opt.step("p", &p, g.get(&p).unwrap(), 1.0)?;
+            let g = [2.0 * (p[0] - 3.0)];
+            update_f64(&mut p, &g, &mut slot, kind, (0.1, 0.9, 0.999));
         }
-        Ok(p.as_tensor().to_vec1::<f64>()?[0])
+        p[0]
     }
 
     #[test]
-    fn all_kinds_converge_on_a_quadratic() -> Result<()> {
-        assert!((run(OptimizerKind::Sgd, 100)? - 3.0).abs() < 1e-6);
-        assert!((run(OptimizerKind::Momentum, 300)? - 3.0).abs() < 1e-4);
-        assert!((run(OptimizerKind::Adam, 500)? - 3.0).abs() < 1e-2);
-        Ok(())
-    }
-
-    #[test]
-    fn first_adam_step_moves_by_lr() -> Result<()> {
+    fn f64_rules_converge_and_follow_pytorch() {
+        assert!((quadratic(OptimizerKind::Sgd, 100) - 3.0).abs() < 1e-6);
+        assert!((quadratic(OptimizerKind::Momentum, 300) - 3.0).abs() < 1e-4);
+        assert!((quadratic(OptimizerKind::Adam, 500) - 3.0).abs() < 1e-2);
         // Adam's first bias-corrected step is lr · sign(g).
-        let p = Var::new(&[1.0f64, -1.0], &Device::Cpu)?;
-        let mut opt = Optimizer::new(OptimizerConfig {
-            kind: OptimizerKind::Adam,
-            lr: 0.1,
-            momentum: 0.9,
-            beta2: 0.999,
-        });
-        let g = Tensor::new(&[0.5f64, -2.0], &Device::Cpu)?;
-        opt.step("p", &p, &g, 1.0)?;
-        let v = p.as_tensor().to_vec1::<f64>()?;
-        assert!(
-            (v[0] - 0.9).abs() < 1e-6 && (v[1] + 0.9).abs() < 1e-6,
-            "{v:?}"
+        let (mut p, mut slot) = (vec![1.0f64, -1.0], Slot::default());
+        update_f64(
+            &mut p,
+            &[0.5, -2.0],
+            &mut slot,
+            OptimizerKind::Adam,
+            (0.1, 0.9, 0.999),
         );
-        Ok(())
-    }
-
-    #[test]
-    fn momentum_matches_pytorch_form() -> Result<()> {
-        let p = Var::new(&[0.0f64], &Device::Cpu)?;
-        let mut opt = Optimizer::new(OptimizerConfig {
-            kind: OptimizerKind::Momentum,
-            lr: 1.0,
-            momentum: 0.5,
-            beta2: 0.999,
-        });
-        let g = Tensor::new(&[1.0f64], &Device::Cpu)?;
-        opt.step("p", &p, &g, 1.0)?; // buf = 1, p = -1
-        opt.step("p", &p, &g, 1.0)?; // buf = 1.5, p = -2.5
-        assert_eq!(p.as_tensor().to_vec1::<f64>()?, vec![-2.5]);
-        Ok(())
+        assert!(
+            (p[0] - 0.9).abs() < 1e-6 && (p[1] + 0.9).abs() < 1e-6,
+            "{p:?}"
+        );
+        // PyTorch's momentum: buf = μ·buf + g, p -= lr·buf.
+        let (mut p, mut slot) = (vec![0.0f64], Slot::default());
+        update_f64(
+            &mut p,
+            &[1.0],
+            &mut slot,
+            OptimizerKind::Momentum,
+            (1.0, 0.5, 0.999),
+        );
+        update_f64(
+            &mut p,
+            &[1.0],
+            &mut slot,
+            OptimizerKind::Momentum,
+            (1.0, 0.5, 0.999),
+        );
+        assert_eq!(p, vec![-2.5]);
+        assert_eq!(slot.steps, 2);
     }
 }

@@ -15,8 +15,10 @@ const LAYERS: &[&[&str]] = &[
     // Foundations: no gatekit imports but these.
     &["error", "rng"],
     // Numbers and files: CPU kernels, the run folder's protocol, TensorBoard's file format,
-    // optimizer settings and rules, the names of a run's tensors.
-    &["kernel", "run_folder", "tfevents", "optim", "params"],
+    // optimizer settings and rules.
+    &["kernel", "run_folder", "tfevents", "optim"],
+    // The names and the store of a run's tensors (optimizer slots included).
+    &["params"],
     // Atomic output files; task gates and their masks.
     &["atomic", "gate"],
     // Layer types: each one's shapes, reference forward, engine op and ONNX nodes.

@@ -20,9 +20,10 @@ use super::mixture::Target;
 use super::shots::Shots;
 use crate::error::Result;
 use crate::model::Network;
+use crate::optim::{OptimizerKind, Slot, update_f64};
 use crate::rng::Rng;
 use crate::task::Task;
-use crate::train::{Optimizer, OptimizerConfig, OptimizerKind, RunConfig};
+use crate::train::{OptimizerConfig, RunConfig};
 use candle_core::{DType, Device, Tensor};
 
 /// Which meta-learner.
@@ -87,14 +88,11 @@ pub fn meta_train(
     on_iteration: &mut dyn FnMut(),
 ) -> Result<()> {
     let mut rng = Rng::stream(job.seed, "adapt/meta", method as u64);
-    let mut outer = Optimizer::new(OptimizerConfig {
-        kind: OptimizerKind::Adam,
-        lr: cfg.outer_lr,
-        momentum: 0.0,
-        beta2: 0.999,
-    });
+    // First-order MAML's outer step: Adam with β₁ = 0 (RMSprop with bias correction), one
+    // slot per parameter.
     let n = job.tasks.len();
     let params = job.init.params();
+    let mut outer: Vec<Slot<f64>> = params.iter().map(|_| Slot::default()).collect();
     for _ in 0..cfg.iterations {
         let mut sums: Vec<Option<Tensor>> = vec![None; params.len()];
         for _ in 0..cfg.tasks_per_iteration {
@@ -143,11 +141,24 @@ pub fn meta_train(
             }
         }
         let scale = 1.0 / cfg.tasks_per_iteration as f64;
-        for ((name, var), sum) in params.iter().zip(sums) {
+        for (((_, var), sum), slot) in params.iter().zip(sums).zip(&mut outer) {
             let Some(sum) = sum else { continue };
             let mean = (sum * scale)?;
             match method {
-                MetaMethod::FoMaml => outer.step(name, var, &mean, 1.0)?,
+                MetaMethod::FoMaml => {
+                    let f64s = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>();
+                    let (mut p, g) = (f64s(var.as_tensor())?, f64s(&mean)?);
+                    update_f64(
+                        &mut p,
+                        &g,
+                        slot,
+                        OptimizerKind::Adam,
+                        (cfg.outer_lr, 0.0, 0.999),
+                    );
+                    let p =
+                        Tensor::from_vec(p, var.shape(), var.device())?.to_dtype(var.dtype())?;
+                    var.set(&p)?
+                }
                 MetaMethod::Reptile => {
                     var.set(&(var.as_tensor() + (mean * cfg.reptile_step)?)?.detach())?
                 }

@@ -7,9 +7,8 @@
 use super::mixture::{Mixture, Target};
 use super::shots::Shots;
 use crate::error::Result;
+use crate::optim::{OptimizerKind, Slot, update_f64};
 use crate::rng::Rng;
-use crate::train::{Optimizer, OptimizerConfig, OptimizerKind};
-use candle_core::{Device, Tensor, Var};
 
 /// `softmax(a)`.
 pub fn softmax(a: &[f64]) -> Vec<f64> {
@@ -31,28 +30,24 @@ pub fn learn_mixture(
     on_step: &mut dyn FnMut(),
 ) -> Result<Vec<f64>> {
     let objective = shots.task().objective();
-    let logits = Var::from_tensor(&Tensor::zeros(
-        mix.tasks(),
-        candle_core::DType::F64,
-        &Device::Cpu,
-    )?)?;
-    let mut opt = Optimizer::new(OptimizerConfig {
-        kind: OptimizerKind::Adam,
-        lr,
-        momentum: 0.9,
-        beta2: 0.999,
-    });
+    let mut logits = vec![0.0f64; mix.tasks()];
+    let mut slot = Slot::default();
     for _ in 0..steps {
-        let a = logits.as_tensor().to_vec1::<f64>()?;
-        let alpha = softmax(&a);
+        let alpha = softmax(&logits);
         let b = shots.batch(batch, rng)?;
         let (_, g) = mix.grad(&alpha, &b.x, Target::Loss(objective, &b.y))?;
         let mean: f64 = alpha.iter().zip(&g).map(|(a, g)| a * g).sum();
         let da: Vec<f64> = alpha.iter().zip(&g).map(|(a, g)| a * (g - mean)).collect();
-        opt.step("logits", &logits, &Tensor::new(da, &Device::Cpu)?, 1.0)?;
+        update_f64(
+            &mut logits,
+            &da,
+            &mut slot,
+            OptimizerKind::Adam,
+            (lr, 0.9, 0.999),
+        );
         on_step();
     }
-    Ok(softmax(&logits.as_tensor().to_vec1::<f64>()?))
+    Ok(softmax(&logits))
 }
 
 #[cfg(test)]

@@ -30,12 +30,12 @@ mod update;
 pub(crate) use error::EngineError;
 pub(crate) use loss::{Targets, score};
 pub(crate) use plan::Plan;
-pub(crate) use update::{Rule, Slot};
+pub(crate) use update::{Rule, update};
 
 use crate::gate::GateMode;
 use crate::gate::Regularizer;
 use crate::layers::KernelState;
-use crate::params::TaskId;
+use crate::params::{ParamStore, TaskId};
 use conv_block::{Block, BlockBuffers};
 use plan::Op;
 
@@ -109,15 +109,6 @@ impl ParamBuffers {
     }
 }
 
-/// A gated task's masks with their optimizer state.
-#[derive(Debug, Clone)]
-pub(crate) struct TaskMasks {
-    /// One mask per parameter.
-    pub values: Vec<Vec<f32>>,
-    /// One optimizer slot per mask.
-    pub slots: Vec<Slot>,
-}
-
 /// How one training step updates: the rules for W and the masks (`None`: masks frozen), the
 /// gate, and the mask regulariser with its weight (already divided by the mask count).
 #[derive(Debug, Clone, Copy)]
@@ -130,46 +121,23 @@ pub(crate) struct StepRules {
     pub reg_weight: f32,
 }
 
-/// The weights of one strategy's models (one, or one per task for `separate`), the gated
-/// tasks' masks, all optimizer state, and the training workspace.
+/// A compiled model and its training workspace. The tensors it trains live in a
+/// [`ParamStore`] that each step borrows.
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
     plan: Plan,
-    /// Per model, per parameter.
-    pub models: Vec<Vec<Vec<f32>>>,
-    /// Per model, per parameter.
-    pub w_slots: Vec<Vec<Slot>>,
-    /// Per task, once it has masks (gated only).
-    pub masks: Vec<Option<TaskMasks>>,
-    /// The layers' per-task state ([`Plan::state_lens`]): per task when gated, else per model.
-    pub states: Vec<Vec<Vec<f32>>>,
     gated: bool,
     ops: OpBuffers,
     pb: ParamBuffers,
 }
 
 impl Engine {
-    /// An engine over `plan` with the given starting weights and layer state (one set per
-    /// task when gated, else per model).
-    pub fn new(
-        plan: Plan,
-        models: Vec<Vec<Vec<f32>>>,
-        states: Vec<Vec<Vec<f32>>>,
-        tasks: usize,
-        gated: bool,
-    ) -> Self {
-        let w_slots = models
-            .iter()
-            .map(|m| vec![Slot::default(); m.len()])
-            .collect();
+    /// An engine over `plan`, gated or plain.
+    pub fn new(plan: Plan, gated: bool) -> Self {
         Engine {
             ops: OpBuffers::new(&plan),
             pb: ParamBuffers::new(&plan, gated),
             plan,
-            models,
-            w_slots,
-            masks: vec![None; tasks],
-            states,
             gated,
         }
     }
@@ -190,10 +158,11 @@ impl Engine {
         self.ops.acts.last().map_or(&[], Vec::as_slice)
     }
 
-    /// One training step of model `model` (and task `task`'s masks when gated) on a batch;
-    /// returns the batch loss. The task's masks must have been set.
+    /// One training step of `store`'s model `model` (and task `task`'s masks when gated) on a
+    /// batch; returns the batch loss. The task's masks must have been set.
     pub fn train_step(
         &mut self,
+        store: &mut ParamStore<f32>,
         model: usize,
         task: TaskId,
         x: &[f32],
@@ -210,11 +179,11 @@ impl Engine {
         }
         let (ops, pb) = (&mut self.ops, &mut self.pb);
         ops.prepare(plan, n, true);
-        let weights = &mut self.models[model];
+        let weights = &mut store.models[model];
         let set = if self.gated { task.index() } else { model };
-        let state = &mut self.states[set];
+        let state = &mut store.states[set];
         let masks = if self.gated {
-            let m = self.masks[task.index()]
+            let m = store.masks[task.index()]
                 .as_mut()
                 .ok_or(EngineError::NoMasks(task))?;
             for (p, w) in weights.iter().enumerate() {
@@ -262,7 +231,7 @@ impl Engine {
                     rules.reg_weight,
                 );
             }
-            update::update(w, &pb.dtheta[p], &mut self.w_slots[model][p], rules.w);
+            update::update(w, &pb.dtheta[p], &mut store.w_slots[model][p], rules.w);
         }
         if let (Some(m), Some(rule)) = (masks, rules.mask) {
             for (p, values) in m.values.iter_mut().enumerate() {

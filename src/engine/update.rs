@@ -1,8 +1,9 @@
 //! The per-element math of a gated training step: gates, their derivatives, the optimizer
 //! rules and the mask regularisers, as loops over plain slices that the compiler vectorises.
 //!
-//! The optimizer rules are the ones of [`crate::optim`] (PyTorch's momentum form, Adam
-//! with per-parameter step counts); the engine's tests check them against it.
+//! The optimizer rules (PyTorch's momentum form, Adam with per-parameter step counts) are the
+//! only ones in gatekit: the candle reference updates the [`crate::params::ParamStore`] with
+//! them too ([`update`] for `f32`, [`crate::optim::update_f64`] for `f64` runs).
 
 use crate::gate::GateMode;
 use crate::gate::Regularizer;
@@ -183,14 +184,8 @@ pub(crate) fn gate_gradients(
 }
 }
 
-/// One parameter's optimizer state: momentum / Adam first moment, Adam second moment, and the
-/// number of updates it has had (empty vectors until first needed).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Slot {
-    pub first: Vec<f32>,
-    pub second: Vec<f32>,
-    pub steps: u64,
-}
+/// One parameter's optimizer state in `f32`.
+pub(crate) type Slot = crate::optim::Slot<f32>;
 
 /// An optimizer's rule and hyperparameters for one update.
 #[derive(Debug, Clone, Copy, PartialEq)]

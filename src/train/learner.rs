@@ -4,16 +4,16 @@
 //! run the same [`Network`] code; only the gate and the parameter set differ.
 
 use super::continual::TaskOrder;
-use crate::engine::{Engine, Plan, Rule, Slot, StepRules, Targets, TaskMasks};
+use crate::engine::{Engine, Plan, Rule, StepRules, Targets};
 use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskInit, MaskStats, TaskGate};
 use crate::model::{ModelSpec, NetState, Network, WeightInit};
-use crate::optim::{Optimizer, OptimizerConfig};
-use crate::params::{MASK_SLOTS, ParamKey, TaskId, W_SLOTS, slot_prefix};
+use crate::optim::{OptimizerConfig, Slot};
+use crate::params::{MASK_SLOTS, ParamKey, ParamStore, TaskId, TaskMasks, W_SLOTS};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective};
 use crate::train::{EngineChoice, RunConfig};
-use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -185,34 +185,77 @@ pub struct StepSettings {
     pub mask_lr_factor: f64,
 }
 
-/// Where a learner's tensors live: each one once, in the backend that trains them.
+/// A strategy's [`ParamStore`] in the run's float type.
 #[derive(Debug, Clone)]
-enum Backend {
-    /// The fast engine's `f32` buffers hold the weights, masks, layer state and optimizer
-    /// slots; candle tensors are made from them only when something reads them.
-    Engine(Box<Engine>),
-    /// Candle `Var`s and optimizers (f64, other devices, `engine = "reference"`, a model the
-    /// engine refuses).
-    Reference(Box<Reference>),
+enum Store {
+    F32(ParamStore<f32>),
+    F64(ParamStore<f64>),
 }
 
-/// The reference backend's tensors.
-#[derive(Debug, Clone)]
-struct Reference {
-    nets: Vec<Network>,
-    masks: Option<MaskBank>,
-    /// The layers' per-task state: one set per task when gated, else one per model.
-    states: Vec<Vec<Var>>,
-    w_opt: Optimizer,
-    mask_opt: Optimizer,
+/// Runs `$body` with `$s` bound to the store, whichever its float type.
+macro_rules! with_store {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            Store::F32($s) => $body,
+            Store::F64($s) => $body,
+        }
+    };
+}
+
+/// A float type a store can hold, with the update rule for it.
+trait Elem: candle_core::WithDType {
+    fn store_mut(store: &mut Store) -> Option<&mut ParamStore<Self>>;
+    fn update(p: &mut [Self], g: &[Self], slot: &mut Slot<Self>, c: OptimizerConfig, factor: f64);
+}
+
+impl Elem for f32 {
+    fn store_mut(store: &mut Store) -> Option<&mut ParamStore<f32>> {
+        match store {
+            Store::F32(s) => Some(s),
+            Store::F64(_) => None,
+        }
+    }
+
+    fn update(p: &mut [f32], g: &[f32], slot: &mut Slot<f32>, c: OptimizerConfig, factor: f64) {
+        crate::engine::update(p, g, slot, rule(c, factor));
+    }
+}
+
+impl Elem for f64 {
+    fn store_mut(store: &mut Store) -> Option<&mut ParamStore<f64>> {
+        match store {
+            Store::F64(s) => Some(s),
+            Store::F32(_) => None,
+        }
+    }
+
+    fn update(p: &mut [f64], g: &[f64], slot: &mut Slot<f64>, c: OptimizerConfig, factor: f64) {
+        crate::optim::update_f64(p, g, slot, c.kind, (c.lr * factor, c.momentum, c.beta2));
+    }
+}
+
+/// The engine's `f32` rule for optimizer `c` at `factor` × its rate.
+fn rule(c: OptimizerConfig, factor: f64) -> Rule {
+    Rule {
+        kind: c.kind,
+        lr: (c.lr * factor) as f32,
+        momentum: c.momentum as f32,
+        beta2: c.beta2 as f32,
+    }
+}
+
+/// A tensor's values as a flat vector of `T`.
+fn values_of<T: Elem>(t: &Tensor) -> Result<Vec<T>> {
+    t.flatten_all()?.to_dtype(T::DTYPE)?.to_vec1::<T>()
 }
 
 /// One strategy's models, masks and optimizers.
 ///
-/// Training steps run on the fast [`Engine`] when it covers the run (f32 on the CPU), else on
-/// candle's autograd over the [`Network`] (the reference). Either backend holds every tensor
-/// once; what the rest of gatekit reads (a [`Network`], a [`MaskBank`], checkpoint tensors) is
-/// made from it when asked, so there is nothing to keep in step.
+/// Every tensor lives once, in a [`ParamStore`]. Training steps run on the fast [`Engine`]
+/// when it covers the run (f32 on the CPU), which updates the store's buffers in place, else
+/// on candle's autograd (the reference), which builds its graph from the store for each step
+/// and writes the update back with the same update rules. What the rest of gatekit reads (a
+/// [`Network`], a [`MaskBank`], checkpoint tensors) is made from the store when asked.
 #[derive(Debug, Clone)]
 pub struct Learner {
     strategy: Strategy,
@@ -220,14 +263,20 @@ pub struct Learner {
     spec: ModelSpec,
     dtype: DType,
     device: Device,
-    /// How a task's masks start (also for a task the engine has not trained yet).
+    /// The parameters' names and shapes, in the network's order.
+    params: Vec<(String, Shape)>,
+    /// The layers' per-task state tensors' names and shapes.
+    state_specs: Vec<(String, Shape)>,
+    /// How a task's masks start.
     mask_init: MaskInit,
     seed: u64,
     w_config: OptimizerConfig,
     mask_config: OptimizerConfig,
     gate: GateMode,
     regularizer: (Regularizer, f64),
-    backend: Backend,
+    store: Store,
+    /// The fast engine, when it runs this learner's steps.
+    engine: Option<Box<Engine>>,
     /// Why `engine = "fast"` fell back to the reference (none when it did not).
     engine_refusal: Option<String>,
 }
@@ -261,19 +310,30 @@ impl Learner {
         } else {
             count
         };
-        let states = (0..sets)
-            .map(|_| {
-                nets[0]
-                    .initial_state(dtype, device)?
-                    .iter()
-                    .map(Var::from_tensor)
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let initial = nets[0].initial_state(dtype, device)?;
+        fn store_of<T: Elem>(
+            nets: &[Network],
+            initial: &[Tensor],
+            sets: usize,
+            tasks: usize,
+        ) -> Result<ParamStore<T>> {
+            let models = (nets.iter())
+                .map(|n| n.params().iter().map(|(_, v)| values_of::<T>(v)).collect())
+                .collect::<Result<Vec<_>>>()?;
+            let state = initial
+                .iter()
+                .map(values_of::<T>)
+                .collect::<Result<Vec<_>>>()?;
+            Ok(ParamStore::new(models, vec![state; sets], tasks))
+        }
+        let store = match dtype {
+            DType::F64 => Store::F64(store_of(&nets, &initial, sets, task_names.len())?),
+            _ => Store::F32(store_of(&nets, &initial, sets, task_names.len())?),
+        };
         let mut engine_refusal = None;
-        let plan = match (run.engine, dtype, device) {
+        let engine = match (run.engine, dtype, device) {
             (EngineChoice::Fast, DType::F32, Device::Cpu) => match Plan::compile(spec) {
-                Ok(plan) => Some(plan),
+                Ok(plan) => Some(Box::new(Engine::new(plan, layout.gated))),
                 Err(why) => {
                     engine_refusal = Some(why.to_string());
                     None
@@ -289,43 +349,24 @@ impl Learner {
             }
             (EngineChoice::Reference, ..) => None,
         };
-        let backend = match plan {
-            Some(plan) => Backend::Engine(Box::new(Engine::new(
-                plan,
-                nets.iter().map(weights_of).collect::<Result<Vec<_>>>()?,
-                states.iter().map(|s| f32_vecs(s)).collect::<Result<_>>()?,
-                task_names.len(),
-                layout.gated,
-            ))),
-            None => Backend::Reference(Box::new(Reference {
-                masks: layout.gated.then(|| {
-                    MaskBank::new(
-                        &nets[0].param_shapes(),
-                        run.mask_init(),
-                        run.seed,
-                        dtype,
-                        device,
-                    )
-                }),
-                nets,
-                states,
-                w_opt: Optimizer::new(run.w_optimizer()),
-                mask_opt: Optimizer::new(run.mask_optimizer()),
-            })),
-        };
         Ok(Learner {
             strategy,
             task_names: task_names.to_vec(),
             spec: spec.clone(),
             dtype,
             device: device.clone(),
+            params: nets[0].param_shapes(),
+            state_specs: (nets[0].state_specs().iter())
+                .map(|(n, s)| (n.clone(), Shape::from(s.shape.clone())))
+                .collect(),
             mask_init: run.mask_init(),
             seed: run.seed,
             w_config: run.w_optimizer(),
             mask_config: run.mask_optimizer(),
             gate: run.gate,
             regularizer: (run.mask_regularizer, run.mask_regularizer_weight),
-            backend,
+            store,
+            engine,
             engine_refusal,
         })
     }
@@ -359,33 +400,30 @@ impl Learner {
             Learner::new(strategy, &run, start.spec(), &["new".to_string()], &device)?;
         learner.w_config = optimizers.0;
         learner.mask_config = optimizers.1;
-        match &mut learner.backend {
-            Backend::Engine(engine) => {
-                engine.models[0] = weights_of(start)?;
-                if let Some(masks) = masks {
-                    let values = masks
-                        .iter()
-                        .map(|m| m.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>())
-                        .collect::<Result<Vec<_>>>()?;
-                    let lens: Vec<usize> = engine.models[0].iter().map(Vec::len).collect();
-                    if values.iter().map(Vec::len).ne(lens.iter().copied()) {
-                        candle_core::bail!("starting masks do not match the network's parameters");
-                    }
-                    let slots = vec![Slot::default(); values.len()];
-                    engine.masks[0] = Some(TaskMasks { values, slots });
+        let gated = learner.gated();
+        fn fill<T: Elem>(
+            store: &mut ParamStore<T>,
+            start: &Network,
+            masks: Option<Vec<Tensor>>,
+            gated: bool,
+        ) -> Result<()> {
+            store.models[0] = (start.params().iter())
+                .map(|(_, v)| values_of::<T>(v))
+                .collect::<Result<_>>()?;
+            if let (true, Some(masks)) = (gated, masks) {
+                if masks.len() != store.models[0].len() {
+                    candle_core::bail!("starting masks do not match the network's parameters");
                 }
+                let values = masks
+                    .iter()
+                    .map(values_of::<T>)
+                    .collect::<Result<Vec<_>>>()?;
+                let slots = values.iter().map(|_| Slot::default()).collect();
+                store.masks[0] = Some(TaskMasks { values, slots });
             }
-            Backend::Reference(r) => {
-                r.w_opt = Optimizer::new(optimizers.0);
-                r.mask_opt = Optimizer::new(optimizers.1);
-                for ((_, dst), (_, src)) in r.nets[0].params().iter().zip(start.params()) {
-                    dst.set(src.as_tensor())?;
-                }
-                if let (Some(bank), Some(masks)) = (&mut r.masks, masks) {
-                    bank.insert(0, masks)?;
-                }
-            }
+            Ok(())
         }
+        with_store!(&mut learner.store, s => fill(s, start, masks, gated))?;
         Ok(learner)
     }
 
@@ -407,9 +445,10 @@ impl Learner {
     /// `"fast"` when training steps run on gatekit's own engine, `"reference"` when on candle's
     /// autograd (f64 runs, non-CPU devices, `engine = "reference"`).
     pub fn engine_name(&self) -> &'static str {
-        match self.backend {
-            Backend::Engine(_) => "fast",
-            Backend::Reference(_) => "reference",
+        if self.engine.is_some() {
+            "fast"
+        } else {
+            "reference"
         }
     }
 
@@ -428,60 +467,67 @@ impl Learner {
         self.model(self.strategy.layout().model_of(task.index()))
     }
 
-    /// Model `model`'s network: the reference's own (sharing its storage), or one made from
-    /// the engine's weights.
+    /// Model `model`'s network, its weights made from the store.
     fn model(&self, model: usize) -> Result<Network> {
-        match &self.backend {
-            Backend::Reference(r) => Ok(r.nets[model].clone()),
-            Backend::Engine(engine) => {
-                let net = Network::new(
-                    &self.spec,
-                    WeightInit::Zeros,
-                    &mut Rng::new(0),
-                    self.dtype,
-                    &self.device,
-                )?;
-                for ((_, var), w) in net.params().iter().zip(&engine.models[model]) {
-                    var.set(&Tensor::from_slice(w, var.shape(), &self.device)?)?;
-                }
-                Ok(net)
+        let net = Network::new(
+            &self.spec,
+            WeightInit::Zeros,
+            &mut Rng::new(0),
+            self.dtype,
+            &self.device,
+        )?;
+        fn fill<T: Elem>(net: &Network, values: &[Vec<T>], device: &Device) -> Result<()> {
+            for ((_, var), v) in net.params().iter().zip(values) {
+                var.set(&Tensor::from_slice(v, var.shape(), device)?)?;
             }
+            Ok(())
         }
+        with_store!(&self.store, s => fill(&net, &s.models[model], &self.device))?;
+        Ok(net)
     }
 
     /// A bank that draws masks as every task's start ([`MaskBank::ensure`]).
-    fn fresh_bank(&self) -> Result<MaskBank> {
-        let shapes = self.model(0)?.param_shapes();
-        Ok(MaskBank::new(
-            &shapes,
+    fn fresh_bank(&self) -> MaskBank {
+        MaskBank::new(
+            &self.params,
             self.mask_init,
             self.seed,
             self.dtype,
             &self.device,
-        ))
+        )
     }
 
-    /// Every task's masks (gated only): the reference's bank, or one made from the engine's.
+    /// Task `task`'s stored masks as tensors, if it has any.
+    fn stored_masks(&self, task: usize) -> Result<Option<Vec<Tensor>>> {
+        fn get<T: Elem>(
+            store: &ParamStore<T>,
+            task: usize,
+            shapes: &[(String, Shape)],
+            device: &Device,
+        ) -> Result<Option<Vec<Tensor>>> {
+            let Some(m) = &store.masks[task] else {
+                return Ok(None);
+            };
+            (m.values.iter().zip(shapes))
+                .map(|(v, (_, shape))| Tensor::from_slice(v, shape, device))
+                .collect::<Result<Vec<_>>>()
+                .map(Some)
+        }
+        with_store!(&self.store, s => get(s, task, &self.params, &self.device))
+    }
+
+    /// Every task's masks (gated only), made from the store.
     pub fn masks(&self) -> Result<Option<MaskBank>> {
         if !self.gated() {
             return Ok(None);
         }
-        match &self.backend {
-            Backend::Reference(r) => Ok(r.masks.clone()),
-            Backend::Engine(engine) => {
-                let mut bank = self.fresh_bank()?;
-                let shapes = self.model(0)?.param_shapes();
-                for (task, m) in engine.masks.iter().enumerate() {
-                    if let Some(m) = m {
-                        let masks = (m.values.iter().zip(&shapes))
-                            .map(|(v, (_, shape))| Tensor::from_slice(v, shape, &self.device))
-                            .collect::<Result<Vec<_>>>()?;
-                        bank.insert(task, masks)?;
-                    }
-                }
-                Ok(Some(bank))
+        let mut bank = self.fresh_bank();
+        for task in 0..self.task_names.len() {
+            if let Some(masks) = self.stored_masks(task)? {
+                bank.insert(task, masks)?;
             }
         }
+        Ok(Some(bank))
     }
 
     /// Task `task`'s masks (gated only); a task never picked yet gets the masks it would be
@@ -490,29 +536,11 @@ impl Learner {
         if !self.gated() {
             return Ok(None);
         }
-        let stored = match &self.backend {
-            Backend::Reference(r) => r
-                .masks
-                .as_ref()
-                .and_then(|b| b.get(task))
-                .map(<[Var]>::to_vec),
-            Backend::Engine(engine) => match &engine.masks[task] {
-                None => None,
-                Some(m) => {
-                    let shapes = self.model(0)?.param_shapes();
-                    Some(
-                        (m.values.iter().zip(&shapes))
-                            .map(|(v, (_, shape))| {
-                                Var::from_tensor(&Tensor::from_slice(v, shape, &self.device)?)
-                            })
-                            .collect::<Result<Vec<_>>>()?,
-                    )
-                }
-            },
-        };
-        match stored {
-            Some(m) => Ok(Some(m)),
-            None => Ok(Some(self.fresh_bank()?.ensure(task)?.to_vec())),
+        match self.stored_masks(task)? {
+            Some(masks) => Ok(Some(
+                masks.iter().map(Var::from_tensor).collect::<Result<_>>()?,
+            )),
+            None => Ok(Some(self.fresh_bank().ensure(task)?.to_vec())),
         }
     }
 
@@ -532,33 +560,25 @@ impl Learner {
     }
 
     fn state_of_set(&self, set: usize) -> Result<Vec<Tensor>> {
-        match &self.backend {
-            Backend::Reference(r) => Ok(r.states[set]
-                .iter()
-                .map(|v| v.as_tensor().clone())
-                .collect()),
-            Backend::Engine(engine) => {
-                let net = self.model(0)?;
-                (net.state_specs().iter().zip(&engine.states[set]))
-                    .map(|((_, spec), v)| {
-                        Tensor::from_slice(v, spec.shape.as_slice(), &self.device)
-                    })
-                    .collect()
-            }
+        fn get<T: Elem>(
+            values: &[Vec<T>],
+            specs: &[(String, Shape)],
+            device: &Device,
+        ) -> Result<Vec<Tensor>> {
+            (values.iter().zip(specs))
+                .map(|(v, (_, shape))| Tensor::from_slice(v, shape, device))
+                .collect()
         }
+        with_store!(&self.store, s => get(&s.states[set], &self.state_specs, &self.device))
     }
 
     /// Number of scalars trained (W plus every task's masks, or every model).
     pub fn param_count(&self) -> usize {
-        let per_model: usize = self
-            .spec
-            .param_counts()
-            .map_or(0, |c| c.iter().map(|(_, n)| *n as usize).sum());
-        let models = self.strategy.layout().model_count(self.task_names.len());
+        let per_model: usize = self.params.iter().map(|(_, s)| s.elem_count()).sum();
         if self.gated() {
             per_model * (1 + self.task_names.len())
         } else {
-            per_model * models
+            per_model * self.strategy.layout().model_count(self.task_names.len())
         }
     }
 
@@ -584,57 +604,64 @@ impl Learner {
         at: StepSettings,
     ) -> Result<(f64, f64)> {
         let task = task.index();
-        if let Backend::Engine(_) = self.backend {
-            let loss = self.engine_step(task, batch, objective, at)?;
-            let Backend::Engine(engine) = &self.backend else {
-                candle_core::bail!("no engine");
-            };
-            let (ys, yl) = batch.y.storage_and_layout();
-            let metric = crate::engine::score(
-                engine.last_outputs(),
-                targets_of(objective, &ys, yl)?,
-                engine.output_len(),
-            )
-            .map_err(candle_core::Error::wrap)?
-            .1;
-            return Ok((loss, metric));
+        if self.gated() && self.stored_masks(task)?.is_none() {
+            // A task's first step: its masks start from their seeded draw.
+            let drawn: Vec<Tensor> = (self.fresh_bank().ensure(task)?.iter())
+                .map(|v| v.as_tensor().clone())
+                .collect();
+            fn put<T: Elem>(
+                store: &mut ParamStore<T>,
+                task: usize,
+                drawn: &[Tensor],
+            ) -> Result<()> {
+                let values = drawn
+                    .iter()
+                    .map(values_of::<T>)
+                    .collect::<Result<Vec<_>>>()?;
+                let slots = values.iter().map(|_| Slot::default()).collect();
+                store.masks[task] = Some(TaskMasks { values, slots });
+                Ok(())
+            }
+            with_store!(&mut self.store, s => put(s, task, &drawn))?;
         }
+        if self.engine.is_some() {
+            return self.engine_step(task, batch, objective, at);
+        }
+        match self.store {
+            Store::F32(_) => self.reference_step::<f32>(task, batch, objective, at),
+            Store::F64(_) => self.reference_step::<f64>(task, batch, objective, at),
+        }
+    }
+
+    /// [`Learner::train_step_scored`] on candle's autograd: the graph is built from the store,
+    /// and the gradients update the store with the engine's rules.
+    fn reference_step<T: Elem>(
+        &mut self,
+        task: usize,
+        batch: &Batch,
+        objective: Objective,
+        at: StepSettings,
+    ) -> Result<(f64, f64)> {
         let model = self.strategy.layout().model_of(task);
         let set = self.state_set(task);
-        let keys: Vec<String> = self.model_keys(model);
-        let task_name = self.task_names[task].clone();
-        let (gate_mode, regularizer) = (self.gate, self.regularizer);
-        let Backend::Reference(r) = &mut self.backend else {
-            candle_core::bail!("no reference backend");
-        };
-        let scale = at.gate_scale;
-        let masks: Vec<Var> = match &mut r.masks {
-            Some(bank) => bank.ensure(task)?.to_vec(),
-            None => Vec::new(),
-        };
-        let net = &r.nets[model];
+        let net = self.model(model)?;
+        let masks: Vec<Var> = self.task_masks(task)?.unwrap_or_default();
         let gate = TaskGate {
             masks: &masks,
-            mode: gate_mode,
-            scale,
+            mode: self.gate,
+            scale: at.gate_scale,
             view: GateView::Trained,
         };
-        let mut state: Vec<Tensor> = r.states[set]
-            .iter()
-            .map(|v| v.as_tensor().clone())
-            .collect();
+        let mut state = self.state_of_set(set)?;
         let out = net.forward_with_state(
             &batch.x,
-            r.masks.is_some().then_some(&gate),
+            self.gated().then_some(&gate),
             NetState::Train(&mut state),
         )?;
-        for (var, value) in r.states[set].iter().zip(&state) {
-            var.set(&value.detach())?;
-        }
         let metric = objective.metric_sum(&out.detach(), &batch.y)?;
         let loss = objective.loss(&out, &batch.y)?;
-        let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        let total = match regularizer {
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let total = match self.regularizer {
             (Regularizer::None, _) | (_, 0.0) => loss,
             (kind, weight) if !masks.is_empty() => {
                 let count: usize = masks.iter().map(|m| m.elem_count()).sum();
@@ -657,80 +684,89 @@ impl Learner {
             _ => loss,
         };
         let grads = total.backward()?;
-        for ((_, var), key) in net.params().iter().zip(&keys) {
+        let (w_config, mask_config) = (self.w_config, self.mask_config);
+        let Some(store) = T::store_mut(&mut self.store) else {
+            candle_core::bail!("the store's float type is not the step's");
+        };
+        for (p, (_, var)) in net.params().iter().enumerate() {
             if let Some(g) = grads.get(var) {
-                r.w_opt.step(key, var, g, at.w_lr_factor)?;
+                let g = values_of::<T>(g)?;
+                let slot = &mut store.w_slots[model][p];
+                T::update(
+                    &mut store.models[model][p],
+                    &g,
+                    slot,
+                    w_config,
+                    at.w_lr_factor,
+                );
             }
         }
-        if let Some(bank) = r.masks.as_ref().filter(|_| at.mask_lr_factor > 0.0) {
-            for (m, pname) in masks.iter().zip(bank.param_names()) {
+        if let (Some(stored), true) = (store.masks[task].as_mut(), at.mask_lr_factor > 0.0) {
+            for (p, m) in masks.iter().enumerate() {
                 if let Some(g) = grads.get(m) {
-                    r.mask_opt.step(
-                        &ParamKey::Mask {
-                            param: pname,
-                            task: &task_name,
-                        }
-                        .to_string(),
-                        m,
-                        g,
+                    let g = values_of::<T>(g)?;
+                    let slot = &mut stored.slots[p];
+                    T::update(
+                        &mut stored.values[p],
+                        &g,
+                        slot,
+                        mask_config,
                         at.mask_lr_factor,
-                    )?;
+                    );
                 }
             }
+        }
+        for (dst, value) in store.states[set].iter_mut().zip(&state) {
+            *dst = values_of::<T>(&value.detach())?;
         }
         Ok((value, metric))
     }
 
-    /// [`Learner::train_step`] on the fast engine.
+    /// [`Learner::train_step_scored`] on the fast engine, in place on the store.
     fn engine_step(
         &mut self,
         task: usize,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
-    ) -> Result<f64> {
-        let needs_masks = match &self.backend {
-            Backend::Engine(engine) => self.gated() && engine.masks[task].is_none(),
-            Backend::Reference(_) => candle_core::bail!("no engine"),
-        };
-        let first_masks = if needs_masks {
-            Some(f32_vecs(self.fresh_bank()?.ensure(task)?)?)
-        } else {
-            None
-        };
-        let rule = |c: OptimizerConfig, factor: f64| Rule {
-            kind: c.kind,
-            lr: (c.lr * factor) as f32,
-            momentum: c.momentum as f32,
-            beta2: c.beta2 as f32,
-        };
+    ) -> Result<(f64, f64)> {
         let gated = self.gated();
         let model = self.strategy.layout().model_of(task);
-        let (w_config, mask_config, gate, regularizer) =
-            (self.w_config, self.mask_config, self.gate, self.regularizer);
-        let Backend::Engine(engine) = &mut self.backend else {
-            candle_core::bail!("no engine");
+        let (Some(engine), Store::F32(store)) = (self.engine.as_deref_mut(), &mut self.store)
+        else {
+            candle_core::bail!("the engine needs an f32 store");
         };
-        if let Some(values) = first_masks {
-            let slots = vec![Slot::default(); values.len()];
-            engine.masks[task] = Some(TaskMasks { values, slots });
-        }
-        let count: usize = engine.models[0].iter().map(Vec::len).sum();
+        let count: usize = store.models[0].iter().map(Vec::len).sum();
         let rules = StepRules {
-            w: rule(w_config, at.w_lr_factor),
-            mask: (gated && at.mask_lr_factor > 0.0).then(|| rule(mask_config, at.mask_lr_factor)),
-            gate,
+            w: rule(self.w_config, at.w_lr_factor),
+            mask: (gated && at.mask_lr_factor > 0.0)
+                .then(|| rule(self.mask_config, at.mask_lr_factor)),
+            gate: self.gate,
             gate_scale: at.gate_scale as f32,
-            regularizer: regularizer.0,
-            reg_weight: (regularizer.1 / count.max(1) as f64) as f32,
+            regularizer: self.regularizer.0,
+            reg_weight: (self.regularizer.1 / count.max(1) as f64) as f32,
         };
         let (xs, xl) = batch.x.storage_and_layout();
         let (ys, yl) = batch.y.storage_and_layout();
         let x = f32_slice(&xs, xl)?;
-        let targets = targets_of(objective, &ys, yl)?;
-        engine
-            .train_step(model, TaskId(task), x, targets, rules)
-            .map_err(candle_core::Error::wrap)
+        let loss = engine
+            .train_step(
+                store,
+                model,
+                TaskId(task),
+                x,
+                targets_of(objective, &ys, yl)?,
+                rules,
+            )
+            .map_err(candle_core::Error::wrap)?;
+        let metric = crate::engine::score(
+            engine.last_outputs(),
+            targets_of(objective, &ys, yl)?,
+            engine.output_len(),
+        )
+        .map_err(candle_core::Error::wrap)?
+        .1;
+        Ok((loss, metric))
     }
 
     /// The key of state tensor `name` of state set `set` ([`Learner::state_set`]).
@@ -755,28 +791,9 @@ impl Learner {
         }
     }
 
-    /// The optimizer keys (inside the strategy) of model `model`'s parameters.
-    fn model_keys(&self, model: usize) -> Vec<String> {
-        self.param_names()
-            .iter()
-            .map(|name| self.param_key(model, name).to_string())
-            .collect()
-    }
-
-    /// The parameters' names (`fc1.weight`, …), in order.
-    fn param_names(&self) -> Vec<String> {
-        match &self.backend {
-            Backend::Reference(r) => r.nets[0].params().iter().map(|(n, _)| n.clone()).collect(),
-            Backend::Engine(_) => self
-                .model(0)
-                .map(|n| n.params().iter().map(|(n, _)| n.clone()).collect())
-                .unwrap_or_default(),
-        }
-    }
-
     /// The model's output for task `task` (no training) under a view of the gates.
     pub fn predict(&self, task: TaskId, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
-        if let Backend::Engine(engine) = &self.backend {
+        if let Some(engine) = &self.engine {
             return self.engine_predict(engine, task, x, scale, view);
         }
         let net = self.network(task)?;
@@ -800,7 +817,7 @@ impl Learner {
     /// [`Learner::predict_batch`]); the reference path (f64, other devices) evaluates through
     /// [`Learner::predict`].
     pub fn has_engine(&self) -> bool {
-        matches!(self.backend, Backend::Engine(_))
+        self.engine.is_some()
     }
 
     /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, followed
@@ -821,16 +838,12 @@ impl Learner {
             .iter()
             .enumerate()
             .map(|(i, (_, w))| match &gate {
-                Some(g) => g
-                    .apply(i, w.as_tensor())?
-                    .flatten_all()?
-                    .to_dtype(DType::F32)?
-                    .to_vec1::<f32>(),
-                None => w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>(),
+                Some(g) => values_of::<f32>(&g.apply(i, w.as_tensor())?),
+                None => values_of::<f32>(w),
             })
             .collect::<Result<Vec<_>>>()?;
         for t in self.layer_state(task)? {
-            params.push(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+            params.push(values_of::<f32>(&t)?);
         }
         Ok(params)
     }
@@ -840,9 +853,7 @@ impl Learner {
     /// learner of the same model), in one pass over `x` on all threads; `None` without an
     /// engine.
     pub fn predict_batch(&self, params: &[&[Vec<f32>]], x: &[f32]) -> Option<Vec<Vec<f32>>> {
-        let Backend::Engine(engine) = &self.backend else {
-            return None;
-        };
+        let engine = self.engine.as_deref()?;
         let params: Vec<Vec<&[f32]>> = params
             .iter()
             .map(|p| p.iter().map(Vec::as_slice).collect())
@@ -890,109 +901,59 @@ impl Learner {
         }
     }
 
-    /// Every tensor of this learner (weights, masks, layer state, optimizer state) keyed under
+    /// Every tensor of the store (weights, masks, layer state, optimizer state) keyed under
     /// `{strategy}/`: `gated/fc1.weight`, `gated/fc1.weight.mask.{task}`,
-    /// `separate/{task}/fc1.weight`, `{strategy}/optim.w/...`, `gated/optim.mask/...`. The same
-    /// names and layout from either backend, so a checkpoint does not depend on which one
-    /// trained it.
+    /// `separate/{task}/fc1.weight`, `gated/bn1.running_mean.state.{task}`,
+    /// `{strategy}/optim.w/fc1.weight.first`, `gated/optim.mask/….steps`. The same names and
+    /// layout whichever backend trained it.
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let s = self.strategy.as_str();
-        let mut out = Vec::new();
-        let models = self.strategy.layout().model_count(self.task_names.len());
-        for t in 0..models {
-            let net = self.model(t)?;
-            for (name, var) in net.params() {
-                out.push((
-                    self.param_key(t, name).in_strategy(s),
-                    var.as_tensor().clone(),
-                ));
-            }
-        }
-        if let Some(bank) = self.masks()? {
-            for task in bank.tasks() {
-                let tname = &self.task_names[task];
-                for (m, pname) in bank.get(task).unwrap_or(&[]).iter().zip(bank.param_names()) {
-                    let key = ParamKey::Mask {
-                        param: pname,
-                        task: tname,
-                    };
-                    out.push((key.in_strategy(s), m.as_tensor().clone()));
-                }
-            }
-        }
-        let state_names: Vec<String> = (self.model(0)?.state_specs().iter())
-            .map(|(n, _)| n.clone())
-            .collect();
-        let sets = match &self.backend {
-            Backend::Reference(r) => r.states.len(),
-            Backend::Engine(engine) => engine.states.len(),
-        };
-        for set in 0..sets {
-            for (name, t) in state_names.iter().zip(self.state_of_set(set)?) {
-                out.push((self.state_key(set, name).in_strategy(s), t));
-            }
-        }
-        match &self.backend {
-            Backend::Engine(engine) => out.extend(self.engine_state_tensors(engine)?),
-            Backend::Reference(r) => {
-                out.extend(
-                    r.w_opt
-                        .state_tensors(&slot_prefix(s, W_SLOTS), &self.device)?,
-                );
-                out.extend(
-                    r.mask_opt
-                        .state_tensors(&slot_prefix(s, MASK_SLOTS), &self.device)?,
-                );
-            }
-        }
-        Ok(out)
+        with_store!(&self.store, s => self.tensors_of(s))
     }
 
-    /// The engine's optimizer state under the names and layout of [`Optimizer::state_tensors`].
-    fn engine_state_tensors(&self, engine: &Engine) -> Result<Vec<(String, Tensor)>> {
+    fn tensors_of<T: Elem>(&self, store: &ParamStore<T>) -> Result<Vec<(String, Tensor)>> {
         let s = self.strategy.as_str();
-        let shapes = self.model(0)?.param_shapes();
-        let mut entries: Vec<(String, &Slot, candle_core::Shape)> = Vec::new();
-        for (t, slots) in engine.w_slots.iter().enumerate() {
-            for ((name, shape), slot) in shapes.iter().zip(slots) {
-                entries.push((
-                    self.param_key(t, name).slot(s, W_SLOTS),
-                    slot,
-                    shape.clone(),
-                ));
-            }
-        }
-        for (task, m) in engine.masks.iter().enumerate() {
-            let Some(m) = m else { continue };
-            let tname = &self.task_names[task];
-            for ((pname, shape), slot) in shapes.iter().zip(&m.slots) {
-                entries.push((
-                    ParamKey::Mask {
-                        param: pname,
-                        task: tname,
-                    }
-                    .slot(s, MASK_SLOTS),
-                    slot,
-                    shape.clone(),
-                ));
-            }
-        }
         let device = &self.device;
         let mut out = Vec::new();
-        for (key, slot, shape) in entries {
+        let mut slots: Vec<(String, &Slot<T>, &Shape)> = Vec::new();
+        for (t, (weights, w_slots)) in store.models.iter().zip(&store.w_slots).enumerate() {
+            for (((name, shape), w), slot) in self.params.iter().zip(weights).zip(w_slots) {
+                let key = self.param_key(t, name);
+                out.push((key.in_strategy(s), Tensor::from_slice(w, shape, device)?));
+                slots.push((key.slot(s, W_SLOTS), slot, shape));
+            }
+        }
+        for (task, m) in store.masks.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let tname = &self.task_names[task];
+            for (((name, shape), v), slot) in self.params.iter().zip(&m.values).zip(&m.slots) {
+                let key = ParamKey::Mask {
+                    param: name,
+                    task: tname,
+                };
+                out.push((key.in_strategy(s), Tensor::from_slice(v, shape, device)?));
+                slots.push((key.slot(s, MASK_SLOTS), slot, shape));
+            }
+        }
+        for (set, values) in store.states.iter().enumerate() {
+            for ((name, shape), v) in self.state_specs.iter().zip(values) {
+                let key = self.state_key(set, name).in_strategy(s);
+                out.push((key, Tensor::from_slice(v, shape, device)?));
+            }
+        }
+        for (key, slot, shape) in slots {
             if slot.steps == 0 {
                 continue;
             }
             if !slot.first.is_empty() {
                 out.push((
                     format!("{key}.first"),
-                    Tensor::from_slice(&slot.first, &shape, device)?,
+                    Tensor::from_slice(&slot.first, shape, device)?,
                 ));
             }
             if !slot.second.is_empty() {
                 out.push((
                     format!("{key}.second"),
-                    Tensor::from_slice(&slot.second, &shape, device)?,
+                    Tensor::from_slice(&slot.second, shape, device)?,
                 ));
             }
             out.push((
@@ -1003,13 +964,23 @@ impl Learner {
         Ok(out)
     }
 
-    /// Restores what [`Learner::tensors`] wrote, into whichever backend this learner has.
-    /// Every weight must be present with its shape; masks and layer state of a task that has
-    /// none keep their start.
+    /// Restores what [`Learner::tensors`] wrote into the store. Every weight must be present
+    /// with its shape; the masks and layer state of a task without any keep their start.
     pub fn load(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let mut store = self.store.clone();
+        with_store!(&mut store, s => self.load_into(s, tensors))?;
+        self.store = store;
+        Ok(())
+    }
+
+    fn load_into<T: Elem>(
+        &self,
+        store: &mut ParamStore<T>,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<()> {
         let s = self.strategy.as_str();
         let dtype = self.dtype;
-        let get = |key: &str, shape: &candle_core::Shape| -> Result<Option<Tensor>> {
+        let get = |key: &str, shape: &Shape| -> Result<Option<Vec<T>>> {
             let Some(src) = tensors.get(key) else {
                 return Ok(None);
             };
@@ -1022,146 +993,67 @@ impl Learner {
                     shape.dims()
                 );
             }
-            Ok(Some(src.clone()))
+            values_of::<T>(src).map(Some)
         };
-        let require = |key: &str, shape: &candle_core::Shape| -> Result<Tensor> {
+        let require = |key: &str, shape: &Shape| -> Result<Vec<T>> {
             get(key, shape)?
                 .ok_or_else(|| candle_core::Error::msg(format!("missing tensor `{key}`")))
         };
-        let shapes = self.model(0)?.param_shapes();
-        let models = self.strategy.layout().model_count(self.task_names.len());
-        let weights: Vec<Vec<Tensor>> = (0..models)
-            .map(|t| {
-                (shapes.iter())
-                    .map(|(name, shape)| require(&self.param_key(t, name).in_strategy(s), shape))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
-        // Per task: all of its masks, or none (a task never trained).
-        let mut masks: Vec<Option<Vec<Tensor>>> = Vec::new();
-        for tname in &self.task_names {
-            let first = ParamKey::Mask {
-                param: &shapes[0].0,
-                task: tname,
+        // An optimizer slot: `{key}.first`, `.second` (any float type: older reference
+        // checkpoints), `.steps`.
+        let slot = |key: &str| -> Result<Slot<T>> {
+            let moment = |suffix: &str| -> Result<Vec<T>> {
+                tensors
+                    .get(&format!("{key}.{suffix}"))
+                    .map_or(Ok(Vec::new()), values_of::<T>)
             };
-            if !self.gated() || !tensors.contains_key(&first.in_strategy(s)) {
-                masks.push(None);
+            let steps = match tensors.get(&format!("{key}.steps")) {
+                Some(t) => t
+                    .flatten_all()?
+                    .to_vec1::<i64>()?
+                    .first()
+                    .copied()
+                    .unwrap_or(0),
+                None => 0,
+            };
+            Ok(Slot {
+                first: moment("first")?,
+                second: moment("second")?,
+                steps: steps.max(0) as u64,
+            })
+        };
+        for t in 0..store.models.len() {
+            for (p, (name, shape)) in self.params.iter().enumerate() {
+                let key = self.param_key(t, name);
+                store.models[t][p] = require(&key.in_strategy(s), shape)?;
+                store.w_slots[t][p] = slot(&key.slot(s, W_SLOTS))?;
+            }
+        }
+        for (task, tname) in self.task_names.iter().enumerate() {
+            let key = |param: &'_ str| ParamKey::Mask { param, task: tname }.in_strategy(s);
+            let Some((first, _)) = self.params.first() else {
+                break;
+            };
+            if !self.gated() || !tensors.contains_key(&key(first)) {
                 continue;
             }
-            masks.push(Some(
-                (shapes.iter())
-                    .map(|(p, shape)| {
-                        require(
-                            &ParamKey::Mask {
-                                param: p,
-                                task: tname,
-                            }
-                            .in_strategy(s),
-                            shape,
-                        )
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            ));
-        }
-        let state_specs: Vec<(String, candle_core::Shape)> = (self.model(0)?.state_specs().iter())
-            .map(|(n, spec)| (n.clone(), candle_core::Shape::from(spec.shape.clone())))
-            .collect();
-        let sets = if self.gated() {
-            self.task_names.len()
-        } else {
-            models
-        };
-        let states: Vec<Vec<Option<Tensor>>> = (0..sets)
-            .map(|set| {
-                (state_specs.iter())
-                    .map(|(n, shape)| get(&self.state_key(set, n).in_strategy(s), shape))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
-        let mut w_opt = Optimizer::new(self.w_config);
-        let mut mask_opt = Optimizer::new(self.mask_config);
-        w_opt.load_state(&slot_prefix(s, W_SLOTS), tensors)?;
-        mask_opt.load_state(&slot_prefix(s, MASK_SLOTS), tensors)?;
-        let slot = |opt: &Optimizer, key: &str| -> Result<Slot> {
-            Ok(match opt.slot_values(key)? {
-                Some((first, second, steps)) => Slot {
-                    first,
-                    second,
-                    steps,
-                },
-                None => Slot::default(),
-            })
-        };
-        let w_slots: Vec<Vec<Slot>> = (0..models)
-            .map(|t| {
-                self.model_keys(t)
-                    .iter()
-                    .map(|k| slot(&w_opt, k))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
-        let mask_slots: Vec<Vec<Slot>> = (self.task_names.iter())
-            .map(|tname| {
-                (shapes.iter())
-                    .map(|(p, _)| {
-                        slot(
-                            &mask_opt,
-                            &ParamKey::Mask {
-                                param: p,
-                                task: tname,
-                            }
-                            .to_string(),
-                        )
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
-        let flat = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
-        match &mut self.backend {
-            Backend::Engine(engine) => {
-                for (t, ws) in weights.iter().enumerate() {
-                    engine.models[t] = ws.iter().map(flat).collect::<Result<_>>()?;
-                }
-                engine.w_slots = w_slots;
-                for (task, (m, slots)) in masks.into_iter().zip(mask_slots).enumerate() {
-                    engine.masks[task] = match m {
-                        None => None,
-                        Some(m) => Some(TaskMasks {
-                            values: m.iter().map(flat).collect::<Result<_>>()?,
-                            slots,
-                        }),
-                    };
-                }
-                for (set, values) in states.iter().enumerate() {
-                    for (k, v) in values.iter().enumerate() {
-                        if let Some(v) = v {
-                            engine.states[set][k] = flat(v)?;
-                        }
-                    }
-                }
+            let mut values = Vec::with_capacity(self.params.len());
+            let mut slots = Vec::with_capacity(self.params.len());
+            for (name, shape) in &self.params {
+                let mask = ParamKey::Mask {
+                    param: name,
+                    task: tname,
+                };
+                values.push(require(&mask.in_strategy(s), shape)?);
+                slots.push(slot(&mask.slot(s, MASK_SLOTS))?);
             }
-            Backend::Reference(r) => {
-                for (net, ws) in r.nets.iter().zip(&weights) {
-                    for ((_, var), w) in net.params().iter().zip(ws) {
-                        var.set(w)?;
-                    }
+            store.masks[task] = Some(TaskMasks { values, slots });
+        }
+        for set in 0..store.states.len() {
+            for (k, (name, shape)) in self.state_specs.iter().enumerate() {
+                if let Some(v) = get(&self.state_key(set, name).in_strategy(s), shape)? {
+                    store.states[set][k] = v;
                 }
-                if let Some(bank) = &mut r.masks {
-                    for (task, m) in masks.into_iter().enumerate() {
-                        if let Some(m) = m {
-                            bank.insert(task, m)?;
-                        }
-                    }
-                }
-                for (vars, values) in r.states.iter().zip(&states) {
-                    for (var, v) in vars.iter().zip(values) {
-                        if let Some(v) = v {
-                            var.set(v)?;
-                        }
-                    }
-                }
-                r.w_opt = w_opt;
-                r.mask_opt = mask_opt;
             }
         }
         Ok(())
@@ -1188,21 +1080,6 @@ pub(crate) fn targets_of<'a>(
 
 /// Examples per engine forward pass in [`Learner::predict`].
 const PREDICT_CHUNK: usize = 64;
-
-/// A network's parameters as `f32` vectors, in order.
-fn weights_of(net: &Network) -> Result<Vec<Vec<f32>>> {
-    net.params()
-        .iter()
-        .map(|(_, v)| v.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>())
-        .collect()
-}
-
-/// Tensors as flat `f32` vectors, in order.
-fn f32_vecs(vars: &[Var]) -> Result<Vec<Vec<f32>>> {
-    vars.iter()
-        .map(|v| v.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>())
-        .collect()
-}
 
 /// The contiguous `f32` values of a CPU tensor's storage.
 fn f32_slice<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {

@@ -15,7 +15,7 @@ mod task_set;
 mod tensorboard;
 mod trainer;
 
-pub use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
+pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 pub use checkpoint::{
     CHECKPOINT_FORMAT, CheckpointFile, CheckpointMeta, encode as checkpoint_encode,
     first_non_finite,
