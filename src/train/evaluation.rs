@@ -15,7 +15,9 @@
 //! Also here: the probe's fixed test subset and the running sums of the training batches
 //! that give the training-split curve for free.
 
-use super::learner::{Learner, Strategy, targets_of};
+use super::backend::targets_of;
+use super::learner::Learner;
+use super::strategy::Strategy;
 use crate::error::Result;
 use crate::gate::GateView;
 use crate::params::TaskId;

@@ -2,6 +2,7 @@
 //! strategies ([`Learner`]), the task sampler and the loop ([`Trainer`]) with its run folder
 //! (checkpoint, state, metrics) and TensorBoard sink.
 
+mod backend;
 mod checkpoint;
 mod config;
 mod continual;
@@ -10,6 +11,7 @@ mod learner;
 mod record;
 mod sampler;
 mod state;
+mod strategy;
 mod table;
 mod task_set;
 mod tensorboard;
@@ -23,10 +25,11 @@ pub use checkpoint::{
 pub use config::{EngineChoice, MaskRecipe, Precision, RunConfig};
 pub use continual::{ContinualSummary, TaskOrder, WPolicy};
 pub use evaluation::{PROBE_SEED, probe_subset};
-pub use learner::{Learner, Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};
+pub use learner::Learner;
 pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metrics};
 pub use sampler::{SamplerMismatch, TaskSampler};
 pub use state::{RunSnapshot, RunState};
+pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};
 pub use table::{ComparisonTable, format_metric};
 pub use task_set::TaskSet;
 pub use tensorboard::{TensorBoardSink, write_events, write_run_events};

@@ -2,9 +2,9 @@
 //! a committed run that the trainer, the checkpoint reader and `gtk report` share.
 
 use super::evaluation::BatchSums;
-use super::learner::Strategy;
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
+use super::strategy::Strategy;
 use crate::error::Result;
 use crate::run_folder::Snapshot;
 use serde::{Deserialize, Serialize};

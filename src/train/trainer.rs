@@ -13,10 +13,11 @@ use super::continual::{ContinualSummary, TaskOrder, WPolicy};
 use super::evaluation::{
     BatchSums, ForwardClock, ModelParams, PROBE_SEED, Pass, measure_all, model_params, probe_subset,
 };
-use super::learner::{Learner, Models, StepSettings, Strategy};
+use super::learner::Learner;
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
 use super::state::{RunSnapshot, RunState, TrainLoss};
+use super::strategy::{Models, StepSettings, Strategy};
 use super::table::ComparisonTable;
 use super::tensorboard::{TensorBoardSink, write_events};
 use crate::error::{Error, Result};

@@ -1,0 +1,537 @@
+//! The learner's two backends over one [`ParamStore`]: the fast [`Engine`] (default) and the
+//! candle reference ([`Reference`]) implement one [`Backend`] trait for a training step and a
+//! prediction, and keep no tensors of their own. [`Ctx`] makes what the rest of gatekit reads
+//! (a [`Network`], a [`MaskBank`], a task's layer state, evaluation parameters) from the store.
+
+use super::strategy::StepSettings;
+use super::strategy::Strategy;
+use crate::engine::{Engine, Rule, StepRules, Targets};
+use crate::gate::{GateMode, GateView, MaskBank, MaskInit, Regularizer, TaskGate};
+use crate::model::{ModelSpec, NetState, Network, WeightInit};
+use crate::optim::{OptimizerConfig, Slot};
+use crate::params::{ParamStore, TaskId, TaskMasks};
+use crate::rng::Rng;
+use crate::task::{Batch, Objective};
+use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor, Var};
+
+/// A strategy's [`ParamStore`] in the run's float type.
+#[derive(Debug, Clone)]
+pub(super) enum Store {
+    F32(ParamStore<f32>),
+    F64(ParamStore<f64>),
+}
+
+/// Runs `$body` with `$s` bound to the store, whichever its float type.
+macro_rules! with_store {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            Store::F32($s) => $body,
+            Store::F64($s) => $body,
+        }
+    };
+}
+pub(super) use with_store;
+
+/// A float type a store can hold, with the update rule for it.
+pub(super) trait Elem: candle_core::WithDType {
+    fn store_mut(store: &mut Store) -> Option<&mut ParamStore<Self>>;
+    fn update(p: &mut [Self], g: &[Self], slot: &mut Slot<Self>, c: OptimizerConfig, factor: f64);
+}
+
+impl Elem for f32 {
+    fn store_mut(store: &mut Store) -> Option<&mut ParamStore<f32>> {
+        match store {
+            Store::F32(s) => Some(s),
+            Store::F64(_) => None,
+        }
+    }
+
+    fn update(p: &mut [f32], g: &[f32], slot: &mut Slot<f32>, c: OptimizerConfig, factor: f64) {
+        crate::engine::update(p, g, slot, rule(c, factor));
+    }
+}
+
+impl Elem for f64 {
+    fn store_mut(store: &mut Store) -> Option<&mut ParamStore<f64>> {
+        match store {
+            Store::F64(s) => Some(s),
+            Store::F32(_) => None,
+        }
+    }
+
+    fn update(p: &mut [f64], g: &[f64], slot: &mut Slot<f64>, c: OptimizerConfig, factor: f64) {
+        crate::optim::update_f64(p, g, slot, c.kind, (c.lr * factor, c.momentum, c.beta2));
+    }
+}
+
+/// The engine's `f32` rule for optimizer `c` at `factor` × its rate.
+fn rule(c: OptimizerConfig, factor: f64) -> Rule {
+    Rule {
+        kind: c.kind,
+        lr: (c.lr * factor) as f32,
+        momentum: c.momentum as f32,
+        beta2: c.beta2 as f32,
+    }
+}
+
+/// A tensor's values as a flat vector of `T`.
+pub(super) fn values_of<T: Elem>(t: &Tensor) -> Result<Vec<T>> {
+    t.flatten_all()?.to_dtype(T::DTYPE)?.to_vec1::<T>()
+}
+
+/// What a learner is, apart from its tensors and its backend: the model, the tasks, the run's
+/// settings, and the views of a [`Store`] everything else reads.
+#[derive(Debug, Clone)]
+pub(super) struct Ctx {
+    pub strategy: Strategy,
+    pub task_names: Vec<String>,
+    pub spec: ModelSpec,
+    pub dtype: DType,
+    pub device: Device,
+    /// The parameters' names and shapes, in the network's order.
+    pub params: Vec<(String, Shape)>,
+    /// The layers' per-task state tensors' names and shapes.
+    pub state_specs: Vec<(String, Shape)>,
+    /// How a task's masks start.
+    pub mask_init: MaskInit,
+    pub seed: u64,
+    pub w_config: OptimizerConfig,
+    pub mask_config: OptimizerConfig,
+    pub gate: GateMode,
+    pub regularizer: (Regularizer, f64),
+}
+
+impl Ctx {
+    pub fn gated(&self) -> bool {
+        self.strategy.layout().gated
+    }
+
+    /// The model that serves task `task`.
+    pub fn model_of(&self, task: usize) -> usize {
+        self.strategy.layout().model_of(task)
+    }
+
+    /// The state set of task `task`: its own when gated, else its model's.
+    pub fn state_set(&self, task: usize) -> usize {
+        if self.gated() {
+            task
+        } else {
+            self.model_of(task)
+        }
+    }
+
+    /// Model `model`'s network, its weights made from the store.
+    pub fn model(&self, store: &Store, model: usize) -> Result<Network> {
+        let net = Network::new(
+            &self.spec,
+            WeightInit::Zeros,
+            &mut Rng::new(0),
+            self.dtype,
+            &self.device,
+        )?;
+        fn fill<T: Elem>(net: &Network, values: &[Vec<T>], device: &Device) -> Result<()> {
+            for ((_, var), v) in net.params().iter().zip(values) {
+                var.set(&Tensor::from_slice(v, var.shape(), device)?)?;
+            }
+            Ok(())
+        }
+        with_store!(store, s => fill(&net, &s.models[model], &self.device))?;
+        Ok(net)
+    }
+
+    /// A bank that draws masks as every task's start ([`MaskBank::ensure`]).
+    pub fn fresh_bank(&self) -> MaskBank {
+        MaskBank::new(
+            &self.params,
+            self.mask_init,
+            self.seed,
+            self.dtype,
+            &self.device,
+        )
+    }
+
+    /// Task `task`'s stored masks as tensors, if it has any.
+    pub fn stored_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Tensor>>> {
+        fn get<T: Elem>(
+            store: &ParamStore<T>,
+            task: usize,
+            shapes: &[(String, Shape)],
+            device: &Device,
+        ) -> Result<Option<Vec<Tensor>>> {
+            let Some(m) = &store.masks[task] else {
+                return Ok(None);
+            };
+            (m.values.iter().zip(shapes))
+                .map(|(v, (_, shape))| Tensor::from_slice(v, shape, device))
+                .collect::<Result<Vec<_>>>()
+                .map(Some)
+        }
+        with_store!(store, s => get(s, task, &self.params, &self.device))
+    }
+
+    /// Every task's masks (gated only), made from the store.
+    pub fn masks(&self, store: &Store) -> Result<Option<MaskBank>> {
+        if !self.gated() {
+            return Ok(None);
+        }
+        let mut bank = self.fresh_bank();
+        for task in 0..self.task_names.len() {
+            if let Some(masks) = self.stored_masks(store, task)? {
+                bank.insert(task, masks)?;
+            }
+        }
+        Ok(Some(bank))
+    }
+
+    /// Task `task`'s masks (gated only); a task never picked yet gets the masks it would be
+    /// given.
+    pub fn task_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Var>>> {
+        if !self.gated() {
+            return Ok(None);
+        }
+        match self.stored_masks(store, task)? {
+            Some(masks) => Ok(Some(
+                masks.iter().map(Var::from_tensor).collect::<Result<_>>()?,
+            )),
+            None => Ok(Some(self.fresh_bank().ensure(task)?.to_vec())),
+        }
+    }
+
+    /// A task's first step: its masks start from their seeded draw.
+    pub fn ensure_masks(&self, store: &mut Store, task: usize) -> Result<()> {
+        if !self.gated() || self.stored_masks(store, task)?.is_some() {
+            return Ok(());
+        }
+        let drawn: Vec<Tensor> = (self.fresh_bank().ensure(task)?.iter())
+            .map(|v| v.as_tensor().clone())
+            .collect();
+        fn put<T: Elem>(store: &mut ParamStore<T>, task: usize, drawn: &[Tensor]) -> Result<()> {
+            let values = drawn
+                .iter()
+                .map(values_of::<T>)
+                .collect::<Result<Vec<_>>>()?;
+            let slots = values.iter().map(|_| Slot::default()).collect();
+            store.masks[task] = Some(TaskMasks { values, slots });
+            Ok(())
+        }
+        with_store!(store, s => put(s, task, &drawn))
+    }
+
+    /// The layers' state of state set `set`.
+    pub fn state_of_set(&self, store: &Store, set: usize) -> Result<Vec<Tensor>> {
+        fn get<T: Elem>(
+            values: &[Vec<T>],
+            specs: &[(String, Shape)],
+            device: &Device,
+        ) -> Result<Vec<Tensor>> {
+            (values.iter().zip(specs))
+                .map(|(v, (_, shape))| Tensor::from_slice(v, shape, device))
+                .collect()
+        }
+        with_store!(store, s => get(&s.states[set], &self.state_specs, &self.device))
+    }
+
+    /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, followed
+    /// by the task's layer state, as the engine reads them.
+    pub fn eval_params(
+        &self,
+        store: &Store,
+        task: usize,
+        scale: f64,
+        view: GateView,
+    ) -> Result<Vec<Vec<f32>>> {
+        let net = self.model(store, self.model_of(task))?;
+        let masks = self.task_masks(store, task)?;
+        let gate = masks.as_deref().map(|masks| TaskGate {
+            masks,
+            mode: self.gate,
+            scale,
+            view,
+        });
+        let mut params = net
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(i, (_, w))| match &gate {
+                Some(g) => values_of::<f32>(&g.apply(i, w.as_tensor())?),
+                None => values_of::<f32>(w),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for t in self.state_of_set(store, self.state_set(task))? {
+            params.push(values_of::<f32>(&t)?);
+        }
+        Ok(params)
+    }
+}
+
+/// A training step and a prediction over a learner's [`Store`]: the fast [`Engine`] or the
+/// candle reference ([`Reference`]). Neither keeps a tensor of its own.
+pub(super) trait Backend: std::fmt::Debug {
+    /// `"fast"` or `"reference"`.
+    fn name(&self) -> &'static str;
+
+    /// One optimisation step of task `task` (its masks already in the store when gated);
+    /// returns the loss (without regulariser) and the batch's summed metric, both from the
+    /// forward pass before the update.
+    fn train_step(
+        &mut self,
+        ctx: &Ctx,
+        store: &mut Store,
+        task: usize,
+        batch: &Batch,
+        objective: Objective,
+        at: StepSettings,
+    ) -> Result<(f64, f64)>;
+
+    /// Task `task`'s output for `x` under a view of the gates (no training).
+    fn predict(
+        &self,
+        ctx: &Ctx,
+        store: &Store,
+        task: usize,
+        x: &Tensor,
+        scale: f64,
+        view: GateView,
+    ) -> Result<Tensor>;
+}
+
+/// candle's autograd: builds the graph from the store for each step and writes the update
+/// back with the same rules as the engine. Runs what the engine does not (f64, another
+/// device, `engine = "reference"`, a model the engine refuses).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reference;
+
+impl Backend for Reference {
+    fn name(&self) -> &'static str {
+        "reference"
+    }
+
+    fn train_step(
+        &mut self,
+        ctx: &Ctx,
+        store: &mut Store,
+        task: usize,
+        batch: &Batch,
+        objective: Objective,
+        at: StepSettings,
+    ) -> Result<(f64, f64)> {
+        match store {
+            Store::F32(_) => reference_step::<f32>(ctx, store, task, batch, objective, at),
+            Store::F64(_) => reference_step::<f64>(ctx, store, task, batch, objective, at),
+        }
+    }
+
+    fn predict(
+        &self,
+        ctx: &Ctx,
+        store: &Store,
+        task: usize,
+        x: &Tensor,
+        scale: f64,
+        view: GateView,
+    ) -> Result<Tensor> {
+        let net = ctx.model(store, ctx.model_of(task))?;
+        let state = ctx.state_of_set(store, ctx.state_set(task))?;
+        let state = NetState::Eval(&state);
+        match ctx.task_masks(store, task)? {
+            None => net.forward_with_state(x, None, state),
+            Some(masks) => {
+                let gate = TaskGate {
+                    masks: &masks,
+                    mode: ctx.gate,
+                    scale,
+                    view,
+                };
+                net.forward_with_state(x, Some(&gate), state)
+            }
+        }
+    }
+}
+
+/// [`Reference::train_step`] for a store of `T`.
+fn reference_step<T: Elem>(
+    ctx: &Ctx,
+    store: &mut Store,
+    task: usize,
+    batch: &Batch,
+    objective: Objective,
+    at: StepSettings,
+) -> Result<(f64, f64)> {
+    let model = ctx.model_of(task);
+    let set = ctx.state_set(task);
+    let net = ctx.model(store, model)?;
+    let masks: Vec<Var> = ctx.task_masks(store, task)?.unwrap_or_default();
+    let gate = TaskGate {
+        masks: &masks,
+        mode: ctx.gate,
+        scale: at.gate_scale,
+        view: GateView::Trained,
+    };
+    let mut state = ctx.state_of_set(store, set)?;
+    let out = net.forward_with_state(
+        &batch.x,
+        ctx.gated().then_some(&gate),
+        NetState::Train(&mut state),
+    )?;
+    let metric = objective.metric_sum(&out.detach(), &batch.y)?;
+    let loss = objective.loss(&out, &batch.y)?;
+    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let total = match ctx.regularizer {
+        (Regularizer::None, _) | (_, 0.0) => loss,
+        (kind, weight) if !masks.is_empty() => {
+            let count: usize = masks.iter().map(|m| m.elem_count()).sum();
+            let mut penalty: Option<Tensor> = None;
+            for m in &masks {
+                let p = match kind {
+                    Regularizer::Abs => m.as_tensor().abs()?.neg()?.exp()?.sum_all()?,
+                    _ => m.as_tensor().sqr()?.neg()?.exp()?.sum_all()?,
+                };
+                penalty = Some(match penalty {
+                    Some(acc) => (acc + p)?,
+                    None => p,
+                });
+            }
+            match penalty {
+                Some(p) => (loss + (p * (weight / count as f64))?)?,
+                None => loss,
+            }
+        }
+        _ => loss,
+    };
+    let grads = total.backward()?;
+    let Some(store) = T::store_mut(store) else {
+        candle_core::bail!("the store's float type is not the step's");
+    };
+    for (p, (_, var)) in net.params().iter().enumerate() {
+        if let Some(g) = grads.get(var) {
+            let g = values_of::<T>(g)?;
+            let slot = &mut store.w_slots[model][p];
+            T::update(
+                &mut store.models[model][p],
+                &g,
+                slot,
+                ctx.w_config,
+                at.w_lr_factor,
+            );
+        }
+    }
+    if let (Some(stored), true) = (store.masks[task].as_mut(), at.mask_lr_factor > 0.0) {
+        for (p, m) in masks.iter().enumerate() {
+            if let Some(g) = grads.get(m) {
+                let g = values_of::<T>(g)?;
+                let slot = &mut stored.slots[p];
+                T::update(
+                    &mut stored.values[p],
+                    &g,
+                    slot,
+                    ctx.mask_config,
+                    at.mask_lr_factor,
+                );
+            }
+        }
+    }
+    for (dst, value) in store.states[set].iter_mut().zip(&state) {
+        *dst = values_of::<T>(&value.detach())?;
+    }
+    Ok((value, metric))
+}
+
+impl Backend for Engine {
+    fn name(&self) -> &'static str {
+        "fast"
+    }
+
+    fn train_step(
+        &mut self,
+        ctx: &Ctx,
+        store: &mut Store,
+        task: usize,
+        batch: &Batch,
+        objective: Objective,
+        at: StepSettings,
+    ) -> Result<(f64, f64)> {
+        let Store::F32(store) = store else {
+            candle_core::bail!("the engine needs an f32 store");
+        };
+        let count: usize = store.models[0].iter().map(Vec::len).sum();
+        let rules = StepRules {
+            w: rule(ctx.w_config, at.w_lr_factor),
+            mask: (ctx.gated() && at.mask_lr_factor > 0.0)
+                .then(|| rule(ctx.mask_config, at.mask_lr_factor)),
+            gate: ctx.gate,
+            gate_scale: at.gate_scale as f32,
+            regularizer: ctx.regularizer.0,
+            reg_weight: (ctx.regularizer.1 / count.max(1) as f64) as f32,
+        };
+        let (xs, xl) = batch.x.storage_and_layout();
+        let (ys, yl) = batch.y.storage_and_layout();
+        let x = f32_slice(&xs, xl)?;
+        let targets = targets_of(objective, &ys, yl)?;
+        let model = ctx.model_of(task);
+        let loss = Engine::train_step(self, store, model, TaskId(task), x, targets, rules)
+            .map_err(candle_core::Error::wrap)?;
+        let metric = crate::engine::score(self.last_outputs(), targets, self.output_len())
+            .map_err(candle_core::Error::wrap)?
+            .1;
+        Ok((loss, metric))
+    }
+
+    /// The effective parameters come from the same candle gate code as the reference (so
+    /// every [`GateView`] means the same), the forward pass from the engine.
+    fn predict(
+        &self,
+        ctx: &Ctx,
+        store: &Store,
+        task: usize,
+        x: &Tensor,
+        scale: f64,
+        view: GateView,
+    ) -> Result<Tensor> {
+        let theta = ctx.eval_params(store, task, scale, view)?;
+        let params: Vec<&[f32]> = theta.iter().map(Vec::as_slice).collect();
+        let n = x.dim(0)?;
+        let input = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if input.len() != n * self.input_len() {
+            candle_core::bail!(
+                "input {:?} does not match the model's input of {} values",
+                x.dims(),
+                self.input_len()
+            );
+        }
+        let out = Engine::predict(self, &params, &input, PREDICT_CHUNK);
+        let outputs = out.len() / n.max(1);
+        Tensor::from_vec(out, (n, outputs), x.device())
+    }
+}
+
+/// A batch's targets as the engine reads them: contiguous `f32` values (regression) or `u32`
+/// labels (classification) on the CPU.
+pub(crate) fn targets_of<'a>(
+    objective: Objective,
+    storage: &'a Storage,
+    layout: &candle_core::Layout,
+) -> Result<Targets<'a>> {
+    match (objective, storage, layout.contiguous_offsets()) {
+        (Objective::Regression, Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => {
+            Ok(Targets::Values(&v[a..b]))
+        }
+        (Objective::Classification, Storage::Cpu(CpuStorage::U32(v)), Some((a, b))) => {
+            Ok(Targets::Labels(&v[a..b]))
+        }
+        _ => candle_core::bail!("batch targets are not contiguous f32 values / u32 labels"),
+    }
+}
+
+/// Examples per engine forward pass in [`Backend::predict`].
+const PREDICT_CHUNK: usize = 64;
+
+/// The contiguous `f32` values of a CPU tensor's storage.
+pub(super) fn f32_slice<'a>(
+    storage: &'a Storage,
+    layout: &candle_core::Layout,
+) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("batch inputs are not contiguous f32 values on the CPU"),
+    }
+}

@@ -1,0 +1,174 @@
+//! The strategies: `gated` (shared W, one mask set per task), `shared` (one plain model, task
+//! ignored), `separate` (one plain model per task), and for the sequential schedule `finetune`
+//! and `joint` (one plain model each), as data ([`StrategyLayout`]) that the learner reads.
+
+use super::continual::TaskOrder;
+use serde::{Deserialize, Serialize};
+
+/// A training strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Conditional weights: W ⊙ g(M_t).
+    Gated,
+    /// One plain model for all tasks.
+    Shared,
+    /// One plain model per task.
+    Separate,
+    /// Sequential schedule: one plain model trained through the phases in order (the naive
+    /// continual-learning lower bound: nothing protects earlier tasks).
+    Finetune,
+    /// Sequential schedule: one plain model trained on all tasks interleaved, from its own
+    /// task sampler (the usual continual-learning upper bound: it sees every task throughout).
+    Joint,
+}
+
+impl Strategy {
+    /// The paper's three, in table order (`--strategy all` with the interleaved schedule).
+    pub const ALL: [Strategy; 3] = [Strategy::Gated, Strategy::Shared, Strategy::Separate];
+
+    /// Gated and the continual-learning baselines (`--strategy all` with the sequential
+    /// schedule).
+    pub const CONTINUAL: [Strategy; 4] = [
+        Strategy::Gated,
+        Strategy::Finetune,
+        Strategy::Separate,
+        Strategy::Joint,
+    ];
+
+    const EVERY: [Strategy; 5] = [
+        Strategy::Gated,
+        Strategy::Shared,
+        Strategy::Separate,
+        Strategy::Finetune,
+        Strategy::Joint,
+    ];
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Gated => "gated",
+            Strategy::Shared => "shared",
+            Strategy::Separate => "separate",
+            Strategy::Finetune => "finetune",
+            Strategy::Joint => "joint",
+        }
+    }
+
+    /// `--strategy all` for a schedule.
+    pub fn all_for(order: TaskOrder) -> Vec<Strategy> {
+        match order {
+            TaskOrder::Interleaved => Strategy::ALL.to_vec(),
+            TaskOrder::Sequential => Strategy::CONTINUAL.to_vec(),
+        }
+    }
+
+    /// Whether the strategy makes sense with `order`: shared is the interleaved schedule's
+    /// plain model; finetune and joint are the sequential schedule's.
+    pub fn fits(self, order: TaskOrder) -> bool {
+        match self {
+            Strategy::Gated | Strategy::Separate => true,
+            Strategy::Shared => order == TaskOrder::Interleaved,
+            Strategy::Finetune | Strategy::Joint => order == TaskOrder::Sequential,
+        }
+    }
+
+    /// How the strategy's parameters are laid out: what the learner, the memory estimate and
+    /// the histograms work from, so no step branches on the strategy's name.
+    pub fn layout(self) -> StrategyLayout {
+        match self {
+            Strategy::Gated => StrategyLayout {
+                models: Models::One,
+                gated: true,
+            },
+            Strategy::Shared | Strategy::Finetune | Strategy::Joint => StrategyLayout {
+                models: Models::One,
+                gated: false,
+            },
+            Strategy::Separate => StrategyLayout {
+                models: Models::PerTask,
+                gated: false,
+            },
+        }
+    }
+
+    /// One plain model serves every task.
+    pub fn one_plain_model(self) -> bool {
+        self.layout() == StrategyLayout::PLAIN
+    }
+}
+
+/// How many models a strategy trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Models {
+    /// One model (its weights keyed `{param}`).
+    One,
+    /// One model per task (keyed `{task}/{param}`).
+    PerTask,
+}
+
+/// A strategy as data: its models, and whether each task gates them with masks of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrategyLayout {
+    /// One model or one per task.
+    pub models: Models,
+    /// Every task has masks over the (one) model's weights.
+    pub gated: bool,
+}
+
+impl StrategyLayout {
+    /// One plain model for every task.
+    pub const PLAIN: StrategyLayout = StrategyLayout {
+        models: Models::One,
+        gated: false,
+    };
+
+    /// How many models for `tasks` tasks.
+    pub fn model_count(self, tasks: usize) -> usize {
+        match self.models {
+            Models::One => 1,
+            Models::PerTask => tasks,
+        }
+    }
+
+    /// The model that serves task `task`.
+    pub fn model_of(self, task: usize) -> usize {
+        match self.models {
+            Models::One => 0,
+            Models::PerTask => task,
+        }
+    }
+}
+
+/// A strategy name that is none of the five.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown strategy `{0}` (gated, shared, separate, finetune or joint)")]
+pub struct UnknownStrategy(pub String);
+
+impl std::str::FromStr for Strategy {
+    type Err = UnknownStrategy;
+
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownStrategy> {
+        Strategy::EVERY
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownStrategy(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-step settings that change over a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSettings {
+    /// HAT's gate scale `s`.
+    pub gate_scale: f64,
+    /// Multiplier of W's learning rate (schedule).
+    pub w_lr_factor: f64,
+    /// Multiplier of the masks' learning rate (schedule).
+    pub mask_lr_factor: f64,
+}
