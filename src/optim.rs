@@ -171,20 +171,10 @@ mod tests {
         );
         // PyTorch's momentum: buf = μ·buf + g, p -= lr·buf.
         let (mut p, mut slot) = (vec![0.0f64], Slot::default());
-        update_f64(
-            &mut p,
-            &[1.0],
-            &mut slot,
-            OptimizerKind::Momentum,
-            (1.0, 0.5, 0.999),
-        );
-        update_f64(
-            &mut p,
-            &[1.0],
-            &mut slot,
-            OptimizerKind::Momentum,
-            (1.0, 0.5, 0.999),
-        );
+        for _ in 0..2 {
+            let rule = (1.0, 0.5, 0.999);
+            update_f64(&mut p, &[1.0], &mut slot, OptimizerKind::Momentum, rule);
+        }
         assert_eq!(p, vec![-2.5]);
         assert_eq!(slot.steps, 2);
     }

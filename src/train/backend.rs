@@ -199,7 +199,8 @@ impl Ctx {
 
     /// A task's first step: its masks start from their seeded draw.
     pub fn ensure_masks(&self, store: &mut Store, task: usize) -> Result<()> {
-        if !self.gated() || self.stored_masks(store, task)?.is_some() {
+        let has = with_store!(&*store, s => s.masks[task].is_some());
+        if !self.gated() || has {
             return Ok(());
         }
         let drawn: Vec<Tensor> = (self.fresh_bank().ensure(task)?.iter())
