@@ -76,6 +76,18 @@ pub enum SpecError {
         /// The stride.
         stride: usize,
     },
+    /// A setting outside the values it may take.
+    #[error("{at}: `{field}` = {value} is outside {valid}")]
+    OutOfRange {
+        /// The layer.
+        at: String,
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it may be, e.g. `(0, 1]`.
+        valid: &'static str,
+    },
     /// Flattening a shape whose element count overflows.
     #[error("{at}: {shape:?} has too many elements")]
     TooLarge {

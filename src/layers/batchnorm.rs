@@ -153,17 +153,21 @@ impl Norm {
                 shape: input.to_vec(),
             });
         }
+        let out_of_range = |field, value, valid| SpecError::OutOfRange {
+            at: at.to_string(),
+            field,
+            value,
+            valid,
+        };
         if !(self.eps > 0.0 && self.eps.is_finite()) {
-            return Err(SpecError::NotPositive {
-                at: at.to_string(),
-                fields: "`eps`",
-            });
+            return Err(out_of_range(
+                "eps",
+                self.eps,
+                "(0, ∞): a small positive number",
+            ));
         }
         if !(self.momentum > 0.0 && self.momentum <= 1.0) {
-            return Err(SpecError::NotPositive {
-                at: at.to_string(),
-                fields: "`momentum` (in (0, 1])",
-            });
+            return Err(out_of_range("momentum", self.momentum, "(0, 1]"));
         }
         Ok(input.to_vec())
     }
@@ -445,6 +449,29 @@ mod tests {
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = crate::rng::Rng::new(seed);
         (0..n).map(|_| rng.normal() as f32).collect()
+    }
+
+    /// Bad settings and inputs are refused with the layer, the setting and what is valid.
+    #[test]
+    fn bad_settings_name_the_layer_and_the_valid_range() {
+        let parse = |layer: &str| {
+            let text = format!("name = \"m\"\ninput = [4]\n[[layer]]\n{layer}\n");
+            let err = crate::model::ModelSpec::parse(&text, std::path::Path::new("m.toml"))
+                .expect_err("refused");
+            format!("{:#}", anyhow::Error::from(err))
+        };
+        let err = parse("type = \"batchnorm1d\"\nmomentum = 1.5");
+        assert!(
+            err.contains("layer 1 (batchnorm1d): `momentum` = 1.5 is outside (0, 1]"),
+            "{err}"
+        );
+        let err = parse("type = \"batchnorm1d\"\neps = 0.0");
+        assert!(err.contains("`eps` = 0 is outside (0, ∞)"), "{err}");
+        let err = parse("type = \"batchnorm2d\"");
+        assert!(
+            err.contains("needs a [channels, height, width] input but gets [4]"),
+            "{err}"
+        );
     }
 
     /// The engine's kernel against the reference forward under candle's autograd, on a smooth
