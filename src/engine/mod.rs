@@ -425,13 +425,13 @@ fn forward(
                 param,
                 ref state_range,
             } => {
-                let p = param.map_or(Vec::new(), |p| vec![params[p], params[p + 1]]);
+                let p: &[&[f32]] = param.map_or(&[], |p| &params[p..p + 2]);
                 let n = out.len() / kernel.out_len().max(1);
                 let ks = match &mut state {
                     PlanState::Train(s) => KernelState::Train(&mut s[state_range.clone()]),
                     PlanState::Eval(s) => KernelState::Eval(&s[state_range.clone()]),
                 };
-                kernel.forward(n, input, &p, ks, out, &mut saved[i]);
+                kernel.forward(n, input, p, ks, out, &mut saved[i]);
             }
         }
     }
@@ -491,12 +491,12 @@ fn backward(
             Op::Kernel {
                 ref kernel, param, ..
             } => {
-                let p = param.map_or(Vec::new(), |p| vec![params[p], params[p + 1]]);
+                let p: &[&[f32]] = param.map_or(&[], |p| &params[p..p + 2]);
                 let dparams = param.map(|p| {
                     let (dw, db) = dtheta.split_at_mut(p + 1);
                     (&mut dw[p][..], &mut db[0][..])
                 });
-                kernel.backward(ws.n, input, &p, &ws.saved[i], dy, dparams, dx);
+                kernel.backward(ws.n, input, p, &ws.saved[i], dy, dparams, dx);
             }
             Op::Pool { .. } => {
                 if let Some(dx) = dx {

@@ -326,6 +326,22 @@ fn write_export(
         (true, false) => GateView::Binary,
         (true, true) => GateView::BinaryRescaled,
     };
+    // Layer state (batch-norm statistics) per task, once: raw next to the masks (so a task's
+    // model can be rebuilt from files) and as the ONNX graphs read it.
+    let mut raw_state: Vec<(String, Tensor)> = Vec::new();
+    let mut task_states: Vec<Vec<(String, Tensor)>> = Vec::new();
+    for &t in selected {
+        let raw = learner.layer_state(TaskId(t))?;
+        for ((name, _), value) in net.state_specs().iter().zip(&raw) {
+            let key = ParamKey::TaskState {
+                param: name,
+                task: &names[t],
+            };
+            raw_state.push((key.to_string(), value.to_dtype(DType::F32)?));
+        }
+        task_states.push(net.onnx_state(&raw)?);
+    }
+
     let mut tasks = Vec::new();
     for (k, &t) in selected.iter().enumerate() {
         let gate = TaskGate {
@@ -360,8 +376,7 @@ fn write_export(
             ),
             ("gatekit.task_set".to_string(), set.to_toml()),
         ];
-        let state = net.onnx_state(&learner.layer_state(TaskId(t))?)?;
-        let model = onnx::task_model(&set.model, &params, &state, &metadata)?;
+        let model = onnx::task_model(&set.model, &params, &task_states[k], &metadata)?;
         let path = dir.join(format!("{}.onnx", names[t]));
         write_atomic(&path, &onnx::encode(&model))?;
         let (_, soft) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Trained)?;
@@ -396,29 +411,12 @@ fn write_export(
             .collect::<candle_core::Result<Vec<_>>>()?;
         stacked.push((pname.clone(), Tensor::stack(&per_task, 0)?));
     }
-    // Layer state (batch-norm statistics), per task: as the graphs read it, stacked for
-    // all_tasks.onnx, and raw next to the masks so a task's model can be rebuilt from files.
-    let mut states: Vec<(String, Vec<Tensor>)> = Vec::new();
-    let mut raw_state: Vec<(String, Tensor)> = Vec::new();
-    for &t in selected {
-        let raw = learner.layer_state(TaskId(t))?;
-        for ((name, _), value) in net.state_specs().iter().zip(&raw) {
-            let key = ParamKey::TaskState {
-                param: name,
-                task: &names[t],
-            };
-            raw_state.push((key.to_string(), value.to_dtype(DType::F32)?));
-        }
-        for (k, (name, value)) in net.onnx_state(&raw)?.into_iter().enumerate() {
-            match states.get_mut(k) {
-                Some((_, per_task)) => per_task.push(value),
-                None => states.push((name, vec![value])),
-            }
-        }
-    }
-    let stacked_states = states
-        .iter()
-        .map(|(name, per_task)| Ok((name.clone(), Tensor::stack(per_task, 0)?)))
+    // all_tasks.onnx reads every task's layer state stacked, gathered by the task index.
+    let stacked_states = (0..task_states.first().map_or(0, Vec::len))
+        .map(|i| {
+            let per_task: Vec<Tensor> = task_states.iter().map(|s| s[i].1.clone()).collect();
+            Ok((task_states[0][i].0.clone(), Tensor::stack(&per_task, 0)?))
+        })
         .collect::<Result<Vec<_>>>()?;
     if !raw_state.is_empty() {
         let path = dir.join("state.safetensors");

@@ -136,24 +136,18 @@ fn layer_nodes(
         } else {
             format!("h{}", i + 1)
         };
-        let label = match &step.name {
-            Some(name) => name.clone(),
-            None => format!("{}{}", layer.kind(), i + 1),
-        };
         let io = OnnxIo {
             input: &current,
             output: &out,
-            label: &label,
+            label: &step.label,
             params: (step.name.as_ref())
                 .map(|l| (param(&format!("{l}.weight")), param(&format!("{l}.bias")))),
-            state: (layer.state(&step.input).iter())
-                .map(|s| format!("{label}.{}", s.name))
-                .collect(),
+            state: step.state().into_iter().map(|(name, _)| name).collect(),
         };
         nodes.extend(layer.onnx(&io).into_iter().map(node_proto));
         for (suffix, values) in layer.onnx_constants(&step.input) {
             constants.push(i64_tensor(
-                &io.constant(suffix),
+                &io.name(suffix),
                 &[values.len() as i64],
                 &values,
             ));

@@ -227,23 +227,20 @@ impl Norm {
         };
         let node = |op: &'static str, part: &str, inputs: [&str; 2], output: String| OnnxNode {
             op,
-            name: io.value(part),
+            name: io.name(part),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             output,
             attrs: Vec::new(),
         };
-        let (centred, scaled, stretched) = (
-            io.value("centred"),
-            io.value("normalized"),
-            io.value("scaled"),
-        );
+        let (centred, scaled, stretched) =
+            (io.name("centred"), io.name("normalized"), io.name("scaled"));
         let mut nodes = vec![
             node("Add", "centre", [io.input, neg_mean], centred.clone()),
             node("Mul", "normalize", [&centred, inv_std], scaled.clone()),
         ];
         let (gamma, beta) = if self.spatial {
-            let shape = io.constant("shape");
-            let (g, b) = (io.value("gamma"), io.value("beta"));
+            let shape = io.name("shape");
+            let (g, b) = (io.name("gamma"), io.name("beta"));
             nodes.push(node("Reshape", "gamma", [gamma, &shape], g.clone()));
             nodes.push(node("Reshape", "beta", [beta, &shape], b.clone()));
             (g, b)

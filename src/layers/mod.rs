@@ -251,13 +251,9 @@ impl OnnxIo<'_> {
         }
     }
 
-    /// The name of the constant `suffix` of [`Layer::onnx_constants`].
-    pub fn constant(&self, suffix: &str) -> String {
-        format!("{}.{suffix}", self.label)
-    }
-
-    /// A name for a value between the layer's nodes.
-    pub fn value(&self, suffix: &str) -> String {
+    /// `{label}.{suffix}`: the name of a value between the layer's nodes, or of the constant
+    /// `suffix` of [`Layer::onnx_constants`].
+    pub fn name(&self, suffix: &str) -> String {
         format!("{}.{suffix}", self.label)
     }
 

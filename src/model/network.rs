@@ -3,7 +3,7 @@
 
 use super::spec::ModelSpec;
 use crate::gate::TaskGate;
-use crate::layers::{LayerState, StateSpec};
+use crate::layers::{Layer, LayerState, StateSpec};
 use crate::rng::Rng;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -62,26 +62,7 @@ impl Network {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let steps = spec.walk().map_err(candle_core::Error::wrap)?;
-        let mut param_index = Vec::with_capacity(spec.layers.len());
-        let mut params: Vec<(String, Var)> = Vec::new();
-        let mut state_range = Vec::with_capacity(spec.layers.len());
-        let mut state = Vec::new();
-        for (i, step) in steps.iter().enumerate() {
-            let layer = step.layer.layer();
-            let from = state.len();
-            // Named like the layer's ONNX nodes: its name, else its kind and position.
-            let label = (step.name.clone()).unwrap_or_else(|| format!("{}{}", layer.kind(), i + 1));
-            state.extend(
-                (layer.state(&step.input).into_iter()).map(|s| (format!("{label}.{}", s.name), s)),
-            );
-            state_range.push(from..state.len());
-            let Some((w_shape, fan_in)) = layer.weight_shape(&step.input) else {
-                param_index.push(None);
-                continue;
-            };
-            param_index.push(Some(params.len()));
-            let w_shape = Shape::from(w_shape);
+        Self::build(spec, |layer, w_shape, fan_in| {
             let out = w_shape.dims()[0];
             let (w, b): (Vec<f64>, Vec<f64>) = match (layer.constant_init(), init) {
                 (Some((w, b)), _) => (vec![w; w_shape.elem_count()], vec![b; out]),
@@ -114,11 +95,62 @@ impl Network {
                     )
                 }
             };
-            let name = step.name.as_deref().unwrap_or("layer");
             let w = Var::from_tensor(&Tensor::from_vec(w, w_shape, device)?.to_dtype(dtype)?)?;
             let b = Var::from_tensor(&Tensor::from_vec(b, out, device)?.to_dtype(dtype)?)?;
-            params.push((format!("{name}.weight"), w));
-            params.push((format!("{name}.bias"), b));
+            Ok((w, b))
+        })
+    }
+
+    /// The network of `spec` whose parameters are `params`, in the order of
+    /// [`Network::params`] (weight, bias, weight, …): a view of weights kept elsewhere (the
+    /// learner's parameter store), sharing their storage.
+    pub fn from_params(spec: &ModelSpec, params: Vec<Var>) -> Result<Self> {
+        let count = params.len();
+        let mut given = params.into_iter();
+        let net = Self::build(spec, |_, w_shape, _| {
+            let (Some(w), Some(b)) = (given.next(), given.next()) else {
+                candle_core::bail!("model `{}`: {count} parameters are too few", spec.name);
+            };
+            if w.shape() != &w_shape || b.dims() != [w_shape.dims()[0]] {
+                candle_core::bail!(
+                    "model `{}`: parameters {:?} and {:?} where {w_shape:?} is expected",
+                    spec.name,
+                    w.dims(),
+                    b.dims()
+                );
+            }
+            Ok((w, b))
+        })?;
+        if given.next().is_some() {
+            candle_core::bail!("model `{}`: {count} parameters are too many", spec.name);
+        }
+        Ok(net)
+    }
+
+    /// The network's layers, with each layer's weight and bias from `make(layer, weight shape,
+    /// fan-in)`.
+    fn build(
+        spec: &ModelSpec,
+        mut make: impl FnMut(&dyn Layer, Shape, usize) -> Result<(Var, Var)>,
+    ) -> Result<Self> {
+        let steps = spec.walk().map_err(candle_core::Error::wrap)?;
+        let mut param_index = Vec::with_capacity(spec.layers.len());
+        let mut params: Vec<(String, Var)> = Vec::new();
+        let mut state_range = Vec::with_capacity(spec.layers.len());
+        let mut state = Vec::new();
+        for step in &steps {
+            let layer = step.layer.layer();
+            let from = state.len();
+            state.extend(step.state());
+            state_range.push(from..state.len());
+            let Some((w_shape, fan_in)) = layer.weight_shape(&step.input) else {
+                param_index.push(None);
+                continue;
+            };
+            param_index.push(Some(params.len()));
+            let (w, b) = make(layer, Shape::from(w_shape), fan_in)?;
+            params.push((format!("{}.weight", step.label), w));
+            params.push((format!("{}.bias", step.label), b));
         }
         Ok(Network {
             spec: spec.clone(),

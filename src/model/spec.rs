@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub use crate::layers::LayerSpec;
+use crate::layers::StateSpec;
 
 /// A model architecture: an input shape and a list of layers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,10 +28,22 @@ pub struct LayerStep<'a> {
     pub layer: &'a LayerSpec,
     /// Its parameter name prefix (`fc1`, `conv2`), for layers with parameters.
     pub name: Option<String>,
+    /// What names its ONNX nodes and its state tensors: its parameter name prefix, else its
+    /// kind and position (`relu2`).
+    pub label: String,
     /// Shape of its input, without the batch axis.
     pub input: Vec<usize>,
     /// Shape of its output.
     pub output: Vec<usize>,
+}
+
+impl LayerStep<'_> {
+    /// The layer's per-task state tensors, named `{label}.{name}` (`bn1.running_mean`).
+    pub fn state(&self) -> Vec<(String, StateSpec)> {
+        (self.layer.layer().state(&self.input).into_iter())
+            .map(|s| (format!("{}.{}", self.label, s.name), s))
+            .collect()
+    }
 }
 
 impl ModelSpec {
@@ -101,10 +114,12 @@ impl ModelSpec {
         let names = self.layer_names();
         let mut input = self.input.clone();
         let mut steps = Vec::with_capacity(self.layers.len());
-        for ((layer, name), output) in self.layers.iter().zip(names).zip(shapes) {
+        for (i, ((layer, name), output)) in self.layers.iter().zip(names).zip(shapes).enumerate() {
+            let label = (name.clone()).unwrap_or_else(|| format!("{}{}", layer.kind(), i + 1));
             steps.push(LayerStep {
                 layer,
                 name,
+                label,
                 input: std::mem::replace(&mut input, output.clone()),
                 output,
             });

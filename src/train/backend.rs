@@ -7,10 +7,9 @@ use super::strategy::StepSettings;
 use super::strategy::Strategy;
 use crate::engine::{Engine, Rule, StepRules, Targets};
 use crate::gate::{GateMode, GateView, MaskBank, MaskInit, Regularizer, TaskGate};
-use crate::model::{ModelSpec, NetState, Network, WeightInit};
+use crate::model::{ModelSpec, NetState, Network};
 use crate::optim::{OptimizerConfig, Slot};
 use crate::params::{ParamStore, TaskId, TaskMasks};
-use crate::rng::Rng;
 use crate::task::{Batch, Objective};
 use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor, Var};
 
@@ -74,6 +73,17 @@ fn rule(c: OptimizerConfig, factor: f64) -> Rule {
     }
 }
 
+/// Buffers of a store as candle variables of the given shapes (one copy each).
+fn vars<T: Elem>(
+    values: &[Vec<T>],
+    shapes: &[(String, Shape)],
+    device: &Device,
+) -> Result<Vec<Var>> {
+    (values.iter().zip(shapes))
+        .map(|(v, (_, shape))| Var::from_slice(v, shape, device))
+        .collect()
+}
+
 /// A tensor's values as a flat vector of `T`.
 pub(super) fn values_of<T: Elem>(t: &Tensor) -> Result<Vec<T>> {
     t.flatten_all()?.to_dtype(T::DTYPE)?.to_vec1::<T>()
@@ -122,21 +132,8 @@ impl Ctx {
 
     /// Model `model`'s network, its weights made from the store.
     pub fn model(&self, store: &Store, model: usize) -> Result<Network> {
-        let net = Network::new(
-            &self.spec,
-            WeightInit::Zeros,
-            &mut Rng::new(0),
-            self.dtype,
-            &self.device,
-        )?;
-        fn fill<T: Elem>(net: &Network, values: &[Vec<T>], device: &Device) -> Result<()> {
-            for ((_, var), v) in net.params().iter().zip(values) {
-                var.set(&Tensor::from_slice(v, var.shape(), device)?)?;
-            }
-            Ok(())
-        }
-        with_store!(store, s => fill(&net, &s.models[model], &self.device))?;
-        Ok(net)
+        let params = with_store!(store, s => vars(&s.models[model], &self.params, &self.device))?;
+        Network::from_params(&self.spec, params)
     }
 
     /// A bank that draws masks as every task's start ([`MaskBank::ensure`]).
@@ -150,34 +147,27 @@ impl Ctx {
         )
     }
 
-    /// Task `task`'s stored masks as tensors, if it has any.
-    pub fn stored_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Tensor>>> {
-        fn get<T: Elem>(
-            store: &ParamStore<T>,
-            task: usize,
-            shapes: &[(String, Shape)],
-            device: &Device,
-        ) -> Result<Option<Vec<Tensor>>> {
-            let Some(m) = &store.masks[task] else {
-                return Ok(None);
-            };
-            (m.values.iter().zip(shapes))
-                .map(|(v, (_, shape))| Tensor::from_slice(v, shape, device))
-                .collect::<Result<Vec<_>>>()
-                .map(Some)
-        }
-        with_store!(store, s => get(s, task, &self.params, &self.device))
+    /// Task `task`'s stored masks, if it has any.
+    pub fn stored_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Var>>> {
+        with_store!(store, s => s.masks[task]
+            .as_ref()
+            .map(|m| vars(&m.values, &self.params, &self.device))
+            .transpose())
     }
 
-    /// Every task's masks (gated only), made from the store.
-    pub fn masks(&self, store: &Store) -> Result<Option<MaskBank>> {
+    /// The stored masks of `tasks` (those that have any) in a bank (gated only).
+    pub fn masks(
+        &self,
+        store: &Store,
+        tasks: impl IntoIterator<Item = usize>,
+    ) -> Result<Option<MaskBank>> {
         if !self.gated() {
             return Ok(None);
         }
         let mut bank = self.fresh_bank();
-        for task in 0..self.task_names.len() {
+        for task in tasks {
             if let Some(masks) = self.stored_masks(store, task)? {
-                bank.insert(task, masks)?;
+                bank.insert(task, masks.iter().map(|v| v.as_tensor().clone()).collect())?;
             }
         }
         Ok(Some(bank))
@@ -190,9 +180,7 @@ impl Ctx {
             return Ok(None);
         }
         match self.stored_masks(store, task)? {
-            Some(masks) => Ok(Some(
-                masks.iter().map(Var::from_tensor).collect::<Result<_>>()?,
-            )),
+            Some(masks) => Ok(Some(masks)),
             None => Ok(Some(self.fresh_bank().ensure(task)?.to_vec())),
         }
     }

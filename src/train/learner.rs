@@ -238,7 +238,14 @@ impl Learner {
 
     /// Every task's masks (gated only), made from the store.
     pub fn masks(&self) -> Result<Option<MaskBank>> {
-        self.ctx.masks(&self.store)
+        self.ctx.masks(&self.store, 0..self.ctx.task_names.len())
+    }
+
+    /// The tasks that have masks (gated only: the tasks trained so far), without copying them.
+    pub fn masked_tasks(&self) -> Vec<usize> {
+        with_store!(&self.store, s => (s.masks.iter().enumerate())
+            .filter_map(|(t, m)| m.as_ref().map(|_| t))
+            .collect())
     }
 
     /// Task `task`'s layer state ([`Network::state_specs`]; empty for a model without
@@ -321,7 +328,7 @@ impl Learner {
 
     /// Off/undecided shares per gated parameter for task `task` (empty unless gated and picked).
     pub fn mask_stats(&self, task: TaskId, scale: f64) -> Result<Vec<(String, MaskStats)>> {
-        match self.masks()? {
+        match self.ctx.masks(&self.store, [task.index()])? {
             None => Ok(Vec::new()),
             Some(bank) => Ok(bank
                 .param_names()
@@ -483,11 +490,11 @@ impl Learner {
             }
         }
         for (task, tname) in self.ctx.task_names.iter().enumerate() {
-            let key = |param: &'_ str| ParamKey::Mask { param, task: tname }.in_strategy(s);
-            let Some((first, _)) = self.ctx.params.first() else {
-                break;
-            };
-            if !self.ctx.gated() || !tensors.contains_key(&key(first)) {
+            // A task has all its masks or none (never trained).
+            let trained = self.ctx.params.first().is_some_and(|(param, _)| {
+                tensors.contains_key(&ParamKey::Mask { param, task: tname }.in_strategy(s))
+            });
+            if !self.ctx.gated() || !trained {
                 continue;
             }
             let mut values = Vec::with_capacity(self.ctx.params.len());

@@ -950,11 +950,7 @@ impl Trainer {
         let metric_name = self.objective().metric_name().to_string();
         let scale = self.hat_scale(self.step);
         // Which tasks each learner is measured binarized on: the gated model's picked tasks.
-        let picked: Vec<Vec<usize>> = self
-            .learners
-            .iter()
-            .map(|l| Ok(l.masks()?.map(|b| b.tasks()).unwrap_or_default()))
-            .collect::<Result<_>>()?;
+        let picked: Vec<Vec<usize>> = self.learners.iter().map(Learner::masked_tasks).collect();
         // results[split][task][(learner, view)]
         let mut trained = vec![vec![Vec::new(); self.tasks.len()]; 2];
         let mut binary = vec![vec![None; self.learners.len()]; self.tasks.len()];
