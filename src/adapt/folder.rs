@@ -20,7 +20,8 @@ use crate::task::Split;
 use crate::train::TaskSet;
 use crate::train::write_run_events;
 use crate::train::{
-    CheckpointFile, MetricsLog, Record, RunSnapshot, RunState, checkpoint_encode, open_run,
+    ChangedData, CheckpointFile, MetricsLog, Record, RunSnapshot, RunState, checkpoint_encode,
+    open_run_with,
 };
 use candle_core::{Device, Tensor};
 use std::path::Path;
@@ -94,7 +95,8 @@ fn fill(
         writer.append_metrics(&source.metrics)?;
         writer.commit(step, Some(&bytes), state.clone(), overrides.clone())?;
         let records = {
-            let trainer = open_run(dir, data_dir, device)?;
+            // The source run's data was checked (or its change allowed) when adapt opened it.
+            let trainer = open_run_with(dir, data_dir, device, ChangedData::Allow)?;
             let scale = trainer.hat_scale(step);
             let metric_name = trainer.objective().metric_name().to_string();
             let names = add.set.task_names();

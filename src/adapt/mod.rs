@@ -35,7 +35,7 @@ use crate::params::ParamKey;
 use crate::params::TaskId;
 use crate::rng::Rng;
 use crate::task::{Objective, Split, Task};
-use crate::train::{Learner, OptimizerConfig, Strategy, open_run};
+use crate::train::{ChangedData, Learner, OptimizerConfig, Strategy, open_run_with};
 use candle_core::{Device, Tensor, Var};
 use mixture::{Mixture, Target};
 use serde::{Deserialize, Serialize};
@@ -143,6 +143,8 @@ pub struct AdaptJob<'a> {
     pub out: &'a Path,
     /// Dataset folder (else `$GATEKIT_DATA`).
     pub data_dir: Option<&'a Path>,
+    /// Whether to go on when a data file of the run changed since it was recorded.
+    pub changed_data: ChangedData,
 }
 
 /// Adapts the run to the new tasks and writes the adapted run folder. Every input is checked
@@ -156,7 +158,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         return Err(Error::config(&at, "task", "has no new tasks to adapt to"));
     }
     folder::check_destination(job.run, job.out)?;
-    let trainer = open_run(job.run, job.data_dir, &device)?;
+    let trainer = open_run_with(job.run, job.data_dir, &device, job.changed_data)?;
     let run_set = trainer.task_set().clone();
     let gated = trainer
         .learners()

@@ -198,8 +198,9 @@ fn shell_quote(path: &Path) -> String {
     }
 }
 
-/// Locates the four files in `dir`, or says which are missing and how to fetch them.
-fn locate(dir: &Path) -> Result<[PathBuf; 4]> {
+/// Locates the four files in `dir` (in [`MNIST_FILES`] order), or says which are missing and
+/// how to fetch them.
+pub fn mnist_paths(dir: &Path) -> Result<[PathBuf; 4]> {
     let found: Vec<Option<PathBuf>> = MNIST_FILES
         .iter()
         .map(|f| find_idx_file(dir, f.name))
@@ -245,7 +246,7 @@ fn locate(dir: &Path) -> Result<[PathBuf; 4]> {
 /// Any record count is accepted (a subset of MNIST loads), but train and test must have the
 /// same image size and every label must be a digit, since the image tasks rely on both.
 pub fn read_mnist(dir: &Path) -> Result<Mnist> {
-    let [train_images, train_labels, test_images, test_labels] = locate(dir)?;
+    let [train_images, train_labels, test_images, test_labels] = mnist_paths(dir)?;
     // The training images are 85% of the work; decoding them on a second thread hides the rest.
     let (train, test) = std::thread::scope(|s| {
         let train = s.spawn(|| ImageSet::load(&train_images, &train_labels));
@@ -302,8 +303,8 @@ fn cache() -> &'static Mutex<HashMap<PathBuf, Slot>> {
 /// A failed load is not cached, so fetching the data and calling again works.
 pub fn load_mnist(dir: &Path) -> Result<Arc<Mnist>> {
     let Ok(key) = dir.canonicalize() else {
-        // Missing folder: `locate` words the error, with the fetch command.
-        locate(dir)?;
+        // Missing folder: `mnist_paths` words the error, with the fetch command.
+        mnist_paths(dir)?;
         return Err(Error::Data {
             path: dir.to_path_buf(),
             message: "cannot resolve the folder's path".into(),

@@ -7,14 +7,16 @@
 //! damaged file into an error naming it ([`idx`]) instead of a panic or silently wrong training.
 
 pub mod fetch;
+pub mod fingerprint;
 pub mod idx;
 pub mod mnist;
 
 pub use fetch::{FetchEvent, MNIST_MIRRORS, VerifiedFile, fetch_mnist, sha256_hex, verify_mnist};
+pub use fingerprint::{DataChange, DataFingerprint};
 pub use idx::{IMAGES_MAGIC, Idx, IdxHeader, LABELS_MAGIC, read_idx};
 pub use mnist::{
     ImageSet, MNIST_CLASSES, MNIST_FILES, Mnist, MnistFile, fetch_command, load_mnist, mnist_dir,
-    read_mnist,
+    mnist_paths, read_mnist,
 };
 
 use std::path::{Path, PathBuf};

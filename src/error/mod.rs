@@ -124,6 +124,15 @@ pub enum Error {
         /// What is wrong and how to fix it (e.g. which command fetches the data).
         message: String,
     },
+    /// A data file holds other bytes than the run recorded when it read it (size and SHA-256):
+    /// resuming would mix two data sets, evaluating would report other data's numbers.
+    #[error("{path}: {message}")]
+    DataChanged {
+        /// The data file.
+        path: PathBuf,
+        /// Which run, both fingerprints, and how to go on.
+        message: String,
+    },
     /// Another process writes this run folder (only one `gtk train` may).
     #[error(
         "{path}: is being written by {holder}; wait for it to finish or stop it (a run folder has one writer at a time)"

@@ -14,9 +14,10 @@
 
 use super::registry::{Params, TaskContext};
 use super::{Batch, Objective, Split, Task};
-use crate::data::{Mnist, load_mnist, resolve_data_dir};
+use crate::data::{DataFingerprint, Mnist, load_mnist, mnist_paths, resolve_data_dir};
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// How grayscale becomes colour channels.
@@ -52,11 +53,17 @@ pub struct ImageTask {
     resample: Resample,
     /// Example indices per split (`[train, test]`) into the dataset's splits.
     examples: [Arc<Vec<u32>>; 2],
+    /// The `dataset` parameter (the folder's name under the data dir).
+    dataset: String,
+    /// The four IDX files the dataset was read from.
+    files: Arc<[PathBuf; 4]>,
 }
 
 /// Settings shared by the image kinds, read from the common parameters.
 pub(super) struct ImageSettings {
     pub data: Arc<Mnist>,
+    pub dataset: String,
+    pub files: [PathBuf; 4],
     pub channels: usize,
     pub pad: usize,
     pub train_limit: Option<usize>,
@@ -140,8 +147,11 @@ impl ImageSettings {
             ));
         }
         let dir = resolve_data_dir(ctx.data_dir.as_deref()).join(dataset);
+        let data = load_mnist(&dir)?;
         Ok(ImageSettings {
-            data: load_mnist(&dir)?,
+            data,
+            dataset: dataset.to_string(),
+            files: mnist_paths(&dir)?,
             channels: channels as usize,
             pad,
             train_limit: limit("train_limit")?,
@@ -179,6 +189,8 @@ impl ImageSettings {
             colour,
             resample,
             examples,
+            dataset: self.dataset,
+            files: Arc::new(self.files),
         }
     }
 }
@@ -296,5 +308,12 @@ impl Task for ImageTask {
         };
         let y = Tensor::from_vec(labels, indices.len(), device)?;
         Ok(Batch { x, y })
+    }
+    fn data_fingerprints(&self) -> Result<Vec<DataFingerprint>> {
+        Ok(crate::data::fingerprint::fingerprint_mnist(
+            &self.dataset,
+            &self.data,
+            &self.files,
+        ))
     }
 }

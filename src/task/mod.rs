@@ -186,6 +186,13 @@ pub trait Task: Send + Sync {
     fn pinned_params(&self) -> Option<toml::Table> {
         None
     }
+    /// Fingerprints of the files the task reads its data from (none for kinds that generate
+    /// their data from the seed). `gtk train` records them in the run, and resume, eval,
+    /// export and adapt refuse a run whose files now hold other bytes: same-shape data passes
+    /// every other check, and would silently mix two data sets in one run.
+    fn data_fingerprints(&self) -> Result<Vec<crate::data::DataFingerprint>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Test MSE (averaged over outputs) of predicting the training targets' mean: the bar every

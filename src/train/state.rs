@@ -5,6 +5,7 @@ use super::evaluation::BatchSums;
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
 use super::strategy::Strategy;
+use crate::data::{DataChange, DataFingerprint};
 use crate::error::Result;
 use crate::run_folder::Snapshot;
 use serde::{Deserialize, Serialize};
@@ -28,12 +29,31 @@ pub struct RunState {
     /// The `joint` strategy's own random schedule in a sequential run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) joint_sampler: Option<TaskSampler>,
+    /// Fingerprints of the data files the run reads, recorded when it was created (or when a
+    /// resume accepted changed data), so resume and the readers can refuse other data. None
+    /// for tasks that generate their data, and for runs created before they were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) data: Vec<DataFingerprint>,
+    /// Data changes a resume accepted (`--allow-changed-data`), oldest first: the run trained
+    /// on the `before` data up to `step` and on the `after` data from there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) data_changes: Vec<DataChange>,
 }
 
 impl RunState {
     /// The strategies of the run, in training order.
     pub fn strategies(&self) -> &[Strategy] {
         &self.strategies
+    }
+
+    /// The data files' fingerprints the run recorded (empty for generated data and old runs).
+    pub fn data(&self) -> &[DataFingerprint] {
+        &self.data
+    }
+
+    /// The data changes resumes accepted, oldest first.
+    pub fn data_changes(&self) -> &[DataChange] {
+        &self.data_changes
     }
 }
 

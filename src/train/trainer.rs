@@ -20,6 +20,7 @@ use super::state::{RunSnapshot, RunState, TrainLoss};
 use super::strategy::{Models, StepSettings, Strategy};
 use super::table::ComparisonTable;
 use super::tensorboard::{TensorBoardSink, write_events};
+use crate::data::{DataChange, DataFingerprint};
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
 use crate::params::ParamKey;
@@ -141,8 +142,25 @@ pub struct Trainer {
     timing: Timing,
     /// The records of the last full evaluation and the step it ran at.
     last_eval: Option<(usize, Vec<Record>)>,
-    /// What opening the run cleaned up (lines logged after the last commit, temp files).
+    /// What opening the run cleaned up (lines logged after the last commit, temp files), and
+    /// what it found about the data (changes accepted, fingerprints recorded).
     notes: Vec<String>,
+    /// Fingerprints of the data files the tasks read (committed in the state).
+    data: Vec<DataFingerprint>,
+    /// Data changes accepted on resume, oldest first (committed in the state).
+    data_changes: Vec<DataChange>,
+}
+
+/// What opening a run does when a data file holds other bytes than the run recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChangedData {
+    /// Refuse with an error naming the file and both fingerprints: the run would mix two data
+    /// sets (resume) or report numbers of data it was not trained on (eval, export, adapt).
+    #[default]
+    Refuse,
+    /// Go on with the new data (`--allow-changed-data`) and say so in [`Trainer::notes`]; a
+    /// resume records the change in `state.json` (`data_changes`) and the new fingerprints.
+    Allow,
 }
 
 impl Trainer {
@@ -176,6 +194,7 @@ impl Trainer {
         // Statistics computed from the data (standardisation) go into config.toml, so every
         // reader of the run applies the same transform.
         set.pin(&tasks)?;
+        let data = data_fingerprints(&tasks)?;
         let names = set.task_names();
         let learners = strategies
             .iter()
@@ -194,6 +213,8 @@ impl Trainer {
             train_loss: TrainLoss::default(),
             probe_train: BatchSums::default(),
             joint_sampler: joint_sampler.clone(),
+            data: data.clone(),
+            data_changes: Vec::new(),
         };
         let probe_sets = probe_sets(&set, &tasks);
         let run = RunWriter::create(dir, &set.to_toml(), state)?;
@@ -218,6 +239,8 @@ impl Trainer {
             timing: Timing::default(),
             last_eval: None,
             notes: Vec::new(),
+            data,
+            data_changes: Vec::new(),
         })
     }
 
@@ -225,15 +248,45 @@ impl Trainer {
     /// drops what was logged after the commit, removes leftovers of an interrupted writer and
     /// rebuilds `tb/`. `overrides` (e.g. a smaller learning rate after a divergence) are
     /// committed at once and kept by later commits.
+    ///
+    /// A data file whose bytes differ from the run's record is refused; see
+    /// [`Trainer::resume_with`] to accept it.
     pub fn resume(
         dir: &Path,
         data_dir: Option<&Path>,
         device: &Device,
         overrides: Overrides,
     ) -> Result<Self> {
-        let (run, snapshot, notes) = RunWriter::<RunState>::open(dir)?;
+        Self::resume_with(dir, data_dir, device, overrides, ChangedData::Refuse)
+    }
+
+    /// [`Trainer::resume`], with a choice for data files that changed since the run recorded
+    /// them. Accepted changes are committed at once (new fingerprints, and the change in
+    /// `data_changes`), so the run folder says which data trained which steps.
+    pub fn resume_with(
+        dir: &Path,
+        data_dir: Option<&Path>,
+        device: &Device,
+        overrides: Overrides,
+        changed: ChangedData,
+    ) -> Result<Self> {
+        let (run, snapshot, mut notes) = RunWriter::<RunState>::open(dir)?;
         let all = snapshot.commit.overrides.merged(&overrides);
-        let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, all)?;
+        let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, all, changed)?;
+        let accepted = trainer.data_changes.len() > snapshot.commit.state.data_changes.len();
+        for c in &trainer.data_changes[snapshot.commit.state.data_changes.len()..] {
+            notes.push(format!(
+                "{}; training goes on with the new data from step {} (--allow-changed-data; recorded in state.json's data_changes)",
+                c.describe(),
+                c.step
+            ));
+        }
+        if snapshot.commit.state.data.is_empty() && !trainer.data.is_empty() {
+            notes.push(format!(
+                "the run recorded no data fingerprints (it was created before gatekit recorded them): recording the {} data file(s) it reads now, so later changes are caught",
+                trainer.data.len()
+            ));
+        }
         trainer.notes = notes;
         // Rebuild tb/ from the committed log (already read and verified), then append live
         // events after it.
@@ -242,7 +295,7 @@ impl Trainer {
         write_events(&records, &dir.join(files::TB_DIR))?;
         let tensorboard = TensorBoardSink::create(dir)?;
         trainer.writer = Some(Writer { run, tensorboard });
-        if !overrides.is_empty() {
+        if !overrides.is_empty() || accepted {
             trainer.commit(snapshot.checkpoint.as_deref())?;
         }
         trainer.apply_gate_switch();
@@ -252,10 +305,33 @@ impl Trainer {
     /// Opens a run folder read-only at its last commit (`gtk eval`, `export`, `adapt`): every
     /// file is verified and nothing is written, so it works while a trainer writes the run and
     /// on a folder it cannot write to.
-    pub fn open_read_only(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Self> {
+    ///
+    /// A data file whose bytes differ from the run's record is refused unless `changed` is
+    /// [`ChangedData::Allow`]; what was allowed, and changes an earlier resume accepted, are
+    /// in [`Trainer::notes`].
+    pub fn open_read_only(
+        dir: &Path,
+        data_dir: Option<&Path>,
+        device: &Device,
+        changed: ChangedData,
+    ) -> Result<Self> {
         let snapshot = RunSnapshot::open(dir)?;
         let overrides = snapshot.commit.overrides.clone();
-        let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, overrides)?;
+        let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, overrides, changed)?;
+        let before = snapshot.commit.state.data_changes.len();
+        for c in &snapshot.commit.state.data_changes {
+            trainer.notes.push(format!(
+                "the run was resumed on changed data at step {}: {}",
+                c.step,
+                c.describe()
+            ));
+        }
+        for c in &trainer.data_changes[before..] {
+            trainer.notes.push(format!(
+                "{}; the numbers below are on the new data (--allow-changed-data)",
+                c.describe()
+            ));
+        }
         let metrics = dir.join(files::METRICS);
         trainer.adopt_probe_sets(&MetricsLog::parse(&snapshot.metrics, &metrics)?, &metrics)?;
         trainer.apply_gate_switch();
@@ -308,6 +384,7 @@ impl Trainer {
         data_dir: Option<&Path>,
         device: &Device,
         overrides: Overrides,
+        changed: ChangedData,
     ) -> Result<Self> {
         let dir = &snapshot.dir;
         let config = dir.join(files::CONFIG);
@@ -329,6 +406,28 @@ impl Trainer {
         check_state(&set, commit.step, state, &dir.join(files::STATE))?;
         check_memory(&set, &state.strategies)?;
         let tasks = set.build_tasks(data_dir)?;
+        let data = data_fingerprints(&tasks)?;
+        let changes = crate::data::fingerprint::changed(&state.data, &data, commit.step);
+        if let Some(first) = changes.first()
+            && changed == ChangedData::Refuse
+        {
+            let more = match changes.len() {
+                1 => String::new(),
+                n => format!(" (and {} more changed file(s))", n - 1),
+            };
+            return Err(Error::DataChanged {
+                path: first.after.path.clone(),
+                message: format!(
+                    "changed since run {} recorded it{}: recorded {}, now {}{more}; the run would mix two data sets: restore the file, or give --allow-changed-data to go on with the new data",
+                    dir.display(),
+                    first.key_note(),
+                    first.before.describe(),
+                    first.after.describe()
+                ),
+            });
+        }
+        let mut data_changes = state.data_changes.clone();
+        data_changes.extend(changes);
         let probe_sets = probe_sets(&set, &tasks);
         let names = set.task_names();
         let mut learners = state
@@ -388,10 +487,13 @@ impl Trainer {
             timing: Timing::default(),
             last_eval: None,
             notes: Vec::new(),
+            data,
+            data_changes,
         })
     }
 
-    /// What opening the run for writing cleaned up, one line each (for the user to see).
+    /// What opening the run cleaned up (for writing) and what it found about the data, one
+    /// line each (for the user to see).
     pub fn notes(&self) -> &[String] {
         &self.notes
     }
@@ -744,6 +846,8 @@ impl Trainer {
             train_loss: self.train_loss.clone(),
             probe_train: self.probe_train.clone(),
             joint_sampler: self.joint_sampler.clone(),
+            data: self.data.clone(),
+            data_changes: self.data_changes.clone(),
         };
         let (step, overrides) = (self.step, self.overrides.clone());
         let Some(writer) = &mut self.writer else {
@@ -1403,8 +1507,34 @@ fn memory_bytes() -> Option<u64> {
 
 /// Loads a finished (or stopped) run for evaluation, read-only: the task set, the tasks and
 /// the learners at their last commit.
+///
+/// A data file that changed since the run recorded it is refused; [`open_run_with`] can
+/// accept it.
 pub fn open_run(dir: &Path, data_dir: Option<&Path>, device: &Device) -> Result<Trainer> {
-    Trainer::open_read_only(dir, data_dir, device)
+    Trainer::open_read_only(dir, data_dir, device, ChangedData::Refuse)
+}
+
+/// [`open_run`] with a choice for data files that changed since the run recorded them.
+pub fn open_run_with(
+    dir: &Path,
+    data_dir: Option<&Path>,
+    device: &Device,
+    changed: ChangedData,
+) -> Result<Trainer> {
+    Trainer::open_read_only(dir, data_dir, device, changed)
+}
+
+/// The fingerprints of the files `tasks` read, each file once (image tasks share a dataset).
+fn data_fingerprints(tasks: &[Box<dyn Task>]) -> Result<Vec<DataFingerprint>> {
+    let mut all: Vec<DataFingerprint> = Vec::new();
+    for t in tasks {
+        for f in t.data_fingerprints()? {
+            if !all.iter().any(|a| a.file == f.file) {
+                all.push(f);
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// Each strategy's accuracy matrix from the `phase` records of a run, once every phase has

@@ -63,6 +63,7 @@ pub fn run(args: AdaptArgs) -> Result<()> {
         new: &new,
         out: &out,
         data_dir: args.data_dir.as_deref(),
+        changed_data: crate::changed_data(args.allow_changed_data),
     };
     let show = !args.quiet && std::io::stdout().is_terminal();
     let mut bar: Option<ProgressBar> = None;

@@ -103,6 +103,10 @@ pub struct TrainArgs {
     /// kept, the others resumed or started).
     #[arg(long, value_name = "RUN", conflicts_with_all = ["task_set", "strategy", "name", "seed", "seeds", "steps"])]
     pub resume: Option<PathBuf>,
+    /// With --resume: go on although a data file changed since the run recorded it (size and
+    /// SHA-256); the change is printed and recorded in the run's state.json.
+    #[arg(long, requires = "resume")]
+    pub allow_changed_data: bool,
     /// Dataset folder (else $GATEKIT_DATA).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -139,6 +143,10 @@ pub struct EvalArgs {
     /// Dataset folder (else $GATEKIT_DATA).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Go on although a data file changed since the run recorded it (size and SHA-256); the
+    /// numbers are then on the new data, and a note says so.
+    #[arg(long, conflicts_with = "onnx")]
+    pub allow_changed_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +175,10 @@ pub struct ExportArgs {
     /// Dataset folder (else $GATEKIT_DATA), for measuring test metrics.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Go on although a data file changed since the run recorded it (size and SHA-256); the
+    /// numbers are then on the new data, and a note says so.
+    #[arg(long)]
+    pub allow_changed_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +254,10 @@ pub struct AdaptArgs {
     /// Dataset folder (else $GATEKIT_DATA).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Go on although a data file changed since the run recorded it (size and SHA-256); the
+    /// run's tasks are then read from the new data, and a note says so.
+    #[arg(long)]
+    pub allow_changed_data: bool,
     /// Only print the final table.
     #[arg(long, short)]
     pub quiet: bool,

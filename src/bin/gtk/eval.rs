@@ -4,7 +4,7 @@ use crate::cli::{EvalArgs, RuntimeArg};
 use anyhow::{Result, bail};
 use candle_core::Device;
 use gatekit::export::check::{Runtime, evaluate_onnx};
-use gatekit::train::{format_metric, open_run};
+use gatekit::train::{format_metric, open_run_with};
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let data = args.data_dir.clone();
@@ -29,7 +29,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let Some(run) = &args.run else {
         bail!("give a run folder or --onnx FILE")
     };
-    let trainer = open_run(run, data.as_deref(), &Device::Cpu)?;
+    let trainer = open_run_with(
+        run,
+        data.as_deref(),
+        &Device::Cpu,
+        crate::changed_data(args.allow_changed_data),
+    )?;
+    for note in trainer.notes() {
+        eprintln!("note: {note}");
+    }
     println!("run {} at step {}", run.display(), trainer.step());
     let records = trainer.evaluate()?;
     crate::train::print_results(&trainer, &records)?;

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use candle_core::Device;
 use gatekit::export::{ExportOptions, export_into};
 use gatekit::run_folder::OutputDir;
-use gatekit::train::{format_metric, open_run};
+use gatekit::train::{format_metric, open_run_with};
 use std::path::PathBuf;
 
 pub fn run(args: ExportArgs) -> Result<()> {
@@ -27,7 +27,15 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("exports").join(&name));
     // Claimed before the run is read, so a bad --out fails before any work.
     let out = OutputDir::claim(&out, "export", &[&run_dir], args.force)?;
-    let trainer = open_run(&run_dir, args.data_dir.as_deref(), &Device::Cpu)?;
+    let trainer = open_run_with(
+        &run_dir,
+        args.data_dir.as_deref(),
+        &Device::Cpu,
+        crate::changed_data(args.allow_changed_data),
+    )?;
+    for note in trainer.notes() {
+        eprintln!("note: {note}");
+    }
     let tasks = args.tasks.as_ref().map(|t| {
         t.split(',')
             .map(|s| s.trim().to_string())

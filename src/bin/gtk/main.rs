@@ -13,7 +13,17 @@ mod tasks;
 mod train;
 
 use clap::Parser;
+use gatekit::train::ChangedData;
 use std::process::ExitCode;
+
+/// `--allow-changed-data` as the library's choice.
+fn changed_data(allow: bool) -> ChangedData {
+    if allow {
+        ChangedData::Allow
+    } else {
+        ChangedData::Refuse
+    }
+}
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

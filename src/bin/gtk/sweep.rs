@@ -370,6 +370,9 @@ fn member_command(
         }
         _ => {
             cmd.arg("--resume").arg(sweep.member_dir(seed));
+            if args.allow_changed_data {
+                cmd.arg("--allow-changed-data");
+            }
         }
     }
     if let Some(stop) = args.stop_at {

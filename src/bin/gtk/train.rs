@@ -35,7 +35,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 lr: args.lr,
                 mask_lr: args.mask_lr,
             };
-            let t = Trainer::resume(dir, data.as_deref(), &device, overrides)?;
+            let changed = crate::changed_data(args.allow_changed_data);
+            let t = Trainer::resume_with(dir, data.as_deref(), &device, overrides, changed)?;
             for note in t.notes() {
                 eprintln!("note: {note}");
             }

@@ -6,7 +6,8 @@
 //! read row by row from memory-mapped files as batches are drawn (see [`array`]). With
 //! `standardize`, each input feature is shifted and scaled by the mean and standard deviation
 //! of the training split; `gtk train` stores them in the run's `config.toml` (`mean`, `std`), so
-//! eval, export and adapt apply the same transform even if the files change.
+//! eval, export and adapt apply the same transform (the files themselves are fingerprinted:
+//! [`crate::task::Task::data_fingerprints`]).
 
 pub mod array;
 
@@ -218,6 +219,22 @@ impl Task for TensorsTask {
         t.insert("mean".into(), list(&s.mean));
         t.insert("std".into(), list(&s.std));
         Some(t)
+    }
+    /// Each file read once (x and y of one `.npz` are one file; a `.npy` folder gives one
+    /// per array), keyed by its path as the task set resolved it.
+    fn data_fingerprints(&self) -> Result<Vec<crate::data::DataFingerprint>> {
+        let mut paths: Vec<&Path> = Vec::new();
+        for part in &self.parts {
+            for a in [&part.x, &part.y] {
+                if !paths.contains(&a.path.as_path()) {
+                    paths.push(&a.path);
+                }
+            }
+        }
+        paths
+            .into_iter()
+            .map(|p| crate::data::fingerprint::fingerprint_file(&p.display().to_string(), p))
+            .collect()
     }
 }
 
