@@ -6,6 +6,7 @@ mod backend;
 mod checkpoint;
 mod config;
 mod continual;
+mod dump;
 mod evaluation;
 mod learner;
 mod record;
@@ -24,6 +25,7 @@ pub use checkpoint::{
 };
 pub use config::{EngineChoice, MaskRecipe, Precision, RunConfig};
 pub use continual::{ContinualSummary, TaskOrder, WPolicy};
+pub use dump::{DumpSpec, Dumped, dump_examples};
 pub use evaluation::{PROBE_SEED, probe_subset};
 pub use learner::Learner;
 pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metrics};

@@ -284,6 +284,41 @@ pub enum DataCommand {
     Fetch(FetchArgs),
     /// Check that a dataset is complete and intact (files, checksums, record counts).
     Verify(VerifyArgs),
+    /// Write a task's examples exactly as the model sees them (after the task's preprocessing)
+    /// with their labels: FILE.npy and FILE.labels.npy, or x and y in FILE.npz.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// The training examples.
+    Train,
+    /// The test examples (what `gtk eval` measures).
+    Test,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Task-set file, or a run folder (the task set as trained, with the statistics it stored).
+    #[arg(value_name = "TASK-SET")]
+    pub source: PathBuf,
+    /// Which task (needed when the set has more than one).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
+    /// Only the first N examples of the split (default: all).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub examples: Option<usize>,
+    /// FILE.npy: inputs there (float32 [n, ...input shape]), labels in FILE.labels.npy (int64
+    /// [n], or float32 [n, outputs] for regression); FILE.npz: both, as x and y. Never replaces
+    /// an existing file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Dataset folder (else $GATEKIT_DATA).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,8 +1,11 @@
-//! `gtk data fetch|verify`: the dataset work is `gatekit::data`'s; this shows its progress.
+//! `gtk data fetch|verify|dump`: the dataset work is `gatekit::data`'s (the dump's is
+//! `gatekit::train::dump_examples`); this shows its progress and results.
 
-use crate::cli::{DataArgs, DataCommand, DatasetArg, FetchArgs, VerifyArgs};
+use crate::cli::{DataArgs, DataCommand, DatasetArg, DumpArgs, FetchArgs, SplitArg, VerifyArgs};
 use anyhow::Result;
 use gatekit::data::{FetchEvent, fetch_mnist, mnist_dir, resolve_data_dir, verify_mnist};
+use gatekit::task::{Objective, Split};
+use gatekit::train::{DumpSpec, dump_examples};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -10,7 +13,36 @@ pub fn run(args: DataArgs) -> Result<()> {
     match args.command {
         DataCommand::Fetch(args) => fetch(args),
         DataCommand::Verify(args) => verify(args),
+        DataCommand::Dump(args) => dump(args),
     }
+}
+
+fn dump(args: DumpArgs) -> Result<()> {
+    let spec = DumpSpec {
+        task: args.task.as_deref(),
+        split: match args.split {
+            SplitArg::Train => Split::Train,
+            SplitArg::Test => Split::Test,
+        },
+        examples: args.examples,
+        out: &args.out,
+        data_dir: args.data_dir.as_deref(),
+    };
+    let d = dump_examples(&args.source, &spec)?;
+    let files: Vec<String> = d.files.iter().map(|f| f.display().to_string()).collect();
+    println!(
+        "task {}: {} {} examples of shape {:?} ({}) -> {}",
+        d.task,
+        d.examples,
+        spec.split.as_str(),
+        d.input_shape,
+        match d.objective {
+            Objective::Classification => "int64 labels",
+            Objective::Regression => "float32 targets",
+        },
+        files.join(", ")
+    );
+    Ok(())
 }
 
 fn fetch(args: FetchArgs) -> Result<()> {
