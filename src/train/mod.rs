@@ -3,6 +3,7 @@
 //! (checkpoint, state, metrics) and TensorBoard sink.
 
 mod backend;
+mod binarization;
 mod checkpoint;
 mod config;
 mod continual;
@@ -18,6 +19,9 @@ mod tensorboard;
 mod trainer;
 
 pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
+pub use binarization::{
+    ACCURACY_DROP, BinarizationWarning, MSE_RATIO, much_worse, undecided_range,
+};
 pub use checkpoint::{
     CHECKPOINT_FORMAT, CheckpointFile, CheckpointMeta, encode as checkpoint_encode,
     first_non_finite,

@@ -419,6 +419,16 @@ impl Trainer {
         &self.timing
     }
 
+    /// What one example of this run's tasks is, for rates such as "images/s": `images` when
+    /// every task's input is an image (`[channels, height, width]`), else `samples`.
+    pub fn example_noun(&self) -> &'static str {
+        if !self.tasks.is_empty() && self.tasks.iter().all(|t| t.input_shape().len() == 3) {
+            "images"
+        } else {
+            "samples"
+        }
+    }
+
     /// The task set being trained.
     pub fn task_set(&self) -> &TaskSet {
         &self.set
