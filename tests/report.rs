@@ -597,3 +597,67 @@ fn report_errors_are_one_clear_line() {
     let out = gtk(tmp.path(), &["report", "missing"]);
     assert_clean_error(&out, &["missing", "no such run folder"]);
 }
+
+/// Figure 2's data: without periodic full evaluations the run still keeps weight histograms at
+/// a few probes, so the figure shows several steps, on one x-range per layer shared by every
+/// strategy's panel and step.
+#[test]
+fn weight_histograms_show_several_steps_on_one_axis_per_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = LINEAR
+        .replace("full_eval_every = 50\n", "")
+        .replace("full_eval_at_start = true\n", "");
+    let set = write_task_set(tmp.path(), "linear.toml", &text);
+    let run = train_quiet(tmp.path(), &set, "h", &["--strategy", "all"]);
+    let data = RunData::open(&run).unwrap();
+    let (steps, rows) = gatekit::report::figures::weight_histogram_rows(&data);
+    // Probes at 50, 100, 150 (a quarter of 200 steps each) and the full evaluation at 200.
+    assert_eq!(steps, [50, 100, 150, 200]);
+    assert_eq!(rows.len(), 1, "the linear model has one weight");
+    let row = &rows[0];
+    assert_eq!(row.param, "fc1.weight");
+    let names: Vec<&str> = row.strategies.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["gated", "shared", "separate"]);
+    // The shared range covers every snapshot of every strategy, and no more.
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut total: BTreeMap<(String, usize), u64> = BTreeMap::new();
+    for r in &data.records {
+        if let Record::Histogram {
+            step,
+            strategy,
+            param,
+            of,
+            lo: a,
+            hi: b,
+            counts,
+            ..
+        } = r
+            && of == "effective"
+            && param == "fc1.weight"
+        {
+            lo = lo.min(*a);
+            hi = hi.max(*b);
+            *total.entry((strategy.clone(), *step)).or_default() +=
+                counts.iter().map(|&c| u64::from(c)).sum::<u64>();
+        }
+    }
+    assert_eq!((row.lo, row.hi), (lo, hi));
+    for (s, series) in &row.strategies {
+        let at: Vec<usize> = series.iter().map(|(step, _)| *step).collect();
+        assert_eq!(at, [50, 100, 150, 200], "{s}");
+        for (step, counts) in series {
+            // Re-binning onto the shared range keeps every weight.
+            let n: f64 = counts.iter().sum();
+            let want = total[&(s.clone(), *step)] as f64;
+            assert!(
+                (n - want).abs() < 1e-6 * want,
+                "{s} step {step}: {n} vs {want}"
+            );
+        }
+        // One bin width per panel: all steps of a strategy have the same number of bins.
+        assert!(series.iter().all(|(_, c)| c.len() == series[0].1.len()));
+    }
+    // The distributions move over training: the gated model's first and last differ.
+    let gated = &row.strategies[0].1;
+    assert_ne!(gated[0].1, gated[3].1);
+}

@@ -38,5 +38,6 @@ pub use table::{ComparisonTable, format_metric};
 pub use task_set::TaskSet;
 pub use tensorboard::{TensorBoardSink, write_events, write_run_events};
 pub use trainer::{
-    Event, Timing, Trainer, continual_summaries, files, latest_run, open_run, read_run_config,
+    Event, Timing, Trainer, continual_summaries, files, histogram_every, latest_run, open_run,
+    read_run_config,
 };

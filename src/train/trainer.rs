@@ -631,6 +631,14 @@ impl Trainer {
             if probe {
                 records.extend(self.probe_train_records());
                 records.extend(self.timed_probe()?);
+                // Weight histograms at a few probes besides the full evaluations, so Figure 2
+                // can show how the distributions move over training.
+                let every = histogram_every(total, self.set.run.eval_every);
+                if !full && self.step.is_multiple_of(every) {
+                    for l in &self.learners {
+                        records.extend(self.histograms(l)?);
+                    }
+                }
             }
             if full {
                 let full_records = self.timed_evaluate()?;
@@ -1174,6 +1182,14 @@ impl Trainer {
         }
         Ok(table)
     }
+}
+
+/// Probes at multiples of this many steps also log histogram snapshots (Figure 2's weights over
+/// training): the smallest multiple of `eval_every` that is at least a quarter of the run, so
+/// a run keeps about three snapshots besides its full evaluations, whatever its length.
+pub fn histogram_every(steps: usize, eval_every: usize) -> usize {
+    let every = eval_every.max(1);
+    (steps / 4).max(1).div_ceil(every) * every
 }
 
 /// Bins of a histogram snapshot.
