@@ -197,7 +197,7 @@ impl Trainer {
         };
         let probe_sets = probe_sets(&set, &tasks);
         let run = RunWriter::create(dir, &set.to_toml(), state)?;
-        let tensorboard = TensorBoardSink::create(dir)?;
+        let tensorboard = TensorBoardSink::create(dir, &set)?;
         Ok(Trainer {
             set,
             tasks,
@@ -239,8 +239,8 @@ impl Trainer {
         // events after it.
         let records = MetricsLog::parse(&snapshot.metrics, &dir.join(files::METRICS))?;
         trainer.adopt_probe_sets(&records, &dir.join(files::METRICS))?;
-        write_events(&records, &dir.join(files::TB_DIR))?;
-        let tensorboard = TensorBoardSink::create(dir)?;
+        write_events(&records, &dir.join(files::TB_DIR), &trainer.set)?;
+        let tensorboard = TensorBoardSink::create(dir, &trainer.set)?;
         trainer.writer = Some(Writer { run, tensorboard });
         if !overrides.is_empty() {
             trainer.commit(snapshot.checkpoint.as_deref())?;
