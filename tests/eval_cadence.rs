@@ -158,7 +158,20 @@ fn probes_every_eval_every_full_evaluation_at_the_end_only() {
         .filter(|r| matches!(r, Record::Histogram { .. }))
         .map(Record::step)
         .collect();
-    assert_eq!(histograms, BTreeSet::from([30]));
+    // Weight histograms also at the probes every quarter of the run (rounded up to a probe
+    // step: 10, 20), so Figure 2 shows the weights over training; the step-30 snapshot is the
+    // full evaluation's (not two of them).
+    assert_eq!(histograms, BTreeSet::from([10, 20, 30]));
+    assert_eq!(gatekit::train::histogram_every(30, 5), 10);
+    let at_30 = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Histogram { step: 30, .. }))
+        .count();
+    let at_10 = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Histogram { step: 10, .. }))
+        .count();
+    assert!(at_10 > 0 && at_10 == at_30, "{at_10} {at_30}");
 
     // timing.json counts them.
     let timing: serde_json::Value =

@@ -368,57 +368,115 @@ fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
     );
     assert!(html.contains("<td class=\"best\">"));
 
-    // TensorBoard events were written because the run had none; tags, steps and values are the
-    // log's.
-    let tb = event_files(&run.join("tb"));
-    assert_eq!(tb.len(), 1);
-    let events = read_events(&tb[0]).unwrap();
-    let mut scalars: BTreeMap<String, Vec<(i64, f32)>> = BTreeMap::new();
-    let mut histograms = BTreeSet::new();
-    for e in &events {
-        for v in e.summary.iter().flat_map(|s| &s.value) {
-            if let Some(x) = v.simple_value {
-                scalars.entry(v.tag.clone()).or_default().push((e.step, x));
-            }
-            if v.histo.is_some() {
-                histograms.insert(v.tag.clone());
+    // TensorBoard events were written while training: one run (folder) per strategy with the
+    // same tags, so strategies overlay in one chart; tags, steps and values are the log's.
+    let tb_root = run.join("tb");
+    let mut runs: Vec<String> = std::fs::read_dir(&tb_root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    runs.sort();
+    assert_eq!(runs, ["gated", "gated-binarized", "separate", "shared"]);
+    let mut tb = event_files(&tb_root);
+    for r in &runs {
+        tb.extend(event_files(&tb_root.join(r)));
+    }
+    assert_eq!(tb.len(), 5, "{tb:?}");
+    let read = |dir: &Path| {
+        let mut scalars: BTreeMap<String, Vec<(i64, f32)>> = BTreeMap::new();
+        let mut histograms = BTreeSet::new();
+        let mut hparams = Vec::new();
+        for file in event_files(dir) {
+            for e in read_events(&file).unwrap() {
+                for v in e.summary.iter().flat_map(|s| &s.value) {
+                    if let Some(x) = v.simple_value {
+                        scalars.entry(v.tag.clone()).or_default().push((e.step, x));
+                    }
+                    if v.histo.is_some() {
+                        histograms.insert(v.tag.clone());
+                    }
+                    if let Some(d) = gatekit::tfevents::hparams::decode(v) {
+                        hparams.push(d);
+                    }
+                }
             }
         }
-    }
+        (scalars, histograms, hparams)
+    };
     let eval_steps: BTreeSet<usize> = records
         .iter()
         .filter(|r| matches!(r, Record::Eval { .. }))
         .map(Record::step)
         .collect();
     assert_eq!(eval_steps.len(), 5, "steps 0, 50, 100, 150, 200");
+    use gatekit::tfevents::hparams::{Data, Kind};
     for s in ["gated", "shared", "separate"] {
+        let (scalars, _, hparams) = read(&tb_root.join(s));
         for t in TASKS {
             for split in ["test", "train"] {
                 for q in ["mse", "loss"] {
-                    let tag = format!("{s}/{t}/{split}/{q}");
-                    let series = scalars.get(&tag).unwrap_or_else(|| panic!("no {tag}"));
+                    let tag = format!("{split}/{t}/{q}");
+                    let series = scalars.get(&tag).unwrap_or_else(|| panic!("no {s} {tag}"));
                     assert_eq!(series.len(), eval_steps.len(), "{tag}");
                 }
             }
-        }
-    }
-    // Probes have their own tags, one point per probe (steps 0, 50, ..., 200 here too).
-    for s in ["gated", "shared", "separate"] {
-        for t in TASKS {
-            let tag = format!("{s}/{t}/probe_test/mse");
+            // Probes have their own tags, one point per probe (steps 0, 50, ..., 200 here too).
+            let tag = format!("probe_test/{t}/mse");
             let series = scalars.get(&tag).unwrap_or_else(|| panic!("no {tag}"));
             let steps: Vec<i64> = series.iter().map(|p| p.0).collect();
             assert_eq!(steps, vec![0, 50, 100, 150, 200], "{tag}");
         }
+        // The mean over tasks, at every evaluation.
+        let (step, mean) = *scalars["test_mean/mse"].last().unwrap();
+        assert_eq!(step, 200);
+        let want = TASKS
+            .iter()
+            .map(|t| last_metric(&records, s, t))
+            .sum::<f64>()
+            / 3.0;
+        assert!(
+            (f64::from(mean) - want).abs() < 1e-6 * want.max(1.0),
+            "{mean} {want}"
+        );
+        // The run names its strategy and settings for the hparams plugin.
+        assert_eq!(hparams.len(), 1, "{s}");
+        let Some(Data::SessionStartInfo(info)) = &hparams[0].data else {
+            panic!("{:?}", hparams[0])
+        };
+        assert_eq!(
+            info.hparams["strategy"].kind,
+            Some(Kind::StringValue(s.into()))
+        );
+        assert!(matches!(
+            info.hparams["lr"].kind,
+            Some(Kind::NumberValue(v)) if v > 0.0
+        ));
     }
-    let (step, value) = *scalars["gated/beta/test/mse"].last().unwrap();
+    let (gated, histograms, _) = read(&tb_root.join("gated"));
+    let (step, value) = *gated["test/beta/mse"].last().unwrap();
     assert_eq!(step, 200);
     assert_eq!(value, last_metric(&records, "gated", "beta") as f32);
-    assert!(scalars.contains_key("gated/alpha/mask_off/fc1.weight"));
-    assert!(scalars.contains_key("gated/gamma/binarized/mse"));
-    assert!(histograms.contains("gated/alpha/effective/fc1.weight"));
-    assert!(histograms.contains("gated/alpha/gate/fc1.weight"));
-    assert!(histograms.contains("shared/all/effective/fc1.weight"));
+    assert!(gated.contains_key("mask_off/alpha/fc1.weight"));
+    assert!(histograms.contains("effective/alpha/fc1.weight"));
+    assert!(histograms.contains("gate/alpha/fc1.weight"));
+    let (binarized, _, _) = read(&tb_root.join("gated-binarized"));
+    assert!(binarized.contains_key("test/gamma/mse"));
+    assert!(binarized.contains_key("test_mean/mse"));
+    let (_, shared_histograms, _) = read(&tb_root.join("shared"));
+    assert!(shared_histograms.contains("effective/all/fc1.weight"));
+    let (_, _, experiment) = read(&tb_root);
+    let Some(Data::Experiment(exp)) = &experiment[0].data else {
+        panic!("{experiment:?}")
+    };
+    let metrics: Vec<&str> = exp
+        .metric_infos
+        .iter()
+        .filter_map(|m| m.name.as_ref().map(|n| n.tag.as_str()))
+        .collect();
+    assert!(metrics.contains(&"test_mean/mse"), "{metrics:?}");
+    assert!(exp.hparam_infos.iter().any(|h| h.name == "strategy"));
 
     // A second report keeps the run's event file (no duplicate points); the same --out needs
     // --force, which replaces the earlier report.
@@ -426,7 +484,11 @@ fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
     assert_clean_error(&again, &["reports/lin", "not empty", "--force"]);
     let again = gtk(tmp.path(), &["report", run.to_str().unwrap(), "--force"]);
     assert!(again.status.success(), "{:?}", text(&again));
-    assert_eq!(event_files(&run.join("tb")), tb);
+    let mut files = event_files(&tb_root);
+    for r in &runs {
+        files.extend(event_files(&tb_root.join(r)));
+    }
+    assert_eq!(files, tb);
 }
 
 #[test]
@@ -596,4 +658,68 @@ fn report_errors_are_one_clear_line() {
     assert_clean_error(&out, &["notarun/state.json", "not a gatekit run folder"]);
     let out = gtk(tmp.path(), &["report", "missing"]);
     assert_clean_error(&out, &["missing", "no such run folder"]);
+}
+
+/// Figure 2's data: without periodic full evaluations the run still keeps weight histograms at
+/// a few probes, so the figure shows several steps, on one x-range per layer shared by every
+/// strategy's panel and step.
+#[test]
+fn weight_histograms_show_several_steps_on_one_axis_per_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = LINEAR
+        .replace("full_eval_every = 50\n", "")
+        .replace("full_eval_at_start = true\n", "");
+    let set = write_task_set(tmp.path(), "linear.toml", &text);
+    let run = train_quiet(tmp.path(), &set, "h", &["--strategy", "all"]);
+    let data = RunData::open(&run).unwrap();
+    let (steps, rows) = gatekit::report::figures::weight_histogram_rows(&data);
+    // Probes at 50, 100, 150 (a quarter of 200 steps each) and the full evaluation at 200.
+    assert_eq!(steps, [50, 100, 150, 200]);
+    assert_eq!(rows.len(), 1, "the linear model has one weight");
+    let row = &rows[0];
+    assert_eq!(row.param, "fc1.weight");
+    let names: Vec<&str> = row.strategies.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["gated", "shared", "separate"]);
+    // The shared range covers every snapshot of every strategy, and no more.
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut total: BTreeMap<(String, usize), u64> = BTreeMap::new();
+    for r in &data.records {
+        if let Record::Histogram {
+            step,
+            strategy,
+            param,
+            of,
+            lo: a,
+            hi: b,
+            counts,
+            ..
+        } = r
+            && of == "effective"
+            && param == "fc1.weight"
+        {
+            lo = lo.min(*a);
+            hi = hi.max(*b);
+            *total.entry((strategy.clone(), *step)).or_default() +=
+                counts.iter().map(|&c| u64::from(c)).sum::<u64>();
+        }
+    }
+    assert_eq!((row.lo, row.hi), (lo, hi));
+    for (s, series) in &row.strategies {
+        let at: Vec<usize> = series.iter().map(|(step, _)| *step).collect();
+        assert_eq!(at, [50, 100, 150, 200], "{s}");
+        for (step, counts) in series {
+            // Re-binning onto the shared range keeps every weight.
+            let n: f64 = counts.iter().sum();
+            let want = total[&(s.clone(), *step)] as f64;
+            assert!(
+                (n - want).abs() < 1e-6 * want,
+                "{s} step {step}: {n} vs {want}"
+            );
+        }
+        // One bin width per panel: all steps of a strategy have the same number of bins.
+        assert!(series.iter().all(|(_, c)| c.len() == series[0].1.len()));
+    }
+    // The distributions move over training: the gated model's first and last differ.
+    let gated = &row.strategies[0].1;
+    assert_ne!(gated[0].1, gated[3].1);
 }

@@ -31,7 +31,7 @@ use crate::params::ParamKey;
 use crate::params::TaskId;
 use crate::run_folder::OutputDir;
 use crate::task::Split;
-use crate::train::{Learner, Strategy, Trainer};
+use crate::train::{BinarizationWarning, Learner, Strategy, Trainer, undecided_range};
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -84,6 +84,29 @@ pub struct ExportSummary {
     pub weights_bytes: u64,
     /// Size of `all_tasks.onnx`.
     pub all_tasks_bytes: u64,
+}
+
+impl ExportSummary {
+    /// The warning that the exported binarized model is much worse than the soft one (means
+    /// over the exported tasks; see [`BinarizationWarning`] for the rule), with the run's
+    /// undecided gates from its committed log and what helps for its settings. `None` when
+    /// they are close.
+    pub fn binarization_warning(&self, trainer: &Trainer) -> Result<Option<BinarizationWarning>> {
+        let n = self.tasks.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let mean = |f: fn(&TaskExport) -> f64| self.tasks.iter().map(f).sum::<f64>() / n as f64;
+        let records = crate::train::MetricsLog::read_committed(trainer.dir())?;
+        Ok(BinarizationWarning::check(
+            &self.metric,
+            mean(|t| t.soft),
+            mean(|t| t.binary),
+            Some(mean(|t| t.rescaled)),
+            undecided_range(&records),
+            &trainer.task_set().run,
+        ))
+    }
 }
 
 /// Where an ONNX metadata key appears.

@@ -936,9 +936,31 @@ fn snapshot_steps(steps: &BTreeSet<usize>, k: usize) -> Vec<usize> {
     picked
 }
 
-/// Figure 2: distribution of the effective weights (gated `W ⊙ σ(M_t)` pooled over tasks,
-/// `W` for the plain models) at a few steps, one row per layer, one column per strategy.
-pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> {
+/// One layer's row of Figure 2: the x-range every panel of the row shares, and per strategy
+/// the pooled histogram `(step, counts over [lo, hi])` at each snapshot step it has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightHistogramRow {
+    /// Parameter, e.g. `fc1.weight`.
+    pub param: String,
+    /// The shared x-range: the smallest and largest value any strategy had at any snapshot.
+    pub lo: f64,
+    /// See `lo`.
+    pub hi: f64,
+    /// Per strategy (in [`RunData::strategies`] order), per snapshot step, the counts over
+    /// equal-width bins of `[lo, hi]` (tasks pooled).
+    pub strategies: Vec<(String, HistogramSeries)>,
+}
+
+/// One panel's histograms: `(step, counts)` per snapshot step.
+pub type HistogramSeries = Vec<(usize, Vec<f64>)>;
+
+/// One histogram record of a task: `(step, lo, hi, counts)`.
+type Snapshot<'a> = (usize, f64, f64, &'a [u32]);
+
+/// The data behind Figure 2: the snapshot steps drawn (up to four, first and last included)
+/// and one row per weight parameter with one x-range for all its panels, so the strategies
+/// and the steps of a layer can be compared by eye as in the paper's Figure 2.
+pub fn weight_histogram_rows(run: &RunData) -> (Vec<usize>, Vec<WeightHistogramRow>) {
     let params = run.weight_params();
     let strategies: Vec<String> = run
         .strategies()
@@ -949,9 +971,6 @@ pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
                 .any(|p| !histogram_records(run, s, p, "effective").is_empty())
         })
         .collect();
-    if strategies.is_empty() {
-        return Ok(None);
-    }
     let steps: BTreeSet<usize> = run
         .records
         .iter()
@@ -960,8 +979,74 @@ pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
             _ => None,
         })
         .collect();
-    let snaps = snapshot_steps(&steps, 3);
-    let shade = |i: usize| -> f64 {
+    let snaps = snapshot_steps(&steps, 4);
+    let mut rows = Vec::new();
+    for p in &params {
+        let per: Vec<(String, Vec<Snapshot>)> = strategies
+            .iter()
+            .map(|s| {
+                let recs = histogram_records(run, s, p, "effective")
+                    .into_iter()
+                    .filter(|r| snaps.contains(&r.0))
+                    .map(|r| (r.0, r.2, r.3, r.4))
+                    .collect();
+                (s.clone(), recs)
+            })
+            .collect();
+        let all = per.iter().flat_map(|(_, r)| r.iter());
+        let lo = all.clone().map(|r| r.1).fold(f64::INFINITY, f64::min);
+        let hi = all.map(|r| r.2).fold(f64::NEG_INFINITY, f64::max);
+        if !(lo.is_finite() && hi > lo) {
+            continue;
+        }
+        let mut row = WeightHistogramRow {
+            param: p.clone(),
+            lo,
+            hi,
+            strategies: Vec::new(),
+        };
+        for (s, recs) in per {
+            // One bin width per panel (so its steps compare), about √n bins over the
+            // strategy's own spread (so a narrow distribution on a wide shared axis is not
+            // squeezed into one or two bins).
+            let n = recs
+                .iter()
+                .filter(|r| r.0 == recs[0].0)
+                .map(|r| r.3.iter().map(|&c| u64::from(c)).sum::<u64>())
+                .sum::<u64>();
+            let own = recs.iter().map(|r| r.2 - r.1).fold(0.0, f64::max);
+            let per_own = ((n as f64).sqrt().round() as usize).clamp(12, 60);
+            let bins = ((per_own as f64 * (hi - lo) / own.max(1e-300)).round() as usize)
+                .clamp(per_own, 240);
+            let mut series = Vec::new();
+            for &step in &snaps {
+                let src: Vec<(f64, f64, &[u32])> = recs
+                    .iter()
+                    .filter(|r| r.0 == step)
+                    .map(|r| (r.1, r.2, r.3))
+                    .collect();
+                if !src.is_empty() {
+                    series.push((step, rebin(&src, lo, hi, bins)));
+                }
+            }
+            row.strategies.push((s, series));
+        }
+        rows.push(row);
+    }
+    (snaps, rows)
+}
+
+/// Figure 2: distribution of the effective weights (gated `W ⊙ σ(M_t)` pooled over tasks,
+/// `W` for the plain models) at a few steps, one row per layer with one x-axis for the whole
+/// row, one column per strategy.
+pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> {
+    let (snaps, rows) = weight_histogram_rows(run);
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let strategies: Vec<String> = first.strategies.iter().map(|(s, _)| s.clone()).collect();
+    let shade = |step: usize| -> f64 {
+        let i = snaps.iter().position(|&s| s == step).unwrap_or(0);
         if snaps.len() <= 1 {
             0.0
         } else {
@@ -973,74 +1058,59 @@ pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
     // somewhere (the gated model has no step-0 snapshot: a task's mask appears at its first
     // step), and the subtitle names a strategy that lacks one of them.
     let mut drawn: BTreeSet<(usize, String)> = BTreeSet::new();
-    for p in &params {
-        for s in &strategies {
-            let recs = histogram_records(run, s, p, "effective");
-            let lo = recs.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
-            let hi = recs.iter().map(|r| r.3).fold(f64::NEG_INFINITY, f64::max);
+    for row in &rows {
+        for (s, series) in &row.strategies {
             let pooled = if s == "gated" || s == "separate" {
                 " (all tasks)"
             } else {
                 ""
             };
             let mut panel = LinePanel::new(
-                format!("{s}: {p}{pooled}"),
+                format!("{s}: {}{pooled}", row.param),
                 if s == "gated" { "W × σ(M_t)" } else { "W" },
                 "share of weights",
             );
-            if lo.is_finite() && hi > lo {
-                for (i, &step) in snaps.iter().enumerate() {
-                    let src: Vec<(f64, f64, &[u32])> = recs
-                        .iter()
-                        .filter(|r| r.0 == step)
-                        .map(|r| (r.2, r.3, r.4))
-                        .collect();
-                    if src.is_empty() {
-                        continue;
-                    }
-                    // About √n bins: fine enough for 48k weights, not ragged for 32.
-                    let n: u64 = src
-                        .iter()
-                        .map(|r| r.2.iter().map(|&c| u64::from(c)).sum::<u64>())
-                        .sum();
-                    let bins = ((n as f64).sqrt().round() as usize).clamp(12, 60);
-                    let counts = rebin(&src, lo, hi, bins);
-                    panel.line(
-                        lighten(strategy_color(s), shade(i)),
-                        staircase(lo, hi, &counts),
-                    );
-                    drawn.insert((step, s.clone()));
-                }
-                panel.x_range = Some((lo, hi));
+            for (step, counts) in series {
+                panel.line(
+                    lighten(strategy_color(s), shade(*step)),
+                    staircase(row.lo, row.hi, counts),
+                );
+                drawn.insert((*step, s.clone()));
             }
+            panel.x_range = Some((row.lo, row.hi));
             panels.push(panel);
         }
     }
-    let shown: Vec<(usize, usize)> = snaps
+    let shown: Vec<usize> = snaps
         .iter()
         .copied()
-        .enumerate()
-        .filter(|(_, step)| drawn.iter().any(|(d, _)| d == step))
+        .filter(|step| drawn.iter().any(|(d, _)| d == step))
         .collect();
     let legend = shown
         .iter()
-        .map(|&(i, s)| (format!("step {s}"), lighten(TEXT, shade(i)), Mark::Line))
+        .map(|&s| (format!("step {s}"), lighten(TEXT, shade(s)), Mark::Line))
         .collect();
-    let mut subtitle =
-        "light to dark: early to late; lines take their strategy's colour".to_string();
+    let mut subtitle = "light to dark: early to late; lines take their strategy's colour; one \
+                        x-axis per layer"
+        .to_string();
     for s in &strategies {
         let lacking: Vec<String> = shown
             .iter()
-            .filter(|(_, step)| !drawn.contains(&(*step, s.clone())))
-            .map(|(_, step)| step.to_string())
+            .filter(|step| !drawn.contains(&(**step, s.clone())))
+            .map(|step| step.to_string())
             .collect();
         if !lacking.is_empty() {
             subtitle.push_str(&format!("; {s}: no data at step {}", lacking.join(", ")));
         }
     }
+    let title = if shown.len() > 1 {
+        "Effective weights over training"
+    } else {
+        "Effective weights"
+    };
     let grid = LineGrid {
         header: Header {
-            title: format!("Effective weights over training — run {}", run.name),
+            title: format!("{title} — run {}", run.name),
             subtitle: Some(subtitle),
             legend,
         },
@@ -1049,18 +1119,20 @@ pub fn weight_histograms(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
         panel: (400, 260),
     };
     let caption = format!(
-        "Histograms of the effective weights at steps {} (the paper's Figure 2): the gated \
-         model's `W ⊙ σ(M_t)` pooled over tasks, the plain models' `W`. A weight that a task \
-         switches off contributes almost nothing, so strong masking adds mass at zero.",
+        "Histograms of the effective weights at step{} {} (the paper's Figure 2), on one x-axis \
+         per layer: the gated model's `W ⊙ σ(M_t)` pooled over tasks, the plain models' `W`. \
+         A weight that a task switches off contributes almost nothing, so strong masking adds \
+         mass at zero.",
+        if shown.len() == 1 { "" } else { "s" },
         shown
             .iter()
-            .map(|(_, s)| s.to_string())
+            .map(|s| s.to_string())
             .collect::<Vec<_>>()
             .join(", ")
     );
     Ok(Some(render(
         &format!("{prefix}fig2_weight_histograms"),
-        "Effective weights over training",
+        title,
         caption,
         &grid,
     )?))

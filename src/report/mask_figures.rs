@@ -19,7 +19,7 @@ const GAP: RGBColor = RGBColor(200, 200, 200);
 
 /// How one parameter's mask is laid out as pixels: conv weights as a grid of k×k tiles (rows:
 /// output filters, columns: input channels), everything else as a rows × columns bitmap.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct MaskGeometry {
     rows: usize,
     cols: usize,
@@ -77,12 +77,142 @@ impl MaskGeometry {
     }
 }
 
+/// How many weights of a large fully connected layer one pixel of its mask image stands for:
+/// `rows` consecutive outputs by `cols` consecutive inputs. `by_channel`: `cols` is the size of
+/// one channel of the conv output that the layer reads (flattened channel-major), so a pixel
+/// column is one input channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskBlocks {
+    /// Outputs per pixel row.
+    pub rows: usize,
+    /// Inputs per pixel column.
+    pub cols: usize,
+    /// Whether a pixel column is one input channel.
+    pub by_channel: bool,
+}
+
+/// Beyond this many inputs (or outputs) a fully connected layer's mask is shown aggregated:
+/// one pixel per weight is noise at that size (LeNet's `fc1` is 120×400).
+const MAX_PLAIN_CELLS: usize = 100;
+
+impl MaskBlocks {
+    /// The blocks for a layer of `shape`; `channels`: the output channels of the conv layer
+    /// before it, if any. `None`: small enough to show every weight.
+    pub fn of(shape: &[usize], channels: Option<usize>) -> Option<Self> {
+        let [o, i] = shape else {
+            return None;
+        };
+        let (o, i) = (*o, *i);
+        if o <= MAX_PLAIN_CELLS && i <= MAX_PLAIN_CELLS {
+            return None;
+        }
+        let group = |n: usize| n.div_ceil(MAX_PLAIN_CELLS / 2).max(1);
+        let (cols, by_channel) = match channels {
+            Some(c) if c > 1 && i > c && i.is_multiple_of(c) => (i / c, true),
+            _ if i > MAX_PLAIN_CELLS => (group(i), false),
+            _ => (1, false),
+        };
+        let rows = if o > MAX_PLAIN_CELLS { group(o) } else { 1 };
+        Some(MaskBlocks {
+            rows,
+            cols,
+            by_channel,
+        })
+    }
+}
+
+/// What Figure 5a draws for one layer: per task the share of kept weights in every pixel (0 or
+/// 1 when a pixel is one weight), and in the last panel how many tasks keep them (0..T, a mean
+/// over the pixel's weights when aggregated). Pixels in row-major order of `geometry`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskPanels {
+    /// Pixel layout (the aggregated grid when `blocks` is set).
+    geometry: MaskGeometry,
+    /// The aggregation, if any.
+    pub blocks: Option<MaskBlocks>,
+    /// Pixel rows and columns (tiles and gaps included).
+    pub size: (usize, usize),
+    /// Per task, the share on per pixel.
+    pub tasks: Vec<Vec<f64>>,
+    /// How many tasks keep each pixel's weights (mean over the pixel's weights).
+    pub kept_by: Vec<f64>,
+}
+
+impl MaskPanels {
+    /// The panels of `layer`; `channels` as in [`MaskBlocks::of`].
+    pub fn of(layer: &MaskLayer, channels: Option<usize>) -> Self {
+        let blocks = MaskBlocks::of(&layer.shape, channels);
+        let kept: Vec<f64> = (0..layer.len())
+            .map(|i| layer.on.iter().filter(|m| m[i]).count() as f64)
+            .collect();
+        let Some(b) = blocks else {
+            let geometry = MaskGeometry::of(&layer.shape);
+            let (w, h) = geometry.cells();
+            let place = |values: &[f64]| -> Vec<f64> {
+                let mut out = vec![f64::NAN; w * h];
+                for (i, &v) in values.iter().enumerate() {
+                    let (x, y) = geometry.position(i);
+                    if x < w && y < h {
+                        out[y * w + x] = v;
+                    }
+                }
+                out
+            };
+            return MaskPanels {
+                geometry,
+                blocks,
+                size: (h, w),
+                tasks: layer
+                    .on
+                    .iter()
+                    .map(|m| {
+                        place(
+                            &m.iter()
+                                .map(|&b| f64::from(u8::from(b)))
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect(),
+                kept_by: place(&kept),
+            };
+        };
+        let (o, i) = (layer.shape[0], layer.shape[1]);
+        let (h, w) = (o.div_ceil(b.rows), i.div_ceil(b.cols));
+        let mean_blocks = |value: &dyn Fn(usize) -> f64| -> Vec<f64> {
+            let mut sum = vec![0.0; w * h];
+            let mut n = vec![0usize; w * h];
+            for r in 0..o {
+                for c in 0..i {
+                    let k = (r / b.rows) * w + c / b.cols;
+                    sum[k] += value(r * i + c);
+                    n[k] += 1;
+                }
+            }
+            sum.iter()
+                .zip(&n)
+                .map(|(s, &n)| s / n.max(1) as f64)
+                .collect()
+        };
+        MaskPanels {
+            geometry: MaskGeometry::of(&[h, w]),
+            blocks,
+            size: (h, w),
+            tasks: layer
+                .on
+                .iter()
+                .map(|m| mean_blocks(&|j| f64::from(u8::from(m[j]))))
+                .collect(),
+            kept_by: mean_blocks(&|j| kept[j]),
+        }
+    }
+}
+
 /// Figure 5a: one layer's binarized mask per task, plus how many tasks keep each weight.
 struct MaskImage<'a> {
     header: Header,
     layer: &'a MaskLayer,
     tasks: &'a [String],
-    geometry: MaskGeometry,
+    data: MaskPanels,
     scale: u32,
     cols: usize,
     panel: (u32, u32),
@@ -116,7 +246,7 @@ impl Plot for MaskImage<'_> {
         DB::ErrorType: 'static,
     {
         let rest = self.header.draw(root)?;
-        let (cw, ch) = self.geometry.cells();
+        let (ch, cw) = self.data.size;
         let s = self.scale as i32;
         let (img_w, img_h) = (cw as i32 * s, ch as i32 * s);
         let t_n = self.tasks.len();
@@ -142,84 +272,53 @@ impl Plot for MaskImage<'_> {
                     .color(&TEXT)
                     .pos(Pos::new(HPos::Center, VPos::Center)),
             ))?;
-            // Background: gaps between tiles, then every tile in the majority value, then the
-            // minority cells merged into horizontal runs, which keeps the SVG small.
-            rest.draw(&Rectangle::new(
-                [(x0, y0), (x0 + img_w, y0 + img_h)],
-                if self.geometry.gap() > 0 {
-                    GAP.filled()
-                } else {
-                    OFF.filled()
-                },
-            ))?;
-            let values: Vec<usize> = if k < t_n {
-                self.layer.on[k].iter().map(|&b| usize::from(b)).collect()
+            let values = if k < t_n {
+                &self.data.tasks[k]
             } else {
-                (0..self.layer.len())
-                    .map(|i| self.layer.on.iter().filter(|m| m[i]).count())
-                    .collect()
+                &self.data.kept_by
             };
-            let color = |v: usize| -> RGBColor {
-                if k < t_n {
-                    if v == 1 { ON } else { OFF }
+            let color = |v: f64| -> RGBColor {
+                if v.is_nan() {
+                    GAP
+                } else if k < t_n {
+                    lighten(ON, 1.0 - v)
                 } else {
                     count_color(v, t_n)
                 }
             };
-            let mut hist = vec![0usize; t_n + 1];
-            for &v in &values {
-                hist[v.min(t_n)] += 1;
+            // Background in the most common colour, then the other pixels merged into
+            // horizontal runs of one colour, which keeps the SVG small.
+            let colors: Vec<RGBColor> = values.iter().map(|&v| color(v)).collect();
+            let mut tally: std::collections::HashMap<(u8, u8, u8), usize> = Default::default();
+            for c in &colors {
+                *tally.entry((c.0, c.1, c.2)).or_default() += 1;
             }
-            let majority = (0..hist.len()).max_by_key(|&v| hist[v]).unwrap_or(0);
-            let (kh, kw) = self.geometry.tile;
-            let g = self.geometry.gap();
-            for tr in 0..self.geometry.rows {
-                for tc in 0..self.geometry.cols {
-                    let cx = (tc * (kw + g)) as i32 * s;
-                    let cy = (tr * (kh + g)) as i32 * s;
-                    if self.geometry.gap() > 0 {
-                        rest.draw(&Rectangle::new(
-                            [
-                                (x0 + cx, y0 + cy),
-                                (x0 + cx + kw as i32 * s, y0 + cy + kh as i32 * s),
-                            ],
-                            color(majority).filled(),
-                        ))?;
-                    }
-                }
-            }
-            if self.geometry.gap() == 0 {
-                rest.draw(&Rectangle::new(
-                    [(x0, y0), (x0 + img_w, y0 + img_h)],
-                    color(majority).filled(),
-                ))?;
-            }
-            let mut grid = vec![vec![None::<usize>; cw]; ch];
-            for (i, &v) in values.iter().enumerate() {
-                let (x, y) = self.geometry.position(i);
-                if x < cw && y < ch {
-                    grid[y][x] = Some(v);
-                }
-            }
-            for (y, row) in grid.iter().enumerate() {
+            let majority = tally
+                .iter()
+                .max_by_key(|(k, n)| (**n, **k))
+                .map_or(OFF, |(k, _)| RGBColor(k.0, k.1, k.2));
+            rest.draw(&Rectangle::new(
+                [(x0, y0), (x0 + img_w, y0 + img_h)],
+                majority.filled(),
+            ))?;
+            for (y, row) in colors.chunks(cw.max(1)).enumerate() {
                 let mut x = 0;
-                while x < cw {
-                    match row[x] {
-                        Some(v) if v != majority => {
-                            let start = x;
-                            while x < cw && row[x] == Some(v) {
-                                x += 1;
-                            }
-                            rest.draw(&Rectangle::new(
-                                [
-                                    (x0 + start as i32 * s, y0 + y as i32 * s),
-                                    (x0 + x as i32 * s, y0 + (y as i32 + 1) * s),
-                                ],
-                                color(v).filled(),
-                            ))?;
-                        }
-                        _ => x += 1,
+                while x < row.len() {
+                    if row[x] == majority {
+                        x += 1;
+                        continue;
                     }
+                    let start = x;
+                    while x < row.len() && row[x] == row[start] {
+                        x += 1;
+                    }
+                    rest.draw(&Rectangle::new(
+                        [
+                            (x0 + start as i32 * s, y0 + y as i32 * s),
+                            (x0 + x as i32 * s, y0 + (y as i32 + 1) * s),
+                        ],
+                        row[start].filled(),
+                    ))?;
                 }
             }
             rest.draw(&Rectangle::new(
@@ -227,6 +326,8 @@ impl Plot for MaskImage<'_> {
                 MUTED.stroke_width(1),
             ))?;
             if let Some(names) = &self.channel_names {
+                let (_, kw) = self.data.geometry.tile;
+                let g = self.data.geometry.gap();
                 for (i, n) in names.iter().enumerate() {
                     let cx = (i * (kw + g)) as i32 * s + kw as i32 * s / 2;
                     rest.draw(&Text::new(
@@ -243,14 +344,30 @@ impl Plot for MaskImage<'_> {
     }
 }
 
-/// Colour for "kept by `v` of `n` tasks": white (none) to dark blue (all).
-fn count_color(v: usize, n: usize) -> RGBColor {
-    if v == 0 {
+/// Colour for "kept by `v` of `n` tasks" (`v` may be a mean): white (none) to dark blue (all).
+fn count_color(v: f64, n: usize) -> RGBColor {
+    if v <= 0.0 {
         return OFF;
     }
     // One task is already clearly tinted, so "kept by one" differs from "kept by none".
-    let t = 0.2 + 0.8 * v as f64 / n.max(1) as f64;
-    lighten(RGBColor(8, 48, 107), 1.0 - t)
+    let t = 0.2 + 0.8 * v / n.max(1) as f64;
+    lighten(RGBColor(8, 48, 107), 1.0 - t.min(1.0))
+}
+
+/// The legend of Figure 5a's last panel: every count from 0 to `n` (shown 0, 1, …, n), so each
+/// colour of the panel can be read.
+pub fn kept_by_legend(n: usize) -> Vec<(String, usize)> {
+    (0..=n)
+        .map(|v| {
+            let label = match v {
+                0 => "kept by none".to_string(),
+                v if v == n => format!("by all {n}"),
+                1 => "by 1 task".to_string(),
+                v => format!("by {v}"),
+            };
+            (label, v)
+        })
+        .collect()
 }
 
 /// Figure 5a: every gated weight's binarized mask per task as an image.
@@ -267,8 +384,16 @@ pub fn mask_images(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
         if !layer.name.ends_with(".weight") || layer.is_empty() {
             continue;
         }
-        let geometry = MaskGeometry::of(&layer.shape);
-        let (cw, ch) = geometry.cells();
+        // The output channels of the conv layer right before this one, if any (its flattened
+        // output is this layer's input).
+        let channels = masks.layers[..li]
+            .iter()
+            .rev()
+            .find(|l| l.name.ends_with(".weight"))
+            .filter(|l| l.shape.len() == 4)
+            .map(|l| l.shape[0]);
+        let data = MaskPanels::of(layer, channels);
+        let (ch, cw) = data.size;
         // Aim at panels about 420 px wide, at least 1 px per cell, at most 28.
         let scale = (420 / cw.max(1)).clamp(1, 28) as u32;
         let scale = scale.min((360 / ch.max(1)).max(1) as u32).max(1);
@@ -295,10 +420,29 @@ pub fn mask_images(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
                 layer.shape[0], layer.shape[1], layer.shape[2], layer.shape[3]
             )
         } else if layer.shape.len() == 2 {
-            format!(
-                "rows: {} outputs, columns: {} inputs",
-                layer.shape[0], layer.shape[1]
-            )
+            let (o, i) = (layer.shape[0], layer.shape[1]);
+            match data.blocks {
+                None => format!("rows: {o} outputs, columns: {i} inputs"),
+                Some(b) => {
+                    let rows = if b.rows == 1 {
+                        format!("rows: {o} outputs")
+                    } else {
+                        format!("rows: {o} outputs in blocks of {}", b.rows)
+                    };
+                    let cols = if b.by_channel {
+                        format!(
+                            "columns: {} input channels ({} inputs each)",
+                            i / b.cols,
+                            b.cols
+                        )
+                    } else if b.cols == 1 {
+                        format!("columns: {i} inputs")
+                    } else {
+                        format!("columns: {i} inputs in blocks of {}", b.cols)
+                    };
+                    format!("{rows}, {cols}; grey: share of the block's weights on")
+                }
+            }
         } else {
             format!("{} entries", layer.len())
         };
@@ -307,13 +451,11 @@ pub fn mask_images(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
             ("off".to_string(), OFF, Mark::Box),
         ];
         if t_n > 1 {
-            legend.push(("kept by 1 task".into(), count_color(1, t_n), Mark::Box));
-            legend.push((
-                format!("kept by all {t_n}"),
-                count_color(t_n, t_n),
-                Mark::Box,
-            ));
+            for (label, v) in kept_by_legend(t_n) {
+                legend.push((label, count_color(v as f64, t_n), Mark::Box));
+            }
         }
+        let aggregated = data.blocks.is_some();
         let plot = MaskImage {
             header: Header {
                 title: format!("Binarized masks of {} — run {}", layer.name, run.name),
@@ -322,7 +464,7 @@ pub fn mask_images(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
             },
             layer,
             tasks: &masks.tasks,
-            geometry,
+            data,
             scale,
             cols,
             panel,
@@ -331,9 +473,15 @@ pub fn mask_images(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
         let stem = format!("{prefix}fig5_masks_{}", layer.name.replace('.', "_"));
         let caption = format!(
             "Each task's binarized mask `1[M > 0]` of `{}` ({layout}); black: the weight is on \
-             for that task. The last panel counts, per weight, how many tasks keep it: dark \
+             for that task{}. The last panel counts, per weight, how many tasks keep it: dark \
              weights are shared by all tasks, light ones are task-specific.",
-            layer.name
+            layer.name,
+            if aggregated {
+                " (a pixel aggregates a block of weights: its grey level is the share on, and \
+                 in the last panel the mean count)"
+            } else {
+                ""
+            }
         );
         out.push(render(
             &stem,
@@ -614,5 +762,100 @@ mod tests {
         assert_eq!(g.cells(), (3 * 3 - 1, 2 * 3 - 1));
         // Entry (filter 1, channel 2, row 1, col 0) = 1*12 + 2*4 + 1*2 + 0.
         assert_eq!(g.position(12 + 8 + 2), (2 * 3, 3 + 1));
+    }
+
+    /// A 2-D layer whose task `t` keeps the inputs `c` with `(c / 25) % (t + 1) == 0`
+    /// (whole input channels of 25 inputs), every output alike.
+    fn channel_layer(tasks: usize, outputs: usize, inputs: usize) -> MaskLayer {
+        MaskLayer {
+            name: "fc1.weight".into(),
+            shape: vec![outputs, inputs],
+            on: (0..tasks)
+                .map(|t| {
+                    (0..outputs * inputs)
+                        .map(|j| ((j % inputs) / 25).is_multiple_of(t + 1))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn large_fc_mask_is_aggregated_per_input_channel() {
+        // LeNet's fc1: 120 outputs reading 16 channels of 5×5.
+        let layer = channel_layer(4, 120, 400);
+        let p = MaskPanels::of(&layer, Some(16));
+        assert_eq!(
+            p.blocks,
+            Some(MaskBlocks {
+                rows: 3,
+                cols: 25,
+                by_channel: true
+            })
+        );
+        assert_eq!(p.size, (40, 16));
+        assert_eq!(p.tasks.len(), 4);
+        for (t, panel) in p.tasks.iter().enumerate() {
+            assert_eq!(panel.len(), 40 * 16);
+            for (k, &v) in panel.iter().enumerate() {
+                let channel = k % 16;
+                let want = if channel.is_multiple_of(t + 1) {
+                    1.0
+                } else {
+                    0.0
+                };
+                assert_eq!(v, want, "task {t} pixel {k}");
+            }
+        }
+        // Channel 0 is kept by all 4 tasks, channel 6 by tasks 0, 1, 2 (6 % 4 != 0), 1 by one.
+        assert_eq!(p.kept_by[0], 4.0);
+        assert_eq!(p.kept_by[6], 3.0);
+        assert_eq!(p.kept_by[1], 1.0);
+        // Without a conv before it: blocks of 8 inputs (400 / 50) and a fractional share.
+        let p = MaskPanels::of(&layer, None);
+        assert_eq!(p.size, (40, 50));
+        assert!(!p.blocks.unwrap().by_channel);
+        // Task 1 keeps even channels: the block of inputs 24..32 holds 1 input of channel 0.
+        assert_eq!(p.tasks[1][3], 1.0 / 8.0);
+    }
+
+    #[test]
+    fn small_masks_keep_one_pixel_per_weight() {
+        let layer = channel_layer(2, 40, 50);
+        let p = MaskPanels::of(&layer, None);
+        assert_eq!(p.blocks, None);
+        assert_eq!(p.size, (40, 50));
+        assert!(p.tasks[1].iter().all(|&v| v == 0.0 || v == 1.0));
+        assert_eq!(p.tasks[1][49], 0.0);
+        assert_eq!(p.tasks[1][0], 1.0);
+        assert_eq!(p.kept_by[0], 2.0);
+        assert_eq!(p.kept_by[25], 1.0);
+        // Conv kernels: tiles with gaps, which are NaN (drawn grey).
+        let conv = MaskLayer {
+            name: "conv1.weight".into(),
+            shape: vec![2, 3, 2, 2],
+            on: vec![vec![true; 24]],
+        };
+        let p = MaskPanels::of(&conv, None);
+        assert_eq!(p.size, (5, 8));
+        assert_eq!(p.tasks[0].iter().filter(|v| v.is_nan()).count(), 40 - 24);
+    }
+
+    #[test]
+    fn legend_lists_every_count() {
+        let legend = kept_by_legend(4);
+        let counts: Vec<usize> = legend.iter().map(|(_, v)| *v).collect();
+        assert_eq!(counts, [0, 1, 2, 3, 4]);
+        assert_eq!(legend[0].0, "kept by none");
+        assert_eq!(legend[4].0, "by all 4");
+        // Every count has its own colour.
+        let colors: std::collections::BTreeSet<(u8, u8, u8)> = counts
+            .iter()
+            .map(|&v| {
+                let c = count_color(v as f64, 4);
+                (c.0, c.1, c.2)
+            })
+            .collect();
+        assert_eq!(colors.len(), 5);
     }
 }

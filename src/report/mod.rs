@@ -469,12 +469,11 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
                     String::new()
                 }
             );
-            let file = crate::train::write_events(&run.records, &tmp.join("tb").join(&sub))?;
-            let name = file
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            tb.push(dest.join("tb").join(&sub).join(name));
+            let root = tmp.join("tb").join(&sub);
+            for file in crate::train::write_events(&run.records, &root, &run.set)? {
+                let rel = file.strip_prefix(&root).unwrap_or(&file);
+                tb.push(dest.join("tb").join(&sub).join(rel));
+            }
         }
     }
     out.finish()?;

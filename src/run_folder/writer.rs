@@ -141,7 +141,19 @@ impl<S: Serialize + DeserializeOwned + Clone> RunWriter<S> {
             fsio::truncate(&metrics, committed_len)?;
         }
         let keep = snapshot.commit.checkpoint.as_ref().map(|f| f.file.clone());
-        for sub in [dir.to_path_buf(), dir.join(files::TB_DIR)] {
+        // tb/ and its runs (one folder per strategy) may hold a rebuild's `.partial-` files.
+        let tb = dir.join(files::TB_DIR);
+        let tb_runs = std::fs::read_dir(&tb)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path());
+        let subs: Vec<std::path::PathBuf> = [dir.to_path_buf(), tb.clone()]
+            .into_iter()
+            .chain(tb_runs)
+            .collect();
+        for sub in subs {
             let Ok(entries) = std::fs::read_dir(&sub) else {
                 continue;
             };

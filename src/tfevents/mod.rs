@@ -9,6 +9,7 @@
 //! `TensorBoardSink` (the trainer streams into it) and its `write_events`.
 
 pub mod crc32c;
+pub mod hparams;
 
 use crate::error::{Error, Result};
 use crc32c::masked_crc32c;
@@ -55,6 +56,29 @@ pub mod proto {
         /// A histogram.
         #[prost(message, optional, tag = "5")]
         pub histo: Option<HistogramProto>,
+        /// What a plugin needs to read the value (the hparams plugin's summaries are
+        /// metadata only).
+        #[prost(message, optional, tag = "9")]
+        pub metadata: Option<SummaryMetadata>,
+    }
+
+    /// `tensorflow.SummaryMetadata`: which plugin a value belongs to.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SummaryMetadata {
+        /// The plugin and its data.
+        #[prost(message, optional, tag = "1")]
+        pub plugin_data: Option<PluginData>,
+    }
+
+    /// `tensorflow.SummaryMetadata.PluginData`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PluginData {
+        /// e.g. `hparams`.
+        #[prost(string, tag = "1")]
+        pub plugin_name: String,
+        /// The plugin's own protobuf message, serialized.
+        #[prost(bytes = "vec", tag = "2")]
+        pub content: Vec<u8>,
     }
 
     /// A histogram (`tensorflow.HistogramProto`): bucket `i` counts the values in
@@ -308,6 +332,7 @@ pub fn scalar(tag: &str, value: f64) -> Value {
         tag: tag.into(),
         simple_value: Some(value as f32),
         histo: None,
+        metadata: None,
     }
 }
 
@@ -340,6 +365,7 @@ pub fn histogram(tag: &str, lo: f64, hi: f64, counts: &[u32]) -> Value {
             bucket_limit: limits,
             bucket: buckets,
         }),
+        metadata: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! (checkpoint, state, metrics) and TensorBoard sink.
 
 mod backend;
+mod binarization;
 mod checkpoint;
 mod config;
 mod continual;
@@ -19,6 +20,9 @@ mod tensorboard;
 mod trainer;
 
 pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
+pub use binarization::{
+    ACCURACY_DROP, BinarizationWarning, MSE_RATIO, much_worse, undecided_range,
+};
 pub use checkpoint::{
     CHECKPOINT_FORMAT, CheckpointFile, CheckpointMeta, encode as checkpoint_encode,
     first_non_finite,
@@ -36,6 +40,6 @@ pub use table::{ComparisonTable, format_metric};
 pub use task_set::TaskSet;
 pub use tensorboard::{TensorBoardSink, write_events, write_run_events};
 pub use trainer::{
-    ChangedData, Event, Timing, Trainer, continual_summaries, files, latest_run, open_run,
-    open_run_with, read_run_config,
+    ChangedData, Event, Timing, Trainer, continual_summaries, files, histogram_every, latest_run,
+    open_run, open_run_with, read_run_config,
 };

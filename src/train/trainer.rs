@@ -218,7 +218,7 @@ impl Trainer {
         };
         let probe_sets = probe_sets(&set, &tasks);
         let run = RunWriter::create(dir, &set.to_toml(), state)?;
-        let tensorboard = TensorBoardSink::create(dir)?;
+        let tensorboard = TensorBoardSink::create(dir, &set)?;
         Ok(Trainer {
             set,
             tasks,
@@ -292,8 +292,8 @@ impl Trainer {
         // events after it.
         let records = MetricsLog::parse(&snapshot.metrics, &dir.join(files::METRICS))?;
         trainer.adopt_probe_sets(&records, &dir.join(files::METRICS))?;
-        write_events(&records, &dir.join(files::TB_DIR))?;
-        let tensorboard = TensorBoardSink::create(dir)?;
+        write_events(&records, &dir.join(files::TB_DIR), &trainer.set)?;
+        let tensorboard = TensorBoardSink::create(dir, &trainer.set)?;
         trainer.writer = Some(Writer { run, tensorboard });
         if !overrides.is_empty() || accepted {
             trainer.commit(snapshot.checkpoint.as_deref())?;
@@ -521,6 +521,16 @@ impl Trainer {
         &self.timing
     }
 
+    /// What one example of this run's tasks is, for rates such as "images/s": `images` when
+    /// every task's input is an image (`[channels, height, width]`), else `samples`.
+    pub fn example_noun(&self) -> &'static str {
+        if !self.tasks.is_empty() && self.tasks.iter().all(|t| t.input_shape().len() == 3) {
+            "images"
+        } else {
+            "samples"
+        }
+    }
+
     /// The task set being trained.
     pub fn task_set(&self) -> &TaskSet {
         &self.set
@@ -723,6 +733,14 @@ impl Trainer {
             if probe {
                 records.extend(self.probe_train_records());
                 records.extend(self.timed_probe()?);
+                // Weight histograms at a few probes besides the full evaluations, so Figure 2
+                // can show how the distributions move over training.
+                let every = histogram_every(total, self.set.run.eval_every);
+                if !full && self.step.is_multiple_of(every) {
+                    for l in &self.learners {
+                        records.extend(self.histograms(l)?);
+                    }
+                }
             }
             if full {
                 let full_records = self.timed_evaluate()?;
@@ -1268,6 +1286,14 @@ impl Trainer {
         }
         Ok(table)
     }
+}
+
+/// Probes at multiples of this many steps also log histogram snapshots (Figure 2's weights over
+/// training): the smallest multiple of `eval_every` that is at least a quarter of the run, so
+/// a run keeps about three snapshots besides its full evaluations, whatever its length.
+pub fn histogram_every(steps: usize, eval_every: usize) -> usize {
+    let every = eval_every.max(1);
+    (steps / 4).max(1).div_ceil(every) * every
 }
 
 /// Bins of a histogram snapshot.

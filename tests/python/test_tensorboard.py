@@ -2,8 +2,10 @@
 
 Trains a small synthetic run with the real `gtk` binary ($GTK_BIN, else target/debug/gtk, which
 `cargo test` builds), lets `gtk report` write the run's `tb/` folder, and reads it with
-TensorBoard's EventAccumulator: the scalar tags, the number of points per tag and the logged
-values must be those of the run's metrics.jsonl, and the histograms must be there.
+TensorBoard's EventAccumulator: one TensorBoard run per strategy with the same tags (so they
+overlay), the number of points per tag and the logged values (and the means over tasks) must be
+those of the run's metrics.jsonl, the histograms must be there, and the hparams plugin's
+summaries must name each run's strategy and settings.
 """
 import json
 import os
@@ -12,6 +14,7 @@ import subprocess
 
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GTK = pathlib.Path(os.environ.get("GTK_BIN", ROOT / "target" / "debug" / "gtk"))
@@ -55,58 +58,96 @@ def run(tmp_path_factory):
     subprocess.run([str(GTK), "report", "runs/r"], cwd=tmp, env=env, check=True, capture_output=True)
     run_dir = tmp / "runs" / "r"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    acc = event_accumulator.EventAccumulator(
-        str(run_dir / "tb"),
-        size_guidance={event_accumulator.SCALARS: 0, event_accumulator.HISTOGRAMS: 0},
-    )
-    acc.Reload()
-    return records, acc
+    accs = {}
+    # One TensorBoard run per strategy (a folder of tb/), and the root with the hparams experiment.
+    for name in ["", *STRATEGIES, "gated-binarized"]:
+        acc = event_accumulator.EventAccumulator(
+            str(run_dir / "tb" / name),
+            size_guidance={event_accumulator.SCALARS: 0, event_accumulator.HISTOGRAMS: 0},
+        )
+        acc.Reload()
+        accs[name] = acc
+    return records, accs, run_dir
+
+
+def test_one_run_per_strategy(run):
+    _, _, run_dir = run
+    runs = sorted(p.name for p in (run_dir / "tb").iterdir() if p.is_dir())
+    assert runs == sorted([*STRATEGIES, "gated-binarized"])
 
 
 def test_scalar_tags_and_step_counts_match_the_log(run):
-    records, acc = run
+    records, accs, _ = run
     evals = [r for r in records if r["record"] == "eval"]
     steps = sorted({r["step"] for r in evals})
     assert steps == [0, 40, 80, 120]
-    expected = {f"{r['strategy']}/{r['task']}/{r['split']}/{q}" for r in evals for q in (r["metric_name"], "loss")}
-    expected |= {f"gated/{r['task']}/mask_off/{r['param']}" for r in records if r["record"] == "mask"}
-    expected |= {f"gated/{r['task']}/binarized/mse" for r in records if r["record"] == "binarized"}
-    tags = set(acc.Tags()["scalars"])
-    assert expected <= tags, sorted(expected - tags)
-    assert len(expected) == len(STRATEGIES) * len(TASKS) * 2 * 2 + len(TASKS) * 2 + len(TASKS)
     for s in STRATEGIES:
+        # The same tags in every strategy's run: TensorBoard overlays them in one chart.
+        expected = {f"{r['split']}/{r['task']}/{q}" for r in evals if r["strategy"] == s for q in (r["metric_name"], "loss")}
+        expected |= {f"{split}_mean/{q}" for split in ("test", "train", "probe_test") for q in ("mse", "loss")}
+        tags = set(accs[s].Tags()["scalars"])
+        assert expected <= tags, (s, sorted(expected - tags))
+        assert len(expected) == len(TASKS) * 2 * 2 + 6
         for t in TASKS:
-            points = acc.Scalars(f"{s}/{t}/test/mse")
-            assert [p.step for p in points] == steps
+            assert [p.step for p in accs[s].Scalars(f"test/{t}/mse")] == steps
+        assert [p.step for p in accs[s].Scalars("test_mean/mse")] == steps
+    gated = set(accs["gated"].Tags()["scalars"])
+    assert {f"mask_off/{r['task']}/{r['param']}" for r in records if r["record"] == "mask"} <= gated
+    binarized = set(accs["gated-binarized"].Tags()["scalars"])
+    assert {f"test/{t}/mse" for t in TASKS} | {"test_mean/mse"} <= binarized
 
 
 def test_logged_values_match_the_log(run):
-    records, acc = run
+    records, accs, _ = run
     last = max(r["step"] for r in records if r["record"] == "eval")
-    want = next(
+    at_last = [
         r for r in records
-        if r["record"] == "eval" and r["step"] == last and r["strategy"] == "separate"
-        and r["task"] == "t1" and r["split"] == "test"
-    )
-    got = acc.Scalars("separate/t1/test/mse")[-1]
+        if r["record"] == "eval" and r["step"] == last and r["strategy"] == "separate" and r["split"] == "test"
+    ]
+    want = next(r for r in at_last if r["task"] == "t1")
+    got = accs["separate"].Scalars("test/t1/mse")[-1]
     assert got.step == last
     assert got.value == pytest.approx(want["metric"], rel=1e-6)
+    mean = accs["separate"].Scalars("test_mean/mse")[-1]
+    assert mean.step == last
+    assert mean.value == pytest.approx(sum(r["metric"] for r in at_last) / len(TASKS), rel=1e-6)
     off = next(r for r in records if r["record"] == "mask" and r["step"] == last and r["task"] == "t0")
-    got_off = acc.Scalars(f"gated/t0/mask_off/{off['param']}")[-1]
+    got_off = accs["gated"].Scalars(f"mask_off/t0/{off['param']}")[-1]
     assert got_off.value == pytest.approx(off["off"], rel=1e-6)
+    binarized = [r for r in records if r["record"] == "binarized" and r["step"] == last]
+    got_bin = accs["gated-binarized"].Scalars("test_mean/mse")[-1]
+    assert got_bin.value == pytest.approx(sum(r["metric"] for r in binarized) / len(binarized), rel=1e-6)
+
+
+def test_hparams_name_each_run_and_its_settings(run):
+    _, accs, _ = run
+    for s in [*STRATEGIES, "gated-binarized"]:
+        content = accs[s].PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+        assert info.hparams["strategy"].string_value == s
+        assert info.hparams["lr"].number_value == pytest.approx(0.2)
+        assert info.hparams["steps"].number_value == 120
+        assert info.hparams["dtype"].string_value == "f64"
+        assert info.hparams["model_name"].string_value != ""
+    content = accs[""].PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    names = {h.name for h in experiment.hparam_infos}
+    assert {"strategy", "lr", "steps", "seed", "batch_size"} <= names
+    metrics = {m.name.tag for m in experiment.metric_infos}
+    assert {"test_mean/mse", "probe_test_mean/mse", "test_mean/loss"} <= metrics
 
 
 def test_histograms_are_present(run):
-    records, acc = run
-    tags = set(acc.Tags()["histograms"])
-    for tag in ["gated/t0/effective/fc1.weight", "gated/t1/gate/fc1.weight", "shared/all/effective/fc1.weight"]:
-        assert tag in tags, sorted(tags)[:10]
+    records, accs, _ = run
+    for s, tag in [("gated", "effective/t0/fc1.weight"), ("gated", "gate/t1/fc1.weight"), ("shared", "effective/all/fc1.weight")]:
+        tags = set(accs[s].Tags()["histograms"])
+        assert tag in tags, (s, sorted(tags)[:10])
     logged = [
         r for r in records
         if r["record"] == "histogram" and r["strategy"] == "gated" and r["task"] == "t0"
         and r["param"] == "fc1.weight" and r["of"] == "gate"
     ]
-    events = acc.Histograms("gated/t0/gate/fc1.weight")
+    events = accs["gated"].Histograms("gate/t0/fc1.weight")
     assert [e.step for e in events] == [r["step"] for r in logged]
     first = events[0].histogram_value
     assert first.num == sum(logged[0]["counts"]) == 32  # the 4x8 weight matrix

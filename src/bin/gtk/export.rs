@@ -85,6 +85,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
         "weights.safetensors: {} bytes; all_tasks.onnx: {} bytes",
         summary.weights_bytes, summary.all_tasks_bytes
     );
+    if let Some(warning) = summary.binarization_warning(&trainer)? {
+        eprintln!("{warning}");
+    }
     Ok(())
 }
 

@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use gatekit::TaskSet;
 use gatekit::run_folder::Overrides;
-use gatekit::train::{GatedSummary, Record, Strategy, TaskOrder, Trainer, format_metric};
+use gatekit::train::{
+    BinarizationWarning, GatedSummary, Record, Strategy, TaskOrder, Trainer, format_metric,
+};
 use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -131,14 +133,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         if t.probes + t.full_evals > 0 {
             println!(
-                "evaluation: {} probe{} {:.1} s, {} full evaluation{} {:.1} s; forward {:.0} images/s",
+                "evaluation: {} probe{} {:.1} s, {} full evaluation{} {:.1} s; forward {:.0} {}/s",
                 t.probes,
                 if t.probes == 1 { "" } else { "s" },
                 t.probe_seconds,
                 t.full_evals,
                 if t.full_evals == 1 { "" } else { "s" },
                 t.full_eval_seconds,
-                t.forward_images_per_second
+                t.forward_images_per_second,
+                trainer.example_noun()
             );
         }
     }
@@ -149,8 +152,15 @@ pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
     println!("\n{}", trainer.table(records)?);
     let summary = GatedSummary::of(records);
     if let Some(mean) = summary.binarized_metric {
+        let metric = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Eval { metric_name, .. } => Some(metric_name.as_str()),
+                _ => None,
+            })
+            .unwrap_or("metric");
         println!(
-            "gated, binarized masks W ⊙ 1[M > 0]: mean test metric {}",
+            "gated, binarized masks W ⊙ 1[M > 0]: test {metric} {} (mean over tasks)",
             format_metric(mean)
         );
         let parts: Vec<String> = summary
@@ -168,6 +178,9 @@ pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
             "gated, generating mask entries recovered (identifiable entries): {:.1}% mean over tasks",
             100.0 * recovered
         );
+    }
+    if let Some(warning) = BinarizationWarning::from_records(records, &trainer.task_set().run) {
+        eprintln!("{warning}");
     }
     print_continual(trainer)?;
     println!("run saved in {}", trainer.dir().display());
