@@ -26,7 +26,7 @@ fn builtin_default_trains_and_evaluates() {
         "separate",
         "predict-mean",
         "mean",
-        "(* best per row)",
+        "(* best per row; every column of a tie)",
         "runs/d",
     ] {
         assert!(

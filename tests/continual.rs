@@ -340,12 +340,19 @@ fn cli_prints_the_matrices_and_the_table() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    for s in ["gated", "finetune", "separate", "joint"] {
+    for s in ["gated", "finetune", "separate"] {
         assert!(
             stdout.contains(&format!("{s} mse after each phase")),
             "{stdout}"
         );
     }
+    // joint trains on every task throughout: its rows are steps, and it has no BWT or F.
+    assert!(
+        stdout.contains("joint mse at the end of each phase (trained on every task throughout")
+            && stdout.contains(" step 150 "),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" after t1 "), "{stdout}");
     let table = stdout
         .lines()
         .skip_while(|l| !l.starts_with("strategy"))
@@ -355,6 +362,10 @@ fn cli_prints_the_matrices_and_the_table() {
     assert!(table[0].contains("backward transfer") && table[0].contains("forgetting"));
     assert!(
         table[3].starts_with("separate") && table[3].contains("+0.0000"),
+        "{table:?}"
+    );
+    assert!(
+        table[4].starts_with("joint") && table[4].trim_end().ends_with("-            -"),
         "{table:?}"
     );
     assert!(tmp.path().join("runs/r").join(files::CONTINUAL).is_file());

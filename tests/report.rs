@@ -529,6 +529,73 @@ fn several_runs_are_compared_side_by_side() {
     assert!(md.contains("## Run seed0") && md.contains("## Run seed7"));
 }
 
+/// Issue 24: runs whose full evaluation happens only at the end drew one dot per run in
+/// Figure 4. The curves come from every probe (every `eval_every` steps) and the full
+/// evaluations are dots on them; checked through the data the figure draws.
+#[test]
+fn runs_side_by_side_are_curves_from_every_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = LINEAR
+        .replace("full_eval_every = 50\n", "")
+        .replace("full_eval_at_start = true\n", "");
+    let set = write_task_set(tmp.path(), "probes.toml", &body);
+    let all = ["--strategy", "all"];
+    let a = train_quiet(
+        tmp.path(),
+        &set,
+        "p0",
+        &[&all[..], &["--seed", "0"]].concat(),
+    );
+    let b = train_quiet(
+        tmp.path(),
+        &set,
+        "p1",
+        &[&all[..], &["--seed", "1"]].concat(),
+    );
+    let runs = [RunData::open(&a).unwrap(), RunData::open(&b).unwrap()];
+    let panels = gatekit::report::figures::runs_comparison_panels(&runs);
+    let metric: Vec<_> = panels.iter().filter(|p| !p.masks).collect();
+    assert_eq!(metric.len(), 3, "gated, shared, separate");
+    for p in &metric {
+        assert_eq!(p.lines.len(), 2, "{}", p.title);
+        for l in &p.lines {
+            let steps: Vec<f64> = l.curve.iter().map(|q| q.0).collect();
+            // Probes at 0 (before the first step), 50, 100, 150 and 200.
+            assert_eq!(
+                steps,
+                vec![0.0, 50.0, 100.0, 150.0, 200.0],
+                "{}: {}",
+                p.title,
+                l.label
+            );
+            assert!(l.curve.iter().all(|q| q.1.is_finite() && q.1 >= 0.0));
+            // The one full evaluation, at the end, is a dot.
+            assert_eq!(l.full.len(), 1, "{}", p.title);
+            assert_eq!(l.full[0].0, 200.0);
+        }
+    }
+    // The mean over tasks of gated's probes is the mean of its three tasks' probe records.
+    let r = &runs[0];
+    let by_hand: f64 = TASKS
+        .iter()
+        .map(|t| r.probe_series("gated", t, "test", gatekit::report::Quantity::Metric)[1].1)
+        .sum::<f64>()
+        / 3.0;
+    assert!((metric[0].lines[0].curve[1].1 - by_hand).abs() < 1e-12);
+    let out = gtk(
+        tmp.path(),
+        &[
+            "report",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--out",
+            "cmp",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    check_figure(&tmp.path().join("cmp"), "fig4_runs", &["p0", "p1"]);
+}
+
 /// A regression run next to a classification run would put accuracies on an MSE axis: the
 /// report refuses, naming both runs and their metrics.
 #[test]

@@ -103,7 +103,7 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
         "per-seed progress lines: {stdout}"
     );
     assert!(
-        stdout.contains("paired differences gated − baseline"),
+        stdout.contains("Paired differences per seed, gated − baseline"),
         "{stdout}"
     );
     let full = dir.join("runs/full");
@@ -342,4 +342,237 @@ fn bad_sweeps_are_refused_in_one_line() {
         &gtk(dir, &["train", "--resume", "runs/mixed"]),
         &["seed-1", "trains tasks [t0, t1, u2] but", "[t0, t1, t2]"],
     );
+}
+
+/// Issue 24: the sweep figure drew only the final full evaluation (one x value, ticks
+/// "1000 1000 1001") with bands below 0. Its curves come from every probe, the full
+/// evaluations are points with bars, and every band is clipped to the metric's range; checked
+/// through the data behind the figure against the seeds' own records.
+#[test]
+fn sweep_figure_has_a_curve_per_probe_and_bands_in_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ts = write_task_set(
+        dir,
+        "short.toml",
+        &TASKS
+            .replace("steps = 1000", "steps = 200")
+            .replace("eval_every = 100", "eval_every = 50"),
+    );
+    let ts = ts.to_str().unwrap();
+    // Two seeds: t_{0.975,1} = 12.7 makes wide intervals, so clipping at 0 is exercised.
+    ok(&gtk(
+        dir,
+        &[
+            "train",
+            "--task-set",
+            ts,
+            "--strategy",
+            "all",
+            "--seeds",
+            "0..2",
+            "--name",
+            "two",
+        ],
+    ));
+    let sweep = dir.join("runs/two");
+    let panels = gatekit::sweep::sweep_figure_data(&sweep).unwrap();
+    assert_eq!(
+        panels.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
+        vec!["mean over tasks", "task t0", "task t1", "task t2"]
+    );
+    let runs: Vec<gatekit::report::RunData> = (0..2)
+        .map(|s| gatekit::report::RunData::open(&sweep.join(format!("seed-{s}"))).unwrap())
+        .collect();
+    let mut clipped = 0;
+    for p in &panels {
+        let curves: Vec<_> = p.series.iter().filter(|s| !s.dots).collect();
+        assert_eq!(
+            curves
+                .iter()
+                .map(|s| s.strategy.as_str())
+                .collect::<Vec<_>>(),
+            vec!["gated", "shared", "separate"],
+            "{}",
+            p.title
+        );
+        for s in &p.series {
+            for &(_, m, lo, hi) in &s.points {
+                assert!(
+                    0.0 <= lo && lo <= m && m <= hi,
+                    "{}: {lo} {m} {hi}",
+                    p.title
+                );
+                clipped += usize::from(lo == 0.0);
+            }
+        }
+        for c in &curves {
+            let steps: Vec<f64> = c.points.iter().map(|q| q.0).collect();
+            assert_eq!(steps, vec![0.0, 50.0, 100.0, 150.0, 200.0], "{}", p.title);
+        }
+        // The full evaluation (only at the end here) is a point, as is the binarized model's.
+        let full: Vec<_> = p.series.iter().filter(|s| s.dots).collect();
+        assert!(
+            full.iter()
+                .all(|s| s.points.len() == 1 && s.points[0].0 == 200.0)
+        );
+        assert!(full.iter().any(|s| s.strategy == gatekit::sweep::BINARIZED));
+    }
+    assert!(clipped > 0, "two seeds should clip some band at 0");
+    // One point by hand: gated on t1 at step 100, the mean and interval of the two seeds'
+    // probes, its low end clipped at 0.
+    let v: Vec<f64> = runs
+        .iter()
+        .map(|r| r.probe_series("gated", "t1", "test", gatekit::report::Quantity::Metric)[2].1)
+        .collect();
+    let i = gatekit::sweep::stats::Interval::of(&v, 0.95);
+    let t1 = panels[2]
+        .series
+        .iter()
+        .find(|s| s.strategy == "gated" && !s.dots)
+        .unwrap();
+    assert_eq!(
+        t1.points[2],
+        (100.0, i.mean, i.low.unwrap().max(0.0), i.high.unwrap())
+    );
+
+    // The report draws it and holds the tables in one format, intervals clipped.
+    let rep = dir.join("rep");
+    ok(&gtk(
+        dir,
+        &[
+            "report",
+            sweep.to_str().unwrap(),
+            "--out",
+            rep.to_str().unwrap(),
+        ],
+    ));
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(!md.contains('±'), "{md}");
+    assert!(md.contains("clipped to the possible range ≥ 0"), "{md}");
+    assert!(md.contains("dots with bars: the full evaluations"), "{md}");
+}
+
+/// Four sinusoid tasks, one phase each (the sequential schedule).
+const SEQUENTIAL: &str = r#"
+[run]
+model = "MODELS/mlp.toml"
+schedule = "sequential"
+phase_steps = 200
+batch_size = 16
+optimizer = "adam"
+lr = 0.003
+eval_every = 100
+seed = 0
+
+[defaults]
+kind = "sinusoid"
+inputs = 8
+train = 64
+test = 64
+noise = 0.1
+x_range = [-1.0, 1.0]
+
+[[task]]
+name = "t0"
+[[task]]
+name = "t1"
+[[task]]
+name = "t2"
+[[task]]
+name = "t3"
+"#;
+
+/// Issue 24: a sweep over a sequential set summarised no continual measure, and `--steps`
+/// shortened the phases but kept `eval_every`, so curves were straight lines. Now the
+/// summary has average, BWT and forgetting per strategy with intervals and paired
+/// differences (none of BWT and forgetting for joint), `eval_every` scales with the phases
+/// (said in a note), and the phase ends are drawn on every metric curve.
+#[test]
+fn sequential_sweep_summarises_the_continual_measures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ts = write_task_set(dir, "seq.toml", SEQUENTIAL);
+    let out = gtk(
+        dir,
+        &[
+            "train",
+            "--task-set",
+            ts.to_str().unwrap(),
+            "--strategy",
+            "all",
+            "--seeds",
+            "0..2",
+            "--steps",
+            "200",
+            "--name",
+            "cl",
+        ],
+    );
+    let stdout = ok(&out);
+    let (_, stderr) = text(&out);
+    let both = format!("{stdout}{stderr}");
+    assert!(
+        both.contains("phase_steps 200 → 50 (4 tasks), eval_every 100 → 25"),
+        "{both}"
+    );
+    let sweep = dir.join("runs/cl");
+    let summary = Summary::read(&sweep.join("summary.json")).unwrap();
+    let c = summary.continual.as_ref().expect("continual measures");
+    for seed in 0..2usize {
+        let run = sweep.join(format!("seed-{seed}"));
+        let data = gatekit::report::RunData::open(&run).unwrap();
+        assert_eq!(data.set.run.eval_every, 25);
+        assert_eq!(data.set.run.phase_steps, Some(50));
+        let per_run: Vec<gatekit::train::ContinualSummary> = serde_json::from_str(
+            &std::fs::read_to_string(run.join(gatekit::train::files::CONTINUAL)).unwrap(),
+        )
+        .unwrap();
+        for s in &per_run {
+            assert_eq!(
+                c.cell(&s.strategy, "average").unwrap().values[seed],
+                s.average
+            );
+            if s.strategy == "joint" {
+                assert!(c.cell("joint", "forgetting").is_none());
+                assert!(c.cell("joint", "backward transfer").is_none());
+            } else {
+                assert_eq!(
+                    c.cell(&s.strategy, "forgetting").unwrap().values[seed],
+                    s.forgetting
+                );
+                assert_eq!(
+                    c.cell(&s.strategy, "backward transfer").unwrap().values[seed],
+                    s.backward_transfer
+                );
+            }
+        }
+        // Phase ends drawn as dots on the metric curves: task t0's panel has gated's four
+        // phase-end evaluations, and the probe curve has a point every 25 steps.
+        let panels =
+            gatekit::report::figures::curves_data(&data, gatekit::report::Quantity::Metric)
+                .unwrap();
+        let t0 = panels.iter().find(|p| p.title == "task t0").unwrap();
+        let phase = data.phase_series("gated", "t0");
+        assert_eq!(
+            phase.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![50.0, 100.0, 150.0, 200.0]
+        );
+        assert!(t0.dots.contains(&phase), "{:?}", t0.dots);
+        assert_eq!(t0.lines[0].len(), 9, "probes at 0, 25, …, 200");
+    }
+    let p = c.paired("finetune", "forgetting").unwrap();
+    assert_eq!(p.test.differences.len(), 2);
+    let md = std::fs::read_to_string(sweep.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| measure | gated | finetune | separate | joint |"),
+        "{md}"
+    );
+    let bwt = md
+        .lines()
+        .find(|l| l.starts_with("| backward transfer |"))
+        .unwrap();
+    assert!(bwt.ends_with("| n/a |"), "{bwt}");
+    assert!(md.contains("| measure | gated − finetune |"), "{md}");
+    assert!(stdout.contains("backward transfer"), "{stdout}");
 }

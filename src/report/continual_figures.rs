@@ -25,6 +25,8 @@ struct Matrices {
     /// Metric range on the colour scale, and whether higher is better.
     range: (f64, f64),
     higher_is_better: bool,
+    /// Steps per phase, for joint's rows (steps, not phases).
+    phase_steps: Option<usize>,
 }
 
 impl Matrices {
@@ -58,10 +60,18 @@ impl Plot for Matrices {
             let t_n = s.tasks.len() as i32;
             let x0 = left + c as i32 * self.panel.0 as i32 + self.label_w as i32 + 10;
             let y0 = r as i32 * self.panel.1 as i32 + PANEL_TITLE_H as i32 + 24;
-            let title = format!(
-                "{}: avg {:.3}, BWT {:+.3}, F {:.3}",
-                s.strategy, s.average, s.backward_transfer, s.forgetting
-            );
+            let title = if s.is_sequential() {
+                format!(
+                    "{}: avg {:.3}, BWT {:+.3}, F {:.3}",
+                    s.strategy, s.average, s.backward_transfer, s.forgetting
+                )
+            } else {
+                format!(
+                    "{}: avg {:.3} (all tasks throughout)",
+                    s.strategy, s.average
+                )
+            };
+            let labels = s.row_labels(self.phase_steps);
             rest.draw(&Text::new(
                 title,
                 (
@@ -76,7 +86,7 @@ impl Plot for Matrices {
                 let i = i as i32;
                 // Rows: after phase i (the phase that trained task i).
                 rest.draw(&Text::new(
-                    format!("after {name}"),
+                    labels[i as usize].clone(),
                     (x0 - 6, y0 + i * cell + cell / 2),
                     TextStyle::from((FONT, 13).into_font())
                         .color(&TEXT)
@@ -155,7 +165,7 @@ pub fn accuracy_matrices(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
         header: Header {
             title: format!("Test {metric} of every task after every phase"),
             subtitle: Some(
-                "row: after the phase of that task; column: task measured; grey borders: not yet trained"
+                "row: after the phase of that task (joint: at that phase's last step); column: task measured; grey borders: not yet trained"
                     .into(),
             ),
             legend: Vec::new(),
@@ -167,6 +177,7 @@ pub fn accuracy_matrices(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
         panel,
         range: (lo, hi),
         higher_is_better: objective.higher_is_better(),
+        phase_steps: run.set.run.phase_steps,
     };
     let caption = format!(
         "Sequential schedule: each strategy's matrix R[i][j] (task j's test {metric} after phase i), darker is better. Average (avg), backward transfer (BWT) and forgetting (F) as defined in the book's Continual learning chapter."

@@ -626,9 +626,53 @@ fn wants_log(metric_name: &str, panels: &[LinePanel]) -> bool {
     lo > 0.0 && hi / lo > 20.0
 }
 
+/// One panel of a line figure, as numbers: what [`curves`] draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PanelData {
+    /// The panel's title (`mean over tasks`, `task NAME`, the training panel).
+    pub title: String,
+    /// Every line, `(step, value)`, in drawing order (strategies in [`STRATEGIES`] order).
+    pub lines: Vec<Vec<(f64, f64)>>,
+    /// Every set of points drawn as dots (full evaluations, phase ends, binarized).
+    pub dots: Vec<Vec<(f64, f64)>>,
+}
+
+/// The panels of Figure 1 ([`curves`]) with the data each draws.
+pub fn curves_data(run: &RunData, quantity: Quantity) -> Result<Vec<PanelData>> {
+    Ok(curves_drawn(run, "", quantity, false)?
+        .0
+        .into_iter()
+        .map(|p| PanelData {
+            title: p.title,
+            lines: p
+                .series
+                .iter()
+                .filter(|s| !s.dots)
+                .map(|s| s.points.clone())
+                .collect(),
+            dots: p
+                .series
+                .iter()
+                .filter(|s| s.dots)
+                .map(|s| s.points.clone())
+                .collect(),
+        })
+        .collect())
+}
+
 /// Figure 1: test metric (or loss) per task over steps, strategies overlaid, plus the mean
 /// over tasks; the binarized gated model dashed.
 pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<Figure>> {
+    Ok(curves_drawn(run, prefix, quantity, true)?.1)
+}
+
+/// Figure 1's panels, and the figure when `draw`.
+fn curves_drawn(
+    run: &RunData,
+    prefix: &str,
+    quantity: Quantity,
+    draw: bool,
+) -> Result<(Vec<LinePanel>, Option<Figure>)> {
     let strategies = run.strategies();
     let tasks = run.tasks();
     let metric = metric_label(&run.metric_name());
@@ -648,9 +692,14 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
         Some(p) => (1..run.set.tasks.len()).map(|i| (i * p) as f64).collect(),
         None => Vec::new(),
     };
+    // The phase-end evaluations (whole test split) are drawn as dots on every curve of the
+    // metric: they are the accuracy matrix's entries, and a probe cadence longer than a phase
+    // would otherwise leave the forgetting between them invisible.
+    let phased = quantity == Quantity::Metric && !phase_ends.is_empty();
     let panel_for = |title: String,
                      full: &dyn Fn(&str) -> Vec<(f64, f64)>,
                      probe: &dyn Fn(&str) -> Vec<(f64, f64)>,
+                     phase: &dyn Fn(&str) -> Vec<(f64, f64)>,
                      bin: Vec<(f64, f64)>| {
         let mut p = LinePanel::new(title, "step", &what);
         p.integer_x = true;
@@ -661,6 +710,9 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
                 p.dots(strategy_color(s), full(s), false);
             } else {
                 p.line(strategy_color(s), full(s));
+            }
+            if phased {
+                p.dots(strategy_color(s), phase(s), false);
             }
         }
         if !bin.is_empty() {
@@ -684,6 +736,7 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
             "mean over tasks".into(),
             &|s: &str| run.mean_over_tasks(|t| run.eval_series(s, t, "test", quantity)),
             &|s: &str| run.mean_over_tasks(|t| run.probe_series(s, t, "test", quantity)),
+            &|s: &str| run.mean_over_tasks(|t| run.phase_series(s, t)),
             run.mean_over_tasks(|t| run.binarized_series(t, quantity)),
         ));
     }
@@ -692,6 +745,7 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
             format!("task {t}"),
             &|s: &str| run.eval_series(s, t, "test", quantity),
             &|s: &str| run.probe_series(s, t, "test", quantity),
+            &|s: &str| run.phase_series(s, t),
             run.binarized_series(t, quantity),
         ));
     }
@@ -738,13 +792,20 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
     for p in &mut panels {
         p.log_y = log;
     }
+    if !draw {
+        return Ok((panels, None));
+    }
     let mut legend: Vec<(String, RGBColor, Mark)> = strategies
         .iter()
         .map(|s| (s.clone(), strategy_color(s), Mark::Line))
         .collect();
-    if probes {
+    if probes || phased {
         legend.push((
-            "full evaluation (whole test split)".into(),
+            if phased {
+                "full evaluation (whole test split; also at every phase end)".into()
+            } else {
+                "full evaluation (whole test split)".into()
+            },
             MUTED,
             Mark::Dot,
         ));
@@ -810,12 +871,8 @@ pub fn curves(run: &RunData, prefix: &str, quantity: Quantity) -> Result<Option<
             }
         }
     );
-    Ok(Some(render(
-        &format!("{prefix}{stem}"),
-        &title,
-        caption,
-        &grid,
-    )?))
+    let figure = render(&format!("{prefix}{stem}"), &title, caption, &grid)?;
+    Ok((grid.panels, Some(figure)))
 }
 
 /// A metric's name for axis labels: `MSE`, `accuracy`.
@@ -1231,6 +1288,83 @@ pub fn gate_distributions(run: &RunData, prefix: &str) -> Result<Option<Figure>>
     )?))
 }
 
+/// One run's line in a panel of [`runs_comparison`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparisonLine {
+    /// The run's legend label.
+    pub label: String,
+    /// The curve from every evaluation record (the probes, or the full evaluations of runs
+    /// without probes), as `(step, value)`.
+    pub curve: Vec<(f64, f64)>,
+    /// The full evaluations drawn as dots on a probe curve (empty without probes).
+    pub full: Vec<(f64, f64)>,
+}
+
+/// One panel of [`runs_comparison`]: what it draws, as numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparisonPanel {
+    /// `gated: mean test accuracy`, …, or the share of masks off.
+    pub title: String,
+    /// The y axis label.
+    pub y_desc: String,
+    /// One line per run, in the order given.
+    pub lines: Vec<ComparisonLine>,
+    /// The masks-off panel (never on a log axis).
+    pub masks: bool,
+}
+
+/// The panels of Figure 4: per strategy the mean test metric over tasks of every run, then the
+/// gated model's share of masks off.
+pub fn runs_comparison_panels(runs: &[RunData]) -> Vec<ComparisonPanel> {
+    let labels = run_labels(runs);
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    let metric = metric_label(&first.metric_name());
+    let mut panels = Vec::new();
+    for s in STRATEGIES {
+        if !runs.iter().any(|r| r.strategies().iter().any(|x| x == s)) {
+            continue;
+        }
+        let lines = runs
+            .iter()
+            .zip(&labels)
+            .map(|(r, label)| ComparisonLine {
+                label: label.clone(),
+                curve: r.mean_over_tasks(|t| r.curve_series(s, t, Quantity::Metric)),
+                full: if r.has_probes() {
+                    r.mean_over_tasks(|t| r.eval_series(s, t, "test", Quantity::Metric))
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        panels.push(ComparisonPanel {
+            title: format!("{s}: mean test {metric}"),
+            y_desc: metric.clone(),
+            lines,
+            masks: false,
+        });
+    }
+    if runs.iter().any(|r| r.last_mask_step().is_some()) {
+        panels.push(ComparisonPanel {
+            title: "gated: share of masks off (M < 0)".into(),
+            y_desc: "share off, mean over tasks and layers".into(),
+            lines: runs
+                .iter()
+                .zip(&labels)
+                .map(|(r, label)| ComparisonLine {
+                    label: label.clone(),
+                    curve: mask_off_series(r),
+                    full: Vec::new(),
+                })
+                .collect(),
+            masks: true,
+        });
+    }
+    panels
+}
+
 /// Figure 4: several runs side by side: mean test metric per strategy over steps, one colour
 /// per run, and the gated model's share of masks off.
 pub fn runs_comparison(runs: &[RunData]) -> Result<Option<Figure>> {
@@ -1238,46 +1372,51 @@ pub fn runs_comparison(runs: &[RunData]) -> Result<Option<Figure>> {
         return Ok(None);
     }
     let labels = run_labels(runs);
-    let metric = metric_label(&runs[0].metric_name());
-    let mut panels = Vec::new();
-    for s in STRATEGIES {
-        if !runs.iter().any(|r| r.strategies().iter().any(|x| x == s)) {
-            continue;
-        }
-        let mut p = LinePanel::new(format!("{s}: mean test {metric}"), "step", &metric);
-        p.integer_x = true;
-        for (i, r) in runs.iter().enumerate() {
-            p.line(
-                PALETTE[i % PALETTE.len()],
-                r.mean_over_tasks(|t| r.eval_series(s, t, "test", Quantity::Metric)),
-            );
-        }
-        panels.push(p);
+    let data = runs_comparison_panels(runs);
+    let probes = data
+        .iter()
+        .any(|p| p.lines.iter().any(|l| !l.full.is_empty()));
+    // One step axis for every panel: the mask records (full evaluations only) may be a single
+    // step, which alone would make an axis of one value.
+    let last = runs.iter().map(|r| r.last_step()).max().unwrap_or(1).max(1) as f64;
+    let mut panels: Vec<LinePanel> = data
+        .iter()
+        .map(|d| {
+            let mut p = LinePanel::new(d.title.clone(), "step", &d.y_desc);
+            p.integer_x = true;
+            p.x_range = Some((0.0, last));
+            for (i, l) in d.lines.iter().enumerate() {
+                let c = PALETTE[i % PALETTE.len()];
+                p.line(c, l.curve.clone());
+                if !l.full.is_empty() {
+                    p.dots(c, l.full.clone(), false);
+                }
+            }
+            p
+        })
+        .collect();
+    let metric_panels: Vec<LinePanel> = data
+        .iter()
+        .zip(&panels)
+        .filter(|(d, _)| !d.masks)
+        .map(|(_, p)| p.clone())
+        .collect();
+    let log = wants_log(&runs[0].metric_name(), &metric_panels);
+    for (p, d) in panels.iter_mut().zip(&data) {
+        p.log_y = log && !d.masks;
     }
-    if runs.iter().any(|r| r.last_mask_step().is_some()) {
-        let mut p = LinePanel::new(
-            "gated: share of masks off (M < 0)",
-            "step",
-            "share off, mean over tasks and layers",
-        );
-        p.integer_x = true;
-        for (i, r) in runs.iter().enumerate() {
-            p.line(PALETTE[i % PALETTE.len()], mask_off_series(r));
-        }
-        panels.push(p);
-    }
-    let log = wants_log(
-        &runs[0].metric_name(),
-        &panels[..panels.len().saturating_sub(1)],
-    );
-    for p in panels.iter_mut().filter(|p| !p.title.contains("masks off")) {
-        p.log_y = log;
-    }
-    let legend = labels
+    let mut legend: Vec<(String, RGBColor, Mark)> = labels
         .iter()
         .enumerate()
         .map(|(i, l)| (l.clone(), PALETTE[i % PALETTE.len()], Mark::Line))
         .collect();
+    if probes {
+        legend.push((
+            "full evaluation (whole test split)".into(),
+            MUTED,
+            Mark::Dot,
+        ));
+    }
     let grid = LineGrid {
         header: Header {
             title: "Runs side by side".into(),
@@ -1291,11 +1430,17 @@ pub fn runs_comparison(runs: &[RunData]) -> Result<Option<Figure>> {
         panels,
         panel: (440, 300),
     };
-    let caption = "Mean test metric over tasks for each run and strategy, and the share of the \
-                   gated model's masks that are off (the paper's Figure 5 compares mask \
-                   regularisers this way). Legend: run name and the settings in which the runs \
-                   differ."
-        .to_string();
+    let caption = format!(
+        "Mean test metric over tasks for each run and strategy at every evaluation{}, and the \
+         share of the gated model's masks that are off (the paper's Figure 5 compares mask \
+         regularisers this way). Legend: run name and the settings in which the runs differ.",
+        if probes {
+            " (lines: the probes every eval_every steps; dots: the full evaluations on the \
+             whole test split)"
+        } else {
+            ""
+        }
+    );
     Ok(Some(render(
         "fig4_runs",
         "Runs side by side",

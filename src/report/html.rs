@@ -4,7 +4,7 @@
 
 use super::figures::{Figure, differing_keys, run_labels};
 use super::{Quantity, RunData};
-use crate::train::{Record, format_metric};
+use crate::train::{NumberFormat, Record};
 use std::fmt::Write;
 
 /// One run's part of the report.
@@ -124,31 +124,8 @@ fn comparison_table(run: &RunData) -> Table {
     if has_bin {
         header.push("gated, binarized".into());
     }
-    let mut rows = Vec::new();
-    let mut bold = Vec::new();
-    let mut add = |name: &str, values: Vec<f64>, bin: f64| {
-        let best = values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_nan())
-            .fold(None::<(usize, f64)>, |b, (i, &v)| match b {
-                Some((_, bv)) if !objective.better(v, bv) => b,
-                _ => Some((i, v)),
-            })
-            .map(|(i, _)| i);
-        let mut row = vec![name.to_string()];
-        let mut marks = vec![false];
-        for (i, v) in values.iter().enumerate() {
-            row.push(format_metric(*v));
-            marks.push(Some(i) == best && values.len() > 1);
-        }
-        if has_bin {
-            row.push(format_metric(bin));
-            marks.push(false);
-        }
-        rows.push(row);
-        bold.push(marks);
-    };
+    // The rows' values first: the table has one number format, chosen from all of them.
+    let mut lines: Vec<(String, Vec<f64>, f64)> = Vec::new();
     let mut sums = vec![0.0; strategies.len()];
     let mut bin_sum = 0.0;
     for t in &tasks {
@@ -157,11 +134,46 @@ fn comparison_table(run: &RunData) -> Table {
             *acc += v;
         }
         bin_sum += binarized(t);
-        add(t, values, binarized(t));
+        lines.push((t.clone(), values, binarized(t)));
     }
     if tasks.len() > 1 {
         let n = tasks.len() as f64;
-        add("mean", sums.iter().map(|s| s / n).collect(), bin_sum / n);
+        lines.push((
+            "mean".into(),
+            sums.iter().map(|s| s / n).collect(),
+            bin_sum / n,
+        ));
+    }
+    let all: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, v, b)| v.iter().copied().chain([*b]))
+        .collect();
+    let number = NumberFormat::for_values(&all, 3, 4);
+    let mut rows = Vec::new();
+    let mut bold = Vec::new();
+    for (name, values, bin) in lines {
+        // Every column that ties the best value is bold.
+        let best =
+            values
+                .iter()
+                .copied()
+                .filter(|v| !v.is_nan())
+                .fold(None::<f64>, |b, v| match b {
+                    Some(bv) if !objective.better(v, bv) => b,
+                    _ => Some(v),
+                });
+        let mut row = vec![name];
+        let mut marks = vec![false];
+        for v in &values {
+            row.push(number.show(*v));
+            marks.push(Some(*v) == best && values.len() > 1);
+        }
+        if has_bin {
+            row.push(number.show(bin));
+            marks.push(false);
+        }
+        rows.push(row);
+        bold.push(marks);
     }
     Table { header, rows, bold }
 }
@@ -231,8 +243,22 @@ fn runs_table(runs: &[RunData]) -> Table {
             .iter()
             .map(|s| format!("{s}: mean test {}", runs[0].metric_name())),
     );
+    let finals: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            strategies
+                .iter()
+                .map(|s| {
+                    r.mean_over_tasks(|t| r.eval_series(s, t, "test", Quantity::Metric))
+                        .last()
+                        .map_or(f64::NAN, |p| p.1)
+                })
+                .collect()
+        })
+        .collect();
+    let number = NumberFormat::for_values(&finals.concat(), 3, 4);
     let mut rows = Vec::new();
-    for r in runs {
+    for (r, values) in runs.iter().zip(&finals) {
         let mut row = vec![r.name.clone()];
         for k in &keys {
             row.push(
@@ -241,10 +267,7 @@ fn runs_table(runs: &[RunData]) -> Table {
                     .map_or("-".into(), |v| v.to_string().trim_matches('"').to_string()),
             );
         }
-        for s in &strategies {
-            let mean = r.mean_over_tasks(|t| r.eval_series(s, t, "test", Quantity::Metric));
-            row.push(mean.last().map_or("-".into(), |p| format_metric(p.1)));
-        }
+        row.extend(values.iter().map(|v| number.show(*v)));
         rows.push(row);
     }
     let bold = rows.iter().map(|r| vec![false; r.len()]).collect();

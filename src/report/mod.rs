@@ -29,7 +29,9 @@ pub use masks::{BinaryMasks, MaskLayer};
 use std::path::{Path, PathBuf};
 
 /// Strategy names in the order every figure and table shows them.
-pub const STRATEGIES: [&str; 5] = ["gated", "shared", "separate", "finetune", "joint"];
+/// The same order as `gtk train` trains and tables them (`Strategy::ALL` for the interleaved
+/// schedule, `Strategy::CONTINUAL` for the sequential one).
+pub const STRATEGIES: [&str; 5] = ["gated", "shared", "finetune", "separate", "joint"];
 
 /// Which value of an eval record a series follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +191,18 @@ impl RunData {
         self.split_series(true, (strategy, task, split), quantity)
     }
 
+    /// The curve of one strategy on one task's test split: its probes (every `eval_every`
+    /// steps, the fixed probe subset) when the run logged probes, else its full evaluations
+    /// (older runs). Curves over training are drawn from this: the full evaluations alone
+    /// are often a single point at the last step.
+    pub fn curve_series(&self, strategy: &str, task: &str, quantity: Quantity) -> Vec<(f64, f64)> {
+        if self.has_probes() {
+            self.probe_series(strategy, task, "test", quantity)
+        } else {
+            self.eval_series(strategy, task, "test", quantity)
+        }
+    }
+
     /// The probe or the full-evaluation records of one strategy, task and split.
     fn split_series(
         &self,
@@ -255,6 +269,21 @@ impl RunData {
             .filter(|(_, (_, n))| *n > 0)
             .map(|(step, (sum, n))| (step as f64, sum / n as f64))
             .collect()
+    }
+
+    /// `(step, test metric)` of one strategy on one task at the end of every phase of a
+    /// sequential run (the accuracy matrix's column of that task); empty for other runs.
+    pub fn phase_series(&self, strategy: &str, task: &str) -> Vec<(f64, f64)> {
+        self.series(Quantity::Metric, |r| match r {
+            Record::Phase {
+                step,
+                strategy: s,
+                task: t,
+                metric,
+                ..
+            } if s == strategy && t == task => Some((*step, *metric, *metric)),
+            _ => None,
+        })
     }
 
     /// `(step, value)` of the binarized gated model on one task (test split).

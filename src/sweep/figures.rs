@@ -16,20 +16,36 @@ use plotters::prelude::*;
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// One curve over seeds: per step the mean and the interval ends.
+/// One curve (or set of points) over seeds: per step the mean and the interval ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BandSeries {
     /// Strategy key (`gated`, …, [`BINARIZED`]).
     pub strategy: String,
-    /// `(step, mean, low, high)`; low = high = mean with a single seed.
+    /// Drawn as points with interval bars (the full evaluations on a probe curve, the
+    /// binarized model's evaluations), not as a line with a shaded band.
+    pub dots: bool,
+    /// `(step, mean, low, high)`, the interval clipped to the metric's range; low = high =
+    /// mean with a single seed.
     pub points: Vec<(f64, f64, f64, f64)>,
 }
 
+/// The values a metric can take: `[0, 1]` for accuracy, `[0, ∞)` for MSE (a confidence
+/// interval's ends are clipped to it, so no band shows an impossible value).
+pub fn metric_range(metric: &str) -> (f64, f64) {
+    if metric == "accuracy" {
+        (0.0, 1.0)
+    } else {
+        (0.0, f64::INFINITY)
+    }
+}
+
 /// Mean and interval over seeds, per step, of one series per seed; only steps every seed has.
-pub fn band(per_seed: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64, f64)> {
+/// The interval's ends are clipped to `range` (see [`metric_range`]).
+pub fn band(per_seed: &[Vec<(f64, f64)>], range: (f64, f64)) -> Vec<(f64, f64, f64, f64)> {
     let Some(first) = per_seed.first() else {
         return Vec::new();
     };
+    let clip = |v: f64| v.clamp(range.0, range.1);
     first
         .iter()
         .filter_map(|&(step, _)| {
@@ -44,49 +60,72 @@ pub fn band(per_seed: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64, f64)> {
             Some((
                 step,
                 i.mean,
-                i.low.unwrap_or(i.mean),
-                i.high.unwrap_or(i.mean),
+                clip(i.low.unwrap_or(i.mean)),
+                clip(i.high.unwrap_or(i.mean)),
             ))
         })
         .collect()
 }
 
-/// The bands of every strategy on one task (`None`: the mean over tasks).
+/// One run's series on one task.
+type PerRun<'a> = dyn Fn(&RunData, &str) -> Vec<(f64, f64)> + 'a;
+
+/// The bands of every strategy on one task (`None`: the mean over tasks): each strategy's
+/// curve from every evaluation record (the probes every `eval_every` steps; the full
+/// evaluations for runs without probes), its full evaluations as points when the curve is
+/// the probes', and the binarized gated model.
 pub fn task_bands(runs: &[RunData], task: Option<&str>) -> Vec<BandSeries> {
-    let mut keys: Vec<String> = runs.first().map(|r| r.strategies()).unwrap_or_default();
-    keys.push(BINARIZED.into());
-    keys.into_iter()
-        .map(|s| {
-            let per_seed: Vec<Vec<(f64, f64)>> = runs
-                .iter()
-                .map(|r| {
-                    let one = |t: &str| {
-                        if s == BINARIZED {
-                            r.binarized_series(t, Quantity::Metric)
-                        } else {
-                            r.eval_series(&s, t, "test", Quantity::Metric)
-                        }
-                    };
-                    match task {
-                        Some(t) => one(t),
-                        None => r.mean_over_tasks(one),
-                    }
-                })
-                .collect();
-            BandSeries {
-                strategy: s,
-                points: band(&per_seed),
-            }
-        })
-        .filter(|b| !b.points.is_empty())
-        .collect()
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    let range = metric_range(&first.metric_name());
+    let probes = runs.iter().all(RunData::has_probes);
+    // Per seed, one task's series or the mean over tasks.
+    let over_seeds = |one: &PerRun| -> Vec<_> {
+        let per_seed: Vec<Vec<(f64, f64)>> = runs
+            .iter()
+            .map(|r| match task {
+                Some(t) => one(r, t),
+                None => r.mean_over_tasks(|t| one(r, t)),
+            })
+            .collect();
+        band(&per_seed, range)
+    };
+    let mut out = Vec::new();
+    for s in first.strategies() {
+        out.push(BandSeries {
+            strategy: s.clone(),
+            dots: false,
+            points: over_seeds(&|r, t| r.curve_series(&s, t, Quantity::Metric)),
+        });
+        if probes {
+            out.push(BandSeries {
+                strategy: s.clone(),
+                dots: true,
+                points: over_seeds(&|r, t| r.eval_series(&s, t, "test", Quantity::Metric)),
+            });
+        }
+    }
+    out.push(BandSeries {
+        strategy: BINARIZED.into(),
+        dots: probes,
+        points: over_seeds(&|r, t| r.binarized_series(t, Quantity::Metric)),
+    });
+    out.retain(|b| !b.points.is_empty());
+    out
 }
 
-struct BandPanel {
-    title: String,
-    y_desc: String,
-    series: Vec<BandSeries>,
-    log_y: bool,
+/// One panel of the sweep figure: the data it draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandPanel {
+    /// `mean over tasks` or `task NAME`.
+    pub title: String,
+    /// The y axis label.
+    pub y_desc: String,
+    /// Every curve and set of points, in drawing order.
+    pub series: Vec<BandSeries>,
+    /// Log scale on y.
+    pub log_y: bool,
 }
 
 struct BandGrid {
@@ -175,33 +214,51 @@ impl BandPanel {
                     .axis_desc_style((FONT, 16).into_font())
                     .label_style((FONT, 14).into_font())
                     .draw()?;
-                for s in &self.series {
-                    let c = strategy_color(if s.strategy == BINARIZED {
+                let clamp = |v: f64| if self.log_y { v.max(floor) } else { v };
+                let color = |s: &BandSeries| {
+                    strategy_color(if s.strategy == BINARIZED {
                         "gated"
                     } else {
                         &s.strategy
-                    });
-                    let clamp = |v: f64| if self.log_y { v.max(floor) } else { v };
+                    })
+                };
+                for s in self.series.iter().filter(|s| !s.dots) {
                     let mut poly: Vec<(f64, f64)> =
                         s.points.iter().map(|p| (p.0, clamp(p.3))).collect();
                     poly.extend(s.points.iter().rev().map(|p| (p.0, clamp(p.2))));
-                    let shade = lighten(c, if s.strategy == BINARIZED { 0.85 } else { 0.7 });
+                    let shade = lighten(color(s), if s.strategy == BINARIZED { 0.85 } else { 0.7 });
                     chart.draw_series(std::iter::once(Polygon::new(poly, shade.filled())))?;
                 }
                 for s in &self.series {
+                    let c = color(s);
+                    if s.dots {
+                        // The interval as a bar, the mean as a dot (hollow: binarized).
+                        for &(x, m, lo, hi) in &s.points {
+                            chart.draw_series(std::iter::once(PathElement::new(
+                                vec![(x, clamp(lo)), (x, clamp(hi))],
+                                c.stroke_width(2),
+                            )))?;
+                            if s.strategy == BINARIZED {
+                                chart.draw_series(std::iter::once(Circle::new(
+                                    (x, clamp(m)),
+                                    6,
+                                    c.stroke_width(2),
+                                )))?;
+                            } else {
+                                chart.draw_series(std::iter::once(Circle::new(
+                                    (x, clamp(m)),
+                                    5,
+                                    c.filled(),
+                                )))?;
+                            }
+                        }
+                        continue;
+                    }
                     let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.1)).collect();
                     if s.strategy == BINARIZED {
-                        chart.draw_series(DashedLineSeries::new(
-                            line,
-                            7,
-                            5,
-                            strategy_color("gated").stroke_width(2),
-                        ))?;
+                        chart.draw_series(DashedLineSeries::new(line, 7, 5, c.stroke_width(2)))?;
                     } else {
-                        chart.draw_series(LineSeries::new(
-                            line,
-                            strategy_color(&s.strategy).stroke_width(2),
-                        ))?;
+                        chart.draw_series(LineSeries::new(line, c.stroke_width(2)))?;
                     }
                 }
                 Ok(())
@@ -215,16 +272,12 @@ impl BandPanel {
     }
 }
 
-/// The figure: one panel for the mean over tasks, one per task.
-pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
-    let tasks = summary.tasks.clone();
-    let metric = if summary.metric == "mse" {
-        "MSE".to_string()
-    } else {
-        summary.metric.clone()
-    };
+/// The panels of the sweep figure (one for the mean over tasks, one per task) with the data
+/// each draws: what `sweep_test_metric.png` shows, as numbers.
+pub fn band_panels(runs: &[RunData], summary: &Summary) -> Vec<BandPanel> {
+    let metric = metric_label(&summary.metric);
     let mut panels = Vec::new();
-    if tasks.len() > 1 {
+    if summary.tasks.len() > 1 {
         panels.push(BandPanel {
             title: "mean over tasks".into(),
             y_desc: format!("test {metric}"),
@@ -232,7 +285,7 @@ pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
             log_y: false,
         });
     }
-    for t in &tasks {
+    for t in &summary.tasks {
         panels.push(BandPanel {
             title: format!("task {t}"),
             y_desc: format!("test {metric}"),
@@ -248,17 +301,55 @@ pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
     for p in &mut panels {
         p.log_y = log;
     }
+    panels
+}
+
+/// The data behind `gtk report SWEEP`'s figure, read from a finished sweep folder.
+pub fn sweep_figure_data(sweep_dir: &std::path::Path) -> Result<Vec<BandPanel>> {
+    let sweep = Sweep::open(sweep_dir)?;
+    let summary = Summary::of_sweep(&sweep)?;
+    let runs = sweep
+        .member_dirs()
+        .iter()
+        .map(|d| RunData::open(d))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(band_panels(&runs, &summary))
+}
+
+fn metric_label(metric: &str) -> String {
+    if metric == "mse" {
+        "MSE".to_string()
+    } else {
+        metric.to_string()
+    }
+}
+
+/// The figure: one panel for the mean over tasks, one per task.
+pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
+    let metric = metric_label(&summary.metric);
+    let panels = band_panels(runs, summary);
+    let log = panels.iter().any(|p| p.log_y);
+    let probes = panels
+        .iter()
+        .any(|p| p.series.iter().any(|s| s.dots && s.strategy != BINARIZED));
     let mut legend: Vec<(String, RGBColor, Mark)> = summary
         .strategies
         .iter()
         .filter(|s| *s != BINARIZED)
         .map(|s| (s.clone(), strategy_color(s), Mark::Line))
         .collect();
+    if probes {
+        legend.push((
+            "full evaluation (whole test split)".into(),
+            crate::report::figures::MUTED,
+            Mark::Dot,
+        ));
+    }
     if summary.strategies.iter().any(|s| s == BINARIZED) {
         legend.push((
             "gated, binarized masks W×1[M>0]".into(),
             strategy_color("gated"),
-            Mark::Dashed,
+            if probes { Mark::Ring } else { Mark::Dashed },
         ));
     }
     let cols = match panels.len() {
@@ -269,16 +360,29 @@ pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
         _ => 5,
     };
     let n = summary.seeds.len();
+    let range = if summary.metric == "accuracy" {
+        "[0, 1]"
+    } else {
+        "≥ 0"
+    };
+    let bands = if n < 2 {
+        "one seed: no interval".to_string()
+    } else {
+        format!(
+            "bands and bars: {:.0} % confidence interval of the mean (Student t, {} df), clipped to {range}",
+            summary.confidence * 100.0,
+            n - 1,
+        )
+    };
     let grid = BandGrid {
         header: Header {
             title: format!(
-                "Test {metric} over training, mean of {n} seeds — sweep {}",
+                "Test {metric} over training, mean of {n} seed{} — sweep {}",
+                if n == 1 { "" } else { "s" },
                 summary.sweep
             ),
             subtitle: Some(format!(
-                "bands: {:.0} % confidence interval of the mean (Student t, {} df); {} is better{}",
-                summary.confidence * 100.0,
-                n.saturating_sub(1),
+                "{bands}; {} is better{}",
                 if summary.lower_is_better {
                     "lower"
                 } else {
@@ -295,9 +399,24 @@ pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
         "sweep_test_metric",
         &format!("Test {metric} over training, mean over seeds"),
         format!(
-            "Mean over the seeds' runs of each strategy's test {metric} at every evaluation, \
-             with its {:.0} % confidence band; dashed: the gated model with binarized masks.",
-            summary.confidence * 100.0
+            "Mean over the seeds' runs of each strategy's test {metric} at every evaluation{}, \
+             with its {:.0} % confidence band (clipped to the metric's range, {range}){}.",
+            if probes {
+                " (lines: the probes every eval_every steps on each task's fixed probe subset; \
+                 dots with bars: the full evaluations on the whole test split)"
+            } else {
+                ""
+            },
+            summary.confidence * 100.0,
+            if summary.strategies.iter().any(|s| s == BINARIZED) {
+                if probes {
+                    "; hollow circles: the gated model with binarized masks"
+                } else {
+                    "; dashed: the gated model with binarized masks"
+                }
+            } else {
+                ""
+            }
         ),
         &grid,
     )
@@ -394,14 +513,29 @@ mod tests {
     fn band_is_the_t_interval_at_common_steps() {
         // Step 10 in all three seeds: 1, 2, 3 → mean 2, half-width 4.3026527 / √3 = 2.4841377.
         // Step 20 is missing in one seed and left out.
-        let b = band(&[
-            vec![(10.0, 1.0), (20.0, 1.0)],
-            vec![(10.0, 2.0), (20.0, 1.0)],
-            vec![(10.0, 3.0)],
-        ]);
+        let b = band(
+            &[
+                vec![(10.0, 1.0), (20.0, 1.0)],
+                vec![(10.0, 2.0), (20.0, 1.0)],
+                vec![(10.0, 3.0)],
+            ],
+            (f64::NEG_INFINITY, f64::INFINITY),
+        );
         assert_eq!(b.len(), 1);
         let (step, m, lo, hi) = b[0];
         assert_eq!((step, m), (10.0, 2.0));
         assert!((hi - m - 2.484_137_7).abs() < 1e-6 && (m - lo - 2.484_137_7).abs() < 1e-6);
+        // Clipped to an accuracy's range: 0.5, 0.9, 0.95 has mean 0.7833, std 0.2466 and
+        // half-width 4.3027 · 0.2466 / √3 = 0.6127 → [0.1707, 1.3960], clipped to 1.
+        let b = band(
+            &[vec![(5.0, 0.5)], vec![(5.0, 0.9)], vec![(5.0, 0.95)]],
+            metric_range("accuracy"),
+        );
+        assert!((b[0].2 - 0.1706).abs() < 1e-3, "{:?}", b[0]);
+        assert_eq!(b[0].3, 1.0);
+        // MSE: never below 0.
+        let b = band(&[vec![(5.0, 0.01)], vec![(5.0, 0.5)]], metric_range("mse"));
+        assert_eq!(b[0].2, 0.0);
+        assert!(b[0].3 > 0.5);
     }
 }

@@ -13,7 +13,9 @@ mod seeds;
 pub mod stats;
 mod summary;
 
-pub use figures::write_sweep_report;
+pub use figures::{
+    BandPanel, BandSeries, band, metric_range, sweep_figure_data, write_sweep_report,
+};
 pub use folder::{
     FORMAT, LOCK, MANIFEST, MemberState, SUMMARY_JSON, SUMMARY_MD, Sweep, SweepSpec, is_sweep,
     member_name,

@@ -10,7 +10,7 @@ use super::folder::Sweep;
 use super::stats::{Interval, PairedTest};
 use crate::error::{Error, Result};
 use crate::report::{Quantity, RunData, STRATEGIES};
-use crate::train::format_metric;
+use crate::train::{NumberFormat, continual_summaries, format_metric};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -40,6 +40,9 @@ pub struct MemberResult {
     /// The gated model's share of undecided mask entries (0.1 < σ(M) < 0.9) at the last mask
     /// record, averaged over tasks and parameters; none without a gated model.
     pub undecided: Option<f64>,
+    /// Sequential runs: per strategy the continual measures of its accuracy matrix
+    /// (average, backward transfer, forgetting); empty for interleaved runs.
+    pub continual: BTreeMap<String, [f64; 3]>,
 }
 
 impl MemberResult {
@@ -68,6 +71,15 @@ impl MemberResult {
                 .collect();
             super::stats::mean(&shares)
         });
+        let continual = continual_summaries(&run.records, &tasks, run.objective())
+            .into_iter()
+            .map(|c| {
+                (
+                    c.strategy.clone(),
+                    [c.average, c.backward_transfer, c.forgetting],
+                )
+            })
+            .collect();
         MemberResult {
             seed,
             tasks,
@@ -75,6 +87,7 @@ impl MemberResult {
             step: run.last_step(),
             values,
             undecided,
+            continual,
         }
     }
 }
@@ -135,10 +148,147 @@ pub struct Summary {
     /// The gated model's share of undecided mask entries at the end (mean over tasks and
     /// parameters), per seed and over seeds (`strategy` gated, `task` [`UNDECIDED_ROW`]).
     pub undecided: Option<Cell>,
+    /// Sequential task sets: the continual-learning measures over seeds (absent for
+    /// interleaved sets and in summaries written before they were added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continual: Option<ContinualResults>,
+}
+
+/// The continual-learning measures of a sweep over a sequential task set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContinualResults {
+    /// Per strategy and measure ([`CONTINUAL_MEASURES`], in `task`) the values per seed and
+    /// their interval; joint (not sequential) has only the average.
+    pub cells: Vec<Cell>,
+    /// Gated − each baseline per measure (`task`: the measure), paired over seeds.
+    pub paired: Vec<Paired>,
+}
+
+/// The rows of the continual table: average metric after the last phase, backward transfer,
+/// forgetting.
+pub const CONTINUAL_MEASURES: [&str; 3] = ["average", "backward transfer", "forgetting"];
+
+impl ContinualResults {
+    /// The cell of a strategy and measure.
+    pub fn cell(&self, strategy: &str, measure: &str) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.strategy == strategy && c.task == measure)
+    }
+
+    /// The paired comparison of gated against `baseline` on `measure`.
+    pub fn paired(&self, baseline: &str, measure: &str) -> Option<&Paired> {
+        self.paired
+            .iter()
+            .find(|p| p.b == baseline && p.task == measure)
+    }
+}
+
+/// Whether lower values of a continual measure are better: the average of an MSE, and
+/// forgetting (backward transfer is signed so that higher is better for every metric).
+fn measure_lower_is_better(measure: &str, metric_lower_is_better: bool) -> bool {
+    match measure {
+        "average" => metric_lower_is_better,
+        "forgetting" => true,
+        _ => false,
+    }
+}
+
+/// The indices of the best of `means` (`lower`: the smallest): every index that ties it.
+fn best_of(means: &[f64], lower: bool) -> Vec<usize> {
+    let best =
+        means
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .fold(None, |b: Option<f64>, v| match b {
+                Some(b) if (lower && b <= v) || (!lower && b >= v) => Some(b),
+                _ => Some(v),
+            });
+    match best {
+        Some(b) => (0..means.len()).filter(|&i| means[i] == b).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// The task name of [`Summary::undecided`].
 pub const UNDECIDED_ROW: &str = "masks undecided";
+
+/// The continual measures over seeds, when every seed has them (sequential runs): per
+/// strategy with intervals, and gated − each baseline paired over seeds. Joint trains on every
+/// task from the start: only its average is kept.
+fn continual_results(
+    members: &[(std::path::PathBuf, MemberResult)],
+    lower_is_better: bool,
+) -> Result<Option<ContinualResults>> {
+    let Some((first_dir, first)) = members.first() else {
+        return Ok(None);
+    };
+    if first.continual.is_empty() {
+        return Ok(None);
+    }
+    for (dir, m) in &members[1..] {
+        if m.continual.keys().ne(first.continual.keys()) {
+            return Err(refuse(
+                dir,
+                format!(
+                    "has accuracy matrices for other strategies than {} (a run stopped before its last phase?)",
+                    first_dir.display()
+                ),
+            ));
+        }
+    }
+    let strategies: Vec<&str> = STRATEGIES
+        .iter()
+        .copied()
+        .filter(|s| first.continual.contains_key(*s))
+        .collect();
+    let shows = |s: &str, k: usize| k == 0 || s != "joint";
+    let values = |s: &str, k: usize| -> Vec<f64> {
+        members
+            .iter()
+            .map(|(_, m)| m.continual.get(s).map_or(f64::NAN, |v| v[k]))
+            .collect()
+    };
+    let mut cells = Vec::new();
+    for (k, measure) in CONTINUAL_MEASURES.iter().enumerate() {
+        for s in strategies.iter().filter(|s| shows(s, k)) {
+            let v = values(s, k);
+            cells.push(Cell {
+                strategy: s.to_string(),
+                task: measure.to_string(),
+                interval: Interval::of(&v, CONFIDENCE),
+                values: v,
+            });
+        }
+    }
+    let mut paired = Vec::new();
+    if strategies.contains(&"gated") {
+        for (k, measure) in CONTINUAL_MEASURES.iter().enumerate() {
+            let baselines: Vec<&str> = strategies
+                .iter()
+                .copied()
+                .filter(|s| *s != "gated" && shows(s, k))
+                .collect();
+            let means: Vec<f64> = baselines
+                .iter()
+                .map(|b| super::stats::mean(&values(b, k)))
+                .collect();
+            let best = best_of(&means, measure_lower_is_better(measure, lower_is_better));
+            let gated = values("gated", k);
+            for (i, b) in baselines.iter().enumerate() {
+                paired.push(Paired {
+                    task: measure.to_string(),
+                    a: "gated".into(),
+                    b: b.to_string(),
+                    best_baseline: best.contains(&i),
+                    test: PairedTest::of(&gated, &values(b, k), CONFIDENCE),
+                });
+            }
+        }
+    }
+    Ok(Some(ContinualResults { cells, paired }))
+}
 
 fn refuse(path: &std::path::Path, message: String) -> Error {
     Error::Run {
@@ -276,34 +426,33 @@ impl Summary {
                 });
             }
         }
-        let baselines: Vec<&String> = strategies.iter().filter(|s| *s != "gated").collect();
+        // The baselines: every other strategy. The binarized gated model is a view of the
+        // gated model (its masks rounded), not a baseline, and is compared with nothing.
+        let baselines: Vec<&String> = strategies
+            .iter()
+            .filter(|s| *s != "gated" && *s != BINARIZED)
+            .collect();
         let mut paired = Vec::new();
         if strategies.iter().any(|s| s == "gated") {
             for row in &rows {
-                let mean_of = |s: &str| super::stats::mean(&values(s, row));
-                let best = baselines
+                let means: Vec<f64> = baselines
                     .iter()
-                    .min_by(|a, b| {
-                        let (x, y) = (mean_of(a), mean_of(b));
-                        if lower_is_better {
-                            x.total_cmp(&y)
-                        } else {
-                            y.total_cmp(&x)
-                        }
-                    })
-                    .map(|s| s.to_string());
+                    .map(|b| super::stats::mean(&values(b, row)))
+                    .collect();
+                let best = best_of(&means, lower_is_better);
                 let gated = values("gated", row);
-                for b in &baselines {
+                for (i, b) in baselines.iter().enumerate() {
                     paired.push(Paired {
                         task: row.clone(),
                         a: "gated".into(),
                         b: b.to_string(),
-                        best_baseline: best.as_deref() == Some(b.as_str()),
+                        best_baseline: best.contains(&i),
                         test: PairedTest::of(&gated, &values(b, row), CONFIDENCE),
                     });
                 }
             }
         }
+        let continual = continual_results(members, lower_is_better)?;
         let undecided: Option<Vec<f64>> = members.iter().map(|(_, m)| m.undecided).collect();
         let undecided = undecided.map(|v| Cell {
             strategy: "gated".into(),
@@ -324,6 +473,7 @@ impl Summary {
             strategies,
             cells,
             paired,
+            continual,
         })
     }
 
@@ -375,107 +525,163 @@ impl Summary {
             .find(|p| p.b == baseline && p.task == row)
     }
 
-    /// Header line and the two tables (results, paired differences) as Markdown.
+    /// Header line and the tables (results, paired differences, and for sequential sets the
+    /// continual measures and their paired differences) as Markdown.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{}\n", self.caption());
-        s.push_str(&markdown_table(&self.results_table()));
-        if let Some(line) = self.undecided_line() {
-            let _ = writeln!(s, "\n{line}");
-        }
-        if let Some(t) = self.paired_table() {
-            let _ = writeln!(
-                s,
-                "\nPaired differences per seed, gated − baseline, mean ± {:.0} % interval half-width ({}; paired t-test p-value); the best baseline per row in bold.\n",
-                self.confidence * 100.0,
-                if self.lower_is_better {
-                    "negative: gated better"
-                } else {
-                    "positive: gated better"
-                }
-            );
-            s.push_str(&markdown_table(&t));
+        for (i, t) in self.tables().iter().enumerate() {
+            if i > 0 {
+                s.push('\n');
+            }
+            let _ = writeln!(s, "{}\n", t.caption);
+            s.push_str(&markdown_table(&t.rows));
+            if let Some(line) = &t.after {
+                let _ = writeln!(s, "\n{line}");
+            }
         }
         s
     }
 
-    /// The two tables as aligned text for a terminal.
+    /// The same tables as aligned text for a terminal (the best baseline marked `*`).
     pub fn text(&self) -> String {
-        let mut s = format!("{}\n\n", self.caption());
-        s.push_str(&text_table(&self.results_table()));
-        if let Some(line) = self.undecided_line() {
-            let _ = writeln!(s, "{line}");
-        }
-        if let Some(t) = self.paired_table() {
-            let _ = writeln!(
-                s,
-                "\npaired differences gated − baseline per seed ({}), * = best baseline:",
-                if self.lower_is_better {
-                    "negative: gated better"
-                } else {
-                    "positive: gated better"
-                }
-            );
-            s.push_str(&text_table(&t));
+        let mut s = String::new();
+        for (i, t) in self.tables().iter().enumerate() {
+            if i > 0 {
+                s.push('\n');
+            }
+            let _ = writeln!(s, "{}\n", t.caption);
+            s.push_str(&text_table(&t.rows));
+            if let Some(line) = &t.after {
+                let _ = writeln!(s, "{line}");
+            }
         }
         s
     }
 
-    fn undecided_line(&self) -> Option<String> {
-        let c = self.undecided.as_ref()?;
-        Some(format!(
-            "Gated mask entries still undecided (0.1 < σ(M) < 0.9) at the end, mean over tasks and parameters: {} %.",
-            format_interval(
-                100.0 * c.interval.mean,
-                c.interval.half_width.map(|h| 100.0 * h)
-            )
-        ))
+    /// Every table with its caption, in the order shown.
+    fn tables(&self) -> Vec<Table> {
+        let mut out = vec![self.results_table()];
+        out.extend(self.paired_table());
+        if let Some(c) = &self.continual {
+            out.push(self.continual_table(c));
+            out.extend(self.continual_paired_table(c));
+        }
+        out
     }
 
-    fn caption(&self) -> String {
+    /// How the intervals of a table read, for its caption.
+    fn interval_words(&self, clipped: usize, range: &str) -> String {
         let n = self.seeds.len();
-        let seeds: Vec<String> = self.seeds.iter().map(|s| s.to_string()).collect();
+        if n < 2 {
+            return "one seed: its value, no interval (an interval needs two or more seeds)".into();
+        }
         format!(
-            "Test {} after {} steps over {n} seed{} ({}): mean ± {:.0} % confidence interval half-width (Student t, {} df); {} is better.",
-            if self.metric == "mse" {
-                "MSE"
-            } else {
-                &self.metric
-            },
-            self.steps,
-            if n == 1 { "" } else { "s" },
-            seeds.join(", "),
+            "mean [{:.0} % confidence interval] (Student t, {} df){}",
             self.confidence * 100.0,
-            n.saturating_sub(1),
-            if self.lower_is_better {
-                "lower"
+            n - 1,
+            if clipped > 0 {
+                format!(
+                    "; {clipped} interval{} clipped to the possible range {range}",
+                    if clipped == 1 { "" } else { "s" }
+                )
             } else {
-                "higher"
+                String::new()
             }
         )
     }
 
-    fn results_table(&self) -> Vec<Vec<String>> {
+    fn metric_label(&self) -> &str {
+        if self.metric == "mse" {
+            "MSE"
+        } else {
+            &self.metric
+        }
+    }
+
+    fn seeds_words(&self) -> String {
+        let n = self.seeds.len();
+        let seeds: Vec<String> = self.seeds.iter().map(|s| s.to_string()).collect();
+        format!(
+            "{n} seed{} ({})",
+            if n == 1 { "" } else { "s" },
+            seeds.join(", ")
+        )
+    }
+
+    fn results_table(&self) -> Table {
+        let range = super::figures::metric_range(&self.metric);
+        let number = number_format(self.cells.iter().map(|c| &c.interval));
+        let mut clipped = 0;
         let mut header = vec!["task".to_string()];
         header.extend(self.strategies.iter().map(|s| strategy_label(s)));
-        let mut out = vec![header];
+        let mut rows = vec![header];
         for row in self.rows() {
             let mut r = vec![row.clone()];
             for st in &self.strategies {
                 r.push(
                     self.cell(st, &row)
-                        .map(|c| format_interval(c.interval.mean, c.interval.half_width))
+                        .map(|c| interval_cell(&c.interval, number, range, &mut clipped))
                         .unwrap_or_default(),
                 );
             }
-            out.push(r);
+            rows.push(r);
         }
-        out
+        Table {
+            caption: format!(
+                "Test {} after {} steps over {}: {}; {} is better.",
+                self.metric_label(),
+                self.steps,
+                self.seeds_words(),
+                self.interval_words(clipped, range_words(range)),
+                if self.lower_is_better {
+                    "lower"
+                } else {
+                    "higher"
+                }
+            ),
+            rows,
+            after: self.undecided_line(),
+        }
     }
 
-    fn paired_table(&self) -> Option<Vec<Vec<String>>> {
+    fn undecided_line(&self) -> Option<String> {
+        let c = self.undecided.as_ref()?;
+        let pct = Interval {
+            mean: 100.0 * c.interval.mean,
+            std: c.interval.std.map(|v| 100.0 * v),
+            half_width: c.interval.half_width.map(|v| 100.0 * v),
+            low: c.interval.low.map(|v| 100.0 * v),
+            high: c.interval.high.map(|v| 100.0 * v),
+            n: c.interval.n,
+        };
+        let number = number_format([&pct]);
+        let mut clipped = 0;
+        Some(format!(
+            "Gated mask entries still undecided (0.1 < σ(M) < 0.9) at the end, mean over tasks and parameters: {} % ({}).",
+            interval_cell(&pct, number, (0.0, 100.0), &mut clipped),
+            self.interval_words(clipped, "[0, 100] %")
+        ))
+    }
+
+    /// The range of a difference of two values of the metric.
+    fn difference_range(&self, width: f64) -> (f64, f64) {
+        if self.metric == "accuracy" {
+            (-width, width)
+        } else {
+            (f64::NEG_INFINITY, f64::INFINITY)
+        }
+    }
+
+    /// A paired-differences table: rows, baselines in columns, the best baseline per row in
+    /// bold (every one of a tie).
+    fn paired_rows(
+        &self,
+        paired: &[Paired],
+        rows: &[String],
+        range: impl Fn(&str) -> (f64, f64),
+    ) -> Option<(Vec<Vec<String>>, usize)> {
         let mut baselines: Vec<String> = Vec::new();
-        for p in &self.paired {
+        for p in paired {
             if !baselines.contains(&p.b) {
                 baselines.push(p.b.clone());
             }
@@ -483,18 +689,22 @@ impl Summary {
         if baselines.is_empty() {
             return None;
         }
-        let mut header = vec!["task".to_string()];
+        let number = number_format(paired.iter().map(|p| &p.test.interval));
+        let mut clipped = 0;
+        let mut header = vec![String::new()];
         header.extend(baselines.iter().map(|b| format!("gated − {b}")));
         let mut out = vec![header];
-        for row in self.rows() {
+        for row in rows {
             let mut r = vec![row.clone()];
             for b in &baselines {
                 r.push(
-                    self.paired(b, &row)
+                    paired
+                        .iter()
+                        .find(|p| &p.b == b && &p.task == row)
                         .map(|p| {
                             let cell = format!(
                                 "{} (p {})",
-                                format_interval(p.test.interval.mean, p.test.interval.half_width),
+                                interval_cell(&p.test.interval, number, range(row), &mut clipped),
                                 format_p(p.test.p)
                             );
                             if p.best_baseline {
@@ -508,7 +718,150 @@ impl Summary {
             }
             out.push(r);
         }
-        Some(out)
+        Some((out, clipped))
+    }
+
+    fn paired_table(&self) -> Option<Table> {
+        let range = self.difference_range(1.0);
+        let (mut rows, clipped) = self.paired_rows(&self.paired, &self.rows(), |_| range)?;
+        rows[0][0] = "task".into();
+        Some(Table {
+            caption: format!(
+                "Paired differences per seed, gated − baseline ({}): {}; paired t-test p-value. The best baseline per row in bold (every one of a tie).",
+                if self.lower_is_better {
+                    "negative: gated better"
+                } else {
+                    "positive: gated better"
+                },
+                self.interval_words(clipped, range_words(range)),
+            ),
+            rows,
+            after: None,
+        })
+    }
+
+    fn continual_table(&self, c: &ContinualResults) -> Table {
+        let mut strategies: Vec<&str> = Vec::new();
+        for cell in &c.cells {
+            if !strategies.contains(&cell.strategy.as_str()) {
+                strategies.push(&cell.strategy);
+            }
+        }
+        let number = number_format(c.cells.iter().map(|c| &c.interval));
+        let mut clipped = 0;
+        let mut header = vec!["measure".to_string()];
+        header.extend(strategies.iter().map(|s| s.to_string()));
+        let mut rows = vec![header];
+        for m in CONTINUAL_MEASURES {
+            let range = match m {
+                "average" => super::figures::metric_range(&self.metric),
+                _ => self.difference_range(1.0),
+            };
+            let mut r = vec![m.to_string()];
+            for s in &strategies {
+                r.push(match c.cell(s, m) {
+                    Some(cell) => interval_cell(&cell.interval, number, range, &mut clipped),
+                    None => "n/a".into(),
+                });
+            }
+            rows.push(r);
+        }
+        Table {
+            caption: format!(
+                "Continual learning (sequential schedule) over {}: average test {} over the tasks after the last phase, backward transfer (BWT, negative: later phases hurt earlier tasks) and forgetting (mean drop from each task's best to its final value; lower is better){}: {}. joint trains on every task throughout, so it has an average but no BWT or forgetting (n/a).",
+                self.seeds_words(),
+                self.metric_label(),
+                if self.metric == "mse" {
+                    ", computed on −MSE so that negative BWT and positive forgetting mean worse"
+                } else {
+                    ""
+                },
+                self.interval_words(clipped, range_words(self.difference_range(1.0))),
+            ),
+            rows,
+            after: None,
+        }
+    }
+
+    fn continual_paired_table(&self, c: &ContinualResults) -> Option<Table> {
+        let rows: Vec<String> = CONTINUAL_MEASURES.iter().map(|m| m.to_string()).collect();
+        let (mut rows, clipped) = self.paired_rows(&c.paired, &rows, |m| {
+            self.difference_range(if m == "average" { 1.0 } else { 2.0 })
+        })?;
+        rows[0][0] = "measure".into();
+        Some(Table {
+            caption: format!(
+                "Continual measures, paired differences per seed, gated − baseline: {}; paired t-test p-value. Better for gated: {} average, positive BWT, negative forgetting. The best baseline per measure in bold.",
+                self.interval_words(clipped, "of a difference"),
+                if self.lower_is_better {
+                    "negative"
+                } else {
+                    "positive"
+                },
+            ),
+            rows,
+            after: None,
+        })
+    }
+}
+
+/// A captioned table.
+struct Table {
+    caption: String,
+    rows: Vec<Vec<String>>,
+    /// A line after the table.
+    after: Option<String>,
+}
+
+/// The one number format of a table of intervals: two significant digits of its smallest
+/// half-width and mean.
+fn number_format<'a>(intervals: impl IntoIterator<Item = &'a Interval>) -> NumberFormat {
+    let mut values = Vec::new();
+    for i in intervals {
+        values.push(i.mean);
+        values.extend(i.half_width);
+    }
+    NumberFormat::for_values(&values, 2, 1)
+}
+
+/// `mean [low, high]` with the interval's ends clipped to `range` (counted in `clipped`), or
+/// the mean alone when there is no interval (one seed).
+pub fn interval_cell(
+    i: &Interval,
+    number: NumberFormat,
+    range: (f64, f64),
+    clipped: &mut usize,
+) -> String {
+    match (i.low, i.high) {
+        (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() => {
+            let (l, h) = (lo.max(range.0), hi.min(range.1));
+            if l != lo || h != hi {
+                *clipped += 1;
+            }
+            format!(
+                "{} [{}, {}]",
+                number.show(i.mean),
+                number.show(l),
+                number.show(h)
+            )
+        }
+        _ => number.show(i.mean),
+    }
+}
+
+/// A range as the captions say it.
+fn range_words(range: (f64, f64)) -> &'static str {
+    let (lo, hi) = range;
+    if lo == 0.0 && hi == 1.0 {
+        "[0, 1]"
+    } else if lo == 0.0 {
+        "≥ 0"
+    } else if lo == -1.0 && hi == 1.0 {
+        "[−1, 1]"
+    } else if lo == -2.0 && hi == 2.0 {
+        "[−2, 2]"
+    } else {
+        "of the values"
     }
 }
 
@@ -629,6 +982,7 @@ mod tests {
                 step: 100,
                 values,
                 undecided: None,
+                continual: BTreeMap::new(),
             },
         )
     }
@@ -659,8 +1013,18 @@ mod tests {
             vec![0.75, 1.25, 1.75]
         );
         let md = s.markdown();
-        assert!(md.contains("| a | 2.0 ± 2.5 | 3.0 ± 2.5 |"), "{md}");
-        assert!(md.contains("**-1.0 ± 2.5 (p 0.225)**"), "{md}");
+        // One format for the table (two decimals: 2 significant digits of 0.5); gated's
+        // interval on a, 2 ± 2.48, is clipped at 0 (an MSE) and the caption says so.
+        assert!(
+            md.contains("| a | 2.00 [0.00, 4.48] | 3.00 [0.52, 5.48] |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("1 interval clipped to the possible range ≥ 0"),
+            "{md}"
+        );
+        assert!(md.contains("**-1.00 [-3.48, 1.48] (p 0.225)**"), "{md}");
+        assert!(!md.contains('±'), "{md}");
         let back: Summary = serde_json::from_str(&s.to_json().unwrap()).unwrap();
         assert_eq!(back, s);
     }
@@ -676,6 +1040,115 @@ mod tests {
             e.contains("trains tasks [a, c] but seed-0 trains [a, b]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_binarized_model_is_not_a_baseline_and_ties_are_all_best() {
+        // shared and separate tie on every row; gated-binarized is better than both but is a
+        // view of gated, not a baseline.
+        let members: Vec<_> = (0..3)
+            .map(|seed| {
+                let mut m = member(seed, [1.0, 1.0], [2.0 + seed as f64, 2.0]);
+                for t in ["a", "b"] {
+                    let shared = m.1.values[&("shared".to_string(), t.to_string())];
+                    m.1.values.insert(("separate".into(), t.into()), shared);
+                    m.1.values.insert((BINARIZED.into(), t.into()), 0.5);
+                }
+                m
+            })
+            .collect();
+        let s = Summary::of_members("demo", &members).unwrap();
+        assert!(s.paired.iter().all(|p| p.b != BINARIZED), "{:?}", s.paired);
+        assert!(s.paired.iter().all(|p| p.best_baseline));
+        assert_eq!(s.paired.len(), 2 * 3);
+        let md = s.markdown();
+        assert!(!md.contains("gated − gated-binarized"), "{md}");
+        let row = md
+            .lines()
+            .filter(|l| l.starts_with("| a |"))
+            .nth(1)
+            .unwrap();
+        assert_eq!(
+            row.matches("**").count(),
+            4,
+            "both tied baselines bold: {row}"
+        );
+    }
+
+    #[test]
+    fn accuracy_intervals_stay_in_range_and_one_seed_has_none() {
+        let acc = |seed: u64, v: f64| {
+            let mut m = member(seed, [v, v], [v, v]);
+            m.1.metric = "accuracy".into();
+            m
+        };
+        // 0.5, 0.9, 0.95: mean 0.783, half-width 0.613 → [0.171, 1.396]: the high end is
+        // clipped to 1, never printed past it.
+        let s = Summary::of_members("demo", &[acc(0, 0.5), acc(1, 0.9), acc(2, 0.95)]).unwrap();
+        let md = s.markdown();
+        assert!(md.contains("| a | 0.78 [0.17, 1.00] |"), "{md}");
+        assert!(md.contains("clipped to the possible range [0, 1]"), "{md}");
+        let one = Summary::of_members("demo", &[acc(0, 0.5)]).unwrap();
+        let md = one.markdown();
+        assert!(md.contains("| a | 0.50 | 0.50 |"), "{md}");
+        assert!(md.contains("one seed: its value, no interval"), "{md}");
+        assert!(!md.contains(" ["), "{md}");
+    }
+
+    #[test]
+    fn continual_measures_are_summarised_per_strategy_and_paired() {
+        let cont = |seed: u64, gated: [f64; 3], finetune: [f64; 3]| {
+            let mut m = member(seed, [0.9, 0.9], [0.5, 0.5]);
+            m.1.metric = "accuracy".into();
+            m.1.continual.insert("gated".into(), gated);
+            m.1.continual.insert("finetune".into(), finetune);
+            m.1.continual.insert("joint".into(), [0.95, 0.01, 0.02]);
+            m
+        };
+        let s = Summary::of_members(
+            "demo",
+            &[
+                cont(0, [0.9, -0.02, 0.03], [0.5, -0.4, 0.4]),
+                cont(1, [0.8, -0.04, 0.05], [0.6, -0.3, 0.3]),
+                cont(2, [0.85, -0.03, 0.04], [0.55, -0.35, 0.35]),
+            ],
+        )
+        .unwrap();
+        let c = s.continual.as_ref().unwrap();
+        let f = c.cell("finetune", "forgetting").unwrap();
+        assert_eq!(f.values, vec![0.4, 0.3, 0.35]);
+        assert!((f.interval.mean - 0.35).abs() < 1e-12);
+        // joint is not sequential: an average, no BWT or forgetting.
+        assert!(c.cell("joint", "average").is_some());
+        assert!(c.cell("joint", "backward transfer").is_none());
+        assert!(c.cell("joint", "forgetting").is_none());
+        let p = c.paired("finetune", "forgetting").unwrap();
+        // gated − finetune: −0.37, −0.25, −0.31.
+        assert!((p.test.interval.mean + 0.31).abs() < 1e-12);
+        assert!(
+            p.best_baseline,
+            "finetune is the only baseline with forgetting"
+        );
+        // Average: joint (0.95) is the best baseline, finetune is not.
+        assert!(c.paired("joint", "average").unwrap().best_baseline);
+        assert!(!c.paired("finetune", "average").unwrap().best_baseline);
+        assert!(c.paired("joint", "forgetting").is_none());
+        let md = s.markdown();
+        assert!(
+            md.contains("| measure | gated | finetune | joint |"),
+            "{md}"
+        );
+        let bwt = md
+            .lines()
+            .find(|l| l.starts_with("| backward transfer |"))
+            .unwrap();
+        assert!(bwt.ends_with("| n/a |"), "{bwt}");
+        let back: Summary = serde_json::from_str(&s.to_json().unwrap()).unwrap();
+        assert_eq!(back, s);
+        // An interleaved summary has none and writes none.
+        let plain = Summary::of_members("demo", &[member(0, [1.0, 1.0], [1.0, 1.0])]).unwrap();
+        assert!(plain.continual.is_none());
+        assert!(!plain.to_json().unwrap().contains("continual"));
     }
 
     #[test]

@@ -136,19 +136,48 @@ impl ContinualSummary {
         }
     }
 
-    /// The matrix as a text table: one row per phase, one column per task.
-    pub fn matrix_table(&self) -> String {
+    /// Whether the strategy learns the tasks one after another. `joint` trains on every task
+    /// from the start: its matrix rows are checkpoints at the phases' ends, not phases, and
+    /// backward transfer and forgetting say nothing about it (they are not shown for it).
+    pub fn is_sequential(&self) -> bool {
+        self.strategy != "joint"
+    }
+
+    /// The label of each matrix row: `after TASK` for a sequential strategy, `step N` for
+    /// joint (`phase_steps` known) or `checkpoint i`.
+    pub fn row_labels(&self, phase_steps: Option<usize>) -> Vec<String> {
+        (0..self.matrix.len())
+            .map(|i| match (self.is_sequential(), phase_steps) {
+                (true, _) => format!("after {}", self.tasks[i]),
+                (false, Some(p)) => format!("step {}", (i + 1) * p),
+                (false, None) => format!("checkpoint {}", i + 1),
+            })
+            .collect()
+    }
+
+    /// The matrix as a text table: one row per phase (per phase end for joint), one column
+    /// per task.
+    pub fn matrix_table(&self, phase_steps: Option<usize>) -> String {
+        let labels = self.row_labels(phase_steps);
         let width = self.tasks.iter().map(|t| t.len()).max().unwrap_or(0).max(7);
-        let mut s = format!(
-            "{} {} after each phase (row: phase, column: task)\n{:>9}",
-            self.strategy, self.metric_name, "phase"
-        );
+        let label_w = labels.iter().map(|l| l.len()).max().unwrap_or(0).max(9);
+        let mut s = if self.is_sequential() {
+            format!(
+                "{} {} after each phase (row: phase, column: task)\n{:>label_w$}",
+                self.strategy, self.metric_name, "phase"
+            )
+        } else {
+            format!(
+                "{} {} at the end of each phase (trained on every task throughout; row: step, column: task)\n{:>label_w$}",
+                self.strategy, self.metric_name, ""
+            )
+        };
         for t in &self.tasks {
             s += &format!(" {t:>width$}");
         }
         s.push('\n');
         for (i, row) in self.matrix.iter().enumerate() {
-            s += &format!("{:>9}", format!("{} {}", i + 1, self.tasks[i]));
+            s += &format!("{:>label_w$}", labels[i]);
             for v in row {
                 s += &format!(" {:>width$}", crate::train::format_metric(*v));
             }
@@ -186,6 +215,26 @@ mod tests {
         );
         // F = ((0.9 − 0.5) + (0.8 − 0.6)) / 2 = 0.3.
         assert!((s.forgetting - 0.3).abs() < 1e-12, "{}", s.forgetting);
+    }
+
+    #[test]
+    fn joint_rows_are_steps_not_phases() {
+        let m = vec![vec![0.9, 0.8], vec![0.95, 0.9]];
+        let joint = ContinualSummary::new(
+            "joint",
+            "accuracy",
+            vec!["a".into(), "b".into()],
+            m.clone(),
+            true,
+        );
+        assert!(!joint.is_sequential());
+        assert_eq!(joint.row_labels(Some(100)), vec!["step 100", "step 200"]);
+        let table = joint.matrix_table(Some(100));
+        assert!(table.contains("\n step 200  0.9500"), "{table}");
+        assert!(!table.contains("after"), "{table}");
+        let gated =
+            ContinualSummary::new("gated", "accuracy", vec!["a".into(), "b".into()], m, true);
+        assert_eq!(gated.row_labels(Some(100)), vec!["after a", "after b"]);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metric
 pub use sampler::{SamplerMismatch, TaskSampler};
 pub use state::{RunSnapshot, RunState};
 pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};
-pub use table::{ComparisonTable, format_metric};
+pub use table::{ComparisonTable, NumberFormat, format_metric};
 pub use task_set::TaskSet;
 pub use tensorboard::{TensorBoardSink, write_events, write_run_events};
 pub use trainer::{

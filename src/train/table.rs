@@ -80,7 +80,8 @@ impl ComparisonTable {
             .collect()
     }
 
-    fn best(&self, values: &[f64]) -> Option<usize> {
+    /// The columns holding the best value of a row: every one of them when several tie.
+    pub fn best(&self, values: &[f64]) -> Vec<usize> {
         let mut best: Option<usize> = None;
         for (i, v) in values.iter().enumerate() {
             if v.is_nan() {
@@ -90,7 +91,27 @@ impl ComparisonTable {
                 best = Some(i);
             }
         }
-        best
+        let Some(b) = best else {
+            return Vec::new();
+        };
+        (0..values.len())
+            .filter(|&i| values[i] == values[b])
+            .collect()
+    }
+
+    /// The one number format of the whole table (3 significant digits of its smallest value,
+    /// at least 4 decimals).
+    pub fn number_format(&self) -> NumberFormat {
+        let mut all: Vec<f64> = self
+            .rows
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
+        all.extend(self.means());
+        if let Some((_, r)) = &self.reference {
+            all.extend(r.iter().copied());
+        }
+        NumberFormat::for_values(&all, 3, 4)
     }
 }
 
@@ -116,6 +137,7 @@ impl fmt::Display for ComparisonTable {
             write!(f, " {name:>14}")?;
         }
         writeln!(f)?;
+        let number = self.number_format();
         let fmt_row = |f: &mut fmt::Formatter<'_>,
                        name: &str,
                        values: &[f64],
@@ -124,15 +146,15 @@ impl fmt::Display for ComparisonTable {
             write!(f, "     {name:<name_w$}")?;
             let best = self.best(values);
             for (i, v) in values.iter().enumerate() {
-                let mark = if Some(i) == best && values.len() > 1 {
+                let mark = if best.contains(&i) && values.len() > 1 {
                     "*"
                 } else {
                     " "
                 };
-                write!(f, " {:>10}{mark}", format_metric(*v))?;
+                write!(f, " {:>10}{mark}", number.show(*v))?;
             }
             if let Some(r) = reference {
-                write!(f, " {:>14}", format_metric(r))?;
+                write!(f, " {:>14}", number.show(r))?;
             }
             writeln!(f)
         };
@@ -147,9 +169,60 @@ impl fmt::Display for ComparisonTable {
             fmt_row(f, "mean", &self.means(), reference_mean)?;
         }
         if self.columns.len() > 1 {
-            writeln!(f, "(* best per row)")?;
+            writeln!(f, "(* best per row; every column of a tie)")?;
         }
         Ok(())
+    }
+}
+
+/// One number format for every number of a table, so its columns can be compared digit by
+/// digit: fixed with a number of decimals, or scientific with a number of mantissa decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberFormat {
+    /// `{:.d}`.
+    Fixed(usize),
+    /// `{:.de}`.
+    Scientific(usize),
+}
+
+impl NumberFormat {
+    /// The format that shows each of `values` with at least `significant` significant digits
+    /// (and at least `min_decimals` decimals), fixed unless that would take more than 8
+    /// decimals or a value is 10⁵ or larger; then scientific for the whole table. Zero, NaN
+    /// and infinite values do not decide it.
+    pub fn for_values(values: &[f64], significant: usize, min_decimals: usize) -> Self {
+        let mags: Vec<f64> = values
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite() && *v != 0.0)
+            .map(f64::abs)
+            .collect();
+        let sig = significant.max(1) as i32;
+        if mags.iter().any(|&v| v >= 1e5) {
+            return NumberFormat::Scientific(sig as usize - 1);
+        }
+        let decimals = mags
+            .iter()
+            .map(|v| sig - 1 - v.log10().floor() as i32)
+            .max()
+            .unwrap_or(0)
+            .max(min_decimals as i32);
+        if decimals > 8 {
+            NumberFormat::Scientific(sig as usize - 1)
+        } else {
+            NumberFormat::Fixed(decimals as usize)
+        }
+    }
+
+    /// One number (`-` for NaN).
+    pub fn show(self, v: f64) -> String {
+        if v.is_nan() {
+            return "-".into();
+        }
+        match self {
+            NumberFormat::Fixed(d) => format!("{v:.d$}"),
+            NumberFormat::Scientific(d) => format!("{v:.d$e}"),
+        }
     }
 }
 
@@ -161,5 +234,59 @@ pub fn format_metric(v: f64) -> String {
         format!("{v:.3e}")
     } else {
         format!("{v:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_number_format_per_table() {
+        // 4.897e-4 next to 0.0288: both fixed, with the small one's three digits.
+        let f = NumberFormat::for_values(&[4.897e-4, 0.0288, 0.0], 3, 4);
+        assert_eq!(f, NumberFormat::Fixed(6));
+        assert_eq!(
+            (f.show(4.897e-4), f.show(0.0288)),
+            ("0.000490".into(), "0.028800".into())
+        );
+        assert_eq!(f.show(0.0), "0.000000");
+        assert_eq!(
+            NumberFormat::for_values(&[0.95, 0.5], 3, 4),
+            NumberFormat::Fixed(4)
+        );
+        assert_eq!(
+            NumberFormat::for_values(&[1e-12, 0.5], 3, 4),
+            NumberFormat::Scientific(2)
+        );
+        assert_eq!(NumberFormat::Scientific(2).show(1.234e-12), "1.23e-12");
+    }
+
+    #[test]
+    fn ties_are_starred_in_every_column() {
+        let t = ComparisonTable {
+            objective: Objective::Classification,
+            columns: vec!["gated".into(), "separate".into(), "joint".into()],
+            rows: vec![
+                ("a".into(), vec![0.9, 0.9, 0.5]),
+                ("b".into(), vec![0.7, 0.8, 0.8]),
+            ],
+            reference: None,
+        };
+        assert_eq!(t.best(&[0.9, 0.9, 0.5]), vec![0, 1]);
+        let text = t.to_string();
+        let a = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("a "))
+            .unwrap();
+        assert_eq!(a.matches('*').count(), 2, "{text}");
+        let b = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("b "))
+            .unwrap();
+        assert!(
+            b.contains("0.8000*") && b.matches('*').count() == 2,
+            "{text}"
+        );
     }
 }

@@ -289,8 +289,11 @@ impl TaskSet {
     }
 
     /// Changes the total step count (`gtk train --steps`); the sequential schedule splits it
-    /// into equal phases.
-    pub fn set_steps(&mut self, steps: usize) -> Result<()> {
+    /// into equal phases. A sequential set's `eval_every` is scaled with its phases (an
+    /// `eval_every` longer than a phase would draw each phase as a straight line between its
+    /// ends and hide the forgetting within it), and so is `checkpoint_every`. Returns a
+    /// line saying what was changed besides `steps`, for the user to see.
+    pub fn set_steps(&mut self, steps: usize) -> Result<Option<String>> {
         let t = self.tasks.len();
         if steps == 0 {
             return Err(Error::config(
@@ -299,7 +302,8 @@ impl TaskSet {
                 "must be a positive integer, got 0",
             ));
         }
-        if self.run.phase_steps.is_some() {
+        let mut note = None;
+        if let Some(old_phase) = self.run.phase_steps {
             if t == 0 || steps < t || !steps.is_multiple_of(t) {
                 return Err(Error::config(
                     "command line",
@@ -309,10 +313,41 @@ impl TaskSet {
                     ),
                 ));
             }
-            self.run.phase_steps = Some(steps / t);
+            let phase = steps / t;
+            self.run.phase_steps = Some(phase);
+            let mut changed = vec![format!("phase_steps {old_phase} → {phase} ({t} tasks)")];
+            let (eval, checkpoint) = (self.run.eval_every, self.run.checkpoint_every);
+            if phase != old_phase {
+                // The same number of probes per phase as the file asks for, at least one.
+                let scaled = |v: usize| (v * phase / old_phase.max(1)).clamp(1, phase);
+                self.run.eval_every = scaled(eval);
+                self.run.checkpoint_every = scaled(checkpoint);
+                if self.run.eval_every != eval {
+                    changed.push(format!(
+                        "eval_every {eval} → {} ({} probe{} per phase, as in the file)",
+                        self.run.eval_every,
+                        phase / self.run.eval_every,
+                        if phase / self.run.eval_every == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    ));
+                }
+                if self.run.checkpoint_every != checkpoint {
+                    changed.push(format!(
+                        "checkpoint_every {checkpoint} → {}",
+                        self.run.checkpoint_every
+                    ));
+                }
+            }
+            note = Some(format!(
+                "--steps {steps} on a sequential task set: {}",
+                changed.join(", ")
+            ));
         }
         self.run.steps = steps;
-        Ok(())
+        Ok(note)
     }
 
     /// The file the set came from, for messages.

@@ -142,6 +142,14 @@ fn summary(step: usize, records: &[Record], rate: Option<f64>) -> String {
         line.push_str(&format!("  {rate:>7.1} steps/s incl. evals"));
     }
     let which = if full { "test" } else { "probe" };
+    // Strategies in the order of the tables, not alphabetically.
+    let mut per_strategy: Vec<_> = per_strategy.into_iter().collect();
+    per_strategy.sort_by_key(|(s, _)| {
+        gatekit::report::STRATEGIES
+            .iter()
+            .position(|k| k == s)
+            .unwrap_or(usize::MAX)
+    });
     for (s, (sum, n, name)) in &per_strategy {
         line.push_str(&format!("  {s} {which} {name} {:.4}", sum / *n as f64));
     }

@@ -52,8 +52,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(seed) = args.seed {
                 set.run.seed = seed;
             }
-            if let Some(steps) = args.steps {
-                set.set_steps(steps)?;
+            if let Some(steps) = args.steps
+                && let Some(note) = set.set_steps(steps)?
+            {
+                eprintln!("note: {note}");
             }
             let strategies: Vec<Strategy> = match args.strategy {
                 StrategyArg::Gated => vec![Strategy::Gated],
@@ -199,7 +201,7 @@ fn print_continual(trainer: &Trainer) -> Result<()> {
         return Ok(());
     }
     for s in &summaries {
-        println!("\n{}", s.matrix_table());
+        println!("\n{}", s.matrix_table(trainer.task_set().run.phase_steps));
     }
     let metric = &summaries[0].metric_name;
     println!(
@@ -214,9 +216,20 @@ fn print_continual(trainer: &Trainer) -> Result<()> {
             "{:<10} {:>12} {:>18} {:>12}",
             s.strategy,
             format_metric(s.average),
-            format!("{:+.4}", s.backward_transfer),
-            format!("{:.4}", s.forgetting)
+            if s.is_sequential() {
+                format!("{:+.4}", s.backward_transfer)
+            } else {
+                "-".into()
+            },
+            if s.is_sequential() {
+                format!("{:.4}", s.forgetting)
+            } else {
+                "-".into()
+            }
         );
+    }
+    if summaries.iter().any(|s| !s.is_sequential()) {
+        println!("(joint trains on every task throughout: no backward transfer or forgetting)");
     }
     Ok(())
 }
