@@ -33,6 +33,7 @@ pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrate
 pub use table::{ComparisonTable, format_metric};
 pub use task_set::TaskSet;
 pub use tensorboard::{TensorBoardSink, write_events, write_run_events};
+pub(crate) use trainer::check_state;
 pub use trainer::{
     Event, Timing, Trainer, continual_summaries, files, latest_run, open_run, read_run_config,
 };
