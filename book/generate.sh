@@ -42,6 +42,13 @@ emit() {
   printf 'Options that take a folder fall back as described in [Task sets](../task-sets.md) and\n'
   printf '[Exporting and deploying](../exporting.md); errors are explained in\n'
   printf '[Troubleshooting](../troubleshooting.md).\n\n'
+  printf 'Three options mean the same wherever they appear:\n\n'
+  printf -- '- `--runs-dir DIR` (train, eval, export, report; default `runs`): where `gtk train` writes\n'
+  printf '  runs, and where the others take the most recently trained run from when no RUN is given.\n'
+  printf -- '- `--data-dir DIR` (train, eval, export, adapt, data): the data folder, MNIST in `DIR/mnist`;\n'
+  printf '  default `$GATEKIT_DATA`, else `$XDG_CACHE_HOME/gatekit` or `~/.cache/gatekit`.\n'
+  printf -- '- `--quiet`, `-q` (train, eval, export, report, adapt): only the results and where they were\n'
+  printf '  written; no progress, log lines, notes or details.\n\n'
   emit
 } | sed -e 's/[[:space:]]*$//' | cat -s > "$out/cli.md"
 

@@ -478,11 +478,27 @@ fn report_on_a_linear_run_writes_every_figure_with_the_runs_numbers() {
     assert!(metrics.contains(&"test_mean/mse"), "{metrics:?}");
     assert!(exp.hparam_infos.iter().any(|h| h.name == "strategy"));
 
-    // A second report keeps the run's event file (no duplicate points); the same --out needs
-    // --force, which replaces the earlier report.
+    // A second report keeps the run's event file (no duplicate points). Without --out it goes
+    // to the next free default folder (reports/lin-2) rather than refusing over a folder the
+    // user never named; the same --out needs --force, which replaces the earlier report.
     let again = gtk(tmp.path(), &["report", run.to_str().unwrap()]);
+    assert!(again.status.success(), "{:?}", text(&again));
+    assert!(tmp.path().join("reports/lin-2/report.md").is_file());
+    let again = gtk(
+        tmp.path(),
+        &["report", run.to_str().unwrap(), "--out", "reports/lin"],
+    );
     assert_clean_error(&again, &["reports/lin", "not empty", "--force"]);
-    let again = gtk(tmp.path(), &["report", run.to_str().unwrap(), "--force"]);
+    let again = gtk(
+        tmp.path(),
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--out",
+            "reports/lin",
+            "--force",
+        ],
+    );
     assert!(again.status.success(), "{:?}", text(&again));
     let mut files = event_files(&tb_root);
     for r in &runs {

@@ -264,8 +264,8 @@ fn readers_write_nothing_even_while_a_trainer_writes() {
         assert!(out.status.success(), "read while training: {stderr}");
         let step: usize = stdout
             .lines()
-            .find_map(|l| l.strip_prefix("run runs/live at step "))
-            .and_then(|s| s.trim().parse().ok())
+            .find_map(|l| l.strip_prefix("evaluating run runs/live at step "))
+            .and_then(|s| s.trim().strip_suffix("(read only)")?.trim().parse().ok())
             .unwrap_or_else(|| panic!("{stdout}"));
         assert_eq!(step % 50, 0, "read a step that was never committed: {step}");
         steps.insert(step);

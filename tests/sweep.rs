@@ -229,7 +229,11 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
     // A sweep member is a run like any other.
     let member = full.join("seed-0");
     let stdout = ok(&gtk(dir, &["eval", member.to_str().unwrap()]));
-    assert!(stdout.contains("run saved in"), "{stdout}");
+    // eval only reads the member: it says so, and no longer claims to have saved it.
+    assert!(
+        stdout.contains("at step 1000 (read only)") && !stdout.contains("saved"),
+        "{stdout}"
+    );
     let exported = dir.join("export-seed-0");
     ok(&gtk(
         dir,

@@ -2,9 +2,11 @@
 //! would be valid, so the CLI can print it as one line and a user can fix the input.
 
 mod spec;
+mod suggest;
 
 pub use spec::SpecError;
 use std::path::PathBuf;
+pub(crate) use suggest::{closest, did_you_mean};
 
 /// Errors from gatekit's library. The CLI prints them with `{:#}` and exits non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +193,28 @@ impl TomlError {
     }
 }
 
+/// serde's "unknown field `stepz`, expected one of `model`, `steps`, …" (a line of every
+/// valid key) becomes "unknown field `stepz`; did you mean `steps`?" when one key is a likely
+/// typo of it (the same for an unknown variant); otherwise the message is kept whole.
+fn with_suggestion(message: &str) -> String {
+    if !(message.starts_with("unknown field `") || message.starts_with("unknown variant `")) {
+        return message.to_string();
+    }
+    // The backquoted names: the unknown one first, then the valid ones.
+    let names: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let Some((word, valid)) = names.split_first() else {
+        return message.to_string();
+    };
+    match closest(word, valid.iter().copied()) {
+        Some(c) => {
+            // "unknown field `word`": up to the backquote that closes the word.
+            let kind = message.split('`').next().unwrap_or_default();
+            format!("{kind}`{word}`; did you mean `{c}`?")
+        }
+        None => message.to_string(),
+    }
+}
+
 impl std::fmt::Display for TomlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.line)
@@ -226,7 +250,8 @@ impl Error {
 
     /// A TOML error in a part (`prefix`, e.g. `[adapt]: `) of `path` with no position.
     pub fn toml_at(path: impl Into<PathBuf>, prefix: &str, e: toml::de::Error) -> Self {
-        let line = format!("{prefix}{}", e.message().trim().replace('\n', " "));
+        let message = e.message().trim().replace('\n', " ");
+        let line = format!("{prefix}{}", with_suggestion(&message));
         Error::Toml {
             path: path.into(),
             source: TomlError {

@@ -351,6 +351,20 @@ pub fn evaluate_onnx(
     for chunk in idx.chunks(1000) {
         let batch = task.batch(Split::Test, chunk, &device, DType::F32)?;
         let out = session.run(&batch.x, index_in_graph)?;
+        // gatekit's graphs answer NaN for a task index they hold no mask for; a metric over
+        // NaN would print as "-" with success, so it is an error naming the cause.
+        let values = out.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+            let row = chunk[at / (values.len() / chunk.len().max(1)).max(1)];
+            return Err(bad(&match index_in_graph {
+                Some(i) => format!(
+                    "answers NaN for task `{name}` (index {i} in gatekit.tasks) on test example {row}: the graph holds no mask for that index, so its metadata and graph disagree (an edited or mismatched file); export the run again"
+                ),
+                None => format!(
+                    "answers a non-finite value for task `{name}` on test example {row}: the file's weights are damaged or edited; export the run again"
+                ),
+            }));
+        }
         sum += objective.metric_sum(&out, &batch.y)?;
     }
     Ok(OnnxEval {

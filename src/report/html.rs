@@ -289,7 +289,7 @@ fn run_summary(run: &RunData) -> String {
         set.tasks.len(),
         run.tasks().join(", "),
         set.model.name,
-        run.last_step(),
+        run.step,
         set.run.steps,
         run.strategies().join(", "),
         if has_recovery {
@@ -298,10 +298,18 @@ fn run_summary(run: &RunData) -> String {
             ""
         },
         if has_histograms {
-            ""
+            String::new()
+        } else if run.step < set.run.steps {
+            format!(
+                " It stopped at step {} of {} before its first full evaluation with histogram \
+                 snapshots, so the weight and mask distributions are left out (continue it with \
+                 `gtk train --resume`).",
+                run.step, set.run.steps
+            )
         } else {
             " Its log has no histogram snapshots (an older run), so the weight and mask \
              distributions are left out."
+                .into()
         }
     )
 }

@@ -57,6 +57,9 @@ pub struct RunData {
     pub records: Vec<Record>,
     /// The gated model's binarized masks, when the run has one.
     pub masks: Option<BinaryMasks>,
+    /// The step of the run's last commit (a stopped run's may be past its last full
+    /// evaluation).
+    pub step: usize,
 }
 
 impl RunData {
@@ -74,6 +77,13 @@ impl RunData {
             .ok()
             .and_then(|t| t.get("run").and_then(|r| r.as_table()).cloned())
             .unwrap_or_default();
+        // The same checks as eval, export and resume: a state.json they refuse is refused here.
+        crate::train::check_state(
+            &set,
+            snapshot.commit.step,
+            &snapshot.commit.state,
+            &dir.join(files::STATE),
+        )?;
         let metrics = dir.join(files::METRICS);
         let records = MetricsLog::parse(&snapshot.metrics, &metrics)?;
         if !records
@@ -108,6 +118,7 @@ impl RunData {
             run_table,
             records,
             masks,
+            step: snapshot.commit.step,
         })
     }
 

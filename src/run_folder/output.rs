@@ -30,6 +30,9 @@ pub struct OutputDir {
     kind: &'static str,
     /// Files of an earlier output of the same kind to replace (with `--force`).
     replace: Vec<PathBuf>,
+    /// Folders above `out` that the claim created, deepest first: removed again (when still
+    /// empty) if the command fails, so a failed command leaves no trace.
+    created: Vec<PathBuf>,
     finished: bool,
 }
 
@@ -70,18 +73,51 @@ impl OutputDir {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let tmp = fsio::temp_path(out);
-        let _ = std::fs::remove_dir_all(&tmp); // ours: this process's own temp name
-        fsio::remove_stale_temp_dirs(out);
-        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(OutputDir {
+        let created: Vec<PathBuf> = parent
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .take_while(|a| std::fs::symlink_metadata(a).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        let claimed = OutputDir {
             out: out.into(),
-            tmp,
+            tmp: fsio::temp_path(out),
             kind,
             replace,
+            created,
             finished: false,
-        })
+        };
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let _ = std::fs::remove_dir_all(&claimed.tmp); // ours: this process's own temp name
+        fsio::remove_stale_temp_dirs(out);
+        std::fs::create_dir(&claimed.tmp).map_err(|e| Error::io(&claimed.tmp, e))?;
+        Ok(claimed)
+    }
+
+    /// The default output folder `base` if it is free (missing, or an empty folder), else the
+    /// first free of `base-2`, `base-3`, …: a command run twice without `--out` writes a new
+    /// folder instead of refusing over a folder the user never named.
+    pub fn free_default(base: &Path) -> PathBuf {
+        // A path that cannot be looked at (no permission) counts as free: claiming it then
+        // reports the real error instead of this loop trying names forever.
+        let free = |p: &Path| match std::fs::symlink_metadata(p) {
+            Err(_) => true,
+            Ok(m) => m.is_dir() && std::fs::read_dir(p).is_ok_and(|mut e| e.next().is_none()),
+        };
+        if free(base) {
+            return base.to_path_buf();
+        }
+        let name = base
+            .file_name()
+            .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+        let mut n = 2u64;
+        loop {
+            let candidate = base.with_file_name(format!("{name}-{n}"));
+            if free(&candidate) {
+                return candidate;
+            }
+            n += 1;
+        }
     }
 
     /// Checks that `out` could be claimed, without making anything (for a command that makes
@@ -230,6 +266,10 @@ impl Drop for OutputDir {
     fn drop(&mut self) {
         if !self.finished {
             let _ = std::fs::remove_dir_all(&self.tmp);
+            // Only folders this claim made, and only while empty (remove_dir refuses others).
+            for dir in &self.created {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }

@@ -12,6 +12,23 @@ use crate::error::{Error, Result};
 use serde::{Serialize, de::DeserializeOwned};
 use std::path::{Path, PathBuf};
 
+/// That `dir` is a folder: "no such run folder" only when nothing is there, and the OS's own
+/// reason otherwise (a symlink loop is not a missing folder).
+pub(crate) fn check_run_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Run {
+            path: dir.into(),
+            message: "is a file, not a run folder (runs are folders created by `gtk train`)".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Run {
+            path: dir.into(),
+            message: "no such run folder (runs are created by `gtk train`)".into(),
+        }),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 /// How often a reader starts over when the checkpoint it was pointed to is replaced under it.
 const ATTEMPTS: usize = 20;
 
@@ -53,12 +70,7 @@ impl<S: Serialize + DeserializeOwned> Snapshot<S> {
     /// `Ok(Err(path))` when the checkpoint named by the commit is gone (replaced by a newer
     /// commit while we read, or removed): the caller retries.
     fn try_open(dir: &Path) -> Result<std::result::Result<Self, PathBuf>> {
-        if !dir.is_dir() {
-            return Err(Error::Run {
-                path: dir.into(),
-                message: "no such run folder (runs are created by `gtk train`)".into(),
-            });
-        }
+        check_run_dir(dir)?;
         let state_path = dir.join(files::STATE);
         let state_text = match std::fs::read(&state_path) {
             Ok(b) => String::from_utf8(b).map_err(|_| Error::Run {
@@ -140,6 +152,15 @@ impl<S: Serialize + DeserializeOwned> Snapshot<S> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && commit.metrics_bytes == 0 => {
                 String::new()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Run {
+                    path: metrics_path,
+                    message: format!(
+                        "is missing, but state.json commits {} bytes of it: the run's log was removed; restore it from a backup",
+                        commit.metrics_bytes
+                    ),
+                });
             }
             Err(e) => return Err(Error::io(&metrics_path, e)),
         };

@@ -105,12 +105,7 @@ impl<S: Serialize + DeserializeOwned + Clone> RunWriter<S> {
     /// and orphan checkpoints of a killed writer. Returns the writer, the snapshot, and one
     /// note per thing removed (for the user to see).
     pub fn open(dir: &Path) -> Result<(Self, Snapshot<S>, Vec<String>)> {
-        if !dir.is_dir() {
-            return Err(Error::Run {
-                path: dir.into(),
-                message: "no such run folder (runs are created by `gtk train`)".into(),
-            });
-        }
+        super::snapshot::check_run_dir(dir)?;
         // Not a run (yet): say why without creating the lock file in it.
         if !dir.join(files::STATE).is_file() {
             Snapshot::<S>::open(dir)?;

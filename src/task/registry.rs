@@ -97,11 +97,18 @@ pub fn find_kind(task: &str, name: &str) -> Result<&'static TaskKind> {
     let found: Vec<_> = all.iter().filter(|k| k.name == name).collect();
     match found.as_slice() {
         [one] => Ok(one),
-        [] => Err(Error::UnknownTaskKind {
-            task: task.into(),
-            kind: name.into(),
-            known: all.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
-        }),
+        [] => {
+            let mut known = all.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
+            let hint = crate::error::did_you_mean(name, all.iter().map(|k| k.name));
+            if !hint.is_empty() {
+                known = format!("{known}; {hint}");
+            }
+            Err(Error::UnknownTaskKind {
+                task: task.into(),
+                kind: name.into(),
+                known,
+            })
+        }
         _ => Err(Error::param(
             task,
             "kind",
@@ -124,12 +131,18 @@ impl Params {
         for (key, value) in given {
             let Some(spec) = kind.params.iter().find(|p| p.name == key) else {
                 let known: Vec<&str> = kind.params.iter().map(|p| p.name).collect();
+                let hint = crate::error::did_you_mean(key, known.iter().copied());
                 return Err(Error::param(
                     task,
                     key,
                     format!(
-                        "is not a parameter of kind `{}`; its parameters are: {}",
+                        "is not a parameter of kind `{}`; {}its parameters are: {}",
                         kind.name,
+                        if hint.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{hint} ")
+                        },
                         known.join(", ")
                     ),
                 ));

@@ -541,25 +541,30 @@ impl RunConfig {
     /// Learning rates must be finite in the run's dtype (1e300 is a valid f64 but `inf` in
     /// f32, which would turn every weight into NaN at the first step).
     pub fn check_rates(&self, origin: &str) -> Result<()> {
-        for (field, v) in [("lr", self.lr), ("mask_lr", self.mask_lr)] {
-            let finite = match self.dtype.dtype() {
-                candle_core::DType::F32 => (v as f32).is_finite(),
-                _ => v.is_finite(),
-            };
-            if !finite || v <= 0.0 {
-                return Err(Error::config(
-                    origin,
-                    format!("run.{field}"),
-                    format!(
-                        "must be a positive number that is finite in {:?} (at most {:e}), got {v:e}",
-                        self.dtype.dtype(),
-                        match self.dtype.dtype() {
-                            candle_core::DType::F32 => f64::from(f32::MAX),
-                            _ => f64::MAX,
-                        }
-                    ),
-                ));
-            }
+        self.check_rate(origin, "run.lr", self.lr)?;
+        self.check_rate(origin, "run.mask_lr", self.mask_lr)
+    }
+
+    /// One learning rate `v`, named `field` in `origin` (`run.lr` of a file, `--lr` of the
+    /// command line), checked as [`RunConfig::check_rates`] does.
+    pub fn check_rate(&self, origin: &str, field: &str, v: f64) -> Result<()> {
+        let finite = match self.dtype.dtype() {
+            candle_core::DType::F32 => (v as f32).is_finite(),
+            _ => v.is_finite(),
+        };
+        if !finite || v <= 0.0 {
+            return Err(Error::config(
+                origin,
+                field,
+                format!(
+                    "must be a positive number that is finite in {:?} (at most {:e}), got {v:e}",
+                    self.dtype.dtype(),
+                    match self.dtype.dtype() {
+                        candle_core::DType::F32 => f64::from(f32::MAX),
+                        _ => f64::MAX,
+                    }
+                ),
+            ));
         }
         Ok(())
     }

@@ -39,6 +39,7 @@ pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrate
 pub use table::{ComparisonTable, NumberFormat, format_metric};
 pub use task_set::TaskSet;
 pub use tensorboard::{TensorBoardSink, write_events, write_run_events};
+pub(crate) use trainer::check_state;
 pub use trainer::{
     ChangedData, Event, Timing, Trainer, continual_summaries, files, histogram_every, latest_run,
     open_run, open_run_with, read_run_config,

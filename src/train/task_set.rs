@@ -79,7 +79,20 @@ impl TaskSet {
         }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse_with(&text, path, &|model: &str| {
-            ModelSpec::load(&base.join(model))
+            let file = base.join(model);
+            // The OS error alone ("No such file") would not say which key named the file, nor
+            // that the path is relative to the task set rather than the working folder.
+            ModelSpec::load(&file).map_err(|e| match e {
+                Error::Io { path: p, source } if p == file => Error::config(
+                    path.display().to_string(),
+                    "run.model",
+                    format!(
+                        "= \"{model}\": cannot read {}: {source} (a relative path is taken from the task-set file's folder)",
+                        file.display()
+                    ),
+                ),
+                other => other,
+            })
         })
     }
 
@@ -146,6 +159,7 @@ impl TaskSet {
         let eval_every_given = raw.run.eval_every.is_some();
         let checkpoint_every_given = raw.run.checkpoint_every.is_some();
         let mut run = resolve_run(&at, raw.run, raw.task.len())?;
+        check_batch_statistics(&at, &model, run.batch_size)?;
         let defaults = raw.defaults.unwrap_or_default();
         let mut tasks = Vec::with_capacity(raw.task.len());
         for (i, entry) in raw.task.iter().enumerate() {
@@ -232,7 +246,8 @@ impl TaskSet {
             };
             let task = (kind.build)(&ctx)?;
             self.model
-                .check_fits(&entry.name, task.input_shape(), task.outputs())?;
+                .check_fits(&entry.name, task.input_shape(), task.outputs())
+                .map_err(|e| shape_hint(e, &self.model.input, task.input_shape(), kind))?;
             built.push(task);
         }
         if let Some(first) = built.first()
@@ -350,6 +365,24 @@ impl TaskSet {
         Ok(note)
     }
 
+    /// Replaces the learning rates (`gtk train --lr/--mask-lr` on a new run), checked like the
+    /// file's and named as command-line flags in errors. The masks' rate is only replaced
+    /// when given: a `mask_lr` derived from `mask_lr_scale` is not recomputed.
+    pub fn set_rates(&mut self, lr: Option<f64>, mask_lr: Option<f64>) -> Result<()> {
+        for (flag, v) in [("--lr", lr), ("--mask-lr", mask_lr)] {
+            if let Some(v) = v {
+                self.run.check_rate("command line", flag, v)?;
+            }
+        }
+        if let Some(v) = lr {
+            self.run.lr = v;
+        }
+        if let Some(v) = mask_lr {
+            self.run.mask_lr = v;
+        }
+        Ok(())
+    }
+
     /// The file the set came from, for messages.
     pub fn origin_label(&self) -> String {
         self.origin.display().to_string()
@@ -358,6 +391,48 @@ impl TaskSet {
     /// Task names in order.
     pub fn task_names(&self) -> Vec<String> {
         self.tasks.iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+/// Batch norm normalises each channel over the batch (and the pixels, for `batchnorm2d`): with
+/// one value per channel its variance is 0 and it outputs its bias whatever the input, so a
+/// run would train to nonsense without a word (PyTorch refuses it too).
+fn check_batch_statistics(at: &str, model: &ModelSpec, batch_size: usize) -> Result<()> {
+    let Ok(steps) = model.walk() else {
+        return Ok(()); // shape errors are reported where the model is checked
+    };
+    for step in steps {
+        if !matches!(
+            step.layer,
+            crate::layers::LayerSpec::BatchNorm1d(_) | crate::layers::LayerSpec::BatchNorm2d(_)
+        ) {
+            continue;
+        }
+        let per_channel = batch_size * step.input.iter().skip(1).product::<usize>();
+        if per_channel < 2 {
+            return Err(Error::config(
+                at,
+                "run.batch_size",
+                format!(
+                    "= {batch_size} gives the batch norm layer `{}` one value per channel to normalise over (its variance is 0, so it outputs its bias whatever the input); use batch_size ≥ 2",
+                    step.label
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A model/task input mismatch where only the layout differs (the model takes [3, 32, 32], a
+/// `tensors` task gives flat rows of 3072) gets the fix: the kind's `shape` parameter.
+fn shape_hint(e: Error, model: &[usize], task: &[usize], kind: &TaskKind) -> Error {
+    let has_shape = kind.params.iter().any(|p| p.name == "shape");
+    let same_size = model.iter().product::<usize>() == task.iter().product::<usize>();
+    match e {
+        Error::Shape(message) if has_shape && same_size && model != task => Error::Shape(format!(
+            "{message}; the sizes agree, so set the task's `shape = {model:?}` to reshape its rows"
+        )),
+        other => other,
     }
 }
 

@@ -272,6 +272,23 @@ impl Trainer {
     ) -> Result<Self> {
         let (run, snapshot, mut notes) = RunWriter::<RunState>::open(dir)?;
         let all = snapshot.commit.overrides.merged(&overrides);
+        // The new values are checked first, so a bad `--lr` is named as the flag it came from
+        // rather than as the state.json overrides it would have become.
+        let set = TaskSet::parse_with(
+            &snapshot.config_text,
+            &dir.join(files::CONFIG),
+            &|_: &str| {
+                Err(Error::Run {
+                    path: dir.join(files::CONFIG),
+                    message: "has no inline [model] table".into(),
+                })
+            },
+        )?;
+        for (flag, v) in [("--lr", overrides.lr), ("--mask-lr", overrides.mask_lr)] {
+            if let Some(v) = v {
+                set.run.check_rate("command line", flag, v)?;
+            }
+        }
         let mut trainer = Self::from_snapshot(&snapshot, data_dir, device, all, changed)?;
         let accepted = trainer.data_changes.len() > snapshot.commit.state.data_changes.len();
         for c in &trainer.data_changes[snapshot.commit.state.data_changes.len()..] {
@@ -1411,7 +1428,7 @@ fn check_strategies(set: &TaskSet, strategies: &[Strategy], at: &Path) -> Result
     Ok(())
 }
 
-fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &Path) -> Result<()> {
+pub(crate) fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &Path) -> Result<()> {
     let bad = |message: String| Error::Run {
         path: path.into(),
         message,

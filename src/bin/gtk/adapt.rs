@@ -3,6 +3,7 @@
 use crate::cli::{AdaptArgs, MethodArg, PickVariantArg};
 use anyhow::{Result, bail};
 use gatekit::adapt::{AdaptEvent, AdaptJob, AdaptSummary, Method, NewTasks, PickVariant, adapt};
+use gatekit::run_folder::OutputDir;
 use gatekit::train::{format_metric, read_run_config};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -53,21 +54,22 @@ pub fn run(args: AdaptArgs) -> Result<()> {
             .and_then(|n| n.to_str())
             .unwrap_or("adapt");
         let name = format!("{run}-{stem}");
-        match args.run.parent() {
+        // A second adaptation with the same file gets `-2`, … instead of a refusal.
+        OutputDir::free_default(&match args.run.parent() {
             Some(p) => p.join(name),
             None => PathBuf::from(name),
-        }
+        })
     });
     let job = AdaptJob {
         run: &args.run,
         new: &new,
         out: &out,
-        data_dir: args.data_dir.as_deref(),
+        data_dir: args.data.data_dir.as_deref(),
         changed_data: crate::changed_data(args.allow_changed_data),
     };
-    let show = !args.quiet && std::io::stdout().is_terminal();
+    let show = !args.quiet.quiet && std::io::stdout().is_terminal();
     let mut bar: Option<ProgressBar> = None;
-    let quiet = args.quiet;
+    let quiet = args.quiet.quiet;
     let summary = adapt(&job, &mut |e| match e {
         AdaptEvent::Start { steps } if show => {
             let b = ProgressBar::new(steps as u64);

@@ -48,24 +48,56 @@ pub enum StrategyArg {
     All,
 }
 
+/// `--runs-dir`, shared by the commands that write or look up runs.
+#[derive(Debug, Args)]
+pub struct RunsDir {
+    /// Folder of run folders: where `gtk train` writes runs, and where eval, export and report
+    /// take the most recently trained run from when no RUN is given.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
+}
+
+/// `--data-dir`, shared by every command that reads datasets.
+#[derive(Debug, Args)]
+pub struct DataDir {
+    /// Data folder (MNIST in DIR/mnist); default: $GATEKIT_DATA, else $XDG_CACHE_HOME/gatekit
+    /// or ~/.cache/gatekit.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `--quiet`, shared by the commands that print more than their result.
+#[derive(Debug, Args)]
+pub struct Quiet {
+    /// Print only the results and where they were written: no progress, log lines, notes or
+    /// details (file sizes, TensorBoard hints).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Task-set file (TOML); default: the built-in tasks/sinusoid.toml.
     #[arg(long, value_name = "FILE")]
     pub task_set: Option<PathBuf>,
-    /// Which strategy to train.
-    #[arg(long, value_enum, default_value_t = StrategyArg::Gated)]
-    pub strategy: StrategyArg,
+    /// Which strategies to train, comma separated (e.g. gated,separate), or `all`.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "LIST",
+        default_value = "gated"
+    )]
+    pub strategy: Vec<StrategyArg>,
     /// Run name (folder under --runs-dir); default: task-set name and time.
     #[arg(long)]
     pub name: Option<String>,
-    /// Where runs are written.
-    #[arg(long, value_name = "DIR", default_value = "runs")]
-    pub runs_dir: PathBuf,
+    #[command(flatten)]
+    pub runs_dir: RunsDir,
     /// Override the task set's seed.
     #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
-    /// Train once per seed, e.g. 0..5 (seeds 0 to 4), 0..=4 or 0,3,7: a sweep folder holding
+    /// Train once per seed, e.g. 0..5 (seeds 0 to 4), 0..=4, 0,3,7 or 0..3,7: a sweep folder holding
     /// one run folder per seed (seed-0, …), run in parallel, then the summary over seeds
     /// (mean, 95 % interval, paired differences) in summary.json and summary.md.
     #[arg(long, value_name = "LIST")]
@@ -92,12 +124,14 @@ pub struct TrainArgs {
     /// Stop after this many steps and save a checkpoint (continue later with --resume).
     #[arg(long, value_name = "STEP")]
     pub stop_at: Option<usize>,
-    /// With --resume: replace the learning rate of W from now on (e.g. after a divergence);
-    /// kept in the run's state.json.
-    #[arg(long, requires = "resume")]
+    /// Learning rate of W, replacing the task set's `lr`: a new run records it in its
+    /// config.toml; with --resume it applies from now on (e.g. after a divergence) and is kept
+    /// in the run's state.json. Not with --seeds (set `lr` in the task set).
+    #[arg(long)]
     pub lr: Option<f64>,
-    /// With --resume: replace the masks' learning rate from now on.
-    #[arg(long, requires = "resume")]
+    /// The masks' learning rate, replacing `mask_lr` the same way (a `mask_lr` derived from
+    /// `mask_lr_scale` is not recomputed from --lr).
+    #[arg(long)]
     pub mask_lr: Option<f64>,
     /// Continue a stopped run from its checkpoint, or a stopped sweep (its finished seeds are
     /// kept, the others resumed or started).
@@ -107,12 +141,10 @@ pub struct TrainArgs {
     /// SHA-256); the change is printed and recorded in the run's state.json.
     #[arg(long, requires = "resume")]
     pub allow_changed_data: bool,
-    /// Dataset folder (else $GATEKIT_DATA).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Only print the final table.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,8 +159,9 @@ pub enum RuntimeArg {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Run folder, e.g. runs/sinusoid-20261126-101500.
-    #[arg(required_unless_present = "onnx", conflicts_with = "onnx")]
+    /// Run folder, e.g. runs/sinusoid-20261126-101500; default: the most recently trained run
+    /// under --runs-dir. Only read: eval writes nothing.
+    #[arg(conflicts_with = "onnx")]
     pub run: Option<PathBuf>,
     /// Evaluate an exported ONNX file on its task's test set instead (in --runtime).
     #[arg(long, value_name = "FILE")]
@@ -140,13 +173,16 @@ pub struct EvalArgs {
     /// `--features candle-onnx`).
     #[arg(long, value_enum, default_value_t = RuntimeArg::Reference, requires = "onnx")]
     pub runtime: RuntimeArg,
-    /// Dataset folder (else $GATEKIT_DATA).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Go on although a data file changed since the run recorded it (size and SHA-256); the
     /// numbers are then on the new data, and a note says so.
     #[arg(long, conflicts_with = "onnx")]
     pub allow_changed_data: bool,
+    #[command(flatten)]
+    pub runs_dir: RunsDir,
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
@@ -166,19 +202,20 @@ pub struct ExportArgs {
     /// there is refused).
     #[arg(long)]
     pub force: bool,
-    /// Output folder (new or empty); default: exports/<run name>.
+    /// Output folder (new or empty); default: exports/<run name>, or exports/<run name>-2, …
+    /// when that exists.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Where runs are looked up when RUN is not given.
-    #[arg(long, value_name = "DIR", default_value = "runs")]
-    pub runs_dir: PathBuf,
-    /// Dataset folder (else $GATEKIT_DATA), for measuring test metrics.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Go on although a data file changed since the run recorded it (size and SHA-256); the
     /// numbers are then on the new data, and a note says so.
     #[arg(long)]
     pub allow_changed_data: bool,
+    #[command(flatten)]
+    pub runs_dir: RunsDir,
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
@@ -191,12 +228,14 @@ pub struct ReportArgs {
     /// Replace an earlier report in --out (only the files that report wrote).
     #[arg(long)]
     pub force: bool,
-    /// Output folder (new or empty; never inside a run); default: reports/<first run's name>.
+    /// Output folder (new or empty; never inside a run); default: reports/<run name>, or
+    /// reports/<A>+<B> for several runs, with -2, -3, … added when that exists.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Where runs are looked up when RUN is not given.
-    #[arg(long, value_name = "DIR", default_value = "runs")]
-    pub runs_dir: PathBuf,
+    #[command(flatten)]
+    pub runs_dir: RunsDir,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -248,19 +287,17 @@ pub struct AdaptArgs {
     #[arg(long, value_name = "N")]
     pub meta_iterations: Option<usize>,
     /// Adapted run folder to create; default: RUN's name, a dash and the task-set file's stem,
-    /// next to RUN (e.g. runs/colors-adapt-colors).
+    /// next to RUN (e.g. runs/colors-adapt-colors), with -2, -3, … added when that exists.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Dataset folder (else $GATEKIT_DATA).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Go on although a data file changed since the run recorded it (size and SHA-256); the
     /// run's tasks are then read from the new data, and a note says so.
     #[arg(long)]
     pub allow_changed_data: bool,
-    /// Only print the final table.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
@@ -332,9 +369,8 @@ pub struct FetchArgs {
     /// Which dataset.
     #[arg(value_enum)]
     pub dataset: DatasetArg,
-    /// Data folder (else $GATEKIT_DATA, else $XDG_CACHE_HOME/gatekit or ~/.cache/gatekit).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDir,
     /// Mirror base URL to use instead of the built-in list; repeat to try several in order.
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
@@ -345,9 +381,8 @@ pub struct VerifyArgs {
     /// Which dataset.
     #[arg(value_enum, default_value_t = DatasetArg::Mnist)]
     pub dataset: DatasetArg,
-    /// Data folder (else $GATEKIT_DATA, else $XDG_CACHE_HOME/gatekit or ~/.cache/gatekit).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDir,
 }
 
 #[cfg(test)]

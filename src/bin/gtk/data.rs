@@ -47,7 +47,7 @@ fn dump(args: DumpArgs) -> Result<()> {
 
 fn fetch(args: FetchArgs) -> Result<()> {
     let DatasetArg::Mnist = args.dataset;
-    let data_dir = resolve_data_dir(args.data_dir.as_deref());
+    let data_dir = resolve_data_dir(args.data.data_dir.as_deref());
     let dir = mnist_dir(&data_dir);
     println!("fetching MNIST into {}", dir.display());
     // The bar draws on stderr, so that is the stream that must be a terminal.
@@ -119,7 +119,7 @@ fn download_bar(file: &str, total: Option<u64>) -> ProgressBar {
 
 fn verify(args: VerifyArgs) -> Result<()> {
     let DatasetArg::Mnist = args.dataset;
-    let data_dir = resolve_data_dir(args.data_dir.as_deref());
+    let data_dir = resolve_data_dir(args.data.data_dir.as_deref());
     for f in verify_mnist(&data_dir)? {
         println!(
             "ok  {:<24} {:>6} records  sha256 {}  {}",

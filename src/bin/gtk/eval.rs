@@ -1,13 +1,14 @@
-//! `gtk eval RUN` and `gtk eval --onnx FILE`.
+//! `gtk eval [RUN]` and `gtk eval --onnx FILE`: read a run (or an exported model) and print its
+//! test metrics; nothing is written.
 
 use crate::cli::{EvalArgs, RuntimeArg};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use candle_core::Device;
 use gatekit::export::check::{Runtime, evaluate_onnx};
 use gatekit::train::{format_metric, open_run_with};
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let data = args.data_dir.clone();
+    let data = args.data.data_dir.clone();
     if let Some(file) = &args.onnx {
         let runtime = match args.runtime {
             RuntimeArg::Reference => Runtime::Reference,
@@ -26,9 +27,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let Some(run) = &args.run else {
-        bail!("give a run folder or --onnx FILE")
+    // Like export and report: no RUN means the most recently trained run.
+    let run = match &args.run {
+        Some(run) => run.clone(),
+        None => gatekit::train::latest_run(&args.runs_dir.runs_dir)?,
     };
+    let run = run.as_path();
     let trainer = open_run_with(
         run,
         data.as_deref(),
@@ -38,10 +42,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     for note in trainer.notes() {
         eprintln!("note: {note}");
     }
-    println!("run {} at step {}", run.display(), trainer.step());
+    if !args.quiet.quiet {
+        println!(
+            "evaluating run {} at step {} (read only)",
+            run.display(),
+            trainer.step()
+        );
+    }
     let records = trainer.evaluate()?;
     crate::train::print_results(&trainer, &records)?;
-    if let Some(new) = adapted_tasks(run) {
+    if let Some(new) = adapted_tasks(run).filter(|_| !args.quiet.quiet) {
         println!(
             "adapted run: for the new tasks ({}) `gated` is the mask gtk adapt stored and `separate` its from-scratch model, but `shared` is the run's shared model as trained, not fine-tuned (gtk adapt's `shared (fine-tuned)` row is not stored)",
             new.join(", ")

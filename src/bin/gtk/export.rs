@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub fn run(args: ExportArgs) -> Result<()> {
     let run_dir = match &args.run {
         Some(r) => r.clone(),
-        None => gatekit::train::latest_run(&args.runs_dir)?,
+        None => gatekit::train::latest_run(&args.runs_dir.runs_dir)?,
     };
     if args.rescale && !args.binarize {
         bail!("--rescale applies to binarized masks: add --binarize");
@@ -21,15 +21,15 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or("run")
         .to_string();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("exports").join(&name));
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => OutputDir::free_default(&PathBuf::from("exports").join(&name)),
+    };
     // Claimed before the run is read, so a bad --out fails before any work.
     let out = OutputDir::claim(&out, "export", &[&run_dir], args.force)?;
     let trainer = open_run_with(
         &run_dir,
-        args.data_dir.as_deref(),
+        args.data.data_dir.as_deref(),
         &Device::Cpu,
         crate::changed_data(args.allow_changed_data),
     )?;
@@ -73,6 +73,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
             100.0 * t.off,
             t.onnx_bytes
         );
+    }
+    if args.quiet.quiet {
+        return Ok(());
     }
     println!(
         "masks.safetensors: {} bytes ({} packed mask bytes; as float32 masks {} bytes, {:.1}x larger)",

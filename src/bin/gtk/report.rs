@@ -7,17 +7,16 @@ use gatekit::run_folder::OutputDir;
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let runs = if args.runs.is_empty() {
-        vec![gatekit::train::latest_run(&args.runs_dir)?]
+        vec![gatekit::train::latest_run(&args.runs_dir.runs_dir)?]
     } else {
         args.runs.clone()
     };
-    let out = args.out.clone().unwrap_or_else(|| {
-        let name = runs[0]
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| "run".into());
-        std::path::PathBuf::from("reports").join(name)
-    });
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => {
+            OutputDir::free_default(&std::path::PathBuf::from("reports").join(default_name(&runs)))
+        }
+    };
     let reads: Vec<&std::path::Path> = runs.iter().map(|r| r.as_path()).collect();
     if let Some(sweep) = runs.iter().find(|r| gatekit::sweep::is_sweep(r)) {
         if runs.len() > 1 {
@@ -45,9 +44,30 @@ pub fn run(args: ReportArgs) -> Result<()> {
         summary.markdown.display(),
         summary.html.display()
     );
+    if args.quiet.quiet {
+        return Ok(());
+    }
     for tb in &summary.tensorboard {
         println!("wrote TensorBoard events {}", tb.display());
     }
     println!("view with: {}", gatekit::report::tensorboard_command(&runs));
     Ok(())
+}
+
+/// The default report folder's name: the run's name, or the runs' names joined by `+` (so the
+/// report comparing A and B is not A's own report folder).
+fn default_name(runs: &[std::path::PathBuf]) -> String {
+    let names: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            // `.` or `runs/x/..` have no file name of their own: use the folder's real name.
+            std::fs::canonicalize(r)
+                .ok()
+                .as_deref()
+                .unwrap_or(r)
+                .file_name()
+                .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.join("+")
 }

@@ -24,22 +24,27 @@ pub fn exit_when_stdin_closes() {
     });
 }
 
-fn strategy_name(s: StrategyArg) -> &'static str {
-    match s {
-        StrategyArg::Gated => "gated",
-        StrategyArg::Shared => "shared",
-        StrategyArg::Separate => "separate",
-        StrategyArg::Finetune => "finetune",
-        StrategyArg::Joint => "joint",
-        StrategyArg::All => "all",
-    }
+/// `--strategy` as the seeds' processes are given it (`all`, or a comma list).
+fn strategy_list(list: &[StrategyArg]) -> String {
+    let names: Vec<&str> = list
+        .iter()
+        .map(|s| match s {
+            StrategyArg::Gated => "gated",
+            StrategyArg::Shared => "shared",
+            StrategyArg::Separate => "separate",
+            StrategyArg::Finetune => "finetune",
+            StrategyArg::Joint => "joint",
+            StrategyArg::All => "all",
+        })
+        .collect();
+    names.join(",")
 }
 
 /// A new sweep (`--seeds`) or a resumed one (`--resume SWEEP`).
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.lr.is_some() || args.mask_lr.is_some() {
         bail!(
-            "--lr and --mask-lr apply to one run: resume the seed's run folder (SWEEP/seed-N) with them instead of the sweep"
+            "--lr and --mask-lr apply to one run, not to a sweep: set `lr` / `mask_lr` in the task set's [run] table for a new sweep, or resume one seed's run folder (SWEEP/seed-N) with them"
         );
     }
     if args.jobs == Some(0) {
@@ -69,18 +74,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             // Everything a seed's process would refuse is checked once here, before the
             // sweep folder exists.
-            match &args.task_set {
+            let set = match &args.task_set {
                 Some(p) => gatekit::TaskSet::load(p)?,
                 None => gatekit::TaskSet::builtin()?,
             };
+            crate::train::strategies(&args.strategy, set.run.schedule)?;
             let dir = crate::train::run_dir(
-                &args.runs_dir,
+                &args.runs_dir.runs_dir,
                 args.name.as_deref(),
                 args.task_set.as_deref(),
             )?;
             let spec = SweepSpec::new(
                 seeds,
-                strategy_name(args.strategy),
+                &strategy_list(&args.strategy),
                 args.task_set.as_deref(),
                 args.steps,
                 args.threads_per_run.unwrap_or(1),
@@ -109,7 +115,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if new > 0 {
         sweep.check_task_set()?;
     }
-    if !args.quiet {
+    if !args.quiet.quiet {
         println!(
             "sweep {}: {} seed{} ({done} done, {partial} to resume, {new} to start), {} at a time, {threads} thread{} each",
             sweep.dir.display(),
@@ -173,7 +179,7 @@ fn run_members(
     jobs: usize,
 ) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the gtk executable")?;
-    let multi = (!args.quiet && std::io::stdout().is_terminal()).then(MultiProgress::new);
+    let multi = (!args.quiet.quiet && std::io::stdout().is_terminal()).then(MultiProgress::new);
     let style =
         ProgressStyle::with_template("seed {prefix:>4} {bar:30} {pos}/{len} steps  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -237,7 +243,7 @@ fn run_members(
                 b.set_prefix(seed.to_string());
                 b
             });
-            if !args.quiet {
+            if !args.quiet.quiet {
                 let what = match state {
                     MemberState::Partial { step, total } => {
                         format!("resuming at step {step}/{total}")
@@ -272,7 +278,7 @@ fn run_members(
                             bar.set_length(len.parse().unwrap_or(0));
                             bar.set_position(pos.parse().unwrap_or(0));
                         }
-                    } else if !args.quiet && line.starts_with("step ") {
+                    } else if !args.quiet.quiet && line.starts_with("step ") {
                         say(format!("seed {seed}: {line}"));
                     }
                 }
@@ -280,7 +286,7 @@ fn run_members(
                     if let Some(r) = running.iter_mut().find(|r| r.seed == seed)
                         && !line.trim().is_empty()
                     {
-                        if line.starts_with("note: ") && !args.quiet {
+                        if line.starts_with("note: ") && !args.quiet.quiet {
                             say(format!("seed {seed}: {line}"));
                         }
                         r.errors.push(line);
@@ -307,7 +313,7 @@ fn run_members(
                 bar.finish_and_clear();
             }
             if status.success() {
-                if !args.quiet {
+                if !args.quiet.quiet {
                     say(format!("seed {}: done", r.seed));
                 }
             } else {
@@ -378,7 +384,7 @@ fn member_command(
     if let Some(stop) = args.stop_at {
         cmd.args(["--stop-at", &stop.to_string()]);
     }
-    if let Some(d) = &args.data_dir {
+    if let Some(d) = &args.data.data_dir {
         cmd.arg("--data-dir").arg(d);
     }
     cmd.args(["--progress-lines", "--exit-with-parent"])

@@ -30,7 +30,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let device = Device::Cpu;
-    let data = args.data_dir.clone();
+    let data = args.data.data_dir.clone();
+    let quiet = args.quiet.quiet;
     let mut trainer = match &args.resume {
         Some(dir) => {
             let overrides = Overrides {
@@ -39,8 +40,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             };
             let changed = crate::changed_data(args.allow_changed_data);
             let t = Trainer::resume_with(dir, data.as_deref(), &device, overrides, changed)?;
-            for note in t.notes() {
-                eprintln!("note: {note}");
+            if !quiet {
+                for note in t.notes() {
+                    eprintln!("note: {note}");
+                }
             }
             t
         }
@@ -57,16 +60,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             {
                 eprintln!("note: {note}");
             }
-            let strategies: Vec<Strategy> = match args.strategy {
-                StrategyArg::Gated => vec![Strategy::Gated],
-                StrategyArg::Shared => vec![Strategy::Shared],
-                StrategyArg::Separate => vec![Strategy::Separate],
-                StrategyArg::Finetune => vec![Strategy::Finetune],
-                StrategyArg::Joint => vec![Strategy::Joint],
-                StrategyArg::All => Strategy::all_for(set.run.schedule),
-            };
+            // Recorded in the new run's config.toml like any task-set value.
+            set.set_rates(args.lr, args.mask_lr)?;
+            let strategies = strategies(&args.strategy, set.run.schedule)?;
             let dir = run_dir(
-                &args.runs_dir,
+                &args.runs_dir.runs_dir,
                 args.name.as_deref(),
                 args.task_set.as_deref(),
             )?;
@@ -74,7 +72,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     let total = trainer.task_set().run.steps;
-    if !args.quiet {
+    if !quiet {
         let set = trainer.task_set();
         let strategies: Vec<String> = trainer
             .learners()
@@ -91,7 +89,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     trainer.set_origin(origin);
-    let mut progress = Progress::new(total, args.quiet);
+    let mut progress = Progress::new(total, quiet);
     let every = (total / 200).max(1);
     let progress_lines = args.progress_lines;
     trainer.train(args.stop_at, &mut |e| {
@@ -116,7 +114,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     print_results(&trainer, &records)?;
-    if !args.quiet {
+    println!("run saved in {}", trainer.dir().display());
+    if !quiet {
         let t = trainer.timing();
         let engines: Vec<String> = t.engines.iter().map(|(s, e)| format!("{s} {e}")).collect();
         println!(
@@ -185,8 +184,32 @@ pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
         eprintln!("{warning}");
     }
     print_continual(trainer)?;
-    println!("run saved in {}", trainer.dir().display());
     Ok(())
+}
+
+/// The strategies of `--strategy LIST` for a task set of `schedule`: `all` stands for every
+/// strategy of the schedule, so it comes alone; a strategy named twice is refused rather than
+/// trained once without a word.
+pub fn strategies(list: &[StrategyArg], schedule: TaskOrder) -> Result<Vec<Strategy>> {
+    let mut out: Vec<Strategy> = Vec::with_capacity(list.len());
+    for s in list {
+        let s = match s {
+            StrategyArg::All if list.len() == 1 => return Ok(Strategy::all_for(schedule)),
+            StrategyArg::All => bail!(
+                "--strategy: `all` already stands for every strategy of the schedule; give it alone or list strategies without it"
+            ),
+            StrategyArg::Gated => Strategy::Gated,
+            StrategyArg::Shared => Strategy::Shared,
+            StrategyArg::Separate => Strategy::Separate,
+            StrategyArg::Finetune => Strategy::Finetune,
+            StrategyArg::Joint => Strategy::Joint,
+        };
+        if out.contains(&s) {
+            bail!("--strategy lists `{s}` twice");
+        }
+        out.push(s);
+    }
+    Ok(out)
 }
 
 /// Sequential runs: each strategy's accuracy matrix, then average, backward transfer and

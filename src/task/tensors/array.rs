@@ -462,9 +462,13 @@ pub fn format_of(path: &Path) -> Result<Format> {
         "npz" => Ok(Format::Npz),
         "safetensors" => Ok(Format::Safetensors),
         "csv" => Ok(Format::Csv),
-        _ if !path.exists() => Err(Error::Data {
-            path: path.into(),
-            message: "no such file or folder".into(),
+        _ if !path.exists() => Err(match std::fs::metadata(path) {
+            // A symlink loop or an unreadable folder is not a missing file: say what it is.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Error::io(path, e),
+            _ => Error::Data {
+                path: path.into(),
+                message: "no such file or folder".into(),
+            },
         }),
         "npy" => Err(Error::Data {
             path: path.into(),
@@ -493,6 +497,11 @@ pub fn open(path: &Path, name: &str) -> Result<Array> {
 
 /// A `.npy` file.
 pub fn open_npy(path: &Path, name: &str) -> Result<Array> {
+    if let Err(e) = std::fs::metadata(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(Error::io(path, e));
+    }
     if !path.is_file() {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut found: Vec<String> = std::fs::read_dir(dir)

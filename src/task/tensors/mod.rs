@@ -285,11 +285,31 @@ fn build(ctx: &TaskContext) -> Result<Box<dyn Task>> {
     let test_path = p.str("test")?.to_string();
     let (train_x, train_y) = open_pair(p, &train_path, objective.is_some())?;
     check_pair(&train_x, &train_y)?;
+    let stated = objective.is_some();
     let objective = match objective {
         Some(o) => o,
         None if train_y.dtype.is_float() => Objective::Regression,
         None => Objective::Classification,
     };
+    // `classes` only means something to classification: set on a task that regresses (often
+    // because float labels made `auto` choose regression) it would be ignored without a word.
+    let classes_given = p.i64("classes")?;
+    if objective == Objective::Regression && classes_given != 0 {
+        return Err(p.invalid(
+            "classes",
+            if stated {
+                format!(
+                    "= {classes_given} applies to classification, but objective = \"regression\"; drop `classes` or set objective = \"classification\""
+                )
+            } else {
+                format!(
+                    "= {classes_given} applies to classification, but the targets of {} are {} (floats), so objective = \"auto\" chose regression; store integer labels (y.astype(np.int64)) or set objective = \"classification\"",
+                    train_y.path.display(),
+                    train_y.dtype.name()
+                )
+            },
+        ));
+    }
     // Targets: [n] or [n, k].
     if train_y.shape.len() > 2 {
         return Err(train_y.error(format!(
