@@ -353,9 +353,8 @@ pub struct DumpArgs {
     /// an existing file.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Dataset folder (else $GATEKIT_DATA).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDir,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

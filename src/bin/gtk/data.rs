@@ -26,7 +26,7 @@ fn dump(args: DumpArgs) -> Result<()> {
         },
         examples: args.examples,
         out: &args.out,
-        data_dir: args.data_dir.as_deref(),
+        data_dir: args.data.data_dir.as_deref(),
     };
     let d = dump_examples(&args.source, &spec)?;
     let files: Vec<String> = d.files.iter().map(|f| f.display().to_string()).collect();
