@@ -197,6 +197,28 @@ fn adapted_run_is_a_normal_run_folder() {
         row("mask"),
         row("mix")
     );
+    // The printed table: `*` marks the best row of each task (every one on a tie), `†` the
+    // rows stored in the adapted run (the new mask and the separate model).
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("b2 "))
+        .unwrap_or_else(|| panic!("no b2 row in\n{stdout}"));
+    let n_stored = rows.iter().filter(|r| r["stored"] == true).count();
+    assert_eq!(n_stored, 2, "the mask and the separate model are stored");
+    assert_eq!(line.matches('†').count(), n_stored, "{line}");
+    let best = rows
+        .iter()
+        .map(|r| r["metric"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    let n_best = rows
+        .iter()
+        .filter(|r| r["metric"].as_f64().unwrap() == best)
+        .count();
+    assert_eq!(line.matches('*').count(), n_best, "{line}");
+    assert!(
+        stdout.contains("(* best per task, every row of a tie; †: stored"),
+        "{stdout}"
+    );
 
     // eval, export and report read the adapted run unchanged.
     let out = gtk(tmp.path(), &["eval", "runs/r-new"]);

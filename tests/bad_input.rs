@@ -545,6 +545,8 @@ fn report_checks_the_commit_and_describes_a_stopped_run() {
     let md = std::fs::read_to_string(tmp.path().join("rep/report.md")).unwrap();
     assert!(md.contains("10 of 20 steps"), "{md}");
     assert!(md.contains("It stopped at step 10 of 20"), "{md}");
+    assert!(md.contains("no full evaluation yet"), "{md}");
+    assert!(!md.contains("(step 0)"), "{md}");
     assert!(!md.contains("an older run"), "{md}");
     let state = std::fs::read_to_string(run.join("state.json")).unwrap();
     let edited = state.replacen("\"step\": 10", "\"step\": 99", 1);

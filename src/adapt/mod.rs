@@ -97,6 +97,14 @@ pub struct TaskResult {
     pub rows: Vec<Row>,
 }
 
+impl TaskResult {
+    /// The rows with the best test metric (soft gates): every one of them on a tie.
+    pub fn best_rows(&self, objective: Objective) -> Vec<usize> {
+        let metrics: Vec<f64> = self.rows.iter().map(|r| r.metric).collect();
+        objective.best(&metrics)
+    }
+}
+
 /// The outcome of an adaptation (also written as `adapt.json` in the adapted run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdaptSummary {
@@ -112,6 +120,13 @@ pub struct AdaptSummary {
     pub metric_name: String,
     /// One entry per new task.
     pub tasks: Vec<TaskResult>,
+}
+
+impl AdaptSummary {
+    /// The objective of [`AdaptSummary::metric_name`] (MSE when the name is unknown).
+    pub fn objective(&self) -> Objective {
+        Objective::from_metric_name(&self.metric_name).unwrap_or(Objective::Regression)
+    }
 }
 
 /// Progress of an adaptation.

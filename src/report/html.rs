@@ -119,7 +119,19 @@ fn comparison_table(run: &RunData) -> Table {
             .map_or(f64::NAN, |p| p.1)
     };
     let has_bin = tasks.iter().any(|t| !binarized(t).is_nan());
-    let mut header = vec![format!("test {} (step {last})", run.metric_name())];
+    let evaluated = tasks
+        .iter()
+        .any(|t| strategies.iter().any(|s| !value(s, t).is_nan()));
+    // A run stopped before its first full evaluation has only probes: say so rather than
+    // label a column of dashes with step 0.
+    let mut header = vec![if evaluated {
+        format!("test {} (step {last})", run.metric_name())
+    } else {
+        format!(
+            "test {}: no full evaluation yet (probe curves below)",
+            run.metric_name()
+        )
+    }];
     header.extend(strategies.iter().cloned());
     if has_bin {
         header.push("gated, binarized".into());
@@ -297,19 +309,21 @@ fn run_summary(run: &RunData) -> String {
         } else {
             ""
         },
-        if has_histograms {
-            String::new()
-        } else if run.step < set.run.steps {
-            format!(
-                " It stopped at step {} of {} before its first full evaluation with histogram \
-                 snapshots, so the weight and mask distributions are left out (continue it with \
+        match (run.step < set.run.steps, has_histograms) {
+            (true, true) => format!(
+                " It stopped at step {} of {} (continue it with `gtk train --resume`).",
+                run.step, set.run.steps
+            ),
+            (true, false) => format!(
+                " It stopped at step {} of {} before its first histogram snapshots, so the \
+                 weight and mask distributions are left out (continue it with \
                  `gtk train --resume`).",
                 run.step, set.run.steps
-            )
-        } else {
-            " Its log has no histogram snapshots (an older run), so the weight and mask \
-             distributions are left out."
-                .into()
+            ),
+            (false, true) => String::new(),
+            (false, false) => " Its log has no histogram snapshots (an older run), so the weight \
+                 and mask distributions are left out."
+                .into(),
         }
     )
 }

@@ -90,6 +90,33 @@ impl Objective {
         }
     }
 
+    /// The positions of the best values (every one of them on a tie; NaN never counts), so a
+    /// table stars each tied cell instead of the first.
+    pub fn best(self, values: &[f64]) -> Vec<usize> {
+        let mut best: Option<usize> = None;
+        for (i, v) in values.iter().enumerate() {
+            if v.is_nan() {
+                continue;
+            }
+            if best.is_none_or(|b| self.better(*v, values[b])) {
+                best = Some(i);
+            }
+        }
+        let Some(b) = best else {
+            return Vec::new();
+        };
+        (0..values.len())
+            .filter(|&i| values[i] == values[b])
+            .collect()
+    }
+
+    /// The objective whose [`Objective::metric_name`] is `name` (`accuracy` or `mse`).
+    pub fn from_metric_name(name: &str) -> Option<Objective> {
+        [Objective::Regression, Objective::Classification]
+            .into_iter()
+            .find(|o| o.metric_name() == name)
+    }
+
     /// The training loss of `out` against `y`.
     pub fn loss(self, out: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
         match self {
@@ -230,4 +257,21 @@ pub fn mean_predictor_mse(task: &dyn Task) -> Result<f64> {
             .to_scalar::<f64>()?;
     }
     Ok(se / count.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Objective;
+
+    #[test]
+    fn best_marks_every_tie_and_skips_nan() {
+        let acc = Objective::Classification;
+        assert_eq!(acc.best(&[0.5, 0.9, f64::NAN, 0.9]), vec![1, 3]);
+        let mse = Objective::Regression;
+        assert_eq!(mse.best(&[f64::NAN, 0.2, 0.1]), vec![2]);
+        assert!(mse.best(&[f64::NAN]).is_empty());
+        assert_eq!(Objective::from_metric_name("accuracy"), Some(acc));
+        assert_eq!(Objective::from_metric_name("mse"), Some(mse));
+        assert_eq!(Objective::from_metric_name("loss"), None);
+    }
 }

@@ -82,21 +82,7 @@ impl ComparisonTable {
 
     /// The columns holding the best value of a row: every one of them when several tie.
     pub fn best(&self, values: &[f64]) -> Vec<usize> {
-        let mut best: Option<usize> = None;
-        for (i, v) in values.iter().enumerate() {
-            if v.is_nan() {
-                continue;
-            }
-            if best.is_none_or(|b| self.objective.better(*v, values[b])) {
-                best = Some(i);
-            }
-        }
-        let Some(b) = best else {
-            return Vec::new();
-        };
-        (0..values.len())
-            .filter(|&i| values[i] == values[b])
-            .collect()
+        self.objective.best(values)
     }
 
     /// The one number format of the whole table (3 significant digits of its smallest value,

@@ -127,19 +127,28 @@ fn print_summary(s: &AdaptSummary) {
         header.push_str(&format!("  {m:>20}"));
     }
     println!("{header}");
+    let objective = s.objective();
     for t in &s.tasks {
+        let best = t.best_rows(objective);
         let mut line = format!("{:width$}", t.task);
-        for r in &t.rows {
-            let mark = if r.stored { "*" } else { " " };
+        for (i, r) in t.rows.iter().enumerate() {
+            let mark = match (best.contains(&i), r.stored) {
+                (true, true) => "*†",
+                (true, false) => "* ",
+                (false, true) => " †",
+                (false, false) => "  ",
+            };
             let cell = match r.binarized {
                 Some(b) => format!("{} ({})", format_metric(r.metric), format_metric(b)),
                 None => format_metric(r.metric),
             };
-            line.push_str(&format!("  {:>19}{mark}", cell));
+            line.push_str(&format!("  {:>18}{mark}", cell));
         }
         println!("{line}");
     }
-    println!("(*: stored in the adapted run; in brackets: binarized masks W ⊙ 1[M > 0])");
+    println!(
+        "(* best per task, every row of a tie; †: stored in the adapted run; in brackets: binarized masks W ⊙ 1[M > 0])"
+    );
     println!(
         "(shared (fine-tuned) is not stored: `gtk eval` on the adapted run shows the shared model as trained)"
     );

@@ -40,10 +40,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             };
             let changed = crate::changed_data(args.allow_changed_data);
             let t = Trainer::resume_with(dir, data.as_deref(), &device, overrides, changed)?;
-            if !quiet {
-                for note in t.notes() {
-                    eprintln!("note: {note}");
-                }
+            // Notes say what changed on resume (accepted data changes, new rates): printed
+            // with --quiet too.
+            for note in t.notes() {
+                eprintln!("note: {note}");
             }
             t
         }
