@@ -7,6 +7,10 @@
 //! entry the bit-for-bit check cannot apply; the test then compares the final full-evaluation
 //! metrics with the recorded ones at a relative tolerance of 1e-4 instead, and says so.
 //!
+//! The sinusoid run is also exported (soft gates, and `--binarize`) and every exported file
+//! (ONNX models, `weights.safetensors`, bit-packed `masks.safetensors`, manifest) hashed, so a
+//! refactor of the export path cannot change a byte users ship either (issue 26).
+//!
 //! Re-record (only when a change is *meant* to move numbers, and say so in the commit):
 //! `GATEKIT_RECORD_FIXTURES=1 cargo test --test numeric_fixtures -- --test-threads 1`.
 
@@ -72,6 +76,46 @@ fn train(dir: &Path, name: &str, task_set: &str, extra: &[&str], data: Option<&P
     assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
 }
 
+/// Exports `run` into `dir/name` (`--binarize` when asked) and hashes every file written.
+fn export_hashes(run: &Path, dir: &Path, name: &str, binarize: bool) -> Value {
+    let out = dir.join(name);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtk"));
+    cmd.arg("export").arg(run).arg("--out").arg(&out).arg("-q");
+    if binarize {
+        cmd.arg("--binarize");
+    }
+    let result = cmd
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("gtk export runs");
+    let (stdout, stderr) = text(&result);
+    assert!(result.status.success(), "export {name}: {stdout}\n{stderr}");
+    let mut files = Vec::new();
+    let mut stack = vec![out.clone()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).expect("read export dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hashes = Map::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(&out)
+            .expect("inside")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let bytes = std::fs::read(&file).expect("read exported file");
+        hashes.insert(rel, Value::String(hex(&Sha256::digest(&bytes))));
+    }
+    Value::Object(hashes)
+}
+
 /// Hashes of one finished run: each checkpoint tensor (dtype, shape and bytes) and the log,
 /// plus the final full-evaluation metrics for the tolerance check.
 fn run_hashes(run: &Path) -> Value {
@@ -126,10 +170,13 @@ fn checkpoints_and_logs_match_the_recorded_hashes() {
             continue;
         }
         train(tmp.path(), name, task_set, extra, data.as_deref());
-        runs.insert(
-            name.to_string(),
-            run_hashes(&tmp.path().join("runs").join(name)),
-        );
+        let run = tmp.path().join("runs").join(name);
+        let mut hashes = run_hashes(&run);
+        if *name == "sinusoid" {
+            hashes["export"] = export_hashes(&run, tmp.path(), "export-soft", false);
+            hashes["export_binarized"] = export_hashes(&run, tmp.path(), "export-binarized", true);
+        }
+        runs.insert(name.to_string(), hashes);
     }
     let class = cpu_class();
     let path = repo(FIXTURE);
@@ -171,6 +218,14 @@ fn checkpoints_and_logs_match_the_recorded_hashes() {
                 got["metrics_jsonl"], want["metrics_jsonl"],
                 "{name}: metrics.jsonl changed"
             );
+            for export in ["export", "export_binarized"] {
+                if want.get(export).is_some() {
+                    assert_eq!(
+                        got[export], want[export],
+                        "{name}: exported files ({export}) changed"
+                    );
+                }
+            }
         }
         let want_final = want["final_eval_loss"].as_object().expect("map");
         assert!(!want_final.is_empty(), "{name}: no final metrics recorded");
