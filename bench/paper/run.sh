@@ -40,7 +40,10 @@ case "$recipe" in
 esac
 gtk="${GTK:-${CARGO_TARGET_DIR:-$root/target}/release/gtk}"
 [ -x "$gtk" ] || (cd "$root" && cargo build --release --bin gtk)
-mkdir -p "$work" "$results"
+# The Figure 2 and 3 statistics per seed (issue 25): examples/figure_stats.rs.
+figstats="${FIGURE_STATS:-${CARGO_TARGET_DIR:-$root/target}/release/examples/figure_stats}"
+[ -x "$figstats" ] || (cd "$root" && cargo build --release --example figure_stats)
+mkdir -p "$work" "$results/figures"
 echo "recipe $recipe; load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; --jobs $jobs"
 began=$SECONDS
 for name in "${names[@]}"; do
@@ -54,6 +57,7 @@ for name in "${names[@]}"; do
   cp "$work/$name/summary.json" "$results/$name.json"
   # The settings the chapter states come from the run's own resolved config, not from prose.
   cp "$work/$name/seed-0/config.toml" "$results/$name.config.toml"
+  "$figstats" "$work/$name" > "$results/figures/$name.json"
   echo "$name: $((SECONDS - t0)) s"
 done
 python3 "$root/book/tools/fragments.py" write
