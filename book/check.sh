@@ -6,6 +6,10 @@
 #     blocks marked `mnist` only when $GATEKIT_DATA is set;
 #  4. the results fragments (book/src/results/*.md) match the sweep summaries they are made
 #     from (bench/paper/results/*.json), and the paper chapter types no results table by hand;
+#     the paper's claims (bench/paper/claims.toml) each have a line and a quote found on that
+#     line of the paper, no row or sentence outside the claims tables is called a claim, the
+#     paper-recipe presets (tasks/paper-recipe/) match their task sets, and the t quantiles and
+#     decision rules of book/tools/claims.py pass their self-test;
 #  5. `mdbook build book` (mdBook installed with cargo if missing) and an internal link check.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,6 +39,7 @@ echo "== book: tested snippets"
 PATH="$bin:$PATH" python3 book/tools/run_snippets.py book/src "$root"
 
 echo "== book: results fragments"
+python3 book/tools/claims.py
 python3 book/tools/fragments.py check
 
 echo "== book: mdbook build and link check"

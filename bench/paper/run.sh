@@ -5,7 +5,10 @@
 # bench/paper/results/NAME.json (checked in) and book/tools/fragments.py turns those into the
 # Markdown fragments the paper chapter includes (book/src/results/NAME.md).
 #
-# Usage: bench/paper/run.sh [--jobs J] [--work DIR] [NAME ...]
+# Usage: bench/paper/run.sh [--recipe default|paper] [--jobs J] [--work DIR] [NAME ...]
+#   --recipe paper: the paper's literal recipe (issue 25), task sets tasks/paper-recipe/NAME.toml
+#         (made by bench/paper/paper_recipe.py), summaries to bench/paper/results/paper-recipe/;
+#         default: gatekit's recipe, tasks/NAME.toml, bench/paper/results/.
 #   NAME: linear linear-noise sinusoid sinusoid-reg-abs sinusoid-reg-sq colors red-white
 #         mnist-twice mnist-rgb permuted (default: all; the MNIST ones need $GATEKIT_DATA)
 #   --jobs J: seeds trained at once (default: the cores; each seed runs on one thread)
@@ -18,29 +21,43 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 jobs="$(nproc)"
 work="$root/runs/paper-bench"
 names=()
+recipe=default
 while [ $# -gt 0 ]; do
   case "$1" in
     --jobs) jobs="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
+    --recipe) recipe="$2"; shift 2 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) names+=("$1"); shift ;;
   esac
 done
 [ ${#names[@]} -gt 0 ] || names=(linear linear-noise sinusoid sinusoid-reg-abs sinusoid-reg-sq colors red-white mnist-twice mnist-rgb permuted)
+case "$recipe" in
+  default) tasks="$root/tasks"; results="$root/bench/paper/results" ;;
+  paper) tasks="$root/tasks/paper-recipe"; results="$root/bench/paper/results/paper-recipe"
+    work="$work/paper-recipe" ;;
+  *) echo "--recipe must be default or paper, got $recipe" >&2; exit 2 ;;
+esac
 gtk="${GTK:-${CARGO_TARGET_DIR:-$root/target}/release/gtk}"
 [ -x "$gtk" ] || (cd "$root" && cargo build --release --bin gtk)
-mkdir -p "$work"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; --jobs $jobs"
+# The Figure 2 and 3 statistics per seed (issue 25): examples/figure_stats.rs.
+figstats="${FIGURE_STATS:-${CARGO_TARGET_DIR:-$root/target}/release/examples/figure_stats}"
+[ -x "$figstats" ] || (cd "$root" && cargo build --release --example figure_stats)
+mkdir -p "$work" "$results/figures"
+echo "recipe $recipe; load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; --jobs $jobs"
 began=$SECONDS
 for name in "${names[@]}"; do
   t0=$SECONDS
   if [ -f "$work/$name/sweep.json" ]; then
     "$gtk" train --resume "$work/$name" --jobs "$jobs" --quiet > "$work/$name.log"
   else
-    "$gtk" train --task-set "$root/tasks/$name.toml" --strategy all --seeds 0..5 --jobs "$jobs" \
+    "$gtk" train --task-set "$tasks/$name.toml" --strategy all --seeds 0..5 --jobs "$jobs" \
       --runs-dir "$work" --name "$name" --quiet > "$work/$name.log"
   fi
-  cp "$work/$name/summary.json" "$root/bench/paper/results/$name.json"
+  cp "$work/$name/summary.json" "$results/$name.json"
+  # The settings the chapter states come from the run's own resolved config, not from prose.
+  cp "$work/$name/seed-0/config.toml" "$results/$name.config.toml"
+  "$figstats" "$work/$name" > "$results/figures/$name.json"
   echo "$name: $((SECONDS - t0)) s"
 done
 python3 "$root/book/tools/fragments.py" write

@@ -20,6 +20,11 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench/paper"))
+import claims  # noqa: E402  (the paper's claims, issue 25)
+import paper_recipe  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARIES = ROOT / "bench/paper/results"
 FRAGMENTS = ROOT / "book/src/results"
@@ -32,35 +37,6 @@ CONTINUAL = ROOT / "bench/results/continual"
 # have not been run yet (they need MNIST and more time than issue 17's session had). Their
 # single-seed tables stay, flagged in the chapter; remove a name here once its summary exists.
 PENDING: set = set()
-
-# The paper's claims per experiment: (row, a, b, sense, words). sense "<": a below b
-# (regression: a better), ">": a above b: reproduced when the whole 95 % interval of the
-# per-seed paired difference a − b lies on the claimed side of 0; "=": "as well as",
-# reproduced (no difference detected) when that interval contains 0.
-CLAIMS = {
-    "linear": [
-        ("mean over tasks", "gated", "shared", "<", "gated fits better than one shared model"),
-    ],
-    "linear-noise": [
-        ("mean over tasks", "gated", "shared", "<", "gated beats one shared model"),
-        ("mean over tasks", "gated", "separate", "<", "gated beats a model per task (which overfits)"),
-    ],
-    "colors": [
-        ("mean over tasks", "gated", "shared", ">", "gated beats one shared model"),
-        ("mean over tasks", "gated", "separate", ">", "gated beats a model per task"),
-    ],
-    "permuted": [
-        ("mean over tasks", "gated", "shared", ">", "gated beats one shared model"),
-        ("mean over tasks", "gated", "separate", "=", "gated does as well as a model per task"),
-    ],
-    "red-white": [
-        ("red", "gated", "separate", "=", "the red task trains as well as alone"),
-    ],
-    "sinusoid": [
-        ("mean over tasks", "gated", "shared", "<", "gated beats one shared model"),
-        ("mean over tasks", "gated", "separate", "<", "gated beats a model per task"),
-    ],
-}
 
 # Figure 5: the same sinusoid sweep with each mask regulariser; compared with no regulariser
 # (the sinusoid sweep) seed by seed.
@@ -125,19 +101,11 @@ def paired(s, b, row):
     return None
 
 
-def verdict(low, high, sense):
-    if low is None:
-        return "not testable (one seed)"
-    if sense == "=":
-        # "As well as": no difference detected, which is all a 5-seed interval can show.
-        if low <= 0 <= high:
-            return "**reproduced** (no difference detected)"
-        return "**not reproduced**"
-    ok = high < 0 if sense == "<" else low > 0
-    return "**reproduced**" if ok else "**not reproduced**"
-
-
 def results_table(s):
+    """Mean ± 95 % interval per strategy and task; a cell with a failed run (a seed at chance
+    while the cell's other seeds are not, issue 25 item 5) is marked † and given without it."""
+    margins = claims.load_claims()["margins"]
+    failed = claims.failed_seeds(s, margins)
     rows = []
     for c in s["cells"]:
         if c["task"] not in rows:
@@ -148,8 +116,22 @@ def results_table(s):
         cells = []
         for st in s["strategies"]:
             c = cell(s, st, r)
-            cells.append(fmt_interval(c["interval"]["mean"], c["interval"]["half_width"]) if c else "")
+            if not c:
+                cells.append("")
+                continue
+            text = fmt_interval(c["interval"]["mean"], c["interval"]["half_width"])
+            bad = failed.get((st, r))
+            if bad:
+                keep = [v for sd, v in zip(s["seeds"], c["values"]) if sd not in bad]
+                text += (f" † (seed {', '.join(map(str, bad))} at "
+                         f"{', '.join(fmt_metric(v) for sd, v in zip(s['seeds'], c['values']) if sd in bad)}; "
+                         f"without: {mean_interval(keep)})")
+            cells.append(text)
         out.append(f"| {r} | " + " | ".join(cells) + " |")
+    if failed:
+        out.append("")
+        out.append("† a failed run: that seed's model ended within 2 points of the majority-class "
+                   "rate (0.1135) while the cell's other seeds are more than 10 points above it.")
     return "\n".join(out)
 
 
@@ -161,24 +143,12 @@ def header(name, sources):
 
 def experiment(name, s):
     n = len(s["seeds"])
-    sources = [name, "mnist-rgb"] if name == "mnist-twice" else [name]
+    sources = [name]
     lines = [header(name, sources),
              f"Measured by `bench/paper/run.sh`: test {metric_name(s)} after {s['steps']} steps, "
              f"{seeds_text(s['seeds'])}, mean ± 95 % confidence interval half-width (Student t, "
              f"{n - 1} df); {'lower' if s['lower_is_better'] else 'higher'} is better.", "",
              results_table(s), ""]
-    claims = CLAIMS.get(name, [])
-    if claims:
-        lines.append("| claim | paired difference over seeds | p (paired t) | result |")
-        lines.append("|---|---:|---:|---|")
-        for row, a, b, sense, words in claims:
-            p = paired(s, b, row)
-            if p is None:
-                continue
-            iv = p["test"]["interval"]
-            lines.append(f"| {words} | {a} − {b} = {fmt_interval(iv['mean'], iv['half_width'])} "
-                         f"| {fmt_p(p['test']['p'])} | {verdict(iv['low'], iv['high'], sense)} |")
-        lines.append("")
     return "\n".join(lines)
 
 
@@ -234,29 +204,6 @@ def two_sided_p(t, df):
     h = t / k
     area = f(0) + f(t) + sum((4 if i % 2 else 2) * f(i * h) for i in range(1, k))
     return max(0.0, 1 - 2 * area * h / 3)
-
-
-def twice(summaries):
-    """mnist-twice: the gated model on two identical tasks against one task (mnist-rgb: the
-    same images, same seeds), paired by seed."""
-    s, one = summaries["mnist-twice"], summaries["mnist-rgb"]
-    if s["seeds"] != one["seeds"]:
-        raise SystemExit(f"mnist-twice.json has seeds {s['seeds']} but mnist-rgb.json {one['seeds']}")
-    text = experiment("mnist-twice", s)
-    two = cell(s, "gated", "mean over tasks")["values"]
-    alone = cell(one, "gated", one["tasks"][0])["values"]
-    d = [x - y for x, y in zip(two, alone)]
-    n = len(d)
-    m = sum(d) / n
-    sd = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1))
-    half = T975[n - 1] * sd / math.sqrt(n)
-    p = two_sided_p(m / (sd / math.sqrt(n)), n - 1) if sd > 0 else 1.0
-    return text + "\n" + "\n".join([
-        "| claim | paired difference over seeds | p (paired t) | result |",
-        "|---|---:|---:|---|",
-        f"| gated learns two identical tasks as well as one | gated (two copies, mean) − gated "
-        f"(one task, mnist-rgb) = {fmt_interval(m, half)} | {fmt_p(p)} | "
-        f"{verdict(m - half, m + half, '=')} |", ""])
 
 
 def mean_interval(values, scale=1.0):
@@ -322,10 +269,9 @@ def render_all():
         if name.startswith("sinusoid-reg-"):
             continue
         out[name] = experiment(name, s)
-    if "mnist-twice" in out and "mnist-rgb" in summaries:
-        out["mnist-twice"] = twice(summaries)
     if all(k in summaries for k, _ in FIGURE5):
         out["figure5"] = figure5(summaries)
+    out.update(claims.render())
     return out
 
 
@@ -393,6 +339,8 @@ def main():
         if path.stem not in fragments:
             errors.append(f"book/src/results/{path.name} has no summary in bench/paper/results")
     errors += check_chapters(fragments)
+    errors += claims.check(CHAPTERS, fragments)
+    errors += paper_recipe.check()
     for e in errors:
         print(e, file=sys.stderr)
     if errors:

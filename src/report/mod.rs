@@ -16,6 +16,7 @@ pub mod figures;
 mod html;
 mod mask_figures;
 pub mod masks;
+pub mod statistics;
 mod typeset;
 
 use crate::atomic::write_atomic;
