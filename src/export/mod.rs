@@ -27,11 +27,12 @@ pub mod proto;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
+use crate::learn::{Learner, Strategy};
 use crate::params::ParamKey;
 use crate::params::TaskId;
+use crate::run::{BinarizationWarning, Run, undecided_range};
 use crate::run_folder::OutputDir;
 use crate::task::Split;
-use crate::train::{BinarizationWarning, Learner, Strategy, Trainer, undecided_range};
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -91,13 +92,13 @@ impl ExportSummary {
     /// over the exported tasks; see [`BinarizationWarning`] for the rule), with the run's
     /// undecided gates from its committed log and what helps for its settings. `None` when
     /// they are close.
-    pub fn binarization_warning(&self, trainer: &Trainer) -> Result<Option<BinarizationWarning>> {
+    pub fn binarization_warning(&self, trainer: &Run) -> Result<Option<BinarizationWarning>> {
         let n = self.tasks.len();
         if n == 0 {
             return Ok(None);
         }
         let mean = |f: fn(&TaskExport) -> f64| self.tasks.iter().map(f).sum::<f64>() / n as f64;
-        let records = crate::train::MetricsLog::read_committed(trainer.dir())?;
+        let records = crate::run::MetricsLog::read_committed(trainer.dir())?;
         Ok(BinarizationWarning::check(
             &self.metric,
             mean(|t| t.soft),
@@ -186,7 +187,7 @@ struct MaskMetadata<'a> {
 
 /// Exports the gated model of `trainer`'s run into `out`, which must be new or empty (see
 /// [`OutputDir`]).
-pub fn export_run(trainer: &Trainer, out: &Path, opts: &ExportOptions) -> Result<ExportSummary> {
+pub fn export_run(trainer: &Run, out: &Path, opts: &ExportOptions) -> Result<ExportSummary> {
     export_into(
         trainer,
         OutputDir::claim(out, "export", &[trainer.dir()], false)?,
@@ -196,11 +197,7 @@ pub fn export_run(trainer: &Trainer, out: &Path, opts: &ExportOptions) -> Result
 
 /// [`export_run`] into an already claimed output folder (the CLI claims it before opening the
 /// run, so a bad `--out` fails before any work).
-pub fn export_into(
-    trainer: &Trainer,
-    out: OutputDir,
-    opts: &ExportOptions,
-) -> Result<ExportSummary> {
+pub fn export_into(trainer: &Run, out: OutputDir, opts: &ExportOptions) -> Result<ExportSummary> {
     let learner = trainer
         .learners()
         .iter()
@@ -245,7 +242,7 @@ fn file_len(path: &Path) -> Result<u64> {
 }
 
 fn write_export(
-    trainer: &Trainer,
+    trainer: &Run,
     learner: &Learner,
     selected: &[usize],
     dir: &Path,
@@ -476,7 +473,7 @@ fn write_export(
 
     Ok(ExportSummary {
         out: dir.into(),
-        metric: trainer_metric_name(trainer),
+        metric: run_metric_name(trainer),
         tasks,
         masks_bytes: file_len(&dir.join("masks.safetensors"))?,
         masks_f32_bytes: 4 * mask_values,
@@ -486,6 +483,6 @@ fn write_export(
     })
 }
 
-fn trainer_metric_name(trainer: &Trainer) -> String {
+fn run_metric_name(trainer: &Run) -> String {
     trainer.objective().metric_name().to_string()
 }
