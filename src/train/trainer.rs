@@ -315,12 +315,45 @@ impl Trainer {
     pub fn train(&mut self, stop_at: Option<usize>, on: &mut dyn FnMut(Event)) -> Result<()> {
         let total = self.run.set.run.steps;
         let until = stop_at.map_or(total, |s| s.min(total));
+        let mut start_probe = self.begin(until, on)?;
+        self.note_engines();
+        let mut losses = Vec::with_capacity(self.run.learners.len());
+        let mut saved = self.run.step;
+        while self.run.step < until {
+            self.step_all(total, &mut losses)?;
+            let due = Due::after(&self.run.set.run, self.run.step, total, until);
+            if let Some(params) = start_probe.take_if(|_| due.start_probe) {
+                self.deferred_start_probe(&params, on)?;
+            }
+            if self.run.step.is_multiple_of(self.run.set.run.log_every) {
+                let records = self.train_loss.drain(self.run.step);
+                self.record(&records)?;
+            }
+            on(Event::Step {
+                step: self.run.step,
+                total,
+                losses: &losses,
+            });
+            if self.measure_and_commit(due, total, on)? {
+                saved = self.run.step;
+            }
+        }
+        self.finish(saved, total)
+    }
+
+    /// Before the first step: logs the probe sets once, and at step 0 runs the start
+    /// evaluation. Returns the step-0 probe's parameters when its measuring is deferred until
+    /// something else is logged (training starts right after loading).
+    fn begin(
+        &mut self,
+        until: usize,
+        on: &mut dyn FnMut(Event),
+    ) -> Result<Option<Vec<ModelParams>>> {
         if !self.probe_sets_logged {
             let records = self.probe_set_records();
             self.record(&records)?;
             self.probe_sets_logged = true;
         }
-        // The step-0 probe's parameters, measured once something else is logged.
         let mut start_probe: Option<Vec<ModelParams>> = None;
         if self.run.step == 0 {
             let run = &self.run.set.run;
@@ -344,15 +377,11 @@ impl Trainer {
                 });
             }
         }
-        let objective = self.objective();
-        let (dtype, bs, t_n) = (
-            self.dtype(),
-            self.run.set.run.batch_size,
-            self.run.tasks.len(),
-        );
-        let mut losses = Vec::with_capacity(self.run.learners.len());
-        let mut scored = Vec::with_capacity(self.run.learners.len());
-        let mut saved = self.run.step;
+        Ok(start_probe)
+    }
+
+    /// Which engine each strategy trains on, and the threads, for `timing.json`.
+    fn note_engines(&mut self) {
         self.timing.engines = self
             .learners
             .iter()
@@ -364,149 +393,165 @@ impl Trainer {
             .find_map(|l| l.engine_refusal())
             .map(str::to_string);
         self.timing.threads = rayon::current_num_threads();
-        while self.run.step < until {
-            let started = std::time::Instant::now();
-            if self.timing.first_step_seconds.is_none() {
-                self.timing.first_step_seconds =
-                    Some(started.duration_since(self.origin).as_secs_f64());
+    }
+
+    /// One step: draws the task and batch (and the joint model's own), trains every learner
+    /// on it, refuses a non-finite loss, and adds the losses to the log's running sums.
+    /// `losses` receives each strategy's training loss.
+    fn step_all(&mut self, total: usize, losses: &mut Vec<(Strategy, f64)>) -> Result<()> {
+        let started = std::time::Instant::now();
+        if self.timing.first_step_seconds.is_none() {
+            self.timing.first_step_seconds =
+                Some(started.duration_since(self.origin).as_secs_f64());
+        }
+        self.run.apply_gate_switch();
+        let objective = self.objective();
+        let (dtype, bs, t_n) = (
+            self.dtype(),
+            self.run.set.run.batch_size,
+            self.run.tasks.len(),
+        );
+        let t = self.sampler.next_task(t_n);
+        let idx = self.sampler.batch(self.run.tasks[t].len(Split::Train), bs);
+        let batch = self.run.tasks[t].batch(Split::Train, &idx, &self.run.device, dtype)?;
+        let joint = match &mut self.joint_sampler {
+            Some(j) => {
+                let jt = j.next_task(t_n);
+                let idx = j.batch(self.run.tasks[jt].len(Split::Train), bs);
+                Some((
+                    jt,
+                    self.run.tasks[jt].batch(Split::Train, &idx, &self.run.device, dtype)?,
+                ))
             }
-            self.run.apply_gate_switch();
-            let t = self.sampler.next_task(t_n);
-            let idx = self.sampler.batch(self.run.tasks[t].len(Split::Train), bs);
-            let batch = self.run.tasks[t].batch(Split::Train, &idx, &self.run.device, dtype)?;
-            let joint = match &mut self.joint_sampler {
-                Some(j) => {
-                    let jt = j.next_task(t_n);
-                    let idx = j.batch(self.run.tasks[jt].len(Split::Train), bs);
-                    Some((
-                        jt,
-                        self.run.tasks[jt].batch(Split::Train, &idx, &self.run.device, dtype)?,
-                    ))
-                }
-                None => None,
-            };
+            None => None,
+        };
+        let at = self.step_settings(total);
+        let w_trains = {
             let run = &self.run.set.run;
-            let w_trains = run.w_policy.trains_w(run.phase_of(self.run.step));
-            let at = StepSettings {
-                gate_scale: self.hat_scale(self.run.step),
-                w_lr_factor: run.lr_schedule.factor(self.run.step, total, run.lr_warmup),
-                mask_lr_factor: if run.binarize_after.is_some_and(|b| self.run.step >= b) {
-                    0.0
-                } else {
-                    run.mask_lr_schedule
-                        .factor(self.run.step, total, run.mask_lr_warmup)
-                },
+            run.w_policy.trains_w(run.phase_of(self.run.step))
+        };
+        losses.clear();
+        let mut scored = Vec::with_capacity(self.run.learners.len());
+        for l in &mut self.run.learners {
+            let (task, batch) = match (&joint, l.strategy()) {
+                (Some((jt, jb)), Strategy::Joint) => (*jt, jb),
+                _ => (t, &batch),
             };
-            losses.clear();
-            scored.clear();
-            for l in &mut self.run.learners {
-                let (task, batch) = match (&joint, l.strategy()) {
-                    (Some((jt, jb)), Strategy::Joint) => (*jt, jb),
-                    _ => (t, &batch),
-                };
-                let mut at = at;
-                if l.strategy() == Strategy::Gated && !w_trains {
-                    at.w_lr_factor = 0.0;
+            let mut at = at;
+            if l.strategy() == Strategy::Gated && !w_trains {
+                at.w_lr_factor = 0.0;
+            }
+            let (loss, metric) = l.train_step_scored(TaskId(task), batch, objective, at)?;
+            losses.push((l.strategy(), loss));
+            scored.push((l.strategy(), loss, metric));
+        }
+        if let Some((s, _)) = losses.iter().find(|(_, l)| !l.is_finite()) {
+            return Err(self.diverged(
+                self.run.step + 1,
+                "the training loss",
+                *s,
+                &format!("task `{}`", self.run.tasks[t].name()),
+            ));
+        }
+        self.run.step += 1;
+        self.timing.loop_steps += 1;
+        self.timing.loop_seconds += started.elapsed().as_secs_f64();
+        self.train_loss.add(losses);
+        match &joint {
+            // The joint model trained on its own task's batch.
+            Some((jt, _)) => {
+                let (own, other): (Vec<_>, Vec<_>) =
+                    scored.iter().partition(|(s, ..)| *s != Strategy::Joint);
+                self.probe_train.add(t, idx.len(), &own);
+                self.probe_train.add(*jt, idx.len(), &other);
+            }
+            None => self.probe_train.add(t, idx.len(), &scored),
+        }
+        Ok(())
+    }
+
+    /// The gate scale and learning-rate factors of the step about to be taken.
+    fn step_settings(&self, total: usize) -> StepSettings {
+        let run = &self.run.set.run;
+        let step = self.run.step;
+        StepSettings {
+            gate_scale: self.hat_scale(step),
+            w_lr_factor: run.lr_schedule.factor(step, total, run.lr_warmup),
+            mask_lr_factor: if run.binarize_after.is_some_and(|b| step >= b) {
+                0.0
+            } else {
+                run.mask_lr_schedule.factor(step, total, run.mask_lr_warmup)
+            },
+        }
+    }
+
+    /// The step-0 probe, measured with the parameters kept before the first step.
+    fn deferred_start_probe(
+        &mut self,
+        params: &[ModelParams],
+        on: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let records = self.probe_at(0, Some(params))?;
+        self.timing.probes += 1;
+        self.timing.probe_seconds += started.elapsed().as_secs_f64();
+        self.record(&records)?;
+        on(Event::Eval {
+            step: 0,
+            full: false,
+            records: &records,
+        });
+        Ok(())
+    }
+
+    /// After a step: the phase row, the probe (with a few histogram snapshots) and the full
+    /// evaluation that are due, logged; then the commit when due. Says whether it committed.
+    fn measure_and_commit(
+        &mut self,
+        due: Due,
+        total: usize,
+        on: &mut dyn FnMut(Event),
+    ) -> Result<bool> {
+        let mut records = Vec::new();
+        if due.phase_end {
+            records.extend(self.phase_records()?);
+        }
+        if due.probe {
+            records.extend(self.probe_train_records());
+            records.extend(self.timed_probe()?);
+            // Weight histograms at a few probes besides the full evaluations, so Figure 2
+            // can show how the distributions move over training.
+            let every = histogram_every(total, self.run.set.run.eval_every);
+            if !due.full && self.run.step.is_multiple_of(every) {
+                for l in &self.run.learners {
+                    records.extend(self.histograms(l)?);
                 }
-                let (loss, metric) = l.train_step_scored(TaskId(task), batch, objective, at)?;
-                losses.push((l.strategy(), loss));
-                scored.push((l.strategy(), loss, metric));
-            }
-            if let Some((s, _)) = losses.iter().find(|(_, l)| !l.is_finite()) {
-                return Err(self.diverged(
-                    self.run.step + 1,
-                    "the training loss",
-                    *s,
-                    &format!("task `{}`", self.run.tasks[t].name()),
-                ));
-            }
-            self.run.step += 1;
-            self.timing.loop_steps += 1;
-            self.timing.loop_seconds += started.elapsed().as_secs_f64();
-            self.train_loss.add(&losses);
-            match &joint {
-                // The joint model trained on its own task's batch.
-                Some((jt, _)) => {
-                    let (own, other): (Vec<_>, Vec<_>) =
-                        scored.iter().partition(|(s, ..)| *s != Strategy::Joint);
-                    self.probe_train.add(t, idx.len(), &own);
-                    self.probe_train.add(*jt, idx.len(), &other);
-                }
-                None => self.probe_train.add(t, idx.len(), &scored),
-            }
-            let run = &self.run.set.run;
-            let last = self.run.step == total;
-            let full = last
-                || run
-                    .full_eval_every
-                    .is_some_and(|k| self.run.step.is_multiple_of(k));
-            let probe = last || self.run.step.is_multiple_of(run.eval_every);
-            // The end of a sequential phase: a row of every accuracy matrix, committed.
-            let phase_end = run
-                .phase_steps
-                .is_some_and(|p| self.run.step.is_multiple_of(p));
-            let commit =
-                full || phase_end || self.run.step.is_multiple_of(run.checkpoint_every.max(1));
-            let stop = self.run.step == until;
-            if let Some(params) = start_probe.take_if(|_| {
-                probe || full || commit || stop || self.run.step.is_multiple_of(run.log_every)
-            }) {
-                let started = std::time::Instant::now();
-                let records = self.probe_at(0, Some(&params))?;
-                self.timing.probes += 1;
-                self.timing.probe_seconds += started.elapsed().as_secs_f64();
-                self.record(&records)?;
-                on(Event::Eval {
-                    step: 0,
-                    full: false,
-                    records: &records,
-                });
-            }
-            if self.run.step.is_multiple_of(self.run.set.run.log_every) {
-                let records = self.train_loss.drain(self.run.step);
-                self.record(&records)?;
-            }
-            on(Event::Step {
-                step: self.run.step,
-                total,
-                losses: &losses,
-            });
-            let mut records = Vec::new();
-            if phase_end {
-                records.extend(self.phase_records()?);
-            }
-            if probe {
-                records.extend(self.probe_train_records());
-                records.extend(self.timed_probe()?);
-                // Weight histograms at a few probes besides the full evaluations, so Figure 2
-                // can show how the distributions move over training.
-                let every = histogram_every(total, self.run.set.run.eval_every);
-                if !full && self.run.step.is_multiple_of(every) {
-                    for l in &self.run.learners {
-                        records.extend(self.histograms(l)?);
-                    }
-                }
-            }
-            if full {
-                let full_records = self.timed_evaluate()?;
-                records.extend(full_records.iter().cloned());
-                self.last_eval = Some((self.run.step, full_records));
-            }
-            if !records.is_empty() {
-                self.record(&records)?;
-            }
-            if commit {
-                self.save()?;
-                saved = self.run.step;
-            }
-            if !records.is_empty() {
-                on(Event::Eval {
-                    step: self.run.step,
-                    full,
-                    records: &records,
-                });
             }
         }
+        if due.full {
+            let full_records = self.timed_evaluate()?;
+            records.extend(full_records.iter().cloned());
+            self.last_eval = Some((self.run.step, full_records));
+        }
+        if !records.is_empty() {
+            self.record(&records)?;
+        }
+        if due.commit {
+            self.save()?;
+        }
+        if !records.is_empty() {
+            on(Event::Eval {
+                step: self.run.step,
+                full: due.full,
+                records: &records,
+            });
+        }
+        Ok(due.commit)
+    }
+
+    /// After the loop: the last commit if the loop's was not it, `continual.json` at the end
+    /// of a sequential run, and `timing.json`.
+    fn finish(&mut self, saved: usize, total: usize) -> Result<()> {
         if saved != self.run.step {
             self.save()?;
         }
@@ -734,6 +779,40 @@ impl Trainer {
                 indices: indices.clone(),
             })
             .collect()
+    }
+}
+
+/// What is due after a step (the run's cadences at the new step count).
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    /// The full evaluation (every `full_eval_every` steps and the last step).
+    full: bool,
+    /// The probe (every `eval_every` steps and the last step).
+    probe: bool,
+    /// The end of a sequential phase: a row of every accuracy matrix, committed.
+    phase_end: bool,
+    /// A commit (every `checkpoint_every` steps, full evaluations and phase ends).
+    commit: bool,
+    /// The deferred step-0 probe: measured once anything else is logged or the session stops.
+    start_probe: bool,
+}
+
+impl Due {
+    fn after(run: &crate::config::RunConfig, step: usize, total: usize, until: usize) -> Due {
+        let last = step == total;
+        let full = last || run.full_eval_every.is_some_and(|k| step.is_multiple_of(k));
+        let probe = last || step.is_multiple_of(run.eval_every);
+        let phase_end = run.phase_steps.is_some_and(|p| step.is_multiple_of(p));
+        let commit = full || phase_end || step.is_multiple_of(run.checkpoint_every.max(1));
+        let stop = step == until;
+        let start_probe = probe || full || commit || stop || step.is_multiple_of(run.log_every);
+        Due {
+            full,
+            probe,
+            phase_end,
+            commit,
+            start_probe,
+        }
     }
 }
 
