@@ -20,8 +20,11 @@
 //! - [`data`], [`model`]: dataset files (IDX/MNIST); architecture files and the network
 //! - [`task`]: the [`task::Task`] trait and the self-registering task kinds
 //! - `engine` (private): the fast fused training step over plain `f32` buffers
-//! - [`train`]: task-set files and run configuration, the strategies, the sampler, the
-//!   [`train::Trainer`] and what a run logs
+//! - [`config`]: task-set files and the resolved run configuration
+//! - [`learn`]: the strategies and their learners (one training step, fast or reference)
+//! - [`run`]: a run folder read-only at its last commit ([`run::Run`]: measure, evaluate) and
+//!   the formats of its files (checkpoint, state, metrics, TensorBoard)
+//! - [`train`]: the loop ([`train::Trainer`]), the only writer of a run
 //! - [`export`], [`report`], [`adapt`]: 1-bit masks and ONNX per task; figures and reports;
 //!   new tasks on a trained run
 //! - [`sweep`]: one run per seed and the summary over seeds (confidence intervals, paired tests)
@@ -29,6 +32,7 @@
 
 pub mod adapt;
 pub mod atomic;
+pub mod config;
 pub mod data;
 mod engine;
 pub mod error;
@@ -36,22 +40,27 @@ pub mod export;
 pub mod gate;
 pub mod kernel;
 pub mod layers;
+pub mod learn;
 pub mod model;
 pub mod optim;
 pub mod params;
 pub mod report;
 pub mod rng;
+pub mod run;
 pub mod run_folder;
 pub mod sweep;
 pub mod task;
 pub mod tfevents;
 pub mod train;
 
+pub use config::TaskSet;
 pub use error::{Error, Result};
 pub use gate::{GateMode, MaskBank};
+pub use learn::Strategy;
 pub use model::{ModelSpec, Network};
+pub use run::Run;
 pub use task::{Task, TaskKind};
-pub use train::{Strategy, TaskSet, Trainer};
+pub use train::Trainer;
 
 /// Re-exported so task kinds outside this crate can register with `gatekit::inventory::submit!`.
 pub use inventory;

@@ -29,9 +29,15 @@ const LAYERS: &[&[&str]] = &[
     &["task"],
     // The fast training engine.
     &["engine"],
-    // Run configuration, strategies, the trainer.
+    // What a user writes: task-set files and the resolved run configuration.
+    &["config"],
+    // The strategies and their learners (one training step, fast engine or reference).
+    &["learn"],
+    // A run read-only at its last commit, and the formats of its files.
+    &["run"],
+    // The training loop, the only writer of a run.
     &["train"],
-    // What uses trained runs.
+    // What uses trained runs (through `run`, never `train`).
     &["export", "report", "adapt"],
     // Many runs.
     &["sweep"],
@@ -286,4 +292,30 @@ fn files_of_a_module_import_each_other_without_cycles() {
         }
     }
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+}
+
+/// The readers of a run (export, report, adapt) depend on `run` (and what is below it), never
+/// on the trainer: a `Run` is read-only, so none of them can write into the run it reads.
+#[test]
+fn readers_do_not_import_the_trainer() {
+    let src = common::repo("src");
+    let mut offenders = Vec::new();
+    for room in ["export", "report", "adapt"] {
+        let mut files = Vec::new();
+        rust_files(&src.join(room), &mut files);
+        for f in files {
+            let code = code(&f);
+            let uses_train = paths_after(&code, "crate::")
+                .iter()
+                .any(|p| p.first() == Some(&"train"))
+                || grouped_after_crate(&code).contains(&"train");
+            if uses_train {
+                offenders.push(f.display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these readers import crate::train; use crate::run instead: {offenders:?}"
+    );
 }

@@ -3,11 +3,12 @@
 //! task), and the run's `shared` model fine-tuned on them (all weights).
 
 use super::shots::Shots;
+use crate::config::{OptimizerConfig, RunConfig};
 use crate::error::Result;
+use crate::learn::{Learner, StepSettings, Strategy};
 use crate::model::Network;
 use crate::params::TaskId;
 use crate::rng::Rng;
-use crate::train::{Learner, OptimizerConfig, RunConfig, StepSettings, Strategy};
 
 /// Trains every parameter of `net` (plain, no gate) for `steps` steps in place, through the
 /// training step of [`Learner`]; returns that learner, which predicts with the trained weights

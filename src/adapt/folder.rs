@@ -12,17 +12,17 @@
 //!   step, measured by the trainer's own code after re-opening the folder; `tb/` rebuilt from it
 //! - `adapt.json`: the [`super::AdaptSummary`]
 
+use crate::config::TaskSet;
 use crate::error::{Error, Result};
 use crate::gate::GateView;
 use crate::params::TaskId;
-use crate::run_folder::{RunWriter, fsio};
-use crate::task::Split;
-use crate::train::TaskSet;
-use crate::train::write_run_events;
-use crate::train::{
+use crate::run::write_run_events;
+use crate::run::{
     ChangedData, CheckpointFile, MetricsLog, Record, RunSnapshot, RunState, checkpoint_encode,
     open_run_with,
 };
+use crate::run_folder::{RunWriter, fsio};
+use crate::task::Split;
 use candle_core::{Device, Tensor};
 use std::path::Path;
 

@@ -4,12 +4,13 @@
 //! first step's model is the mixture's model.
 
 use super::shots::Shots;
+use crate::config::{OptimizerConfig, RunConfig};
 use crate::error::Result;
 use crate::gate::GateMode;
+use crate::learn::{Learner, StepSettings, Strategy};
 use crate::model::Network;
 use crate::params::TaskId;
 use crate::rng::Rng;
-use crate::train::{Learner, OptimizerConfig, RunConfig, StepSettings, Strategy};
 use candle_core::{Tensor, Var};
 
 /// Gates are clamped into [ε, 1 − ε] before inverting, so a mixture that agrees on 0 or 1

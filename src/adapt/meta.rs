@@ -18,12 +18,12 @@ use super::baseline::{copy_network, train_plain};
 use super::config::MetaConfig;
 use super::mixture::Target;
 use super::shots::Shots;
+use crate::config::{OptimizerConfig, RunConfig};
 use crate::error::Result;
 use crate::model::Network;
 use crate::optim::{OptimizerKind, Slot, update_f64};
 use crate::rng::Rng;
 use crate::task::Task;
-use crate::train::{OptimizerConfig, RunConfig};
 use candle_core::{DType, Device, Tensor};
 
 /// Which meta-learner.

@@ -28,14 +28,16 @@ pub mod shots;
 pub use config::{AdaptConfig, MetaConfig, Method, MixGates, PickConfig, PickVariant, Signal};
 pub use new_tasks::NewTasks;
 
+use crate::config::OptimizerConfig;
 use crate::error::{Error, Result};
 use crate::gate::GateView;
+use crate::learn::{Learner, Strategy};
 use crate::model::Network;
 use crate::params::ParamKey;
 use crate::params::TaskId;
 use crate::rng::Rng;
+use crate::run::{ChangedData, open_run_with};
 use crate::task::{Objective, Split, Task};
-use crate::train::{ChangedData, Learner, OptimizerConfig, Strategy, open_run_with};
 use candle_core::{Device, Tensor, Var};
 use mixture::{Mixture, Target};
 use serde::{Deserialize, Serialize};

@@ -3,10 +3,10 @@
 //! and model apply. `[run] model = "..."` may name a model file; it must be the run's model.
 
 use super::config::AdaptConfig;
+use crate::config::TaskSet;
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
 use crate::task::TaskEntry;
-use crate::train::TaskSet;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

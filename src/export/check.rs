@@ -6,9 +6,9 @@
 use super::interpreter::Interpreter;
 use super::onnx::{INPUT, OUTPUT, TASK_INPUT};
 use super::proto::ModelProto;
+use crate::config::TaskSet;
 use crate::error::{Error, Result};
 use crate::task::Split;
-use crate::train::TaskSet;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -26,12 +26,14 @@ pub mod proto;
 
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
-use crate::gate::{GateView, TaskGate};
+use crate::gate::{GateMode, GateView, MaskBank, TaskGate};
+use crate::learn::{Learner, Strategy};
+use crate::model::Network;
 use crate::params::ParamKey;
 use crate::params::TaskId;
+use crate::run::{BinarizationWarning, Run, undecided_range};
 use crate::run_folder::OutputDir;
 use crate::task::Split;
-use crate::train::{BinarizationWarning, Learner, Strategy, Trainer, undecided_range};
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -91,13 +93,13 @@ impl ExportSummary {
     /// over the exported tasks; see [`BinarizationWarning`] for the rule), with the run's
     /// undecided gates from its committed log and what helps for its settings. `None` when
     /// they are close.
-    pub fn binarization_warning(&self, trainer: &Trainer) -> Result<Option<BinarizationWarning>> {
+    pub fn binarization_warning(&self, trainer: &Run) -> Result<Option<BinarizationWarning>> {
         let n = self.tasks.len();
         if n == 0 {
             return Ok(None);
         }
         let mean = |f: fn(&TaskExport) -> f64| self.tasks.iter().map(f).sum::<f64>() / n as f64;
-        let records = crate::train::MetricsLog::read_committed(trainer.dir())?;
+        let records = crate::run::MetricsLog::read_committed(trainer.dir())?;
         Ok(BinarizationWarning::check(
             &self.metric,
             mean(|t| t.soft),
@@ -186,7 +188,7 @@ struct MaskMetadata<'a> {
 
 /// Exports the gated model of `trainer`'s run into `out`, which must be new or empty (see
 /// [`OutputDir`]).
-pub fn export_run(trainer: &Trainer, out: &Path, opts: &ExportOptions) -> Result<ExportSummary> {
+pub fn export_run(trainer: &Run, out: &Path, opts: &ExportOptions) -> Result<ExportSummary> {
     export_into(
         trainer,
         OutputDir::claim(out, "export", &[trainer.dir()], false)?,
@@ -196,11 +198,7 @@ pub fn export_run(trainer: &Trainer, out: &Path, opts: &ExportOptions) -> Result
 
 /// [`export_run`] into an already claimed output folder (the CLI claims it before opening the
 /// run, so a bad `--out` fails before any work).
-pub fn export_into(
-    trainer: &Trainer,
-    out: OutputDir,
-    opts: &ExportOptions,
-) -> Result<ExportSummary> {
+pub fn export_into(trainer: &Run, out: OutputDir, opts: &ExportOptions) -> Result<ExportSummary> {
     let learner = trainer
         .learners()
         .iter()
@@ -245,7 +243,7 @@ fn file_len(path: &Path) -> Result<u64> {
 }
 
 fn write_export(
-    trainer: &Trainer,
+    trainer: &Run,
     learner: &Learner,
     selected: &[usize],
     dir: &Path,
@@ -257,10 +255,95 @@ fn write_export(
     let bank = learner
         .masks()?
         .ok_or_else(|| Error::Shape("gated model without masks".into()))?;
-    let scale = trainer.hat_scale(trainer.step());
-    let mode = learner.gate_mode();
+    let gates = Gates {
+        mode: learner.gate_mode(),
+        scale: trainer.hat_scale(trainer.step()),
+        view: match (opts.binarize, opts.rescale) {
+            (false, _) => GateView::Trained,
+            (true, false) => GateView::Binary,
+            (true, true) => GateView::BinaryRescaled,
+        },
+    };
+    let weights = write_weights(&net, dir)?;
+    let masks = write_masks(trainer, &net, &bank, selected, dir)?;
+    // Layer state (batch-norm statistics) per task, once: raw next to the masks (so a task's
+    // model can be rebuilt from files) and as the ONNX graphs read it.
+    let mut raw_state: Vec<(String, Tensor)> = Vec::new();
+    let mut task_states: Vec<Vec<(String, Tensor)>> = Vec::new();
+    for &t in selected {
+        let raw = learner.layer_state(TaskId(t))?;
+        for ((name, _), value) in net.state_specs().iter().zip(&raw) {
+            let key = ParamKey::TaskState {
+                param: name,
+                task: &names[t],
+            };
+            raw_state.push((key.to_string(), value.to_dtype(DType::F32)?));
+        }
+        task_states.push(net.onnx_state(&raw)?);
+    }
+    let mut tasks = Vec::new();
+    for (k, &t) in selected.iter().enumerate() {
+        let on = TaskOnnx {
+            task: t,
+            masks: &masks.per_task[k],
+            state: &task_states[k],
+        };
+        tasks.push(write_task_model(
+            trainer, learner, &net, &bank, gates, on, dir,
+        )?);
+    }
+    let all_path = write_all_tasks(
+        trainer,
+        &net,
+        selected,
+        gates,
+        &masks,
+        &weights,
+        &raw_state,
+        &task_states,
+        dir,
+    )?;
+    Ok(ExportSummary {
+        out: dir.into(),
+        metric: run_metric_name(trainer),
+        tasks,
+        masks_bytes: file_len(&dir.join("masks.safetensors"))?,
+        masks_f32_bytes: 4 * masks.values,
+        masks_payload_bytes: masks.payload_bytes,
+        weights_bytes: file_len(&dir.join("weights.safetensors"))?,
+        all_tasks_bytes: file_len(&all_path)?,
+    })
+}
 
-    // Shared weights.
+/// How the exported graphs gate the weights: the run's gate mode and HAT scale, and the view
+/// the options ask for (soft, binary, binary rescaled).
+#[derive(Clone, Copy)]
+struct Gates {
+    mode: GateMode,
+    scale: f64,
+    view: GateView,
+}
+
+/// The selected tasks' masks as written to `masks.safetensors`.
+struct WrittenMasks {
+    /// Per selected task, its mask per parameter.
+    per_task: Vec<Vec<candle_core::Var>>,
+    /// Mask values in all (the f32 size they would take is 4 bytes each).
+    values: u64,
+    /// Bytes of the packed bits.
+    payload_bytes: u64,
+}
+
+/// One task's part of the per-task ONNX export.
+#[derive(Clone, Copy)]
+struct TaskOnnx<'a> {
+    task: usize,
+    masks: &'a [candle_core::Var],
+    state: &'a [(String, Tensor)],
+}
+
+/// Writes `weights.safetensors` (the shared `W`, f32) and returns the weights.
+fn write_weights(net: &Network, dir: &Path) -> Result<Vec<(String, Tensor)>> {
     let weights: Vec<(String, Tensor)> = net
         .params()
         .iter()
@@ -270,7 +353,20 @@ fn write_export(
     let weights_bytes = safetensors::serialize(weights.iter().map(|(n, t)| (n.as_str(), t)), None)
         .map_err(|e| Error::encode(&weights_path, "the shared weights", e))?;
     write_atomic(&weights_path, &weights_bytes)?;
+    Ok(weights)
+}
 
+/// Writes `masks.safetensors`: every selected task's masks, bit-packed, with the metadata a
+/// reader needs to unpack them. Refuses a task that was never trained.
+fn write_masks(
+    trainer: &Run,
+    net: &Network,
+    bank: &MaskBank,
+    selected: &[usize],
+    dir: &Path,
+) -> Result<WrittenMasks> {
+    let set = trainer.task_set();
+    let names = set.task_names();
     // Masks, bit-packed.
     let masks_path = dir.join("masks.safetensors");
     let mut packed: Vec<(String, Vec<u8>, usize)> = Vec::new();
@@ -342,80 +438,93 @@ fn write_export(
     )
     .map_err(|e| Error::encode(&masks_path, "the packed masks", e))?;
     write_atomic(&masks_path, &masks_bytes)?;
+    Ok(WrittenMasks {
+        per_task: task_masks,
+        values: mask_values,
+        payload_bytes: packed.iter().map(|(_, b, _)| b.len() as u64).sum(),
+    })
+}
 
-    // Per-task ONNX and metrics.
-    let view = match (opts.binarize, opts.rescale) {
-        (false, _) => GateView::Trained,
-        (true, false) => GateView::Binary,
-        (true, true) => GateView::BinaryRescaled,
+/// Writes one task's ONNX model (its effective weights under `gates`, its layer state and
+/// metadata) and measures it soft, binary and rescaled on the test split.
+fn write_task_model(
+    trainer: &Run,
+    learner: &Learner,
+    net: &Network,
+    bank: &MaskBank,
+    gates: Gates,
+    on: TaskOnnx,
+    dir: &Path,
+) -> Result<TaskExport> {
+    let set = trainer.task_set();
+    let names = set.task_names();
+    let (t, Gates { mode, scale, view }) = (on.task, gates);
+    let gate = TaskGate {
+        masks: on.masks,
+        mode,
+        scale,
+        view,
     };
-    // Layer state (batch-norm statistics) per task, once: raw next to the masks (so a task's
-    // model can be rebuilt from files) and as the ONNX graphs read it.
-    let mut raw_state: Vec<(String, Tensor)> = Vec::new();
-    let mut task_states: Vec<Vec<(String, Tensor)>> = Vec::new();
-    for &t in selected {
-        let raw = learner.layer_state(TaskId(t))?;
-        for ((name, _), value) in net.state_specs().iter().zip(&raw) {
-            let key = ParamKey::TaskState {
-                param: name,
-                task: &names[t],
-            };
-            raw_state.push((key.to_string(), value.to_dtype(DType::F32)?));
-        }
-        task_states.push(net.onnx_state(&raw)?);
-    }
+    let params: Vec<(String, Tensor)> = net
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, (n, v))| Ok((n.clone(), gate.apply(i, v.as_tensor())?)))
+        .collect::<Result<_>>()?;
+    // Share of all gated weights off, from the same statistics the training log reports.
+    let stats = bank.stats(t, mode, scale)?;
+    let total: f64 = on.masks.iter().map(|m| m.elem_count() as f64).sum();
+    let off_n: f64 = stats
+        .iter()
+        .zip(on.masks)
+        .map(|(st, m)| st.off * m.elem_count() as f64)
+        .sum();
+    let metadata = vec![
+        ("gatekit.task".to_string(), names[t].clone()),
+        (
+            "gatekit.gate".to_string(),
+            gate_name(view, mode).to_string(),
+        ),
+        (
+            "gatekit.off_share".to_string(),
+            format!("{:.6}", off_n / total),
+        ),
+        ("gatekit.task_set".to_string(), set.to_toml()),
+    ];
+    let model = onnx::task_model(&set.model, &params, on.state, &metadata)?;
+    let path = dir.join(format!("{}.onnx", names[t]));
+    write_atomic(&path, &onnx::encode(&model))?;
+    let (_, soft) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Trained)?;
+    let (_, binary) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Binary)?;
+    let (_, rescaled) =
+        trainer.measure(learner, TaskId(t), Split::Test, GateView::BinaryRescaled)?;
+    Ok(TaskExport {
+        task: names[t].clone(),
+        soft,
+        binary,
+        rescaled,
+        off: off_n / total,
+        onnx_bytes: file_len(&path)?,
+    })
+}
 
-    let mut tasks = Vec::new();
-    for (k, &t) in selected.iter().enumerate() {
-        let gate = TaskGate {
-            masks: &task_masks[k],
-            mode,
-            scale,
-            view,
-        };
-        let params: Vec<(String, Tensor)> = net
-            .params()
-            .iter()
-            .enumerate()
-            .map(|(i, (n, v))| Ok((n.clone(), gate.apply(i, v.as_tensor())?)))
-            .collect::<Result<_>>()?;
-        // Share of all gated weights off, from the same statistics the training log reports.
-        let stats = bank.stats(t, mode, scale)?;
-        let total: f64 = task_masks[k].iter().map(|m| m.elem_count() as f64).sum();
-        let off_n: f64 = stats
-            .iter()
-            .zip(&task_masks[k])
-            .map(|(st, m)| st.off * m.elem_count() as f64)
-            .sum();
-        let metadata = vec![
-            ("gatekit.task".to_string(), names[t].clone()),
-            (
-                "gatekit.gate".to_string(),
-                gate_name(view, mode).to_string(),
-            ),
-            (
-                "gatekit.off_share".to_string(),
-                format!("{:.6}", off_n / total),
-            ),
-            ("gatekit.task_set".to_string(), set.to_toml()),
-        ];
-        let model = onnx::task_model(&set.model, &params, &task_states[k], &metadata)?;
-        let path = dir.join(format!("{}.onnx", names[t]));
-        write_atomic(&path, &onnx::encode(&model))?;
-        let (_, soft) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Trained)?;
-        let (_, binary) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Binary)?;
-        let (_, rescaled) =
-            trainer.measure(learner, TaskId(t), Split::Test, GateView::BinaryRescaled)?;
-        tasks.push(TaskExport {
-            task: names[t].clone(),
-            soft,
-            binary,
-            rescaled,
-            off: off_n / total,
-            onnx_bytes: file_len(&path)?,
-        });
-    }
-
+/// Writes `state.safetensors` (when the model has layer state) and `all_tasks.onnx`: every
+/// selected task's gates stacked, selected by the task index input. Returns the ONNX path.
+#[allow(clippy::too_many_arguments)]
+fn write_all_tasks(
+    trainer: &Run,
+    net: &Network,
+    selected: &[usize],
+    gates: Gates,
+    masks: &WrittenMasks,
+    weights: &[(String, Tensor)],
+    raw_state: &[(String, Tensor)],
+    task_states: &[Vec<(String, Tensor)>],
+    dir: &Path,
+) -> Result<PathBuf> {
+    let set = trainer.task_set();
+    let names = set.task_names();
+    let (task_masks, Gates { mode, scale, view }) = (&masks.per_task, gates);
     // All tasks in one graph.
     let mut stacked = Vec::new();
     for (i, (pname, _)) in net.params().iter().enumerate() {
@@ -465,7 +574,7 @@ fn write_export(
     ];
     let all = onnx::all_tasks_model(
         &set.model,
-        &weights,
+        weights,
         &stacked,
         &stacked_states,
         binary,
@@ -473,19 +582,9 @@ fn write_export(
     )?;
     let all_path = dir.join("all_tasks.onnx");
     write_atomic(&all_path, &onnx::encode(&all))?;
-
-    Ok(ExportSummary {
-        out: dir.into(),
-        metric: trainer_metric_name(trainer),
-        tasks,
-        masks_bytes: file_len(&dir.join("masks.safetensors"))?,
-        masks_f32_bytes: 4 * mask_values,
-        masks_payload_bytes: packed.iter().map(|(_, b, _)| b.len() as u64).sum(),
-        weights_bytes: file_len(&dir.join("weights.safetensors"))?,
-        all_tasks_bytes: file_len(&all_path)?,
-    })
+    Ok(all_path)
 }
 
-fn trainer_metric_name(trainer: &Trainer) -> String {
+fn run_metric_name(trainer: &Run) -> String {
     trainer.objective().metric_name().to_string()
 }

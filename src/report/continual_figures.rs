@@ -5,7 +5,7 @@
 use super::RunData;
 use super::figures::{DrawResult, FONT, Figure, Header, MIN_WIDTH, Plot, TEXT, lighten, render};
 use crate::error::Result;
-use crate::train::{ContinualSummary, continual_summaries};
+use crate::run::{ContinualSummary, continual_summaries};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};

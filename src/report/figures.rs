@@ -8,7 +8,7 @@
 use super::typeset::Typeset;
 use super::{Quantity, RunData, STRATEGIES};
 use crate::error::{Error, Result};
-use crate::train::Record;
+use crate::run::Record;
 use plotters::coord::Shift;
 use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};

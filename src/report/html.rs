@@ -4,7 +4,7 @@
 
 use super::figures::{Figure, differing_keys, run_labels};
 use super::{Quantity, RunData};
-use crate::train::{NumberFormat, Record};
+use crate::run::{NumberFormat, Record};
 use std::fmt::Write;
 
 /// One run's part of the report.

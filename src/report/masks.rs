@@ -2,9 +2,9 @@
 //! `gated/{param}.mask.{task}`), so a report needs neither the dataset nor a rebuilt trainer.
 
 use crate::error::Result;
+use crate::learn::Strategy;
 use crate::params::ParamKey;
-use crate::train::CheckpointFile;
-use crate::train::Strategy;
+use crate::run::CheckpointFile;
 use safetensors::{Dtype, SafeTensors};
 
 /// One gated parameter's binarized mask for every task.

@@ -8,7 +8,7 @@
 //! - [`RunData`]: one run's records, tasks and binarized masks
 //! - [`write_report`]: every figure and the two report files
 //! - `gtk report SWEEP` is drawn by [`crate::sweep`] with these figure helpers: curves over seeds with confidence bands, the summary
-//! - TensorBoard event files come from [`crate::train`]'s `write_events` (the format is
+//! - TensorBoard event files come from [`crate::run`]'s `write_events` (the format is
 //!   [`crate::tfevents`])
 
 mod continual_figures;
@@ -20,11 +20,11 @@ pub mod statistics;
 mod typeset;
 
 use crate::atomic::write_atomic;
+use crate::config::TaskSet;
 use crate::error::{Error, Result};
+use crate::run::{CheckpointFile, MetricsLog, Record, RunSnapshot, files};
 use crate::run_folder::OutputDir;
 use crate::task::Objective;
-use crate::train::TaskSet;
-use crate::train::{CheckpointFile, MetricsLog, Record, RunSnapshot, files};
 pub use figures::Figure;
 pub use masks::{BinaryMasks, MaskLayer};
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ impl RunData {
             .and_then(|t| t.get("run").and_then(|r| r.as_table()).cloned())
             .unwrap_or_default();
         // The same checks as eval, export and resume: a state.json they refuse is refused here.
-        crate::train::check_state(
+        crate::run::check_state(
             &set,
             snapshot.commit.step,
             &snapshot.commit.state,
@@ -511,7 +511,7 @@ pub fn write_report_into(run_dirs: &[PathBuf], out: OutputDir) -> Result<ReportS
                 }
             );
             let root = tmp.join("tb").join(&sub);
-            for file in crate::train::write_events(&run.records, &root, &run.set)? {
+            for file in crate::run::write_events(&run.records, &root, &run.set)? {
                 let rel = file.strip_prefix(&root).unwrap_or(&file);
                 tb.push(dest.join("tb").join(&sub).join(rel));
             }

@@ -6,8 +6,8 @@
 //! sweep resumes exactly where its runs stand.
 
 use crate::error::{Error, Result};
+use crate::run::{RunSnapshot, read_run_config};
 use crate::run_folder::{WriterLock, fsio, is_run_folder, sha256_hex};
-use crate::train::{RunSnapshot, read_run_config};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,7 @@ use super::folder::Sweep;
 use super::stats::{Interval, PairedTest};
 use crate::error::{Error, Result};
 use crate::report::{Quantity, RunData, STRATEGIES};
-use crate::train::{NumberFormat, continual_summaries, format_metric};
+use crate::run::{NumberFormat, continual_summaries, format_metric};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -1,6 +1,6 @@
 //! Tasks: what a task is ([`Task`]), the registry of task kinds ([`TaskKind`], filled by
 //! `inventory::submit!` from each kind's file) and a task entry of a task set ([`TaskEntry`]).
-//! Task-set files themselves, with their `[run]` table, are [`crate::train::TaskSet`].
+//! Task-set files themselves, with their `[run]` table, are [`crate::config::TaskSet`].
 //!
 //! A task owns its data, its loss and its metric. Synthetic kinds (`linear`, `sinusoid`) draw
 //! their data from the task set's seed, so a run folder only needs the resolved config to

@@ -1,46 +1,24 @@
-//! Training: task-set files and their resolved `[run]` table ([`TaskSet`], [`RunConfig`]), the
-//! strategies ([`Learner`]), the task sampler and the loop ([`Trainer`]) with its run folder
-//! (checkpoint, state, metrics) and TensorBoard sink.
+//! Training: the loop ([`Trainer`]) that steps a run's learners with one task sampler and is
+//! the only writer of a run folder, and `gtk data dump`'s example writer. What a run is and
+//! how it is read is [`crate::run`]; what a user writes is [`crate::config`]; the strategies
+//! are [`crate::learn`]. Their public items are re-exported here, so `gatekit::train::X`
+//! keeps naming them for code outside the library.
 
-mod backend;
-mod binarization;
-mod checkpoint;
-mod config;
-mod continual;
 mod dump;
-mod evaluation;
-mod learner;
-mod record;
-mod sampler;
-mod state;
-mod strategy;
-mod table;
-mod task_set;
-mod tensorboard;
 mod trainer;
 
-pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
-pub use binarization::{
-    ACCURACY_DROP, BinarizationWarning, MSE_RATIO, much_worse, undecided_range,
+pub use crate::config::{
+    EngineChoice, MaskRecipe, OptimizerConfig, OptimizerKind, Precision, RunConfig, Schedule,
+    TaskOrder, TaskSet, WPolicy,
 };
-pub use checkpoint::{
-    CHECKPOINT_FORMAT, CheckpointFile, CheckpointMeta, encode as checkpoint_encode,
-    first_non_finite,
+pub use crate::learn::{Learner, Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};
+pub use crate::run::{
+    ACCURACY_DROP, BinarizationWarning, CHECKPOINT_FORMAT, ChangedData, CheckpointFile,
+    CheckpointMeta, ComparisonTable, ContinualSummary, GatedSummary, MSE_RATIO, MetricsLog,
+    NumberFormat, PROBE_SEED, Record, Run, RunSnapshot, RunState, SamplerMismatch, TaskSampler,
+    TensorBoardSink, checkpoint_encode, continual_summaries, files, first_non_finite,
+    format_metric, latest_run, mean_test_metric, much_worse, open_run, open_run_with, probe_subset,
+    read_run_config, test_metrics, undecided_range, write_events, write_run_events,
 };
-pub use config::{EngineChoice, MaskRecipe, Precision, RunConfig};
-pub use continual::{ContinualSummary, TaskOrder, WPolicy};
 pub use dump::{DumpSpec, Dumped, dump_examples};
-pub use evaluation::{PROBE_SEED, probe_subset};
-pub use learner::Learner;
-pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metrics};
-pub use sampler::{SamplerMismatch, TaskSampler};
-pub use state::{RunSnapshot, RunState};
-pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};
-pub use table::{ComparisonTable, NumberFormat, format_metric};
-pub use task_set::TaskSet;
-pub use tensorboard::{TensorBoardSink, write_events, write_run_events};
-pub(crate) use trainer::check_state;
-pub use trainer::{
-    ChangedData, Event, Timing, Trainer, continual_summaries, files, histogram_every, latest_run,
-    open_run, open_run_with, read_run_config,
-};
+pub use trainer::{Event, Timing, Trainer, histogram_every};

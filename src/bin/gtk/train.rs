@@ -149,7 +149,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn print_results(trainer: &Trainer, records: &[Record]) -> Result<()> {
+pub fn print_results(trainer: &gatekit::Run, records: &[Record]) -> Result<()> {
     println!("\n{}", trainer.table(records)?);
     let summary = GatedSummary::of(records);
     if let Some(mean) = summary.binarized_metric {
@@ -214,7 +214,7 @@ pub fn strategies(list: &[StrategyArg], schedule: TaskOrder) -> Result<Vec<Strat
 
 /// Sequential runs: each strategy's accuracy matrix, then average, backward transfer and
 /// forgetting side by side.
-fn print_continual(trainer: &Trainer) -> Result<()> {
+fn print_continual(trainer: &gatekit::Run) -> Result<()> {
     if trainer.task_set().run.schedule != TaskOrder::Sequential {
         return Ok(());
     }

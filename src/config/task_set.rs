@@ -14,7 +14,7 @@
 //! The resolved set (every key explicit, the model inline as `[model]`) is what a run folder
 //! stores, so a run can be rebuilt without the original files.
 
-use super::config::{
+use super::run_config::{
     IMAGE_EVAL_EVERY, RawRun, RunConfig, default_checkpoint_every, is_image_kind, resolve_run,
 };
 use crate::error::{Error, Result};

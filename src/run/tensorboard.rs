@@ -8,7 +8,9 @@
 //! `test/<task>/mse` of every strategy lands in one chart. Each run also carries its settings
 //! for the HPARAMS tab (the hparams plugin), so runs can be compared by them.
 
-use super::{MetricsLog, Record, TaskSet, read_run_config};
+use super::read_run_config;
+use super::record::{MetricsLog, Record};
+use crate::config::TaskSet;
 use crate::error::{Error, Result};
 use crate::tfevents::hparams::{
     Experiment, HParamInfo, MetricInfo, MetricName, PbValue, experiment, session_start_info,

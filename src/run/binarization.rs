@@ -6,8 +6,9 @@
 
 use super::record::Record;
 use super::table::format_metric;
-use super::{RunConfig, Strategy};
+use crate::config::RunConfig;
 use crate::gate::{GateMode, Regularizer};
+use crate::learn::Strategy;
 use std::collections::BTreeMap;
 
 /// An MSE counts as much worse above this multiple of the soft model's.
@@ -233,7 +234,7 @@ fn mean(v: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::TaskSet;
+    use crate::config::TaskSet;
 
     fn run() -> RunConfig {
         TaskSet::builtin().expect("builtin set").run

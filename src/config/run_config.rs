@@ -293,69 +293,10 @@ pub(crate) fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<Run
     let optimizer = raw.optimizer.unwrap_or(OptimizerKind::Sgd);
     let lr = finite(at, "lr", raw.lr.unwrap_or(0.01), 0.0, false)?;
     let recipe = raw.mask_recipe.unwrap_or_default();
-    let (scale_text, scale) = match &raw.mask_lr_scale {
-        None => ("4T".to_string(), 4.0 * num_tasks as f64),
-        Some(toml::Value::Float(f)) => (f.to_string(), *f),
-        Some(toml::Value::Integer(i)) => (i.to_string(), *i as f64),
-        Some(toml::Value::String(s)) => {
-            let factor = s.strip_suffix('T').and_then(|k| {
-                if k.is_empty() {
-                    Some(1.0)
-                } else {
-                    k.trim().parse::<f64>().ok()
-                }
-            });
-            match factor {
-                Some(k) => (s.clone(), k * num_tasks as f64),
-                None => {
-                    return Err(Error::config(
-                        at,
-                        "run.mask_lr_scale",
-                        format!("must be a number or \"kT\" (e.g. \"4T\"), got \"{s}\""),
-                    ));
-                }
-            }
-        }
-        Some(v) => {
-            return Err(Error::config(
-                at,
-                "run.mask_lr_scale",
-                format!("must be a number or \"kT\", got `{v}`"),
-            ));
-        }
-    };
+    let (scale_text, scale) = mask_lr_scale(at, &raw.mask_lr_scale, num_tasks)?;
     finite(at, "mask_lr_scale", scale, 0.0, false)?;
-    let (mask_optimizer, mask_lr, mask_init, scale_text) = match recipe {
-        MaskRecipe::Adam => (
-            raw.mask_optimizer.unwrap_or(OptimizerKind::Adam),
-            match (raw.mask_lr, &raw.mask_lr_scale) {
-                (Some(v), _) => v,
-                (None, Some(_)) => lr * scale,
-                (None, None) => 0.1,
-            },
-            [2.0, 1.0],
-            scale_text,
-        ),
-        MaskRecipe::Paper => (
-            raw.mask_optimizer.unwrap_or(optimizer),
-            raw.mask_lr.unwrap_or(lr * scale),
-            [0.0, 1.0],
-            scale_text,
-        ),
-    };
-    let mask_init = match raw.mask_init {
-        None => mask_init,
-        Some(v) => match v[..] {
-            [mean, std] if mean.is_finite() && std.is_finite() && std >= 0.0 => [mean, std],
-            _ => {
-                return Err(Error::config(
-                    at,
-                    "run.mask_init",
-                    format!("must be [mean, std] with std ≥ 0, got {v:?}"),
-                ));
-            }
-        },
-    };
+    let (mask_optimizer, mask_lr, mask_init) =
+        mask_settings(at, &raw, recipe, optimizer, lr, scale)?;
     let seed = raw.seed.unwrap_or(0);
     let seed = u64::try_from(seed).map_err(|_| {
         Error::config(
@@ -373,31 +314,11 @@ pub(crate) fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<Run
         batch_size: positive(at, "batch_size", raw.batch_size, 32)?,
         optimizer,
         lr,
-        momentum: {
-            let m = raw.momentum.unwrap_or(0.9);
-            if !(0.0..1.0).contains(&m) {
-                return Err(Error::config(
-                    at,
-                    "run.momentum",
-                    format!("must be in [0, 1), got {m}"),
-                ));
-            }
-            m
-        },
+        momentum: below_one(at, "momentum", raw.momentum.unwrap_or(0.9))?,
         lr_schedule: raw.lr_schedule.unwrap_or_default(),
         lr_warmup: non_negative(at, "lr_warmup", raw.lr_warmup)?,
         mask_lr_warmup: non_negative(at, "mask_lr_warmup", raw.mask_lr_warmup)?,
-        adam_beta2: {
-            let b = raw.adam_beta2.unwrap_or(0.999);
-            if !(0.0..1.0).contains(&b) {
-                return Err(Error::config(
-                    at,
-                    "run.adam_beta2",
-                    format!("must be in [0, 1), got {b}"),
-                ));
-            }
-            b
-        },
+        adam_beta2: below_one(at, "adam_beta2", raw.adam_beta2.unwrap_or(0.999))?,
         mask_lr_schedule: raw.mask_lr_schedule.unwrap_or_default(),
         steps_per_task: positive(at, "steps_per_task", raw.steps_per_task, 1)?,
         eval_every: positive(at, "eval_every", raw.eval_every, (steps as i64 / 10).max(1))?,
@@ -468,6 +389,96 @@ pub(crate) fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<Run
 }
 
 /// Total steps and steps per phase. Sequential: `phase_steps` per task, `steps` (if given)
+/// `mask_lr_scale` as written (a number, or `"kT"`: k times the task count) and its value;
+/// `"4T"` when not given.
+fn mask_lr_scale(at: &str, raw: &Option<toml::Value>, num_tasks: usize) -> Result<(String, f64)> {
+    Ok(match raw {
+        None => ("4T".to_string(), 4.0 * num_tasks as f64),
+        Some(toml::Value::Float(f)) => (f.to_string(), *f),
+        Some(toml::Value::Integer(i)) => (i.to_string(), *i as f64),
+        Some(toml::Value::String(s)) => {
+            let factor = s.strip_suffix('T').and_then(|k| {
+                if k.is_empty() {
+                    Some(1.0)
+                } else {
+                    k.trim().parse::<f64>().ok()
+                }
+            });
+            match factor {
+                Some(k) => (s.clone(), k * num_tasks as f64),
+                None => {
+                    return Err(Error::config(
+                        at,
+                        "run.mask_lr_scale",
+                        format!("must be a number or \"kT\" (e.g. \"4T\"), got \"{s}\""),
+                    ));
+                }
+            }
+        }
+        Some(v) => {
+            return Err(Error::config(
+                at,
+                "run.mask_lr_scale",
+                format!("must be a number or \"kT\", got `{v}`"),
+            ));
+        }
+    })
+}
+
+/// The masks' optimizer, learning rate and initial `[mean, std]`: the recipe's family values,
+/// overridden by explicit `mask_*` keys.
+fn mask_settings(
+    at: &str,
+    raw: &RawRun,
+    recipe: MaskRecipe,
+    optimizer: OptimizerKind,
+    lr: f64,
+    scale: f64,
+) -> Result<(OptimizerKind, f64, [f64; 2])> {
+    let (mask_optimizer, mask_lr, mask_init) = match recipe {
+        MaskRecipe::Adam => (
+            raw.mask_optimizer.unwrap_or(OptimizerKind::Adam),
+            match (raw.mask_lr, &raw.mask_lr_scale) {
+                (Some(v), _) => v,
+                (None, Some(_)) => lr * scale,
+                (None, None) => 0.1,
+            },
+            [2.0, 1.0],
+        ),
+        MaskRecipe::Paper => (
+            raw.mask_optimizer.unwrap_or(optimizer),
+            raw.mask_lr.unwrap_or(lr * scale),
+            [0.0, 1.0],
+        ),
+    };
+    let mask_init = match &raw.mask_init {
+        None => mask_init,
+        Some(v) => match v[..] {
+            [mean, std] if mean.is_finite() && std.is_finite() && std >= 0.0 => [mean, std],
+            _ => {
+                return Err(Error::config(
+                    at,
+                    "run.mask_init",
+                    format!("must be [mean, std] with std ≥ 0, got {v:?}"),
+                ));
+            }
+        },
+    };
+    Ok((mask_optimizer, mask_lr, mask_init))
+}
+
+/// A value in `[0, 1)` (momentum, Adam's β₂).
+fn below_one(at: &str, field: &str, v: f64) -> Result<f64> {
+    if !(0.0..1.0).contains(&v) {
+        return Err(Error::config(
+            at,
+            format!("run.{field}"),
+            format!("must be in [0, 1), got {v}"),
+        ));
+    }
+    Ok(v)
+}
+
 /// must be their product; or `steps` alone, divisible by the number of tasks.
 fn resolve_phases(
     at: &str,

@@ -3,6 +3,7 @@
 
 use super::backend::{Backend, Ctx, Elem, Reference, Store, values_of, with_store};
 use super::strategy::{Models, StepSettings, Strategy};
+use crate::config::{EngineChoice, RunConfig};
 use crate::engine::{Engine, Plan};
 use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats};
@@ -11,7 +12,6 @@ use crate::optim::{OptimizerConfig, Slot};
 use crate::params::{MASK_SLOTS, ParamKey, ParamStore, TaskId, TaskMasks, W_SLOTS};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective};
-use crate::train::{EngineChoice, RunConfig};
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use std::collections::HashMap;
 

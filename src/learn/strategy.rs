@@ -2,7 +2,7 @@
 //! ignored), `separate` (one plain model per task), and for the sequential schedule `finetune`
 //! and `joint` (one plain model each), as data ([`StrategyLayout`]) that the learner reads.
 
-use super::continual::TaskOrder;
+use crate::config::TaskOrder;
 use serde::{Deserialize, Serialize};
 
 /// A training strategy.

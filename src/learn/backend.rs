@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor, Var
 
 /// A strategy's [`ParamStore`] in the run's float type.
 #[derive(Debug, Clone)]
-pub(super) enum Store {
+pub(crate) enum Store {
     F32(ParamStore<f32>),
     F64(ParamStore<f64>),
 }
@@ -29,10 +29,10 @@ macro_rules! with_store {
         }
     };
 }
-pub(super) use with_store;
+pub(crate) use with_store;
 
 /// A float type a store can hold, with the update rule for it.
-pub(super) trait Elem: candle_core::WithDType {
+pub(crate) trait Elem: candle_core::WithDType {
     fn store_mut(store: &mut Store) -> Option<&mut ParamStore<Self>>;
     fn update(p: &mut [Self], g: &[Self], slot: &mut Slot<Self>, c: OptimizerConfig, factor: f64);
 }
@@ -85,14 +85,14 @@ fn vars<T: Elem>(
 }
 
 /// A tensor's values as a flat vector of `T`.
-pub(super) fn values_of<T: Elem>(t: &Tensor) -> Result<Vec<T>> {
+pub(crate) fn values_of<T: Elem>(t: &Tensor) -> Result<Vec<T>> {
     t.flatten_all()?.to_dtype(T::DTYPE)?.to_vec1::<T>()
 }
 
 /// What a learner is, apart from its tensors and its backend: the model, the tasks, the run's
 /// settings, and the views of a [`Store`] everything else reads.
 #[derive(Debug, Clone)]
-pub(super) struct Ctx {
+pub(crate) struct Ctx {
     pub strategy: Strategy,
     pub task_names: Vec<String>,
     pub spec: ModelSpec,
@@ -255,7 +255,7 @@ impl Ctx {
 
 /// A training step and a prediction over a learner's [`Store`]: the fast [`Engine`] or the
 /// candle reference ([`Reference`]). Neither keeps a tensor of its own.
-pub(super) trait Backend: std::fmt::Debug {
+pub(crate) trait Backend: std::fmt::Debug {
     /// `"fast"` or `"reference"`.
     fn name(&self) -> &'static str;
 
@@ -288,7 +288,7 @@ pub(super) trait Backend: std::fmt::Debug {
 /// back with the same rules as the engine. Runs what the engine does not (f64, another
 /// device, `engine = "reference"`, a model the engine refuses).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Reference;
+pub(crate) struct Reference;
 
 impl Backend for Reference {
     fn name(&self) -> &'static str {
@@ -515,7 +515,7 @@ pub(crate) fn targets_of<'a>(
 const PREDICT_CHUNK: usize = 64;
 
 /// The contiguous `f32` values of a CPU tensor's storage.
-pub(super) fn f32_slice<'a>(
+pub(crate) fn f32_slice<'a>(
     storage: &'a Storage,
     layout: &candle_core::Layout,
 ) -> Result<&'a [f32]> {

@@ -15,11 +15,9 @@
 //! Also here: the probe's fixed test subset and the running sums of the training batches
 //! that give the training-split curve for free.
 
-use super::backend::targets_of;
-use super::learner::Learner;
-use super::strategy::Strategy;
 use crate::error::Result;
 use crate::gate::GateView;
+use crate::learn::{Learner, Strategy, targets_of};
 use crate::params::TaskId;
 use crate::rng::Rng;
 use crate::task::{Batch, Split, Task};
@@ -59,7 +57,7 @@ pub fn probe_subset(len: usize, size: usize) -> Vec<usize> {
 /// probe's train split (mean batch loss and metric), with no extra forward pass.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct BatchSums {
+pub(crate) struct BatchSums {
     /// `(strategy, task, loss × examples, summed metric, examples)`, in the order first seen.
     entries: Vec<(Strategy, usize, f64, f64, usize)>,
 }
@@ -112,7 +110,7 @@ impl BatchSums {
 /// Images through the engine's evaluation forward and the seconds it took (rendering and
 /// scoring excluded): the throughput `timing.json` reports.
 #[derive(Debug, Default)]
-pub(super) struct ForwardClock {
+pub(crate) struct ForwardClock {
     images: AtomicU64,
     nanos: AtomicU64,
 }
@@ -134,7 +132,7 @@ impl ForwardClock {
 }
 
 /// What an evaluation pass needs besides the models.
-pub(super) struct Pass<'a> {
+pub(crate) struct Pass<'a> {
     /// The task, its index, the split and the examples measured.
     pub task: (&'a dyn Task, usize),
     /// Which split.
@@ -153,10 +151,10 @@ pub(super) struct Pass<'a> {
 
 /// Effective parameters of every `(learner, view)` on task `task` that the engine can run
 /// (`None` for the reference path).
-pub(super) type ModelParams = Vec<Option<Vec<Vec<f32>>>>;
+pub(crate) type ModelParams = Vec<Option<Vec<Vec<f32>>>>;
 
 /// [`ModelParams`] of `models` on task `task` at gate scale `scale`.
-pub(super) fn model_params(
+pub(crate) fn model_params(
     models: &[(&Learner, GateView)],
     task: usize,
     scale: f64,
@@ -175,7 +173,7 @@ pub(super) fn model_params(
 /// the data (each batch rendered once for all of them). `given`: parameters computed earlier
 /// (the step-0 probe, measured after the first steps so they start at once); else they are
 /// computed here, once for the whole pass.
-pub(super) fn measure_all(
+pub(crate) fn measure_all(
     pass: &Pass,
     models: &[(&Learner, GateView)],
     given: Option<&ModelParams>,

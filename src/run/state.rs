@@ -4,9 +4,9 @@
 use super::evaluation::BatchSums;
 use super::record::{MetricsLog, Record};
 use super::sampler::TaskSampler;
-use super::strategy::Strategy;
 use crate::data::{DataChange, DataFingerprint};
 use crate::error::Result;
+use crate::learn::Strategy;
 use crate::run_folder::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -16,28 +16,28 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {
-    pub(super) sampler: TaskSampler,
-    pub(super) strategies: Vec<Strategy>,
+    pub(crate) sampler: TaskSampler,
+    pub(crate) strategies: Vec<Strategy>,
     /// Training losses since the last `log_every` boundary, so a resumed run logs the same
     /// means as an uninterrupted one.
     #[serde(default)]
-    pub(super) train_loss: TrainLoss,
+    pub(crate) train_loss: TrainLoss,
     /// The training batches since the last probe (its train split), so a resumed run logs
     /// the same probes as an uninterrupted one.
     #[serde(default)]
-    pub(super) probe_train: BatchSums,
+    pub(crate) probe_train: BatchSums,
     /// The `joint` strategy's own random schedule in a sequential run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) joint_sampler: Option<TaskSampler>,
+    pub(crate) joint_sampler: Option<TaskSampler>,
     /// Fingerprints of the data files the run reads, recorded when it was created (or when a
     /// resume accepted changed data), so resume and the readers can refuse other data. None
     /// for tasks that generate their data, and for runs created before they were recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(super) data: Vec<DataFingerprint>,
+    pub(crate) data: Vec<DataFingerprint>,
     /// Data changes a resume accepted (`--allow-changed-data`), oldest first: the run trained
     /// on the `before` data up to `step` and on the `after` data from there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(super) data_changes: Vec<DataChange>,
+    pub(crate) data_changes: Vec<DataChange>,
 }
 
 impl RunState {
@@ -63,13 +63,13 @@ pub type RunSnapshot = Snapshot<RunState>;
 /// Running sums of each strategy's batch losses between two training-loss records.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TrainLoss {
-    pub(super) sums: Vec<(Strategy, f64)>,
-    pub(super) count: usize,
+pub(crate) struct TrainLoss {
+    pub(crate) sums: Vec<(Strategy, f64)>,
+    pub(crate) count: usize,
 }
 
 impl TrainLoss {
-    pub(super) fn add(&mut self, losses: &[(Strategy, f64)]) {
+    pub(crate) fn add(&mut self, losses: &[(Strategy, f64)]) {
         if self.sums.len() != losses.len() {
             self.sums = losses.iter().map(|(s, _)| (*s, 0.0)).collect();
         }
@@ -79,7 +79,7 @@ impl TrainLoss {
         self.count += 1;
     }
 
-    pub(super) fn drain(&mut self, step: usize) -> Vec<Record> {
+    pub(crate) fn drain(&mut self, step: usize) -> Vec<Record> {
         let n = self.count.max(1) as f64;
         let out = self
             .sums

@@ -1,0 +1,13 @@
+//! What a user writes to describe a run, parsed and checked: task-set files ([`TaskSet`]) and
+//! their resolved `[run]` table ([`RunConfig`]), with the schedule and `W` policies of
+//! continual learning. A room of its own so that every reader of a run (eval, export, report,
+//! adapt) and the trainer share one parser without depending on each other.
+
+mod order;
+mod run_config;
+mod task_set;
+
+pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
+pub use order::{TaskOrder, WPolicy};
+pub use run_config::{EngineChoice, MaskRecipe, Precision, RunConfig};
+pub use task_set::TaskSet;

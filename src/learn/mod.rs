@@ -1,0 +1,12 @@
+//! The strategies and their learners: what one strategy keeps (one plain model, one per task,
+//! or one `W` with a mask per task), and one training step of it on the fast engine or on the
+//! candle reference ([`Learner`]). Knows nothing of run folders: [`crate::run`] loads learners
+//! from a checkpoint and [`crate::train`] steps them.
+
+mod backend;
+mod learner;
+mod strategy;
+
+pub(crate) use backend::targets_of;
+pub use learner::Learner;
+pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};
