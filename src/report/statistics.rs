@@ -17,10 +17,11 @@
 //! Both only read the run folder.
 
 use crate::error::Result;
+use crate::learn::Strategy;
 use crate::params::ParamKey;
 use crate::report::RunData;
 use crate::report::figures::rebin;
-use crate::train::{CheckpointFile, Record, RunSnapshot, Strategy};
+use crate::run::{CheckpointFile, Record, RunSnapshot};
 use safetensors::{Dtype, SafeTensors};
 use serde::Serialize;
 use std::collections::BTreeMap;
