@@ -14,16 +14,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-/// Ends this process when stdin reaches its end: the sweep that started it holds the other
-/// end, so a killed sweep takes its seeds' processes with it (their runs resume later).
-pub fn exit_when_stdin_closes() {
-    std::thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-        std::process::exit(3);
-    });
-}
-
 /// `--strategy` as the seeds' processes are given it (`all`, or a comma list).
 fn strategy_list(list: &[StrategyArg]) -> String {
     let names: Vec<&str> = list
@@ -78,8 +68,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(p) => gatekit::TaskSet::load(p)?,
                 None => gatekit::TaskSet::builtin()?,
             };
-            crate::train::strategies(&args.strategy, set.run.schedule)?;
-            let dir = crate::train::run_dir(
+            crate::runs::strategies(&args.strategy, set.run.schedule)?;
+            let dir = crate::runs::run_dir(
                 &args.runs_dir.runs_dir,
                 args.name.as_deref(),
                 args.task_set.as_deref(),
