@@ -24,8 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["kernel", "run_folder", "tfevents", "optim"],
     // The names and the store of a run's tensors (optimizer slots included).
     &["params"],
-    // Atomic output files; task gates and their masks.
-    &["atomic", "gate"],
+    // Task gates and their masks.
+    &["gate"],
     // Layer types: each one's shapes, reference forward, engine op and ONNX nodes.
     &["layers"],
     // Datasets; model architectures (layer specs and the reference network).

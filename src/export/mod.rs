@@ -24,12 +24,12 @@ pub mod interpreter;
 pub mod onnx;
 pub mod proto;
 
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateView, TaskGate};
 use crate::params::ParamKey;
 use crate::params::TaskId;
 use crate::run_folder::OutputDir;
+use crate::run_folder::fsio::write_atomic;
 use crate::task::Split;
 use crate::train::{BinarizationWarning, Learner, Strategy, Trainer, undecided_range};
 use candle_core::{DType, Tensor};

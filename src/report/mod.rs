@@ -18,9 +18,9 @@ mod mask_figures;
 pub mod masks;
 mod typeset;
 
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::run_folder::OutputDir;
+use crate::run_folder::fsio::write_atomic;
 use crate::task::Objective;
 use crate::train::TaskSet;
 use crate::train::{CheckpointFile, MetricsLog, Record, RunSnapshot, files};
