@@ -10,13 +10,16 @@
 //! The modules, bottom layer first (`tests/layering.rs` holds the order: a module uses only
 //! the layers below it; the book's "Architecture" page draws it):
 //! - [`error`], [`rng`]: the library's error type; seeded random streams
-//! - [`kernel`]: hand-written CPU ops (conv2d, max-pool) with their own backward passes
-//! - [`run_folder`]: the run folder: one writer, atomic commits, verified read-only snapshots
+//! - [`kernel`]: hand-written CPU ops (conv2d, max-pool) with their own backward passes: single
+//!   operations on slices, knowing nothing of layers, tasks or training
+//! - [`run_folder`]: the run folder: one writer, atomic commits (and atomic output files,
+//!   [`run_folder::fsio::write_atomic`]), verified read-only snapshots
 //! - [`tfevents`]: the TensorBoard event-file format
 //! - [`optim`]: optimizer settings and the reference optimizers (SGD, momentum, Adam)
 //! - [`params`]: the names of a run's tensors ([`params::ParamKey`]) and [`params::TaskId`]
-//! - [`atomic`], [`gate`]: atomic output files; gated layers, gate modes and the per-task
-//!   [`gate::MaskBank`]
+//! - [`gate`]: gated layers, gate modes and the per-task [`gate::MaskBank`]
+//! - [`layers`]: the layer types, one file each: shapes, reference forward, engine op and
+//!   ONNX nodes
 //! - [`data`], [`model`]: dataset files (IDX/MNIST); architecture files and the network
 //! - [`task`]: the [`task::Task`] trait and the self-registering task kinds
 //! - `engine` (private): the fast fused training step over plain `f32` buffers
@@ -31,7 +34,6 @@
 #![deny(missing_docs)]
 
 pub mod adapt;
-pub mod atomic;
 pub mod config;
 pub mod data;
 mod engine;

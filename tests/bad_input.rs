@@ -372,26 +372,6 @@ fn symlink_loops_are_not_missing_files() {
     assert!(msg.contains("symbolic links"), "{msg}");
 }
 
-/// A little-endian `.npy` file of `shape` holding `values` as `descr` (`<f4` or `<i8`).
-fn write_npy(path: &std::path::Path, descr: &str, shape: &[usize], bytes: &[u8]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(bytes);
-    std::fs::write(path, out).unwrap();
-}
-
 /// `classes` on a `tensors` task that regresses (float targets under objective = "auto") was
 /// ignored without a word; now it is refused, saying why the task regresses.
 #[test]
@@ -399,12 +379,10 @@ fn classes_on_a_regressing_tensors_task_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     std::fs::create_dir(&data).unwrap();
-    let x: Vec<u8> = (0..20).flat_map(|v| (v as f32).to_le_bytes()).collect();
-    let y: Vec<u8> = (0..10)
-        .flat_map(|v| ((v % 3) as f32).to_le_bytes())
-        .collect();
-    write_npy(&data.join("x.npy"), "<f4", &[10, 2], &x);
-    write_npy(&data.join("y.npy"), "<f4", &[10], &y);
+    let x: Vec<f32> = (0..20).map(|v| v as f32).collect();
+    let y: Vec<f32> = (0..10).map(|v| (v % 3) as f32).collect();
+    std::fs::write(data.join("x.npy"), common::npy(&[10, 2], &x)).unwrap();
+    std::fs::write(data.join("y.npy"), common::npy(&[10], &y)).unwrap();
     let body = format!(
         "[run]\nsteps = 5\n[model]\nname = \"m\"\ninput = [2]\n[[model.layer]]\ntype = \"linear\"\nout = 3\n\
          [[task]]\nname = \"t\"\nkind = \"tensors\"\ntrain = \"{}\"\nclasses = 3\n",

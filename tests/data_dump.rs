@@ -50,10 +50,7 @@ fn accuracy(onnx: &Path, x: &Array, y: &Array, shape: &[usize]) -> (f64, usize) 
 fn dump(dir: &Path, args: &[&str]) -> String {
     let mut all = vec!["data", "dump"];
     all.extend_from_slice(args);
-    let out = gtk(dir, &all);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    stdout
+    gtk_ok(dir, &all)
 }
 
 fn write_tensors_data(dir: &Path) {
@@ -88,7 +85,7 @@ fn dumped_tensors_inputs_reproduce_eval_onnx() {
     );
     let run = train_quiet(tmp.path(), &set, "r", &[]);
     let exports = tmp.path().join("exp");
-    let out = gtk(
+    gtk_ok(
         tmp.path(),
         &[
             "export",
@@ -97,7 +94,6 @@ fn dumped_tensors_inputs_reproduce_eval_onnx() {
             exports.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{:?}", text(&out));
     let onnx = exports.join("t.onnx");
     let want = evaluate_onnx(&onnx, None, None, Runtime::Reference).unwrap();
     assert_eq!(want.examples, 15);
@@ -206,7 +202,7 @@ fn dumped_mnist_inputs_reproduce_eval_onnx() {
         let name = set.file_stem().unwrap().to_str().unwrap();
         let run = train_quiet(tmp.path(), set, name, &["--data-dir", d]);
         let exports = fixtures.join(name);
-        let out = gtk(
+        gtk_ok(
             tmp.path(),
             &[
                 "export",
@@ -217,7 +213,6 @@ fn dumped_mnist_inputs_reproduce_eval_onnx() {
                 d,
             ],
         );
-        assert!(out.status.success(), "{:?}", text(&out));
         for task in tasks {
             let onnx = exports.join(format!("{task}.onnx"));
             let want = evaluate_onnx(&onnx, None, Some(&data), Runtime::Reference).unwrap();

@@ -1,9 +1,14 @@
-//! The library's layers, checked from its own sources: every top-level module of `src/` has a
-//! place in [`LAYERS`] and may only use modules of lower layers, so there are no upward imports
-//! and no cycles between modules; inside a module, the files that are not a `mod.rs` do not
-//! import each other in a cycle.
+//! The library's and the binary's layers, checked from their own sources: every top-level
+//! module of `src/` has a place in [`LAYERS`], every module of `src/bin/gtk/` one in
+//! [`BIN_LAYERS`], and each may only use modules of lower layers, so there are no upward
+//! imports and no cycles between modules; inside a library module, the files that are not a
+//! `mod.rs` do not import each other in a cycle.
 //!
-//! A new top-level module must be added to [`LAYERS`]; the test fails until it is.
+//! In the binary, `crate::` is the binary's own root (`main.rs`), not the library: a
+//! `crate::name` that is not one of its modules is an item of `main.rs`, the top layer.
+//!
+//! A new top-level module must be added to [`LAYERS`] (or [`BIN_LAYERS`]); the test fails
+//! until it is.
 
 mod common;
 
@@ -19,8 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["kernel", "run_folder", "tfevents", "optim"],
     // The names and the store of a run's tensors (optimizer slots included).
     &["params"],
-    // Atomic output files; task gates and their masks.
-    &["atomic", "gate"],
+    // Task gates and their masks.
+    &["gate"],
     // Layer types: each one's shapes, reference forward, engine op and ONNX nodes.
     &["layers"],
     // Datasets; model architectures (layer specs and the reference network).
@@ -43,8 +48,63 @@ const LAYERS: &[&[&str]] = &[
     &["sweep"],
 ];
 
+/// The binary `gtk` (`src/bin/gtk/`), bottom to top, by the same rule.
+const BIN_LAYERS: &[&[&str]] = &[
+    // The command line's arguments.
+    &["cli"],
+    // What several commands share: the progress display, printing a run's results, a new
+    // run's folder name and strategies.
+    &["progress", "results", "runs"],
+    // The commands (a sweep is many `gtk train` processes, started as processes, not calls).
+    &[
+        "adapt", "data", "eval", "export", "report", "tasks", "sweep",
+    ],
+    // `gtk train`, which hands `--seeds` to the sweep.
+    &["train"],
+    // The crate root: parses and dispatches.
+    &["main"],
+];
+
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
+}
+
+/// The binary's modules that `code` (one file of it) uses through `crate::`; a name that is
+/// not a module is an item of the crate root, `main`.
+fn bin_uses<'a>(code: &'a str, modules: &BTreeSet<&'a str>) -> BTreeSet<&'a str> {
+    paths_after(code, "crate::")
+        .into_iter()
+        .filter_map(|p| p.first().copied())
+        .chain(grouped_after_crate(code))
+        .map(|t| if modules.contains(t) { t } else { "main" })
+        .collect()
+}
+
+/// The imports of `files` (module, code) that go to the same or a higher layer of `layers`.
+fn bin_violations(files: &[(&str, String)], layers: &[&[&str]]) -> (usize, Vec<String>) {
+    let layer = |m: &str| layers.iter().position(|l| l.contains(&m));
+    let modules: BTreeSet<&str> = files.iter().map(|(m, _)| *m).collect();
+    let mut edges = 0;
+    let mut violations = Vec::new();
+    for (me, code) in files {
+        let Some(here) = layer(me) else {
+            violations.push(format!("`{me}` has no layer in BIN_LAYERS"));
+            continue;
+        };
+        for target in bin_uses(code, &modules) {
+            if target == *me {
+                continue;
+            }
+            edges += 1;
+            match layer(target) {
+                Some(there) if there < here => {}
+                there => violations.push(format!(
+                    "{me}.rs (layer {here}) uses `{target}` (layer {there:?})"
+                )),
+            }
+        }
+    }
+    (edges, violations)
 }
 
 /// Every `.rs` file under `dir`.
@@ -147,6 +207,64 @@ fn grouped_crate_imports_are_seen() {
     assert_eq!(
         grouped_after_crate("use crate::{train::X, gate, model::{A, B}};\nuse crate::{error::E};"),
         vec!["train", "gate", "model", "error"]
+    );
+}
+
+#[test]
+fn binary_modules_only_use_lower_layers() {
+    let dir = common::repo("src/bin/gtk");
+    let mut paths = Vec::new();
+    rust_files(&dir, &mut paths);
+    let files: Vec<(&str, String)> = paths
+        .iter()
+        .map(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).expect("file name");
+            (stem, code(p))
+        })
+        .collect();
+    assert!(
+        files.len() > 10,
+        "only {} files in src/bin/gtk",
+        files.len()
+    );
+    let (edges, violations) = bin_violations(&files, BIN_LAYERS);
+    assert!(
+        edges > 10,
+        "only {edges} imports between the binary's modules found: is the parser broken?"
+    );
+    assert!(
+        violations.is_empty(),
+        "upward or same-layer imports in the binary:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// The check sees the circle the binary once had (`train` → `sweep::run`, `sweep` →
+/// `train::run_dir`) and an upward use of an item of `main.rs`.
+#[test]
+fn binary_check_finds_a_circle_and_a_root_item() {
+    let files = vec![
+        (
+            "train",
+            "use crate::cli::X; crate::sweep::run(args)".to_string(),
+        ),
+        (
+            "sweep",
+            "let d = crate::train::run_dir(a, b, c)?;".to_string(),
+        ),
+        ("eval", "crate::changed_data(true)".to_string()),
+        ("cli", String::new()),
+        ("main", "mod train; train::run(a)".to_string()),
+    ];
+    let layers: &[&[&str]] = &[&["cli"], &["eval", "sweep"], &["train"], &["main"]];
+    let (edges, violations) = bin_violations(&files, layers);
+    assert_eq!(edges, 4);
+    assert_eq!(
+        violations,
+        vec![
+            "sweep.rs (layer 1) uses `train` (layer Some(2))".to_string(),
+            "eval.rs (layer 1) uses `main` (layer Some(3))".to_string(),
+        ]
     );
 }
 

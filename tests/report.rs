@@ -4,8 +4,9 @@
 
 mod common;
 use common::*;
+use crc32c::crc32c;
 use gatekit::report::{BinaryMasks, RunData};
-use gatekit::tfevents::crc32c::{crc32c, masked_crc32c};
+use gatekit::tfevents::masked_crc32c;
 use gatekit::tfevents::{TfEventsWriter, event_files, frame_record, read_events, read_records};
 use gatekit::train::{MetricsLog, Record, format_metric};
 use std::collections::{BTreeMap, BTreeSet};

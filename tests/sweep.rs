@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_clean_error, gtk, text, write_task_set};
+use common::{assert_clean_error, gtk, gtk_ok, ok, text, write_task_set};
 use gatekit::run_folder::WriterLock;
 use gatekit::sweep::{MEAN_ROW, Summary};
 use gatekit::train::{MetricsLog, Record};
@@ -37,12 +37,6 @@ name = "t1"
 [[task]]
 name = "t2"
 "#;
-
-fn ok(out: &std::process::Output) -> String {
-    let (stdout, stderr) = text(out);
-    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}");
-    stdout
-}
 
 /// The results a summary is made of (the sweep's name aside).
 fn results(dir: &Path) -> Summary {
@@ -198,10 +192,10 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
         "killed after the end: {steps:?}"
     );
     assert!(!killed.join("summary.json").exists());
-    let stdout = ok(&gtk(
+    let stdout = gtk_ok(
         dir,
         &["train", "--resume", killed.to_str().unwrap(), "--jobs", "2"],
-    ));
+    );
     assert!(
         stdout.contains("to resume") || stdout.contains("to start"),
         "{stdout}"
@@ -210,7 +204,7 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
 
     // `gtk report SWEEP`: the band figure and the summary tables.
     let rep = dir.join("rep");
-    let stdout = ok(&gtk(
+    let stdout = gtk_ok(
         dir,
         &[
             "report",
@@ -218,7 +212,7 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
             "--out",
             rep.to_str().unwrap(),
         ],
-    ));
+    );
     assert!(stdout.contains("wrote 1 figures"), "{stdout}");
     let png = std::fs::read(rep.join("sweep_test_metric.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
@@ -228,14 +222,14 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
 
     // A sweep member is a run like any other.
     let member = full.join("seed-0");
-    let stdout = ok(&gtk(dir, &["eval", member.to_str().unwrap()]));
+    let stdout = gtk_ok(dir, &["eval", member.to_str().unwrap()]);
     // eval only reads the member: it says so, and no longer claims to have saved it.
     assert!(
         stdout.contains("at step 1000 (read only)") && !stdout.contains("saved"),
         "{stdout}"
     );
     let exported = dir.join("export-seed-0");
-    ok(&gtk(
+    gtk_ok(
         dir,
         &[
             "export",
@@ -243,7 +237,7 @@ fn sweep_summarises_resumes_after_a_kill_and_matches_seeds_run_alone() {
             "--out",
             exported.to_str().unwrap(),
         ],
-    ));
+    );
     assert!(exported.join("t0.onnx").is_file() || exported.read_dir().unwrap().count() > 2);
 
     // A sweep folder given where a run is expected names what to give instead.
@@ -282,7 +276,7 @@ fn bad_sweeps_are_refused_in_one_line() {
     );
 
     // A plain run given as a sweep.
-    ok(&gtk(
+    gtk_ok(
         dir,
         &[
             "train",
@@ -294,7 +288,7 @@ fn bad_sweeps_are_refused_in_one_line() {
             "plain",
             "-q",
         ],
-    ));
+    );
     assert_clean_error(
         &gtk(dir, &["train", "--resume", "runs/plain", "--jobs", "2"]),
         &["runs/plain", "is a plain run folder, not a sweep"],
@@ -302,7 +296,7 @@ fn bad_sweeps_are_refused_in_one_line() {
 
     // A sweep whose seeds train different task sets (a run of another task set put in as
     // seed 1) is refused when summarised.
-    ok(&gtk(
+    gtk_ok(
         dir,
         &[
             "train",
@@ -316,7 +310,7 @@ fn bad_sweeps_are_refused_in_one_line() {
             "mixed",
             "-q",
         ],
-    ));
+    );
     let manifest = dir.join("runs/mixed/sweep.json");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
@@ -325,7 +319,7 @@ fn bad_sweeps_are_refused_in_one_line() {
     )
     .unwrap();
     let other = write_task_set(dir, "other.toml", &TASKS.replace("\"t2\"", "\"u2\""));
-    ok(&gtk(
+    gtk_ok(
         dir,
         &[
             "train",
@@ -341,7 +335,7 @@ fn bad_sweeps_are_refused_in_one_line() {
             "seed-1",
             "-q",
         ],
-    ));
+    );
     assert_clean_error(
         &gtk(dir, &["train", "--resume", "runs/mixed"]),
         &["seed-1", "trains tasks [t0, t1, u2] but", "[t0, t1, t2]"],
@@ -365,7 +359,7 @@ fn sweep_figure_has_a_curve_per_probe_and_bands_in_range() {
     );
     let ts = ts.to_str().unwrap();
     // Two seeds: t_{0.975,1} = 12.7 makes wide intervals, so clipping at 0 is exercised.
-    ok(&gtk(
+    gtk_ok(
         dir,
         &[
             "train",
@@ -378,7 +372,7 @@ fn sweep_figure_has_a_curve_per_probe_and_bands_in_range() {
             "--name",
             "two",
         ],
-    ));
+    );
     let sweep = dir.join("runs/two");
     let panels = gatekit::sweep::sweep_figure_data(&sweep).unwrap();
     assert_eq!(
@@ -442,7 +436,7 @@ fn sweep_figure_has_a_curve_per_probe_and_bands_in_range() {
 
     // The report draws it and holds the tables in one format, intervals clipped.
     let rep = dir.join("rep");
-    ok(&gtk(
+    gtk_ok(
         dir,
         &[
             "report",
@@ -450,7 +444,7 @@ fn sweep_figure_has_a_curve_per_probe_and_bands_in_range() {
             "--out",
             rep.to_str().unwrap(),
         ],
-    ));
+    );
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
     assert!(!md.contains('±'), "{md}");
     assert!(md.contains("clipped to the possible range ≥ 0"), "{md}");

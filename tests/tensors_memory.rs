@@ -7,7 +7,6 @@
 use candle_core::Device;
 use gatekit::TaskSet;
 use gatekit::train::{Strategy, Trainer};
-use std::io::Write;
 use std::path::Path;
 
 fn status_kb(key: &str) -> u64 {
@@ -22,24 +21,19 @@ fn status_kb(key: &str) -> u64 {
 /// Writes a float32 `.npy` of `rows × cols` (row r, column c holds (r + c) % 97 / 97) in
 /// chunks, without holding it in memory.
 fn write_npy(path: &Path, rows: usize, cols: usize) {
-    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    f.write_all(b"\x93NUMPY\x01\x00").unwrap();
-    f.write_all(&(h.len() as u16).to_le_bytes()).unwrap();
-    f.write_all(h.as_bytes()).unwrap();
-    let mut row = Vec::with_capacity(cols * 4);
+    use npyz::WriterBuilder;
+    let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut w = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(&[rows as u64, cols as u64])
+        .writer(f)
+        .begin_nd()
+        .unwrap();
     for r in 0..rows {
-        row.clear();
-        for c in 0..cols {
-            row.extend_from_slice(&(((r + c) % 97) as f32 / 97.0).to_le_bytes());
-        }
-        f.write_all(&row).unwrap();
+        w.extend((0..cols).map(|c| ((r + c) % 97) as f32 / 97.0))
+            .unwrap();
     }
-    f.flush().unwrap();
+    w.finish().unwrap();
 }
 
 #[test]

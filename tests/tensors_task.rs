@@ -13,37 +13,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A `.npy` file: `descr` such as `<f4`, the shape, the raw data.
-fn npy_bytes(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if shape.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut h = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn i64_bytes(v: &[i64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 /// Writes a stored (uncompressed) .npz, like `np.savez`.
 fn write_npz(path: &Path, members: &[(&str, Vec<u8>)]) {
     let file = std::fs::File::create(path).unwrap();
@@ -72,8 +41,8 @@ fn data() -> (Vec<f32>, Vec<i64>) {
 /// The same data in every format under `dir`; returns the four `train` values.
 fn write_all_formats(dir: &Path) -> Vec<PathBuf> {
     let (x, y) = data();
-    let xn = npy_bytes("<f4", false, &[30, 3], &f32_bytes(&x));
-    let yn = npy_bytes("<i8", false, &[30], &i64_bytes(&y));
+    let xn = common::npy(&[30, 3], &x);
+    let yn = common::npy(&[30], &y);
     let folder = dir.join("npy");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("x.npy"), &xn).unwrap();
@@ -200,8 +169,8 @@ fn float_targets_regress_and_shape_reshapes() {
     write_npz(
         &tmp.path().join("r.npz"),
         &[
-            ("x", npy_bytes("<f4", false, &[10, 4], &f32_bytes(&x))),
-            ("y", npy_bytes("<f4", false, &[10, 2], &f32_bytes(&y))),
+            ("x", common::npy(&[10, 4], &x)),
+            ("y", common::npy(&[10, 2], &y)),
         ],
     );
     let text = "[run]\nsteps = 5\n[model]\nname = \"c\"\ninput = [1, 2, 2]\n\
@@ -328,11 +297,11 @@ fn one_npz(dir: &Path, name: &str, x: Vec<u8>, y: Vec<u8>) -> PathBuf {
 }
 
 fn good_y() -> Vec<u8> {
-    npy_bytes("<i8", false, &[30], &i64_bytes(&data().1))
+    common::npy(&[30], &data().1)
 }
 
 fn good_x() -> Vec<u8> {
-    npy_bytes("<f4", false, &[30, 3], &f32_bytes(&data().0))
+    common::npy(&[30, 3], &data().0)
 }
 
 #[test]
@@ -369,7 +338,7 @@ fn bad_files_and_arrays_are_named() {
         &["x.npy", "holds one array"],
     );
     // Mismatched lengths.
-    let short_y = npy_bytes("<i8", false, &[29], &i64_bytes(&data().1[..29]));
+    let short_y = common::npy(&[29], &data().1[..29]);
     let p = one_npz(d, "len.npz", good_x(), short_y);
     train_fails(
         d,
@@ -377,14 +346,14 @@ fn bad_files_and_arrays_are_named() {
         &["len.npz", "array `x` has 30 rows but array `y` has 29"],
     );
     // Unsupported dtype and byte order.
-    let half = npy_bytes("<f2", false, &[30, 3], &[0u8; 180]);
+    let half = common::npy_raw("<f2", false, &[30, 3], &[0u8; 180]);
     let p = one_npz(d, "half.npz", half, good_y());
     train_fails(
         d,
         &set_text(&p, ""),
         &["half.npz", "array `x`", "unsupported dtype '<f2'"],
     );
-    let big = npy_bytes(">f4", false, &[30, 3], &[0u8; 360]);
+    let big = common::npy_raw(">f4", false, &[30, 3], &[0u8; 360]);
     let p = one_npz(d, "big.npz", big, good_y());
     train_fails(
         d,
@@ -392,7 +361,7 @@ fn bad_files_and_arrays_are_named() {
         &["big.npz", "array `x`", "big-endian"],
     );
     // Fortran order.
-    let fort = npy_bytes("<f4", true, &[30, 3], &f32_bytes(&data().0));
+    let fort = common::npy_raw("<f4", true, &[30, 3], &common::f32_bytes(&data().0));
     let p = one_npz(d, "fort.npz", fort, good_y());
     train_fails(
         d,
@@ -400,7 +369,7 @@ fn bad_files_and_arrays_are_named() {
         &["fort.npz", "array `x`", "Fortran", "ascontiguousarray"],
     );
     // Ragged rows (an object array).
-    let ragged = npy_bytes("|O", false, &[30], &[0u8; 240]);
+    let ragged = common::npy_raw("|O", false, &[30], &[0u8; 240]);
     let p = one_npz(d, "ragged.npz", ragged, good_y());
     train_fails(d, &set_text(&p, ""), &["ragged.npz", "array `x`", "ragged"]);
 }
@@ -412,12 +381,7 @@ fn non_finite_values_name_the_first_row() {
     let (mut x, _) = data();
     x[3 * 17 + 1] = f32::NAN;
     x[3 * 20] = f32::INFINITY;
-    let p = one_npz(
-        d,
-        "nan.npz",
-        npy_bytes("<f4", false, &[30, 3], &f32_bytes(&x)),
-        good_y(),
-    );
+    let p = one_npz(d, "nan.npz", common::npy(&[30, 3], &x), good_y());
     train_fails(
         d,
         &set_text(&p, ""),
@@ -425,12 +389,7 @@ fn non_finite_values_name_the_first_row() {
     );
     let (mut x, _) = data();
     x[3 * 4 + 2] = f32::NEG_INFINITY;
-    let p = one_npz(
-        d,
-        "inf.npz",
-        npy_bytes("<f4", false, &[30, 3], &f32_bytes(&x)),
-        good_y(),
-    );
+    let p = one_npz(d, "inf.npz", common::npy(&[30, 3], &x), good_y());
     train_fails(
         d,
         &set_text(&p, ""),
@@ -448,7 +407,7 @@ fn labels_outside_the_classes_are_refused() {
         &["d.npz", "array `y` has label 2 at row 2", "outside 0..2"],
     );
     assert!(msg.contains("classes = 2"), "{msg}");
-    let neg = npy_bytes("<i8", false, &[30], &i64_bytes(&[-1; 30]));
+    let neg = common::npy(&[30], &[-1i64; 30]);
     let p = one_npz(tmp.path(), "neg.npz", good_x(), neg);
     train_fails(
         tmp.path(),

@@ -16,7 +16,7 @@
 
 use super::baseline::{copy_network, train_plain};
 use super::config::MetaConfig;
-use super::mixture::Target;
+use super::mask_mixture::Target;
 use super::shots::Shots;
 use crate::config::{OptimizerConfig, RunConfig};
 use crate::error::Result;

@@ -1,10 +1,12 @@
 //! `mix`: learn the weights of a softmax combination of the stored masks on K labelled
 //! examples, W and the masks frozen: `α = softmax(a)`, gate `Σ α_i g(M_i)`, Adam on `a`.
+//! (This is the `--method mix` of `gtk adapt`, like `pick.rs` and `meta.rs`; the mixture of
+//! masks itself and its α-gradient, which all three use, is [`super::mask_mixture`].)
 //!
 //! The logits' gradient follows from the mixture's α-gradient through the softmax Jacobian:
 //! `∂L/∂a_j = α_j (∂L/∂α_j − Σ_i α_i ∂L/∂α_i)`.
 
-use super::mixture::{Mixture, Target};
+use super::mask_mixture::{Mixture, Target};
 use super::shots::Shots;
 use crate::error::Result;
 use crate::optim::{OptimizerKind, Slot, update_f64};

@@ -8,7 +8,7 @@
 //! elsewhere), keeping the better half each round, so ⌈log₂ T⌉ gradients decide.
 
 use super::config::PickVariant;
-use super::mixture::{Mixture, Target};
+use super::mask_mixture::{Mixture, Target};
 use candle_core::{Result, Tensor};
 
 /// The choice of one pick.

@@ -10,8 +10,8 @@ use super::idx::{decompress, hash_idx, parse_idx};
 use super::mnist::{
     MNIST_FILES, MnistFile, fetch_command, find_idx_file, idx_file_names, mnist_dir, not_a_file,
 };
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use crate::run_folder::fsio::write_atomic;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -137,30 +137,55 @@ fn message_of(e: &Error) -> String {
     }
 }
 
+/// A well-formed IDX file that is not the MNIST file it is named as.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotMnist {
+    /// Another record count.
+    #[error("holds {records} records, expected {expected} for {name}")]
+    Records {
+        /// Records in the file.
+        records: usize,
+        /// MNIST's count.
+        expected: usize,
+        /// The standard file name.
+        name: &'static str,
+    },
+    /// Other content.
+    #[error(
+        "sha256 of the decompressed data is {sha256}, expected {expected} (damaged or not {name})"
+    )]
+    Checksum {
+        /// The file's checksum.
+        sha256: String,
+        /// MNIST's.
+        expected: &'static str,
+        /// The standard file name.
+        name: &'static str,
+    },
+}
+
 /// Verifies one installed file at `path` against `spec`, hashing it streaming. The outer error
 /// is a file that is not well-formed IDX of the right kind; the inner one a well-formed file
-/// that is not MNIST's (record count or checksum), with the reason.
+/// that is not MNIST's (record count or checksum).
 fn check_installed(
     path: &Path,
     spec: &MnistFile,
-) -> Result<std::result::Result<VerifiedFile, String>> {
+) -> Result<std::result::Result<VerifiedFile, NotMnist>> {
     let (header, sha256) = hash_idx(path, spec.magic)?;
     let records = header.dims.first().copied().unwrap_or(0);
     if records != spec.records {
-        return Ok(Err(format!(
-            "{}: holds {records} records, expected {} for {}",
-            path.display(),
-            spec.records,
-            spec.name
-        )));
+        return Ok(Err(NotMnist::Records {
+            records,
+            expected: spec.records,
+            name: spec.name,
+        }));
     }
     if sha256 != spec.sha256 {
-        return Ok(Err(format!(
-            "{}: sha256 of the decompressed data is {sha256}, expected {} (damaged or not {})",
-            path.display(),
-            spec.sha256,
-            spec.name
-        )));
+        return Ok(Err(NotMnist::Checksum {
+            sha256,
+            expected: spec.sha256,
+            name: spec.name,
+        }));
     }
     Ok(Ok(VerifiedFile {
         name: spec.name,
@@ -172,12 +197,9 @@ fn check_installed(
 
 /// Verifies one installed file at `path` against `spec`.
 fn verify_file(path: &Path, spec: &MnistFile) -> Result<VerifiedFile> {
-    check_installed(path, spec)?.map_err(|message| Error::Data {
+    check_installed(path, spec)?.map_err(|why| Error::Data {
         path: path.to_path_buf(),
-        message: message
-            .strip_prefix(&format!("{}: ", path.display()))
-            .unwrap_or(&message)
-            .to_string(),
+        message: why.to_string(),
     })
 }
 
@@ -201,7 +223,7 @@ pub fn verify_mnist(data_dir: &Path) -> Result<Vec<VerifiedFile>> {
                 Ok(Ok(v)) => ok.push(v),
                 Ok(Err(why)) => {
                     other_data += 1;
-                    problems.push(why);
+                    problems.push(format!("{}: {why}", path.display()));
                 }
                 Err(e) => problems.push(e.to_string()),
             },
@@ -343,7 +365,7 @@ fn fetch_one(
     dir: &Path,
     on: &mut dyn FnMut(FetchEvent<'_>),
 ) -> std::result::Result<(VerifiedFile, u64), Failure> {
-    let raw = download(agent, url, spec.name, on).map_err(Failure::Mirror)?;
+    let raw = download(agent, url, spec.name, on).map_err(|e| Failure::Mirror(e.to_string()))?;
     let gz_name = format!("{}.gz", spec.name);
     let source = Path::new(&gz_name);
     // A server may have undone the gzip itself (Content-Encoding); install what came.
@@ -369,17 +391,39 @@ fn fetch_one(
     ))
 }
 
-/// The body of `url`, reporting progress; errors are one-line messages.
+/// Why a download from one mirror failed (one line each; the next mirror is tried).
+#[derive(Debug, thiserror::Error)]
+enum DownloadError {
+    /// The request failed (connection, TLS, HTTP status).
+    #[error("{0}")]
+    Request(#[from] ureq::Error),
+    /// A body larger than any MNIST file.
+    #[error("announces {0} bytes, more than any MNIST file")]
+    TooLarge(u64),
+    /// The connection broke off.
+    #[error("download interrupted: {0}")]
+    Interrupted(std::io::Error),
+    /// Fewer bytes than announced.
+    #[error("received {received} of {announced} bytes")]
+    Short {
+        /// Bytes received.
+        received: usize,
+        /// Bytes announced.
+        announced: u64,
+    },
+}
+
+/// The body of `url`, reporting progress.
 fn download(
     agent: &ureq::Agent,
     url: &str,
     file: &str,
     on: &mut dyn FnMut(FetchEvent<'_>),
-) -> std::result::Result<Vec<u8>, String> {
-    let response = agent.get(url).call().map_err(|e| e.to_string())?;
+) -> std::result::Result<Vec<u8>, DownloadError> {
+    let response = agent.get(url).call()?;
     let total = response.body().content_length();
     if let Some(n) = total.filter(|&n| n > MAX_DOWNLOAD) {
-        return Err(format!("announces {n} bytes, more than any MNIST file"));
+        return Err(DownloadError::TooLarge(n));
     }
     on(FetchEvent::Start { file, url, total });
     let mut reader = response
@@ -400,11 +444,14 @@ fn download(
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("download interrupted: {e}")),
+            Err(e) => return Err(DownloadError::Interrupted(e)),
         }
     }
     if let Some(n) = total.filter(|&n| n != bytes.len() as u64) {
-        return Err(format!("received {} of {n} bytes", bytes.len()));
+        return Err(DownloadError::Short {
+            received: bytes.len(),
+            announced: n,
+        });
     }
     Ok(bytes)
 }

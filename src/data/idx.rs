@@ -370,13 +370,6 @@ pub fn hash_idx(path: &Path, expected: u32) -> Result<(IdxHeader, String)> {
     Ok((header, sha))
 }
 
-/// The whole content of `path`, decompressed if it is gzip; a file named `.gz` must be gzip.
-/// For checksums, which are defined over the decompressed bytes.
-pub fn read_decompressed(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(decompress(path, &raw)?.unwrap_or(raw))
-}
-
 /// `raw` decompressed if it is gzip, `None` if it is not (it is the content itself); `path`
 /// names the source in errors and decides whether gzip is required (a `.gz` name).
 pub fn decompress(path: &Path, raw: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -1,6 +1,10 @@
 //! The fast training engine: a sequential model's forward pass, backward pass, gate math and
 //! optimizer update written out by hand over plain `f32` buffers that are allocated once.
 //!
+//! `engine/` versus `kernel/`: the engine is the training step of a whole network and owns its
+//! buffers, gates and optimizer state; the single operations it runs (convolution, pooling)
+//! are `kernel/`'s, which also serve the candle reference network.
+//!
 //! Why not candle's autograd for the step: on the models of the paper every candle op costs a
 //! dispatch, a fresh tensor and a tape entry, and a gated step has hundreds of them; measured
 //! before this engine, a gated LeNet-5 trained at about 95 steps/s against PyTorch's 350–460,

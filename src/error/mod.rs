@@ -179,18 +179,12 @@ impl From<candle_core::Error> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The TOML parser's error, printed as one line (the parser's own `Display` draws a
-/// multi-line snippet of the file), with what it was parsing as a prefix (`[adapt]: `).
+/// multi-line snippet of the file), with what it was parsing as a prefix (`[adapt]: `). The
+/// parser's error itself is not kept as a `source`: `{:#}` would print its snippet after the
+/// line.
 #[derive(Debug)]
 pub struct TomlError {
     line: String,
-    parser: Box<toml::de::Error>,
-}
-
-impl TomlError {
-    /// The parser's own error (span, full message).
-    pub fn parser_error(&self) -> &toml::de::Error {
-        &self.parser
-    }
 }
 
 /// serde's "unknown field `stepz`, expected one of `model`, `steps`, …" (a line of every
@@ -254,10 +248,7 @@ impl Error {
         let line = format!("{prefix}{}", with_suggestion(&message));
         Error::Toml {
             path: path.into(),
-            source: TomlError {
-                line,
-                parser: Box::new(e),
-            },
+            source: TomlError { line },
         }
     }
 

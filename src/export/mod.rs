@@ -24,7 +24,6 @@ pub mod interpreter;
 pub mod onnx;
 pub mod proto;
 
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gate::{GateMode, GateView, MaskBank, TaskGate};
 use crate::learn::{Learner, Strategy};
@@ -33,6 +32,7 @@ use crate::params::ParamKey;
 use crate::params::TaskId;
 use crate::run::{BinarizationWarning, Run, undecided_range};
 use crate::run_folder::OutputDir;
+use crate::run_folder::fsio::write_atomic;
 use crate::task::Split;
 use candle_core::{DType, Tensor};
 use serde::Serialize;

@@ -1,5 +1,10 @@
 //! Hand-written CPU ops with their own backward passes: [`conv2d`] and [`max_pool2d`].
 //!
+//! `kernel/` versus `engine/`: a kernel is one operation on slices (and a candle custom op for
+//! the reference network), knowing nothing of layers, tasks or training; `engine/` is the
+//! whole fast training step of one network (forward, backward, gates, optimizer) and calls
+//! these kernels.
+//!
 //! # Why these exist
 //! candle 0.11.1 is correct but slow or wrong on the two ops a LeNet-style network spends its
 //! time in (measured on a 2-core machine, LeNet-5, batch 32, 3x32x32):

@@ -673,50 +673,152 @@ fn curves_drawn(
     quantity: Quantity,
     draw: bool,
 ) -> Result<(Vec<LinePanel>, Option<Figure>)> {
-    let strategies = run.strategies();
-    let tasks = run.tasks();
-    let metric = metric_label(&run.metric_name());
-    let what = match quantity {
-        Quantity::Metric => format!("test {metric}"),
-        Quantity::Loss => "test loss".to_string(),
+    let view = CurvesView::of(run, quantity);
+    let mut panels = view.test_panels(run, quantity);
+    let train = view.train_panel(run, quantity);
+    let has_train = train.is_some();
+    if let Some(p) = train {
+        // After the mean: how far the test curves are from what the optimiser sees, without
+        // squeezing their axis.
+        panels.insert(usize::from(view.tasks.len() > 1), p);
+    }
+    let log = wants_log(&run.metric_name(), &panels);
+    for p in &mut panels {
+        p.log_y = log;
+    }
+    if !draw {
+        return Ok((panels, None));
+    }
+    let direction = if run.metric_name() == "accuracy" && quantity == Quantity::Metric {
+        "higher is better"
+    } else {
+        "lower is better"
     };
-    let has_binarized = run
-        .records
-        .iter()
-        .any(|r| matches!(r, Record::Binarized { .. }));
-    // With probes, the curve is the probe (every `eval_every` steps on the fixed subset) and
-    // the full evaluations are dots on it; older runs draw their full evaluations as lines.
-    let probes = run.has_probes();
-    // A sequential run: grey lines where each phase ends (the next task starts).
-    let phase_ends: Vec<f64> = match run.set.run.phase_steps {
-        Some(p) => (1..run.set.tasks.len()).map(|i| (i * p) as f64).collect(),
-        None => Vec::new(),
+    let grid = LineGrid {
+        header: Header {
+            title: format!(
+                "{} per task over training — run {}",
+                capitalize(&view.what),
+                run.name
+            ),
+            subtitle: Some(format!(
+                "{direction}{}",
+                if log { "; log scale" } else { "" }
+            )),
+            legend: view.legend(),
+        },
+        cols: grid_cols(panels.len()),
+        panels,
+        panel: (420, 300),
     };
-    // The phase-end evaluations (whole test split) are drawn as dots on every curve of the
-    // metric: they are the accuracy matrix's entries, and a probe cadence longer than a phase
-    // would otherwise leave the forgetting between them invisible.
-    let phased = quantity == Quantity::Metric && !phase_ends.is_empty();
-    let panel_for = |title: String,
-                     full: &dyn Fn(&str) -> Vec<(f64, f64)>,
-                     probe: &dyn Fn(&str) -> Vec<(f64, f64)>,
-                     phase: &dyn Fn(&str) -> Vec<(f64, f64)>,
-                     bin: Vec<(f64, f64)>| {
-        let mut p = LinePanel::new(title, "step", &what);
+    let (stem, title) = match quantity {
+        Quantity::Metric => (
+            "fig1_test_metric",
+            format!("Test {} over training", view.metric),
+        ),
+        Quantity::Loss => ("fig1_test_loss", "Test loss over training".to_string()),
+    };
+    let caption = view.caption(quantity, has_train);
+    let figure = render(&format!("{prefix}{stem}"), &title, caption, &grid)?;
+    Ok((grid.panels, Some(figure)))
+}
+
+/// What Figure 1 shows of a run, worked out once for its panels, legend and caption.
+struct CurvesView {
+    strategies: Vec<String>,
+    tasks: Vec<String>,
+    /// The metric's axis label (`accuracy`, `MSE`).
+    metric: String,
+    /// The y axis: `test accuracy`, `test loss`.
+    what: String,
+    has_binarized: bool,
+    /// With probes, the curve is the probe (every `eval_every` steps on the fixed subset) and
+    /// the full evaluations are dots on it; older runs draw their full evaluations as lines.
+    probes: bool,
+    /// A sequential run: grey lines where each phase ends (the next task starts).
+    phase_ends: Vec<f64>,
+    /// The phase-end evaluations (whole test split) are drawn as dots on every curve of the
+    /// metric: they are the accuracy matrix's entries, and a probe cadence longer than a phase
+    /// would otherwise leave the forgetting between them invisible.
+    phased: bool,
+}
+
+impl CurvesView {
+    fn of(run: &RunData, quantity: Quantity) -> Self {
+        let metric = metric_label(&run.metric_name());
+        let what = match quantity {
+            Quantity::Metric => format!("test {metric}"),
+            Quantity::Loss => "test loss".to_string(),
+        };
+        let phase_ends: Vec<f64> = match run.set.run.phase_steps {
+            Some(p) => (1..run.set.tasks.len()).map(|i| (i * p) as f64).collect(),
+            None => Vec::new(),
+        };
+        CurvesView {
+            strategies: run.strategies(),
+            tasks: run.tasks(),
+            metric,
+            what,
+            has_binarized: run
+                .records
+                .iter()
+                .any(|r| matches!(r, Record::Binarized { .. })),
+            probes: run.has_probes(),
+            phased: quantity == Quantity::Metric && !phase_ends.is_empty(),
+            phase_ends,
+        }
+    }
+
+    /// The mean over tasks (with several) and one panel per task.
+    fn test_panels(&self, run: &RunData, quantity: Quantity) -> Vec<LinePanel> {
+        let mut panels = Vec::new();
+        if self.tasks.len() > 1 {
+            panels.push(self.test_panel(
+                "mean over tasks".into(),
+                &|s: &str| run.mean_over_tasks(|t| run.eval_series(s, t, "test", quantity)),
+                &|s: &str| run.mean_over_tasks(|t| run.probe_series(s, t, "test", quantity)),
+                &|s: &str| run.mean_over_tasks(|t| run.phase_series(s, t)),
+                run.mean_over_tasks(|t| run.binarized_series(t, quantity)),
+            ));
+        }
+        for t in &self.tasks {
+            panels.push(self.test_panel(
+                format!("task {t}"),
+                &|s: &str| run.eval_series(s, t, "test", quantity),
+                &|s: &str| run.probe_series(s, t, "test", quantity),
+                &|s: &str| run.phase_series(s, t),
+                run.binarized_series(t, quantity),
+            ));
+        }
+        panels
+    }
+
+    /// One panel: each strategy's full evaluations, probes and phase ends, and the binarized
+    /// gated model's points `bin`.
+    fn test_panel(
+        &self,
+        title: String,
+        full: &dyn Fn(&str) -> Vec<(f64, f64)>,
+        probe: &dyn Fn(&str) -> Vec<(f64, f64)>,
+        phase: &dyn Fn(&str) -> Vec<(f64, f64)>,
+        bin: Vec<(f64, f64)>,
+    ) -> LinePanel {
+        let mut p = LinePanel::new(title, "step", &self.what);
         p.integer_x = true;
-        p.marks_x = phase_ends.clone();
-        for s in &strategies {
-            if probes {
+        p.marks_x = self.phase_ends.clone();
+        for s in &self.strategies {
+            if self.probes {
                 p.line(strategy_color(s), probe(s));
                 p.dots(strategy_color(s), full(s), false);
             } else {
                 p.line(strategy_color(s), full(s));
             }
-            if phased {
+            if self.phased {
                 p.dots(strategy_color(s), phase(s), false);
             }
         }
         if !bin.is_empty() {
-            if probes {
+            if self.probes {
                 p.dots(strategy_color("gated"), bin, true);
             } else {
                 p.series.push(Series {
@@ -729,150 +831,111 @@ fn curves_drawn(
             }
         }
         p
-    };
-    let mut panels = Vec::new();
-    if tasks.len() > 1 {
-        panels.push(panel_for(
-            "mean over tasks".into(),
-            &|s: &str| run.mean_over_tasks(|t| run.eval_series(s, t, "test", quantity)),
-            &|s: &str| run.mean_over_tasks(|t| run.probe_series(s, t, "test", quantity)),
-            &|s: &str| run.mean_over_tasks(|t| run.phase_series(s, t)),
-            run.mean_over_tasks(|t| run.binarized_series(t, quantity)),
-        ));
     }
-    for t in &tasks {
-        panels.push(panel_for(
-            format!("task {t}"),
-            &|s: &str| run.eval_series(s, t, "test", quantity),
-            &|s: &str| run.probe_series(s, t, "test", quantity),
-            &|s: &str| run.phase_series(s, t),
-            run.binarized_series(t, quantity),
-        ));
-    }
-    // Training loss on the batches (logged every `log_every` steps) in its own panel after the
-    // mean: how far the test loss is from what the optimiser sees, without squeezing the test
-    // curves' axis.
-    // With probes, both figures get the training split from the batches (mean over the
-    // batches between probes); older runs show the loss logged every `log_every` steps.
-    let train: Vec<(String, Vec<(f64, f64)>)> = if probes {
-        strategies
-            .iter()
-            .map(|s| (s.clone(), run.probe_train_series(s, quantity)))
-            .filter(|(_, pts)| !pts.is_empty())
-            .collect()
-    } else if quantity == Quantity::Loss {
-        strategies
-            .iter()
-            .map(|s| (s.clone(), train_loss(run, s)))
-            .filter(|(_, pts)| !pts.is_empty())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if !train.is_empty() {
+
+    /// The training split's panel, if the run logged one: with probes the mean over the
+    /// batches between probes (both figures); older runs the loss logged every `log_every`
+    /// steps (the loss figure only).
+    fn train_panel(&self, run: &RunData, quantity: Quantity) -> Option<LinePanel> {
+        let train: Vec<(&String, Vec<(f64, f64)>)> = if self.probes {
+            self.strategies
+                .iter()
+                .map(|s| (s, run.probe_train_series(s, quantity)))
+                .filter(|(_, pts)| !pts.is_empty())
+                .collect()
+        } else if quantity == Quantity::Loss {
+            self.strategies
+                .iter()
+                .map(|s| (s, train_loss(run, s)))
+                .filter(|(_, pts)| !pts.is_empty())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if train.is_empty() {
+            return None;
+        }
         let train_what = match quantity {
-            Quantity::Metric => format!("training {metric}"),
+            Quantity::Metric => format!("training {}", self.metric),
             Quantity::Loss => "training loss".to_string(),
         };
         let mut p = LinePanel::new(format!("{train_what} on the batches"), "step", &train_what);
         p.integer_x = true;
         p.x_range = Some((0.0, run.last_step().max(1) as f64));
-        for (s, pts) in &train {
+        for (s, pts) in train {
             p.series.push(Series {
                 color: strategy_color(s),
                 dashed: false,
                 dots: false,
                 width: 1,
-                points: pts.clone(),
+                points: pts,
             });
         }
-        panels.insert(usize::from(tasks.len() > 1), p);
+        Some(p)
     }
-    let log = wants_log(&run.metric_name(), &panels);
-    for p in &mut panels {
-        p.log_y = log;
-    }
-    if !draw {
-        return Ok((panels, None));
-    }
-    let mut legend: Vec<(String, RGBColor, Mark)> = strategies
-        .iter()
-        .map(|s| (s.clone(), strategy_color(s), Mark::Line))
-        .collect();
-    if probes || phased {
-        legend.push((
-            if phased {
-                "full evaluation (whole test split; also at every phase end)".into()
-            } else {
-                "full evaluation (whole test split)".into()
-            },
-            MUTED,
-            Mark::Dot,
-        ));
-    }
-    if has_binarized {
-        legend.push((
-            "gated, binarized masks W×1[M>0]".into(),
-            strategy_color("gated"),
-            if probes { Mark::Ring } else { Mark::Dashed },
-        ));
-    }
-    let direction = if run.metric_name() == "accuracy" && quantity == Quantity::Metric {
-        "higher is better"
-    } else {
-        "lower is better"
-    };
-    let grid = LineGrid {
-        header: Header {
-            title: format!(
-                "{} per task over training — run {}",
-                capitalize(&what),
-                run.name
-            ),
-            subtitle: Some(format!(
-                "{direction}{}",
-                if log { "; log scale" } else { "" }
-            )),
-            legend,
-        },
-        cols: grid_cols(panels.len()),
-        panels,
-        panel: (420, 300),
-    };
-    let (stem, title) = match quantity {
-        Quantity::Metric => ("fig1_test_metric", format!("Test {metric} over training")),
-        Quantity::Loss => ("fig1_test_loss", "Test loss over training".to_string()),
-    };
-    let caption = format!(
-        "Test {} of every strategy on every task {} (the paper's Figure 1){}{}. \
-         Same colours for the same strategy in every figure.",
-        match quantity {
-            Quantity::Metric => metric.as_str(),
-            Quantity::Loss => "loss",
-        },
-        if probes {
-            "at each probe (lines: the fixed probe subset of each test split) and each full \
-             evaluation (dots: the whole test split)"
-        } else {
-            "at each evaluation"
-        },
-        match (has_binarized, probes) {
-            (true, true) => "; hollow circles: the gated model with its masks binarized",
-            (true, false) => "; dashed: the gated model with its masks binarized",
-            _ => "",
-        },
-        match (train.is_empty(), probes) {
-            (true, _) => "",
-            (false, true) => {
-                "; the second panel shows the training split: the batches trained on between probes"
-            }
-            (false, false) => {
-                "; the second panel shows the training loss on the batches, averaged between logs"
-            }
+
+    /// The strategies' colours, then the dots and the binarized model where drawn.
+    fn legend(&self) -> Vec<(String, RGBColor, Mark)> {
+        let mut legend: Vec<(String, RGBColor, Mark)> = self
+            .strategies
+            .iter()
+            .map(|s| (s.clone(), strategy_color(s), Mark::Line))
+            .collect();
+        if self.probes || self.phased {
+            legend.push((
+                if self.phased {
+                    "full evaluation (whole test split; also at every phase end)".into()
+                } else {
+                    "full evaluation (whole test split)".into()
+                },
+                MUTED,
+                Mark::Dot,
+            ));
         }
-    );
-    let figure = render(&format!("{prefix}{stem}"), &title, caption, &grid)?;
-    Ok((grid.panels, Some(figure)))
+        if self.has_binarized {
+            legend.push((
+                "gated, binarized masks W×1[M>0]".into(),
+                strategy_color("gated"),
+                if self.probes {
+                    Mark::Ring
+                } else {
+                    Mark::Dashed
+                },
+            ));
+        }
+        legend
+    }
+
+    fn caption(&self, quantity: Quantity, has_train: bool) -> String {
+        format!(
+            "Test {} of every strategy on every task {} (the paper's Figure 1){}{}. \
+             Same colours for the same strategy in every figure.",
+            match quantity {
+                Quantity::Metric => self.metric.as_str(),
+                Quantity::Loss => "loss",
+            },
+            if self.probes {
+                "at each probe (lines: the fixed probe subset of each test split) and each full \
+                 evaluation (dots: the whole test split)"
+            } else {
+                "at each evaluation"
+            },
+            match (self.has_binarized, self.probes) {
+                (true, true) => "; hollow circles: the gated model with its masks binarized",
+                (true, false) => "; dashed: the gated model with its masks binarized",
+                _ => "",
+            },
+            match (has_train, self.probes) {
+                (false, _) => "",
+                (true, true) => {
+                    "; the second panel shows the training split: the batches trained on between probes"
+                }
+                (true, false) => {
+                    "; the second panel shows the training loss on the batches, averaged between logs"
+                }
+            }
+        )
+    }
 }
 
 /// A metric's name for axis labels: `MSE`, `accuracy`.

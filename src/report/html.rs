@@ -1,10 +1,14 @@
 //! `report.md` and `report.html`: the comparison tables of the last evaluation next to the
 //! figures. The HTML file embeds every figure as a base64 PNG, so it can be mailed or attached
 //! as one file; the Markdown file links the PNG and SVG files beside it.
+//!
+//! The HTML is templated with `maud` (compile-time checked markup, every spliced value
+//! escaped); the Markdown is plain text and stays `write!`.
 
 use super::figures::{Figure, differing_keys, run_labels};
 use super::{Quantity, RunData};
 use crate::run::{NumberFormat, Record};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::fmt::Write;
 
 /// One run's part of the report.
@@ -74,26 +78,26 @@ impl Table {
             .collect()
     }
 
-    fn html(&self) -> String {
-        let mut s = String::from("<table>\n<thead><tr>");
-        for h in &self.header {
-            let _ = write!(s, "<th>{}</th>", escape(h));
-        }
-        s.push_str("</tr></thead>\n<tbody>\n");
-        for (r, row) in self.rows.iter().enumerate() {
-            s.push_str("<tr>");
-            for (c, v) in row.iter().enumerate() {
-                let tag = if c == 0 { "th" } else { "td" };
-                if self.bold[r][c] {
-                    let _ = write!(s, "<{tag} class=\"best\">{}</{tag}>", escape(v));
-                } else {
-                    let _ = write!(s, "<{tag}>{}</{tag}>", escape(v));
+    fn html(&self) -> Markup {
+        html! {
+            table {
+                thead { tr { @for h in &self.header { th { (h) } } } }
+                tbody {
+                    @for (r, row) in self.rows.iter().enumerate() {
+                        tr {
+                            @for (c, v) in row.iter().enumerate() {
+                                @let best = self.bold[r][c].then_some("best");
+                                @if c == 0 {
+                                    th class=[best] { (v) }
+                                } @else {
+                                    td class=[best] { (v) }
+                                }
+                            }
+                        }
+                    }
                 }
             }
-            s.push_str("</tr>\n");
         }
-        s.push_str("</tbody>\n</table>\n");
-        s
     }
 }
 
@@ -382,83 +386,90 @@ fn figure_md(s: &mut String, fig: &Figure, level: &str) {
 pub(super) fn html(sections: &[Section], comparison: Option<&Figure>, runs: &[RunData]) -> String {
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
     let title = format!("gatekit report: {}", names.join(", "));
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
-        escape(&title),
-        escape(&title)
-    );
-    let mut toc = String::from("<nav><ul>\n");
-    if comparison.is_some() {
-        toc.push_str("<li><a href=\"#runs\">Runs side by side</a></li>\n");
-    }
-    for sec in sections {
-        for fig in &sec.figures {
-            let _ = writeln!(
-                toc,
-                "<li><a href=\"#{}\">{}{}</a></li>",
-                escape(&fig.stem),
-                if sections.len() > 1 {
-                    format!("{}: ", escape(&sec.run.name))
-                } else {
-                    String::new()
-                },
-                escape(&fig.title)
-            );
-        }
-    }
-    toc.push_str("</ul></nav>\n");
-    s.push_str(&toc);
-    if let Some(fig) = comparison {
-        s.push_str("<h2 id=\"runs\">Runs side by side</h2>\n");
-        s.push_str(&runs_table(runs).html());
-        figure_html(&mut s, fig);
-    }
-    for sec in sections {
-        let run = &sec.run;
-        let _ = writeln!(s, "<h2>Run {}</h2>", escape(&run.name));
-        let _ = writeln!(s, "<p>{}</p>", inline(&run_summary(run)));
-        s.push_str(&comparison_table(run).html());
-        let _ = writeln!(s, "<p class=\"note\">{}</p>", inline(NOTE));
-        if let Some(t) = mask_table(run) {
-            s.push_str(
-                "<p>Share of each task's mask entries that are off (M &lt; 0), and in \
-                 parentheses still undecided (0.1 &lt; σ(M) &lt; 0.9):</p>\n",
-            );
-            // In slices of a few parameters, each a table that fits a 1280 px window (one
-            // table of all LeNet-5's ten parameters was ~1450 px wide and cut columns).
-            for part in t.column_slices(MASK_COLUMNS) {
-                let _ = writeln!(s, "<div class=\"wide\">{}</div>", part.html());
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                h1 { (title) }
+                nav {
+                    ul {
+                        @if comparison.is_some() {
+                            li { a href="#runs" { "Runs side by side" } }
+                        }
+                        @for sec in sections {
+                            @for fig in &sec.figures {
+                                li {
+                                    a href={ "#" (fig.stem) } {
+                                        @if sections.len() > 1 { (sec.run.name) ": " }
+                                        (fig.title)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if let Some(fig) = comparison {
+                    h2 id="runs" { "Runs side by side" }
+                    (runs_table(runs).html())
+                    (figure_html(fig))
+                }
+                @for sec in sections {
+                    (section_html(sec))
+                }
             }
         }
-        if let Some(t) = similarity_table(run) {
-            let _ = writeln!(s, "<p>{}</p>", inline(SIMILARITY_NOTE));
-            s.push_str(&t.html());
-        }
-        for fig in &sec.figures {
-            figure_html(&mut s, fig);
-        }
-    }
-    s.push_str("</body>\n</html>\n");
-    s
+    };
+    page.into_string()
 }
 
-fn figure_html(s: &mut String, fig: &Figure) {
-    let _ = write!(
-        s,
-        "<figure id=\"{id}\">\n<h3>{title}</h3>\n<img src=\"data:image/png;base64,{data}\" \
-         width=\"{w}\" height=\"{h}\" alt=\"{title}\" data-file=\"{id}.png\">\n\
-         <figcaption>{caption} (<a href=\"{id}.svg\">SVG</a>, <a href=\"{id}.png\">PNG</a>)\
-         </figcaption>\n</figure>\n",
-        id = escape(&fig.stem),
-        title = escape(&fig.title),
-        data = base64(&fig.png),
-        w = fig.width,
-        h = fig.height,
-        caption = inline(&fig.caption),
-    );
+/// One run's part of report.html: its summary, tables and figures.
+fn section_html(sec: &Section) -> Markup {
+    let run = &sec.run;
+    html! {
+        h2 { "Run " (run.name) }
+        p { (inline(&run_summary(run))) }
+        (comparison_table(run).html())
+        p.note { (inline(NOTE)) }
+        @if let Some(t) = mask_table(run) {
+            p {
+                "Share of each task's mask entries that are off (M < 0), and in parentheses \
+                 still undecided (0.1 < σ(M) < 0.9):"
+            }
+            // In slices of a few parameters, each a table that fits a 1280 px window (one
+            // table of all LeNet-5's ten parameters was ~1450 px wide and cut columns).
+            @for part in t.column_slices(MASK_COLUMNS) {
+                div.wide { (part.html()) }
+            }
+        }
+        @if let Some(t) = similarity_table(run) {
+            p { (inline(SIMILARITY_NOTE)) }
+            (t.html())
+        }
+        @for fig in &sec.figures {
+            (figure_html(fig))
+        }
+    }
+}
+
+/// A figure embedded as a base64 PNG, with links to its files beside the report.
+fn figure_html(fig: &Figure) -> Markup {
+    html! {
+        figure id=(fig.stem) {
+            h3 { (fig.title) }
+            img src={ "data:image/png;base64," (base64(&fig.png)) } width=(fig.width)
+                height=(fig.height) alt=(fig.title) data-file={ (fig.stem) ".png" };
+            figcaption {
+                (inline(&fig.caption))
+                " (" a href={ (fig.stem) ".svg" } { "SVG" } ", "
+                a href={ (fig.stem) ".png" } { "PNG" } ")"
+            }
+        }
+    }
 }
 
 /// Parameter columns per mask table in report.html: 6 cells of "100.0% (100.0%)" and the task
@@ -479,33 +490,13 @@ figcaption { color: #444; max-width: 70em; }\n\
 code { background: #f5f5f5; padding: 0 0.2em; }\n\
 .note { color: #555; }\n";
 
-/// Escapes text for HTML.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
+/// Text with Markdown `code` spans as `<code>`, everything escaped.
+fn inline(s: &str) -> Markup {
+    html! {
+        @for (i, part) in s.split('`').enumerate() {
+            @if i % 2 == 1 { code { (part) } } @else { (part) }
         }
     }
-    out
-}
-
-/// Escapes text and turns Markdown `code` spans into `<code>`.
-fn inline(s: &str) -> String {
-    let mut out = String::new();
-    for (i, part) in escape(s).split('`').enumerate() {
-        if i % 2 == 1 {
-            let _ = write!(out, "<code>{part}</code>");
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
 }
 
 /// Standard base64 with padding, for data URIs.
@@ -610,6 +601,9 @@ mod tests {
 
     #[test]
     fn escapes_and_code_spans() {
-        assert_eq!(inline("a `<b>` & c"), "a <code>&lt;b&gt;</code> &amp; c");
+        assert_eq!(
+            inline("a `<b>` & c").into_string(),
+            "a <code>&lt;b&gt;</code> &amp; c"
+        );
     }
 }

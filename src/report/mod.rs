@@ -19,11 +19,11 @@ pub mod masks;
 pub mod statistics;
 mod typeset;
 
-use crate::atomic::write_atomic;
 use crate::config::TaskSet;
 use crate::error::{Error, Result};
 use crate::run::{CheckpointFile, MetricsLog, Record, RunSnapshot, files};
 use crate::run_folder::OutputDir;
+use crate::run_folder::fsio::write_atomic;
 use crate::task::Objective;
 pub use figures::Figure;
 pub use masks::{BinaryMasks, MaskLayer};

@@ -4,13 +4,13 @@
 
 use super::stats::Interval;
 use super::{BINARIZED, CONFIDENCE, Summary, Sweep};
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::report::figures::{
     FONT, Figure, Header, MIN_WIDTH, Mark, Plot, lighten, render, strategy_color,
 };
 use crate::report::{Quantity, RunData};
 use crate::run_folder::OutputDir;
+use crate::run_folder::fsio::write_atomic;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::fmt::Write;

@@ -1,9 +1,11 @@
 //! Statistics over seeds: mean, sample standard deviation, Student-t confidence intervals and
-//! the paired t-test. Written out here (log-gamma, the regularized incomplete beta function
-//! and a bisection for the t quantile) so that no statistics crate is needed and every number
-//! in a summary can be traced to these few functions.
+//! the paired t-test. The t distribution and the incomplete beta function are `statrs`'s
+//! (without its default `nalgebra` feature: it adds `approx` and `num-traits` only); the unit
+//! tests below pin them to t tables and closed forms.
 
 use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::function::beta::beta_reg;
 
 /// Mean of `xs` (NaN when empty).
 pub fn mean(xs: &[f64]) -> f64 {
@@ -23,80 +25,9 @@ pub fn sample_std(xs: &[f64]) -> f64 {
     (ss / (xs.len() - 1) as f64).sqrt()
 }
 
-/// ln Γ(x) for x > 0 (Lanczos approximation, g = 7, 9 terms; about 15 significant digits).
-fn ln_gamma(x: f64) -> f64 {
-    const G: f64 = 7.0;
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Reflection: Γ(x) Γ(1 − x) = π / sin(πx).
-        let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = C[0];
-    let t = x + G + 0.5;
-    for (i, c) in C.iter().enumerate().skip(1) {
-        a += c / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
-
-/// Continued fraction of the incomplete beta function (modified Lentz).
-fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let nonzero = |v: f64| if v.abs() < TINY { TINY } else { v };
-    // One term `aa` of the fraction: updates Lentz's c and d and returns the factor for h.
-    let step = |aa: f64, c: &mut f64, d: &mut f64| -> f64 {
-        *d = 1.0 / nonzero(1.0 + aa * *d);
-        *c = nonzero(1.0 + aa / *c);
-        *d * *c
-    };
-    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
-    let mut c = 1.0;
-    let mut d = 1.0 / nonzero(1.0 - qab * x / qap);
-    let mut h = d;
-    for m in 1..=300 {
-        let m = f64::from(m);
-        let m2 = 2.0 * m;
-        h *= step(m * (b - m) * x / ((qam + m2) * (a + m2)), &mut c, &mut d);
-        let del = step(
-            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
-            &mut c,
-            &mut d,
-        );
-        h *= del;
-        if (del - 1.0).abs() < 1e-16 {
-            break;
-        }
-    }
-    h
-}
-
-/// The regularized incomplete beta function I_x(a, b).
-fn inc_beta(a: f64, b: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    if x >= 1.0 {
-        return 1.0;
-    }
-    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
-    let front = ln_front.exp();
-    if x < (a + 1.0) / (a + b + 2.0) {
-        front * beta_cf(a, b, x) / a
-    } else {
-        1.0 - front * beta_cf(b, a, 1.0 - x) / b
-    }
+/// Student's t with `df` degrees of freedom (`df` > 0, checked by the callers).
+fn students_t(df: f64) -> Option<StudentsT> {
+    StudentsT::new(0.0, 1.0, df).ok()
 }
 
 /// P(T ≤ t) for Student's t with `df` degrees of freedom.
@@ -104,60 +35,27 @@ pub fn t_cdf(t: f64, df: f64) -> f64 {
     if t.is_nan() || df.is_nan() || df <= 0.0 {
         return f64::NAN;
     }
-    if t.is_infinite() {
-        return if t > 0.0 { 1.0 } else { 0.0 };
-    }
-    // P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2).
-    let tail = inc_beta(df / 2.0, 0.5, df / (df + t * t));
-    if t >= 0.0 {
-        1.0 - tail / 2.0
-    } else {
-        tail / 2.0
-    }
+    students_t(df).map_or(f64::NAN, |d| d.cdf(t))
 }
 
-/// The `p` quantile of Student's t with `df` degrees of freedom (0 < p < 1), by bisection of
-/// [`t_cdf`] to full double precision.
+/// The `p` quantile of Student's t with `df` degrees of freedom (0 < p < 1).
 pub fn t_quantile(p: f64, df: f64) -> f64 {
     if !(p > 0.0 && p < 1.0) || df.is_nan() || df <= 0.0 {
         return f64::NAN;
     }
-    if p == 0.5 {
-        return 0.0;
-    }
-    if p < 0.5 {
-        return -t_quantile(1.0 - p, df);
-    }
-    let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
-    while t_cdf(hi, df) < p {
-        hi *= 2.0;
-        if hi > 1e12 {
-            return f64::INFINITY;
-        }
-    }
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if mid <= lo || mid >= hi {
-            break;
-        }
-        if t_cdf(mid, df) < p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
+    students_t(df).map_or(f64::NAN, |d| d.inverse_cdf(p))
 }
 
-/// Two-sided p-value of a t statistic with `df` degrees of freedom.
+/// Two-sided p-value of a t statistic with `df` degrees of freedom:
+/// P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2), the regularized incomplete beta function.
 pub fn two_sided_p(t: f64, df: f64) -> f64 {
-    if t.is_nan() {
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
         return f64::NAN;
     }
     if t.is_infinite() {
         return 0.0;
     }
-    inc_beta(df / 2.0, 0.5, df / (df + t * t))
+    beta_reg(df / 2.0, 0.5, df / (df + t * t))
 }
 
 /// Mean of a sample with its Student-t confidence interval.

@@ -11,6 +11,7 @@ use super::stats::{Interval, PairedTest};
 use crate::error::{Error, Result};
 use crate::report::{Quantity, RunData, STRATEGIES};
 use crate::run::{NumberFormat, continual_summaries, format_metric};
+use crate::task::Objective;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -194,21 +195,16 @@ fn measure_lower_is_better(measure: &str, metric_lower_is_better: bool) -> bool 
     }
 }
 
-/// The indices of the best of `means` (`lower`: the smallest): every index that ties it.
+/// The indices of the best of `means` (`lower`: the smallest): every index that ties it, NaN
+/// never. The rule is the one the train and adapt tables star by, [`Objective::best`], with
+/// the objective whose direction the measure has (lower is better as for a regression's mse).
 fn best_of(means: &[f64], lower: bool) -> Vec<usize> {
-    let best =
-        means
-            .iter()
-            .copied()
-            .filter(|v| !v.is_nan())
-            .fold(None, |b: Option<f64>, v| match b {
-                Some(b) if (lower && b <= v) || (!lower && b >= v) => Some(b),
-                _ => Some(v),
-            });
-    match best {
-        Some(b) => (0..means.len()).filter(|&i| means[i] == b).collect(),
-        None => Vec::new(),
-    }
+    let direction = if lower {
+        Objective::Regression
+    } else {
+        Objective::Classification
+    };
+    direction.best(means)
 }
 
 /// The task name of [`Summary::undecided`].

@@ -15,7 +15,7 @@ mod registry;
 mod regression;
 mod rotated;
 mod sinusoid;
-mod split;
+mod split_mnist;
 pub mod tensors;
 
 pub use entry::{MAX_NAME_LEN, NameError, TaskEntry, check_portable_name};

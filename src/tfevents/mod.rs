@@ -1,5 +1,6 @@
 //! TensorBoard event files (`events.out.tfevents.<time>.<host>`), written without TensorFlow:
-//! TFRecord framing with masked CRC-32C around `Event` protobuf messages encoded by prost.
+//! TFRecord framing with masked CRC-32C (the `crc32c` crate, which uses the CPU's CRC
+//! instruction where there is one) around `Event` protobuf messages encoded by prost.
 //!
 //! The message structs below are written by hand with the field numbers of TensorFlow's
 //! `event.proto` and `summary.proto`, only the fields gatekit writes. (The one Rust crate for
@@ -8,14 +9,20 @@
 //! This module knows the file format only; what a run logs is in [`crate::train`]'s
 //! `TensorBoardSink` (the trainer streams into it) and its `write_events`.
 
-pub mod crc32c;
 pub mod hparams;
 
 use crate::error::{Error, Result};
-use crc32c::masked_crc32c;
 use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// The masked CRC-32C TFRecord stores: rotating and offsetting keeps a CRC of data that
+/// itself contains CRCs from being trivially zero-sum.
+pub fn masked_crc32c(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+        .rotate_right(15)
+        .wrapping_add(0xa282_ead8)
+}
 
 /// The protobuf messages of a TensorBoard event file (subset of TensorFlow's protos).
 pub mod proto {
@@ -371,6 +378,27 @@ pub fn histogram(tag: &str, lo: f64, hi: f64, counts: &[u32]) -> Value {
 
 #[cfg(test)]
 mod tests {
+    /// The crate's CRC-32C is the Castagnoli one TFRecord needs (known vectors, RFC 3720
+    /// appendix B.4), and the mask is TFRecord's.
+    #[test]
+    fn crc32c_known_vectors_and_mask() {
+        use crc32c::crc32c;
+        assert_eq!(crc32c(b""), 0);
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+        assert_eq!(crc32c(&[0xffu8; 32]), 0x62A8_AB43);
+        let up: Vec<u8> = (0..32).collect();
+        assert_eq!(crc32c(&up), 0x46DD_794E);
+        let down: Vec<u8> = (0..32).rev().collect();
+        assert_eq!(crc32c(&down), 0x113F_DB5C);
+        // 0xE306_9283 rotated right by 15 plus 0xa282_ead8, by hand.
+        assert_eq!(
+            masked_crc32c(b"123456789"),
+            0xE306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8)
+        );
+        assert_eq!(0xE306_9283u32.rotate_right(15), 0x2507_C60D);
+    }
+
     use super::*;
 
     #[test]

@@ -120,33 +120,47 @@ pub fn dump_examples(source: &Path, spec: &DumpSpec) -> Result<Dumped> {
         Objective::Classification => vec![n],
         Objective::Regression => vec![n, task.outputs()],
     };
-    let y_descr = match objective {
-        Objective::Classification => "<i8",
-        Objective::Regression => "<f4",
-    };
-    // Built in memory (the whole MNIST test split as LeNet-5 inputs is 123 MB), read from the
-    // task in chunks so the task's own buffers stay small.
-    let mut x_bytes = npy_header("<f4", &x_shape);
-    let header_len = x_bytes.len();
-    x_bytes.reserve(n * per * 4);
-    let mut y_bytes = npy_header(y_descr, &y_shape);
-    for from in (0..n).step_by(CHUNK) {
-        let idx: Vec<usize> = (from..n.min(from + CHUNK)).collect();
-        let b = task.batch(spec.split, &idx, &Device::Cpu, DType::F32)?;
-        let xs: Vec<f32> = b.x.flatten_all()?.to_vec1()?;
-        x_bytes.extend(xs.iter().flat_map(|v| v.to_le_bytes()));
-        match objective {
-            Objective::Classification => {
+    // Built in memory (the whole MNIST test split as LeNet-5 inputs is 123 MB) by npyz's
+    // writers, read from the task in chunks so the task's own buffers stay small.
+    let failed = |e: std::io::Error| Error::io(spec.out, e);
+    let dims = |shape: &[usize]| shape.iter().map(|&d| d as u64).collect::<Vec<u64>>();
+    let mut x_bytes = Vec::with_capacity(n * per * 4 + 128);
+    let mut y_bytes = Vec::new();
+    {
+        let mut xw = npy_writer::<f32>(&dims(&x_shape), &mut x_bytes).map_err(failed)?;
+        let (mut labels, mut targets) = match objective {
+            Objective::Classification => (
+                Some(npy_writer::<i64>(&dims(&y_shape), &mut y_bytes).map_err(failed)?),
+                None,
+            ),
+            Objective::Regression => (
+                None,
+                Some(npy_writer::<f32>(&dims(&y_shape), &mut y_bytes).map_err(failed)?),
+            ),
+        };
+        for from in (0..n).step_by(CHUNK) {
+            let idx: Vec<usize> = (from..n.min(from + CHUNK)).collect();
+            let b = task.batch(spec.split, &idx, &Device::Cpu, DType::F32)?;
+            let xs: Vec<f32> = b.x.flatten_all()?.to_vec1()?;
+            xw.extend(xs).map_err(failed)?;
+            if let Some(w) = &mut labels {
                 let ys: Vec<u32> = b.y.to_vec1()?;
-                y_bytes.extend(ys.iter().flat_map(|&v| i64::from(v).to_le_bytes()));
+                w.extend(ys.into_iter().map(i64::from)).map_err(failed)?;
             }
-            Objective::Regression => {
+            if let Some(w) = &mut targets {
                 let ys: Vec<f32> = b.y.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                y_bytes.extend(ys.iter().flat_map(|v| v.to_le_bytes()));
+                w.extend(ys).map_err(failed)?;
             }
         }
+        // `finish` checks that the element count matches the header's shape.
+        xw.finish().map_err(failed)?;
+        if let Some(w) = labels {
+            w.finish().map_err(failed)?;
+        }
+        if let Some(w) = targets {
+            w.finish().map_err(failed)?;
+        }
     }
-    debug_assert_eq!(x_bytes.len(), header_len + n * per * 4);
     match &outputs {
         Outputs::Npy { x, labels } => write_new(&[
             (x.as_path(), x_bytes.as_slice()),
@@ -220,23 +234,18 @@ fn output_files(out: &Path) -> Result<Outputs> {
     Ok(outputs)
 }
 
-/// A version-1.0 `.npy` header for a C-order array of `descr` and `shape`, padded so the data
-/// starts at a multiple of 64 bytes (as numpy writes it).
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    out
+/// An npyz writer of a C-order little-endian `.npy` of `shape` into `out` (numpy's header,
+/// the data aligned to 64 bytes).
+fn npy_writer<'a, T: npyz::AutoSerialize>(
+    shape: &[u64],
+    out: &'a mut Vec<u8>,
+) -> std::io::Result<npyz::NpyWriter<T, &'a mut Vec<u8>>> {
+    use npyz::WriterBuilder;
+    npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(out)
+        .begin_nd()
 }
 
 /// An uncompressed `.npz` (what `np.savez` writes) of the `.npy` images in `members`.
@@ -305,11 +314,15 @@ mod tests {
     #[test]
     fn npy_headers_are_aligned_and_parse_back() {
         for shape in [vec![3], vec![2, 3, 32, 32], vec![10_000, 1, 28, 28]] {
-            let mut bytes = npy_header("<f4", &shape);
-            assert_eq!(bytes.len() % 64, 0);
             let n: usize = shape.iter().product();
-            bytes.resize(bytes.len() + 4 * n, 0);
+            let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+            let mut bytes = Vec::new();
+            let mut w = npy_writer::<f32>(&dims, &mut bytes).unwrap();
+            w.extend(std::iter::repeat_n(0.5f32, n)).unwrap();
+            w.finish().unwrap();
+            assert_eq!(bytes.len() % 64, (4 * n) % 64);
             let (dtype, got, offset) = crate::task::tensors::array::parse_npy(&bytes).unwrap();
+            assert_eq!(bytes.len(), offset + 4 * n);
             assert_eq!(got, shape);
             assert_eq!(dtype.name(), "float32");
             assert_eq!(offset % 64, 0);

@@ -35,6 +35,18 @@ pub fn train_quiet(dir: &Path, set: &Path, name: &str, extra: &[&str]) -> PathBu
     dir.join("runs").join(name)
 }
 
+/// The stdout of a `gtk` that must have succeeded (the failure shows both streams).
+pub fn ok(out: &Output) -> String {
+    let (stdout, stderr) = text(out);
+    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// Runs `gtk` with `args` in `cwd`, which must succeed; its stdout.
+pub fn gtk_ok(cwd: &Path, args: &[&str]) -> String {
+    ok(&gtk(cwd, args))
+}
+
 /// stdout and stderr as text.
 pub fn text(out: &Output) -> (String, String) {
     (
@@ -142,4 +154,50 @@ pub fn fingerprint(
         }
     }
     out
+}
+
+/// A `.npy` file of `shape` holding `values` (`f32` as `<f4`, `i64` as `<i8`, …), as npyz
+/// writes it (numpy's format: C order, little-endian, data aligned to 64 bytes).
+pub fn npy<T: npyz::AutoSerialize + Clone>(shape: &[usize], values: &[T]) -> Vec<u8> {
+    use npyz::WriterBuilder;
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(&mut out)
+        .begin_nd()
+        .expect("npy header");
+    w.extend(values.iter().cloned()).expect("npy data");
+    w.finish().expect("npy shape matches the values");
+    out
+}
+
+/// A `.npy` whose header says `descr` (any numpy type string: `<f2`, `>f4`, `|O`, …),
+/// `fortran` and `shape` over the raw bytes `data` (which may be short): the unusual and broken
+/// files the bad-input tests feed gatekit. The header is npyz's; only the data is by hand.
+pub fn npy_raw(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    use npyz::WriterBuilder;
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let dtype = npyz::DType::Plain(descr.parse().expect("a numpy type string"));
+    let order = if fortran {
+        npyz::Order::Fortran
+    } else {
+        npyz::Order::C
+    };
+    let mut out = Vec::new();
+    npyz::WriteOptions::new_header_only()
+        .dtype(dtype)
+        .order(order)
+        .shape(&dims)
+        .writer(&mut out)
+        .write_header_only()
+        .expect("npy header");
+    out.extend_from_slice(data);
+    out
+}
+
+/// Little-endian bytes of `values`, for [`npy_raw`].
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

@@ -65,7 +65,7 @@ pub fn run(args: AdaptArgs) -> Result<()> {
         new: &new,
         out: &out,
         data_dir: args.data.data_dir.as_deref(),
-        changed_data: crate::changed_data(args.allow_changed_data),
+        changed_data: crate::runs::changed_data(args.allow_changed_data),
     };
     let show = !args.quiet.quiet && std::io::stdout().is_terminal();
     let mut bar: Option<ProgressBar> = None;

@@ -37,7 +37,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         run,
         data.as_deref(),
         &Device::Cpu,
-        crate::changed_data(args.allow_changed_data),
+        crate::runs::changed_data(args.allow_changed_data),
     )?;
     for note in trainer.notes() {
         eprintln!("note: {note}");
@@ -50,7 +50,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let records = trainer.evaluate()?;
-    crate::train::print_results(&trainer, &records)?;
+    crate::results::print_results(&trainer, &records)?;
     if let Some(new) = adapted_tasks(run).filter(|_| !args.quiet.quiet) {
         println!(
             "adapted run: for the new tasks ({}) `gated` is the mask gtk adapt stored and `separate` its from-scratch model, but `shared` is the run's shared model as trained, not fine-tuned (gtk adapt's `shared (fine-tuned)` row is not stored)",

@@ -31,7 +31,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         &run_dir,
         args.data.data_dir.as_deref(),
         &Device::Cpu,
-        crate::changed_data(args.allow_changed_data),
+        crate::runs::changed_data(args.allow_changed_data),
     )?;
     for note in trainer.notes() {
         eprintln!("note: {note}");

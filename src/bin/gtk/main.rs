@@ -8,22 +8,14 @@ mod eval;
 mod export;
 mod progress;
 mod report;
+mod results;
+mod runs;
 mod sweep;
 mod tasks;
 mod train;
 
 use clap::Parser;
-use gatekit::train::ChangedData;
 use std::process::ExitCode;
-
-/// `--allow-changed-data` as the library's choice.
-fn changed_data(allow: bool) -> ChangedData {
-    if allow {
-        ChangedData::Allow
-    } else {
-        ChangedData::Refuse
-    }
-}
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -14,16 +14,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-/// Ends this process when stdin reaches its end: the sweep that started it holds the other
-/// end, so a killed sweep takes its seeds' processes with it (their runs resume later).
-pub fn exit_when_stdin_closes() {
-    std::thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-        std::process::exit(3);
-    });
-}
-
 /// `--strategy` as the seeds' processes are given it (`all`, or a comma list).
 fn strategy_list(list: &[StrategyArg]) -> String {
     let names: Vec<&str> = list
@@ -78,8 +68,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(p) => gatekit::TaskSet::load(p)?,
                 None => gatekit::TaskSet::builtin()?,
             };
-            crate::train::strategies(&args.strategy, set.run.schedule)?;
-            let dir = crate::train::run_dir(
+            crate::runs::strategies(&args.strategy, set.run.schedule)?;
+            let dir = crate::runs::run_dir(
                 &args.runs_dir.runs_dir,
                 args.name.as_deref(),
                 args.task_set.as_deref(),
@@ -143,8 +133,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     let summary = Summary::of_sweep(&sweep)?;
-    gatekit::atomic::write_atomic(&sweep.dir.join(SUMMARY_JSON), summary.to_json()?.as_bytes())?;
-    gatekit::atomic::write_atomic(&sweep.dir.join(SUMMARY_MD), summary.markdown().as_bytes())?;
+    gatekit::run_folder::fsio::write_atomic(
+        &sweep.dir.join(SUMMARY_JSON),
+        summary.to_json()?.as_bytes(),
+    )?;
+    gatekit::run_folder::fsio::write_atomic(
+        &sweep.dir.join(SUMMARY_MD),
+        summary.markdown().as_bytes(),
+    )?;
     println!("\n{}", summary.text());
     println!(
         "sweep saved in {} ({SUMMARY_JSON}, {SUMMARY_MD}; one run folder per seed)",
@@ -178,143 +174,190 @@ fn run_members(
     todo: Vec<(u64, MemberState)>,
     jobs: usize,
 ) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the gtk executable")?;
-    let multi = (!args.quiet.quiet && std::io::stdout().is_terminal()).then(MultiProgress::new);
-    let style =
-        ProgressStyle::with_template("seed {prefix:>4} {bar:30} {pos}/{len} steps  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut members = Members::new(sweep, args)?;
     let mut queue = todo.into_iter();
-    let mut running: Vec<Running> = Vec::new();
-    let mut failed: Vec<(u64, String)> = Vec::new();
-    let say = |line: String| match &multi {
-        Some(m) => {
-            let _ = m.println(line);
-        }
-        None => println!("{line}"),
-    };
     loop {
-        while running.len() < jobs {
+        while members.running.len() < jobs {
             let Some((seed, state)) = queue.next() else {
                 break;
             };
-            let mut child = member_command(&exe, sweep, args, seed, state)
-                .spawn()
-                .with_context(|| format!("cannot start {}", exe.display()))?;
-            for (stream, is_err) in [
-                (
-                    child
-                        .stdout
-                        .take()
-                        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-                    false,
-                ),
-                (
-                    child
-                        .stderr
-                        .take()
-                        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-                    true,
-                ),
-            ] {
-                let Some(stream) = stream else { continue };
-                let tx = tx.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
-                        let msg = if is_err {
-                            Msg::Err(seed, line)
-                        } else {
-                            Msg::Out(seed, line)
-                        };
-                        if tx.send(msg).is_err() {
-                            return;
-                        }
-                    }
-                    let _ = tx.send(Msg::Closed(seed));
-                });
-            }
-            let bar = multi.as_ref().map(|m| {
-                let total = match state {
-                    MemberState::Partial { total, .. } | MemberState::Done { total } => total,
-                    MemberState::New => 0,
-                };
-                let b = m.add(ProgressBar::new(total as u64));
-                b.set_style(style.clone());
-                b.set_prefix(seed.to_string());
-                b
-            });
-            if !args.quiet.quiet {
-                let what = match state {
-                    MemberState::Partial { step, total } => {
-                        format!("resuming at step {step}/{total}")
-                    }
-                    _ => "starting".into(),
-                };
-                say(format!(
-                    "seed {seed}: {what} in {}",
-                    sweep.member_dir(seed).display()
-                ));
-            }
-            running.push(Running {
-                seed,
-                child,
-                bar,
-                errors: Vec::new(),
-                open_streams: 2,
-                status: None,
-            });
+            members.start(seed, state)?;
         }
-        if running.is_empty() {
+        if members.running.is_empty() {
             break;
         }
-        while let Ok(msg) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
-            match msg {
-                Msg::Out(seed, line) => {
-                    let Some(r) = running.iter().find(|r| r.seed == seed) else {
-                        continue;
+        while let Ok(msg) = members
+            .rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+        {
+            members.on_message(msg);
+        }
+        members.reap()?;
+    }
+    members.report_failures()
+}
+
+/// The seeds' processes of one sweep run: those running, the failed ones, and where their
+/// output goes.
+struct Members<'a> {
+    sweep: &'a Sweep,
+    args: &'a TrainArgs,
+    exe: std::path::PathBuf,
+    /// Progress bars on a terminal (none with --quiet or into a pipe).
+    multi: Option<MultiProgress>,
+    style: ProgressStyle,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    running: Vec<Running>,
+    failed: Vec<(u64, String)>,
+}
+
+impl<'a> Members<'a> {
+    fn new(sweep: &'a Sweep, args: &'a TrainArgs) -> Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the gtk executable")?;
+        let multi = (!args.quiet.quiet && std::io::stdout().is_terminal()).then(MultiProgress::new);
+        let style =
+            ProgressStyle::with_template("seed {prefix:>4} {bar:30} {pos}/{len} steps  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let (tx, rx) = mpsc::channel::<Msg>();
+        Ok(Members {
+            sweep,
+            args,
+            exe,
+            multi,
+            style,
+            tx,
+            rx,
+            running: Vec::new(),
+            failed: Vec::new(),
+        })
+    }
+
+    /// A line above the progress bars (or on stdout without them).
+    fn say(&self, line: String) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    /// Starts seed `seed`'s process, with one thread per output stream forwarding its lines.
+    fn start(&mut self, seed: u64, state: MemberState) -> Result<()> {
+        let mut child = member_command(&self.exe, self.sweep, self.args, seed, state)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.exe.display()))?;
+        let streams: [(Option<Box<dyn std::io::Read + Send>>, bool); 2] = [
+            (child.stdout.take().map(|s| Box::new(s) as _), false),
+            (child.stderr.take().map(|s| Box::new(s) as _), true),
+        ];
+        for (stream, is_err) in streams {
+            let Some(stream) = stream else { continue };
+            let tx = self.tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+                    let msg = if is_err {
+                        Msg::Err(seed, line)
+                    } else {
+                        Msg::Out(seed, line)
                     };
-                    if let Some(rest) = line.strip_prefix("@step ") {
-                        if let (Some(bar), Some((pos, len))) = (&r.bar, rest.split_once('/')) {
-                            bar.set_length(len.parse().unwrap_or(0));
-                            bar.set_position(pos.parse().unwrap_or(0));
-                        }
-                    } else if !args.quiet.quiet && line.starts_with("step ") {
-                        say(format!("seed {seed}: {line}"));
+                    if tx.send(msg).is_err() {
+                        return;
                     }
                 }
-                Msg::Err(seed, line) => {
-                    if let Some(r) = running.iter_mut().find(|r| r.seed == seed)
-                        && !line.trim().is_empty()
-                    {
-                        if line.starts_with("note: ") && !args.quiet.quiet {
-                            say(format!("seed {seed}: {line}"));
-                        }
-                        r.errors.push(line);
-                    }
+                let _ = tx.send(Msg::Closed(seed));
+            });
+        }
+        let bar = self.multi.as_ref().map(|m| {
+            let total = match state {
+                MemberState::Partial { total, .. } | MemberState::Done { total } => total,
+                MemberState::New => 0,
+            };
+            let b = m.add(ProgressBar::new(total as u64));
+            b.set_style(self.style.clone());
+            b.set_prefix(seed.to_string());
+            b
+        });
+        if !self.args.quiet.quiet {
+            let what = match state {
+                MemberState::Partial { step, total } => {
+                    format!("resuming at step {step}/{total}")
                 }
-                Msg::Closed(seed) => {
-                    if let Some(r) = running.iter_mut().find(|r| r.seed == seed) {
-                        r.open_streams = r.open_streams.saturating_sub(1);
+                _ => "starting".into(),
+            };
+            self.say(format!(
+                "seed {seed}: {what} in {}",
+                self.sweep.member_dir(seed).display()
+            ));
+        }
+        self.running.push(Running {
+            seed,
+            child,
+            bar,
+            errors: Vec::new(),
+            open_streams: 2,
+            status: None,
+        });
+        Ok(())
+    }
+
+    /// One line from a seed's process: progress to its bar, step lines and notes to the
+    /// screen, stderr kept for the failure message.
+    fn on_message(&mut self, msg: Msg) {
+        let quiet = self.args.quiet.quiet;
+        match msg {
+            Msg::Out(seed, line) => {
+                let Some(r) = self.running.iter().find(|r| r.seed == seed) else {
+                    return;
+                };
+                if let Some(rest) = line.strip_prefix("@step ") {
+                    if let (Some(bar), Some((pos, len))) = (&r.bar, rest.split_once('/')) {
+                        bar.set_length(len.parse().unwrap_or(0));
+                        bar.set_position(pos.parse().unwrap_or(0));
                     }
+                } else if !quiet && line.starts_with("step ") {
+                    self.say(format!("seed {seed}: {line}"));
+                }
+            }
+            Msg::Err(seed, line) => {
+                if line.trim().is_empty() || !self.running.iter().any(|r| r.seed == seed) {
+                    return;
+                }
+                if line.starts_with("note: ") && !quiet {
+                    self.say(format!("seed {seed}: {line}"));
+                }
+                if let Some(r) = self.running.iter_mut().find(|r| r.seed == seed) {
+                    r.errors.push(line);
+                }
+            }
+            Msg::Closed(seed) => {
+                if let Some(r) = self.running.iter_mut().find(|r| r.seed == seed) {
+                    r.open_streams = r.open_streams.saturating_sub(1);
                 }
             }
         }
+    }
+
+    /// Removes the processes that have exited and closed both streams, saying how each ended.
+    fn reap(&mut self) -> Result<()> {
         let mut i = 0;
-        while i < running.len() {
-            if running[i].status.is_none() {
-                running[i].status = running[i].child.try_wait()?;
+        while i < self.running.len() {
+            if self.running[i].status.is_none() {
+                self.running[i].status = self.running[i].child.try_wait()?;
             }
-            let Some(status) = running[i].status.filter(|_| running[i].open_streams == 0) else {
+            let r = &self.running[i];
+            let Some(status) = r.status.filter(|_| r.open_streams == 0) else {
                 i += 1;
                 continue;
             };
-            let r = running.swap_remove(i);
+            let r = self.running.swap_remove(i);
             if let Some(bar) = &r.bar {
                 bar.finish_and_clear();
             }
             if status.success() {
-                if !args.quiet.quiet {
-                    say(format!("seed {}: done", r.seed));
+                if !self.args.quiet.quiet {
+                    self.say(format!("seed {}: done", r.seed));
                 }
             } else {
                 let why = r
@@ -325,28 +368,34 @@ fn run_members(
                     .or(r.errors.last())
                     .cloned()
                     .unwrap_or_else(|| format!("exited with {status}"));
-                say(format!("seed {}: failed: {why}", r.seed));
-                failed.push((r.seed, why));
+                self.say(format!("seed {}: failed: {why}", r.seed));
+                self.failed.push((r.seed, why));
             }
         }
+        Ok(())
     }
-    if !failed.is_empty() {
-        let list: Vec<String> = failed
+
+    /// The error naming every failed seed, if any.
+    fn report_failures(self) -> Result<()> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = self
+            .failed
             .iter()
             .map(|(s, why)| format!("seed {s} ({})", why.trim_start_matches("error: ")))
             .collect();
         bail!(
             "{} of the sweep failed: {}; finished seeds are kept, continue with `gtk train --resume {}`",
-            if failed.len() == 1 {
+            if self.failed.len() == 1 {
                 "one seed"
             } else {
                 "seeds"
             },
             list.join("; "),
-            sweep.dir.display()
+            self.sweep.dir.display()
         );
     }
-    Ok(())
 }
 
 /// The `gtk train` command of one seed: a new run `seed-N` in the sweep folder, or a resume.

@@ -85,7 +85,7 @@ impl Dtype {
     }
 
     /// From a numpy `descr` such as `<f4`; the error says what is wrong with it.
-    fn from_npy(descr: &str) -> std::result::Result<Dtype, String> {
+    fn from_npy(descr: &str) -> std::result::Result<Dtype, NpyError> {
         let mut chars = descr.chars();
         let order = chars.next().unwrap_or(' ');
         let code = chars.as_str();
@@ -101,26 +101,14 @@ impl Dtype {
             "u4" => Dtype::U32,
             "u8" => Dtype::U64,
             "b1" => Dtype::Bool,
-            "O" => {
-                return Err(format!(
-                    "holds Python objects (dtype '{descr}', e.g. a ragged list of rows); save a rectangular numeric array ({SUPPORTED})"
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "has unsupported dtype '{descr}'; supported: {SUPPORTED} (convert with a.astype(np.float32))"
-                ));
-            }
+            "O" => return Err(NpyError::Objects(descr.into())),
+            _ => return Err(NpyError::UnsupportedDtype(descr.into())),
         };
         match order {
             '<' | '|' | '=' => Ok(dtype),
             '>' if dtype.size() == 1 => Ok(dtype),
-            '>' => Err(format!(
-                "is big-endian (dtype '{descr}'); gatekit reads little-endian: save a.astype(a.dtype.newbyteorder('<'))"
-            )),
-            _ => Err(format!(
-                "has unsupported dtype '{descr}'; supported: {SUPPORTED}"
-            )),
+            '>' => Err(NpyError::BigEndian(descr.into())),
+            _ => Err(NpyError::UnsupportedDtype(descr.into())),
         }
     }
 
@@ -547,64 +535,90 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-/// Parses a `.npy` header: dtype, shape and where the data starts; checks the data is there.
-pub fn parse_npy(bytes: &[u8]) -> std::result::Result<(Dtype, Vec<usize>, usize), String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("is not a .npy file (no \\x93NUMPY magic)".into());
+/// What is wrong with a `.npy` array; the message follows the file's path and the array's
+/// name in an [`Error::Data`] ("…/x.npy: array `x` is big-endian …").
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NpyError {
+    /// No `\x93NUMPY` at the start.
+    #[error("is not a .npy file (no \\x93NUMPY magic)")]
+    NotNpy,
+    /// The header ends before its stated length.
+    #[error("is truncated inside its .npy header")]
+    TruncatedHeader,
+    /// A header `npyz` cannot read (bad version, not a Python dict, a bad key or value).
+    #[error("has a .npy header gatekit cannot read: {0}")]
+    BadHeader(String),
+    /// `dtype=object`.
+    #[error(
+        "holds Python objects (dtype '{0}', e.g. a ragged list of rows); save a rectangular numeric array ({SUPPORTED})"
+    )]
+    Objects(String),
+    /// A dtype gatekit does not read.
+    #[error(
+        "has unsupported dtype '{0}'; supported: {SUPPORTED} (convert with a.astype(np.float32))"
+    )]
+    UnsupportedDtype(String),
+    /// Big-endian multi-byte elements.
+    #[error(
+        "is big-endian (dtype '{0}'); gatekit reads little-endian: save a.astype(a.dtype.newbyteorder('<'))"
+    )]
+    BigEndian(String),
+    /// Record fields.
+    #[error("has a structured dtype (record fields); supported: {SUPPORTED}")]
+    Structured,
+    /// Column-major data.
+    #[error(
+        "is Fortran-ordered (column-major); gatekit reads C order: save np.ascontiguousarray(a)"
+    )]
+    Fortran,
+    /// More bytes than a `usize` counts.
+    #[error("has a shape too large to address")]
+    TooLarge,
+    /// Less data than the shape needs.
+    #[error(
+        "is truncated: shape {shape:?} of {dtype} needs {need} bytes of data, the file holds {available}"
+    )]
+    Truncated {
+        /// The header's shape.
+        shape: Vec<usize>,
+        /// numpy's name of the element type.
+        dtype: &'static str,
+        /// Bytes the shape needs.
+        need: usize,
+        /// Bytes there are.
+        available: usize,
+    },
+}
+
+/// Parses a `.npy` header with `npyz`: dtype, shape and where the data starts; checks the data
+/// is there. The data itself is not read here: callers read it from their memory map.
+pub fn parse_npy(bytes: &[u8]) -> std::result::Result<(Dtype, Vec<usize>, usize), NpyError> {
+    if !bytes.starts_with(b"\x93NUMPY") {
+        return Err(NpyError::NotNpy);
     }
-    let (len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(format!("has .npy format version {v}, expected 1, 2 or 3")),
-    };
-    let header = bytes
-        .get(start..start + len)
-        .ok_or("is truncated inside its .npy header")?;
-    let header = String::from_utf8_lossy(header);
-    let value = |key: &str| -> std::result::Result<&str, String> {
-        let at = header
-            .find(&format!("'{key}'"))
-            .ok_or_else(|| format!("has a .npy header without '{key}'"))?;
-        let rest = &header[at + key.len() + 2..];
-        let rest = rest.trim_start().strip_prefix(':').unwrap_or(rest);
-        Ok(rest.trim_start())
-    };
-    let descr = value("descr")?;
-    let descr = match descr.chars().next() {
-        Some(q @ ('\'' | '"')) => descr[1..]
-            .split(q)
-            .next()
-            .ok_or("has a .npy header with a bad 'descr'")?,
-        _ => {
-            return Err(format!(
-                "has a structured dtype (record fields); supported: {SUPPORTED}"
-            ));
+    let mut rest = bytes;
+    let header = npyz::NpyHeader::from_reader(&mut rest).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            NpyError::TruncatedHeader
+        } else {
+            NpyError::BadHeader(e.to_string())
         }
+    })?;
+    let offset = bytes.len() - rest.len();
+    let descr = match header.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        npyz::DType::Array(..) | npyz::DType::Record(_) => return Err(NpyError::Structured),
     };
-    let dtype = Dtype::from_npy(descr)?;
-    if value("fortran_order")?.starts_with("True") {
-        return Err(
-            "is Fortran-ordered (column-major); gatekit reads C order: save np.ascontiguousarray(a)"
-                .into(),
-        );
+    let dtype = Dtype::from_npy(&descr)?;
+    if header.order() == npyz::Order::Fortran {
+        return Err(NpyError::Fortran);
     }
-    let shape = value("shape")?;
-    let shape = shape
-        .strip_prefix('(')
-        .and_then(|s| s.split(')').next())
-        .ok_or("has a .npy header with a bad 'shape'")?;
-    let shape: Vec<usize> = shape
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| format!("has a .npy header with a bad shape ({shape})"))?;
-    let offset = start + len;
-    check_length(&shape, dtype, bytes.len().saturating_sub(offset))?;
+    let shape = header
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| NpyError::TooLarge))
+        .collect::<std::result::Result<Vec<usize>, _>>()?;
+    check_length(&shape, dtype, rest.len())?;
     Ok((dtype, shape, offset))
 }
 
@@ -612,16 +626,18 @@ fn check_length(
     shape: &[usize],
     dtype: Dtype,
     available: usize,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), NpyError> {
     let need = shape
         .iter()
         .try_fold(dtype.size(), |a, &d| a.checked_mul(d))
-        .ok_or("has a shape too large to address")?;
+        .ok_or(NpyError::TooLarge)?;
     if available < need {
-        return Err(format!(
-            "is truncated: shape {shape:?} of {} needs {need} bytes of data, the file holds {available}",
-            dtype.name()
-        ));
+        return Err(NpyError::Truncated {
+            shape: shape.to_vec(),
+            dtype: dtype.name(),
+            need,
+            available,
+        });
     }
     Ok(())
 }
@@ -911,15 +927,19 @@ mod tests {
         dt.decode(&bytes[off + 8..off + 16], &mut out);
         assert_eq!(out, [3.0, 4.0]);
         let e = parse_npy(&npy("<f4", true, "(3, 2)", &data)).unwrap_err();
-        assert!(e.contains("Fortran"), "{e}");
+        assert_eq!(e, NpyError::Fortran);
         let e = parse_npy(&npy(">f4", false, "(3, 2)", &data)).unwrap_err();
-        assert!(e.contains("big-endian"), "{e}");
+        assert!(e.to_string().contains("big-endian"), "{e}");
         let e = parse_npy(&npy("<f2", false, "(3, 2)", &data)).unwrap_err();
-        assert!(e.contains("unsupported dtype '<f2'"), "{e}");
+        assert!(e.to_string().contains("unsupported dtype '<f2'"), "{e}");
         let e = parse_npy(&npy("|O", false, "(3,)", &data)).unwrap_err();
-        assert!(e.contains("ragged"), "{e}");
+        assert!(e.to_string().contains("ragged"), "{e}");
         let e = parse_npy(&npy("<f4", false, "(4, 2)", &data)).unwrap_err();
+        let e = e.to_string();
         assert!(e.contains("truncated") && e.contains("32 bytes"), "{e}");
+        let e = parse_npy(b"\x93NUMPY\x01\x00\x40\x00{'descr'").unwrap_err();
+        assert_eq!(e, NpyError::TruncatedHeader);
+        assert_eq!(parse_npy(b"PK\x03\x04 not npy"), Err(NpyError::NotNpy));
         let (_, shape, _) = parse_npy(&npy("<i8", false, "(0,)", &[])).unwrap();
         assert_eq!(shape, vec![0]);
         let (_, shape, _) = parse_npy(&npy("|u1", false, "()", &[7])).unwrap();

@@ -129,18 +129,6 @@ pub struct TensorsTask {
     computed: bool,
 }
 
-impl TensorsTask {
-    /// The standardisation applied to inputs, if any.
-    pub fn standardization(&self) -> Option<&Standardize> {
-        self.standardize.as_ref()
-    }
-
-    /// Whether both splits' inputs are read from memory-mapped files.
-    pub fn inputs_mapped(&self) -> bool {
-        self.parts.iter().all(|p| p.x.is_mapped())
-    }
-}
-
 impl Task for TensorsTask {
     fn name(&self) -> &str {
         &self.name
@@ -268,29 +256,111 @@ fn open_pair(p: &Params, path: &Path, objective_stated: bool) -> Result<(Array, 
     }
 }
 
+/// Builds a `tensors` task: opens the files, checks targets and shapes, splits off the test
+/// rows, reads every array once (finite values, labels, statistics) and settles the outputs
+/// and the standardisation.
 fn build(ctx: &TaskContext) -> Result<Box<dyn Task>> {
     let p = ctx.params;
-    let objective = match p.str("objective")? {
-        "auto" => None,
-        "regression" => Some(Objective::Regression),
-        "classification" => Some(Objective::Classification),
-        other => {
-            return Err(p.invalid(
-                "objective",
-                format!("must be \"auto\", \"regression\" or \"classification\", got \"{other}\""),
-            ));
-        }
-    };
+    let objective = objective_param(p)?;
+    let stated = objective.is_some();
     let train_path = Path::new(p.str("train")?).to_path_buf();
     let test_path = p.str("test")?.to_string();
-    let (train_x, train_y) = open_pair(p, &train_path, objective.is_some())?;
+    let (train_x, train_y) = open_pair(p, &train_path, stated)?;
     check_pair(&train_x, &train_y)?;
-    let stated = objective.is_some();
     let objective = match objective {
         Some(o) => o,
         None if train_y.dtype.is_float() => Objective::Regression,
         None => Objective::Classification,
     };
+    check_targets(p, &train_y, objective, stated)?;
+    let input = input_shape(p, &train_x)?;
+    let (test, train_rows, test_rows) = if test_path.is_empty() {
+        let (train_rows, test_rows) = split_rows(ctx, &train_path, train_x.rows())?;
+        (None, Some(Arc::new(train_rows)), Some(Arc::new(test_rows)))
+    } else {
+        let test = open_test(p, Path::new(&test_path), &train_x, &train_y)?;
+        (Some(test), None, None)
+    };
+    let classes = p.i64("classes")?;
+    let classes = usize::try_from(classes)
+        .map_err(|_| p.invalid("classes", format!("must be ≥ 0, got {classes}")))?;
+    // One pass over every array: finite values, labels, and the training statistics.
+    let stated_stats = (p.f64_list("mean")?, p.f64_list("std")?);
+    let want_stats =
+        p.bool("standardize")? && stated_stats.0.is_empty() && stated_stats.1.is_empty();
+    let mut is_train = vec![true; train_x.rows()];
+    if let Some(rows) = &test_rows {
+        for &r in rows.iter() {
+            is_train[r as usize] = false;
+        }
+    }
+    let mut stats = Welford::new(train_x.row_len());
+    scan_finite(&train_x, &mut |r, v| {
+        if want_stats && is_train[r] {
+            stats.add(v);
+        }
+    })?;
+    let mut max_label = scan_targets(&train_y, objective)?;
+    if let Some((tx, ty)) = &test {
+        scan_finite(tx, &mut |_, _| {})?;
+        max_label = max_label.max(scan_targets(ty, objective)?);
+    }
+    let outputs = match objective {
+        Objective::Regression => train_y.row_len(),
+        Objective::Classification => {
+            class_count(&train_y, test.as_ref().map(|t| &t.1), classes, max_label)?
+        }
+    };
+    let standardize = if want_stats {
+        let (mean, std) = stats.finish();
+        Some(Standardize { mean, std })
+    } else if p.bool("standardize")? {
+        Some(stated_standardize(p, stated_stats, train_x.row_len())?)
+    } else {
+        None
+    };
+    let (test_x, test_y) = match test {
+        Some((x, y)) => (x, y),
+        None => (train_x.clone(), train_y.clone()),
+    };
+    Ok(Box::new(TensorsTask {
+        name: ctx.name.into(),
+        input,
+        outputs,
+        objective,
+        parts: [
+            Part {
+                x: train_x,
+                y: train_y,
+                rows: train_rows,
+            },
+            Part {
+                x: test_x,
+                y: test_y,
+                rows: test_rows,
+            },
+        ],
+        standardize,
+        computed: want_stats,
+    }))
+}
+
+/// `objective`: `None` for "auto" (decided by the targets' type).
+fn objective_param(p: &Params) -> Result<Option<Objective>> {
+    match p.str("objective")? {
+        "auto" => Ok(None),
+        "regression" => Ok(Some(Objective::Regression)),
+        "classification" => Ok(Some(Objective::Classification)),
+        other => Err(p.invalid(
+            "objective",
+            format!("must be \"auto\", \"regression\" or \"classification\", got \"{other}\""),
+        )),
+    }
+}
+
+/// The training targets fit `objective` (`stated`: given in the task set, not chosen by
+/// "auto"): `[n]` or `[n, k]`, integer labels for classification, no `classes` on regression.
+fn check_targets(p: &Params, train_y: &Array, objective: Objective, stated: bool) -> Result<()> {
     // `classes` only means something to classification: set on a task that regresses (often
     // because float labels made `auto` choose regression) it would be ignored without a word.
     let classes_given = p.i64("classes")?;
@@ -331,169 +401,131 @@ fn build(ctx: &TaskContext) -> Result<Box<dyn Task>> {
             )));
         }
     }
+    Ok(())
+}
+
+/// The input shape of one example: `shape` if given (its product must be the stored row's
+/// length), else the stored array's shape after the first axis.
+fn input_shape(p: &Params, train_x: &Array) -> Result<Vec<usize>> {
     let stored_row = train_x.row_len();
-    let input: Vec<usize> = {
-        let wanted = p.i64_list("shape")?;
-        if wanted.is_empty() {
-            if train_x.shape.len() == 1 {
-                vec![1]
-            } else {
-                train_x.shape[1..].to_vec()
-            }
+    let wanted = p.i64_list("shape")?;
+    if wanted.is_empty() {
+        return Ok(if train_x.shape.len() == 1 {
+            vec![1]
         } else {
-            let dims: Vec<usize> = wanted
-                .iter()
-                .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
-                .collect::<Option<_>>()
-                .ok_or_else(|| {
-                    p.invalid("shape", format!("must hold positive sizes, got {wanted:?}"))
-                })?;
-            if dims.iter().product::<usize>() != stored_row {
-                return Err(p.invalid(
-                    "shape",
-                    format!(
-                        "is {dims:?} ({} values per example) but {} of {} has {stored_row} per example (shape {:?})",
-                        dims.iter().product::<usize>(),
-                        train_x.what,
-                        train_x.path.display(),
-                        train_x.shape
-                    ),
-                ));
-            }
-            dims
-        }
-    };
-    // The test split.
-    let (test, train_rows, test_rows) = if test_path.is_empty() {
-        let f = p.f64("test_fraction")?;
-        let n = train_x.rows();
-        let n_test = (f * n as f64).round() as usize;
-        if !(f > 0.0 && f < 1.0) || n_test == 0 || n_test >= n {
-            return Err(p.invalid(
-                "test_fraction",
-                format!(
-                    "must leave at least one training and one test row of the {n} in {} (0 < f < 1), got {f}; or name a test file",
-                    train_path.display()
-                ),
-            ));
-        }
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        let mut rng = Rng::stream(ctx.seed, "tensors/split", ctx.index as u64);
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
-        let mut test_rows = order[..n_test].to_vec();
-        let mut train_rows = order[n_test..].to_vec();
-        test_rows.sort_unstable();
-        train_rows.sort_unstable();
-        (None, Some(Arc::new(train_rows)), Some(Arc::new(test_rows)))
-    } else {
-        let path = Path::new(&test_path);
-        let (tx, ty) = open_pair(p, path, true)?;
-        check_pair(&tx, &ty)?;
-        for (a, b) in [(&tx, &train_x), (&ty, &train_y)] {
-            if a.shape[1..] != b.shape[1..] {
-                return Err(a.error(format!(
-                    "has examples of shape {:?} but the training file's {} has {:?} ({}); test and train must match",
-                    &a.shape[1..],
-                    b.what,
-                    &b.shape[1..],
-                    b.path.display()
-                )));
-            }
-        }
-        if tx.rows() == 0 {
-            return Err(tx.error("has no rows; the test split needs at least one"));
-        }
-        (Some((tx, ty)), None, None)
-    };
-    let classes = p.i64("classes")?;
-    let classes = usize::try_from(classes)
-        .map_err(|_| p.invalid("classes", format!("must be ≥ 0, got {classes}")))?;
-    // One pass over every array: finite values, labels, and the training statistics.
-    let stated = (p.f64_list("mean")?, p.f64_list("std")?);
-    let want_stats = p.bool("standardize")? && stated.0.is_empty() && stated.1.is_empty();
-    let mut is_train = vec![true; train_x.rows()];
-    if let Some(rows) = &test_rows {
-        for &r in rows.iter() {
-            is_train[r as usize] = false;
+            train_x.shape[1..].to_vec()
+        });
+    }
+    let dims: Vec<usize> = wanted
+        .iter()
+        .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| p.invalid("shape", format!("must hold positive sizes, got {wanted:?}")))?;
+    if dims.iter().product::<usize>() != stored_row {
+        return Err(p.invalid(
+            "shape",
+            format!(
+                "is {dims:?} ({} values per example) but {} of {} has {stored_row} per example (shape {:?})",
+                dims.iter().product::<usize>(),
+                train_x.what,
+                train_x.path.display(),
+                train_x.shape
+            ),
+        ));
+    }
+    Ok(dims)
+}
+
+/// Without a test file: `test_fraction` of the `n` training rows, drawn with the task's own
+/// seeded stream, as sorted (train rows, test rows).
+fn split_rows(ctx: &TaskContext, train_path: &Path, n: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+    let p = ctx.params;
+    let f = p.f64("test_fraction")?;
+    let n_test = (f * n as f64).round() as usize;
+    if !(f > 0.0 && f < 1.0) || n_test == 0 || n_test >= n {
+        return Err(p.invalid(
+            "test_fraction",
+            format!(
+                "must leave at least one training and one test row of the {n} in {} (0 < f < 1), got {f}; or name a test file",
+                train_path.display()
+            ),
+        ));
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut rng = Rng::stream(ctx.seed, "tensors/split", ctx.index as u64);
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let mut test_rows = order[..n_test].to_vec();
+    let mut train_rows = order[n_test..].to_vec();
+    test_rows.sort_unstable();
+    train_rows.sort_unstable();
+    Ok((train_rows, test_rows))
+}
+
+/// The test file's inputs and targets, with examples shaped like the training file's.
+fn open_test(p: &Params, path: &Path, train_x: &Array, train_y: &Array) -> Result<(Array, Array)> {
+    let (tx, ty) = open_pair(p, path, true)?;
+    check_pair(&tx, &ty)?;
+    for (a, b) in [(&tx, train_x), (&ty, train_y)] {
+        if a.shape[1..] != b.shape[1..] {
+            return Err(a.error(format!(
+                "has examples of shape {:?} but the training file's {} has {:?} ({}); test and train must match",
+                &a.shape[1..],
+                b.what,
+                &b.shape[1..],
+                b.path.display()
+            )));
         }
     }
-    let mut stats = Welford::new(stored_row);
-    scan_finite(&train_x, &mut |r, v| {
-        if want_stats && is_train[r] {
-            stats.add(v);
-        }
-    })?;
-    let mut max_label = scan_targets(&train_y, objective)?;
-    if let Some((tx, ty)) = &test {
-        scan_finite(tx, &mut |_, _| {})?;
-        max_label = max_label.max(scan_targets(ty, objective)?);
+    if tx.rows() == 0 {
+        return Err(tx.error("has no rows; the test split needs at least one"));
     }
-    let outputs = match objective {
-        Objective::Regression => train_y.row_len(),
-        Objective::Classification => {
-            let seen = max_label.map_or(0, |m| m + 1);
-            if classes == 0 {
-                seen.max(1)
-            } else if seen > classes {
-                let (array, row, label) =
-                    find_label(&train_y, test.as_ref().map(|t| &t.1), classes)?;
-                return Err(array.error(format!(
-                    "has label {label} at {}, outside 0..{classes} (classes = {classes}); labels must be 0..classes-1",
-                    row_label(array, row)
-                )));
-            } else {
-                classes
-            }
-        }
-    };
-    let standardize = if want_stats {
-        let (mean, std) = stats.finish();
-        Some(Standardize { mean, std })
-    } else if p.bool("standardize")? {
-        let (mean, std) = stated;
-        if mean.len() != stored_row || std.len() != stored_row {
-            return Err(p.invalid(
-                "mean",
-                format!(
-                    "and `std` hold {} and {} values but each example has {stored_row} features",
-                    mean.len(),
-                    std.len()
-                ),
-            ));
-        }
-        if let Some(i) = std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(p.invalid("std", format!("value {i} is {}; it must be > 0", std[i])));
-        }
-        Some(Standardize { mean, std })
+    Ok((tx, ty))
+}
+
+/// A classification task's outputs: `classes`, or (0, not given) the largest label seen + 1;
+/// a label at or past a given `classes` is an error naming it.
+fn class_count(
+    train_y: &Array,
+    test_y: Option<&Array>,
+    classes: usize,
+    max_label: Option<usize>,
+) -> Result<usize> {
+    let seen = max_label.map_or(0, |m| m + 1);
+    if classes == 0 {
+        Ok(seen.max(1))
+    } else if seen > classes {
+        let (array, row, label) = find_label(train_y, test_y, classes)?;
+        Err(array.error(format!(
+            "has label {label} at {}, outside 0..{classes} (classes = {classes}); labels must be 0..classes-1",
+            row_label(array, row)
+        )))
     } else {
-        None
-    };
-    let (test_x, test_y) = match test {
-        Some((x, y)) => (x, y),
-        None => (train_x.clone(), train_y.clone()),
-    };
-    Ok(Box::new(TensorsTask {
-        name: ctx.name.into(),
-        input,
-        outputs,
-        objective,
-        parts: [
-            Part {
-                x: train_x,
-                y: train_y,
-                rows: train_rows,
-            },
-            Part {
-                x: test_x,
-                y: test_y,
-                rows: test_rows,
-            },
-        ],
-        standardize,
-        computed: want_stats,
-    }))
+        Ok(classes)
+    }
+}
+
+/// The `mean` and `std` the task set states, checked against the features per example.
+fn stated_standardize(
+    p: &Params,
+    (mean, std): (Vec<f64>, Vec<f64>),
+    stored_row: usize,
+) -> Result<Standardize> {
+    if mean.len() != stored_row || std.len() != stored_row {
+        return Err(p.invalid(
+            "mean",
+            format!(
+                "and `std` hold {} and {} values but each example has {stored_row} features",
+                mean.len(),
+                std.len()
+            ),
+        ));
+    }
+    if let Some(i) = std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(p.invalid("std", format!("value {i} is {}; it must be > 0", std[i])));
+    }
+    Ok(Standardize { mean, std })
 }
 
 /// Inputs and targets of one file: the same number of examples, at least one.
