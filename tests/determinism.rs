@@ -65,7 +65,7 @@ fn checkpoints_do_not_depend_on_the_gemm_tiling() {
     }
     for (name, set, extra) in sets {
         let base = checkpoint(tmp.path(), name, set, extra, data.as_deref(), None);
-        for tiles in ["2,2", "5,3", "16,64", "64,16", "7,100"] {
+        for tiles in ["2,2", "5,3", "64,16"] {
             let run = format!("{name}-{}", tiles.replace(',', "x"));
             let got = checkpoint(tmp.path(), &run, set, extra, data.as_deref(), Some(tiles));
             assert!(
