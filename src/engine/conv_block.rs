@@ -16,6 +16,7 @@
 
 use super::pointwise::{NO_ARG, Planes, pool_sample, pool_sample_values};
 use crate::kernel::im2col::{ConvGeom, col2im_strided, im2col_strided};
+use crate::kernel::profile::{self, Phase};
 use crate::kernel::{Mat, Order, chunk_len, matmul};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -145,25 +146,29 @@ pub(crate) fn forward(
             let width = m * hw;
             resize(&mut c.cols, rows * width);
             resize(&mut c.z, b.c_out * width);
-            fill_cols(b, x, &mut c.cols);
-            conv_product(b, w, &c.cols, &mut c.z);
+            profile::timed(Phase::Im2col, 0, || fill_cols(b, x, &mut c.cols));
+            profile::timed(Phase::Gemm, 2 * b.c_out * rows * width, || {
+                conv_product(b, w, &c.cols, &mut c.z)
+            });
             let mut arg = args.next();
-            for s in 0..m {
-                let dims = (b.c_out, b.geom.h_out, b.geom.w_out, b.pool);
-                let planes = Planes {
-                    offset: s * hw,
-                    stride: width,
-                };
-                let out = &mut out[s * out_len..(s + 1) * out_len];
-                match arg.as_deref_mut() {
-                    // Relative to this sub-batch's `z`; the backward pass splits alike.
-                    Some(arg) if split => {
-                        let arg = &mut arg[s * out_len..(s + 1) * out_len];
-                        pool_sample(dims, &c.z, planes, Some(bias), b.relu, out, arg);
+            profile::timed(Phase::BiasReluPool, 0, || {
+                for s in 0..m {
+                    let dims = (b.c_out, b.geom.h_out, b.geom.w_out, b.pool);
+                    let planes = Planes {
+                        offset: s * hw,
+                        stride: width,
+                    };
+                    let out = &mut out[s * out_len..(s + 1) * out_len];
+                    match arg.as_deref_mut() {
+                        // Relative to this sub-batch's `z`; the backward pass splits alike.
+                        Some(arg) if split => {
+                            let arg = &mut arg[s * out_len..(s + 1) * out_len];
+                            pool_sample(dims, &c.z, planes, Some(bias), b.relu, out, arg);
+                        }
+                        _ => pool_sample_values(dims, &c.z, planes, Some(bias), b.relu, out),
                     }
-                    _ => pool_sample_values(dims, &c.z, planes, Some(bias), b.relu, out),
                 }
-            }
+            });
         }
     });
 }
@@ -254,53 +259,66 @@ pub(crate) fn backward(
             let width = m * hw;
             resize(cols, rows * width);
             resize(dz, b.c_out * width);
-            fill_cols(b, x, cols);
-            dz.fill(0.0);
-            for (&a, &g) in arg.iter().zip(dy) {
-                if a != NO_ARG {
-                    dz[a as usize] += g;
+            profile::timed(Phase::Im2colBack, 0, || fill_cols(b, x, cols));
+            profile::timed(Phase::ActBack, 0, || {
+                dz.fill(0.0);
+                for (&a, &g) in arg.iter().zip(dy) {
+                    if a != NO_ARG {
+                        dz[a as usize] += g;
+                    }
                 }
-            }
+            });
             // ∂W += ∂z · colsᵀ. (Computing ∂Wᵀ = cols · ∂zᵀ instead, to put LeNet's 6 output
             // channels on the GEMM's narrow side, measured the same: 3.03 against 3.02 ms per
             // gated step.)
-            matmul(
-                (b.c_out, rows, width),
-                (cdw, Order::RowMajor),
-                Mat::new(dz, width),
-                Mat::t(cols, width),
-                true,
-                Parallelism::None,
-            );
-            for (d, row) in cdb.iter_mut().zip(dz.chunks_exact(width)) {
-                *d += row.iter().sum::<f32>();
-            }
+            let flops = 2 * b.c_out * rows * width;
+            profile::timed(Phase::GemmDw, flops, || {
+                matmul(
+                    (b.c_out, rows, width),
+                    (cdw, Order::RowMajor),
+                    Mat::new(dz, width),
+                    Mat::t(cols, width),
+                    true,
+                    Parallelism::None,
+                )
+            });
+            profile::timed(Phase::BiasBack, 0, || {
+                for (d, row) in cdb.iter_mut().zip(dz.chunks_exact(width)) {
+                    *d += row.iter().sum::<f32>();
+                }
+            });
             if let Some(dx) = dx.as_deref_mut() {
                 resize(dcols, rows * width);
-                matmul(
-                    (rows, width, b.c_out),
-                    (dcols, Order::RowMajor),
-                    Mat::t(w, rows),
-                    Mat::new(dz, width),
-                    false,
-                    Parallelism::None,
-                );
+                profile::timed(Phase::GemmDx, flops, || {
+                    matmul(
+                        (rows, width, b.c_out),
+                        (dcols, Order::RowMajor),
+                        Mat::t(w, rows),
+                        Mat::new(dz, width),
+                        false,
+                        Parallelism::None,
+                    )
+                });
                 let dx = &mut dx[piece * sub * in_len..][..m * in_len];
-                for (s, dx_s) in dx.chunks_exact_mut(in_len).enumerate() {
-                    dx_s.fill(0.0);
-                    col2im_strided(&b.geom, &dcols[s * hw..], width, dx_s);
-                }
+                profile::timed(Phase::Col2im, 0, || {
+                    for (s, dx_s) in dx.chunks_exact_mut(in_len).enumerate() {
+                        dx_s.fill(0.0);
+                        col2im_strided(&b.geom, &dcols[s * hw..], width, dx_s);
+                    }
+                });
             }
         }
     });
-    dw.fill(0.0);
-    db.fill(0.0);
-    for c in &buf.chunks[..count] {
-        for (d, &p) in dw.iter_mut().zip(&c.dw) {
-            *d += p;
+    profile::timed(Phase::Reduce, 0, || {
+        dw.fill(0.0);
+        db.fill(0.0);
+        for c in &buf.chunks[..count] {
+            for (d, &p) in dw.iter_mut().zip(&c.dw) {
+                *d += p;
+            }
+            for (d, &p) in db.iter_mut().zip(&c.db) {
+                *d += p;
+            }
         }
-        for (d, &p) in db.iter_mut().zip(&c.db) {
-            *d += p;
-        }
-    }
+    });
 }

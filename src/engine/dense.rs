@@ -1,6 +1,7 @@
 //! Fully connected layer `y = x θWᵀ + θb` on a whole batch: one GEMM each way, no threads
 //! (the engine's matrices here are small enough that splitting them costs more than it saves).
 
+use crate::kernel::profile::{self, Phase};
 use crate::kernel::{Mat, Order, matmul};
 use gemm::Parallelism;
 
@@ -40,28 +41,35 @@ pub(crate) fn backward(
     dx: Option<&mut [f32]>,
 ) {
     let n = x.len() / inputs;
-    matmul(
-        (outputs, inputs, n),
-        (dw, Order::RowMajor),
-        Mat::t(dy, outputs),
-        Mat::new(x, inputs),
-        false,
-        Parallelism::None,
-    );
-    db.fill(0.0);
-    for row in dy.chunks_exact(outputs) {
-        for (d, &g) in db.iter_mut().zip(row) {
-            *d += g;
-        }
-    }
-    if let Some(dx) = dx {
+    let flops = 2 * n * inputs * outputs;
+    profile::timed(Phase::GemmDw, flops, || {
         matmul(
-            (n, inputs, outputs),
-            (dx, Order::RowMajor),
-            Mat::new(dy, outputs),
-            Mat::new(w, inputs),
+            (outputs, inputs, n),
+            (dw, Order::RowMajor),
+            Mat::t(dy, outputs),
+            Mat::new(x, inputs),
             false,
             Parallelism::None,
-        );
+        )
+    });
+    profile::timed(Phase::BiasBack, 0, || {
+        db.fill(0.0);
+        for row in dy.chunks_exact(outputs) {
+            for (d, &g) in db.iter_mut().zip(row) {
+                *d += g;
+            }
+        }
+    });
+    if let Some(dx) = dx {
+        profile::timed(Phase::GemmDx, flops, || {
+            matmul(
+                (n, inputs, outputs),
+                (dx, Order::RowMajor),
+                Mat::new(dy, outputs),
+                Mat::new(w, inputs),
+                false,
+                Parallelism::None,
+            )
+        });
     }
 }

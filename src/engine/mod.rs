@@ -38,6 +38,7 @@ pub(crate) use update::{Rule, update};
 
 use crate::gate::GateMode;
 use crate::gate::Regularizer;
+use crate::kernel::profile::{self, Phase};
 use crate::layers::KernelState;
 use crate::params::{ParamStore, TaskId};
 use conv_block::{Block, BlockBuffers};
@@ -186,20 +187,23 @@ impl Engine {
         let weights = &mut store.models[model];
         let set = if self.gated { task.index() } else { model };
         let state = &mut store.states[set];
+        profile::set_op(profile::STEP, "step");
         let masks = if self.gated {
             let m = store.masks[task.index()]
                 .as_mut()
                 .ok_or(EngineError::NoMasks(task))?;
-            for (p, w) in weights.iter().enumerate() {
-                update::gate_values(
-                    rules.gate,
-                    rules.gate_scale,
-                    &m.values[p],
-                    w,
-                    &mut pb.gate[p],
-                    &mut pb.theta[p],
-                );
-            }
+            profile::timed(Phase::Gate, 0, || {
+                for (p, w) in weights.iter().enumerate() {
+                    update::gate_values(
+                        rules.gate,
+                        rules.gate_scale,
+                        &m.values[p],
+                        w,
+                        &mut pb.gate[p],
+                        &mut pb.theta[p],
+                    );
+                }
+            });
             Some(m)
         } else {
             None
@@ -212,34 +216,44 @@ impl Engine {
             };
             forward(plan, &params, x, ops, true, 0, PlanState::Train(state));
             let last = plan.ops.len() - 1;
-            let loss = loss::loss_and_grad(
-                &ops.acts[last],
-                targets,
-                plan.output_len,
-                &mut ops.grads[last],
-            )?;
+            profile::set_op(profile::STEP, "step");
+            let loss = profile::timed(Phase::Loss, 0, || {
+                loss::loss_and_grad(
+                    &ops.acts[last],
+                    targets,
+                    plan.output_len,
+                    &mut ops.grads[last],
+                )
+            })?;
             backward(plan, &params, x, ops, &mut pb.dtheta);
             loss
         };
+        profile::set_op(profile::STEP, "step");
         for (p, w) in weights.iter_mut().enumerate() {
             if let Some(m) = masks.as_deref() {
-                update::gate_gradients(
-                    rules.gate,
-                    rules.gate_scale,
-                    w,
-                    &m.values[p],
-                    &pb.gate[p],
-                    &mut pb.dtheta[p],
-                    &mut pb.dmask[p],
-                    rules.regularizer,
-                    rules.reg_weight,
-                );
+                profile::timed(Phase::GateBack, 0, || {
+                    update::gate_gradients(
+                        rules.gate,
+                        rules.gate_scale,
+                        w,
+                        &m.values[p],
+                        &pb.gate[p],
+                        &mut pb.dtheta[p],
+                        &mut pb.dmask[p],
+                        rules.regularizer,
+                        rules.reg_weight,
+                    )
+                });
             }
-            update::update(w, &pb.dtheta[p], &mut store.w_slots[model][p], rules.w);
+            profile::timed(Phase::Update, 0, || {
+                update::update(w, &pb.dtheta[p], &mut store.w_slots[model][p], rules.w)
+            });
         }
         if let (Some(m), Some(rule)) = (masks, rules.mask) {
             for (p, values) in m.values.iter_mut().enumerate() {
-                update::update(values, &pb.dmask[p], &mut m.slots[p], rule);
+                profile::timed(Phase::Update, 0, || {
+                    update::update(values, &pb.dmask[p], &mut m.slots[p], rule)
+                });
             }
         }
         Ok(loss)
@@ -384,6 +398,7 @@ fn forward(
         ..
     } = ops;
     for (i, op) in plan.ops.iter().enumerate().skip(from) {
+        profile::set_op(i, op.kind());
         let (before, rest) = acts.split_at_mut(i);
         let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
         let out = &mut rest[0];
@@ -392,13 +407,18 @@ fn forward(
                 inputs,
                 outputs,
                 param,
-            } => dense::forward(
-                (inputs, outputs),
-                input,
-                params[param],
-                params[param + 1],
-                out,
-            ),
+            } => {
+                let flops = 2 * input.len() * outputs;
+                profile::timed(Phase::Gemm, flops, || {
+                    dense::forward(
+                        (inputs, outputs),
+                        input,
+                        params[param],
+                        params[param + 1],
+                        out,
+                    )
+                })
+            }
             Op::Conv { param, .. } => {
                 let b = dims(op).expect("a conv op");
                 conv_block::forward(
@@ -409,7 +429,9 @@ fn forward(
                     split,
                 );
             }
-            Op::Act { act, .. } => pointwise::act_forward(act, input, out),
+            Op::Act { act, .. } => {
+                profile::timed(Phase::Act, 0, || pointwise::act_forward(act, input, out))
+            }
             Op::Pool { c, h, w, k } => {
                 let (il, ol) = (c * h * w, op.out_len());
                 for ((x_s, y_s), a_s) in input
@@ -450,6 +472,7 @@ fn backward(
     dtheta: &mut [Vec<f32>],
 ) {
     for (i, op) in plan.ops.iter().enumerate().rev() {
+        profile::set_op(i, op.kind());
         let (g_before, g_rest) = ws.grads.split_at_mut(i);
         let dy: &[f32] = &g_rest[0];
         let dx: Option<&mut [f32]> = if i == 0 {
@@ -489,7 +512,9 @@ fn backward(
             }
             Op::Act { act, .. } => {
                 if let Some(dx) = dx {
-                    pointwise::act_backward(act, &ws.acts[i], dy, dx);
+                    profile::timed(Phase::ActBack, 0, || {
+                        pointwise::act_backward(act, &ws.acts[i], dy, dx)
+                    });
                 }
             }
             Op::Kernel {

@@ -49,6 +49,17 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// A short name of the op's kind, for profiles.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Dense { .. } => "dense",
+            Op::Conv { .. } => "conv block",
+            Op::Act { .. } => "activation",
+            Op::Kernel { .. } => "layer kernel",
+            Op::Pool { .. } => "max-pool",
+        }
+    }
+
     /// Values per sample this op writes.
     pub fn out_len(&self) -> usize {
         match self {

@@ -156,25 +156,13 @@ pub(crate) fn matmul<T: Real>(
     // SAFETY: every index the product touches was bounds-checked above; T is f32 or f64
     // (the only `Real` impls), the types gemm accepts; dst does not alias lhs or rhs (&mut).
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dst_cs as isize,
-            dst_rs as isize,
+        super::blocking::gemm_fixed(
+            (m, n, k),
+            (dst.as_mut_ptr(), dst_rs as isize, dst_cs as isize),
+            (lhs.data.as_ptr(), lhs.rs as isize, lhs.cs as isize),
+            (rhs.data.as_ptr(), rhs.rs as isize, rhs.cs as isize),
             accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
             T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
             par,
         );
     }

@@ -46,9 +46,12 @@
 //! device or dtype falls back to candle's own ops (with a correct pool), so the crate still works
 //! there.
 
+mod blocking;
 mod conv;
 pub mod im2col;
+pub mod peak;
 mod pool;
+pub mod profile;
 
 pub use conv::conv2d;
 pub(crate) use conv::{Mat, Order, matmul};
