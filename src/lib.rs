@@ -42,6 +42,7 @@ pub mod params;
 pub mod report;
 pub mod rng;
 pub mod run_folder;
+pub mod serve;
 pub mod sweep;
 pub mod task;
 pub mod tfevents;

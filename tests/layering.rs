@@ -35,6 +35,8 @@ const LAYERS: &[&[&str]] = &[
     &["export", "report", "adapt"],
     // Many runs.
     &["sweep"],
+    // Serving exports over HTTP.
+    &["serve"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -8,6 +8,7 @@ mod eval;
 mod export;
 mod progress;
 mod report;
+mod serve;
 mod sweep;
 mod tasks;
 mod train;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         cli::Command::Export(args) => export::run(args),
         cli::Command::Report(args) => report::run(args),
         cli::Command::Adapt(args) => adapt::run(args),
+        cli::Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
