@@ -294,7 +294,8 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
     assert!(max_diff(&parsed.values, &want) <= 1e-5);
 
     // Bad requests: status and a message naming expected vs got.
-    let cases: Vec<(&str, Vec<u8>, &[(&str, &str)], u16, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/v1/tasks/zz/predict",
             body.clone().into_bytes(),
