@@ -50,6 +50,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod run_folder;
+pub mod serve;
 pub mod sweep;
 pub mod task;
 pub mod tfevents;

@@ -10,6 +10,7 @@ mod progress;
 mod report;
 mod results;
 mod runs;
+mod serve;
 mod sweep;
 mod tasks;
 mod train;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         cli::Command::Export(args) => export::run(args),
         cli::Command::Report(args) => report::run(args),
         cli::Command::Adapt(args) => adapt::run(args),
+        cli::Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,174 @@
+//! The batcher: predictions wait in one bounded queue; a worker takes the first, collects
+//! whatever else arrives within `max_wait` (up to `max_batch` examples), and runs each task's
+//! requests as one forward pass. A full queue refuses at once (the server answers 503), so
+//! memory stays bounded under any load.
+
+use super::error::{Result, ServeError};
+use super::metrics::Metrics;
+use super::store::{ModelStore, TaskView};
+use candle_core::{Device, Tensor};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Batching settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// How long the first request of a batch waits for others.
+    pub max_wait: Duration,
+    /// Most examples in one forward pass (one larger request still runs alone).
+    pub max_batch: usize,
+    /// Requests waiting at most; beyond, new ones are refused.
+    pub queue: usize,
+    /// Worker threads running forward passes.
+    pub workers: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_wait: Duration::from_millis(2),
+            max_batch: 64,
+            queue: 256,
+            workers: 1,
+        }
+    }
+}
+
+/// One queued prediction.
+struct Job {
+    task: Arc<TaskView>,
+    values: Vec<f32>,
+    batch: usize,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<f32>>>,
+}
+
+/// The queue and its workers; dropping it lets the workers finish what is queued and stop.
+pub struct Batcher {
+    tx: Option<SyncSender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Batcher {
+    /// Starts `config.workers` threads answering from `store`.
+    pub fn start(store: Arc<ModelStore>, metrics: Arc<Metrics>, config: BatchConfig) -> Self {
+        let (tx, rx) = sync_channel::<Job>(config.queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..config.workers.max(1))
+            .map(|_| {
+                let (rx, store, metrics) = (rx.clone(), store.clone(), metrics.clone());
+                std::thread::spawn(move || worker(&rx, &store, &metrics, config))
+            })
+            .collect();
+        Batcher {
+            tx: Some(tx),
+            workers,
+        }
+    }
+
+    /// Queues a prediction of `batch` prepared examples; the answer comes on the returned
+    /// channel. Refuses with 503 when the queue is full.
+    pub fn submit(
+        &self,
+        task: Arc<TaskView>,
+        values: Vec<f32>,
+        batch: usize,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<f32>>>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| ServeError::Unavailable("the server is shutting down".into()))?;
+        match tx.try_send(Job {
+            task,
+            values,
+            batch,
+            reply,
+        }) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(ServeError::Unavailable(
+                "the request queue is full; retry later".into(),
+            )),
+            Err(TrySendError::Disconnected(_)) => Err(ServeError::Unavailable(
+                "the server is shutting down".into(),
+            )),
+        }
+    }
+
+    /// Stops taking work and waits until the queued predictions are answered.
+    pub fn shutdown(mut self) {
+        self.tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker(rx: &Mutex<Receiver<Job>>, store: &ModelStore, metrics: &Metrics, config: BatchConfig) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => return,
+            }
+            let deadline = Instant::now() + config.max_wait;
+            let mut rows = jobs[0].batch;
+            while rows < config.max_batch {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(job) => {
+                        rows += job.batch;
+                        jobs.push(job);
+                    }
+                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        // Group by task, first-come order kept within a task.
+        while !jobs.is_empty() {
+            let name = jobs[0].task.name.clone();
+            let source = jobs[0].task.source.clone();
+            let (group, rest): (Vec<Job>, Vec<Job>) = jobs
+                .into_iter()
+                .partition(|j| j.task.name == name && j.task.source == source);
+            jobs = rest;
+            run_group(store, metrics, group);
+        }
+    }
+}
+
+fn run_group(store: &ModelStore, metrics: &Metrics, group: Vec<Job>) {
+    let task = group[0].task.clone();
+    let rows: usize = group.iter().map(|j| j.batch).sum();
+    let mut values = Vec::with_capacity(group.iter().map(|j| j.values.len()).sum());
+    for j in &group {
+        values.extend_from_slice(&j.values);
+    }
+    let mut shape = vec![rows];
+    shape.extend(store.input_shape());
+    let result = (|| -> Result<Vec<f32>> {
+        let x = Tensor::from_vec(values, shape, &Device::Cpu)?;
+        let y = store.forward(&task, &x)?;
+        Ok(y.flatten_all()?.to_vec1::<f32>()?)
+    })();
+    metrics.batch(rows);
+    let width = store.outputs();
+    match result {
+        Ok(out) => {
+            let mut at = 0;
+            for j in group {
+                let n = j.batch * width;
+                let _ = j.reply.send(Ok(out[at..at + n].to_vec()));
+                at += n;
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for j in group {
+                let _ = j.reply.send(Err(ServeError::Forward(message.clone())));
+            }
+        }
+    }
+}

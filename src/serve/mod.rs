@@ -1,0 +1,26 @@
+//! `gtk serve`: one process answers every task of an export from the shared `W` (float32, held
+//! once) and each task's 1-bit mask, so a task costs `params / 8` bytes of memory instead of a
+//! model copy.
+//!
+//! - [`store`]: the export folder read into memory (W once, packed masks, layer state, each
+//!   task's input transform), tasks added and removed while serving;
+//! - [`cache`]: effective weights `W ⊙ 1[M_t > 0]` of recently used tasks under a byte budget
+//!   (LRU), built on the fly otherwise;
+//! - [`batch`]: requests to the same task arriving together run as one batch (bounded wait,
+//!   bounded batch), behind a bounded queue that answers "busy" when full;
+//! - [`codec`]: request and response bodies (JSON nested arrays, `.npy`);
+//! - [`metrics`]: counters and histograms in Prometheus' text format;
+//! - [`auth`]: the bearer token, compared in constant time;
+//! - [`http`]: the routes and the server with graceful shutdown.
+
+pub mod auth;
+pub mod batch;
+pub mod cache;
+pub mod codec;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod store;
+
+pub use error::ServeError;
+pub use store::{ExportFolder, ModelStore, TaskView};

@@ -1,0 +1,602 @@
+//! The model store: an export folder in memory as `gtk serve` holds it — the shared `W` once
+//! (float32), every task's mask as packed bits (1 bit per weight, exactly the bytes of
+//! `masks.safetensors`), its layer state (batch-norm statistics) and the input transform its
+//! task applies. A task's effective network `W ⊙ 1[M_t > 0]` is built from these on demand and
+//! kept in the [`EffectiveCache`] under a byte budget.
+//!
+//! Tasks can be added from another export of the same `W` (e.g. `gtk adapt` output exported)
+//! and removed while serving; a folder whose `W` fingerprint differs is refused, since its
+//! masks were learned for other weights and would answer nonsense.
+
+use super::cache::{Effective, EffectiveCache};
+use super::error::{Result, ServeError};
+use crate::config::TaskSet;
+use crate::export::check::read_model;
+use crate::model::{ModelSpec, NetState, Network, WeightInit};
+use crate::params::ParamKey;
+use crate::task::{Objective, TaskEntry};
+use candle_core::{DType, Device, Tensor, Var};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// One shared parameter: its name (`fc1.weight`), shape and element count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    /// `{layer}.weight` or `{layer}.bias`.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its element count.
+    pub len: usize,
+}
+
+/// One task as served: its mask, state and input transform.
+#[derive(Debug)]
+pub struct TaskView {
+    /// The task's name.
+    pub name: String,
+    /// Its task kind (`sinusoid`, `mnist`, `tensors`, …).
+    pub kind: String,
+    /// Classification (logits, argmax answered) or regression.
+    pub objective: Objective,
+    /// The `tensors` kind's standardisation: per-feature mean and standard deviation, applied
+    /// to every input as training did (and as `gtk eval --onnx` does).
+    pub standardize: Option<(Vec<f32>, Vec<f32>)>,
+    /// Per parameter, the packed mask bits (MSB first, `⌈n/8⌉` bytes).
+    pub masks: Vec<Vec<u8>>,
+    /// The layer state in the order of [`Network::state_specs`] (empty without batch norm).
+    pub state: Vec<Tensor>,
+    /// Share of weights kept (mask bit 1).
+    pub density: f64,
+    /// The export folder it was read from.
+    pub source: PathBuf,
+}
+
+impl TaskView {
+    /// Applies the task's input transform to `values`, rows of `features` values each.
+    pub fn prepare(&self, values: &mut [f32]) {
+        if let Some((mean, std)) = &self.standardize {
+            for row in values.chunks_mut(mean.len().max(1)) {
+                for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
+                    *v = (*v - m) / s;
+                }
+            }
+        }
+    }
+
+    /// Bytes its masks take in memory.
+    pub fn mask_bytes(&self) -> usize {
+        self.masks.iter().map(Vec::len).sum()
+    }
+}
+
+/// An export folder read into memory.
+#[derive(Debug)]
+pub struct ExportFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The architecture (from the ONNX files' `gatekit.task_set`).
+    pub model: ModelSpec,
+    /// The gate the ONNX files were exported with (`binary`, `sigmoid`, …); the server always
+    /// answers with the 1-bit masks, which equal the ONNX files only for `binary`.
+    pub gate: String,
+    /// The parameters, in network order.
+    pub params: Vec<ParamInfo>,
+    /// `W`, float32, one flat vector per parameter.
+    pub weights: Vec<Vec<f32>>,
+    /// SHA-256 of `W` (names, shapes and float32 values).
+    pub fingerprint: String,
+    /// The tasks in the folder, in task-set order.
+    pub tasks: Vec<TaskView>,
+}
+
+/// `masks.safetensors`' metadata (see `book/src/exporting.md`).
+#[derive(Deserialize)]
+struct MaskMeta {
+    format: String,
+    model: String,
+    tasks: Vec<String>,
+    shapes: BTreeMap<String, Vec<usize>>,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> ServeError {
+    ServeError::Gatekit(crate::error::Error::Data {
+        path: path.into(),
+        message: message.into(),
+    })
+}
+
+fn onnx_metadata(model: &crate::export::proto::ModelProto, key: &str) -> Option<String> {
+    model
+        .metadata_props
+        .iter()
+        .find(|p| p.key == key)
+        .map(|p| p.value.clone())
+}
+
+/// Whether a task answers classes (argmax) or values, from what its kind declares.
+fn objective_of(entry: &TaskEntry, outputs: usize) -> Objective {
+    match entry.kind.as_str() {
+        "sinusoid" | "linear" => Objective::Regression,
+        "tensors" => match entry
+            .params
+            .to_table()
+            .get("objective")
+            .and_then(|v| v.as_str())
+        {
+            Some("regression") => Objective::Regression,
+            Some("classification") => Objective::Classification,
+            // `auto` follows the labels' dtype, which only the data knows: several outputs
+            // are classes.
+            _ if outputs > 1 => Objective::Classification,
+            _ => Objective::Regression,
+        },
+        _ => Objective::Classification,
+    }
+}
+
+/// The `tensors` kind's pinned standardisation statistics, if it standardises.
+fn standardize_of(entry: &TaskEntry) -> Option<(Vec<f32>, Vec<f32>)> {
+    if entry.kind != "tensors" {
+        return None;
+    }
+    let table = entry.params.to_table();
+    if table.get("standardize").and_then(|v| v.as_bool()) != Some(true) {
+        return None;
+    }
+    let list = |key: &str| -> Vec<f32> {
+        table
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
+                    .map(|x| x as f32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (mean, std) = (list("mean"), list("std"));
+    (!mean.is_empty() && mean.len() == std.len()).then_some((mean, std))
+}
+
+/// SHA-256 over the parameters' names, shapes and float32 bytes.
+fn fingerprint(params: &[ParamInfo], weights: &[Vec<f32>]) -> String {
+    let mut h = Sha256::new();
+    for (p, w) in params.iter().zip(weights) {
+        h.update(p.name.as_bytes());
+        for d in &p.shape {
+            h.update((*d as u64).to_le_bytes());
+        }
+        for v in w {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ExportFolder {
+    /// Reads an export folder written by `gtk export`; every error names the file and what is
+    /// wrong with it.
+    pub fn read(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(bad(
+                dir,
+                "is not a folder; pass a folder written by `gtk export` (weights.safetensors, masks.safetensors, *.onnx)",
+            ));
+        }
+        let masks_path = dir.join("masks.safetensors");
+        let mask_bytes = std::fs::read(&masks_path)
+            .map_err(|e| ServeError::Gatekit(crate::error::Error::io(&masks_path, e)))?;
+        let (_, st_meta) = safetensors::SafeTensors::read_metadata(&mask_bytes)
+            .map_err(|e| bad(&masks_path, format!("not a safetensors file: {e}")))?;
+        let meta_text = st_meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("gatekit"))
+            .ok_or_else(|| {
+                bad(
+                    &masks_path,
+                    "has no `gatekit` metadata: not written by gtk export",
+                )
+            })?;
+        let meta: MaskMeta = serde_json::from_str(meta_text)
+            .map_err(|e| bad(&masks_path, format!("bad `gatekit` metadata: {e}")))?;
+        if meta.format != "gatekit-masks/1" {
+            return Err(bad(
+                &masks_path,
+                format!(
+                    "has format `{}`; this gtk reads gatekit-masks/1",
+                    meta.format
+                ),
+            ));
+        }
+
+        // The task set (model, task kinds, pinned statistics) from an ONNX file's metadata.
+        let onnx_path = [dir.join("all_tasks.onnx")]
+            .into_iter()
+            .chain(meta.tasks.iter().map(|t| dir.join(format!("{t}.onnx"))))
+            .find(|p| p.is_file())
+            .ok_or_else(|| bad(dir, "holds no all_tasks.onnx nor any <task>.onnx"))?;
+        let onnx = read_model(&onnx_path)?;
+        let set_text = onnx_metadata(&onnx, "gatekit.task_set")
+            .ok_or_else(|| bad(&onnx_path, "has no gatekit.task_set metadata"))?;
+        let gate = onnx_metadata(&onnx, "gatekit.gate").unwrap_or_else(|| "unknown".into());
+        let set = TaskSet::parse_with(&set_text, &onnx_path, &|_: &str| {
+            Err(crate::error::Error::Data {
+                path: onnx_path.clone(),
+                message: "task set without inline model".into(),
+            })
+        })?;
+        if set.model.name != meta.model {
+            return Err(bad(
+                &masks_path,
+                format!(
+                    "is for model `{}` but {} holds model `{}`",
+                    meta.model,
+                    onnx_path.display(),
+                    set.model.name
+                ),
+            ));
+        }
+        let mut rng = crate::rng::Rng::new(0);
+        let net = Network::new(
+            &set.model,
+            WeightInit::Zeros,
+            &mut rng,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .map_err(|e| bad(&onnx_path, format!("its model cannot be built: {e}")))?;
+        let params: Vec<ParamInfo> = net
+            .param_shapes()
+            .into_iter()
+            .map(|(name, s)| ParamInfo {
+                name,
+                len: s.elem_count(),
+                shape: s.dims().to_vec(),
+            })
+            .collect();
+        for p in &params {
+            match meta.shapes.get(&p.name) {
+                Some(s) if *s == p.shape => {}
+                other => {
+                    return Err(bad(
+                        &masks_path,
+                        format!(
+                            "gives `{}` shape {other:?}; model `{}` expects {:?}",
+                            p.name, set.model.name, p.shape
+                        ),
+                    ));
+                }
+            }
+        }
+
+        // W, float32.
+        let weights_path = dir.join("weights.safetensors");
+        let w = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+            .map_err(|e| bad(&weights_path, format!("cannot be read: {e}")))?;
+        let weights: Vec<Vec<f32>> = params
+            .iter()
+            .map(|p| {
+                let t = w
+                    .get(&p.name)
+                    .ok_or_else(|| bad(&weights_path, format!("has no tensor `{}`", p.name)))?;
+                if t.dims() != p.shape.as_slice() {
+                    return Err(bad(
+                        &weights_path,
+                        format!(
+                            "`{}` has shape {:?}, expected {:?}",
+                            p.name,
+                            t.dims(),
+                            p.shape
+                        ),
+                    ));
+                }
+                Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+            })
+            .collect::<Result<_>>()?;
+        let fingerprint = fingerprint(&params, &weights);
+
+        // Masks and layer state per task.
+        let masks_st = safetensors::SafeTensors::deserialize(&mask_bytes)
+            .map_err(|e| bad(&masks_path, format!("not a safetensors file: {e}")))?;
+        let state_specs = net.state_specs();
+        let state: HashMap<String, Tensor> = if state_specs.is_empty() {
+            HashMap::new()
+        } else {
+            let path = dir.join("state.safetensors");
+            candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
+                bad(
+                    &path,
+                    format!(
+                        "cannot be read (model `{}` has batch norm): {e}",
+                        set.model.name
+                    ),
+                )
+            })?
+        };
+        let outputs = set
+            .model
+            .output_shape()
+            .map(|s| s.iter().product())
+            .unwrap_or(1);
+        let mut tasks = Vec::new();
+        for name in &meta.tasks {
+            let entry = set.tasks.iter().find(|e| &e.name == name).ok_or_else(|| {
+                bad(
+                    &masks_path,
+                    format!("holds task `{name}`, which its task set does not name"),
+                )
+            })?;
+            let mut masks = Vec::with_capacity(params.len());
+            let mut kept = 0u64;
+            let mut total = 0u64;
+            for p in &params {
+                let key = ParamKey::Mask {
+                    param: &p.name,
+                    task: name,
+                }
+                .to_string();
+                let view = masks_st
+                    .tensor(&key)
+                    .map_err(|_| bad(&masks_path, format!("has no tensor `{key}`")))?;
+                let data = view.data();
+                if view.dtype() != safetensors::Dtype::U8 || data.len() != p.len.div_ceil(8) {
+                    return Err(bad(
+                        &masks_path,
+                        format!(
+                            "`{key}` holds {} {:?} values; expected {} U8 bytes ({} bits packed)",
+                            data.len(),
+                            view.dtype(),
+                            p.len.div_ceil(8),
+                            p.len
+                        ),
+                    ));
+                }
+                kept += data.iter().map(|b| b.count_ones() as u64).sum::<u64>();
+                total += p.len as u64;
+                masks.push(data.to_vec());
+            }
+            let task_state = state_specs
+                .iter()
+                .map(|(sname, _)| {
+                    let key = ParamKey::TaskState {
+                        param: sname,
+                        task: name,
+                    }
+                    .to_string();
+                    let t = state.get(&key).ok_or_else(|| {
+                        bad(
+                            &dir.join("state.safetensors"),
+                            format!("has no tensor `{key}`"),
+                        )
+                    })?;
+                    Ok(t.to_dtype(DType::F32)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            tasks.push(TaskView {
+                name: name.clone(),
+                kind: entry.kind.clone(),
+                objective: objective_of(entry, outputs),
+                standardize: standardize_of(entry),
+                masks,
+                state: task_state,
+                density: kept as f64 / total.max(1) as f64,
+                source: dir.to_path_buf(),
+            });
+        }
+        Ok(ExportFolder {
+            dir: dir.to_path_buf(),
+            model: set.model,
+            gate,
+            params,
+            weights,
+            fingerprint,
+            tasks,
+        })
+    }
+}
+
+/// What `gtk serve` holds: `W` once, the tasks, and the cache of effective networks.
+#[derive(Debug)]
+pub struct ModelStore {
+    model: ModelSpec,
+    gate: String,
+    params: Vec<ParamInfo>,
+    weights: Vec<Vec<f32>>,
+    fingerprint: String,
+    tasks: RwLock<BTreeMap<String, Arc<TaskView>>>,
+    cache: Mutex<EffectiveCache>,
+}
+
+impl ModelStore {
+    /// The store of an export folder, caching effective networks up to `cache_bytes`.
+    pub fn new(folder: ExportFolder, cache_bytes: usize) -> Self {
+        let tasks = folder
+            .tasks
+            .into_iter()
+            .map(|t| (t.name.clone(), Arc::new(t)))
+            .collect();
+        ModelStore {
+            model: folder.model,
+            gate: folder.gate,
+            params: folder.params,
+            weights: folder.weights,
+            fingerprint: folder.fingerprint,
+            tasks: RwLock::new(tasks),
+            cache: Mutex::new(EffectiveCache::new(cache_bytes)),
+        }
+    }
+
+    /// The architecture.
+    pub fn model(&self) -> &ModelSpec {
+        &self.model
+    }
+
+    /// The gate the export's ONNX files hold.
+    pub fn gate(&self) -> &str {
+        &self.gate
+    }
+
+    /// SHA-256 of `W`.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Scalar parameters in `W`.
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| p.len).sum()
+    }
+
+    /// Bytes `W` takes (float32).
+    pub fn weight_bytes(&self) -> usize {
+        4 * self.param_count()
+    }
+
+    /// The loaded tasks' names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.read_tasks().keys().cloned().collect()
+    }
+
+    /// The loaded tasks.
+    pub fn tasks(&self) -> Vec<Arc<TaskView>> {
+        self.read_tasks().values().cloned().collect()
+    }
+
+    /// Bytes all loaded masks take.
+    pub fn mask_bytes(&self) -> usize {
+        self.read_tasks().values().map(|t| t.mask_bytes()).sum()
+    }
+
+    /// Bytes the cached effective networks take.
+    pub fn cache_bytes(&self) -> usize {
+        self.lock_cache().bytes()
+    }
+
+    fn read_tasks(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<TaskView>>> {
+        // A poisoned lock only means a panic elsewhere; the map itself is always consistent.
+        self.tasks.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, EffectiveCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A loaded task by name (checked against the loaded names only: no file is touched).
+    pub fn task(&self, name: &str) -> Result<Arc<TaskView>> {
+        let tasks = self.read_tasks();
+        tasks
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ServeError::UnknownTask {
+                task: name.chars().take(80).collect(),
+                known: tasks.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// The model's input shape (one example).
+    pub fn input_shape(&self) -> Vec<usize> {
+        self.model.input.clone()
+    }
+
+    /// Values one example's output has.
+    pub fn outputs(&self) -> usize {
+        self.model
+            .output_shape()
+            .map(|s| s.iter().product())
+            .unwrap_or(1)
+    }
+
+    /// Adds the tasks of another export of the same `W` and model; refuses a different `W`
+    /// (fingerprint), another architecture, or a name already loaded. Returns the added names.
+    pub fn add(&self, folder: ExportFolder) -> Result<Vec<String>> {
+        if folder.fingerprint != self.fingerprint {
+            return Err(ServeError::Conflict(format!(
+                "{}: its W fingerprint is {}, the served W is {}: its masks were learned for other weights; export a run (or gtk adapt output) on the served W",
+                folder.dir.display(),
+                &folder.fingerprint[..16],
+                &self.fingerprint[..16]
+            )));
+        }
+        if folder.params != self.params {
+            return Err(ServeError::Conflict(format!(
+                "{}: model `{}` has other parameters than the served model `{}`",
+                folder.dir.display(),
+                folder.model.name,
+                self.model.name
+            )));
+        }
+        let mut tasks = self.tasks.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = folder.tasks.iter().find(|t| tasks.contains_key(&t.name)) {
+            return Err(ServeError::Conflict(format!(
+                "task `{}` is already loaded; remove it first (DELETE /v1/admin/tasks/{})",
+                t.name, t.name
+            )));
+        }
+        let names: Vec<String> = folder.tasks.iter().map(|t| t.name.clone()).collect();
+        for t in folder.tasks {
+            tasks.insert(t.name.clone(), Arc::new(t));
+        }
+        Ok(names)
+    }
+
+    /// Removes a task (its cached network too); requests already batched still finish.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.task(name)?;
+        self.tasks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.lock_cache().remove(name);
+        Ok(())
+    }
+
+    /// The effective network `W ⊙ 1[M_t > 0]` of `task`, from the cache or built now.
+    pub fn effective(&self, task: &TaskView) -> Result<Arc<Effective>> {
+        if let Some(e) = self.lock_cache().get(&task.name, &task.source) {
+            return Ok(e);
+        }
+        let vars = self
+            .params
+            .iter()
+            .zip(&self.weights)
+            .zip(&task.masks)
+            .map(|((p, w), bits)| {
+                let values: Vec<f32> = w
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        if bits[i / 8] & (0x80 >> (i % 8)) != 0 {
+                            v
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                Var::from_tensor(&Tensor::from_vec(values, p.shape.as_slice(), &Device::Cpu)?)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let net = Network::from_params(&self.model, vars)?;
+        let e = Arc::new(Effective {
+            net,
+            source: task.source.clone(),
+            bytes: self.weight_bytes(),
+        });
+        self.lock_cache().insert(&task.name, e.clone());
+        Ok(e)
+    }
+
+    /// Runs `task`'s network on `x` (`[batch, ..input]`, already prepared); `[batch, outputs]`.
+    pub fn forward(&self, task: &TaskView, x: &Tensor) -> Result<Tensor> {
+        let e = self.effective(task)?;
+        let y = e
+            .net
+            .forward_with_state(x, None, NetState::Eval(&task.state))?;
+        let batch = x.dims().first().copied().unwrap_or(0);
+        Ok(y.reshape((batch, self.outputs()))?)
+    }
+}

@@ -1,0 +1,502 @@
+//! `gtk serve`: the model store answers exactly what the exported per-task ONNX files answer
+//! (gatekit's interpreter, within 1e-5) for MLP, LeNet-5 and LeNet-5 with batch norm; a real
+//! server on a free port answers the HTTP API (JSON and .npy, both predict routes, tasks,
+//! metrics), refuses bad requests with the right status and a message, survives a few thousand
+//! malformed bodies, checks the bearer token, adds and removes tasks, and shuts down on SIGTERM.
+
+mod common;
+use candle_core::{Device, Tensor};
+use gatekit::TaskSet;
+use gatekit::export::check::{OnnxSession, Runtime};
+use gatekit::export::{ExportOptions, export_run};
+use gatekit::serve::{ExportFolder, ModelStore};
+use gatekit::train::{Strategy, Trainer};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Two tasks for `model`, trained a few steps (MNIST for the LeNets).
+fn task_set(model: &str) -> Option<String> {
+    task_set_seeded(model, 0)
+}
+
+fn task_set_seeded(model: &str, seed: u64) -> Option<String> {
+    let models = common::repo("models").display().to_string();
+    match model {
+        "mlp.toml" => Some(format!(
+            "[run]\nmodel = \"{models}/{model}\"\nsteps = 60\nseed = {seed}\n[defaults]\nkind = \"sinusoid\"\n[[task]]\nname = \"a\"\n[[task]]\nname = \"b\"\n"
+        )),
+        _ => common::shared_data().map(|_| {
+            format!(
+                "[run]\nmodel = \"{models}/{model}\"\nsteps = 12\nbatch_size = 16\neval_every = 12\neval_train_limit = 32\n\
+                 [defaults]\nkind = \"mnist\"\ntest_limit = 32\n[[task]]\nname = \"a\"\n[[task]]\nname = \"b\"\nbackground = [1.0, 0.0, 0.0]\n"
+            )
+        }),
+    }
+}
+
+/// Trains `model` briefly and exports it with `--binarize` into `dir/export`.
+fn export(model: &str, dir: &Path) -> Option<PathBuf> {
+    export_seeded(model, dir, 0)
+}
+
+fn export_seeded(model: &str, dir: &Path, seed: u64) -> Option<PathBuf> {
+    let text = if seed == 0 {
+        task_set(model)?
+    } else {
+        task_set_seeded(model, seed)?
+    };
+    let path = dir.join("set.toml");
+    std::fs::write(&path, text).unwrap();
+    let set = TaskSet::load(&path).unwrap();
+    let data = common::shared_data().filter(|_| model != "mlp.toml");
+    let mut trainer = Trainer::create(
+        set,
+        &[Strategy::Gated],
+        &dir.join("run"),
+        data.as_deref(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    trainer.train(None, &mut |_| {}).unwrap();
+    let out = dir.join("export");
+    export_run(
+        &trainer,
+        &out,
+        &ExportOptions {
+            binarize: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    Some(out)
+}
+
+fn inputs(shape: &[usize], batch: usize, seed: u64) -> Tensor {
+    let n: usize = batch * shape.iter().product::<usize>();
+    let mut rng = gatekit::rng::Rng::new(seed);
+    let v: Vec<f32> = (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect();
+    let mut dims = vec![batch];
+    dims.extend_from_slice(shape);
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn store_matches_each_tasks_exported_onnx_for_every_model() {
+    let mut checked = Vec::new();
+    for model in ["mlp.toml", "lenet5.toml", "lenet5-bn.toml"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some(dir) = export(model, tmp.path()) else {
+            continue;
+        };
+        let folder = ExportFolder::read(&dir).unwrap();
+        assert_eq!(folder.gate, "binary");
+        let store = ModelStore::new(folder, 1 << 20);
+        assert_eq!(store.names(), vec!["a", "b"]);
+        for name in ["a", "b"] {
+            let task = store.task(name).unwrap();
+            assert!(task.density > 0.0 && task.density < 1.0, "{}", task.density);
+            let x = inputs(&store.input_shape(), 7, 3);
+            let ours = flat(&store.forward(&task, &x).unwrap());
+            let mut onnx =
+                OnnxSession::open(&dir.join(format!("{name}.onnx")), Runtime::Reference).unwrap();
+            let theirs = flat(&onnx.run(&x, None).unwrap());
+            let d = max_diff(&ours, &theirs);
+            assert!(d <= 1e-5, "{model} task {name}: max |diff| {d}");
+            assert!(ours.iter().all(|v| v.is_finite()));
+        }
+        // The two tasks' masks differ, so their answers do.
+        let x = inputs(&store.input_shape(), 4, 9);
+        let a = flat(&store.forward(&store.task("a").unwrap(), &x).unwrap());
+        let b = flat(&store.forward(&store.task("b").unwrap(), &x).unwrap());
+        assert!(max_diff(&a, &b) > 1e-4);
+        checked.push(model);
+    }
+    assert!(checked.contains(&"mlp.toml"));
+}
+
+// ---- a real server ----
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(export: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gtk"))
+        .arg("serve")
+        .arg(export)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gtk serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server { child, addr }
+}
+
+/// One HTTP/1.1 request on its own connection: (status, headers, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let at = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)));
+    let head = String::from_utf8_lossy(&out[..at]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, out[at + 4..].to_vec())
+}
+
+fn json_of(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
+    gatekit::serve::codec::npy_bytes(values, shape)
+}
+
+#[test]
+fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = export("mlp.toml", tmp.path()).unwrap();
+    let token_path = tmp.path().join("token");
+    std::fs::write(&token_path, "s3cret-token\n").unwrap();
+    let mut server = start(
+        &dir,
+        &[
+            "--token-file",
+            token_path.to_str().unwrap(),
+            "--max-body",
+            "4096",
+            "--admin",
+        ],
+    );
+    let addr = server.addr.clone();
+    let auth = [("Authorization", "Bearer s3cret-token")];
+    let json_h = [
+        ("Authorization", "Bearer s3cret-token"),
+        ("Content-Type", "application/json"),
+    ];
+
+    // Health needs no token; the rest does.
+    assert_eq!(http(&addr, "GET", "/healthz", &[], b"").0, 200);
+    let (st, head, body) = http(&addr, "GET", "/v1/tasks", &[], b"");
+    assert_eq!(st, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(head.to_lowercase().contains("www-authenticate: bearer"));
+    assert!(String::from_utf8_lossy(&body).contains("missing Authorization"));
+    let wrong = [("Authorization", "Bearer s3cret-tokem")];
+    assert_eq!(http(&addr, "GET", "/v1/tasks", &wrong, b"").0, 401);
+
+    // Tasks.
+    let (st, _, body) = http(&addr, "GET", "/v1/tasks", &auth, b"");
+    assert_eq!(st, 200);
+    let v = json_of(&body);
+    assert_eq!(v["model"]["name"], "mlp");
+    assert_eq!(
+        v["model"]["parameters"],
+        8 * 40 + 40 + 40 * 40 + 40 + 40 + 1
+    );
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(v["tasks"][0]["output"], "regression");
+    assert_eq!(v["tasks"][0]["input_shape"], serde_json::json!([8]));
+    let (st, _, body) = http(&addr, "GET", "/v1/tasks/b", &auth, b"");
+    assert_eq!(st, 200);
+    assert_eq!(json_of(&body)["name"], "b");
+
+    // Predictions equal the exported ONNX (interpreter) for JSON, .npy and /v1/predict.
+    let x = inputs(&[8], 5, 11);
+    let rows: Vec<Vec<f32>> = flat(&x).chunks(8).map(|r| r.to_vec()).collect();
+    let mut onnx = OnnxSession::open(&dir.join("b.onnx"), Runtime::Reference).unwrap();
+    let want = flat(&onnx.run(&x, None).unwrap());
+    let body = serde_json::json!({"inputs": rows}).to_string();
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/b/predict",
+        &json_h,
+        body.as_bytes(),
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    let got: Vec<f32> = json_of(&out)["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_f64().unwrap() as f32)
+        .collect();
+    assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
+    let body2 = serde_json::json!({"task": "b", "inputs": rows}).to_string();
+    let (st, _, out2) = http(&addr, "POST", "/v1/predict", &json_h, body2.as_bytes());
+    assert_eq!(st, 200);
+    assert_eq!(json_of(&out2)["outputs"], json_of(&out)["outputs"]);
+    let npy_h = [
+        ("Authorization", "Bearer s3cret-token"),
+        ("Content-Type", "application/x-npy"),
+    ];
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/b/predict",
+        &npy_h,
+        &npy(&flat(&x), &[5, 8]),
+    );
+    assert_eq!(st, 200);
+    let parsed = gatekit::serve::codec::parse_npy_body(&out, &[1]).unwrap();
+    assert_eq!(parsed.batch, 5);
+    assert!(max_diff(&parsed.values, &want) <= 1e-5);
+
+    // Bad requests: status and a message naming expected vs got.
+    type Case<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "/v1/tasks/zz/predict",
+            body.clone().into_bytes(),
+            &json_h,
+            404,
+            "unknown task `zz`; loaded tasks: a, b",
+        ),
+        (
+            "/v1/tasks/a/predict",
+            br#"{"inputs": [[1, 2, 3]]}"#.to_vec(),
+            &json_h,
+            400,
+            "expected inputs of shape [batch, 8] (or one example [8]), got [1, 3]",
+        ),
+        (
+            "/v1/tasks/a/predict",
+            b"{\"inputs\": [[1,".to_vec(),
+            &json_h,
+            400,
+            "not valid JSON",
+        ),
+        (
+            "/v1/tasks/a/predict",
+            npy(&[1.0; 6], &[2, 3]),
+            &npy_h,
+            400,
+            "got [2, 3]",
+        ),
+        (
+            "/v1/tasks/a/predict",
+            b"\x93NUMPY garbage".to_vec(),
+            &npy_h,
+            400,
+            "the .npy body",
+        ),
+        (
+            "/v1/tasks/a/predict",
+            vec![b' '; 5000],
+            &json_h,
+            413,
+            "over the limit of 4096 bytes",
+        ),
+        (
+            "/v1/predict",
+            br#"{"inputs": [[0,0,0,0,0,0,0,0]]}"#.to_vec(),
+            &json_h,
+            400,
+            "no task",
+        ),
+        ("/v1/nothing", Vec::new(), &auth, 404, "no such endpoint"),
+    ];
+    for (path, body, headers, status, needle) in &cases {
+        let (st, _, out) = http(&addr, "POST", path, headers, body);
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(st, *status, "{path}: {text}");
+        assert!(text.contains(needle), "{path}: {text} lacks {needle:?}");
+    }
+    // NaN inputs are answered (200, one row per example; ReLU may map NaN to 0), not a crash.
+    let mut nan = flat(&x);
+    nan[0] = f32::NAN;
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/a/predict",
+        &npy_h,
+        &npy(&nan, &[5, 8]),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(
+        gatekit::serve::codec::parse_npy_body(&out, &[1])
+            .unwrap()
+            .batch,
+        5
+    );
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/a/predict",
+        &json_h,
+        b"[[null,0,0,0,0,0,0,0]]",
+    );
+    assert_eq!(st, 200);
+    assert_eq!(json_of(&out)["outputs"].as_array().unwrap().len(), 1);
+
+    // Fuzz: a few thousand malformed bodies, then a correct request is still answered.
+    let mut rng = gatekit::rng::Rng::new(7);
+    let good = body.as_bytes();
+    for i in 0..2000 {
+        let mut b: Vec<u8> = match i % 4 {
+            0 => good[..rng.below(good.len())].to_vec(),
+            1 => (0..rng.below(300)).map(|_| rng.below(256) as u8).collect(),
+            2 => {
+                let mut b = good.to_vec();
+                let at = rng.below(b.len());
+                b[at] = rng.below(256) as u8;
+                b
+            }
+            _ => npy(&flat(&x), &[5, 8])[..rng.below(200)].to_vec(),
+        };
+        if i % 7 == 0 {
+            b.extend_from_slice(b"]]]}}");
+        }
+        let headers = if i % 4 == 3 { &npy_h } else { &json_h };
+        let (st, _, _) = http(&addr, "POST", "/v1/tasks/a/predict", headers, &b);
+        assert!([200, 400, 413].contains(&st), "fuzz body {i}: status {st}");
+    }
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/b/predict",
+        &json_h,
+        body.as_bytes(),
+    );
+    assert_eq!(st, 200);
+    let again: Vec<f32> = json_of(&out)["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_f64().unwrap() as f32)
+        .collect();
+    assert!(max_diff(&again, &want) <= 1e-5);
+
+    // Metrics count what happened.
+    let (st, _, out) = http(&addr, "GET", "/metrics", &auth, b"");
+    assert_eq!(st, 200);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("gatekit_tasks_loaded 2"), "{text}");
+    assert!(text.contains("gatekit_requests_total{route=\"predict\",status=\"200\"}"));
+    assert!(text.contains("gatekit_predict_seconds_bucket{task=\"b\""));
+    assert!(text.contains("gatekit_resident_bytes"));
+
+    // Hot remove and add: a task removed is 404; an export on another W is refused; the same
+    // export added back answers again.
+    let (st, _, _) = http(&addr, "DELETE", "/v1/admin/tasks/a", &auth, b"");
+    assert_eq!(st, 200);
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/a/predict",
+        &json_h,
+        body.as_bytes(),
+    );
+    assert_eq!(st, 404, "{}", String::from_utf8_lossy(&out));
+    let other_tmp = tmp.path().join("other");
+    std::fs::create_dir(&other_tmp).unwrap();
+    let other = export_seeded("mlp.toml", &other_tmp, 5).unwrap();
+    let add = |p: &Path| serde_json::json!({"path": p}).to_string();
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/admin/tasks",
+        &json_h,
+        add(&other).as_bytes(),
+    );
+    assert_eq!(st, 409);
+    assert!(
+        String::from_utf8_lossy(&out).contains("W fingerprint"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/admin/tasks",
+        &json_h,
+        add(&dir).as_bytes(),
+    );
+    assert_eq!(st, 409, "b is still loaded");
+    assert!(String::from_utf8_lossy(&out).contains("task `b` is already loaded"));
+    assert_eq!(
+        http(&addr, "DELETE", "/v1/admin/tasks/b", &auth, b"").0,
+        200
+    );
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/admin/tasks",
+        &json_h,
+        add(&dir).as_bytes(),
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(json_of(&out)["added"], serde_json::json!(["a", "b"]));
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/b/predict",
+        &json_h,
+        body.as_bytes(),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(json_of(&out)["outputs"], json_of(&out2)["outputs"]);
+
+    // SIGTERM: the server stops cleanly.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
