@@ -30,7 +30,7 @@ pub enum Command {
     /// adapted run folder.
     Adapt(AdaptArgs),
     /// Serve an export over HTTP: W once, each task's 1-bit mask switched per request.
-    Serve(crate::serve::ServeArgs),
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -395,4 +395,42 @@ mod tests {
     fn cli_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+/// `gtk serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// An export folder written by `gtk export` (weights.safetensors, masks.safetensors, ONNX
+    /// files). Serve a `--binarize` export: the server answers with the 1-bit masks, W ⊙ 1[M > 0].
+    pub export_dir: PathBuf,
+    /// Address to listen on; the default answers only this machine.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// A file holding the bearer token every request (but /healthz) must send as
+    /// `Authorization: Bearer TOKEN`.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Largest request body, bytes; larger ones are answered 413.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body: usize,
+    /// Memory for cached effective weights (W ⊙ mask) of recently used tasks, MiB; tasks
+    /// not cached are built per batch.
+    #[arg(long, default_value_t = 64)]
+    pub cache_mb: usize,
+    /// Most examples one forward pass batches together.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// How long a request waits for others to batch with, milliseconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub max_wait_ms: f64,
+    /// Requests waiting at most; beyond, requests are answered 503.
+    #[arg(long, default_value_t = 256)]
+    pub queue: usize,
+    /// Threads running forward passes.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Turn on POST /v1/admin/tasks (add an export's tasks on the same W) and
+    /// DELETE /v1/admin/tasks/{task}.
+    #[arg(long)]
+    pub admin: bool,
 }

@@ -1,53 +1,14 @@
 //! `gtk serve EXPORT_DIR`: parses the flags, reads the export into a model store and runs the
 //! HTTP server of `gatekit::serve` until SIGTERM/SIGINT.
 
+use crate::cli::ServeArgs;
 use anyhow::{Context, Result};
-use clap::Args;
 use gatekit::serve::auth::Token;
 use gatekit::serve::batch::BatchConfig;
 use gatekit::serve::http::{ServeConfig, serve, shutdown_signal};
 use gatekit::serve::{ExportFolder, ModelStore};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `gtk serve` flags.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// An export folder written by `gtk export` (weights.safetensors, masks.safetensors, ONNX
-    /// files). Serve a `--binarize` export: the server answers with the 1-bit masks, W ⊙ 1[M > 0].
-    pub export_dir: PathBuf,
-    /// Address to listen on; the default answers only this machine.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: String,
-    /// A file holding the bearer token every request (but /healthz) must send as
-    /// `Authorization: Bearer TOKEN`.
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Largest request body, bytes; larger ones are answered 413.
-    #[arg(long, default_value_t = 16 << 20)]
-    pub max_body: usize,
-    /// Memory for cached effective weights (W ⊙ mask) of recently used tasks, MiB; tasks
-    /// not cached are built per batch.
-    #[arg(long, default_value_t = 64)]
-    pub cache_mb: usize,
-    /// Most examples one forward pass batches together.
-    #[arg(long, default_value_t = 64)]
-    pub max_batch: usize,
-    /// How long a request waits for others to batch with, milliseconds.
-    #[arg(long, default_value_t = 2.0)]
-    pub max_wait_ms: f64,
-    /// Requests waiting at most; beyond, requests are answered 503.
-    #[arg(long, default_value_t = 256)]
-    pub queue: usize,
-    /// Threads running forward passes.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Turn on POST /v1/admin/tasks (add an export's tasks on the same W) and
-    /// DELETE /v1/admin/tasks/{task}.
-    #[arg(long)]
-    pub admin: bool,
-}
 
 pub fn run(args: ServeArgs) -> Result<()> {
     if !(0.0..=1000.0).contains(&args.max_wait_ms) {
