@@ -12,12 +12,10 @@
 
 mod common;
 
-use common::{checkpoint_path, repo, shared_data, text};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use common::{checkpoint_path, shared_data, train_seed0};
+use std::path::Path;
 
-/// Trains `task_set` (all strategies, seed 0, one thread) into `dir/runs/name` with the
-/// blocking given (`None`: the default) and returns the checkpoint's bytes.
+/// The checkpoint's bytes of `common::train_seed0` under the blocking given.
 fn checkpoint(
     dir: &Path,
     name: &str,
@@ -26,29 +24,7 @@ fn checkpoint(
     data: Option<&Path>,
     blocking: Option<&str>,
 ) -> Vec<u8> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtk"));
-    cmd.args(["train", "--task-set"])
-        .arg(repo(task_set))
-        .args(["--strategy", "all", "--seed", "0", "-q", "--name", name])
-        .args(extra)
-        .current_dir(dir)
-        .env("RAYON_NUM_THREADS", "1")
-        .env_remove("GATEKIT_DATA")
-        .env_remove("GATEKIT_GEMM_BLOCKING");
-    if let Some(b) = blocking {
-        cmd.env("GATEKIT_GEMM_BLOCKING", b);
-    }
-    if let Some(data) = data {
-        cmd.arg("--data-dir").arg(data);
-    }
-    let out = cmd.output().expect("gtk runs");
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
-    assert!(
-        !stderr.contains("GATEKIT_GEMM_BLOCKING"),
-        "{name}: the blocking was rejected: {stderr}"
-    );
-    let run: PathBuf = dir.join("runs").join(name);
+    let run = train_seed0(dir, name, task_set, extra, data, blocking);
     std::fs::read(checkpoint_path(&run)).expect("read checkpoint")
 }
 

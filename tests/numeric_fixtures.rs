@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{checkpoint_path, repo, shared_data, text};
+use common::{checkpoint_path, repo, shared_data, text, train_seed0};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -60,20 +60,7 @@ fn hex(digest: &[u8]) -> String {
 
 /// Trains `task_set` with every strategy at seed 0 on one thread into `dir/runs/name`.
 fn train(dir: &Path, name: &str, task_set: &str, extra: &[&str], data: Option<&Path>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtk"));
-    cmd.args(["train", "--task-set"])
-        .arg(repo(task_set))
-        .args(["--strategy", "all", "--seed", "0", "-q", "--name", name])
-        .args(extra)
-        .current_dir(dir)
-        .env("RAYON_NUM_THREADS", "1")
-        .env_remove("GATEKIT_DATA");
-    if let Some(data) = data {
-        cmd.arg("--data-dir").arg(data);
-    }
-    let out = cmd.output().expect("gtk runs");
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+    train_seed0(dir, name, task_set, extra, data, None);
 }
 
 /// Exports `run` into `dir/name` (`--binarize` when asked) and hashes every file written.

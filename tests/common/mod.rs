@@ -120,6 +120,43 @@ pub fn checkpoint_path(run: &Path) -> PathBuf {
     run.join(file)
 }
 
+/// Trains `task_set` with every strategy at seed 0 on one thread into `dir/runs/name`, with
+/// the GEMM blocking forced to `blocking` when given (`GATEKIT_GEMM_BLOCKING`), and returns
+/// the run folder. The fixed runs of the numeric guards (`tests/numeric_fixtures.rs`,
+/// `tests/determinism.rs`) come from here, so both train exactly the same way.
+pub fn train_seed0(
+    dir: &Path,
+    name: &str,
+    task_set: &str,
+    extra: &[&str],
+    data: Option<&Path>,
+    blocking: Option<&str>,
+) -> PathBuf {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtk"));
+    cmd.args(["train", "--task-set"])
+        .arg(repo(task_set))
+        .args(["--strategy", "all", "--seed", "0", "-q", "--name", name])
+        .args(extra)
+        .current_dir(dir)
+        .env("RAYON_NUM_THREADS", "1")
+        .env_remove("GATEKIT_DATA")
+        .env_remove("GATEKIT_GEMM_BLOCKING");
+    if let Some(b) = blocking {
+        cmd.env("GATEKIT_GEMM_BLOCKING", b);
+    }
+    if let Some(data) = data {
+        cmd.arg("--data-dir").arg(data);
+    }
+    let out = cmd.output().expect("gtk runs");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("GATEKIT_GEMM_BLOCKING"),
+        "{name}: the blocking was rejected: {stderr}"
+    );
+    dir.join("runs").join(name)
+}
+
 /// Starts `gtk` with `args` in `cwd` in the background (stdout dropped, stderr piped).
 pub fn gtk_spawn(cwd: &Path, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_gtk"))
