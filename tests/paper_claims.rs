@@ -202,7 +202,7 @@ fn figure_statistics_of_a_run_folder() {
 /// Issue 25 item 6, cut down for CI: three of the linear task sets bench/paper/shapes.py draws
 /// with generator seed 25 (shape-09, shape-11, shape-12 of the book's table: 16→2 with 3 tasks
 /// and 223 points, 6→1 with 10 tasks and 98 points, 4→4 with 8 tasks and 451 points), trained
-/// with tasks/linear.toml's [run] table unchanged (gatekit's default recipe, no per-set
+/// with tasks/linear.toml's [run] table in f32 (gatekit's default recipe, no per-set
 /// tuning): gated and separate both end at test MSE ≤ 1e-6 × the targets' variance (the MSE
 /// of predicting the mean), the paper's "essentially zero loss" (line 80).
 #[test]
@@ -213,7 +213,15 @@ fn default_linear_recipe_solves_generated_shapes() {
     let run: String = text[start..end]
         .lines()
         .filter(|l| !l.starts_with("model"))
-        .map(|l| format!("{l}\n"))
+        // The goal is stated in f32 (issue 25 item 6); the recipe's f64 is for the paper's
+        // 1e-8 claim on tasks/linear.toml.
+        .map(|l| {
+            if l.starts_with("dtype") {
+                "dtype = \"f32\"\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
         .collect();
     let tmp = tempfile::tempdir().unwrap();
     for (name, inputs, outputs, tasks, train) in [
