@@ -33,8 +33,8 @@ use crate::error::{Error, Result};
 use crate::gate::GateView;
 use crate::learn::{Learner, Strategy};
 use crate::model::Network;
+use crate::params::ModelId;
 use crate::params::ParamKey;
-use crate::params::TaskId;
 use crate::rng::Rng;
 use crate::run::{ChangedData, open_run_with};
 use crate::task::{Objective, Split, Task};
@@ -196,7 +196,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             message: "no task has a trained mask yet; train the run first".into(),
         });
     }
-    let net = gated.network(TaskId(0))?;
+    let net = gated.model(ModelId::ONLY)?;
     if let Some((name, _)) = net.state_specs().first() {
         // A new task would need statistics of its own, and picking or mixing stored masks
         // their tasks' statistics; neither is built, so refuse rather than measure wrongly.
@@ -311,14 +311,14 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         learner.set_gate_mode(mode);
         let metric = |view: GateView| {
             test_metric(task, &device, dtype, &|x: &Tensor| {
-                learner.predict(TaskId(0), x, scale, view)
+                learner.predict(Learner::NEW_TASK, x, scale, view)
             })
         };
         Ok((metric(GateView::Trained)?, metric(GateView::Binary)?))
     };
     let plain_metric = |task: &dyn Task, learner: &Learner| -> Result<f64> {
         test_metric(task, &device, dtype, &|x: &Tensor| {
-            learner.predict(TaskId(0), x, 1.0, GateView::Trained)
+            learner.predict(Learner::NEW_TASK, x, 1.0, GateView::Trained)
         })
     };
     // The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
@@ -522,7 +522,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 task: name,
                 what: "shared (fine-tuned)",
             });
-            let tuned = baseline::copy_network(&shared.network(TaskId(0))?)?;
+            let tuned = baseline::copy_network(&shared.model(ModelId::ONLY)?)?;
             rows.push(Row {
                 model: "shared (fine-tuned)".into(),
                 metric: baseline_metric(&tuned, on)?,

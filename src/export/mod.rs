@@ -29,7 +29,7 @@ use crate::gate::{GateMode, GateView, MaskBank, TaskGate};
 use crate::learn::{Learner, Strategy};
 use crate::model::Network;
 use crate::params::ParamKey;
-use crate::params::TaskId;
+use crate::params::{ModelId, TaskId};
 use crate::run::{BinarizationWarning, Run, undecided_range};
 use crate::run_folder::OutputDir;
 use crate::run_folder::fsio::write_atomic;
@@ -251,7 +251,7 @@ fn write_export(
 ) -> Result<ExportSummary> {
     let set = trainer.task_set();
     let names = set.task_names();
-    let net = learner.network(TaskId(0))?;
+    let net = learner.model(ModelId::ONLY)?;
     let bank = learner
         .masks()?
         .ok_or_else(|| Error::Shape("gated model without masks".into()))?;

@@ -9,7 +9,7 @@ use crate::engine::{Engine, Rule, StepRules, Targets};
 use crate::gate::{GateMode, GateView, MaskBank, MaskInit, Regularizer, TaskGate};
 use crate::model::{ModelSpec, NetState, Network};
 use crate::optim::{OptimizerConfig, Slot};
-use crate::params::{ParamStore, TaskId, TaskMasks};
+use crate::params::{ModelId, ParamStore, TaskId, TaskMasks};
 use crate::task::{Batch, Objective};
 use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor, Var};
 
@@ -117,8 +117,8 @@ impl Ctx {
     }
 
     /// The model that serves task `task`.
-    pub fn model_of(&self, task: usize) -> usize {
-        self.strategy.layout().model_of(task)
+    pub fn model_of(&self, task: usize) -> ModelId {
+        self.strategy.model_of(TaskId(task))
     }
 
     /// The state set of task `task`: its own when gated, else its model's.
@@ -126,13 +126,17 @@ impl Ctx {
         if self.gated() {
             task
         } else {
-            self.model_of(task)
+            self.model_of(task).index()
         }
     }
 
     /// Model `model`'s network, its weights made from the store.
-    pub fn model(&self, store: &Store, model: usize) -> Result<Network> {
-        let params = with_store!(store, s => vars(&s.models[model], &self.params, &self.device))?;
+    pub fn model(&self, store: &Store, model: ModelId) -> Result<Network> {
+        let (i, count) = (model.index(), with_store!(store, s => s.models.len()));
+        if i >= count {
+            candle_core::bail!("`{}` has {count} model(s), no {model}", self.strategy);
+        }
+        let params = with_store!(store, s => vars(&s.models[i], &self.params, &self.device))?;
         Network::from_params(&self.spec, params)
     }
 
@@ -394,9 +398,9 @@ fn reference_step<T: Elem>(
     for (p, (_, var)) in net.params().iter().enumerate() {
         if let Some(g) = grads.get(var) {
             let g = values_of::<T>(g)?;
-            let slot = &mut store.w_slots[model][p];
+            let slot = &mut store.w_slots[model.index()][p];
             T::update(
-                &mut store.models[model][p],
+                &mut store.models[model.index()][p],
                 &g,
                 slot,
                 ctx.w_config,
@@ -442,7 +446,8 @@ impl Backend for Engine {
         let Store::F32(store) = store else {
             candle_core::bail!("the engine needs an f32 store");
         };
-        let count: usize = store.models[0].iter().map(Vec::len).sum();
+        // Scalars of one model (every model of a strategy has the same parameters).
+        let count: usize = ctx.params.iter().map(|(_, s)| s.elem_count()).sum();
         let rules = StepRules {
             w: rule(ctx.w_config, at.w_lr_factor),
             mask: (ctx.gated() && at.mask_lr_factor > 0.0)

@@ -9,7 +9,7 @@ use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats};
 use crate::model::{ModelSpec, Network, WeightInit};
 use crate::optim::{OptimizerConfig, Slot};
-use crate::params::{MASK_SLOTS, ParamKey, ParamStore, TaskId, TaskMasks, W_SLOTS};
+use crate::params::{MASK_SLOTS, ModelId, ParamKey, ParamStore, TaskId, TaskMasks, W_SLOTS};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective};
 use candle_core::{DType, Device, Result, Shape, Tensor};
@@ -56,6 +56,10 @@ pub struct Learner {
 }
 
 impl Learner {
+    /// The task of a one-task learner ([`Learner::starting_from`]): the new task that
+    /// `gtk adapt` trains a mask or a baseline for.
+    pub const NEW_TASK: TaskId = TaskId(0);
+
     /// Fresh models for `strategy`. Shared and gated start from the same W; separate model t
     /// starts from its own draw (model 0 equals the shared start).
     pub fn new(
@@ -184,11 +188,12 @@ impl Learner {
             masks: Option<Vec<Tensor>>,
             gated: bool,
         ) -> Result<()> {
-            store.models[0] = (start.params().iter())
+            let model = &mut store.models[ModelId::ONLY.index()];
+            *model = (start.params().iter())
                 .map(|(_, v)| values_of::<T>(v))
                 .collect::<Result<_>>()?;
             if let (true, Some(masks)) = (gated, masks) {
-                if masks.len() != store.models[0].len() {
+                if masks.len() != model.len() {
                     candle_core::bail!("starting masks do not match the network's parameters");
                 }
                 let values = masks
@@ -196,7 +201,7 @@ impl Learner {
                     .map(values_of::<T>)
                     .collect::<Result<Vec<_>>>()?;
                 let slots = values.iter().map(|_| Slot::default()).collect();
-                store.masks[0] = Some(TaskMasks { values, slots });
+                store.masks[Learner::NEW_TASK.index()] = Some(TaskMasks { values, slots });
             }
             Ok(())
         }
@@ -231,9 +236,22 @@ impl Learner {
         self.engine_refusal.as_deref()
     }
 
-    /// The network that serves task `task`, with its current weights.
+    /// The network that serves task `task`, with its current weights (gated: `W`, without
+    /// the task's masks).
     pub fn network(&self, task: TaskId) -> Result<Network> {
-        self.ctx.model(&self.store, self.ctx.model_of(task.index()))
+        self.model(self.model_of(task))
+    }
+
+    /// Model `model`'s network with its current weights: [`ModelId::ONLY`] is "the model" of a
+    /// one-model strategy (gated's `W`, the plain model of shared, finetune and joint). An
+    /// error for a model the strategy does not have.
+    pub fn model(&self, model: ModelId) -> Result<Network> {
+        self.ctx.model(&self.store, model)
+    }
+
+    /// The model that answers task `task` ([`Strategy::model_of`]).
+    pub fn model_of(&self, task: TaskId) -> ModelId {
+        self.ctx.strategy.model_of(task)
     }
 
     /// Every task's masks (gated only), made from the store.

@@ -10,7 +10,7 @@ use super::table::ComparisonTable;
 use crate::error::Result;
 use crate::gate::{GateView, TaskGate};
 use crate::learn::{Learner, Models, Strategy};
-use crate::params::TaskId;
+use crate::params::{ModelId, TaskId};
 use crate::task::{Objective, Split, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Tensor};
 
@@ -148,19 +148,21 @@ impl Run {
         let mut out = Vec::new();
         let layout = learner.strategy().layout();
         let bank = learner.masks()?;
-        let tasks: Vec<usize> = match (layout.models, &bank) {
-            (_, Some(bank)) => bank.tasks(),
-            (Models::PerTask, _) => (0..self.tasks.len()).collect(),
-            (Models::One, None) => vec![0],
+        // (label, model, the task whose masks gate it): each picked task of the gated model,
+        // each task's own model, or the one plain model under "all".
+        let named = |t: usize| self.tasks[t].name().to_string();
+        let views: Vec<(String, ModelId, Option<usize>)> = match (layout.models, &bank) {
+            (_, Some(bank)) => (bank.tasks().into_iter())
+                .map(|t| (named(t), learner.model_of(TaskId(t)), Some(t)))
+                .collect(),
+            (Models::PerTask, _) => (0..self.tasks.len())
+                .map(|t| (named(t), learner.model_of(TaskId(t)), None))
+                .collect(),
+            (Models::One, None) => vec![("all".to_string(), ModelId::ONLY, None)],
         };
-        for t in tasks {
-            let task = if learner.strategy().one_plain_model() {
-                "all".to_string()
-            } else {
-                self.tasks[t].name().to_string()
-            };
-            let masks = bank.as_ref().and_then(|b| b.get(t));
-            let net = learner.network(TaskId(t))?;
+        for (task, model, gated_by) in views {
+            let masks = (bank.as_ref().zip(gated_by)).and_then(|(b, t)| b.get(t));
+            let net = learner.model(model)?;
             for (i, (param, w)) in net.params().iter().enumerate() {
                 let w = w.as_tensor();
                 let (eff, gate) = match masks {
@@ -209,7 +211,7 @@ impl Run {
         let Some(truths) = truths.into_iter().collect::<Option<Vec<_>>>() else {
             return Ok(Vec::new());
         };
-        let net = learner.network(TaskId(0))?;
+        let net = learner.model(ModelId::ONLY)?;
         let params = net.params();
         if params.len() != 2
             || truths.iter().any(|m| {
