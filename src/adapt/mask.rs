@@ -64,7 +64,7 @@ pub fn learn_mask(
     }
     Ok(learner
         .masks()?
-        .and_then(|bank| bank.get(0).map(<[Var]>::to_vec))
+        .and_then(|bank| bank.get(Learner::NEW_TASK).map(<[Var]>::to_vec))
         .unwrap_or_default())
 }
 

@@ -33,8 +33,8 @@ use crate::error::{Error, Result};
 use crate::gate::GateView;
 use crate::learn::{Learner, Strategy};
 use crate::model::Network;
-use crate::params::ModelId;
 use crate::params::ParamKey;
+use crate::params::{ModelId, TaskId};
 use crate::rng::Rng;
 use crate::run::{ChangedData, open_run_with};
 use crate::task::{Objective, Split, Task};
@@ -189,7 +189,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         path: job.run.into(),
         message: "its gated model has no masks".into(),
     })?;
-    let stored: Vec<usize> = bank.tasks();
+    let stored: Vec<TaskId> = bank.tasks();
     if stored.is_empty() {
         return Err(Error::Run {
             path: job.run.into(),
@@ -211,7 +211,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     let stored_masks: Vec<&[Var]> = stored.iter().filter_map(|&t| bank.get(t)).collect();
     let stored_names: Vec<String> = stored
         .iter()
-        .map(|&t| run_set.tasks[t].name.clone())
+        .map(|&t| run_set.tasks[t.index()].name.clone())
         .collect();
     let set = job.new.appended_to(&run_set);
     let tasks = set.build_tasks(job.data_dir).map_err(|e| match e {

@@ -117,14 +117,15 @@ impl Ctx {
     }
 
     /// The model that serves task `task`.
-    pub fn model_of(&self, task: usize) -> ModelId {
-        self.strategy.model_of(TaskId(task))
+    pub fn model_of(&self, task: TaskId) -> ModelId {
+        self.strategy.model_of(task)
     }
 
-    /// The state set of task `task`: its own when gated, else its model's.
-    pub fn state_set(&self, task: usize) -> usize {
+    /// The state set of task `task` (an index into the store's `states`): its own when
+    /// gated, else its model's.
+    pub fn state_set(&self, task: TaskId) -> usize {
         if self.gated() {
-            task
+            task.index()
         } else {
             self.model_of(task).index()
         }
@@ -152,8 +153,8 @@ impl Ctx {
     }
 
     /// Task `task`'s stored masks, if it has any.
-    pub fn stored_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Var>>> {
-        with_store!(store, s => s.masks[task]
+    pub fn stored_masks(&self, store: &Store, task: TaskId) -> Result<Option<Vec<Var>>> {
+        with_store!(store, s => s.masks[task.index()]
             .as_ref()
             .map(|m| vars(&m.values, &self.params, &self.device))
             .transpose())
@@ -163,7 +164,7 @@ impl Ctx {
     pub fn masks(
         &self,
         store: &Store,
-        tasks: impl IntoIterator<Item = usize>,
+        tasks: impl IntoIterator<Item = TaskId>,
     ) -> Result<Option<MaskBank>> {
         if !self.gated() {
             return Ok(None);
@@ -179,7 +180,7 @@ impl Ctx {
 
     /// Task `task`'s masks (gated only); a task never picked yet gets the masks it would be
     /// given.
-    pub fn task_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Var>>> {
+    pub fn task_masks(&self, store: &Store, task: TaskId) -> Result<Option<Vec<Var>>> {
         if !self.gated() {
             return Ok(None);
         }
@@ -190,21 +191,21 @@ impl Ctx {
     }
 
     /// A task's first step: its masks start from their seeded draw.
-    pub fn ensure_masks(&self, store: &mut Store, task: usize) -> Result<()> {
-        let has = with_store!(&*store, s => s.masks[task].is_some());
+    pub fn ensure_masks(&self, store: &mut Store, task: TaskId) -> Result<()> {
+        let has = with_store!(&*store, s => s.masks[task.index()].is_some());
         if !self.gated() || has {
             return Ok(());
         }
         let drawn: Vec<Tensor> = (self.fresh_bank().ensure(task)?.iter())
             .map(|v| v.as_tensor().clone())
             .collect();
-        fn put<T: Elem>(store: &mut ParamStore<T>, task: usize, drawn: &[Tensor]) -> Result<()> {
+        fn put<T: Elem>(store: &mut ParamStore<T>, task: TaskId, drawn: &[Tensor]) -> Result<()> {
             let values = drawn
                 .iter()
                 .map(values_of::<T>)
                 .collect::<Result<Vec<_>>>()?;
             let slots = values.iter().map(|_| Slot::default()).collect();
-            store.masks[task] = Some(TaskMasks { values, slots });
+            store.masks[task.index()] = Some(TaskMasks { values, slots });
             Ok(())
         }
         with_store!(store, s => put(s, task, &drawn))
@@ -229,7 +230,7 @@ impl Ctx {
     pub fn eval_params(
         &self,
         store: &Store,
-        task: usize,
+        task: TaskId,
         scale: f64,
         view: GateView,
     ) -> Result<Vec<Vec<f32>>> {
@@ -270,7 +271,7 @@ pub(crate) trait Backend: std::fmt::Debug {
         &mut self,
         ctx: &Ctx,
         store: &mut Store,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
@@ -281,7 +282,7 @@ pub(crate) trait Backend: std::fmt::Debug {
         &self,
         ctx: &Ctx,
         store: &Store,
-        task: usize,
+        task: TaskId,
         x: &Tensor,
         scale: f64,
         view: GateView,
@@ -303,7 +304,7 @@ impl Backend for Reference {
         &mut self,
         ctx: &Ctx,
         store: &mut Store,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
@@ -318,7 +319,7 @@ impl Backend for Reference {
         &self,
         ctx: &Ctx,
         store: &Store,
-        task: usize,
+        task: TaskId,
         x: &Tensor,
         scale: f64,
         view: GateView,
@@ -345,7 +346,7 @@ impl Backend for Reference {
 fn reference_step<T: Elem>(
     ctx: &Ctx,
     store: &mut Store,
-    task: usize,
+    task: TaskId,
     batch: &Batch,
     objective: Objective,
     at: StepSettings,
@@ -408,7 +409,7 @@ fn reference_step<T: Elem>(
             );
         }
     }
-    if let (Some(stored), true) = (store.masks[task].as_mut(), at.mask_lr_factor > 0.0) {
+    if let (Some(stored), true) = (store.masks[task.index()].as_mut(), at.mask_lr_factor > 0.0) {
         for (p, m) in masks.iter().enumerate() {
             if let Some(g) = grads.get(m) {
                 let g = values_of::<T>(g)?;
@@ -438,7 +439,7 @@ impl Backend for Engine {
         &mut self,
         ctx: &Ctx,
         store: &mut Store,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
@@ -462,7 +463,7 @@ impl Backend for Engine {
         let x = f32_slice(&xs, xl)?;
         let targets = targets_of(objective, &ys, yl)?;
         let model = ctx.model_of(task);
-        let loss = Engine::train_step(self, store, model, TaskId(task), x, targets, rules)
+        let loss = Engine::train_step(self, store, model, task, x, targets, rules)
             .map_err(candle_core::Error::wrap)?;
         let metric = crate::engine::score(self.last_outputs(), targets, self.output_len())
             .map_err(candle_core::Error::wrap)?
@@ -476,7 +477,7 @@ impl Backend for Engine {
         &self,
         ctx: &Ctx,
         store: &Store,
-        task: usize,
+        task: TaskId,
         x: &Tensor,
         scale: f64,
         view: GateView,

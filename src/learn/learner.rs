@@ -256,20 +256,21 @@ impl Learner {
 
     /// Every task's masks (gated only), made from the store.
     pub fn masks(&self) -> Result<Option<MaskBank>> {
-        self.ctx.masks(&self.store, 0..self.ctx.task_names.len())
+        self.ctx
+            .masks(&self.store, (0..self.ctx.task_names.len()).map(TaskId))
     }
 
     /// The tasks that have masks (gated only: the tasks trained so far), without copying them.
-    pub fn masked_tasks(&self) -> Vec<usize> {
+    pub fn masked_tasks(&self) -> Vec<TaskId> {
         with_store!(&self.store, s => (s.masks.iter().enumerate())
-            .filter_map(|(t, m)| m.as_ref().map(|_| t))
+            .filter_map(|(t, m)| m.as_ref().map(|_| TaskId(t)))
             .collect())
     }
 
     /// Task `task`'s layer state ([`Network::state_specs`]; empty for a model without
     /// stateful layers).
     pub fn layer_state(&self, task: TaskId) -> Result<Vec<Tensor>> {
-        (self.ctx).state_of_set(&self.store, self.ctx.state_set(task.index()))
+        (self.ctx).state_of_set(&self.store, self.ctx.state_set(task))
     }
 
     /// Number of scalars trained (W plus every task's masks, or every model).
@@ -304,14 +305,13 @@ impl Learner {
         objective: Objective,
         at: StepSettings,
     ) -> Result<(f64, f64)> {
-        let task = task.index();
         self.ctx.ensure_masks(&mut self.store, task)?;
         (self.backend.get_mut()).train_step(&self.ctx, &mut self.store, task, batch, objective, at)
     }
 
     /// The model's output for task `task` (no training) under a view of the gates.
     pub fn predict(&self, task: TaskId, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
-        (self.backend.get()).predict(&self.ctx, &self.store, task.index(), x, scale, view)
+        (self.backend.get()).predict(&self.ctx, &self.store, task, x, scale, view)
     }
 
     /// Whether evaluation can run on the fast engine ([`Learner::eval_params`] and
@@ -326,7 +326,7 @@ impl Learner {
     /// reused for every batch, with the same candle gate code as [`Learner::predict`] (so
     /// every [`GateView`] means the same).
     pub fn eval_params(&self, task: TaskId, scale: f64, view: GateView) -> Result<Vec<Vec<f32>>> {
-        self.ctx.eval_params(&self.store, task.index(), scale, view)
+        self.ctx.eval_params(&self.store, task, scale, view)
     }
 
     /// The engine's outputs `[n, outputs]` for `n` inputs `x` (flat `f32`) under each of
@@ -346,13 +346,13 @@ impl Learner {
 
     /// Off/undecided shares per gated parameter for task `task` (empty unless gated and picked).
     pub fn mask_stats(&self, task: TaskId, scale: f64) -> Result<Vec<(String, MaskStats)>> {
-        match self.ctx.masks(&self.store, [task.index()])? {
+        match self.ctx.masks(&self.store, [task])? {
             None => Ok(Vec::new()),
             Some(bank) => Ok(bank
                 .param_names()
                 .iter()
                 .cloned()
-                .zip(bank.stats(task.index(), self.ctx.gate, scale)?)
+                .zip(bank.stats(task, self.ctx.gate, scale)?)
                 .collect()),
         }
     }
@@ -365,14 +365,16 @@ impl Learner {
                 task: &self.ctx.task_names[set],
             }
         } else {
-            self.param_key(set, name)
+            self.param_key(ModelId(set), name)
         }
     }
 
-    fn param_key<'a>(&'a self, task: usize, name: &'a str) -> ParamKey<'a> {
+    /// The key of parameter `name` of model `model`: a per-task model's is under its task's
+    /// name.
+    fn param_key<'a>(&'a self, model: ModelId, name: &'a str) -> ParamKey<'a> {
         match self.ctx.strategy.layout().models {
             Models::PerTask => ParamKey::TaskWeight {
-                task: &self.ctx.task_names[task],
+                task: &self.ctx.task_names[model.index()],
                 param: name,
             },
             Models::One => ParamKey::Weight { param: name },
@@ -395,7 +397,7 @@ impl Learner {
         let mut slots: Vec<(String, &Slot<T>, &Shape)> = Vec::new();
         for (t, (weights, w_slots)) in store.models.iter().zip(&store.w_slots).enumerate() {
             for (((name, shape), w), slot) in self.ctx.params.iter().zip(weights).zip(w_slots) {
-                let key = self.param_key(t, name);
+                let key = self.param_key(ModelId(t), name);
                 out.push((key.in_strategy(s), Tensor::from_slice(w, shape, device)?));
                 slots.push((key.slot(s, W_SLOTS), slot, shape));
             }
@@ -502,7 +504,7 @@ impl Learner {
         };
         for t in 0..store.models.len() {
             for (p, (name, shape)) in self.ctx.params.iter().enumerate() {
-                let key = self.param_key(t, name);
+                let key = self.param_key(ModelId(t), name);
                 store.models[t][p] = require(&key.in_strategy(s), shape)?;
                 store.w_slots[t][p] = slot(&key.slot(s, W_SLOTS))?;
             }

@@ -13,11 +13,14 @@
 //! [`crate::task::check_portable_name`] for tasks, layer names for parameters), so `/`,
 //! `.mask.` and `.state.` cannot occur inside them and every key parses back unambiguously.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A task's position in its run's task set (file order): how the library addresses tasks.
-/// A newtype, so a task index cannot be passed where a model index is expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A newtype, so a task index cannot be passed where a model index is expected. Serialized as
+/// the bare number (a run's `state.json` keeps the training batches' sums per task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct TaskId(pub usize);
 
 impl TaskId {
