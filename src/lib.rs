@@ -16,7 +16,8 @@
 //!   [`run_folder::fsio::write_atomic`]), verified read-only snapshots
 //! - [`tfevents`]: the TensorBoard event-file format
 //! - [`optim`]: optimizer settings and the reference optimizers (SGD, momentum, Adam)
-//! - [`params`]: the names of a run's tensors ([`params::ParamKey`]) and [`params::TaskId`]
+//! - [`params`]: the names of a run's tensors ([`params::ParamKey`]), [`params::TaskId`] and
+//!   [`params::ModelId`]
 //! - [`gate`]: gated layers, gate modes and the per-task [`gate::MaskBank`]
 //! - [`layers`]: the layer types, one file each: shapes, reference forward, engine op and
 //!   ONNX nodes

@@ -212,7 +212,7 @@ fn every_model_exports_to_onnx_that_candle_onnx_and_tract_reproduce() {
         let bank = learner.masks().unwrap().unwrap();
         for (t, task) in ["a", "b"].iter().enumerate() {
             let gate = TaskGate {
-                masks: bank.get(t).unwrap(),
+                masks: bank.get(TaskId(t)).unwrap(),
                 mode: learner.gate_mode(),
                 scale: 1.0,
                 view: GateView::Binary,
@@ -303,7 +303,7 @@ fn mask_file_size_and_exact_rebuild() {
     let bank = learner.masks().unwrap().unwrap();
     for (t, task) in ["a", "b"].iter().enumerate() {
         let gate = TaskGate {
-            masks: bank.get(t).unwrap(),
+            masks: bank.get(TaskId(t)).unwrap(),
             mode: learner.gate_mode(),
             scale: 1.0,
             view: GateView::Binary,

@@ -7,7 +7,7 @@ use crate::config::{OptimizerConfig, RunConfig};
 use crate::error::Result;
 use crate::learn::{Learner, StepSettings, Strategy};
 use crate::model::Network;
-use crate::params::TaskId;
+use crate::params::ModelId;
 use crate::rng::Rng;
 
 /// Trains every parameter of `net` (plain, no gate) for `steps` steps in place, through the
@@ -33,10 +33,10 @@ pub fn train_plain(
     };
     for _ in 0..steps {
         let b = shots.batch(batch, rng)?;
-        learner.train_step(TaskId(0), &b, objective, at)?;
+        learner.train_step(Learner::NEW_TASK, &b, objective, at)?;
         on_step();
     }
-    let trained = learner.network(TaskId(0))?;
+    let trained = learner.model(ModelId::ONLY)?;
     for ((_, dst), (_, src)) in net.params().iter().zip(trained.params()) {
         dst.set(src.as_tensor())?;
     }

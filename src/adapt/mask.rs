@@ -9,7 +9,6 @@ use crate::error::Result;
 use crate::gate::GateMode;
 use crate::learn::{Learner, StepSettings, Strategy};
 use crate::model::Network;
-use crate::params::TaskId;
 use crate::rng::Rng;
 use candle_core::{Tensor, Var};
 
@@ -60,12 +59,12 @@ pub fn learn_mask(
     };
     for _ in 0..steps {
         let b = shots.batch(batch, rng)?;
-        learner.train_step(TaskId(0), &b, objective, at)?;
+        learner.train_step(Learner::NEW_TASK, &b, objective, at)?;
         on_step();
     }
     Ok(learner
         .masks()?
-        .and_then(|bank| bank.get(0).map(<[Var]>::to_vec))
+        .and_then(|bank| bank.get(Learner::NEW_TASK).map(<[Var]>::to_vec))
         .unwrap_or_default())
 }
 

@@ -34,7 +34,7 @@ use crate::gate::GateView;
 use crate::learn::{Learner, Strategy};
 use crate::model::Network;
 use crate::params::ParamKey;
-use crate::params::TaskId;
+use crate::params::{ModelId, TaskId};
 use crate::rng::Rng;
 use crate::run::{ChangedData, open_run_with};
 use crate::task::{Objective, Split, Task};
@@ -189,14 +189,14 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         path: job.run.into(),
         message: "its gated model has no masks".into(),
     })?;
-    let stored: Vec<usize> = bank.tasks();
+    let stored: Vec<TaskId> = bank.tasks();
     if stored.is_empty() {
         return Err(Error::Run {
             path: job.run.into(),
             message: "no task has a trained mask yet; train the run first".into(),
         });
     }
-    let net = gated.network(TaskId(0))?;
+    let net = gated.model(ModelId::ONLY)?;
     if let Some((name, _)) = net.state_specs().first() {
         // A new task would need statistics of its own, and picking or mixing stored masks
         // their tasks' statistics; neither is built, so refuse rather than measure wrongly.
@@ -211,7 +211,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     let stored_masks: Vec<&[Var]> = stored.iter().filter_map(|&t| bank.get(t)).collect();
     let stored_names: Vec<String> = stored
         .iter()
-        .map(|&t| run_set.tasks[t].name.clone())
+        .map(|&t| run_set.tasks[t.index()].name.clone())
         .collect();
     let set = job.new.appended_to(&run_set);
     let tasks = set.build_tasks(job.data_dir).map_err(|e| match e {
@@ -311,14 +311,14 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         learner.set_gate_mode(mode);
         let metric = |view: GateView| {
             test_metric(task, &device, dtype, &|x: &Tensor| {
-                learner.predict(TaskId(0), x, scale, view)
+                learner.predict(Learner::NEW_TASK, x, scale, view)
             })
         };
         Ok((metric(GateView::Trained)?, metric(GateView::Binary)?))
     };
     let plain_metric = |task: &dyn Task, learner: &Learner| -> Result<f64> {
         test_metric(task, &device, dtype, &|x: &Tensor| {
-            learner.predict(TaskId(0), x, 1.0, GateView::Trained)
+            learner.predict(Learner::NEW_TASK, x, 1.0, GateView::Trained)
         })
     };
     // The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
@@ -522,7 +522,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 task: name,
                 what: "shared (fine-tuned)",
             });
-            let tuned = baseline::copy_network(&shared.network(TaskId(0))?)?;
+            let tuned = baseline::copy_network(&shared.model(ModelId::ONLY)?)?;
             rows.push(Row {
                 model: "shared (fine-tuned)".into(),
                 metric: baseline_metric(&tuned, on)?,

@@ -40,7 +40,7 @@ use crate::gate::GateMode;
 use crate::gate::Regularizer;
 use crate::kernel::profile::{self, Phase};
 use crate::layers::KernelState;
-use crate::params::{ParamStore, TaskId};
+use crate::params::{ModelId, ParamStore, TaskId};
 use conv_block::{Block, BlockBuffers};
 use plan::Op;
 
@@ -168,7 +168,7 @@ impl Engine {
     pub fn train_step(
         &mut self,
         store: &mut ParamStore<f32>,
-        model: usize,
+        model: ModelId,
         task: TaskId,
         x: &[f32],
         targets: Targets,
@@ -184,8 +184,12 @@ impl Engine {
         }
         let (ops, pb) = (&mut self.ops, &mut self.pb);
         ops.prepare(plan, n, true);
-        let weights = &mut store.models[model];
-        let set = if self.gated { task.index() } else { model };
+        let weights = &mut store.models[model.index()];
+        let set = if self.gated {
+            task.index()
+        } else {
+            model.index()
+        };
         let state = &mut store.states[set];
         profile::set_op(profile::STEP, "step");
         let masks = if self.gated {
@@ -246,7 +250,12 @@ impl Engine {
                 });
             }
             profile::timed(Phase::Update, 0, || {
-                update::update(w, &pb.dtheta[p], &mut store.w_slots[model][p], rules.w)
+                update::update(
+                    w,
+                    &pb.dtheta[p],
+                    &mut store.w_slots[model.index()][p],
+                    rules.w,
+                )
             });
         }
         if let (Some(m), Some(rule)) = (masks, rules.mask) {

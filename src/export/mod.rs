@@ -29,7 +29,7 @@ use crate::gate::{GateMode, GateView, MaskBank, TaskGate};
 use crate::learn::{Learner, Strategy};
 use crate::model::Network;
 use crate::params::ParamKey;
-use crate::params::TaskId;
+use crate::params::{ModelId, TaskId};
 use crate::run::{BinarizationWarning, Run, undecided_range};
 use crate::run_folder::OutputDir;
 use crate::run_folder::fsio::write_atomic;
@@ -209,8 +209,8 @@ pub fn export_into(trainer: &Run, out: OutputDir, opts: &ExportOptions) -> Resul
         })?;
     let set = trainer.task_set();
     let names = set.task_names();
-    let selected: Vec<usize> = match &opts.tasks {
-        None => (0..names.len()).collect(),
+    let selected: Vec<TaskId> = match &opts.tasks {
+        None => (0..names.len()).map(TaskId).collect(),
         Some(wanted) => wanted
             .iter()
             .map(|w| {
@@ -225,6 +225,7 @@ pub fn export_into(trainer: &Run, out: OutputDir, opts: &ExportOptions) -> Resul
                     )
                 })
             })
+            .map(|t| t.map(TaskId))
             .collect::<Result<_>>()?,
     };
     let dest = out.destination().to_path_buf();
@@ -245,13 +246,13 @@ fn file_len(path: &Path) -> Result<u64> {
 fn write_export(
     trainer: &Run,
     learner: &Learner,
-    selected: &[usize],
+    selected: &[TaskId],
     dir: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportSummary> {
     let set = trainer.task_set();
     let names = set.task_names();
-    let net = learner.network(TaskId(0))?;
+    let net = learner.model(ModelId::ONLY)?;
     let bank = learner
         .masks()?
         .ok_or_else(|| Error::Shape("gated model without masks".into()))?;
@@ -271,11 +272,11 @@ fn write_export(
     let mut raw_state: Vec<(String, Tensor)> = Vec::new();
     let mut task_states: Vec<Vec<(String, Tensor)>> = Vec::new();
     for &t in selected {
-        let raw = learner.layer_state(TaskId(t))?;
+        let raw = learner.layer_state(t)?;
         for ((name, _), value) in net.state_specs().iter().zip(&raw) {
             let key = ParamKey::TaskState {
                 param: name,
-                task: &names[t],
+                task: &names[t.index()],
             };
             raw_state.push((key.to_string(), value.to_dtype(DType::F32)?));
         }
@@ -337,7 +338,7 @@ struct WrittenMasks {
 /// One task's part of the per-task ONNX export.
 #[derive(Clone, Copy)]
 struct TaskOnnx<'a> {
-    task: usize,
+    task: TaskId,
     masks: &'a [candle_core::Var],
     state: &'a [(String, Tensor)],
 }
@@ -362,7 +363,7 @@ fn write_masks(
     trainer: &Run,
     net: &Network,
     bank: &MaskBank,
-    selected: &[usize],
+    selected: &[TaskId],
     dir: &Path,
 ) -> Result<WrittenMasks> {
     let set = trainer.task_set();
@@ -380,7 +381,7 @@ fn write_masks(
                     path: trainer.dir().into(),
                     message: format!(
                         "task `{}` was never trained (no masks); train longer or leave it out with --tasks",
-                        names[t]
+                        names[t.index()]
                     ),
                 });
             }
@@ -398,7 +399,7 @@ fn write_masks(
             packed.push((
                 ParamKey::Mask {
                     param: pname,
-                    task: &names[t],
+                    task: &names[t.index()],
                 }
                 .to_string(),
                 bitpack::pack(&bits),
@@ -419,7 +420,10 @@ fn write_masks(
         bit_order: "msb-first (numpy packbits): element i is bit 7 - i % 8 of byte i / 8",
         threshold: "M > 0 (sigmoid(M) > 0.5)",
         model: &set.model.name,
-        tasks: selected.iter().map(|&t| names[t].as_str()).collect(),
+        tasks: selected
+            .iter()
+            .map(|&t| names[t.index()].as_str())
+            .collect(),
         shapes: net
             .params()
             .iter()
@@ -458,7 +462,8 @@ fn write_task_model(
 ) -> Result<TaskExport> {
     let set = trainer.task_set();
     let names = set.task_names();
-    let (t, Gates { mode, scale, view }) = (on.task, gates);
+    let (id, Gates { mode, scale, view }) = (on.task, gates);
+    let t = id.index();
     let gate = TaskGate {
         masks: on.masks,
         mode,
@@ -472,7 +477,7 @@ fn write_task_model(
         .map(|(i, (n, v))| Ok((n.clone(), gate.apply(i, v.as_tensor())?)))
         .collect::<Result<_>>()?;
     // Share of all gated weights off, from the same statistics the training log reports.
-    let stats = bank.stats(t, mode, scale)?;
+    let stats = bank.stats(id, mode, scale)?;
     let total: f64 = on.masks.iter().map(|m| m.elem_count() as f64).sum();
     let off_n: f64 = stats
         .iter()
@@ -494,10 +499,9 @@ fn write_task_model(
     let model = onnx::task_model(&set.model, &params, on.state, &metadata)?;
     let path = dir.join(format!("{}.onnx", names[t]));
     write_atomic(&path, &onnx::encode(&model))?;
-    let (_, soft) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Trained)?;
-    let (_, binary) = trainer.measure(learner, TaskId(t), Split::Test, GateView::Binary)?;
-    let (_, rescaled) =
-        trainer.measure(learner, TaskId(t), Split::Test, GateView::BinaryRescaled)?;
+    let (_, soft) = trainer.measure(learner, id, Split::Test, GateView::Trained)?;
+    let (_, binary) = trainer.measure(learner, id, Split::Test, GateView::Binary)?;
+    let (_, rescaled) = trainer.measure(learner, id, Split::Test, GateView::BinaryRescaled)?;
     Ok(TaskExport {
         task: names[t].clone(),
         soft,
@@ -514,7 +518,7 @@ fn write_task_model(
 fn write_all_tasks(
     trainer: &Run,
     net: &Network,
-    selected: &[usize],
+    selected: &[TaskId],
     gates: Gates,
     masks: &WrittenMasks,
     weights: &[(String, Tensor)],
@@ -562,7 +566,7 @@ fn write_all_tasks(
             "gatekit.tasks".to_string(),
             selected
                 .iter()
-                .map(|&t| names[t].as_str())
+                .map(|&t| names[t.index()].as_str())
                 .collect::<Vec<_>>()
                 .join(","),
         ),

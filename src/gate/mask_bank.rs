@@ -4,6 +4,7 @@
 //! same whenever the task is first picked: runs are reproducible and resumable without saving
 //! any generator state for masks.
 
+use crate::params::TaskId;
 use crate::rng::Rng;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ pub struct MaskBank {
     seed: u64,
     dtype: DType,
     device: Device,
-    masks: BTreeMap<usize, Vec<Var>>,
+    masks: BTreeMap<TaskId, Vec<Var>>,
 }
 
 impl MaskBank {
@@ -63,9 +64,9 @@ impl MaskBank {
     }
 
     /// Task `task`'s masks, created on first use.
-    pub fn ensure(&mut self, task: usize) -> Result<&[Var]> {
+    pub fn ensure(&mut self, task: TaskId) -> Result<&[Var]> {
         if !self.masks.contains_key(&task) {
-            let mut rng = Rng::stream(self.seed, "mask", task as u64);
+            let mut rng = Rng::stream(self.seed, "mask", task.index() as u64);
             let mut vars = Vec::with_capacity(self.shapes.len());
             for shape in &self.shapes {
                 let values: Vec<f64> = (0..shape.elem_count())
@@ -81,12 +82,12 @@ impl MaskBank {
     }
 
     /// Task `task`'s masks if it has been picked.
-    pub fn get(&self, task: usize) -> Option<&[Var]> {
+    pub fn get(&self, task: TaskId) -> Option<&[Var]> {
         self.masks.get(&task).map(|v| v.as_slice())
     }
 
     /// Replaces task `task`'s masks (loading a checkpoint). Shapes must match.
-    pub fn insert(&mut self, task: usize, masks: Vec<Tensor>) -> Result<()> {
+    pub fn insert(&mut self, task: TaskId, masks: Vec<Tensor>) -> Result<()> {
         if masks.len() != self.shapes.len() {
             candle_core::bail!("expected {} masks, got {}", self.shapes.len(), masks.len());
         }
@@ -106,7 +107,7 @@ impl MaskBank {
     }
 
     /// The tasks that have masks, ascending.
-    pub fn tasks(&self) -> Vec<usize> {
+    pub fn tasks(&self) -> Vec<TaskId> {
         self.masks.keys().copied().collect()
     }
 
@@ -116,7 +117,7 @@ impl MaskBank {
     }
 
     /// Off and undecided shares per parameter for one task.
-    pub fn stats(&self, task: usize, mode: GateMode, scale: f64) -> Result<Vec<MaskStats>> {
+    pub fn stats(&self, task: TaskId, mode: GateMode, scale: f64) -> Result<Vec<MaskStats>> {
         let Some(masks) = self.get(task) else {
             return Ok(Vec::new());
         };

@@ -9,7 +9,7 @@ use crate::engine::{Engine, Rule, StepRules, Targets};
 use crate::gate::{GateMode, GateView, MaskBank, MaskInit, Regularizer, TaskGate};
 use crate::model::{ModelSpec, NetState, Network};
 use crate::optim::{OptimizerConfig, Slot};
-use crate::params::{ParamStore, TaskId, TaskMasks};
+use crate::params::{ModelId, ParamStore, TaskId, TaskMasks};
 use crate::task::{Batch, Objective};
 use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor, Var};
 
@@ -117,22 +117,27 @@ impl Ctx {
     }
 
     /// The model that serves task `task`.
-    pub fn model_of(&self, task: usize) -> usize {
-        self.strategy.layout().model_of(task)
+    pub fn model_of(&self, task: TaskId) -> ModelId {
+        self.strategy.model_of(task)
     }
 
-    /// The state set of task `task`: its own when gated, else its model's.
-    pub fn state_set(&self, task: usize) -> usize {
+    /// The state set of task `task` (an index into the store's `states`): its own when
+    /// gated, else its model's.
+    pub fn state_set(&self, task: TaskId) -> usize {
         if self.gated() {
-            task
+            task.index()
         } else {
-            self.model_of(task)
+            self.model_of(task).index()
         }
     }
 
     /// Model `model`'s network, its weights made from the store.
-    pub fn model(&self, store: &Store, model: usize) -> Result<Network> {
-        let params = with_store!(store, s => vars(&s.models[model], &self.params, &self.device))?;
+    pub fn model(&self, store: &Store, model: ModelId) -> Result<Network> {
+        let (i, count) = (model.index(), with_store!(store, s => s.models.len()));
+        if i >= count {
+            candle_core::bail!("`{}` has {count} model(s), no {model}", self.strategy);
+        }
+        let params = with_store!(store, s => vars(&s.models[i], &self.params, &self.device))?;
         Network::from_params(&self.spec, params)
     }
 
@@ -148,8 +153,8 @@ impl Ctx {
     }
 
     /// Task `task`'s stored masks, if it has any.
-    pub fn stored_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Var>>> {
-        with_store!(store, s => s.masks[task]
+    pub fn stored_masks(&self, store: &Store, task: TaskId) -> Result<Option<Vec<Var>>> {
+        with_store!(store, s => s.masks[task.index()]
             .as_ref()
             .map(|m| vars(&m.values, &self.params, &self.device))
             .transpose())
@@ -159,7 +164,7 @@ impl Ctx {
     pub fn masks(
         &self,
         store: &Store,
-        tasks: impl IntoIterator<Item = usize>,
+        tasks: impl IntoIterator<Item = TaskId>,
     ) -> Result<Option<MaskBank>> {
         if !self.gated() {
             return Ok(None);
@@ -175,7 +180,7 @@ impl Ctx {
 
     /// Task `task`'s masks (gated only); a task never picked yet gets the masks it would be
     /// given.
-    pub fn task_masks(&self, store: &Store, task: usize) -> Result<Option<Vec<Var>>> {
+    pub fn task_masks(&self, store: &Store, task: TaskId) -> Result<Option<Vec<Var>>> {
         if !self.gated() {
             return Ok(None);
         }
@@ -186,21 +191,21 @@ impl Ctx {
     }
 
     /// A task's first step: its masks start from their seeded draw.
-    pub fn ensure_masks(&self, store: &mut Store, task: usize) -> Result<()> {
-        let has = with_store!(&*store, s => s.masks[task].is_some());
+    pub fn ensure_masks(&self, store: &mut Store, task: TaskId) -> Result<()> {
+        let has = with_store!(&*store, s => s.masks[task.index()].is_some());
         if !self.gated() || has {
             return Ok(());
         }
         let drawn: Vec<Tensor> = (self.fresh_bank().ensure(task)?.iter())
             .map(|v| v.as_tensor().clone())
             .collect();
-        fn put<T: Elem>(store: &mut ParamStore<T>, task: usize, drawn: &[Tensor]) -> Result<()> {
+        fn put<T: Elem>(store: &mut ParamStore<T>, task: TaskId, drawn: &[Tensor]) -> Result<()> {
             let values = drawn
                 .iter()
                 .map(values_of::<T>)
                 .collect::<Result<Vec<_>>>()?;
             let slots = values.iter().map(|_| Slot::default()).collect();
-            store.masks[task] = Some(TaskMasks { values, slots });
+            store.masks[task.index()] = Some(TaskMasks { values, slots });
             Ok(())
         }
         with_store!(store, s => put(s, task, &drawn))
@@ -225,7 +230,7 @@ impl Ctx {
     pub fn eval_params(
         &self,
         store: &Store,
-        task: usize,
+        task: TaskId,
         scale: f64,
         view: GateView,
     ) -> Result<Vec<Vec<f32>>> {
@@ -266,7 +271,7 @@ pub(crate) trait Backend: std::fmt::Debug {
         &mut self,
         ctx: &Ctx,
         store: &mut Store,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
@@ -277,7 +282,7 @@ pub(crate) trait Backend: std::fmt::Debug {
         &self,
         ctx: &Ctx,
         store: &Store,
-        task: usize,
+        task: TaskId,
         x: &Tensor,
         scale: f64,
         view: GateView,
@@ -299,7 +304,7 @@ impl Backend for Reference {
         &mut self,
         ctx: &Ctx,
         store: &mut Store,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
@@ -314,7 +319,7 @@ impl Backend for Reference {
         &self,
         ctx: &Ctx,
         store: &Store,
-        task: usize,
+        task: TaskId,
         x: &Tensor,
         scale: f64,
         view: GateView,
@@ -341,7 +346,7 @@ impl Backend for Reference {
 fn reference_step<T: Elem>(
     ctx: &Ctx,
     store: &mut Store,
-    task: usize,
+    task: TaskId,
     batch: &Batch,
     objective: Objective,
     at: StepSettings,
@@ -394,9 +399,9 @@ fn reference_step<T: Elem>(
     for (p, (_, var)) in net.params().iter().enumerate() {
         if let Some(g) = grads.get(var) {
             let g = values_of::<T>(g)?;
-            let slot = &mut store.w_slots[model][p];
+            let slot = &mut store.w_slots[model.index()][p];
             T::update(
-                &mut store.models[model][p],
+                &mut store.models[model.index()][p],
                 &g,
                 slot,
                 ctx.w_config,
@@ -404,7 +409,7 @@ fn reference_step<T: Elem>(
             );
         }
     }
-    if let (Some(stored), true) = (store.masks[task].as_mut(), at.mask_lr_factor > 0.0) {
+    if let (Some(stored), true) = (store.masks[task.index()].as_mut(), at.mask_lr_factor > 0.0) {
         for (p, m) in masks.iter().enumerate() {
             if let Some(g) = grads.get(m) {
                 let g = values_of::<T>(g)?;
@@ -434,7 +439,7 @@ impl Backend for Engine {
         &mut self,
         ctx: &Ctx,
         store: &mut Store,
-        task: usize,
+        task: TaskId,
         batch: &Batch,
         objective: Objective,
         at: StepSettings,
@@ -442,7 +447,8 @@ impl Backend for Engine {
         let Store::F32(store) = store else {
             candle_core::bail!("the engine needs an f32 store");
         };
-        let count: usize = store.models[0].iter().map(Vec::len).sum();
+        // Scalars of one model (every model of a strategy has the same parameters).
+        let count: usize = ctx.params.iter().map(|(_, s)| s.elem_count()).sum();
         let rules = StepRules {
             w: rule(ctx.w_config, at.w_lr_factor),
             mask: (ctx.gated() && at.mask_lr_factor > 0.0)
@@ -457,7 +463,7 @@ impl Backend for Engine {
         let x = f32_slice(&xs, xl)?;
         let targets = targets_of(objective, &ys, yl)?;
         let model = ctx.model_of(task);
-        let loss = Engine::train_step(self, store, model, TaskId(task), x, targets, rules)
+        let loss = Engine::train_step(self, store, model, task, x, targets, rules)
             .map_err(candle_core::Error::wrap)?;
         let metric = crate::engine::score(self.last_outputs(), targets, self.output_len())
             .map_err(candle_core::Error::wrap)?
@@ -471,7 +477,7 @@ impl Backend for Engine {
         &self,
         ctx: &Ctx,
         store: &Store,
-        task: usize,
+        task: TaskId,
         x: &Tensor,
         scale: f64,
         view: GateView,

@@ -9,7 +9,7 @@ use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats};
 use crate::model::{ModelSpec, Network, WeightInit};
 use crate::optim::{OptimizerConfig, Slot};
-use crate::params::{MASK_SLOTS, ParamKey, ParamStore, TaskId, TaskMasks, W_SLOTS};
+use crate::params::{MASK_SLOTS, ModelId, ParamKey, ParamStore, TaskId, TaskMasks, W_SLOTS};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective};
 use candle_core::{DType, Device, Result, Shape, Tensor};
@@ -56,6 +56,10 @@ pub struct Learner {
 }
 
 impl Learner {
+    /// The task of a one-task learner ([`Learner::starting_from`]): the new task that
+    /// `gtk adapt` trains a mask or a baseline for.
+    pub const NEW_TASK: TaskId = TaskId(0);
+
     /// Fresh models for `strategy`. Shared and gated start from the same W; separate model t
     /// starts from its own draw (model 0 equals the shared start).
     pub fn new(
@@ -184,11 +188,12 @@ impl Learner {
             masks: Option<Vec<Tensor>>,
             gated: bool,
         ) -> Result<()> {
-            store.models[0] = (start.params().iter())
+            let model = &mut store.models[ModelId::ONLY.index()];
+            *model = (start.params().iter())
                 .map(|(_, v)| values_of::<T>(v))
                 .collect::<Result<_>>()?;
             if let (true, Some(masks)) = (gated, masks) {
-                if masks.len() != store.models[0].len() {
+                if masks.len() != model.len() {
                     candle_core::bail!("starting masks do not match the network's parameters");
                 }
                 let values = masks
@@ -196,7 +201,7 @@ impl Learner {
                     .map(values_of::<T>)
                     .collect::<Result<Vec<_>>>()?;
                 let slots = values.iter().map(|_| Slot::default()).collect();
-                store.masks[0] = Some(TaskMasks { values, slots });
+                store.masks[Learner::NEW_TASK.index()] = Some(TaskMasks { values, slots });
             }
             Ok(())
         }
@@ -231,27 +236,41 @@ impl Learner {
         self.engine_refusal.as_deref()
     }
 
-    /// The network that serves task `task`, with its current weights.
+    /// The network that serves task `task`, with its current weights (gated: `W`, without
+    /// the task's masks).
     pub fn network(&self, task: TaskId) -> Result<Network> {
-        self.ctx.model(&self.store, self.ctx.model_of(task.index()))
+        self.model(self.model_of(task))
+    }
+
+    /// Model `model`'s network with its current weights: [`ModelId::ONLY`] is "the model" of a
+    /// one-model strategy (gated's `W`, the plain model of shared, finetune and joint). An
+    /// error for a model the strategy does not have.
+    pub fn model(&self, model: ModelId) -> Result<Network> {
+        self.ctx.model(&self.store, model)
+    }
+
+    /// The model that answers task `task` ([`Strategy::model_of`]).
+    pub fn model_of(&self, task: TaskId) -> ModelId {
+        self.ctx.strategy.model_of(task)
     }
 
     /// Every task's masks (gated only), made from the store.
     pub fn masks(&self) -> Result<Option<MaskBank>> {
-        self.ctx.masks(&self.store, 0..self.ctx.task_names.len())
+        self.ctx
+            .masks(&self.store, (0..self.ctx.task_names.len()).map(TaskId))
     }
 
     /// The tasks that have masks (gated only: the tasks trained so far), without copying them.
-    pub fn masked_tasks(&self) -> Vec<usize> {
+    pub fn masked_tasks(&self) -> Vec<TaskId> {
         with_store!(&self.store, s => (s.masks.iter().enumerate())
-            .filter_map(|(t, m)| m.as_ref().map(|_| t))
+            .filter_map(|(t, m)| m.as_ref().map(|_| TaskId(t)))
             .collect())
     }
 
     /// Task `task`'s layer state ([`Network::state_specs`]; empty for a model without
     /// stateful layers).
     pub fn layer_state(&self, task: TaskId) -> Result<Vec<Tensor>> {
-        (self.ctx).state_of_set(&self.store, self.ctx.state_set(task.index()))
+        (self.ctx).state_of_set(&self.store, self.ctx.state_set(task))
     }
 
     /// Number of scalars trained (W plus every task's masks, or every model).
@@ -286,14 +305,13 @@ impl Learner {
         objective: Objective,
         at: StepSettings,
     ) -> Result<(f64, f64)> {
-        let task = task.index();
         self.ctx.ensure_masks(&mut self.store, task)?;
         (self.backend.get_mut()).train_step(&self.ctx, &mut self.store, task, batch, objective, at)
     }
 
     /// The model's output for task `task` (no training) under a view of the gates.
     pub fn predict(&self, task: TaskId, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
-        (self.backend.get()).predict(&self.ctx, &self.store, task.index(), x, scale, view)
+        (self.backend.get()).predict(&self.ctx, &self.store, task, x, scale, view)
     }
 
     /// Whether evaluation can run on the fast engine ([`Learner::eval_params`] and
@@ -308,7 +326,7 @@ impl Learner {
     /// reused for every batch, with the same candle gate code as [`Learner::predict`] (so
     /// every [`GateView`] means the same).
     pub fn eval_params(&self, task: TaskId, scale: f64, view: GateView) -> Result<Vec<Vec<f32>>> {
-        self.ctx.eval_params(&self.store, task.index(), scale, view)
+        self.ctx.eval_params(&self.store, task, scale, view)
     }
 
     /// The engine's outputs `[n, outputs]` for `n` inputs `x` (flat `f32`) under each of
@@ -328,13 +346,13 @@ impl Learner {
 
     /// Off/undecided shares per gated parameter for task `task` (empty unless gated and picked).
     pub fn mask_stats(&self, task: TaskId, scale: f64) -> Result<Vec<(String, MaskStats)>> {
-        match self.ctx.masks(&self.store, [task.index()])? {
+        match self.ctx.masks(&self.store, [task])? {
             None => Ok(Vec::new()),
             Some(bank) => Ok(bank
                 .param_names()
                 .iter()
                 .cloned()
-                .zip(bank.stats(task.index(), self.ctx.gate, scale)?)
+                .zip(bank.stats(task, self.ctx.gate, scale)?)
                 .collect()),
         }
     }
@@ -347,14 +365,16 @@ impl Learner {
                 task: &self.ctx.task_names[set],
             }
         } else {
-            self.param_key(set, name)
+            self.param_key(ModelId(set), name)
         }
     }
 
-    fn param_key<'a>(&'a self, task: usize, name: &'a str) -> ParamKey<'a> {
+    /// The key of parameter `name` of model `model`: a per-task model's is under its task's
+    /// name.
+    fn param_key<'a>(&'a self, model: ModelId, name: &'a str) -> ParamKey<'a> {
         match self.ctx.strategy.layout().models {
             Models::PerTask => ParamKey::TaskWeight {
-                task: &self.ctx.task_names[task],
+                task: &self.ctx.task_names[model.index()],
                 param: name,
             },
             Models::One => ParamKey::Weight { param: name },
@@ -377,7 +397,7 @@ impl Learner {
         let mut slots: Vec<(String, &Slot<T>, &Shape)> = Vec::new();
         for (t, (weights, w_slots)) in store.models.iter().zip(&store.w_slots).enumerate() {
             for (((name, shape), w), slot) in self.ctx.params.iter().zip(weights).zip(w_slots) {
-                let key = self.param_key(t, name);
+                let key = self.param_key(ModelId(t), name);
                 out.push((key.in_strategy(s), Tensor::from_slice(w, shape, device)?));
                 slots.push((key.slot(s, W_SLOTS), slot, shape));
             }
@@ -484,7 +504,7 @@ impl Learner {
         };
         for t in 0..store.models.len() {
             for (p, (name, shape)) in self.ctx.params.iter().enumerate() {
-                let key = self.param_key(t, name);
+                let key = self.param_key(ModelId(t), name);
                 store.models[t][p] = require(&key.in_strategy(s), shape)?;
                 store.w_slots[t][p] = slot(&key.slot(s, W_SLOTS))?;
             }

@@ -3,6 +3,7 @@
 //! and `joint` (one plain model each), as data ([`StrategyLayout`]) that the learner reads.
 
 use crate::config::TaskOrder;
+use crate::params::{ModelId, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// A training strategy.
@@ -96,6 +97,12 @@ impl Strategy {
     pub fn one_plain_model(self) -> bool {
         self.layout() == StrategyLayout::PLAIN
     }
+
+    /// The model that answers task `task`: the one model of `gated` (its `W`, gated by the
+    /// task's masks), `shared`, `finetune` and `joint`; the task's own model under `separate`.
+    pub fn model_of(self, task: TaskId) -> ModelId {
+        self.layout().model_of(task)
+    }
 }
 
 /// How many models a strategy trains.
@@ -131,11 +138,11 @@ impl StrategyLayout {
         }
     }
 
-    /// The model that serves task `task`.
-    pub fn model_of(self, task: usize) -> usize {
+    /// The model that serves task `task` ([`Strategy::model_of`]).
+    pub fn model_of(self, task: TaskId) -> ModelId {
         match self.models {
-            Models::One => 0,
-            Models::PerTask => task,
+            Models::One => ModelId::ONLY,
+            Models::PerTask => ModelId(task.index()),
         }
     }
 }

@@ -13,11 +13,14 @@
 //! [`crate::task::check_portable_name`] for tasks, layer names for parameters), so `/`,
 //! `.mask.` and `.state.` cannot occur inside them and every key parses back unambiguously.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A task's position in its run's task set (file order): how the library addresses tasks.
-/// A newtype, so a task index cannot be passed where a model index is expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A newtype, so a task index cannot be passed where a model index is expected. Serialized as
+/// the bare number (a run's `state.json` keeps the training batches' sums per task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct TaskId(pub usize);
 
 impl TaskId {
@@ -30,6 +33,34 @@ impl TaskId {
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "task {}", self.0)
+    }
+}
+
+/// One of a strategy's models: a position in its [`crate::params::ParamStore`]'s `models`.
+///
+/// Why a type apart from [`TaskId`]: tasks and models are counted differently. A plain
+/// strategy (`shared`, `finetune`, `joint`) has one model that answers every task, `separate`
+/// has one model per task, and `gated` has one `W` with a mask per task (one model, many
+/// tasks). Which model answers a task is the strategy's to say
+/// (`crate::learn::Strategy::model_of`), so "the model" of a one-model strategy is
+/// [`ModelId::ONLY`], never a task's id that happens to be 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelId(pub usize);
+
+impl ModelId {
+    /// The model of a strategy that has one: the shared `W` of `gated`, the plain model of
+    /// `shared`, `finetune` and `joint`.
+    pub const ONLY: ModelId = ModelId(0);
+
+    /// The index into the store's models.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "model {}", self.0)
     }
 }
 
@@ -200,5 +231,7 @@ mod tests {
         assert_eq!(mask.param(), "fc2.weight");
         assert_eq!(ParamKey::parse("no-strategy"), None);
         assert_eq!(TaskId(3).index(), 3);
+        assert_eq!(ModelId(2).index(), 2);
+        assert_eq!(ModelId::ONLY.to_string(), "model 0");
     }
 }

@@ -59,13 +59,13 @@ pub fn probe_subset(len: usize, size: usize) -> Vec<usize> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchSums {
     /// `(strategy, task, loss × examples, summed metric, examples)`, in the order first seen.
-    entries: Vec<(Strategy, usize, f64, f64, usize)>,
+    entries: Vec<(Strategy, TaskId, f64, f64, usize)>,
 }
 
 impl BatchSums {
     /// Adds one step's batch of `examples` on task `task`: per strategy its mean loss and
     /// summed metric.
-    pub fn add(&mut self, task: usize, examples: usize, scored: &[(Strategy, f64, f64)]) {
+    pub fn add(&mut self, task: TaskId, examples: usize, scored: &[(Strategy, f64, f64)]) {
         for &(s, loss, metric) in scored {
             match self.entries.iter_mut().find(|e| e.0 == s && e.1 == task) {
                 Some(e) => {
@@ -81,7 +81,7 @@ impl BatchSums {
     }
 
     /// Means per strategy and task, in strategy order then task order, and a fresh start.
-    pub fn drain(&mut self, strategies: &[Strategy]) -> Vec<(Strategy, usize, f64, f64, usize)> {
+    pub fn drain(&mut self, strategies: &[Strategy]) -> Vec<(Strategy, TaskId, f64, f64, usize)> {
         let mut out: Vec<_> = std::mem::take(&mut self.entries)
             .into_iter()
             .filter(|e| e.4 > 0)
@@ -96,8 +96,8 @@ impl BatchSums {
         self.entries.iter().find_map(|e| {
             if !strategies.contains(&e.0) {
                 Some(format!("holds strategy `{}`, not one of the run's", e.0))
-            } else if e.1 >= tasks {
-                Some(format!("holds task {} (the run has {tasks} tasks)", e.1))
+            } else if e.1.index() >= tasks {
+                Some(format!("holds {} (the run has {tasks} tasks)", e.1))
             } else if !(e.2.is_finite() && e.3.is_finite()) {
                 Some("holds a non-finite sum".into())
             } else {
@@ -133,8 +133,8 @@ impl ForwardClock {
 
 /// What an evaluation pass needs besides the models.
 pub(crate) struct Pass<'a> {
-    /// The task, its index, the split and the examples measured.
-    pub task: (&'a dyn Task, usize),
+    /// The task and its id.
+    pub task: (&'a dyn Task, TaskId),
     /// Which split.
     pub split: Split,
     /// Positions in the split.
@@ -156,14 +156,14 @@ pub(crate) type ModelParams = Vec<Option<Vec<Vec<f32>>>>;
 /// [`ModelParams`] of `models` on task `task` at gate scale `scale`.
 pub(crate) fn model_params(
     models: &[(&Learner, GateView)],
-    task: usize,
+    task: TaskId,
     scale: f64,
 ) -> Result<ModelParams> {
     Ok(models
         .iter()
         .map(|(l, view)| {
             l.has_engine()
-                .then(|| l.eval_params(TaskId(task), scale, *view))
+                .then(|| l.eval_params(task, scale, *view))
                 .transpose()
         })
         .collect::<candle_core::Result<Vec<_>>>()?)
@@ -223,9 +223,7 @@ pub(crate) fn measure_all(
                         .map_err(candle_core::Error::msg)?
                 }
                 None => {
-                    let out = learner
-                        .predict(TaskId(t), &batch.x, pass.scale, *view)?
-                        .detach();
+                    let out = learner.predict(t, &batch.x, pass.scale, *view)?.detach();
                     let loss = objective
                         .loss(&out, &batch.y)?
                         .to_dtype(DType::F64)?
@@ -299,17 +297,17 @@ mod tests {
     fn batch_sums_average_per_strategy_and_task() {
         let mut s = BatchSums::default();
         let (g, sh) = (Strategy::Gated, Strategy::Shared);
-        s.add(1, 4, &[(g, 1.0, 2.0), (sh, 3.0, 4.0)]);
-        s.add(0, 4, &[(g, 0.5, 1.0), (sh, 0.5, 0.0)]);
-        s.add(1, 4, &[(g, 2.0, 4.0), (sh, 1.0, 0.0)]);
+        s.add(TaskId(1), 4, &[(g, 1.0, 2.0), (sh, 3.0, 4.0)]);
+        s.add(TaskId(0), 4, &[(g, 0.5, 1.0), (sh, 0.5, 0.0)]);
+        s.add(TaskId(1), 4, &[(g, 2.0, 4.0), (sh, 1.0, 0.0)]);
         let out = s.drain(&[g, sh]);
         assert_eq!(
             out,
             vec![
-                (g, 0, 0.5, 0.25, 4),
-                (g, 1, 1.5, 0.75, 8),
-                (sh, 0, 0.5, 0.0, 4),
-                (sh, 1, 2.0, 0.5, 8)
+                (g, TaskId(0), 0.5, 0.25, 4),
+                (g, TaskId(1), 1.5, 0.75, 8),
+                (sh, TaskId(0), 0.5, 0.0, 4),
+                (sh, TaskId(1), 2.0, 0.5, 8)
             ]
         );
         assert!(s.drain(&[g, sh]).is_empty());

@@ -10,7 +10,7 @@ use super::table::ComparisonTable;
 use crate::error::Result;
 use crate::gate::{GateView, TaskGate};
 use crate::learn::{Learner, Models, Strategy};
-use crate::params::TaskId;
+use crate::params::{ModelId, TaskId};
 use crate::task::{Objective, Split, TrueMask, mean_predictor_mse};
 use candle_core::{DType, Tensor};
 
@@ -24,7 +24,6 @@ impl Run {
         split: Split,
         view: GateView,
     ) -> Result<(f64, f64)> {
-        let task = task.index();
         let indices = self.full_indices(task, split);
         let pass = self.pass(task, split, &indices);
         Ok(measure_all(&pass, &[(learner, view)], None)?[0])
@@ -32,8 +31,8 @@ impl Run {
 
     /// The examples a full evaluation measures: the whole test split, or the first
     /// `eval_train_limit` training examples.
-    fn full_indices(&self, task: usize, split: Split) -> Vec<usize> {
-        let data = &self.tasks[task];
+    fn full_indices(&self, task: TaskId, split: Split) -> Vec<usize> {
+        let data = &self.tasks[task.index()];
         let n = match split {
             Split::Train => data.len(split).min(self.set.run.eval_train_limit),
             Split::Test => data.len(split),
@@ -52,9 +51,9 @@ impl Run {
         ))
     }
 
-    pub(crate) fn pass<'a>(&'a self, task: usize, split: Split, indices: &'a [usize]) -> Pass<'a> {
+    pub(crate) fn pass<'a>(&'a self, task: TaskId, split: Split, indices: &'a [usize]) -> Pass<'a> {
         Pass {
-            task: (self.tasks[task].as_ref(), task),
+            task: (self.tasks[task.index()].as_ref(), task),
             split,
             indices,
             scale: self.hat_scale(self.step),
@@ -71,11 +70,11 @@ impl Run {
         let metric_name = self.objective().metric_name().to_string();
         let scale = self.hat_scale(self.step);
         // Which tasks each learner is measured binarized on: the gated model's picked tasks.
-        let picked: Vec<Vec<usize>> = self.learners.iter().map(Learner::masked_tasks).collect();
+        let picked: Vec<Vec<TaskId>> = self.learners.iter().map(Learner::masked_tasks).collect();
         // results[split][task][(learner, view)]
         let mut trained = vec![vec![Vec::new(); self.tasks.len()]; 2];
         let mut binary = vec![vec![None; self.learners.len()]; self.tasks.len()];
-        for t in 0..self.tasks.len() {
+        for (t, id) in (0..self.tasks.len()).map(|t| (t, TaskId(t))) {
             for split in [Split::Test, Split::Train] {
                 let mut models: Vec<(&Learner, GateView)> = self
                     .learners
@@ -85,14 +84,14 @@ impl Run {
                 let mut binarized = Vec::new();
                 if split == Split::Test {
                     for (k, l) in self.learners.iter().enumerate() {
-                        if picked[k].contains(&t) {
+                        if picked[k].contains(&id) {
                             binarized.push(k);
                             models.push((l, GateView::Binary));
                         }
                     }
                 }
-                let indices = self.full_indices(t, split);
-                let mut values = measure_all(&self.pass(t, split, &indices), &models, None)?;
+                let indices = self.full_indices(id, split);
+                let mut values = measure_all(&self.pass(id, split, &indices), &models, None)?;
                 for (&k, v) in binarized.iter().zip(values.split_off(self.learners.len())) {
                     binary[t][k] = Some(v);
                 }
@@ -116,9 +115,10 @@ impl Run {
                 }
             }
             out.extend(self.histograms(l)?);
-            for &t in &picked[k] {
+            for &id in &picked[k] {
+                let t = id.index();
                 let name = self.tasks[t].name().to_string();
-                for (param, s) in l.mask_stats(TaskId(t), scale)? {
+                for (param, s) in l.mask_stats(id, scale)? {
                     out.push(Record::Mask {
                         step: self.step,
                         task: name.clone(),
@@ -148,19 +148,21 @@ impl Run {
         let mut out = Vec::new();
         let layout = learner.strategy().layout();
         let bank = learner.masks()?;
-        let tasks: Vec<usize> = match (layout.models, &bank) {
-            (_, Some(bank)) => bank.tasks(),
-            (Models::PerTask, _) => (0..self.tasks.len()).collect(),
-            (Models::One, None) => vec![0],
+        // (label, model, the task whose masks gate it): each picked task of the gated model,
+        // each task's own model, or the one plain model under "all".
+        let named = |t: TaskId| self.tasks[t.index()].name().to_string();
+        let views: Vec<(String, ModelId, Option<TaskId>)> = match (layout.models, &bank) {
+            (_, Some(bank)) => (bank.tasks().into_iter())
+                .map(|t| (named(t), learner.model_of(t), Some(t)))
+                .collect(),
+            (Models::PerTask, _) => (0..self.tasks.len())
+                .map(|t| (named(TaskId(t)), learner.model_of(TaskId(t)), None))
+                .collect(),
+            (Models::One, None) => vec![("all".to_string(), ModelId::ONLY, None)],
         };
-        for t in tasks {
-            let task = if learner.strategy().one_plain_model() {
-                "all".to_string()
-            } else {
-                self.tasks[t].name().to_string()
-            };
-            let masks = bank.as_ref().and_then(|b| b.get(t));
-            let net = learner.network(TaskId(t))?;
+        for (task, model, gated_by) in views {
+            let masks = (bank.as_ref().zip(gated_by)).and_then(|(b, t)| b.get(t));
+            let net = learner.model(model)?;
             for (i, (param, w)) in net.params().iter().enumerate() {
                 let w = w.as_tensor();
                 let (eff, gate) = match masks {
@@ -201,7 +203,7 @@ impl Run {
 
     /// Share of the generating masks recovered, when the model is one linear layer and the
     /// tasks have ground-truth masks.
-    fn recovery(&self, learner: &Learner, picked: &[usize]) -> Result<Vec<Record>> {
+    fn recovery(&self, learner: &Learner, picked: &[TaskId]) -> Result<Vec<Record>> {
         let Some(bank) = learner.masks()? else {
             return Ok(Vec::new());
         };
@@ -209,7 +211,7 @@ impl Run {
         let Some(truths) = truths.into_iter().collect::<Option<Vec<_>>>() else {
             return Ok(Vec::new());
         };
-        let net = learner.network(TaskId(0))?;
+        let net = learner.model(ModelId::ONLY)?;
         let params = net.params();
         if params.len() != 2
             || truths.iter().any(|m| {
@@ -227,8 +229,8 @@ impl Run {
             .map(|i| truths.iter().any(|m| m[i]) && values[i].abs() >= TrueMask::IDENTIFIABLE_MIN)
             .collect();
         let mut out = Vec::new();
-        for &t in picked {
-            let masks = bank.get(t).unwrap_or(&[]);
+        for &id in picked {
+            let (t, masks) = (id.index(), bank.get(id).unwrap_or(&[]));
             let mut learned = Vec::new();
             for m in masks {
                 let on = m

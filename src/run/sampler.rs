@@ -7,6 +7,7 @@
 //! The sequential schedule (continual learning) uses the same sampler with fixed phases: task
 //! `t` for steps `t·phase_steps .. (t+1)·phase_steps`, batches drawn as before.
 
+use crate::params::TaskId;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -60,18 +61,18 @@ impl TaskSampler {
     }
 
     /// The next step's task among `num_tasks`.
-    pub fn next_task(&mut self, num_tasks: usize) -> usize {
+    pub fn next_task(&mut self, num_tasks: usize) -> TaskId {
         if let Some(p) = self.phase_steps {
             self.current = (self.drawn / p).min(num_tasks.saturating_sub(1));
             self.drawn += 1;
-            return self.current;
+            return TaskId(self.current);
         }
         if self.left == 0 {
             self.current = self.rng.below(num_tasks);
             self.left = self.steps_per_task;
         }
         self.left -= 1;
-        self.current
+        TaskId(self.current)
     }
 
     /// Checks a deserialized sampler against the run it belongs to, so that an edited
@@ -99,7 +100,7 @@ impl TaskSampler {
         }
         if self.current >= num_tasks {
             return Err(SamplerMismatch::NoSuchTask {
-                current: self.current,
+                current: TaskId(self.current),
                 tasks: num_tasks,
             });
         }
@@ -138,10 +139,10 @@ pub enum SamplerMismatch {
         config: usize,
     },
     /// The current task is out of range.
-    #[error("current task {current} does not exist (the run has {tasks})")]
+    #[error("current {current} does not exist (the run has {tasks})")]
     NoSuchTask {
         /// The stored current task.
-        current: usize,
+        current: TaskId,
         /// The run's task count.
         tasks: usize,
     },
@@ -162,7 +163,7 @@ mod tests {
     #[test]
     fn keeps_a_task_for_n_steps() {
         let mut s = TaskSampler::new(3, 5);
-        let seq: Vec<usize> = (0..50).map(|_| s.next_task(4)).collect();
+        let seq: Vec<usize> = (0..50).map(|_| s.next_task(4).index()).collect();
         for chunk in seq.chunks(5) {
             assert!(chunk.iter().all(|&t| t == chunk[0]), "{seq:?}");
         }
@@ -172,7 +173,7 @@ mod tests {
     #[test]
     fn sequential_phases_follow_file_order() {
         let mut s = TaskSampler::sequential(3, 4);
-        let seq: Vec<usize> = (0..12).map(|_| s.next_task(3)).collect();
+        let seq: Vec<usize> = (0..12).map(|_| s.next_task(3).index()).collect();
         assert_eq!(seq, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
     }
 
@@ -180,7 +181,7 @@ mod tests {
     fn the_joint_stream_differs_from_the_runs() {
         let mut a = TaskSampler::new(3, 1);
         let mut b = TaskSampler::interleaved_beside(3, 1);
-        let (x, y): (Vec<usize>, Vec<usize>) =
+        let (x, y): (Vec<TaskId>, Vec<TaskId>) =
             (0..40).map(|_| (a.next_task(5), b.next_task(5))).unzip();
         assert_ne!(x, y);
     }

@@ -412,16 +412,15 @@ impl Trainer {
             self.run.tasks.len(),
         );
         let t = self.sampler.next_task(t_n);
-        let idx = self.sampler.batch(self.run.tasks[t].len(Split::Train), bs);
-        let batch = self.run.tasks[t].batch(Split::Train, &idx, &self.run.device, dtype)?;
+        let data = &self.run.tasks[t.index()];
+        let idx = self.sampler.batch(data.len(Split::Train), bs);
+        let batch = data.batch(Split::Train, &idx, &self.run.device, dtype)?;
         let joint = match &mut self.joint_sampler {
             Some(j) => {
                 let jt = j.next_task(t_n);
-                let idx = j.batch(self.run.tasks[jt].len(Split::Train), bs);
-                Some((
-                    jt,
-                    self.run.tasks[jt].batch(Split::Train, &idx, &self.run.device, dtype)?,
-                ))
+                let data = &self.run.tasks[jt.index()];
+                let idx = j.batch(data.len(Split::Train), bs);
+                Some((jt, data.batch(Split::Train, &idx, &self.run.device, dtype)?))
             }
             None => None,
         };
@@ -441,7 +440,7 @@ impl Trainer {
             if l.strategy() == Strategy::Gated && !w_trains {
                 at.w_lr_factor = 0.0;
             }
-            let (loss, metric) = l.train_step_scored(TaskId(task), batch, objective, at)?;
+            let (loss, metric) = l.train_step_scored(task, batch, objective, at)?;
             losses.push((l.strategy(), loss));
             scored.push((l.strategy(), loss, metric));
         }
@@ -450,7 +449,7 @@ impl Trainer {
                 self.run.step + 1,
                 "the training loss",
                 *s,
-                &format!("task `{}`", self.run.tasks[t].name()),
+                &format!("task `{}`", self.run.tasks[t.index()].name()),
             ));
         }
         self.run.step += 1;
@@ -694,7 +693,7 @@ impl Trainer {
         }
         let (models, scale) = (self.probe_models(), self.hat_scale(self.run.step));
         (0..self.run.tasks.len())
-            .map(|t| model_params(&models, t, scale))
+            .map(|t| model_params(&models, TaskId(t), scale))
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }
@@ -706,7 +705,7 @@ impl Trainer {
         let models = self.probe_models();
         let mut per_task = Vec::with_capacity(self.run.tasks.len());
         for (t, indices) in self.run.probe_sets.iter().enumerate() {
-            let pass = self.pass(t, Split::Test, indices);
+            let pass = self.pass(TaskId(t), Split::Test, indices);
             per_task.push(measure_all(&pass, &models, given.map(|g| &g[t]))?);
         }
         let mut out = Vec::new();
@@ -739,7 +738,7 @@ impl Trainer {
             .map(|(s, t, loss, metric, examples)| Record::Probe {
                 step: self.run.step,
                 strategy: s.to_string(),
-                task: self.run.tasks[t].name().into(),
+                task: self.run.tasks[t.index()].name().into(),
                 split: Split::Train.as_str().into(),
                 loss,
                 metric,
