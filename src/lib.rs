@@ -16,6 +16,7 @@
 //!   [`run_folder::fsio::write_atomic`]), verified read-only snapshots
 //! - [`tfevents`]: the TensorBoard event-file format
 //! - [`optim`]: optimizer settings and the reference optimizers (SGD, momentum, Adam)
+//! - [`plot`]: figures drawn to PNG and SVG (colours, headers, line panels, embedded font)
 //! - [`params`]: the names of a run's tensors ([`params::ParamKey`]) and [`params::TaskId`]
 //! - [`gate`]: gated layers, gate modes and the per-task [`gate::MaskBank`]
 //! - [`layers`]: the layer types, one file each: shapes, reference forward, engine op and
@@ -46,6 +47,7 @@ pub mod learn;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod run;

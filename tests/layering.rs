@@ -10,8 +10,9 @@
 //! A new top-level module must be added to [`LAYERS`] (or [`BIN_LAYERS`]); the test fails
 //! until it is.
 //!
-//! No function is longer than [`MAX_FUNCTION_LINES`] lines, except the dispatch matches in
-//! [`LONG_FUNCTIONS`], so each reads top-down.
+//! Two measures of size keep the house readable: no room (top-level folder of `src/`) holds
+//! [`LARGEST_ROOM_SHARE`] or more of the code, and no function is longer than
+//! [`MAX_FUNCTION_LINES`] lines, except the dispatch matches in [`LONG_FUNCTIONS`].
 
 mod common;
 
@@ -22,9 +23,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Foundations: no gatekit imports but these.
     &["error", "rng"],
-    // Numbers and files: CPU kernels, the run folder's protocol, TensorBoard's file format,
-    // optimizer settings and rules.
-    &["kernel", "run_folder", "tfevents", "optim"],
+    // Numbers, files and figures: CPU kernels, the run folder's protocol, TensorBoard's file
+    // format, optimizer settings and rules, figures drawn to PNG and SVG (used by `report` and
+    // `sweep`, which decide what a figure shows).
+    &["kernel", "run_folder", "tfevents", "optim", "plot"],
     // The names and the store of a run's tensors (optimizer slots included).
     &["params"],
     // Task gates and their masks.
@@ -440,6 +442,54 @@ fn readers_do_not_import_the_trainer() {
     assert!(
         offenders.is_empty(),
         "these readers import crate::train; use crate::run instead: {offenders:?}"
+    );
+}
+
+/// The largest share of the code one room (top-level folder of `src/`) may hold.
+const LARGEST_ROOM_SHARE: f64 = 0.12;
+
+/// Lines of `.rs` per top-level folder of `src/`, and of all of `src/` (files directly in
+/// `src/` count only in the total).
+fn room_sizes(src: &Path) -> (BTreeMap<String, usize>, usize) {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut rooms = BTreeMap::new();
+    let mut total = 0;
+    for f in &files {
+        let lines = std::fs::read_to_string(f)
+            .expect("read source")
+            .lines()
+            .count();
+        total += lines;
+        let rel = f.strip_prefix(src).expect("under src");
+        let mut parts = rel.iter();
+        if let (Some(room), Some(_)) = (parts.next(), parts.next()) {
+            *rooms
+                .entry(room.to_string_lossy().into_owned())
+                .or_insert(0) += lines;
+        }
+    }
+    (rooms, total)
+}
+
+#[test]
+fn no_room_holds_12_percent_of_the_code() {
+    let (rooms, total) = room_sizes(&common::repo("src"));
+    assert!(
+        rooms.len() > 15 && total > 20_000,
+        "only {} rooms and {total} lines found: is the count broken?",
+        rooms.len()
+    );
+    let mut by_size: Vec<(&String, &usize)> = rooms.iter().collect();
+    by_size.sort_by(|a, b| b.1.cmp(a.1));
+    let (room, &lines) = by_size[0];
+    let share = lines as f64 / total as f64;
+    assert!(
+        share < LARGEST_ROOM_SHARE,
+        "src/{room}/ holds {lines} of {total} lines ({:.1} %), the limit is {:.0} %; split it by \
+         concept into rooms of their own",
+        100.0 * share,
+        100.0 * LARGEST_ROOM_SHARE
     );
 }
 

@@ -5,8 +5,9 @@
 //! The HTML is templated with `maud` (compile-time checked markup, every spliced value
 //! escaped); the Markdown is plain text and stays `write!`.
 
-use super::figures::{Figure, differing_keys, run_labels};
+use super::figures::{differing_keys, run_labels};
 use super::{Quantity, RunData};
+use crate::plot::Figure;
 use crate::run::{NumberFormat, Record};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::fmt::Write;

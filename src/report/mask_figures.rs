@@ -1,13 +1,13 @@
 //! Figure 5, what the masks learned: each layer's binarized mask per task as an image, and the
 //! task-similarity heatmaps. Drawn with the same header, fonts and colours as the other figures
-//! ([`super::figures`]).
+//! ([`crate::plot`]).
 
 use super::RunData;
-use super::figures::{
-    DrawResult, FONT, Figure, Header, MIN_WIDTH, MUTED, Mark, Plot, TEXT, lighten, render,
-};
 use super::masks::{BinaryMasks, MaskLayer};
 use crate::error::Result;
+use crate::plot::{
+    DrawResult, FONT, Figure, Header, MIN_WIDTH, MUTED, Mark, Plot, TEXT, lighten, render,
+};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
