@@ -16,6 +16,7 @@
 //!   [`run_folder::fsio::write_atomic`]), verified read-only snapshots
 //! - [`tfevents`]: the TensorBoard event-file format
 //! - [`optim`]: optimizer settings and the reference optimizers (SGD, momentum, Adam)
+//! - [`plot`]: figures drawn to PNG and SVG (colours, headers, line panels, embedded font)
 //! - [`params`]: the names of a run's tensors ([`params::ParamKey`]), [`params::TaskId`] and
 //!   [`params::ModelId`]
 //! - [`gate`]: gated layers, gate modes and the per-task [`gate::MaskBank`]
@@ -31,6 +32,8 @@
 //! - [`train`]: the loop ([`train::Trainer`]), the only writer of a run
 //! - [`export`], [`report`], [`adapt`]: 1-bit masks and ONNX per task; figures and reports;
 //!   new tasks on a trained run
+//! - [`serve`]: an HTTP server holding one `W` and every task's 1-bit mask, answering any task
+//!   (a reader of exports and runs, like export and report)
 //! - [`sweep`]: one run per seed and the summary over seeds (confidence intervals, paired tests)
 #![deny(missing_docs)]
 
@@ -47,6 +50,7 @@ pub mod learn;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod run;

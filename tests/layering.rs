@@ -9,6 +9,10 @@
 //!
 //! A new top-level module must be added to [`LAYERS`] (or [`BIN_LAYERS`]); the test fails
 //! until it is.
+//!
+//! Two measures of size keep the house readable: no room (top-level folder of `src/`) holds
+//! [`LARGEST_ROOM_SHARE`] or more of the code, and no function is longer than
+//! [`MAX_FUNCTION_LINES`] lines, except the dispatch matches in [`LONG_FUNCTIONS`].
 
 mod common;
 
@@ -19,9 +23,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Foundations: no gatekit imports but these.
     &["error", "rng"],
-    // Numbers and files: CPU kernels, the run folder's protocol, TensorBoard's file format,
-    // optimizer settings and rules.
-    &["kernel", "run_folder", "tfevents", "optim"],
+    // Numbers, files and figures: CPU kernels, the run folder's protocol, TensorBoard's file
+    // format, optimizer settings and rules, figures drawn to PNG and SVG (used by `report` and
+    // `sweep`, which decide what a figure shows).
+    &["kernel", "run_folder", "tfevents", "optim", "plot"],
     // The names and the store of a run's tensors (optimizer slots included).
     &["params"],
     // Task gates and their masks.
@@ -438,4 +443,279 @@ fn readers_do_not_import_the_trainer() {
         offenders.is_empty(),
         "these readers import crate::train; use crate::run instead: {offenders:?}"
     );
+}
+
+/// The largest share of the code one room (top-level folder of `src/`) may hold.
+const LARGEST_ROOM_SHARE: f64 = 0.12;
+
+/// Lines of `.rs` per top-level folder of `src/`, and of all of `src/` (files directly in
+/// `src/` count only in the total).
+fn room_sizes(src: &Path) -> (BTreeMap<String, usize>, usize) {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut rooms = BTreeMap::new();
+    let mut total = 0;
+    for f in &files {
+        let lines = std::fs::read_to_string(f)
+            .expect("read source")
+            .lines()
+            .count();
+        total += lines;
+        let rel = f.strip_prefix(src).expect("under src");
+        let mut parts = rel.iter();
+        if let (Some(room), Some(_)) = (parts.next(), parts.next()) {
+            *rooms
+                .entry(room.to_string_lossy().into_owned())
+                .or_insert(0) += lines;
+        }
+    }
+    (rooms, total)
+}
+
+#[test]
+fn no_room_holds_12_percent_of_the_code() {
+    let (rooms, total) = room_sizes(&common::repo("src"));
+    assert!(
+        rooms.len() > 15 && total > 20_000,
+        "only {} rooms and {total} lines found: is the count broken?",
+        rooms.len()
+    );
+    let mut by_size: Vec<(&String, &usize)> = rooms.iter().collect();
+    by_size.sort_by(|a, b| b.1.cmp(a.1));
+    let (room, &lines) = by_size[0];
+    let share = lines as f64 / total as f64;
+    assert!(
+        share < LARGEST_ROOM_SHARE,
+        "src/{room}/ holds {lines} of {total} lines ({:.1} %), the limit is {:.0} %; split it by \
+         concept into rooms of their own",
+        100.0 * share,
+        100.0 * LARGEST_ROOM_SHARE
+    );
+}
+
+/// The longest a function may be, in lines from its `fn` to its closing brace.
+const MAX_FUNCTION_LINES: usize = 120;
+
+/// Functions allowed to be longer: (file under `src/`, function, why).
+const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[(
+    "export/interpreter.rs",
+    "run_node",
+    "a dispatch match with one short arm per ONNX op: splitting it would scatter the ops",
+)];
+
+/// `code` with the text of comments, strings and character literals blanked (newlines kept),
+/// so that only the braces of the code remain.
+fn blank_literals(code: &str) -> String {
+    let c: Vec<char> = code.chars().collect();
+    let ident = |ch: char| ch.is_alphanumeric() || ch == '_';
+    let mut out = String::with_capacity(code.len());
+    let blank = |out: &mut String, ch: char| out.push(if ch == '\n' { '\n' } else { ' ' });
+    // The character `k` places after `i`.
+    let at = |i: usize, k: usize| c.get(i + k).copied();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] == '/' && at(i, 1) == Some('/') {
+            while i < c.len() && c[i] != '\n' {
+                i += 1;
+            }
+        } else if c[i] == '/' && at(i, 1) == Some('*') {
+            let mut depth = 0;
+            while i < c.len() {
+                if c[i] == '/' && at(i, 1) == Some('*') {
+                    depth += 1;
+                    i += 2;
+                } else if c[i] == '*' && at(i, 1) == Some('/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    blank(&mut out, c[i]);
+                    i += 1;
+                }
+            }
+        } else if c[i] == 'r'
+            && (i == 0 || !ident(c[i - 1]) || (c[i - 1] == 'b' && (i < 2 || !ident(c[i - 2]))))
+            && matches!(at(i, 1), Some('"') | Some('#'))
+        {
+            // A raw string r"…", r#"…"#, br"…" (or an identifier `r#name`).
+            let hashes = (1..).take_while(|&k| at(i, k) == Some('#')).count();
+            if at(i, 1 + hashes) != Some('"') {
+                out.push(c[i]);
+                i += 1;
+                continue;
+            }
+            i += 2 + hashes;
+            while i < c.len() {
+                if c[i] == '"' && (1..=hashes).all(|k| at(i, k) == Some('#')) {
+                    i += 1 + hashes;
+                    break;
+                }
+                blank(&mut out, c[i]);
+                i += 1;
+            }
+        } else if c[i] == '"' {
+            i += 1;
+            while i < c.len() && c[i] != '"' {
+                if c[i] == '\\' {
+                    i += 1;
+                }
+                if let Some(&ch) = c.get(i) {
+                    blank(&mut out, ch);
+                }
+                i += 1;
+            }
+            i += 1;
+        } else if c[i] == '\'' && at(i, 1) == Some('\\') {
+            // '\n', '\'', '\u{7b}': past the escaped character, then to the closing quote.
+            i += 3;
+            while i < c.len() && c[i] != '\'' {
+                i += 1;
+            }
+            i += 1;
+        } else if c[i] == '\'' && at(i, 2) == Some('\'') {
+            // 'a', '{'; a lifetime (`'a`) has no closing quote.
+            i += 3;
+        } else {
+            out.push(c[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every function with a body in `code`: (name, first line, length in lines).
+fn function_lengths(code: &str) -> Vec<(String, usize, usize)> {
+    let code = blank_literals(code);
+    let mut found = Vec::new();
+    // Functions whose body is open: (name, first line, brace depth of the body).
+    let mut open: Vec<(String, usize, usize)> = Vec::new();
+    // A `fn name` seen whose body has not started (a `;` first means it has none).
+    let mut pending: Option<(String, usize)> = None;
+    let mut depth = 0;
+    // Open parentheses and brackets: a `;` inside them (`[f32; 4]`) ends no declaration.
+    let mut parens = 0;
+    for (n, line) in code.lines().enumerate() {
+        let words: Vec<&str> = line
+            .split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+            .collect();
+        if pending.is_none()
+            && let Some(k) = words.iter().position(|w| *w == "fn")
+            && let Some(name) = words[k + 1..].iter().find(|w| !w.is_empty())
+            && line.contains(&format!("fn {name}"))
+        {
+            pending = Some((name.to_string(), n + 1));
+        }
+        for ch in line.chars() {
+            match ch {
+                '{' => {
+                    depth += 1;
+                    if let Some((name, start)) = pending.take() {
+                        open.push((name, start, depth));
+                    }
+                }
+                '}' => {
+                    if open.last().is_some_and(|o| o.2 == depth)
+                        && let Some((name, start, _)) = open.pop()
+                    {
+                        found.push((name, start, n + 1 - start + 1));
+                    }
+                    depth -= 1;
+                }
+                '(' | '[' => parens += 1,
+                ')' | ']' => parens -= 1,
+                ';' if parens == 0 => pending = None,
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// The scan sees through braces in strings, characters, raw strings and comments, skips
+/// declarations without a body, and measures nested functions on their own.
+#[test]
+fn function_lengths_are_measured_from_fn_to_its_brace() {
+    let code = r##"
+trait T {
+    fn declared(&self) -> usize;
+}
+pub(crate) fn outer<'a>(x: &'a str) -> usize {
+    let s = "{ not a brace";
+    let c = '{';
+    let e = ['\'', '{'];
+    let r = r#"{ "} raw"#;
+    // a } in a comment
+    /* and { /* nested */ here */
+    fn inner() {
+        let _ = "}";
+    }
+    if x.is_empty() { 0 } else { 1 }
+}
+fn last(a: [u8; 2]) -> u8 { a[0] }
+"##;
+    assert_eq!(
+        function_lengths(code),
+        vec![
+            ("inner".to_string(), 12, 3),
+            ("outer".to_string(), 5, 12),
+            ("last".to_string(), 17, 1),
+        ]
+    );
+}
+
+#[test]
+fn functions_are_at_most_120_lines() {
+    let src = common::repo("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut measured = 0;
+    let mut long = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(f).expect("read source");
+        for (name, line, lines) in function_lengths(&text) {
+            measured += 1;
+            let allowed = LONG_FUNCTIONS
+                .iter()
+                .any(|(file, func, _)| *file == rel && *func == name);
+            if lines > MAX_FUNCTION_LINES && !allowed {
+                long.push(format!("src/{rel}:{line} `{name}`: {lines} lines"));
+            }
+        }
+    }
+    assert!(
+        measured > 1000,
+        "only {measured} functions found: is the scan broken?"
+    );
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines (split them into named steps, or add a \
+         dispatch match to LONG_FUNCTIONS with the reason):\n{}",
+        long.join("\n")
+    );
+}
+
+/// Every allowed long function still exists and is still long (a stale entry would hide the
+/// next function of that name).
+#[test]
+fn long_function_allowances_are_current() {
+    let src = common::repo("src");
+    for (file, func, why) in LONG_FUNCTIONS {
+        assert!(!why.is_empty());
+        let text = std::fs::read_to_string(src.join(file)).expect("read source");
+        let lines = function_lengths(&text)
+            .into_iter()
+            .find(|(name, _, _)| name == func)
+            .map(|(_, _, lines)| lines);
+        assert!(
+            lines.is_some_and(|l| l > MAX_FUNCTION_LINES),
+            "src/{file} `{func}` is in LONG_FUNCTIONS but measures {lines:?} lines"
+        );
+    }
 }

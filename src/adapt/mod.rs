@@ -28,17 +28,17 @@ pub mod shots;
 pub use config::{AdaptConfig, MetaConfig, Method, MixGates, PickConfig, PickVariant, Signal};
 pub use new_tasks::NewTasks;
 
-use crate::config::OptimizerConfig;
+use crate::config::{OptimizerConfig, RunConfig, TaskSet};
 use crate::error::{Error, Result};
-use crate::gate::GateView;
+use crate::gate::{GateMode, GateView, MaskBank};
 use crate::learn::{Learner, Strategy};
 use crate::model::Network;
 use crate::params::ParamKey;
 use crate::params::{ModelId, TaskId};
 use crate::rng::Rng;
-use crate::run::{ChangedData, open_run_with};
+use crate::run::{ChangedData, Run, open_run_with};
 use crate::task::{Objective, Split, Task};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use mask_mixture::{Mixture, Target};
 use serde::{Deserialize, Serialize};
 use shots::{Shots, test_metric};
@@ -177,79 +177,21 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     folder::check_destination(job.run, job.out)?;
     let trainer = open_run_with(job.run, job.data_dir, &device, job.changed_data)?;
     let run_set = trainer.task_set().clone();
-    let gated = trainer
-        .learners()
-        .iter()
-        .find(|l| l.strategy() == Strategy::Gated)
-        .ok_or_else(|| Error::Run {
-            path: job.run.into(),
-            message: "has no gated model to adapt (train with --strategy gated or all)".into(),
-        })?;
-    let bank = gated.masks()?.ok_or_else(|| Error::Run {
-        path: job.run.into(),
-        message: "its gated model has no masks".into(),
-    })?;
+    let (gated, bank) = gated_masks(job.run, &trainer)?;
     let stored: Vec<TaskId> = bank.tasks();
-    if stored.is_empty() {
-        return Err(Error::Run {
-            path: job.run.into(),
-            message: "no task has a trained mask yet; train the run first".into(),
-        });
-    }
     let net = gated.model(ModelId::ONLY)?;
-    if let Some((name, _)) = net.state_specs().first() {
-        // A new task would need statistics of its own, and picking or mixing stored masks
-        // their tasks' statistics; neither is built, so refuse rather than measure wrongly.
-        return Err(Error::Run {
-            path: job.run.into(),
-            message: format!(
-                "its model keeps per-task layer state (`{name}`, batch norm), which gtk adapt \
-                 does not support yet; adapt a run of a model without batch norm"
-            ),
-        });
-    }
+    refuse_layer_state(job.run, &net)?;
     let stored_masks: Vec<&[Var]> = stored.iter().filter_map(|&t| bank.get(t)).collect();
     let stored_names: Vec<String> = stored
         .iter()
         .map(|&t| run_set.tasks[t.index()].name.clone())
         .collect();
     let set = job.new.appended_to(&run_set);
-    let tasks = set.build_tasks(job.data_dir).map_err(|e| match e {
-        Error::Shape(m) => Error::Shape(format!(
-            "{at}: {m}; a new task must have the run's input {:?} and output {:?}",
-            run_set.model.input,
-            run_set.model.output_shape().unwrap_or_default()
-        )),
-        other => other,
-    })?;
+    let tasks = build_new_tasks(&set, &run_set, job.data_dir, &at)?;
     let first_new = run_set.tasks.len();
     let objective = trainer.objective();
-    for t in &tasks[first_new..] {
-        let n = t.len(Split::Train);
-        if cfg.shots > n {
-            return Err(Error::config(
-                &at,
-                "adapt.shots",
-                format!(
-                    "K = {} is larger than task `{}`'s {n} training examples; use --shots {n} or fewer",
-                    cfg.shots,
-                    t.name()
-                ),
-            ));
-        }
-    }
-    let signal = match (cfg.pick.signal, objective) {
-        (Some(Signal::Entropy), Objective::Regression) => {
-            return Err(Error::config(
-                &at,
-                "adapt.pick.signal",
-                "\"entropy\" needs a classification task; use \"loss\" for regression",
-            ));
-        }
-        (Some(s), _) => s,
-        (None, Objective::Classification) => Signal::Entropy,
-        (None, Objective::Regression) => Signal::Loss,
-    };
+    check_shots(cfg, &tasks[first_new..], &at)?;
+    let signal = pick_signal(cfg, objective, &at)?;
     let methods: Vec<Method> = if cfg.compare {
         Method::ALL.to_vec()
     } else {
@@ -277,178 +219,350 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     } else {
         &[]
     };
-    let per_task = methods
-        .iter()
-        .map(|m| if *m == Method::Pick { 0 } else { cfg.steps })
-        .sum::<usize>()
-        + cfg.steps * (usize::from(train_separate) + usize::from(train_shared) + metas.len());
-    on(AdaptEvent::Start {
-        steps: per_task * job.new.tasks.len() + cfg.meta.iterations * metas.len(),
-    });
     let w_opt = run.w_optimizer();
     let mask_opt = OptimizerConfig {
         lr: cfg.mask_lr.unwrap_or(run.mask_lr),
         ..run.mask_optimizer()
     };
-    let soft = Mixture::new(net, &stored_masks, mode, scale, MixGates::Soft)?;
-    let pick_mix = match cfg.pick.gates {
+    let (soft, pick_mix) = mixtures(net, &stored_masks, mode, scale, cfg.pick.gates)?;
+    // Evaluation runs on the learner too (the engine's forward where the run has one).
+    let optimizers = (run.w_optimizer(), mask_opt);
+    let adaptation = Adaptation {
+        cfg,
+        at: &at,
+        set: &set,
+        run,
+        net,
+        device: &device,
+        dtype,
+        mode,
+        scale,
+        seed,
+        batch,
+        methods,
+        signal,
+        stored_masks,
+        stored_names: &stored_names,
+        soft,
+        pick_mix,
+        w_opt,
+        mask_opt,
+        optimizers,
+        shared,
+        has_separate,
+        train_separate,
+        train_shared,
+        param_names: bank.param_names(),
+    };
+    on(AdaptEvent::Start {
+        steps: adaptation.total_steps(metas, job.new.tasks.len()),
+    });
+    let meta_inits = adaptation.meta_inits(metas, &tasks[..first_new], on)?;
+    let mut results = Vec::new();
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for (j, task) in tasks[first_new..].iter().enumerate() {
+        let index = first_new + j;
+        let (result, stored) = adaptation.adapt_task(index, task.as_ref(), &meta_inits, on)?;
+        results.push(result);
+        tensors.extend(stored);
+    }
+    drop(adaptation);
+    let summary = AdaptSummary {
+        run: job.run.into(),
+        out: job.out.into(),
+        config: cfg.clone(),
+        batch_size: batch,
+        metric_name: objective.metric_name().into(),
+        tasks: results,
+    };
+    drop(trainer);
+    write_adapted(job, &set, first_new, tensors, &summary, &device)?;
+    Ok(summary)
+}
+
+/// Writes the adapted run folder: the run's files, the new tasks' tensors and `adapt.json`.
+fn write_adapted(
+    job: &AdaptJob,
+    set: &TaskSet,
+    first_new: usize,
+    tensors: Vec<(String, Tensor)>,
+    summary: &AdaptSummary,
+    device: &Device,
+) -> Result<()> {
+    let summary_json = serde_json::to_string_pretty(summary)
+        .map_err(|e| Error::io(job.out.join(folder::SUMMARY), e.into()))?;
+    folder::write(
+        job.run,
+        job.out,
+        &folder::Addition {
+            set,
+            new_tasks: (first_new..set.tasks.len()).collect(),
+            tensors,
+            summary_json,
+        },
+        job.data_dir,
+        device,
+    )
+}
+
+/// The soft mixture of the stored masks' gates, and pick's binary one when it picks on
+/// binary gates.
+fn mixtures(
+    net: &Network,
+    stored_masks: &[&[Var]],
+    mode: GateMode,
+    scale: f64,
+    gates: MixGates,
+) -> Result<(Mixture, Option<Mixture>)> {
+    let soft = Mixture::new(net, stored_masks, mode, scale, MixGates::Soft)?;
+    let pick_mix = match gates {
         MixGates::Soft => None,
         MixGates::Binary => Some(Mixture::new(
             net,
-            &stored_masks,
+            stored_masks,
             mode,
             scale,
             MixGates::Binary,
         )?),
     };
-    // Evaluation runs on the learner too (the engine's forward where the run has one).
-    let optimizers = (run.w_optimizer(), mask_opt);
-    // Test metrics of the soft and the binarized gates of `masks`, from one learner.
-    let gated_metrics = |task: &dyn Task, masks: &[Var]| -> Result<(f64, f64)> {
-        let start = masks.iter().map(|m| m.as_tensor().clone()).collect();
-        let mut learner =
-            Learner::starting_from(Strategy::Gated, run, net, Some(start), optimizers)?;
-        learner.set_gate_mode(mode);
-        let metric = |view: GateView| {
-            test_metric(task, &device, dtype, &|x: &Tensor| {
-                learner.predict(Learner::NEW_TASK, x, scale, view)
-            })
-        };
-        Ok((metric(GateView::Trained)?, metric(GateView::Binary)?))
-    };
-    let plain_metric = |task: &dyn Task, learner: &Learner| -> Result<f64> {
-        test_metric(task, &device, dtype, &|x: &Tensor| {
-            learner.predict(Learner::NEW_TASK, x, 1.0, GateView::Trained)
-        })
-    };
-    // The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
-    let mut meta_inits = Vec::new();
-    for &m in metas {
-        on(AdaptEvent::Stage {
-            task: "(run's tasks)",
-            what: m.as_str(),
+    Ok((soft, pick_mix))
+}
+
+/// The run's gated learner and its stored masks: what every method adapts from.
+fn gated_masks<'r>(path: &Path, trainer: &'r Run) -> Result<(&'r Learner, MaskBank)> {
+    let gated = trainer
+        .learners()
+        .iter()
+        .find(|l| l.strategy() == Strategy::Gated)
+        .ok_or_else(|| Error::Run {
+            path: path.into(),
+            message: "has no gated model to adapt (train with --strategy gated or all)".into(),
+        })?;
+    let bank = gated.masks()?.ok_or_else(|| Error::Run {
+        path: path.into(),
+        message: "its gated model has no masks".into(),
+    })?;
+    if bank.tasks().is_empty() {
+        return Err(Error::Run {
+            path: path.into(),
+            message: "no task has a trained mask yet; train the run first".into(),
         });
-        // PyTorch's default init, the scale of MAML's reference code: from the He init the
-        // inner SGD steps at MAML's 0.01 diverge on this family's targets (|y| up to 5).
-        let init = Network::new(
-            &set.model,
-            crate::model::WeightInit::Torch,
-            &mut Rng::stream(run.seed, "adapt/meta-init", 0),
-            dtype,
-            &device,
-        )?;
-        meta::meta_train(
-            m,
-            &meta::MetaJob {
-                run,
-                tasks: &tasks[..first_new],
-                init: &init,
-                shots: cfg.shots,
-                steps: cfg.steps,
-                batch,
-                seed,
-                device: &device,
-                dtype,
-            },
-            &cfg.meta,
-            &mut || on(AdaptEvent::Step),
-        )?;
-        meta_inits.push((m, init));
     }
-    let mut results = Vec::new();
-    let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    let param_names = bank.param_names().to_vec();
-    for (j, task) in tasks[first_new..].iter().enumerate() {
-        let index = first_new + j;
+    Ok((gated, bank))
+}
+
+/// Refuses a model with per-task layer state (batch norm).
+fn refuse_layer_state(path: &Path, net: &Network) -> Result<()> {
+    if let Some((name, _)) = net.state_specs().first() {
+        // A new task would need statistics of its own, and picking or mixing stored masks
+        // their tasks' statistics; neither is built, so refuse rather than measure wrongly.
+        return Err(Error::Run {
+            path: path.into(),
+            message: format!(
+                "its model keeps per-task layer state (`{name}`, batch norm), which gtk adapt \
+                 does not support yet; adapt a run of a model without batch norm"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tasks of `set` (the run's, then the new ones), with a shape error that names the run's
+/// input and output.
+fn build_new_tasks(
+    set: &TaskSet,
+    run_set: &TaskSet,
+    data_dir: Option<&Path>,
+    at: &str,
+) -> Result<Vec<Box<dyn Task>>> {
+    set.build_tasks(data_dir).map_err(|e| match e {
+        Error::Shape(m) => Error::Shape(format!(
+            "{at}: {m}; a new task must have the run's input {:?} and output {:?}",
+            run_set.model.input,
+            run_set.model.output_shape().unwrap_or_default()
+        )),
+        other => other,
+    })
+}
+
+/// Refuses a K larger than a new task's training split.
+fn check_shots(cfg: &AdaptConfig, new_tasks: &[Box<dyn Task>], at: &str) -> Result<()> {
+    for t in new_tasks {
+        let n = t.len(Split::Train);
+        if cfg.shots > n {
+            return Err(Error::config(
+                at,
+                "adapt.shots",
+                format!(
+                    "K = {} is larger than task `{}`'s {n} training examples; use --shots {n} or fewer",
+                    cfg.shots,
+                    t.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Pick's signal: the stated one, else entropy for classification and loss for regression.
+fn pick_signal(cfg: &AdaptConfig, objective: Objective, at: &str) -> Result<Signal> {
+    Ok(match (cfg.pick.signal, objective) {
+        (Some(Signal::Entropy), Objective::Regression) => {
+            return Err(Error::config(
+                at,
+                "adapt.pick.signal",
+                "\"entropy\" needs a classification task; use \"loss\" for regression",
+            ));
+        }
+        (Some(s), _) => s,
+        (None, Objective::Classification) => Signal::Entropy,
+        (None, Objective::Regression) => Signal::Loss,
+    })
+}
+
+/// What every new task is adapted with: the run's frozen W and stored masks, the settings,
+/// and which methods and baselines run.
+struct Adaptation<'a> {
+    cfg: &'a AdaptConfig,
+    at: &'a str,
+    set: &'a TaskSet,
+    run: &'a RunConfig,
+    net: &'a Network,
+    device: &'a Device,
+    dtype: DType,
+    mode: GateMode,
+    scale: f64,
+    seed: u64,
+    batch: usize,
+    methods: Vec<Method>,
+    signal: Signal,
+    stored_masks: Vec<&'a [Var]>,
+    stored_names: &'a [String],
+    soft: Mixture,
+    pick_mix: Option<Mixture>,
+    w_opt: OptimizerConfig,
+    mask_opt: OptimizerConfig,
+    optimizers: (OptimizerConfig, OptimizerConfig),
+    shared: Option<&'a Learner>,
+    has_separate: bool,
+    train_separate: bool,
+    train_shared: bool,
+    param_names: &'a [String],
+}
+
+/// What one method found on a task besides its masks.
+#[derive(Default)]
+struct Found {
+    pick: Option<PickReport>,
+    mixture: Option<Vec<(String, f64)>>,
+}
+
+impl Adaptation<'_> {
+    /// Gradient steps in all: methods and baselines on each of `new_tasks` tasks, and the
+    /// meta-learning before them.
+    fn total_steps(&self, metas: &[meta::MetaMethod], new_tasks: usize) -> usize {
+        let cfg = self.cfg;
+        let per_task = self
+            .methods
+            .iter()
+            .map(|m| if *m == Method::Pick { 0 } else { cfg.steps })
+            .sum::<usize>()
+            + cfg.steps
+                * (usize::from(self.train_separate) + usize::from(self.train_shared) + metas.len());
+        per_task * new_tasks + cfg.meta.iterations * metas.len()
+    }
+
+    /// The meta-learned initialisations, once for all new tasks (they see only the run's tasks).
+    fn meta_inits(
+        &self,
+        metas: &[meta::MetaMethod],
+        run_tasks: &[Box<dyn Task>],
+        on: &mut dyn FnMut(AdaptEvent),
+    ) -> Result<Vec<(meta::MetaMethod, Network)>> {
+        let Adaptation {
+            cfg,
+            set,
+            run,
+            device,
+            dtype,
+            seed,
+            batch,
+            ..
+        } = *self;
+        let mut meta_inits = Vec::new();
+        for &m in metas {
+            on(AdaptEvent::Stage {
+                task: "(run's tasks)",
+                what: m.as_str(),
+            });
+            // PyTorch's default init, the scale of MAML's reference code: from the He init the
+            // inner SGD steps at MAML's 0.01 diverge on this family's targets (|y| up to 5).
+            let init = Network::new(
+                &set.model,
+                crate::model::WeightInit::Torch,
+                &mut Rng::stream(run.seed, "adapt/meta-init", 0),
+                dtype,
+                device,
+            )?;
+            meta::meta_train(
+                m,
+                &meta::MetaJob {
+                    run,
+                    tasks: run_tasks,
+                    init: &init,
+                    shots: cfg.shots,
+                    steps: cfg.steps,
+                    batch,
+                    seed,
+                    device,
+                    dtype,
+                },
+                &cfg.meta,
+                &mut || on(AdaptEvent::Step),
+            )?;
+            meta_inits.push((m, init));
+        }
+        Ok(meta_inits)
+    }
+
+    /// Every method and baseline on the new task `index`: its result, and the tensors the
+    /// adapted run stores for it (the stored method's masks, a separate model's weights).
+    fn adapt_task(
+        &self,
+        index: usize,
+        task: &dyn Task,
+        meta_inits: &[(meta::MetaMethod, Network)],
+        on: &mut dyn FnMut(AdaptEvent),
+    ) -> Result<(TaskResult, Vec<(String, Tensor)>)> {
+        let Adaptation {
+            cfg,
+            device,
+            dtype,
+            seed,
+            param_names,
+            ..
+        } = *self;
         let name = task.name();
-        let task: &dyn Task = task.as_ref();
         let shots = Shots::draw(
             task,
             cfg.shots,
             &mut Rng::stream(seed, "adapt/shots", index as u64),
-            &device,
+            device,
             dtype,
         );
         let mut rng = Rng::stream(seed, "adapt/batches", index as u64);
         let mut rows = Vec::new();
-        let mut pick_report = None;
-        let mut mixture_report = None;
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        let mut found = Found::default();
         let mut stored_mask: Option<Vec<Tensor>> = None;
-        for &method in &methods {
+        for &method in &self.methods {
             on(AdaptEvent::Stage {
                 task: name,
                 what: method.as_str(),
             });
-            let masks: Vec<Var> = match method {
-                Method::Pick => {
-                    let mix = pick_mix.as_ref().unwrap_or(&soft);
-                    let (report, chosen) = run_pick(
-                        mix,
-                        &shots,
-                        signal,
-                        &cfg.pick,
-                        &stored_names,
-                        &mut Rng::stream(seed, "adapt/pick", index as u64),
-                    )?;
-                    pick_report = Some(report);
-                    stored_masks[chosen]
-                        .iter()
-                        .map(|m| Var::from_tensor(&m.as_tensor().copy()?))
-                        .collect::<candle_core::Result<_>>()?
-                }
-                Method::Mix | Method::Mask => {
-                    let mix_steps = if method == Method::Mix {
-                        cfg.steps
-                    } else {
-                        cfg.mask_init_steps()
-                    };
-                    let alpha = mix::learn_mixture(
-                        &soft,
-                        &shots,
-                        mix_steps,
-                        cfg.mix_lr,
-                        batch,
-                        &mut rng,
-                        &mut || on(AdaptEvent::Step),
-                    )?;
-                    // Mix's own mixture wins over mask's shorter starting one.
-                    if method == Method::Mix || mixture_report.is_none() {
-                        mixture_report = Some(
-                            stored_names
-                                .iter()
-                                .cloned()
-                                .zip(alpha.iter().copied())
-                                .collect(),
-                        );
-                    }
-                    let init = soft
-                        .gate(&alpha)?
-                        .iter()
-                        .map(|g| mask::mask_for_gate(g, mode, scale))
-                        .collect::<Result<Vec<_>>>()?;
-                    if method == Method::Mix {
-                        init.iter()
-                            .map(Var::from_tensor)
-                            .collect::<candle_core::Result<_>>()?
-                    } else {
-                        mask::learn_mask(
-                            run,
-                            net,
-                            init,
-                            mode,
-                            scale,
-                            &shots,
-                            cfg.steps - mix_steps,
-                            mask_opt,
-                            batch,
-                            &mut rng,
-                            &mut || on(AdaptEvent::Step),
-                        )?
-                    }
-                }
-            };
+            let masks = self.method_masks(method, index, &shots, &mut rng, &mut found, on)?;
             let stored_here = method == cfg.method;
-            let (metric, binarized) = gated_metrics(task, &masks)?;
+            let (metric, binarized) = self.gated_metrics(task, &masks)?;
             rows.push(Row {
                 model: method.to_string(),
                 metric,
@@ -460,7 +574,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             }
         }
         if let Some(masks) = stored_mask {
-            for (m, p) in masks.into_iter().zip(&param_names) {
+            for (m, p) in masks.into_iter().zip(param_names) {
                 tensors.push((
                     ParamKey::Mask {
                         param: p,
@@ -471,19 +585,185 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 ));
             }
         }
+        self.baselines(index, task, &shots, meta_inits, &mut rows, &mut tensors, on)?;
+        let result = TaskResult {
+            task: name.to_string(),
+            pick: found.pick,
+            mixture: found.mixture,
+            rows,
+        };
+        Ok((result, tensors))
+    }
+
+    /// The masks `method` adapts on the K shots of task `index`.
+    fn method_masks(
+        &self,
+        method: Method,
+        index: usize,
+        shots: &Shots,
+        rng: &mut Rng,
+        found: &mut Found,
+        on: &mut dyn FnMut(AdaptEvent),
+    ) -> Result<Vec<Var>> {
+        let Adaptation {
+            cfg,
+            run,
+            net,
+            mode,
+            scale,
+            seed,
+            batch,
+            signal,
+            stored_names,
+            mask_opt,
+            ..
+        } = *self;
+        let (soft, stored_masks) = (&self.soft, &self.stored_masks);
+        let masks: Vec<Var> = match method {
+            Method::Pick => {
+                let mix = self.pick_mix.as_ref().unwrap_or(soft);
+                let (report, chosen) = run_pick(
+                    mix,
+                    shots,
+                    signal,
+                    &cfg.pick,
+                    stored_names,
+                    &mut Rng::stream(seed, "adapt/pick", index as u64),
+                )?;
+                found.pick = Some(report);
+                stored_masks[chosen]
+                    .iter()
+                    .map(|m| Var::from_tensor(&m.as_tensor().copy()?))
+                    .collect::<candle_core::Result<_>>()?
+            }
+            Method::Mix | Method::Mask => {
+                let mix_steps = if method == Method::Mix {
+                    cfg.steps
+                } else {
+                    cfg.mask_init_steps()
+                };
+                let alpha = mix::learn_mixture(
+                    soft,
+                    shots,
+                    mix_steps,
+                    cfg.mix_lr,
+                    batch,
+                    rng,
+                    &mut || on(AdaptEvent::Step),
+                )?;
+                // Mix's own mixture wins over mask's shorter starting one.
+                if method == Method::Mix || found.mixture.is_none() {
+                    found.mixture = Some(
+                        stored_names
+                            .iter()
+                            .cloned()
+                            .zip(alpha.iter().copied())
+                            .collect(),
+                    );
+                }
+                let init = soft
+                    .gate(&alpha)?
+                    .iter()
+                    .map(|g| mask::mask_for_gate(g, mode, scale))
+                    .collect::<Result<Vec<_>>>()?;
+                if method == Method::Mix {
+                    init.iter()
+                        .map(Var::from_tensor)
+                        .collect::<candle_core::Result<_>>()?
+                } else {
+                    mask::learn_mask(
+                        run,
+                        net,
+                        init,
+                        mode,
+                        scale,
+                        shots,
+                        cfg.steps - mix_steps,
+                        mask_opt,
+                        batch,
+                        rng,
+                        &mut || on(AdaptEvent::Step),
+                    )?
+                }
+            }
+        };
+        Ok(masks)
+    }
+
+    /// Test metrics of the soft and the binarized gates of `masks`, from one learner.
+    fn gated_metrics(&self, task: &dyn Task, masks: &[Var]) -> Result<(f64, f64)> {
+        let Adaptation {
+            run,
+            net,
+            device,
+            dtype,
+            mode,
+            scale,
+            optimizers,
+            ..
+        } = *self;
+        let start = masks.iter().map(|m| m.as_tensor().clone()).collect();
+        let mut learner =
+            Learner::starting_from(Strategy::Gated, run, net, Some(start), optimizers)?;
+        learner.set_gate_mode(mode);
+        let metric = |view: GateView| {
+            test_metric(task, device, dtype, &|x: &Tensor| {
+                learner.predict(Learner::NEW_TASK, x, scale, view)
+            })
+        };
+        Ok((metric(GateView::Trained)?, metric(GateView::Binary)?))
+    }
+
+    /// The test metric of a plain learner.
+    fn plain_metric(&self, task: &dyn Task, learner: &Learner) -> Result<f64> {
+        test_metric(task, self.device, self.dtype, &|x: &Tensor| {
+            learner.predict(Learner::NEW_TASK, x, 1.0, GateView::Trained)
+        })
+    }
+
+    /// The baselines on task `index`: a separate model from scratch, the shared model
+    /// fine-tuned, and each meta-learned initialisation fine-tuned; their rows (and a separate
+    /// model's weights, when the run has separate models) added to `rows` and `tensors`.
+    #[allow(clippy::too_many_arguments)]
+    fn baselines(
+        &self,
+        index: usize,
+        task: &dyn Task,
+        shots: &Shots,
+        meta_inits: &[(meta::MetaMethod, Network)],
+        rows: &mut Vec<Row>,
+        tensors: &mut Vec<(String, Tensor)>,
+        on: &mut dyn FnMut(AdaptEvent),
+    ) -> Result<()> {
+        let Adaptation {
+            cfg,
+            set,
+            run,
+            device,
+            dtype,
+            seed,
+            batch,
+            w_opt,
+            shared,
+            has_separate,
+            train_separate,
+            train_shared,
+            ..
+        } = *self;
+        let name = task.name();
         // Both baselines: the same steps and batches on the K shots, then the whole test split.
         let baseline_metric = |net: &Network, on: &mut dyn FnMut(AdaptEvent)| -> Result<f64> {
             let learner = baseline::train_plain(
                 run,
                 net,
-                &shots,
+                shots,
                 cfg.steps,
                 w_opt,
                 batch,
                 &mut Rng::stream(seed, "adapt/baseline", index as u64),
                 &mut || on(AdaptEvent::Step),
             )?;
-            plain_metric(task, &learner)
+            self.plain_metric(task, &learner)
         };
         if train_separate {
             on(AdaptEvent::Stage {
@@ -496,7 +776,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 run.w_init,
                 &mut Rng::stream(run.seed, "init", index as u64),
                 dtype,
-                &device,
+                device,
             )?;
             rows.push(Row {
                 model: "separate (scratch)".into(),
@@ -530,7 +810,29 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 stored: false,
             });
         }
-        for (m, init) in &meta_inits {
+        self.meta_rows(index, task, shots, meta_inits, rows, on)
+    }
+
+    /// Each meta-learned initialisation fine-tuned on task `index`'s shots: a row each.
+    fn meta_rows(
+        &self,
+        index: usize,
+        task: &dyn Task,
+        shots: &Shots,
+        meta_inits: &[(meta::MetaMethod, Network)],
+        rows: &mut Vec<Row>,
+        on: &mut dyn FnMut(AdaptEvent),
+    ) -> Result<()> {
+        let Adaptation {
+            cfg,
+            at,
+            run,
+            seed,
+            batch,
+            ..
+        } = *self;
+        let name = task.name();
+        for (m, init) in meta_inits {
             on(AdaptEvent::Stage {
                 task: name,
                 what: m.as_str(),
@@ -539,17 +841,17 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
             let learner = baseline::train_plain(
                 run,
                 &tuned,
-                &shots,
+                shots,
                 cfg.steps,
                 meta::inner_optimizer(cfg.meta.inner_lr),
                 batch,
                 &mut Rng::stream(seed, "adapt/baseline", index as u64),
                 &mut || on(AdaptEvent::Step),
             )?;
-            let metric = plain_metric(task, &learner)?;
+            let metric = self.plain_metric(task, &learner)?;
             if !metric.is_finite() {
                 return Err(Error::config(
-                    &at,
+                    at,
                     "adapt.meta.inner_lr",
                     format!(
                         "{} adapted to task `{name}` diverged (test metric {metric}); lower adapt.meta.inner_lr ({})",
@@ -565,37 +867,8 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
                 stored: false,
             });
         }
-        results.push(TaskResult {
-            task: name.to_string(),
-            pick: pick_report,
-            mixture: mixture_report,
-            rows,
-        });
+        Ok(())
     }
-    let summary = AdaptSummary {
-        run: job.run.into(),
-        out: job.out.into(),
-        config: cfg.clone(),
-        batch_size: batch,
-        metric_name: objective.metric_name().into(),
-        tasks: results,
-    };
-    let summary_json = serde_json::to_string_pretty(&summary)
-        .map_err(|e| Error::io(job.out.join(folder::SUMMARY), e.into()))?;
-    drop(trainer);
-    folder::write(
-        job.run,
-        job.out,
-        &folder::Addition {
-            set: &set,
-            new_tasks: (first_new..set.tasks.len()).collect(),
-            tensors,
-            summary_json,
-        },
-        job.data_dir,
-        &device,
-    )?;
-    Ok(summary)
 }
 
 /// Runs `pick` on `trials` unlabelled batches (entropy) or once on the shots (loss); returns

@@ -264,10 +264,59 @@ pub fn all_tasks_model(
         .iter()
         .map(|(n, t)| f32_initializer(n, t))
         .collect::<Result<Vec<_>>>()?;
-    // The task index: reshaped to a scalar, checked against 0..T; an invalid index gathers task
-    // 0 (so no runtime fails inside Gather or wraps a negative index around) and adds NaN to
-    // every output.
     let count = gates.first().map_or(0, |(_, g)| g.dims()[0]) as i64;
+    let (constants, mut nodes) = task_index(count);
+    initializer.extend(constants);
+    for (name, stacked) in gates {
+        gated_param(name, stacked, binary, &mut initializer, &mut nodes)?;
+    }
+    for (name, stacked) in states {
+        let all = format!("{name}.tasks");
+        initializer.push(f32_initializer(&all, stacked)?);
+        nodes.push(node(
+            "Gather",
+            &format!("gather {name}"),
+            &[&all, "task.index"],
+            name,
+            vec![attr_int("axis", 0)],
+        ));
+    }
+    if shared.len() != gates.len() {
+        return Err(Error::Shape(format!(
+            "{} shared parameters but {} gated ones",
+            shared.len(),
+            gates.len()
+        )));
+    }
+    let (layers, constants) = layer_nodes(spec, &|p| format!("{p}.effective"), "output.raw")?;
+    nodes.extend(layers);
+    initializer.extend(constants);
+    nodes.push(node(
+        "Add",
+        "output or NaN",
+        &["output.raw", "task.penalty"],
+        OUTPUT,
+        vec![],
+    ));
+    let (input, output) = io_dims(spec)?;
+    let graph = GraphProto {
+        name: format!("{}-all-tasks", spec.name),
+        node: nodes,
+        initializer,
+        input: vec![
+            value_info(INPUT, DataType::Float, &input),
+            value_info(TASK_INPUT, DataType::Int64, &[]),
+        ],
+        output: vec![value_info(OUTPUT, DataType::Float, &output)],
+        ..Default::default()
+    };
+    Ok(model(graph, metadata))
+}
+
+/// The task input as a checked index: reshaped to a scalar, checked against 0..`count`; an
+/// invalid index gathers task 0 (so no runtime fails inside Gather or wraps a negative index
+/// around) and `task.penalty` adds NaN to every output. Its constants and nodes.
+fn task_index(count: i64) -> (Vec<TensorProto>, Vec<NodeProto>) {
     let i64_const = i64_tensor;
     let f32_const = |name: &str, v: f32| TensorProto {
         name: name.into(),
@@ -276,14 +325,14 @@ pub fn all_tasks_model(
         raw_data: v.to_le_bytes().to_vec(),
         ..Default::default()
     };
-    initializer.extend([
+    let constants = vec![
         i64_const("task.scalar_shape", &[0], &[]),
         i64_const("task.zero", &[], &[0]),
         i64_const("task.count", &[], &[count]),
         f32_const("task.ok", 0.0),
         f32_const("task.invalid", f32::NAN),
-    ]);
-    let mut nodes = vec![
+    ];
+    let nodes = vec![
         node(
             "Reshape",
             "task as scalar",
@@ -327,93 +376,63 @@ pub fn all_tasks_model(
             vec![],
         ),
     ];
-    for (name, stacked) in gates {
-        let gate_name = format!("{name}.gates");
-        if binary {
-            let bytes = stacked
-                .to_dtype(DType::U8)?
-                .flatten_all()?
-                .to_vec1::<u8>()?;
-            initializer.push(TensorProto {
-                name: gate_name.clone(),
-                dims: stacked.dims().iter().map(|&d| d as i64).collect(),
-                data_type: DataType::Uint8 as i32,
-                raw_data: bytes,
-                ..Default::default()
-            });
-        } else {
-            initializer.push(f32_initializer(&gate_name, stacked)?);
-        }
-        let picked = format!("{name}.gate");
-        nodes.push(node(
-            "Gather",
-            &format!("gather {name}"),
-            &[&gate_name, "task.index"],
-            &picked,
-            vec![attr_int("axis", 0)],
-        ));
-        let as_float = if binary {
-            let f = format!("{name}.gate_f32");
-            nodes.push(node(
-                "Cast",
-                &format!("cast {name}"),
-                &[&picked],
-                &f,
-                vec![attr_int("to", DataType::Float as i64)],
-            ));
-            f
-        } else {
-            picked
-        };
-        nodes.push(node(
-            "Mul",
-            &format!("gate {name}"),
-            &[name, &as_float],
-            &format!("{name}.effective"),
-            vec![],
-        ));
+    (constants, nodes)
+}
+
+/// One gated parameter `name`: its stacked gates as an initializer, gathered for the task
+/// (and cast to float when `binary`), times W: `{name}.effective`.
+fn gated_param(
+    name: &str,
+    stacked: &Tensor,
+    binary: bool,
+    initializer: &mut Vec<TensorProto>,
+    nodes: &mut Vec<NodeProto>,
+) -> Result<()> {
+    let gate_name = format!("{name}.gates");
+    if binary {
+        let bytes = stacked
+            .to_dtype(DType::U8)?
+            .flatten_all()?
+            .to_vec1::<u8>()?;
+        initializer.push(TensorProto {
+            name: gate_name.clone(),
+            dims: stacked.dims().iter().map(|&d| d as i64).collect(),
+            data_type: DataType::Uint8 as i32,
+            raw_data: bytes,
+            ..Default::default()
+        });
+    } else {
+        initializer.push(f32_initializer(&gate_name, stacked)?);
     }
-    for (name, stacked) in states {
-        let all = format!("{name}.tasks");
-        initializer.push(f32_initializer(&all, stacked)?);
-        nodes.push(node(
-            "Gather",
-            &format!("gather {name}"),
-            &[&all, "task.index"],
-            name,
-            vec![attr_int("axis", 0)],
-        ));
-    }
-    if shared.len() != gates.len() {
-        return Err(Error::Shape(format!(
-            "{} shared parameters but {} gated ones",
-            shared.len(),
-            gates.len()
-        )));
-    }
-    let (layers, constants) = layer_nodes(spec, &|p| format!("{p}.effective"), "output.raw")?;
-    nodes.extend(layers);
-    initializer.extend(constants);
+    let picked = format!("{name}.gate");
     nodes.push(node(
-        "Add",
-        "output or NaN",
-        &["output.raw", "task.penalty"],
-        OUTPUT,
+        "Gather",
+        &format!("gather {name}"),
+        &[&gate_name, "task.index"],
+        &picked,
+        vec![attr_int("axis", 0)],
+    ));
+    let as_float = if binary {
+        let f = format!("{name}.gate_f32");
+        nodes.push(node(
+            "Cast",
+            &format!("cast {name}"),
+            &[&picked],
+            &f,
+            vec![attr_int("to", DataType::Float as i64)],
+        ));
+        f
+    } else {
+        picked
+    };
+    nodes.push(node(
+        "Mul",
+        &format!("gate {name}"),
+        &[name, &as_float],
+        &format!("{name}.effective"),
         vec![],
     ));
-    let (input, output) = io_dims(spec)?;
-    let graph = GraphProto {
-        name: format!("{}-all-tasks", spec.name),
-        node: nodes,
-        initializer,
-        input: vec![
-            value_info(INPUT, DataType::Float, &input),
-            value_info(TASK_INPUT, DataType::Int64, &[]),
-        ],
-        output: vec![value_info(OUTPUT, DataType::Float, &output)],
-        ..Default::default()
-    };
-    Ok(model(graph, metadata))
+    Ok(())
 }
 
 /// Serialises a model to bytes.

@@ -3,8 +3,8 @@
 //! average, backward transfer and forgetting in the panel title.
 
 use super::RunData;
-use super::figures::{DrawResult, FONT, Figure, Header, MIN_WIDTH, Plot, TEXT, lighten, render};
 use crate::error::Result;
+use crate::plot::{DrawResult, FONT, Figure, Header, MIN_WIDTH, Plot, TEXT, lighten, render};
 use crate::run::{ContinualSummary, continual_summaries};
 use plotters::coord::Shift;
 use plotters::prelude::*;

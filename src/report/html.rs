@@ -5,9 +5,11 @@
 //! The HTML is templated with `maud` (compile-time checked markup, every spliced value
 //! escaped); the Markdown is plain text and stays `write!`.
 
-use super::figures::{Figure, differing_keys, run_labels};
+use super::figures::{differing_keys, run_labels};
 use super::{Quantity, RunData};
+use crate::plot::Figure;
 use crate::run::{NumberFormat, Record};
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::fmt::Write;
 
@@ -499,26 +501,9 @@ fn inline(s: &str) -> Markup {
     }
 }
 
-/// Standard base64 with padding, for data URIs.
+/// Standard base64 with padding, for data URIs (the `base64` crate, already built for ureq).
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    BASE64_STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

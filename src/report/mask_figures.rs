@@ -1,13 +1,13 @@
 //! Figure 5, what the masks learned: each layer's binarized mask per task as an image, and the
 //! task-similarity heatmaps. Drawn with the same header, fonts and colours as the other figures
-//! ([`super::figures`]).
+//! ([`crate::plot`]).
 
 use super::RunData;
-use super::figures::{
-    DrawResult, FONT, Figure, Header, MIN_WIDTH, MUTED, Mark, Plot, TEXT, lighten, render,
-};
 use super::masks::{BinaryMasks, MaskLayer};
 use crate::error::Result;
+use crate::plot::{
+    DrawResult, FONT, Figure, Header, MIN_WIDTH, MUTED, Mark, Plot, TEXT, lighten, render,
+};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -414,38 +414,7 @@ pub fn mask_images(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
             (img_w + 2 * PANEL_PAD).max(260),
             PANEL_TITLE_H + ch as u32 * scale + PANEL_PAD + channel_pad,
         );
-        let layout = if layer.shape.len() == 4 {
-            format!(
-                "rows: {} output filters, columns: {} input channels, tiles: {}×{} kernels",
-                layer.shape[0], layer.shape[1], layer.shape[2], layer.shape[3]
-            )
-        } else if layer.shape.len() == 2 {
-            let (o, i) = (layer.shape[0], layer.shape[1]);
-            match data.blocks {
-                None => format!("rows: {o} outputs, columns: {i} inputs"),
-                Some(b) => {
-                    let rows = if b.rows == 1 {
-                        format!("rows: {o} outputs")
-                    } else {
-                        format!("rows: {o} outputs in blocks of {}", b.rows)
-                    };
-                    let cols = if b.by_channel {
-                        format!(
-                            "columns: {} input channels ({} inputs each)",
-                            i / b.cols,
-                            b.cols
-                        )
-                    } else if b.cols == 1 {
-                        format!("columns: {i} inputs")
-                    } else {
-                        format!("columns: {i} inputs in blocks of {}", b.cols)
-                    };
-                    format!("{rows}, {cols}; grey: share of the block's weights on")
-                }
-            }
-        } else {
-            format!("{} entries", layer.len())
-        };
+        let layout = layout_text(layer, &data);
         let mut legend = vec![
             ("on (M > 0)".to_string(), ON, Mark::Box),
             ("off".to_string(), OFF, Mark::Box),
@@ -491,6 +460,42 @@ pub fn mask_images(run: &RunData, prefix: &str) -> Result<Vec<Figure>> {
         )?);
     }
     Ok(out)
+}
+
+/// What the rows, columns, tiles and grey levels of `layer`'s mask image are.
+fn layout_text(layer: &MaskLayer, data: &MaskPanels) -> String {
+    if layer.shape.len() == 4 {
+        format!(
+            "rows: {} output filters, columns: {} input channels, tiles: {}×{} kernels",
+            layer.shape[0], layer.shape[1], layer.shape[2], layer.shape[3]
+        )
+    } else if layer.shape.len() == 2 {
+        let (o, i) = (layer.shape[0], layer.shape[1]);
+        match data.blocks {
+            None => format!("rows: {o} outputs, columns: {i} inputs"),
+            Some(b) => {
+                let rows = if b.rows == 1 {
+                    format!("rows: {o} outputs")
+                } else {
+                    format!("rows: {o} outputs in blocks of {}", b.rows)
+                };
+                let cols = if b.by_channel {
+                    format!(
+                        "columns: {} input channels ({} inputs each)",
+                        i / b.cols,
+                        b.cols
+                    )
+                } else if b.cols == 1 {
+                    format!("columns: {i} inputs")
+                } else {
+                    format!("columns: {i} inputs in blocks of {}", b.cols)
+                };
+                format!("{rows}, {cols}; grey: share of the block's weights on")
+            }
+        }
+    } else {
+        format!("{} entries", layer.len())
+    }
 }
 
 /// One heatmap panel: per pair of tasks the share of identical bits and the chance level.
@@ -617,7 +622,18 @@ impl Plot for Heatmaps {
                 }
             }
         }
-        // Colour scale.
+        self.draw_scale(&rest)
+    }
+}
+
+const DIAGONAL: RGBColor = RGBColor(235, 235, 235);
+
+impl Heatmaps {
+    /// The colour scale under the panels: |share − chance| from −span to +span.
+    fn draw_scale<DB: DrawingBackend>(&self, rest: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
         let (w, h) = rest.dim_in_pixel();
         let (bw, bx, by) = (300i32, w as i32 / 2 - 150, h as i32 - 40);
         for i in 0..bw {
@@ -656,8 +672,6 @@ impl Plot for Heatmaps {
         Ok(())
     }
 }
-
-const DIAGONAL: RGBColor = RGBColor(235, 235, 235);
 
 /// Figure 5b: the task-similarity heatmaps.
 pub fn similarity(run: &RunData, prefix: &str) -> Result<Option<Figure>> {

@@ -172,10 +172,16 @@ impl BinaryMasks {
 
 /// `x > 0` for every little-endian float in `data`; `None` for other dtypes.
 fn positive(dtype: Dtype, data: &[u8]) -> Option<Vec<bool>> {
+    floats(dtype, data).map(|v| v.into_iter().map(|x| x > 0.0).collect())
+}
+
+/// The little-endian F32 or F64 values of a checkpoint tensor's bytes, as f64 (exact for
+/// both); `None` for other dtypes. The one decoder of masks for the report's readers.
+pub(crate) fn floats(dtype: Dtype, data: &[u8]) -> Option<Vec<f64>> {
     match dtype {
         Dtype::F32 => Some(
             data.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) > 0.0)
+                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
                 .collect(),
         ),
         Dtype::F64 => Some(
@@ -183,7 +189,7 @@ fn positive(dtype: Dtype, data: &[u8]) -> Option<Vec<bool>> {
                 .map(|c| {
                     let mut b = [0u8; 8];
                     b.copy_from_slice(c);
-                    f64::from_le_bytes(b) > 0.0
+                    f64::from_le_bytes(b)
                 })
                 .collect(),
         ),
@@ -208,6 +214,23 @@ mod tests {
                 ],
             }],
         }
+    }
+
+    #[test]
+    fn floats_decode_f32_and_f64_little_endian() {
+        let f32s: Vec<u8> = [1.5f32, -0.0, -2.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(floats(Dtype::F32, &f32s), Some(vec![1.5, -0.0, -2.25]));
+        let f64s: Vec<u8> = [0.1f64, -3.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(floats(Dtype::F64, &f64s), Some(vec![0.1, -3.0]));
+        assert_eq!(floats(Dtype::U8, &[1, 2]), None);
+        // Zero and negative zero are off; only x > 0 is on.
+        assert_eq!(positive(Dtype::F32, &f32s), Some(vec![true, false, false]));
     }
 
     #[test]

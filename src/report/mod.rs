@@ -7,7 +7,7 @@
 //!
 //! - [`RunData`]: one run's records, tasks and binarized masks
 //! - [`write_report`]: every figure and the two report files
-//! - `gtk report SWEEP` is drawn by [`crate::sweep`] with these figure helpers: curves over seeds with confidence bands, the summary
+//! - `gtk report SWEEP` is drawn by [`crate::sweep`] with the same drawing code ([`crate::plot`]): curves over seeds with confidence bands, the summary
 //! - TensorBoard event files come from [`crate::run`]'s `write_events` (the format is
 //!   [`crate::tfevents`])
 
@@ -17,15 +17,14 @@ mod html;
 mod mask_figures;
 pub mod masks;
 pub mod statistics;
-mod typeset;
 
 use crate::config::TaskSet;
 use crate::error::{Error, Result};
+pub use crate::plot::Figure;
 use crate::run::{CheckpointFile, MetricsLog, Record, RunSnapshot, files};
 use crate::run_folder::OutputDir;
 use crate::run_folder::fsio::write_atomic;
 use crate::task::Objective;
-pub use figures::Figure;
 pub use masks::{BinaryMasks, MaskLayer};
 use std::path::{Path, PathBuf};
 

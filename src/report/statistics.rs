@@ -21,8 +21,9 @@ use crate::learn::Strategy;
 use crate::params::ParamKey;
 use crate::report::RunData;
 use crate::report::figures::rebin;
+use crate::report::masks::floats;
 use crate::run::{CheckpointFile, Record, RunSnapshot};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -145,26 +146,6 @@ pub fn clustering(run: &RunData) -> BTreeMap<String, Vec<Clustering>> {
             (s, v)
         })
         .collect()
-}
-
-fn floats(dtype: Dtype, data: &[u8]) -> Option<Vec<f64>> {
-    match dtype {
-        Dtype::F32 => Some(
-            data.chunks_exact(4)
-                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect(),
-        ),
-        Dtype::F64 => Some(
-            data.chunks_exact(8)
-                .map(|c| {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(c);
-                    f64::from_le_bytes(b)
-                })
-                .collect(),
-        ),
-        _ => None,
-    }
 }
 
 fn sigmoid(x: f64) -> f64 {

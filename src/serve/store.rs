@@ -191,57 +191,8 @@ impl ExportFolder {
         let masks_path = dir.join("masks.safetensors");
         let mask_bytes = std::fs::read(&masks_path)
             .map_err(|e| ServeError::Gatekit(crate::error::Error::io(&masks_path, e)))?;
-        let (_, st_meta) = safetensors::SafeTensors::read_metadata(&mask_bytes)
-            .map_err(|e| bad(&masks_path, format!("not a safetensors file: {e}")))?;
-        let meta_text = st_meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("gatekit"))
-            .ok_or_else(|| {
-                bad(
-                    &masks_path,
-                    "has no `gatekit` metadata: not written by gtk export",
-                )
-            })?;
-        let meta: MaskMeta = serde_json::from_str(meta_text)
-            .map_err(|e| bad(&masks_path, format!("bad `gatekit` metadata: {e}")))?;
-        if meta.format != "gatekit-masks/1" {
-            return Err(bad(
-                &masks_path,
-                format!(
-                    "has format `{}`; this gtk reads gatekit-masks/1",
-                    meta.format
-                ),
-            ));
-        }
-
-        // The task set (model, task kinds, pinned statistics) from an ONNX file's metadata.
-        let onnx_path = [dir.join("all_tasks.onnx")]
-            .into_iter()
-            .chain(meta.tasks.iter().map(|t| dir.join(format!("{t}.onnx"))))
-            .find(|p| p.is_file())
-            .ok_or_else(|| bad(dir, "holds no all_tasks.onnx nor any <task>.onnx"))?;
-        let onnx = read_model(&onnx_path)?;
-        let set_text = onnx_metadata(&onnx, "gatekit.task_set")
-            .ok_or_else(|| bad(&onnx_path, "has no gatekit.task_set metadata"))?;
-        let gate = onnx_metadata(&onnx, "gatekit.gate").unwrap_or_else(|| "unknown".into());
-        let set = TaskSet::parse_with(&set_text, &onnx_path, &|_: &str| {
-            Err(crate::error::Error::Data {
-                path: onnx_path.clone(),
-                message: "task set without inline model".into(),
-            })
-        })?;
-        if set.model.name != meta.model {
-            return Err(bad(
-                &masks_path,
-                format!(
-                    "is for model `{}` but {} holds model `{}`",
-                    meta.model,
-                    onnx_path.display(),
-                    set.model.name
-                ),
-            ));
-        }
+        let meta = mask_meta(&masks_path, &mask_bytes)?;
+        let (set, gate, onnx_path) = export_task_set(dir, &masks_path, &meta)?;
         let mut rng = crate::rng::Rng::new(0);
         let net = Network::new(
             &set.model,
@@ -251,54 +202,8 @@ impl ExportFolder {
             &Device::Cpu,
         )
         .map_err(|e| bad(&onnx_path, format!("its model cannot be built: {e}")))?;
-        let params: Vec<ParamInfo> = net
-            .param_shapes()
-            .into_iter()
-            .map(|(name, s)| ParamInfo {
-                name,
-                len: s.elem_count(),
-                shape: s.dims().to_vec(),
-            })
-            .collect();
-        for p in &params {
-            match meta.shapes.get(&p.name) {
-                Some(s) if *s == p.shape => {}
-                other => {
-                    return Err(bad(
-                        &masks_path,
-                        format!(
-                            "gives `{}` shape {other:?}; model `{}` expects {:?}",
-                            p.name, set.model.name, p.shape
-                        ),
-                    ));
-                }
-            }
-        }
-
-        // W, float32.
-        let weights_path = dir.join("weights.safetensors");
-        let w = candle_core::safetensors::load(&weights_path, &Device::Cpu)
-            .map_err(|e| bad(&weights_path, format!("cannot be read: {e}")))?;
-        let weights: Vec<Vec<f32>> = params
-            .iter()
-            .map(|p| {
-                let t = w
-                    .get(&p.name)
-                    .ok_or_else(|| bad(&weights_path, format!("has no tensor `{}`", p.name)))?;
-                if t.dims() != p.shape.as_slice() {
-                    return Err(bad(
-                        &weights_path,
-                        format!(
-                            "`{}` has shape {:?}, expected {:?}",
-                            p.name,
-                            t.dims(),
-                            p.shape
-                        ),
-                    ));
-                }
-                Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
-            })
-            .collect::<Result<_>>()?;
+        let params = checked_params(&net, &meta, &set, &masks_path)?;
+        let weights = read_weights(dir, &params)?;
         let fingerprint = fingerprint(&params, &weights);
 
         // Masks and layer state per task.
@@ -332,35 +237,7 @@ impl ExportFolder {
                     format!("holds task `{name}`, which its task set does not name"),
                 )
             })?;
-            let mut masks = Vec::with_capacity(params.len());
-            let mut kept = 0u64;
-            let mut total = 0u64;
-            for p in &params {
-                let key = ParamKey::Mask {
-                    param: &p.name,
-                    task: name,
-                }
-                .to_string();
-                let view = masks_st
-                    .tensor(&key)
-                    .map_err(|_| bad(&masks_path, format!("has no tensor `{key}`")))?;
-                let data = view.data();
-                if view.dtype() != safetensors::Dtype::U8 || data.len() != p.len.div_ceil(8) {
-                    return Err(bad(
-                        &masks_path,
-                        format!(
-                            "`{key}` holds {} {:?} values; expected {} U8 bytes ({} bits packed)",
-                            data.len(),
-                            view.dtype(),
-                            p.len.div_ceil(8),
-                            p.len
-                        ),
-                    ));
-                }
-                kept += data.iter().map(|b| b.count_ones() as u64).sum::<u64>();
-                total += p.len as u64;
-                masks.push(data.to_vec());
-            }
+            let (masks, density) = task_masks(&masks_st, &masks_path, &params, name)?;
             let task_state = state_specs
                 .iter()
                 .map(|(sname, _)| {
@@ -385,7 +262,7 @@ impl ExportFolder {
                 standardize: standardize_of(entry),
                 masks,
                 state: task_state,
-                density: kept as f64 / total.max(1) as f64,
+                density,
                 source: dir.to_path_buf(),
             });
         }
@@ -399,6 +276,169 @@ impl ExportFolder {
             tasks,
         })
     }
+}
+
+/// The `gatekit` metadata of `masks.safetensors` (format, model, tasks, shapes).
+fn mask_meta(masks_path: &Path, mask_bytes: &[u8]) -> Result<MaskMeta> {
+    let (_, st_meta) = safetensors::SafeTensors::read_metadata(mask_bytes)
+        .map_err(|e| bad(masks_path, format!("not a safetensors file: {e}")))?;
+    let meta_text = st_meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("gatekit"))
+        .ok_or_else(|| {
+            bad(
+                masks_path,
+                "has no `gatekit` metadata: not written by gtk export",
+            )
+        })?;
+    let meta: MaskMeta = serde_json::from_str(meta_text)
+        .map_err(|e| bad(masks_path, format!("bad `gatekit` metadata: {e}")))?;
+    if meta.format != "gatekit-masks/1" {
+        return Err(bad(
+            masks_path,
+            format!(
+                "has format `{}`; this gtk reads gatekit-masks/1",
+                meta.format
+            ),
+        ));
+    }
+    Ok(meta)
+}
+
+/// The task set (model, task kinds, pinned statistics) from an ONNX file's metadata, the gate
+/// it names and the file; its model must be the masks'.
+fn export_task_set(
+    dir: &Path,
+    masks_path: &Path,
+    meta: &MaskMeta,
+) -> Result<(TaskSet, String, PathBuf)> {
+    let onnx_path = [dir.join("all_tasks.onnx")]
+        .into_iter()
+        .chain(meta.tasks.iter().map(|t| dir.join(format!("{t}.onnx"))))
+        .find(|p| p.is_file())
+        .ok_or_else(|| bad(dir, "holds no all_tasks.onnx nor any <task>.onnx"))?;
+    let onnx = read_model(&onnx_path)?;
+    let set_text = onnx_metadata(&onnx, "gatekit.task_set")
+        .ok_or_else(|| bad(&onnx_path, "has no gatekit.task_set metadata"))?;
+    let gate = onnx_metadata(&onnx, "gatekit.gate").unwrap_or_else(|| "unknown".into());
+    let set = TaskSet::parse_with(&set_text, &onnx_path, &|_: &str| {
+        Err(crate::error::Error::Data {
+            path: onnx_path.clone(),
+            message: "task set without inline model".into(),
+        })
+    })?;
+    if set.model.name != meta.model {
+        return Err(bad(
+            masks_path,
+            format!(
+                "is for model `{}` but {} holds model `{}`",
+                meta.model,
+                onnx_path.display(),
+                set.model.name
+            ),
+        ));
+    }
+    Ok((set, gate, onnx_path))
+}
+
+/// The model's parameters, each with the shape the masks' metadata gives it.
+fn checked_params(
+    net: &Network,
+    meta: &MaskMeta,
+    set: &TaskSet,
+    masks_path: &Path,
+) -> Result<Vec<ParamInfo>> {
+    let params: Vec<ParamInfo> = net
+        .param_shapes()
+        .into_iter()
+        .map(|(name, s)| ParamInfo {
+            name,
+            len: s.elem_count(),
+            shape: s.dims().to_vec(),
+        })
+        .collect();
+    for p in &params {
+        match meta.shapes.get(&p.name) {
+            Some(s) if *s == p.shape => {}
+            other => {
+                return Err(bad(
+                    masks_path,
+                    format!(
+                        "gives `{}` shape {other:?}; model `{}` expects {:?}",
+                        p.name, set.model.name, p.shape
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// W from `weights.safetensors`, float32, one vector per parameter of `params`.
+fn read_weights(dir: &Path, params: &[ParamInfo]) -> Result<Vec<Vec<f32>>> {
+    let weights_path = dir.join("weights.safetensors");
+    let w = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+        .map_err(|e| bad(&weights_path, format!("cannot be read: {e}")))?;
+    params
+        .iter()
+        .map(|p| {
+            let t = w
+                .get(&p.name)
+                .ok_or_else(|| bad(&weights_path, format!("has no tensor `{}`", p.name)))?;
+            if t.dims() != p.shape.as_slice() {
+                return Err(bad(
+                    &weights_path,
+                    format!(
+                        "`{}` has shape {:?}, expected {:?}",
+                        p.name,
+                        t.dims(),
+                        p.shape
+                    ),
+                ));
+            }
+            Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        })
+        .collect()
+}
+
+/// Task `name`'s packed mask bits per parameter, and the share of bits set.
+fn task_masks(
+    masks_st: &safetensors::SafeTensors,
+    masks_path: &Path,
+    params: &[ParamInfo],
+    name: &str,
+) -> Result<(Vec<Vec<u8>>, f64)> {
+    let mut masks = Vec::with_capacity(params.len());
+    let mut kept = 0u64;
+    let mut total = 0u64;
+    for p in params {
+        let key = ParamKey::Mask {
+            param: &p.name,
+            task: name,
+        }
+        .to_string();
+        let view = masks_st
+            .tensor(&key)
+            .map_err(|_| bad(masks_path, format!("has no tensor `{key}`")))?;
+        let data = view.data();
+        if view.dtype() != safetensors::Dtype::U8 || data.len() != p.len.div_ceil(8) {
+            return Err(bad(
+                masks_path,
+                format!(
+                    "`{key}` holds {} {:?} values; expected {} U8 bytes ({} bits packed)",
+                    data.len(),
+                    view.dtype(),
+                    p.len.div_ceil(8),
+                    p.len
+                ),
+            ));
+        }
+        kept += data.iter().map(|b| b.count_ones() as u64).sum::<u64>();
+        total += p.len as u64;
+        masks.push(data.to_vec());
+    }
+    Ok((masks, kept as f64 / total.max(1) as f64))
 }
 
 /// What `gtk serve` holds: `W` once, the tasks, and the cache of effective networks.

@@ -5,9 +5,7 @@
 use super::stats::Interval;
 use super::{BINARIZED, CONFIDENCE, Summary, Sweep};
 use crate::error::{Error, Result};
-use crate::report::figures::{
-    FONT, Figure, Header, MIN_WIDTH, Mark, Plot, lighten, render, strategy_color,
-};
+use crate::plot::{FONT, Figure, Header, MIN_WIDTH, Mark, Plot, lighten, render, strategy_color};
 use crate::report::{Quantity, RunData};
 use crate::run_folder::OutputDir;
 use crate::run_folder::fsio::write_atomic;
@@ -341,7 +339,7 @@ pub fn band_figure(runs: &[RunData], summary: &Summary) -> Result<Figure> {
     if probes {
         legend.push((
             "full evaluation (whole test split)".into(),
-            crate::report::figures::MUTED,
+            crate::plot::MUTED,
             Mark::Dot,
         ));
     }

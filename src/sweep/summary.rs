@@ -293,6 +293,49 @@ fn refuse(path: &std::path::Path, message: String) -> Error {
     }
 }
 
+/// Refuses seeds that do not share the first one's tasks, metric and strategies.
+fn check_alike(members: &[(std::path::PathBuf, MemberResult)]) -> Result<()> {
+    let Some((first_dir, first)) = members.first() else {
+        return Ok(());
+    };
+    for (dir, m) in &members[1..] {
+        if m.tasks != first.tasks {
+            return Err(refuse(
+                dir,
+                format!(
+                    "trains tasks [{}] but {} trains [{}]: one sweep summarises runs of one task set",
+                    m.tasks.join(", "),
+                    first_dir.display(),
+                    first.tasks.join(", ")
+                ),
+            ));
+        }
+        if m.metric != first.metric {
+            return Err(refuse(
+                dir,
+                format!(
+                    "measures {} but {} measures {}: one sweep summarises runs of one metric",
+                    m.metric,
+                    first_dir.display(),
+                    first.metric
+                ),
+            ));
+        }
+        let keys: Vec<_> = m.values.keys().collect();
+        let first_keys: Vec<_> = first.values.keys().collect();
+        if keys != first_keys {
+            return Err(refuse(
+                dir,
+                format!(
+                    "has results for other strategies than {} (different --strategy?)",
+                    first_dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Summary {
     /// Reads every seed's run of a finished sweep and summarises them. Refuses a sweep with a
     /// seed not trained to its end, and runs that do not train the same tasks and metric.
@@ -335,44 +378,10 @@ impl Summary {
 
     /// Summarises seeds' results (`(run folder, result)`, for messages).
     pub fn of_members(name: &str, members: &[(std::path::PathBuf, MemberResult)]) -> Result<Self> {
-        let Some((first_dir, first)) = members.first() else {
+        let Some((_, first)) = members.first() else {
             return Err(refuse(name.as_ref(), "has no seed to summarise".into()));
         };
-        for (dir, m) in &members[1..] {
-            if m.tasks != first.tasks {
-                return Err(refuse(
-                    dir,
-                    format!(
-                        "trains tasks [{}] but {} trains [{}]: one sweep summarises runs of one task set",
-                        m.tasks.join(", "),
-                        first_dir.display(),
-                        first.tasks.join(", ")
-                    ),
-                ));
-            }
-            if m.metric != first.metric {
-                return Err(refuse(
-                    dir,
-                    format!(
-                        "measures {} but {} measures {}: one sweep summarises runs of one metric",
-                        m.metric,
-                        first_dir.display(),
-                        first.metric
-                    ),
-                ));
-            }
-            let keys: Vec<_> = m.values.keys().collect();
-            let first_keys: Vec<_> = first.values.keys().collect();
-            if keys != first_keys {
-                return Err(refuse(
-                    dir,
-                    format!(
-                        "has results for other strategies than {} (different --strategy?)",
-                        first_dir.display()
-                    ),
-                ));
-            }
-        }
+        check_alike(members)?;
         let lower_is_better = first.metric != "accuracy";
         let tasks = first.tasks.clone();
         let strategies: Vec<String> = STRATEGIES

@@ -67,32 +67,7 @@ pub fn dump_examples(source: &Path, spec: &DumpSpec) -> Result<Dumped> {
     };
     let outputs = output_files(spec.out)?;
     let names = set.task_names();
-    let index = match spec.task {
-        Some(t) => names.iter().position(|n| n == t).ok_or_else(|| {
-            Error::config(
-                "command line",
-                "--task",
-                format!(
-                    "`{t}` is not a task of {}; its tasks: {}",
-                    source.display(),
-                    names.join(", ")
-                ),
-            )
-        })?,
-        None if names.len() == 1 => 0,
-        None => {
-            return Err(Error::config(
-                "command line",
-                "--task",
-                format!(
-                    "is needed: {} has {} tasks ({})",
-                    source.display(),
-                    names.len(),
-                    names.join(", ")
-                ),
-            ));
-        }
-    };
+    let index = chosen_task(source, &names, spec.task)?;
     let tasks = set.build_tasks(spec.data_dir)?;
     let task = tasks[index].as_ref();
     let len = task.len(spec.split);
@@ -180,6 +155,36 @@ pub fn dump_examples(source: &Path, spec: &DumpSpec) -> Result<Dumped> {
         examples: n,
         input_shape,
         objective,
+    })
+}
+
+/// The position of `--task` among `names` (it may be left out when there is one task).
+fn chosen_task(source: &Path, names: &[String], task: Option<&str>) -> Result<usize> {
+    Ok(match task {
+        Some(t) => names.iter().position(|n| n == t).ok_or_else(|| {
+            Error::config(
+                "command line",
+                "--task",
+                format!(
+                    "`{t}` is not a task of {}; its tasks: {}",
+                    source.display(),
+                    names.join(", ")
+                ),
+            )
+        })?,
+        None if names.len() == 1 => 0,
+        None => {
+            return Err(Error::config(
+                "command line",
+                "--task",
+                format!(
+                    "is needed: {} has {} tasks ({})",
+                    source.display(),
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
     })
 }
 

@@ -29,47 +29,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let device = Device::Cpu;
-    let data = args.data.data_dir.clone();
     let quiet = args.quiet.quiet;
-    let mut trainer = match &args.resume {
-        Some(dir) => {
-            let overrides = Overrides {
-                lr: args.lr,
-                mask_lr: args.mask_lr,
-            };
-            let changed = crate::runs::changed_data(args.allow_changed_data);
-            let t = Trainer::resume_with(dir, data.as_deref(), &device, overrides, changed)?;
-            // Notes say what changed on resume (accepted data changes, new rates): printed
-            // with --quiet too.
-            for note in t.notes() {
-                eprintln!("note: {note}");
-            }
-            t
-        }
-        None => {
-            let mut set = match &args.task_set {
-                Some(path) => TaskSet::load(path)?,
-                None => TaskSet::builtin()?,
-            };
-            if let Some(seed) = args.seed {
-                set.run.seed = seed;
-            }
-            if let Some(steps) = args.steps
-                && let Some(note) = set.set_steps(steps)?
-            {
-                eprintln!("note: {note}");
-            }
-            // Recorded in the new run's config.toml like any task-set value.
-            set.set_rates(args.lr, args.mask_lr)?;
-            let strategies = strategies(&args.strategy, set.run.schedule)?;
-            let dir = run_dir(
-                &args.runs_dir.runs_dir,
-                args.name.as_deref(),
-                args.task_set.as_deref(),
-            )?;
-            Trainer::create(set, &strategies, &dir, data.as_deref(), &device)?
-        }
-    };
+    let mut trainer = open_trainer(&args, &device)?;
     let total = trainer.task_set().run.steps;
     if !quiet {
         let set = trainer.task_set();
@@ -115,35 +76,84 @@ pub fn run(args: TrainArgs) -> Result<()> {
     print_results(&trainer, &records)?;
     println!("run saved in {}", trainer.dir().display());
     if !quiet {
-        let t = trainer.timing();
-        let engines: Vec<String> = t.engines.iter().map(|(s, e)| format!("{s} {e}")).collect();
-        println!(
-            "training loop: {:.1} steps/s over {} steps, evals excluded ({} engine, {} thread{}){}",
-            t.steps_per_second,
-            t.loop_steps,
-            engines.join(", "),
-            t.threads,
-            if t.threads == 1 { "" } else { "s" },
-            t.first_step_seconds
-                .map(|s| format!("; first step {s:.2} s after start"))
-                .unwrap_or_default()
-        );
-        if let Some(why) = &t.engine_fallback {
-            println!("reference engine: {why}");
-        }
-        if t.probes + t.full_evals > 0 {
-            println!(
-                "evaluation: {} probe{} {:.1} s, {} full evaluation{} {:.1} s; forward {:.0} {}/s",
-                t.probes,
-                if t.probes == 1 { "" } else { "s" },
-                t.probe_seconds,
-                t.full_evals,
-                if t.full_evals == 1 { "" } else { "s" },
-                t.full_eval_seconds,
-                t.forward_images_per_second,
-                trainer.example_noun()
-            );
-        }
+        print_timing(&trainer);
     }
     Ok(())
+}
+
+/// A new run from the task set and flags, or the run `--resume` names.
+fn open_trainer(args: &TrainArgs, device: &Device) -> Result<Trainer> {
+    let data = args.data.data_dir.clone();
+    Ok(match &args.resume {
+        Some(dir) => {
+            let overrides = Overrides {
+                lr: args.lr,
+                mask_lr: args.mask_lr,
+            };
+            let changed = crate::runs::changed_data(args.allow_changed_data);
+            let t = Trainer::resume_with(dir, data.as_deref(), device, overrides, changed)?;
+            // Notes say what changed on resume (accepted data changes, new rates): printed
+            // with --quiet too.
+            for note in t.notes() {
+                eprintln!("note: {note}");
+            }
+            t
+        }
+        None => {
+            let mut set = match &args.task_set {
+                Some(path) => TaskSet::load(path)?,
+                None => TaskSet::builtin()?,
+            };
+            if let Some(seed) = args.seed {
+                set.run.seed = seed;
+            }
+            if let Some(steps) = args.steps
+                && let Some(note) = set.set_steps(steps)?
+            {
+                eprintln!("note: {note}");
+            }
+            // Recorded in the new run's config.toml like any task-set value.
+            set.set_rates(args.lr, args.mask_lr)?;
+            let strategies = strategies(&args.strategy, set.run.schedule)?;
+            let dir = run_dir(
+                &args.runs_dir.runs_dir,
+                args.name.as_deref(),
+                args.task_set.as_deref(),
+            )?;
+            Trainer::create(set, &strategies, &dir, data.as_deref(), device)?
+        }
+    })
+}
+
+/// How fast the loop ran, on which engine, and what evaluation cost.
+fn print_timing(trainer: &Trainer) {
+    let t = trainer.timing();
+    let engines: Vec<String> = t.engines.iter().map(|(s, e)| format!("{s} {e}")).collect();
+    println!(
+        "training loop: {:.1} steps/s over {} steps, evals excluded ({} engine, {} thread{}){}",
+        t.steps_per_second,
+        t.loop_steps,
+        engines.join(", "),
+        t.threads,
+        if t.threads == 1 { "" } else { "s" },
+        t.first_step_seconds
+            .map(|s| format!("; first step {s:.2} s after start"))
+            .unwrap_or_default()
+    );
+    if let Some(why) = &t.engine_fallback {
+        println!("reference engine: {why}");
+    }
+    if t.probes + t.full_evals > 0 {
+        println!(
+            "evaluation: {} probe{} {:.1} s, {} full evaluation{} {:.1} s; forward {:.0} {}/s",
+            t.probes,
+            if t.probes == 1 { "" } else { "s" },
+            t.probe_seconds,
+            t.full_evals,
+            if t.full_evals == 1 { "" } else { "s" },
+            t.full_eval_seconds,
+            t.forward_images_per_second,
+            trainer.example_noun()
+        );
+    }
 }
