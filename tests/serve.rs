@@ -10,6 +10,7 @@ use gatekit::TaskSet;
 use gatekit::export::check::{OnnxSession, Runtime};
 use gatekit::export::{ExportOptions, export_run};
 use gatekit::serve::{ExportFolder, ModelStore};
+use gatekit::train::ChangedData;
 use gatekit::train::{Strategy, Trainer};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -36,12 +37,8 @@ fn task_set_seeded(model: &str, seed: u64) -> Option<String> {
     }
 }
 
-/// Trains `model` briefly and exports it with `--binarize` into `dir/export`.
-fn export(model: &str, dir: &Path) -> Option<PathBuf> {
-    export_seeded(model, dir, 0)
-}
-
-fn export_seeded(model: &str, dir: &Path, seed: u64) -> Option<PathBuf> {
+/// Trains `model` briefly (seed `seed`) into `dir/run`; the trainer and the run folder.
+fn train(model: &str, dir: &Path, seed: u64) -> Option<(Trainer, PathBuf)> {
     let text = if seed == 0 {
         task_set(model)?
     } else {
@@ -51,26 +48,35 @@ fn export_seeded(model: &str, dir: &Path, seed: u64) -> Option<PathBuf> {
     std::fs::write(&path, text).unwrap();
     let set = TaskSet::load(&path).unwrap();
     let data = common::shared_data().filter(|_| model != "mlp.toml");
-    let mut trainer = Trainer::create(
-        set,
-        &[Strategy::Gated],
-        &dir.join("run"),
-        data.as_deref(),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let run = dir.join("run");
+    let mut trainer =
+        Trainer::create(set, &[Strategy::Gated], &run, data.as_deref(), &Device::Cpu).unwrap();
     trainer.train(None, &mut |_| {}).unwrap();
-    let out = dir.join("export");
+    Some((trainer, run))
+}
+
+/// Exports `trainer`'s run into `out`, binarized (`--binarize`) or with the trained gate.
+fn export_to(trainer: &Trainer, out: &Path, binarize: bool) -> PathBuf {
     export_run(
-        &trainer,
-        &out,
+        trainer,
+        out,
         &ExportOptions {
-            binarize: true,
+            binarize,
             ..Default::default()
         },
     )
     .unwrap();
-    Some(out)
+    out.to_path_buf()
+}
+
+/// Trains `model` briefly and exports it with `--binarize` into `dir/export`.
+fn export(model: &str, dir: &Path) -> Option<PathBuf> {
+    export_seeded(model, dir, 0)
+}
+
+fn export_seeded(model: &str, dir: &Path, seed: u64) -> Option<PathBuf> {
+    let (trainer, _) = train(model, dir, seed)?;
+    Some(export_to(&trainer, &dir.join("export"), true))
 }
 
 fn inputs(shape: &[usize], batch: usize, seed: u64) -> Tensor {
@@ -133,12 +139,30 @@ fn store_matches_each_tasks_exported_onnx_for_every_model() {
 struct Server {
     child: Child,
     addr: String,
+    /// Its stderr, line by line (read on a thread, so waiting for a line can time out).
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// The first log line containing `needle`, waiting up to `secs` seconds.
+    fn wait_log(&self, needle: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut seen = String::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push_str(&line),
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {needle:?} within {secs} s; got: {seen}");
     }
 }
 
@@ -152,17 +176,25 @@ fn start(export: &Path, extra: &[&str]) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("gtk serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server { child, addr }
+    let (tx, log) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut server = Server {
+        child,
+        addr: String::new(),
+        log,
+    };
+    // Notes (e.g. a run's) may come before the line with the address.
+    let line = server.wait_log("http://", 120);
+    server.addr = line.rsplit_once("http://").unwrap().1.trim().to_string();
+    server
 }
 
 /// One HTTP/1.1 request on its own connection: (status, headers, body).
@@ -499,4 +531,216 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
     );
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `gtk serve RUN` serves the run's last commit as its `--binarize` export would be served
+/// (same W fingerprint, same mask bits, same answers as the binarized ONNX files) and writes
+/// nothing into the run; a soft export is refused (library and CLI) instead of being answered
+/// binarized, and so is a folder that is neither an export nor a run.
+#[test]
+fn a_run_is_served_as_its_binarized_export_and_a_soft_export_is_refused() {
+    let mut checked = Vec::new();
+    for model in ["mlp.toml", "lenet5-bn.toml"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some((trainer, run)) = train(model, tmp.path(), 0) else {
+            continue;
+        };
+        let dir = export_to(&trainer, &tmp.path().join("export"), true);
+        drop(trainer);
+        let before = common::fingerprint(&run);
+        let data = common::shared_data().filter(|_| model != "mlp.toml");
+        let from_run = ExportFolder::open(&run, data.as_deref(), ChangedData::Refuse).unwrap();
+        assert_eq!(
+            common::fingerprint(&run),
+            before,
+            "serving reads the run only"
+        );
+        let from_export = ExportFolder::read(&dir).unwrap();
+        assert_eq!(from_run.gate, "binary");
+        assert_eq!(from_run.fingerprint, from_export.fingerprint);
+        assert_eq!(from_run.params, from_export.params);
+        assert_eq!(from_run.tasks.len(), 2);
+        for (r, e) in from_run.tasks.iter().zip(&from_export.tasks) {
+            assert_eq!(r.name, e.name);
+            assert_eq!(r.masks, e.masks, "{model} task {}: mask bits", r.name);
+            assert_eq!(r.density, e.density);
+            assert_eq!(r.objective, e.objective);
+        }
+        let served = ModelStore::new(from_run, 0);
+        let exported = ModelStore::new(from_export, 0);
+        for name in ["a", "b"] {
+            let x = inputs(&served.input_shape(), 6, 17);
+            let ours = flat(&served.forward(&served.task(name).unwrap(), &x).unwrap());
+            let same = flat(&exported.forward(&exported.task(name).unwrap(), &x).unwrap());
+            assert_eq!(ours, same, "{model} task {name}: run vs export");
+            let mut onnx =
+                OnnxSession::open(&dir.join(format!("{name}.onnx")), Runtime::Reference).unwrap();
+            let d = max_diff(&ours, &flat(&onnx.run(&x, None).unwrap()));
+            assert!(d <= 1e-5, "{model} task {name}: max |diff| {d}");
+        }
+        checked.push(model);
+    }
+    assert!(checked.contains(&"mlp.toml"));
+
+    // Over HTTP: `gtk serve RUN` answers what the binarized export's ONNX file answers.
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, run) = train("mlp.toml", tmp.path(), 0).unwrap();
+    let binary = export_to(&trainer, &tmp.path().join("binary"), true);
+    let soft = export_to(&trainer, &tmp.path().join("soft"), false);
+    drop(trainer);
+    let server = start(&run, &[]);
+    let x = inputs(&[8], 3, 5);
+    let rows: Vec<Vec<f32>> = flat(&x).chunks(8).map(|r| r.to_vec()).collect();
+    let body = serde_json::json!({"inputs": rows}).to_string();
+    let (st, _, out) = http(
+        &server.addr,
+        "POST",
+        "/v1/tasks/a/predict",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    let got: Vec<f32> = json_of(&out)["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_f64().unwrap() as f32)
+        .collect();
+    let mut onnx = OnnxSession::open(&binary.join("a.onnx"), Runtime::Reference).unwrap();
+    let want = flat(&onnx.run(&x, None).unwrap());
+    assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
+    drop(server);
+
+    // The soft export: its ONNX files hold W ⊙ σ(M), which the 1-bit server would not answer.
+    let err = ExportFolder::read(&soft).unwrap_err().to_string();
+    assert!(
+        err.contains("trained gate `sigmoid`") && err.contains("--binarize"),
+        "{err}"
+    );
+    let out = common::gtk(tmp.path(), &["serve", soft.to_str().unwrap()]);
+    common::assert_clean_error(
+        &out,
+        &[
+            "all_tasks.onnx",
+            "trained gate `sigmoid`",
+            "gtk export RUN --binarize",
+        ],
+    );
+    let out = common::gtk(tmp.path(), &["serve", tmp.path().to_str().unwrap()]);
+    common::assert_clean_error(&out, &["is neither an export folder", "nor a run folder"]);
+}
+
+/// `--watch`: a `gtk adapt` run exported into the watched folder while serving has its new
+/// task loaded (answering what its ONNX file answers), its old tasks (same masks) left alone;
+/// an export on another W is refused and logged, and the served tasks stay as they were.
+#[test]
+fn watched_folder_loads_adapted_tasks_and_refuses_another_w() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, run) = train("mlp.toml", tmp.path(), 0).unwrap();
+    let exports = tmp.path().join("exports");
+    let base = export_to(&trainer, &exports.join("base"), true);
+    drop(trainer);
+    let server = start(
+        &base,
+        &["--watch", exports.to_str().unwrap(), "--watch-ms", "50"],
+    );
+    let addr = server.addr.clone();
+    let names = |addr: &str| -> Vec<String> {
+        let (st, _, body) = http(addr, "GET", "/v1/tasks", &[], b"");
+        assert_eq!(st, 200);
+        json_of(&body)["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&addr), ["a", "b"]);
+
+    // A new task adapted on the frozen W, exported into the watched folder.
+    let new = tmp.path().join("new.toml");
+    std::fs::write(
+        &new,
+        "[defaults]\nkind = \"sinusoid\"\n[[task]]\nname = \"c\"\n",
+    )
+    .unwrap();
+    let adapted = tmp.path().join("adapted");
+    common::gtk_ok(
+        tmp.path(),
+        &[
+            "adapt",
+            run.to_str().unwrap(),
+            "--task-set",
+            new.to_str().unwrap(),
+            "--method",
+            "pick",
+            "--shots",
+            "10",
+            "--no-baselines",
+            "--out",
+            adapted.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    common::gtk_ok(
+        tmp.path(),
+        &[
+            "export",
+            adapted.to_str().unwrap(),
+            "--binarize",
+            "--out",
+            exports.join("adapted").to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    let line = server.wait_log("watch: loaded", 30);
+    assert!(
+        line.contains("task(s) c from") && line.contains("adapted"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("kept"),
+        "the old tasks keep their masks: {line}"
+    );
+    assert_eq!(names(&addr), ["a", "b", "c"]);
+    let x = inputs(&[8], 4, 21);
+    let rows: Vec<Vec<f32>> = flat(&x).chunks(8).map(|r| r.to_vec()).collect();
+    let body = serde_json::json!({"inputs": rows}).to_string();
+    let (st, _, out) = http(
+        &addr,
+        "POST",
+        "/v1/tasks/c/predict",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    let got: Vec<f32> = json_of(&out)["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_f64().unwrap() as f32)
+        .collect();
+    let mut onnx =
+        OnnxSession::open(&exports.join("adapted").join("c.onnx"), Runtime::Reference).unwrap();
+    let want = flat(&onnx.run(&x, None).unwrap());
+    assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
+
+    // Another W (another seed) appearing in the folder is refused and logged.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (trainer, _) = train("mlp.toml", &other, 5).unwrap();
+    export_to(&trainer, &exports.join("other-w"), true);
+    let line = server.wait_log("watch: refused", 30);
+    assert!(
+        line.contains("other-w") && line.contains("W fingerprint"),
+        "{line}"
+    );
+    assert_eq!(names(&addr), ["a", "b", "c"]);
+
+    // A --watch that is no folder is refused before serving.
+    let out = common::gtk(
+        tmp.path(),
+        &["serve", base.to_str().unwrap(), "--watch", "nowhere"],
+    );
+    common::assert_clean_error(&out, &["--watch", "nowhere", "is not a folder"]);
 }
