@@ -197,39 +197,133 @@ fn start(export: &Path, extra: &[&str]) -> Server {
     server
 }
 
-/// One HTTP/1.1 request on its own connection: (status, headers, body).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let at = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)));
-    let head = String::from_utf8_lossy(&out[..at]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, out[at + 4..].to_vec())
+/// An HTTP answer: status, head (status line and headers) and body.
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
 }
 
-fn json_of(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+
+    /// Each example's first output (the MLP answers one value per example).
+    fn first_outputs(&self) -> Vec<f32> {
+        self.json()["outputs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no outputs: {}", self.text()))
+            .iter()
+            .map(|r| r[0].as_f64().unwrap() as f32)
+            .collect()
+    }
+}
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Empty,
+    Json(&'a [u8]),
+    Npy(&'a [u8]),
+}
+
+/// A client of one server: its address and the bearer token it sends, if any.
+#[derive(Clone, Copy)]
+struct Client<'a> {
+    addr: &'a str,
+    token: Option<&'a str>,
+}
+
+impl<'a> Client<'a> {
+    fn new(addr: &'a str) -> Self {
+        Client { addr, token: None }
+    }
+
+    fn with_token(self, token: &'a str) -> Self {
+        Client {
+            token: Some(token),
+            ..self
+        }
+    }
+
+    /// Every request of these tests: one HTTP/1.1 request on its own connection, with the
+    /// token and the body's content type.
+    fn send(&self, method: &str, path: &str, body: Body) -> Reply {
+        let (content_type, bytes): (Option<&str>, &[u8]) = match body {
+            Body::Empty => (None, b""),
+            Body::Json(b) => (Some("application/json"), b),
+            Body::Npy(b) => (Some("application/x-npy"), b),
+        };
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            bytes.len()
+        );
+        if let Some(t) = self.token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(c) = content_type {
+            head.push_str(&format!("Content-Type: {c}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        // The server may answer (413) and close before reading a large body.
+        let _ = s.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let at = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)));
+        let head = String::from_utf8_lossy(&out[..at]).to_string();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        Reply {
+            status,
+            head,
+            body: out[at + 4..].to_vec(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, Body::Empty)
+    }
+
+    fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, Body::Empty)
+    }
+
+    /// `POST /v1/tasks/{task}/predict` with `{"inputs": rows}`.
+    fn predict(&self, task: &str, rows: &[Vec<f32>]) -> Reply {
+        let body = serde_json::json!({"inputs": rows}).to_string();
+        self.send(
+            "POST",
+            &format!("/v1/tasks/{task}/predict"),
+            Body::Json(body.as_bytes()),
+        )
+    }
+
+    /// The loaded tasks' names.
+    fn task_names(&self) -> Vec<String> {
+        let r = self.get("/v1/tasks");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// The rows of `x` (`[batch, width]`).
+fn rows_of(x: &Tensor, width: usize) -> Vec<Vec<f32>> {
+    flat(x).chunks(width).map(<[f32]>::to_vec).collect()
 }
 
 fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
@@ -252,26 +346,22 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
             "--admin",
         ],
     );
-    let addr = server.addr.clone();
-    let auth = [("Authorization", "Bearer s3cret-token")];
-    let json_h = [
-        ("Authorization", "Bearer s3cret-token"),
-        ("Content-Type", "application/json"),
-    ];
+    let anonymous = Client::new(&server.addr);
+    let c = anonymous.with_token("s3cret-token");
 
     // Health needs no token; the rest does.
-    assert_eq!(http(&addr, "GET", "/healthz", &[], b"").0, 200);
-    let (st, head, body) = http(&addr, "GET", "/v1/tasks", &[], b"");
-    assert_eq!(st, 401, "{}", String::from_utf8_lossy(&body));
-    assert!(head.to_lowercase().contains("www-authenticate: bearer"));
-    assert!(String::from_utf8_lossy(&body).contains("missing Authorization"));
-    let wrong = [("Authorization", "Bearer s3cret-tokem")];
-    assert_eq!(http(&addr, "GET", "/v1/tasks", &wrong, b"").0, 401);
+    assert_eq!(anonymous.get("/healthz").status, 200);
+    let r = anonymous.get("/v1/tasks");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.head.to_lowercase().contains("www-authenticate: bearer"));
+    assert!(r.text().contains("missing Authorization"));
+    let wrong = anonymous.with_token("s3cret-tokem");
+    assert_eq!(wrong.get("/v1/tasks").status, 401);
 
     // Tasks.
-    let (st, _, body) = http(&addr, "GET", "/v1/tasks", &auth, b"");
-    assert_eq!(st, 200);
-    let v = json_of(&body);
+    let r = c.get("/v1/tasks");
+    assert_eq!(r.status, 200);
+    let v = r.json();
     assert_eq!(v["model"]["name"], "mlp");
     assert_eq!(
         v["model"]["parameters"],
@@ -280,137 +370,105 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
     assert_eq!(v["tasks"].as_array().unwrap().len(), 2);
     assert_eq!(v["tasks"][0]["output"], "regression");
     assert_eq!(v["tasks"][0]["input_shape"], serde_json::json!([8]));
-    let (st, _, body) = http(&addr, "GET", "/v1/tasks/b", &auth, b"");
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&body)["name"], "b");
+    let r = c.get("/v1/tasks/b");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["name"], "b");
 
     // Predictions equal the exported ONNX (interpreter) for JSON, .npy and /v1/predict.
     let x = inputs(&[8], 5, 11);
-    let rows: Vec<Vec<f32>> = flat(&x).chunks(8).map(|r| r.to_vec()).collect();
+    let rows = rows_of(&x, 8);
     let mut onnx = OnnxSession::open(&dir.join("b.onnx"), Runtime::Reference).unwrap();
     let want = flat(&onnx.run(&x, None).unwrap());
     let body = serde_json::json!({"inputs": rows}).to_string();
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
-    let got: Vec<f32> = json_of(&out)["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_f64().unwrap() as f32)
-        .collect();
+    let by_path = c.predict("b", &rows);
+    assert_eq!(by_path.status, 200, "{}", by_path.text());
+    let got = by_path.first_outputs();
     assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
     let body2 = serde_json::json!({"task": "b", "inputs": rows}).to_string();
-    let (st, _, out2) = http(&addr, "POST", "/v1/predict", &json_h, body2.as_bytes());
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&out2)["outputs"], json_of(&out)["outputs"]);
-    let npy_h = [
-        ("Authorization", "Bearer s3cret-token"),
-        ("Content-Type", "application/x-npy"),
-    ];
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &npy_h,
-        &npy(&flat(&x), &[5, 8]),
-    );
-    assert_eq!(st, 200);
-    let parsed = gatekit::serve::codec::parse_npy_body(&out, &[1]).unwrap();
+    let by_body = c.send("POST", "/v1/predict", Body::Json(body2.as_bytes()));
+    assert_eq!(by_body.status, 200);
+    assert_eq!(by_body.json()["outputs"], by_path.json()["outputs"]);
+    let x_npy = npy(&flat(&x), &[5, 8]);
+    let r = c.send("POST", "/v1/tasks/b/predict", Body::Npy(&x_npy));
+    assert_eq!(r.status, 200);
+    let parsed = gatekit::serve::codec::parse_npy_body(&r.body, &[1]).unwrap();
     assert_eq!(parsed.batch, 5);
     assert!(max_diff(&parsed.values, &want) <= 1e-5);
 
     // Bad requests: status and a message naming expected vs got.
-    type Case<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], u16, &'a str);
-    let cases: Vec<Case> = vec![
+    let (short_npy, bad_npy, big) = (npy(&[1.0; 6], &[2, 3]), b"\x93NUMPY garbage", [b' '; 5000]);
+    let cases: Vec<(&str, Body, u16, &str)> = vec![
         (
             "/v1/tasks/zz/predict",
-            body.clone().into_bytes(),
-            &json_h,
+            Body::Json(body.as_bytes()),
             404,
             "unknown task `zz`; loaded tasks: a, b",
         ),
         (
             "/v1/tasks/a/predict",
-            br#"{"inputs": [[1, 2, 3]]}"#.to_vec(),
-            &json_h,
+            Body::Json(br#"{"inputs": [[1, 2, 3]]}"#),
             400,
             "expected inputs of shape [batch, 8] (or one example [8]), got [1, 3]",
         ),
         (
             "/v1/tasks/a/predict",
-            b"{\"inputs\": [[1,".to_vec(),
-            &json_h,
+            Body::Json(b"{\"inputs\": [[1,"),
             400,
             "not valid JSON",
         ),
         (
             "/v1/tasks/a/predict",
-            npy(&[1.0; 6], &[2, 3]),
-            &npy_h,
+            Body::Npy(&short_npy),
             400,
             "got [2, 3]",
         ),
         (
             "/v1/tasks/a/predict",
-            b"\x93NUMPY garbage".to_vec(),
-            &npy_h,
+            Body::Npy(bad_npy),
             400,
             "the .npy body",
         ),
         (
             "/v1/tasks/a/predict",
-            vec![b' '; 5000],
-            &json_h,
+            Body::Json(&big),
             413,
             "over the limit of 4096 bytes",
         ),
         (
             "/v1/predict",
-            br#"{"inputs": [[0,0,0,0,0,0,0,0]]}"#.to_vec(),
-            &json_h,
+            Body::Json(br#"{"inputs": [[0,0,0,0,0,0,0,0]]}"#),
             400,
             "no task",
         ),
-        ("/v1/nothing", Vec::new(), &auth, 404, "no such endpoint"),
+        ("/v1/nothing", Body::Empty, 404, "no such endpoint"),
     ];
-    for (path, body, headers, status, needle) in &cases {
-        let (st, _, out) = http(&addr, "POST", path, headers, body);
-        let text = String::from_utf8_lossy(&out);
-        assert_eq!(st, *status, "{path}: {text}");
-        assert!(text.contains(needle), "{path}: {text} lacks {needle:?}");
+    for (path, body, status, needle) in cases {
+        let r = c.send("POST", path, body);
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(
+            r.text().contains(needle),
+            "{path}: {} lacks {needle:?}",
+            r.text()
+        );
     }
     // NaN inputs are answered (200, one row per example; ReLU may map NaN to 0), not a crash.
     let mut nan = flat(&x);
     nan[0] = f32::NAN;
-    let (st, _, out) = http(
-        &addr,
+    let r = c.send(
         "POST",
         "/v1/tasks/a/predict",
-        &npy_h,
-        &npy(&nan, &[5, 8]),
+        Body::Npy(&npy(&nan, &[5, 8])),
     );
-    assert_eq!(st, 200);
-    assert_eq!(
-        gatekit::serve::codec::parse_npy_body(&out, &[1])
-            .unwrap()
-            .batch,
-        5
-    );
-    let (st, _, out) = http(
-        &addr,
+    assert_eq!(r.status, 200);
+    let parsed = gatekit::serve::codec::parse_npy_body(&r.body, &[1]).unwrap();
+    assert_eq!(parsed.batch, 5);
+    let r = c.send(
         "POST",
         "/v1/tasks/a/predict",
-        &json_h,
-        b"[[null,0,0,0,0,0,0,0]]",
+        Body::Json(b"[[null,0,0,0,0,0,0,0]]"),
     );
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&out)["outputs"].as_array().unwrap().len(), 1);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["outputs"].as_array().unwrap().len(), 1);
 
     // Fuzz: a few thousand malformed bodies, then a correct request is still answered.
     let mut rng = gatekit::rng::Rng::new(7);
@@ -425,35 +483,27 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
                 b[at] = rng.below(256) as u8;
                 b
             }
-            _ => npy(&flat(&x), &[5, 8])[..rng.below(200)].to_vec(),
+            _ => x_npy[..rng.below(200)].to_vec(),
         };
         if i % 7 == 0 {
             b.extend_from_slice(b"]]]}}");
         }
-        let headers = if i % 4 == 3 { &npy_h } else { &json_h };
-        let (st, _, _) = http(&addr, "POST", "/v1/tasks/a/predict", headers, &b);
+        let body = if i % 4 == 3 {
+            Body::Npy(&b)
+        } else {
+            Body::Json(&b)
+        };
+        let st = c.send("POST", "/v1/tasks/a/predict", body).status;
         assert!([200, 400, 413].contains(&st), "fuzz body {i}: status {st}");
     }
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200);
-    let again: Vec<f32> = json_of(&out)["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_f64().unwrap() as f32)
-        .collect();
-    assert!(max_diff(&again, &want) <= 1e-5);
+    let r = c.predict("b", &rows);
+    assert_eq!(r.status, 200);
+    assert!(max_diff(&r.first_outputs(), &want) <= 1e-5);
 
     // Metrics count what happened.
-    let (st, _, out) = http(&addr, "GET", "/metrics", &auth, b"");
-    assert_eq!(st, 200);
-    let text = String::from_utf8_lossy(&out);
+    let r = c.get("/metrics");
+    assert_eq!(r.status, 200);
+    let text = r.text();
     assert!(text.contains("gatekit_tasks_loaded 2"), "{text}");
     assert!(text.contains("gatekit_requests_total{route=\"predict\",status=\"200\"}"));
     assert!(text.contains("gatekit_predict_seconds_bucket{task=\"b\""));
@@ -461,64 +511,29 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
 
     // Hot remove and add: a task removed is 404; an export on another W is refused; the same
     // export added back answers again.
-    let (st, _, _) = http(&addr, "DELETE", "/v1/admin/tasks/a", &auth, b"");
-    assert_eq!(st, 200);
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/a/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 404, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(c.delete("/v1/admin/tasks/a").status, 200);
+    let r = c.predict("a", &rows);
+    assert_eq!(r.status, 404, "{}", r.text());
     let other_tmp = tmp.path().join("other");
     std::fs::create_dir(&other_tmp).unwrap();
     let other = export_seeded("mlp.toml", &other_tmp, 5).unwrap();
-    let add = |p: &Path| serde_json::json!({"path": p}).to_string();
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/admin/tasks",
-        &json_h,
-        add(&other).as_bytes(),
-    );
-    assert_eq!(st, 409);
-    assert!(
-        String::from_utf8_lossy(&out).contains("W fingerprint"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/admin/tasks",
-        &json_h,
-        add(&dir).as_bytes(),
-    );
-    assert_eq!(st, 409, "b is still loaded");
-    assert!(String::from_utf8_lossy(&out).contains("task `b` is already loaded"));
-    assert_eq!(
-        http(&addr, "DELETE", "/v1/admin/tasks/b", &auth, b"").0,
-        200
-    );
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/admin/tasks",
-        &json_h,
-        add(&dir).as_bytes(),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
-    assert_eq!(json_of(&out)["added"], serde_json::json!(["a", "b"]));
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&out)["outputs"], json_of(&out2)["outputs"]);
+    let add = |p: &Path| {
+        let body = serde_json::json!({"path": p}).to_string();
+        c.send("POST", "/v1/admin/tasks", Body::Json(body.as_bytes()))
+    };
+    let r = add(&other);
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("W fingerprint"), "{}", r.text());
+    let r = add(&dir);
+    assert_eq!(r.status, 409, "b is still loaded");
+    assert!(r.text().contains("task `b` is already loaded"));
+    assert_eq!(c.delete("/v1/admin/tasks/b").status, 200);
+    let r = add(&dir);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["added"], serde_json::json!(["a", "b"]));
+    let r = c.predict("b", &rows);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["outputs"], by_body.json()["outputs"]);
 
     // SIGTERM: the server stops cleanly.
     let pid = server.child.id().to_string();
@@ -590,22 +605,9 @@ fn a_run_is_served_as_its_binarized_export_and_a_soft_export_is_refused() {
     drop(trainer);
     let server = start(&run, &[]);
     let x = inputs(&[8], 3, 5);
-    let rows: Vec<Vec<f32>> = flat(&x).chunks(8).map(|r| r.to_vec()).collect();
-    let body = serde_json::json!({"inputs": rows}).to_string();
-    let (st, _, out) = http(
-        &server.addr,
-        "POST",
-        "/v1/tasks/a/predict",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
-    let got: Vec<f32> = json_of(&out)["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_f64().unwrap() as f32)
-        .collect();
+    let r = Client::new(&server.addr).predict("a", &rows_of(&x, 8));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = r.first_outputs();
     let mut onnx = OnnxSession::open(&binary.join("a.onnx"), Runtime::Reference).unwrap();
     let want = flat(&onnx.run(&x, None).unwrap());
     assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
@@ -644,18 +646,8 @@ fn watched_folder_loads_adapted_tasks_and_refuses_another_w() {
         &base,
         &["--watch", exports.to_str().unwrap(), "--watch-ms", "50"],
     );
-    let addr = server.addr.clone();
-    let names = |addr: &str| -> Vec<String> {
-        let (st, _, body) = http(addr, "GET", "/v1/tasks", &[], b"");
-        assert_eq!(st, 200);
-        json_of(&body)["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(names(&addr), ["a", "b"]);
+    let c = Client::new(&server.addr);
+    assert_eq!(c.task_names(), ["a", "b"]);
 
     // A new task adapted on the frozen W, exported into the watched folder.
     let new = tmp.path().join("new.toml");
@@ -702,24 +694,11 @@ fn watched_folder_loads_adapted_tasks_and_refuses_another_w() {
         !line.contains("kept"),
         "the old tasks keep their masks: {line}"
     );
-    assert_eq!(names(&addr), ["a", "b", "c"]);
+    assert_eq!(c.task_names(), ["a", "b", "c"]);
     let x = inputs(&[8], 4, 21);
-    let rows: Vec<Vec<f32>> = flat(&x).chunks(8).map(|r| r.to_vec()).collect();
-    let body = serde_json::json!({"inputs": rows}).to_string();
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/c/predict",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
-    let got: Vec<f32> = json_of(&out)["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_f64().unwrap() as f32)
-        .collect();
+    let r = c.predict("c", &rows_of(&x, 8));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = r.first_outputs();
     let mut onnx =
         OnnxSession::open(&exports.join("adapted").join("c.onnx"), Runtime::Reference).unwrap();
     let want = flat(&onnx.run(&x, None).unwrap());
@@ -735,7 +714,7 @@ fn watched_folder_loads_adapted_tasks_and_refuses_another_w() {
         line.contains("other-w") && line.contains("W fingerprint"),
         "{line}"
     );
-    assert_eq!(names(&addr), ["a", "b", "c"]);
+    assert_eq!(c.task_names(), ["a", "b", "c"]);
 
     // A --watch that is no folder is refused before serving.
     let out = common::gtk(
