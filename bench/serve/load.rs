@@ -117,7 +117,8 @@ fn main() {
             std::thread::spawn(move || {
                 let mut lat: Vec<f64> = Vec::new();
                 let mut errors = 0u64;
-                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+                let mut rng =
+                    0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
                 let connect = || -> std::io::Result<BufReader<TcpStream>> {
                     let s = TcpStream::connect(&args.addr)?;
                     s.set_nodelay(true)?;
