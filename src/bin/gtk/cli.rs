@@ -29,7 +29,7 @@ pub enum Command {
     /// Adapt a trained run to new tasks (pick, mix or learn a mask; W frozen) and write the
     /// adapted run folder.
     Adapt(AdaptArgs),
-    /// Serve an export over HTTP: W once, each task's 1-bit mask switched per request.
+    /// Serve an export or a run over HTTP: W once, each task's 1-bit mask switched per request.
     Serve(ServeArgs),
 }
 
