@@ -10,6 +10,7 @@ use gatekit::TaskSet;
 use gatekit::export::check::{OnnxSession, Runtime};
 use gatekit::export::{ExportOptions, export_run};
 use gatekit::serve::{ExportFolder, ModelStore};
+use gatekit::train::ChangedData;
 use gatekit::train::{Strategy, Trainer};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -36,12 +37,8 @@ fn task_set_seeded(model: &str, seed: u64) -> Option<String> {
     }
 }
 
-/// Trains `model` briefly and exports it with `--binarize` into `dir/export`.
-fn export(model: &str, dir: &Path) -> Option<PathBuf> {
-    export_seeded(model, dir, 0)
-}
-
-fn export_seeded(model: &str, dir: &Path, seed: u64) -> Option<PathBuf> {
+/// Trains `model` briefly (seed `seed`) into `dir/run`; the trainer and the run folder.
+fn train(model: &str, dir: &Path, seed: u64) -> Option<(Trainer, PathBuf)> {
     let text = if seed == 0 {
         task_set(model)?
     } else {
@@ -51,26 +48,35 @@ fn export_seeded(model: &str, dir: &Path, seed: u64) -> Option<PathBuf> {
     std::fs::write(&path, text).unwrap();
     let set = TaskSet::load(&path).unwrap();
     let data = common::shared_data().filter(|_| model != "mlp.toml");
-    let mut trainer = Trainer::create(
-        set,
-        &[Strategy::Gated],
-        &dir.join("run"),
-        data.as_deref(),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let run = dir.join("run");
+    let mut trainer =
+        Trainer::create(set, &[Strategy::Gated], &run, data.as_deref(), &Device::Cpu).unwrap();
     trainer.train(None, &mut |_| {}).unwrap();
-    let out = dir.join("export");
+    Some((trainer, run))
+}
+
+/// Exports `trainer`'s run into `out`, binarized (`--binarize`) or with the trained gate.
+fn export_to(trainer: &Trainer, out: &Path, binarize: bool) -> PathBuf {
     export_run(
-        &trainer,
-        &out,
+        trainer,
+        out,
         &ExportOptions {
-            binarize: true,
+            binarize,
             ..Default::default()
         },
     )
     .unwrap();
-    Some(out)
+    out.to_path_buf()
+}
+
+/// Trains `model` briefly and exports it with `--binarize` into `dir/export`.
+fn export(model: &str, dir: &Path) -> Option<PathBuf> {
+    export_seeded(model, dir, 0)
+}
+
+fn export_seeded(model: &str, dir: &Path, seed: u64) -> Option<PathBuf> {
+    let (trainer, _) = train(model, dir, seed)?;
+    Some(export_to(&trainer, &dir.join("export"), true))
 }
 
 fn inputs(shape: &[usize], batch: usize, seed: u64) -> Tensor {
@@ -133,12 +139,30 @@ fn store_matches_each_tasks_exported_onnx_for_every_model() {
 struct Server {
     child: Child,
     addr: String,
+    /// Its stderr, line by line (read on a thread, so waiting for a line can time out).
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// The first log line containing `needle`, waiting up to `secs` seconds.
+    fn wait_log(&self, needle: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut seen = String::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push_str(&line),
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {needle:?} within {secs} s; got: {seen}");
     }
 }
 
@@ -152,52 +176,154 @@ fn start(export: &Path, extra: &[&str]) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("gtk serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server { child, addr }
+    let (tx, log) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut server = Server {
+        child,
+        addr: String::new(),
+        log,
+    };
+    // Notes (e.g. a run's) may come before the line with the address.
+    let line = server.wait_log("http://", 120);
+    server.addr = line.rsplit_once("http://").unwrap().1.trim().to_string();
+    server
 }
 
-/// One HTTP/1.1 request on its own connection: (status, headers, body).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+/// An HTTP answer: status, head (status line and headers) and body.
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let at = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)));
-    let head = String::from_utf8_lossy(&out[..at]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, out[at + 4..].to_vec())
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+
+    /// Each example's first output (the MLP answers one value per example).
+    fn first_outputs(&self) -> Vec<f32> {
+        self.json()["outputs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no outputs: {}", self.text()))
+            .iter()
+            .map(|r| r[0].as_f64().unwrap() as f32)
+            .collect()
+    }
 }
 
-fn json_of(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+/// What a request carries.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Empty,
+    Json(&'a [u8]),
+    Npy(&'a [u8]),
+}
+
+/// A client of one server: its address and the bearer token it sends, if any.
+#[derive(Clone, Copy)]
+struct Client<'a> {
+    addr: &'a str,
+    token: Option<&'a str>,
+}
+
+impl<'a> Client<'a> {
+    fn new(addr: &'a str) -> Self {
+        Client { addr, token: None }
+    }
+
+    fn with_token(self, token: &'a str) -> Self {
+        Client {
+            token: Some(token),
+            ..self
+        }
+    }
+
+    /// Every request of these tests: one HTTP/1.1 request on its own connection, with the
+    /// token and the body's content type.
+    fn send(&self, method: &str, path: &str, body: Body) -> Reply {
+        let (content_type, bytes): (Option<&str>, &[u8]) = match body {
+            Body::Empty => (None, b""),
+            Body::Json(b) => (Some("application/json"), b),
+            Body::Npy(b) => (Some("application/x-npy"), b),
+        };
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            bytes.len()
+        );
+        if let Some(t) = self.token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(c) = content_type {
+            head.push_str(&format!("Content-Type: {c}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        // The server may answer (413) and close before reading a large body.
+        let _ = s.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let at = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&out)));
+        let head = String::from_utf8_lossy(&out[..at]).to_string();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        Reply {
+            status,
+            head,
+            body: out[at + 4..].to_vec(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, Body::Empty)
+    }
+
+    fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, Body::Empty)
+    }
+
+    /// `POST /v1/tasks/{task}/predict` with `{"inputs": rows}`.
+    fn predict(&self, task: &str, rows: &[Vec<f32>]) -> Reply {
+        let body = serde_json::json!({"inputs": rows}).to_string();
+        self.send(
+            "POST",
+            &format!("/v1/tasks/{task}/predict"),
+            Body::Json(body.as_bytes()),
+        )
+    }
+
+    /// The loaded tasks' names.
+    fn task_names(&self) -> Vec<String> {
+        let r = self.get("/v1/tasks");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// The rows of `x` (`[batch, width]`).
+fn rows_of(x: &Tensor, width: usize) -> Vec<Vec<f32>> {
+    flat(x).chunks(width).map(<[f32]>::to_vec).collect()
 }
 
 fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
@@ -220,26 +346,22 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
             "--admin",
         ],
     );
-    let addr = server.addr.clone();
-    let auth = [("Authorization", "Bearer s3cret-token")];
-    let json_h = [
-        ("Authorization", "Bearer s3cret-token"),
-        ("Content-Type", "application/json"),
-    ];
+    let anonymous = Client::new(&server.addr);
+    let c = anonymous.with_token("s3cret-token");
 
     // Health needs no token; the rest does.
-    assert_eq!(http(&addr, "GET", "/healthz", &[], b"").0, 200);
-    let (st, head, body) = http(&addr, "GET", "/v1/tasks", &[], b"");
-    assert_eq!(st, 401, "{}", String::from_utf8_lossy(&body));
-    assert!(head.to_lowercase().contains("www-authenticate: bearer"));
-    assert!(String::from_utf8_lossy(&body).contains("missing Authorization"));
-    let wrong = [("Authorization", "Bearer s3cret-tokem")];
-    assert_eq!(http(&addr, "GET", "/v1/tasks", &wrong, b"").0, 401);
+    assert_eq!(anonymous.get("/healthz").status, 200);
+    let r = anonymous.get("/v1/tasks");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.head.to_lowercase().contains("www-authenticate: bearer"));
+    assert!(r.text().contains("missing Authorization"));
+    let wrong = anonymous.with_token("s3cret-tokem");
+    assert_eq!(wrong.get("/v1/tasks").status, 401);
 
     // Tasks.
-    let (st, _, body) = http(&addr, "GET", "/v1/tasks", &auth, b"");
-    assert_eq!(st, 200);
-    let v = json_of(&body);
+    let r = c.get("/v1/tasks");
+    assert_eq!(r.status, 200);
+    let v = r.json();
     assert_eq!(v["model"]["name"], "mlp");
     assert_eq!(
         v["model"]["parameters"],
@@ -248,137 +370,105 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
     assert_eq!(v["tasks"].as_array().unwrap().len(), 2);
     assert_eq!(v["tasks"][0]["output"], "regression");
     assert_eq!(v["tasks"][0]["input_shape"], serde_json::json!([8]));
-    let (st, _, body) = http(&addr, "GET", "/v1/tasks/b", &auth, b"");
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&body)["name"], "b");
+    let r = c.get("/v1/tasks/b");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["name"], "b");
 
     // Predictions equal the exported ONNX (interpreter) for JSON, .npy and /v1/predict.
     let x = inputs(&[8], 5, 11);
-    let rows: Vec<Vec<f32>> = flat(&x).chunks(8).map(|r| r.to_vec()).collect();
+    let rows = rows_of(&x, 8);
     let mut onnx = OnnxSession::open(&dir.join("b.onnx"), Runtime::Reference).unwrap();
     let want = flat(&onnx.run(&x, None).unwrap());
     let body = serde_json::json!({"inputs": rows}).to_string();
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
-    let got: Vec<f32> = json_of(&out)["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_f64().unwrap() as f32)
-        .collect();
+    let by_path = c.predict("b", &rows);
+    assert_eq!(by_path.status, 200, "{}", by_path.text());
+    let got = by_path.first_outputs();
     assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
     let body2 = serde_json::json!({"task": "b", "inputs": rows}).to_string();
-    let (st, _, out2) = http(&addr, "POST", "/v1/predict", &json_h, body2.as_bytes());
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&out2)["outputs"], json_of(&out)["outputs"]);
-    let npy_h = [
-        ("Authorization", "Bearer s3cret-token"),
-        ("Content-Type", "application/x-npy"),
-    ];
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &npy_h,
-        &npy(&flat(&x), &[5, 8]),
-    );
-    assert_eq!(st, 200);
-    let parsed = gatekit::serve::codec::parse_npy_body(&out, &[1]).unwrap();
+    let by_body = c.send("POST", "/v1/predict", Body::Json(body2.as_bytes()));
+    assert_eq!(by_body.status, 200);
+    assert_eq!(by_body.json()["outputs"], by_path.json()["outputs"]);
+    let x_npy = npy(&flat(&x), &[5, 8]);
+    let r = c.send("POST", "/v1/tasks/b/predict", Body::Npy(&x_npy));
+    assert_eq!(r.status, 200);
+    let parsed = gatekit::serve::codec::parse_npy_body(&r.body, &[1]).unwrap();
     assert_eq!(parsed.batch, 5);
     assert!(max_diff(&parsed.values, &want) <= 1e-5);
 
     // Bad requests: status and a message naming expected vs got.
-    type Case<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], u16, &'a str);
-    let cases: Vec<Case> = vec![
+    let (short_npy, bad_npy, big) = (npy(&[1.0; 6], &[2, 3]), b"\x93NUMPY garbage", [b' '; 5000]);
+    let cases: Vec<(&str, Body, u16, &str)> = vec![
         (
             "/v1/tasks/zz/predict",
-            body.clone().into_bytes(),
-            &json_h,
+            Body::Json(body.as_bytes()),
             404,
             "unknown task `zz`; loaded tasks: a, b",
         ),
         (
             "/v1/tasks/a/predict",
-            br#"{"inputs": [[1, 2, 3]]}"#.to_vec(),
-            &json_h,
+            Body::Json(br#"{"inputs": [[1, 2, 3]]}"#),
             400,
             "expected inputs of shape [batch, 8] (or one example [8]), got [1, 3]",
         ),
         (
             "/v1/tasks/a/predict",
-            b"{\"inputs\": [[1,".to_vec(),
-            &json_h,
+            Body::Json(b"{\"inputs\": [[1,"),
             400,
             "not valid JSON",
         ),
         (
             "/v1/tasks/a/predict",
-            npy(&[1.0; 6], &[2, 3]),
-            &npy_h,
+            Body::Npy(&short_npy),
             400,
             "got [2, 3]",
         ),
         (
             "/v1/tasks/a/predict",
-            b"\x93NUMPY garbage".to_vec(),
-            &npy_h,
+            Body::Npy(bad_npy),
             400,
             "the .npy body",
         ),
         (
             "/v1/tasks/a/predict",
-            vec![b' '; 5000],
-            &json_h,
+            Body::Json(&big),
             413,
             "over the limit of 4096 bytes",
         ),
         (
             "/v1/predict",
-            br#"{"inputs": [[0,0,0,0,0,0,0,0]]}"#.to_vec(),
-            &json_h,
+            Body::Json(br#"{"inputs": [[0,0,0,0,0,0,0,0]]}"#),
             400,
             "no task",
         ),
-        ("/v1/nothing", Vec::new(), &auth, 404, "no such endpoint"),
+        ("/v1/nothing", Body::Empty, 404, "no such endpoint"),
     ];
-    for (path, body, headers, status, needle) in &cases {
-        let (st, _, out) = http(&addr, "POST", path, headers, body);
-        let text = String::from_utf8_lossy(&out);
-        assert_eq!(st, *status, "{path}: {text}");
-        assert!(text.contains(needle), "{path}: {text} lacks {needle:?}");
+    for (path, body, status, needle) in cases {
+        let r = c.send("POST", path, body);
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(
+            r.text().contains(needle),
+            "{path}: {} lacks {needle:?}",
+            r.text()
+        );
     }
     // NaN inputs are answered (200, one row per example; ReLU may map NaN to 0), not a crash.
     let mut nan = flat(&x);
     nan[0] = f32::NAN;
-    let (st, _, out) = http(
-        &addr,
+    let r = c.send(
         "POST",
         "/v1/tasks/a/predict",
-        &npy_h,
-        &npy(&nan, &[5, 8]),
+        Body::Npy(&npy(&nan, &[5, 8])),
     );
-    assert_eq!(st, 200);
-    assert_eq!(
-        gatekit::serve::codec::parse_npy_body(&out, &[1])
-            .unwrap()
-            .batch,
-        5
-    );
-    let (st, _, out) = http(
-        &addr,
+    assert_eq!(r.status, 200);
+    let parsed = gatekit::serve::codec::parse_npy_body(&r.body, &[1]).unwrap();
+    assert_eq!(parsed.batch, 5);
+    let r = c.send(
         "POST",
         "/v1/tasks/a/predict",
-        &json_h,
-        b"[[null,0,0,0,0,0,0,0]]",
+        Body::Json(b"[[null,0,0,0,0,0,0,0]]"),
     );
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&out)["outputs"].as_array().unwrap().len(), 1);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["outputs"].as_array().unwrap().len(), 1);
 
     // Fuzz: a few thousand malformed bodies, then a correct request is still answered.
     let mut rng = gatekit::rng::Rng::new(7);
@@ -393,35 +483,27 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
                 b[at] = rng.below(256) as u8;
                 b
             }
-            _ => npy(&flat(&x), &[5, 8])[..rng.below(200)].to_vec(),
+            _ => x_npy[..rng.below(200)].to_vec(),
         };
         if i % 7 == 0 {
             b.extend_from_slice(b"]]]}}");
         }
-        let headers = if i % 4 == 3 { &npy_h } else { &json_h };
-        let (st, _, _) = http(&addr, "POST", "/v1/tasks/a/predict", headers, &b);
+        let body = if i % 4 == 3 {
+            Body::Npy(&b)
+        } else {
+            Body::Json(&b)
+        };
+        let st = c.send("POST", "/v1/tasks/a/predict", body).status;
         assert!([200, 400, 413].contains(&st), "fuzz body {i}: status {st}");
     }
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200);
-    let again: Vec<f32> = json_of(&out)["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_f64().unwrap() as f32)
-        .collect();
-    assert!(max_diff(&again, &want) <= 1e-5);
+    let r = c.predict("b", &rows);
+    assert_eq!(r.status, 200);
+    assert!(max_diff(&r.first_outputs(), &want) <= 1e-5);
 
     // Metrics count what happened.
-    let (st, _, out) = http(&addr, "GET", "/metrics", &auth, b"");
-    assert_eq!(st, 200);
-    let text = String::from_utf8_lossy(&out);
+    let r = c.get("/metrics");
+    assert_eq!(r.status, 200);
+    let text = r.text();
     assert!(text.contains("gatekit_tasks_loaded 2"), "{text}");
     assert!(text.contains("gatekit_requests_total{route=\"predict\",status=\"200\"}"));
     assert!(text.contains("gatekit_predict_seconds_bucket{task=\"b\""));
@@ -429,64 +511,29 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
 
     // Hot remove and add: a task removed is 404; an export on another W is refused; the same
     // export added back answers again.
-    let (st, _, _) = http(&addr, "DELETE", "/v1/admin/tasks/a", &auth, b"");
-    assert_eq!(st, 200);
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/a/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 404, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(c.delete("/v1/admin/tasks/a").status, 200);
+    let r = c.predict("a", &rows);
+    assert_eq!(r.status, 404, "{}", r.text());
     let other_tmp = tmp.path().join("other");
     std::fs::create_dir(&other_tmp).unwrap();
     let other = export_seeded("mlp.toml", &other_tmp, 5).unwrap();
-    let add = |p: &Path| serde_json::json!({"path": p}).to_string();
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/admin/tasks",
-        &json_h,
-        add(&other).as_bytes(),
-    );
-    assert_eq!(st, 409);
-    assert!(
-        String::from_utf8_lossy(&out).contains("W fingerprint"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/admin/tasks",
-        &json_h,
-        add(&dir).as_bytes(),
-    );
-    assert_eq!(st, 409, "b is still loaded");
-    assert!(String::from_utf8_lossy(&out).contains("task `b` is already loaded"));
-    assert_eq!(
-        http(&addr, "DELETE", "/v1/admin/tasks/b", &auth, b"").0,
-        200
-    );
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/admin/tasks",
-        &json_h,
-        add(&dir).as_bytes(),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
-    assert_eq!(json_of(&out)["added"], serde_json::json!(["a", "b"]));
-    let (st, _, out) = http(
-        &addr,
-        "POST",
-        "/v1/tasks/b/predict",
-        &json_h,
-        body.as_bytes(),
-    );
-    assert_eq!(st, 200);
-    assert_eq!(json_of(&out)["outputs"], json_of(&out2)["outputs"]);
+    let add = |p: &Path| {
+        let body = serde_json::json!({"path": p}).to_string();
+        c.send("POST", "/v1/admin/tasks", Body::Json(body.as_bytes()))
+    };
+    let r = add(&other);
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("W fingerprint"), "{}", r.text());
+    let r = add(&dir);
+    assert_eq!(r.status, 409, "b is still loaded");
+    assert!(r.text().contains("task `b` is already loaded"));
+    assert_eq!(c.delete("/v1/admin/tasks/b").status, 200);
+    let r = add(&dir);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["added"], serde_json::json!(["a", "b"]));
+    let r = c.predict("b", &rows);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["outputs"], by_body.json()["outputs"]);
 
     // SIGTERM: the server stops cleanly.
     let pid = server.child.id().to_string();
@@ -499,4 +546,180 @@ fn server_answers_the_api_refuses_bad_requests_and_shuts_down() {
     );
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `gtk serve RUN` serves the run's last commit as its `--binarize` export would be served
+/// (same W fingerprint, same mask bits, same answers as the binarized ONNX files) and writes
+/// nothing into the run; a soft export is refused (library and CLI) instead of being answered
+/// binarized, and so is a folder that is neither an export nor a run.
+#[test]
+fn a_run_is_served_as_its_binarized_export_and_a_soft_export_is_refused() {
+    let mut checked = Vec::new();
+    for model in ["mlp.toml", "lenet5-bn.toml"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some((trainer, run)) = train(model, tmp.path(), 0) else {
+            continue;
+        };
+        let dir = export_to(&trainer, &tmp.path().join("export"), true);
+        drop(trainer);
+        let before = common::fingerprint(&run);
+        let data = common::shared_data().filter(|_| model != "mlp.toml");
+        let from_run = ExportFolder::open(&run, data.as_deref(), ChangedData::Refuse).unwrap();
+        assert_eq!(
+            common::fingerprint(&run),
+            before,
+            "serving reads the run only"
+        );
+        let from_export = ExportFolder::read(&dir).unwrap();
+        assert_eq!(from_run.gate, "binary");
+        assert_eq!(from_run.fingerprint, from_export.fingerprint);
+        assert_eq!(from_run.params, from_export.params);
+        assert_eq!(from_run.tasks.len(), 2);
+        for (r, e) in from_run.tasks.iter().zip(&from_export.tasks) {
+            assert_eq!(r.name, e.name);
+            assert_eq!(r.masks, e.masks, "{model} task {}: mask bits", r.name);
+            assert_eq!(r.density, e.density);
+            assert_eq!(r.objective, e.objective);
+        }
+        let served = ModelStore::new(from_run, 0);
+        let exported = ModelStore::new(from_export, 0);
+        for name in ["a", "b"] {
+            let x = inputs(&served.input_shape(), 6, 17);
+            let ours = flat(&served.forward(&served.task(name).unwrap(), &x).unwrap());
+            let same = flat(&exported.forward(&exported.task(name).unwrap(), &x).unwrap());
+            assert_eq!(ours, same, "{model} task {name}: run vs export");
+            let mut onnx =
+                OnnxSession::open(&dir.join(format!("{name}.onnx")), Runtime::Reference).unwrap();
+            let d = max_diff(&ours, &flat(&onnx.run(&x, None).unwrap()));
+            assert!(d <= 1e-5, "{model} task {name}: max |diff| {d}");
+        }
+        checked.push(model);
+    }
+    assert!(checked.contains(&"mlp.toml"));
+
+    // Over HTTP: `gtk serve RUN` answers what the binarized export's ONNX file answers.
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, run) = train("mlp.toml", tmp.path(), 0).unwrap();
+    let binary = export_to(&trainer, &tmp.path().join("binary"), true);
+    let soft = export_to(&trainer, &tmp.path().join("soft"), false);
+    drop(trainer);
+    let server = start(&run, &[]);
+    let x = inputs(&[8], 3, 5);
+    let r = Client::new(&server.addr).predict("a", &rows_of(&x, 8));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = r.first_outputs();
+    let mut onnx = OnnxSession::open(&binary.join("a.onnx"), Runtime::Reference).unwrap();
+    let want = flat(&onnx.run(&x, None).unwrap());
+    assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
+    drop(server);
+
+    // The soft export: its ONNX files hold W ⊙ σ(M), which the 1-bit server would not answer.
+    let err = ExportFolder::read(&soft).unwrap_err().to_string();
+    assert!(
+        err.contains("trained gate `sigmoid`") && err.contains("--binarize"),
+        "{err}"
+    );
+    let out = common::gtk(tmp.path(), &["serve", soft.to_str().unwrap()]);
+    common::assert_clean_error(
+        &out,
+        &[
+            "all_tasks.onnx",
+            "trained gate `sigmoid`",
+            "gtk export RUN --binarize",
+        ],
+    );
+    let out = common::gtk(tmp.path(), &["serve", tmp.path().to_str().unwrap()]);
+    common::assert_clean_error(&out, &["is neither an export folder", "nor a run folder"]);
+}
+
+/// `--watch`: a `gtk adapt` run exported into the watched folder while serving has its new
+/// task loaded (answering what its ONNX file answers), its old tasks (same masks) left alone;
+/// an export on another W is refused and logged, and the served tasks stay as they were.
+#[test]
+fn watched_folder_loads_adapted_tasks_and_refuses_another_w() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, run) = train("mlp.toml", tmp.path(), 0).unwrap();
+    let exports = tmp.path().join("exports");
+    let base = export_to(&trainer, &exports.join("base"), true);
+    drop(trainer);
+    let server = start(
+        &base,
+        &["--watch", exports.to_str().unwrap(), "--watch-ms", "50"],
+    );
+    let c = Client::new(&server.addr);
+    assert_eq!(c.task_names(), ["a", "b"]);
+
+    // A new task adapted on the frozen W, exported into the watched folder.
+    let new = tmp.path().join("new.toml");
+    std::fs::write(
+        &new,
+        "[defaults]\nkind = \"sinusoid\"\n[[task]]\nname = \"c\"\n",
+    )
+    .unwrap();
+    let adapted = tmp.path().join("adapted");
+    common::gtk_ok(
+        tmp.path(),
+        &[
+            "adapt",
+            run.to_str().unwrap(),
+            "--task-set",
+            new.to_str().unwrap(),
+            "--method",
+            "pick",
+            "--shots",
+            "10",
+            "--no-baselines",
+            "--out",
+            adapted.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    common::gtk_ok(
+        tmp.path(),
+        &[
+            "export",
+            adapted.to_str().unwrap(),
+            "--binarize",
+            "--out",
+            exports.join("adapted").to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    let line = server.wait_log("watch: loaded", 30);
+    assert!(
+        line.contains("task(s) c from") && line.contains("adapted"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("kept"),
+        "the old tasks keep their masks: {line}"
+    );
+    assert_eq!(c.task_names(), ["a", "b", "c"]);
+    let x = inputs(&[8], 4, 21);
+    let r = c.predict("c", &rows_of(&x, 8));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = r.first_outputs();
+    let mut onnx =
+        OnnxSession::open(&exports.join("adapted").join("c.onnx"), Runtime::Reference).unwrap();
+    let want = flat(&onnx.run(&x, None).unwrap());
+    assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
+
+    // Another W (another seed) appearing in the folder is refused and logged.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (trainer, _) = train("mlp.toml", &other, 5).unwrap();
+    export_to(&trainer, &exports.join("other-w"), true);
+    let line = server.wait_log("watch: refused", 30);
+    assert!(
+        line.contains("other-w") && line.contains("W fingerprint"),
+        "{line}"
+    );
+    assert_eq!(c.task_names(), ["a", "b", "c"]);
+
+    // A --watch that is no folder is refused before serving.
+    let out = common::gtk(
+        tmp.path(),
+        &["serve", base.to_str().unwrap(), "--watch", "nowhere"],
+    );
+    common::assert_clean_error(&out, &["--watch", "nowhere", "is not a folder"]);
 }

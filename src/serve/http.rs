@@ -21,6 +21,7 @@ use super::codec::{NPY, json_response, npy_bytes, parse_json, parse_npy_body};
 use super::error::{Result, ServeError};
 use super::metrics::{Metrics, resident_bytes};
 use super::store::{ExportFolder, ModelStore, TaskView};
+use super::watch::Watcher;
 use crate::task::Objective;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -44,6 +45,23 @@ pub struct ServeConfig {
     pub admin: bool,
     /// How long shutdown waits for in-flight requests at most.
     pub drain: Duration,
+    /// A folder polled for new exports to load (see [`super::watch`]).
+    pub watch: Option<WatchConfig>,
+    /// Where the server's log lines go (what the folder watch loaded or refused).
+    pub log: fn(&str),
+}
+
+/// `--watch DIR --watch-ms N`.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// The folder new exports appear in.
+    pub dir: std::path::PathBuf,
+    /// How often its listing is read.
+    pub every: Duration,
+}
+
+fn log_to_stderr(line: &str) {
+    eprintln!("{line}");
 }
 
 impl Default for ServeConfig {
@@ -54,6 +72,8 @@ impl Default for ServeConfig {
             batch: BatchConfig::default(),
             admin: false,
             drain: Duration::from_secs(30),
+            watch: None,
+            log: log_to_stderr,
         }
     }
 }
@@ -393,6 +413,9 @@ pub async fn serve(
         in_flight: AtomicUsize::new(0),
     });
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    if let Some(w) = app.config.watch.clone() {
+        spawn_watch(w, app.store.clone(), app.config.log, close_rx.clone())?;
+    }
     let connections = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
     let mut drain_started: Option<Instant> = None;
@@ -444,6 +467,39 @@ pub async fn serve(
     if let Ok(app) = Arc::try_unwrap(app) {
         app.batcher.shutdown();
     }
+    Ok(())
+}
+
+/// Polls `w.dir` every `w.every` for new exports (on a blocking thread: reading an export is
+/// file I/O) until `close` turns true, logging what each poll loaded or refused.
+fn spawn_watch(
+    w: WatchConfig,
+    store: Arc<ModelStore>,
+    log: fn(&str),
+    mut close: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut watcher = Watcher::new(&w.dir).map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(w.every.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = close.wait_for(|c| *c) => break,
+            }
+            let store = store.clone();
+            let polled = tokio::task::spawn_blocking(move || {
+                let events = watcher.poll(&store);
+                (watcher, events)
+            })
+            .await;
+            let Ok((back, events)) = polled else { break };
+            watcher = back;
+            for e in events {
+                log(&e.to_string());
+            }
+        }
+    });
     Ok(())
 }
 

@@ -80,8 +80,9 @@ pub struct ExportFolder {
     pub dir: PathBuf,
     /// The architecture (from the ONNX files' `gatekit.task_set`).
     pub model: ModelSpec,
-    /// The gate the ONNX files were exported with (`binary`, `sigmoid`, …); the server always
-    /// answers with the 1-bit masks, which equal the ONNX files only for `binary`.
+    /// The gate the ONNX files were exported with: `binary`, or `ste` (whose trained function
+    /// is exactly the binarized one); a soft export is refused by [`ExportFolder::read`], since
+    /// the server answers with the 1-bit masks. `binary` for a run served directly.
     pub gate: String,
     /// The parameters, in network order.
     pub params: Vec<ParamInfo>,
@@ -91,6 +92,9 @@ pub struct ExportFolder {
     pub fingerprint: String,
     /// The tasks in the folder, in task-set order.
     pub tasks: Vec<TaskView>,
+    /// What reading it noticed that the user should hear (a run's notes, tasks of a run never
+    /// trained and so not served).
+    pub notes: Vec<String>,
 }
 
 /// `masks.safetensors`' metadata (see `book/src/exporting.md`).
@@ -102,7 +106,7 @@ struct MaskMeta {
     shapes: BTreeMap<String, Vec<usize>>,
 }
 
-fn bad(path: &Path, message: impl Into<String>) -> ServeError {
+pub(super) fn bad(path: &Path, message: impl Into<String>) -> ServeError {
     ServeError::Gatekit(crate::error::Error::Data {
         path: path.into(),
         message: message.into(),
@@ -139,7 +143,7 @@ fn objective_of(entry: &TaskEntry, outputs: usize) -> Objective {
 }
 
 /// The `tensors` kind's pinned standardisation statistics, if it standardises.
-fn standardize_of(entry: &TaskEntry) -> Option<(Vec<f32>, Vec<f32>)> {
+pub(super) fn standardize_of(entry: &TaskEntry) -> Option<(Vec<f32>, Vec<f32>)> {
     if entry.kind != "tensors" {
         return None;
     }
@@ -164,7 +168,7 @@ fn standardize_of(entry: &TaskEntry) -> Option<(Vec<f32>, Vec<f32>)> {
 }
 
 /// SHA-256 over the parameters' names, shapes and float32 bytes.
-fn fingerprint(params: &[ParamInfo], weights: &[Vec<f32>]) -> String {
+pub(super) fn fingerprint(params: &[ParamInfo], weights: &[Vec<f32>]) -> String {
     let mut h = Sha256::new();
     for (p, w) in params.iter().zip(weights) {
         h.update(p.name.as_bytes());
@@ -274,6 +278,7 @@ impl ExportFolder {
             weights,
             fingerprint,
             tasks,
+            notes: Vec::new(),
         })
     }
 }
@@ -322,6 +327,7 @@ fn export_task_set(
     let set_text = onnx_metadata(&onnx, "gatekit.task_set")
         .ok_or_else(|| bad(&onnx_path, "has no gatekit.task_set metadata"))?;
     let gate = onnx_metadata(&onnx, "gatekit.gate").unwrap_or_else(|| "unknown".into());
+    check_gate(&onnx_path, &gate)?;
     let set = TaskSet::parse_with(&set_text, &onnx_path, &|_: &str| {
         Err(crate::error::Error::Data {
             path: onnx_path.clone(),
@@ -441,6 +447,25 @@ fn task_masks(
     Ok((masks, kept as f64 / total.max(1) as f64))
 }
 
+/// Refuses an export whose ONNX files hold another function than the 1-bit masks the server
+/// computes: serving it would answer other numbers than the files the user exported, without a
+/// word. `binary` is `W ⊙ 1[M > 0]`; `ste`'s trained gate is exactly that in the forward pass.
+fn check_gate(onnx_path: &Path, gate: &str) -> Result<()> {
+    match gate {
+        "binary" | "ste" => Ok(()),
+        "binary-rescaled" => Err(bad(
+            onnx_path,
+            "was exported with --rescale (W ⊙ 1[M > 0] times a per-parameter scale that masks.safetensors does not hold); gtk serve answers W ⊙ 1[M > 0]: export with --binarize and without --rescale",
+        )),
+        other => Err(bad(
+            onnx_path,
+            format!(
+                "was exported with the trained gate `{other}` (W ⊙ g(M), soft); gtk serve answers with the 1-bit masks W ⊙ 1[M > 0], which differ from these ONNX files: export with `gtk export RUN --binarize`, or serve the run itself (`gtk serve RUN`, masks binarized)"
+            ),
+        )),
+    }
+}
+
 /// What `gtk serve` holds: `W` once, the tasks, and the cache of effective networks.
 #[derive(Debug)]
 pub struct ModelStore {
@@ -554,6 +579,44 @@ impl ModelStore {
     /// Adds the tasks of another export of the same `W` and model; refuses a different `W`
     /// (fingerprint), another architecture, or a name already loaded. Returns the added names.
     pub fn add(&self, folder: ExportFolder) -> Result<Vec<String>> {
+        self.check_same_w(&folder)?;
+        let mut tasks = self.tasks.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = folder.tasks.iter().find(|t| tasks.contains_key(&t.name)) {
+            return Err(ServeError::Conflict(format!(
+                "task `{}` is already loaded; remove it first (DELETE /v1/admin/tasks/{})",
+                t.name, t.name
+            )));
+        }
+        let names: Vec<String> = folder.tasks.iter().map(|t| t.name.clone()).collect();
+        for t in folder.tasks {
+            tasks.insert(t.name.clone(), Arc::new(t));
+        }
+        Ok(names)
+    }
+
+    /// Adds the tasks of another export of the same `W` that are not loaded yet (what the
+    /// folder watch does: an adapted run's export holds the run's old tasks too). Returns the
+    /// names added and the names loaded already with other mask bits, which are left as they
+    /// are; refuses a different `W` or architecture like [`ModelStore::add`].
+    pub fn add_new(&self, folder: ExportFolder) -> Result<(Vec<String>, Vec<String>)> {
+        self.check_same_w(&folder)?;
+        let mut tasks = self.tasks.write().unwrap_or_else(|e| e.into_inner());
+        let (mut added, mut kept) = (Vec::new(), Vec::new());
+        for t in folder.tasks {
+            match tasks.get(&t.name) {
+                Some(loaded) if loaded.masks != t.masks => kept.push(t.name.clone()),
+                Some(_) => {}
+                None => {
+                    added.push(t.name.clone());
+                    tasks.insert(t.name.clone(), Arc::new(t));
+                }
+            }
+        }
+        Ok((added, kept))
+    }
+
+    /// Refuses `folder` unless it holds the served `W` (fingerprint) and architecture.
+    fn check_same_w(&self, folder: &ExportFolder) -> Result<()> {
         if folder.fingerprint != self.fingerprint {
             return Err(ServeError::Conflict(format!(
                 "{}: its W fingerprint is {}, the served W is {}: its masks were learned for other weights; export a run (or gtk adapt output) on the served W",
@@ -570,18 +633,7 @@ impl ModelStore {
                 self.model.name
             )));
         }
-        let mut tasks = self.tasks.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = folder.tasks.iter().find(|t| tasks.contains_key(&t.name)) {
-            return Err(ServeError::Conflict(format!(
-                "task `{}` is already loaded; remove it first (DELETE /v1/admin/tasks/{})",
-                t.name, t.name
-            )));
-        }
-        let names: Vec<String> = folder.tasks.iter().map(|t| t.name.clone()).collect();
-        for t in folder.tasks {
-            tasks.insert(t.name.clone(), Arc::new(t));
-        }
-        Ok(names)
+        Ok(())
     }
 
     /// Removes a task (its cached network too); requests already batched still finish.

@@ -35,6 +35,8 @@ def test_server_matches_onnxruntime(folder):
     )
     try:
         line = proc.stderr.readline()
+        while line and "http://" not in line:  # notes come before the address
+            line = proc.stderr.readline()
         addr = line.strip().rsplit("http://", 1)[1]
         with urllib.request.urlopen(f"http://{addr}/v1/tasks") as r:
             info = json.load(r)
@@ -58,3 +60,16 @@ def test_server_matches_onnxruntime(folder):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_soft_export_is_refused():
+    """A soft export's ONNX files hold W ⊙ σ(M); the 1-bit server refuses it with one clear
+    line instead of answering the binarized model in its place."""
+    folder = FIXTURES / "mlp-soft"
+    if not folder.is_dir():
+        pytest.skip(f"no soft export in {FIXTURES}: run `cargo test --test export` first")
+    proc = subprocess.run([GTK, "serve", str(folder), "--addr", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "trained gate `sigmoid`" in lines[0] and "--binarize" in lines[0], lines[0]

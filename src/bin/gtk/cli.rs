@@ -29,7 +29,7 @@ pub enum Command {
     /// Adapt a trained run to new tasks (pick, mix or learn a mask; W frozen) and write the
     /// adapted run folder.
     Adapt(AdaptArgs),
-    /// Serve an export over HTTP: W once, each task's 1-bit mask switched per request.
+    /// Serve an export or a run over HTTP: W once, each task's 1-bit mask switched per request.
     Serve(ServeArgs),
 }
 
@@ -400,9 +400,12 @@ mod tests {
 /// `gtk serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// An export folder written by `gtk export` (weights.safetensors, masks.safetensors, ONNX
-    /// files). Serve a `--binarize` export: the server answers with the 1-bit masks, W ⊙ 1[M > 0].
-    pub export_dir: PathBuf,
+    /// What to serve: an export folder written by `gtk export --binarize` (weights.safetensors,
+    /// masks.safetensors, ONNX files), or a run folder, served at its last commit with its
+    /// masks binarized (what `gtk export --binarize` would write) without exporting first. The
+    /// server answers with the 1-bit masks, W ⊙ 1[M > 0]; a soft export is refused.
+    #[arg(value_name = "EXPORT_DIR|RUN")]
+    pub source: PathBuf,
     /// Address to listen on; the default answers only this machine.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
@@ -433,4 +436,18 @@ pub struct ServeArgs {
     /// DELETE /v1/admin/tasks/{task}.
     #[arg(long)]
     pub admin: bool,
+    /// Load new exports that appear in DIR while serving (DIR itself and its subfolders, e.g.
+    /// a `gtk adapt` run exported with --binarize into a subfolder of the served export): their
+    /// tasks not loaded yet are added; an export on another W is refused and logged.
+    #[arg(long, value_name = "DIR")]
+    pub watch: Option<PathBuf>,
+    /// How often --watch reads DIR's listing, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "watch")]
+    pub watch_ms: u64,
+    /// Serving a run: go on although a data file changed since the run recorded it (size and
+    /// SHA-256), and say so.
+    #[arg(long)]
+    pub allow_changed_data: bool,
+    #[command(flatten)]
+    pub data: DataDir,
 }
