@@ -136,7 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     if let Some(steps) = std::env::args().nth(1) {
         set.run.steps = steps.parse()?;
-        set.run.eval_every = set.run.steps;
+        set.run.evaluation.eval_every = set.run.steps;
     }
     let runs = std::env::temp_dir().join(format!("gatekit-custom-task-{}", std::process::id()));
     let mut trainer = Trainer::create(

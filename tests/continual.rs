@@ -122,7 +122,7 @@ fn sequential_run_measures_forgetting_of_every_strategy() {
     let tmp = tempfile::tempdir().unwrap();
     let set = task_set(tmp.path(), "");
     let run = tmp.path().join("run");
-    let all = Strategy::all_for(set.run.schedule);
+    let all = Strategy::all_for(set.run.schedule.order);
     assert_eq!(
         all,
         [

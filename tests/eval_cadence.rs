@@ -347,7 +347,7 @@ background = [1.0, 0.0, 0.0]
     }
     // The defaults of an image set: probes every 10 steps.
     let parsed = TaskSet::load(&new).unwrap();
-    assert_eq!(parsed.run.eval_every, 10);
+    assert_eq!(parsed.run.evaluation.eval_every, 10);
     let new_recs = records(&tmp.path().join("runs/new"));
     let old_recs = records(&tmp.path().join("runs/old"));
     let probe_steps: BTreeSet<usize> = keys(&new_recs, "probe").iter().map(|k| k.0).collect();
@@ -433,7 +433,7 @@ fn bad_cadence_keys_are_clear_one_line_errors() {
 #[test]
 fn cadence_defaults() {
     let colors = TaskSet::load(&repo("tasks/colors.toml")).unwrap();
-    let run = &colors.run;
+    let run = &colors.run.evaluation;
     assert_eq!(
         (run.eval_every, run.eval_subset, run.checkpoint_every),
         (10, 500, 50)
@@ -442,7 +442,10 @@ fn cadence_defaults() {
     assert!(!run.full_eval_at_start && run.eval_at_start);
     let sinusoid = TaskSet::load(&repo("tasks/sinusoid.toml")).unwrap();
     assert_eq!(
-        (sinusoid.run.eval_every, sinusoid.run.checkpoint_every),
+        (
+            sinusoid.run.evaluation.eval_every,
+            sinusoid.run.evaluation.checkpoint_every,
+        ),
         (500, 500)
     );
     let tmp = tempfile::tempdir().unwrap();
@@ -453,7 +456,10 @@ fn cadence_defaults() {
     );
     let parsed = TaskSet::load(&set).unwrap();
     assert_eq!(
-        (parsed.run.eval_every, parsed.run.checkpoint_every),
+        (
+            parsed.run.evaluation.eval_every,
+            parsed.run.evaluation.checkpoint_every,
+        ),
         (5, 10)
     );
     let set = write_task_set(
@@ -464,5 +470,11 @@ fn cadence_defaults() {
             .replace("steps = 30", "steps = 95"),
     );
     let parsed = TaskSet::load(&set).unwrap();
-    assert_eq!((parsed.run.eval_every, parsed.run.checkpoint_every), (9, 9));
+    assert_eq!(
+        (
+            parsed.run.evaluation.eval_every,
+            parsed.run.evaluation.checkpoint_every,
+        ),
+        (9, 9)
+    );
 }

@@ -134,8 +134,8 @@ fn colored_mnist_gated_matches_shared_and_beats_separate() {
         return;
     };
     let mut set = TaskSet::load(&common::repo("tasks/colors.toml")).unwrap();
-    set.run.eval_every = set.run.steps;
-    set.run.eval_train_limit = 500;
+    set.run.evaluation.eval_every = set.run.steps;
+    set.run.evaluation.eval_train_limit = 500;
     let tmp = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::create(
         set,

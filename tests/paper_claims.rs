@@ -140,24 +140,37 @@ fn paper_recipe_presets_resolve_to_the_papers_mask_settings() {
         let t = paper.task_names().len() as f64;
         assert_eq!(default.task_names(), paper.task_names(), "{name}");
         assert_eq!(
-            (d.steps, d.batch_size, d.optimizer, d.lr, d.dtype),
-            (p.steps, p.batch_size, p.optimizer, p.lr, p.dtype),
+            (
+                d.steps,
+                d.schedule.batch_size,
+                d.optimizer.kind,
+                d.optimizer.lr,
+                d.dtype
+            ),
+            (
+                p.steps,
+                p.schedule.batch_size,
+                p.optimizer.kind,
+                p.optimizer.lr,
+                p.dtype
+            ),
             "{name}: the W settings are the default set's"
         );
-        assert_eq!(p.mask_recipe, MaskRecipe::Paper, "{name}");
+        let (g, lr) = (&p.gates, p.optimizer.lr);
+        assert_eq!(g.mask_recipe, MaskRecipe::Paper, "{name}");
         assert_eq!(
-            p.mask_optimizer, p.optimizer,
+            g.mask_optimizer, p.optimizer.kind,
             "{name}: masks on W's optimizer"
         );
         assert!(
-            (p.mask_lr - 4.0 * t * p.lr).abs() < 1e-12,
+            (g.mask_lr - 4.0 * t * lr).abs() < 1e-12,
             "{name}: mask lr {} vs lr × 4T = {}",
-            p.mask_lr,
-            4.0 * t * p.lr
+            g.mask_lr,
+            4.0 * t * lr
         );
-        assert_eq!(p.mask_init, [0.0, 1.0], "{name}");
-        assert_eq!(p.gate, GateMode::Sigmoid, "{name}");
-        assert_eq!((p.binarize_after, p.mask_lr_warmup), (None, 0), "{name}");
+        assert_eq!(g.mask_init, [0.0, 1.0], "{name}");
+        assert_eq!(g.mode, GateMode::Sigmoid, "{name}");
+        assert_eq!((g.binarize_after, g.mask_lr_warmup), (None, 0), "{name}");
     }
 }
 
@@ -170,7 +183,7 @@ fn figure_statistics_of_a_run_folder() {
     use gatekit::report::statistics::{BINS, TOP_BINS, figure_statistics};
     let mut set = TaskSet::load(&common::repo("tasks/sinusoid.toml")).unwrap();
     set.run.steps = 200;
-    set.run.eval_every = 100;
+    set.run.evaluation.eval_every = 100;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let mut trainer = Trainer::create(set, &Strategy::ALL, &dir, None, &Device::Cpu).unwrap();

@@ -626,3 +626,138 @@ fn a_full_disk_keeps_the_last_commit_and_resumes() {
         "only {failed_mid_run} sizes failed mid-run"
     );
 }
+
+/// The fixture of [`config_toml_is_byte_for_byte_as_recorded`].
+const CONFIG_FIXTURE: &str = "tests/fixtures/config_toml.json";
+
+/// A `[run]` table that gives every key a value other than its default (sequential, every
+/// optional key present), so each field's name, order and formatting is pinned.
+const EVERY_KEY: &str = r#"
+[run]
+steps = 40
+schedule = "sequential"
+phase_steps = 20
+w_policy = "freeze-after-first"
+batch_size = 8
+optimizer = "momentum"
+lr = 0.05
+momentum = 0.8
+adam_beta2 = 0.99
+lr_schedule = "cosine"
+lr_warmup = 3
+mask_lr_warmup = 2
+mask_lr_schedule = "cosine"
+steps_per_task = 2
+eval_every = 5
+eval_subset = 0
+full_eval_every = 10
+full_eval_at_start = true
+checkpoint_every = 10
+log_every = 5
+seed = 7
+dtype = "f64"
+gate = "hat"
+hat_max_scale = 20.0
+binarize_after = 30
+w_init = "torch"
+mask_recipe = "paper"
+mask_optimizer = "adam"
+mask_lr_scale = "2T"
+mask_init = [1.0, 0.5]
+mask_regularizer = "abs"
+mask_regularizer_weight = 0.01
+eval_train_limit = 100
+engine = "reference"
+eval_at_start = false
+[model]
+name = "linear"
+input = [8]
+[[model.layer]]
+type = "linear"
+out = 4
+[defaults]
+kind = "linear"
+[[task]]
+name = "a"
+[[task]]
+name = "b"
+"#;
+
+/// The resolved task set a run writes (`config.toml`), and the resolved form of every shipped
+/// task set and of a set that gives every `[run]` key, are byte for byte what they were before
+/// `RunConfig` was grouped into structs (issue 26): the grouping is in Rust only, so the file
+/// users read, and the run folders written before, stay as they are. Paths are shown relative
+/// to the repository. Re-record only when a change is meant to alter the file (and say so in
+/// the commit): `GATEKIT_RECORD_FIXTURES=1 cargo test --test run_folder config_toml`.
+#[test]
+fn config_toml_is_byte_for_byte_as_recorded() {
+    use sha2::{Digest, Sha256};
+    let root = root().display().to_string();
+    let mut got: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut add = |key: String, text: String| {
+        let text = text.replace(&root, "<repo>");
+        let hash: String = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        got.insert(key, (hash, text));
+    };
+    // What `gtk train` writes: the set after its tasks were built and pinned.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = train_quiet(
+        tmp.path(),
+        &repo("tasks/sinusoid.toml"),
+        "r",
+        &["--steps", "20", "--lr", "0.002"],
+    );
+    add(
+        "run: tasks/sinusoid.toml --steps 20 --lr 0.002".into(),
+        std::fs::read_to_string(run.join("config.toml")).unwrap(),
+    );
+    let set = write_task_set(tmp.path(), "every.toml", EVERY_KEY);
+    let every = gatekit::TaskSet::load(&set).unwrap();
+    add("every key".into(), every.to_toml());
+    let mut files = Vec::new();
+    for dir in ["tasks", "tasks/paper-recipe"] {
+        for entry in std::fs::read_dir(repo(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() > 30, "{} task sets", files.len());
+    for path in files {
+        let key = path.display().to_string().replace(&root, "<repo>");
+        match gatekit::TaskSet::load(&path) {
+            Ok(set) => add(key, set.to_toml()),
+            // `gtk adapt`'s files (an `[adapt]` table) are not training task sets.
+            Err(_) if key.contains("/adapt-") => {}
+            Err(e) => panic!("{key}: {e}"),
+        }
+    }
+    let fixture = repo(CONFIG_FIXTURE);
+    if std::env::var_os("GATEKIT_RECORD_FIXTURES").is_some() {
+        let hashes: BTreeMap<&String, &String> = got.iter().map(|(k, (h, _))| (k, h)).collect();
+        let text = serde_json::to_string_pretty(&hashes).unwrap();
+        std::fs::write(&fixture, text + "\n").unwrap();
+        eprintln!("recorded {}", fixture.display());
+        return;
+    }
+    let want: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "the recorded task sets"
+    );
+    for (key, (hash, text)) in &got {
+        assert_eq!(hash, &want[key], "{key} resolves to other bytes:\n{text}");
+    }
+    // Parsing the written file again gives the same configuration (old folders open).
+    let again =
+        gatekit::TaskSet::parse_with(&every.to_toml(), &set, &|_: &str| unreachable!()).unwrap();
+    assert_eq!(again.run, every.run);
+    assert_eq!(again.to_toml(), every.to_toml());
+}

@@ -520,8 +520,8 @@ fn sequential_sweep_summarises_the_continual_measures() {
     for seed in 0..2usize {
         let run = sweep.join(format!("seed-{seed}"));
         let data = gatekit::report::RunData::open(&run).unwrap();
-        assert_eq!(data.set.run.eval_every, 25);
-        assert_eq!(data.set.run.phase_steps, Some(50));
+        assert_eq!(data.set.run.evaluation.eval_every, 25);
+        assert_eq!(data.set.run.schedule.phase_steps, Some(50));
         let per_run: Vec<gatekit::train::ContinualSummary> = serde_json::from_str(
             &std::fs::read_to_string(run.join(gatekit::train::files::CONTINUAL)).unwrap(),
         )

@@ -207,7 +207,9 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
         .any(|l| l.strategy() == Strategy::Separate);
     let run = &set.run;
     let dtype = run.dtype.dtype();
-    let batch = cfg.batch_size.unwrap_or(run.batch_size.min(cfg.shots));
+    let batch = cfg
+        .batch_size
+        .unwrap_or(run.schedule.batch_size.min(cfg.shots));
     let scale = trainer.hat_scale(trainer.step());
     let mode = gated.gate_mode();
     let net = &net;
@@ -221,7 +223,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     };
     let w_opt = run.w_optimizer();
     let mask_opt = OptimizerConfig {
-        lr: cfg.mask_lr.unwrap_or(run.mask_lr),
+        lr: cfg.mask_lr.unwrap_or(run.gates.mask_lr),
         ..run.mask_optimizer()
     };
     let (soft, pick_mix) = mixtures(net, &stored_masks, mode, scale, cfg.pick.gates)?;

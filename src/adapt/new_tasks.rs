@@ -122,7 +122,7 @@ impl NewTasks {
     pub fn appended_to(&self, run: &TaskSet) -> TaskSet {
         let mut set = run.clone();
         set.tasks.extend(self.tasks.iter().cloned());
-        if let Some(p) = set.run.phase_steps {
+        if let Some(p) = set.run.schedule.phase_steps {
             set.run.steps = p * set.tasks.len();
         }
         set

@@ -1,13 +1,17 @@
 //! What a user writes to describe a run, parsed and checked: task-set files ([`TaskSet`]) and
-//! their resolved `[run]` table ([`RunConfig`]), with the schedule and `W` policies of
-//! continual learning. A room of its own so that every reader of a run (eval, export, report,
+//! their resolved `[run]` table ([`RunConfig`], grouped by what each value controls; files
+//! keep the flat keys), with the schedule and `W` policies of continual learning. A room of its own so that every reader of a run (eval, export, report,
 //! adapt) and the trainer share one parser without depending on each other.
 
 mod order;
 mod run_config;
+mod run_table;
 mod task_set;
 
 pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 pub use order::{TaskOrder, WPolicy};
-pub use run_config::{EngineChoice, MaskRecipe, Precision, RunConfig};
+pub use run_config::{
+    EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule,
+    WeightOptimizer,
+};
 pub use task_set::TaskSet;

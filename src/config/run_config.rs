@@ -1,7 +1,9 @@
 //! The `[run]` table of a task-set file, resolved: every hyperparameter explicit
-//! ([`RunConfig`]). The task module never sees it; the trainer, the engine's settings and the
-//! run folder do.
+//! ([`RunConfig`]), grouped by what it controls ([`WeightOptimizer`], [`TaskSchedule`],
+//! [`Evaluation`], [`Gates`]) while files keep the flat `[run]` keys (`run_table.rs`). The
+//! task module never sees it; the trainer, the engine's settings and the run folder do.
 
+use super::run_table::RunTable;
 use super::{OptimizerConfig, OptimizerKind, Schedule, TaskOrder, WPolicy};
 use crate::error::{Error, Result};
 use crate::gate::{GateMode, MaskInit, Regularizer};
@@ -54,29 +56,50 @@ pub enum EngineChoice {
     Reference,
 }
 
-/// Resolved hyperparameters of a run: every value explicit.
+/// Resolved hyperparameters of a run: every value explicit. The run-wide values sit at the
+/// top and the rest is grouped by what it controls, so a reader takes the group it needs
+/// (`run.optimizer`, `run.gates`) instead of picking from 37 flat fields, and a new setting
+/// has an obvious home. A field keeps its `[run]` key's name, so the file, the error messages
+/// and the code say the same thing; only the key that names its group is renamed
+/// (`optimizer` is `optimizer.kind`, `schedule` is `schedule.order`, `gate` is `gates.mode`).
+///
+/// The grouping is in Rust only: serde reads and writes the flat `[run]` table
+/// (`config/run_table.rs`), key for key and in the order it always had, so task sets, run folders'
+/// `config.toml`, the exported `gatekit.task_set` metadata and TensorBoard's hparams are
+/// unchanged, and runs written before still open and resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(into = "RunTable", from = "RunTable")]
 pub struct RunConfig {
     /// The model file as written in the task set (informational once resolved).
     pub model: String,
     /// Training steps; each step is one batch of one task. With the sequential schedule, all
     /// phases together (`phase_steps` × tasks).
     pub steps: usize,
-    /// The order tasks are trained in: `interleaved` (the paper's) or `sequential`.
-    #[serde(default)]
-    pub schedule: TaskOrder,
-    /// Steps of each task's phase (the sequential schedule only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_steps: Option<usize>,
-    /// When the gated model's W trains: `train`, `freeze-after-first` (sequential only) or
-    /// `frozen`.
-    #[serde(default)]
-    pub w_policy: WPolicy,
-    /// Examples per batch, drawn uniformly with replacement from the task's training set.
-    pub batch_size: usize,
-    /// Optimizer of the shared weights.
-    pub optimizer: OptimizerKind,
+    /// Seed for data, init, masks and the task/batch sequence.
+    pub seed: u64,
+    /// f32 or f64.
+    pub dtype: Precision,
+    /// Which implementation trains (`fast` falls back to `reference` for f64).
+    pub engine: EngineChoice,
+    /// Initialisation of the shared weights: every strategy's, gated or plain, so it sits
+    /// with the run-wide values rather than with the masks.
+    pub w_init: WeightInit,
+    /// How the shared weights learn.
+    pub optimizer: WeightOptimizer,
+    /// Which task each step trains, on how many examples, and whether W trains.
+    pub schedule: TaskSchedule,
+    /// When the run measures, logs and commits.
+    pub evaluation: Evaluation,
+    /// How masks gate the weights, and how the masks learn.
+    pub gates: Gates,
+}
+
+/// The shared weights' optimizer and learning-rate schedule. The masks' optimizer takes its
+/// momentum and β₂ from here too ([`RunConfig::mask_optimizer`]): one pair per run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightOptimizer {
+    /// The update rule of the shared weights (`[run]` key `optimizer`).
+    pub kind: OptimizerKind,
     /// Learning rate of the shared weights.
     pub lr: f64,
     /// Momentum (`momentum` optimizer) or Adam's β₁.
@@ -88,8 +111,31 @@ pub struct RunConfig {
     pub lr_schedule: Schedule,
     /// Steps over which W's learning rate ramps up linearly from 0.
     pub lr_warmup: usize,
+}
+
+/// Which task each step trains and on what: the task order (interleaved or in phases), the
+/// batch, and whether the gated model's W trains in a phase. The sampler, the strategies'
+/// fit to the order and the continual-learning summaries read this group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSchedule {
+    /// The order tasks are trained in: `interleaved` (the paper's) or `sequential` (`[run]`
+    /// key `schedule`).
+    pub order: TaskOrder,
+    /// Steps of each task's phase (the sequential schedule only).
+    pub phase_steps: Option<usize>,
     /// N: consecutive steps on a task once it is picked.
     pub steps_per_task: usize,
+    /// When the gated model's W trains: `train`, `freeze-after-first` (sequential only) or
+    /// `frozen`.
+    pub w_policy: WPolicy,
+    /// Examples per batch, drawn uniformly with replacement from the task's training set.
+    pub batch_size: usize,
+}
+
+/// When a run measures, logs and commits: none of it changes what is trained, only what is
+/// seen of it and how much a killed run loses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
     /// Probe every K steps: the test metric on a fixed subset of each task's test split
     /// (`eval_subset` examples) and the training metric of the batches trained since the last
     /// probe. Default 10 (the paper's cadence) for image task sets, `steps / 10` otherwise.
@@ -97,37 +143,37 @@ pub struct RunConfig {
     /// Test examples per task in a probe: a fixed, seeded draw of positions in the test split,
     /// the same for every strategy, run and resume (recorded in `metrics.jsonl`). 0 = the
     /// whole test split.
-    #[serde(default = "default_eval_subset")]
     pub eval_subset: usize,
     /// Full evaluation (whole test and training-limit splits, binarized model, mask shares,
     /// histograms) every K steps; none = at the end only. The last step always gets one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_eval_every: Option<usize>,
     /// Also run the full evaluation before the first step (the step-0 point of the full
     /// curves); off by default, the step-0 probe gives the curves their start.
-    #[serde(default)]
     pub full_eval_at_start: bool,
+    /// Probe before the first step (the step-0 point of every curve); benchmarks turn it
+    /// off so the first step starts right after loading.
+    pub eval_at_start: bool,
+    /// Training examples evaluated per task at each eval (the first N of the split).
+    pub eval_train_limit: usize,
     /// Commit (checkpoint, state, log) every K steps: how much a killed run loses. Default: the
     /// smallest multiple of `eval_every` that is at least `steps / 10`. Full evaluations and
     /// the last step always commit.
-    #[serde(default)]
     pub checkpoint_every: usize,
     /// Log the mean training loss every this many steps (the paper logged every 10).
     pub log_every: usize,
-    /// Seed for data, init, masks and the task/batch sequence.
-    pub seed: u64,
-    /// f32 or f64.
-    pub dtype: Precision,
-    /// How masks gate weights.
-    pub gate: GateMode,
+}
+
+/// How masks gate the shared weights (θ = W ⊙ g(M_t)) and how the masks themselves learn:
+/// everything that only the gated model reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gates {
+    /// How masks gate weights (`[run]` key `gate`).
+    pub mode: GateMode,
     /// From this step on the masks are binarized (forward `1[M > 0]`) and frozen, and only W
     /// trains: soft gates find the masks, then W is fitted to the deployed 1-bit model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binarize_after: Option<usize>,
     /// Final HAT scale `s` (gate = `hat`).
     pub hat_max_scale: f64,
-    /// Initialisation of the shared weights.
-    pub w_init: WeightInit,
     /// The family the mask settings below came from.
     pub mask_recipe: MaskRecipe,
     /// Optimizer of the masks.
@@ -148,34 +194,17 @@ pub struct RunConfig {
     pub mask_regularizer: Regularizer,
     /// Weight of the penalty.
     pub mask_regularizer_weight: f64,
-    /// Training examples evaluated per task at each eval (the first N of the split).
-    pub eval_train_limit: usize,
-    /// Which implementation trains (`fast` falls back to `reference` for f64).
-    #[serde(default)]
-    pub engine: EngineChoice,
-    /// Probe before the first step (the step-0 point of every curve); benchmarks turn it
-    /// off so the first step starts right after loading.
-    #[serde(default = "yes")]
-    pub eval_at_start: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Test examples per task in a probe, when the task set does not say.
 pub const DEFAULT_EVAL_SUBSET: usize = 500;
 
-fn default_eval_subset() -> usize {
-    DEFAULT_EVAL_SUBSET
-}
-
 impl RunConfig {
     /// The mask initialisation.
     pub fn mask_init(&self) -> MaskInit {
         MaskInit {
-            mean: self.mask_init[0],
-            std: self.mask_init[1],
+            mean: self.gates.mask_init[0],
+            std: self.gates.mask_init[1],
         }
     }
 }
@@ -292,11 +321,7 @@ pub(crate) fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<Run
     }
     let optimizer = raw.optimizer.unwrap_or(OptimizerKind::Sgd);
     let lr = finite(at, "lr", raw.lr.unwrap_or(0.01), 0.0, false)?;
-    let recipe = raw.mask_recipe.unwrap_or_default();
-    let (scale_text, scale) = mask_lr_scale(at, &raw.mask_lr_scale, num_tasks)?;
-    finite(at, "mask_lr_scale", scale, 0.0, false)?;
-    let (mask_optimizer, mask_lr, mask_init) =
-        mask_settings(at, &raw, recipe, optimizer, lr, scale)?;
+    let masks = mask_settings(at, &raw, optimizer, lr, num_tasks)?;
     let seed = raw.seed.unwrap_or(0);
     let seed = u64::try_from(seed).map_err(|_| {
         Error::config(
@@ -305,58 +330,50 @@ pub(crate) fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<Run
             format!("must be a non-negative integer, got {seed}"),
         )
     })?;
-    Ok(RunConfig {
-        model: raw.model.unwrap_or_else(|| "<inline>".into()),
+    let run = RunConfig {
+        model: raw.model.clone().unwrap_or_else(|| "<inline>".into()),
         steps,
-        schedule,
-        phase_steps,
-        w_policy,
-        batch_size: positive(at, "batch_size", raw.batch_size, 32)?,
-        optimizer,
-        lr,
-        momentum: below_one(at, "momentum", raw.momentum.unwrap_or(0.9))?,
-        lr_schedule: raw.lr_schedule.unwrap_or_default(),
-        lr_warmup: non_negative(at, "lr_warmup", raw.lr_warmup)?,
-        mask_lr_warmup: non_negative(at, "mask_lr_warmup", raw.mask_lr_warmup)?,
-        adam_beta2: below_one(at, "adam_beta2", raw.adam_beta2.unwrap_or(0.999))?,
-        mask_lr_schedule: raw.mask_lr_schedule.unwrap_or_default(),
-        steps_per_task: positive(at, "steps_per_task", raw.steps_per_task, 1)?,
-        eval_every: positive(at, "eval_every", raw.eval_every, (steps as i64 / 10).max(1))?,
-        log_every: positive(at, "log_every", raw.log_every, 10)?,
         seed,
         dtype: raw.dtype.unwrap_or_default(),
-        gate: raw.gate.unwrap_or_default(),
-        binarize_after: match raw.binarize_after {
-            None => None,
-            Some(v) => Some(usize::try_from(v).map_err(|_| {
-                Error::config(
-                    at,
-                    "run.binarize_after",
-                    format!("must be a non-negative step, got {v}"),
-                )
-            })?),
-        },
-        hat_max_scale: finite(
-            at,
-            "hat_max_scale",
-            raw.hat_max_scale.unwrap_or(50.0),
-            1.0,
-            true,
-        )?,
+        engine: raw.engine.unwrap_or_default(),
         w_init: raw.w_init.unwrap_or_default(),
-        mask_recipe: recipe,
-        mask_optimizer,
-        mask_lr: finite(at, "mask_lr", mask_lr, 0.0, false)?,
-        mask_lr_scale: scale_text,
-        mask_init,
-        mask_regularizer: raw.mask_regularizer.unwrap_or_default(),
-        mask_regularizer_weight: finite(
-            at,
-            "mask_regularizer_weight",
-            raw.mask_regularizer_weight.unwrap_or(0.0),
-            0.0,
-            true,
-        )?,
+        optimizer: weight_optimizer(at, &raw, optimizer, lr)?,
+        schedule: TaskSchedule {
+            order: schedule,
+            phase_steps,
+            steps_per_task: positive(at, "steps_per_task", raw.steps_per_task, 1)?,
+            w_policy,
+            batch_size: positive(at, "batch_size", raw.batch_size, 32)?,
+        },
+        evaluation: evaluation(at, &raw, steps)?,
+        gates: gates(at, &raw, masks)?,
+    };
+    run.check_rates(at)?;
+    Ok(run)
+}
+
+/// W's optimizer group: the rule and rate resolved by [`resolve_run`], the rest checked here.
+fn weight_optimizer(
+    at: &str,
+    raw: &RawRun,
+    kind: OptimizerKind,
+    lr: f64,
+) -> Result<WeightOptimizer> {
+    Ok(WeightOptimizer {
+        kind,
+        lr,
+        momentum: below_one(at, "momentum", raw.momentum.unwrap_or(0.9))?,
+        adam_beta2: below_one(at, "adam_beta2", raw.adam_beta2.unwrap_or(0.999))?,
+        lr_schedule: raw.lr_schedule.unwrap_or_default(),
+        lr_warmup: non_negative(at, "lr_warmup", raw.lr_warmup)?,
+    })
+}
+
+/// The evaluation group. `eval_every` defaults to a tenth of the run here; image sets and the
+/// commit cadence get their defaults in `TaskSet::parse_with`, which knows the tasks.
+fn evaluation(at: &str, raw: &RawRun, steps: usize) -> Result<Evaluation> {
+    Ok(Evaluation {
+        eval_every: positive(at, "eval_every", raw.eval_every, (steps as i64 / 10).max(1))?,
         eval_subset: match raw.eval_subset {
             None => DEFAULT_EVAL_SUBSET,
             Some(v) => usize::try_from(v).map_err(|_| {
@@ -374,21 +391,64 @@ pub(crate) fn resolve_run(at: &str, raw: RawRun, num_tasks: usize) -> Result<Run
             Some(v) => Some(positive(at, "full_eval_every", Some(v), 1)?),
         },
         full_eval_at_start: raw.full_eval_at_start.unwrap_or(false),
+        eval_at_start: raw.eval_at_start.unwrap_or(true),
+        eval_train_limit: positive(at, "eval_train_limit", raw.eval_train_limit, 2000)?,
         checkpoint_every: match raw.checkpoint_every {
             None => 0,
             Some(v) => positive(at, "checkpoint_every", Some(v), 1)?,
         },
-        eval_train_limit: positive(at, "eval_train_limit", raw.eval_train_limit, 2000)?,
-        engine: raw.engine.unwrap_or_default(),
-        eval_at_start: raw.eval_at_start.unwrap_or(true),
-    })
-    .and_then(|run| {
-        run.check_rates(at)?;
-        Ok(run)
+        log_every: positive(at, "log_every", raw.log_every, 10)?,
     })
 }
 
-/// Total steps and steps per phase. Sequential: `phase_steps` per task, `steps` (if given)
+/// The masks' settings that follow from the recipe and W's optimizer ([`mask_settings`]).
+struct MaskSettings {
+    recipe: MaskRecipe,
+    optimizer: OptimizerKind,
+    lr: f64,
+    scale_text: String,
+    init: [f64; 2],
+}
+
+/// The gates group: the recipe's mask settings, the rest checked here.
+fn gates(at: &str, raw: &RawRun, masks: MaskSettings) -> Result<Gates> {
+    Ok(Gates {
+        mode: raw.gate.unwrap_or_default(),
+        binarize_after: match raw.binarize_after {
+            None => None,
+            Some(v) => Some(usize::try_from(v).map_err(|_| {
+                Error::config(
+                    at,
+                    "run.binarize_after",
+                    format!("must be a non-negative step, got {v}"),
+                )
+            })?),
+        },
+        hat_max_scale: finite(
+            at,
+            "hat_max_scale",
+            raw.hat_max_scale.unwrap_or(50.0),
+            1.0,
+            true,
+        )?,
+        mask_recipe: masks.recipe,
+        mask_optimizer: masks.optimizer,
+        mask_lr: finite(at, "mask_lr", masks.lr, 0.0, false)?,
+        mask_lr_schedule: raw.mask_lr_schedule.unwrap_or_default(),
+        mask_lr_warmup: non_negative(at, "mask_lr_warmup", raw.mask_lr_warmup)?,
+        mask_lr_scale: masks.scale_text,
+        mask_init: masks.init,
+        mask_regularizer: raw.mask_regularizer.unwrap_or_default(),
+        mask_regularizer_weight: finite(
+            at,
+            "mask_regularizer_weight",
+            raw.mask_regularizer_weight.unwrap_or(0.0),
+            0.0,
+            true,
+        )?,
+    })
+}
+
 /// `mask_lr_scale` as written (a number, or `"kT"`: k times the task count) and its value;
 /// `"4T"` when not given.
 fn mask_lr_scale(at: &str, raw: &Option<toml::Value>, num_tasks: usize) -> Result<(String, f64)> {
@@ -425,16 +485,18 @@ fn mask_lr_scale(at: &str, raw: &Option<toml::Value>, num_tasks: usize) -> Resul
     })
 }
 
-/// The masks' optimizer, learning rate and initial `[mean, std]`: the recipe's family values,
-/// overridden by explicit `mask_*` keys.
+/// The masks' recipe, optimizer, learning rate (and the scale it may come from) and initial
+/// `[mean, std]`: the recipe's family values, overridden by explicit `mask_*` keys.
 fn mask_settings(
     at: &str,
     raw: &RawRun,
-    recipe: MaskRecipe,
     optimizer: OptimizerKind,
     lr: f64,
-    scale: f64,
-) -> Result<(OptimizerKind, f64, [f64; 2])> {
+    num_tasks: usize,
+) -> Result<MaskSettings> {
+    let recipe = raw.mask_recipe.unwrap_or_default();
+    let (scale_text, scale) = mask_lr_scale(at, &raw.mask_lr_scale, num_tasks)?;
+    finite(at, "mask_lr_scale", scale, 0.0, false)?;
     let (mask_optimizer, mask_lr, mask_init) = match recipe {
         MaskRecipe::Adam => (
             raw.mask_optimizer.unwrap_or(OptimizerKind::Adam),
@@ -464,7 +526,13 @@ fn mask_settings(
             }
         },
     };
-    Ok((mask_optimizer, mask_lr, mask_init))
+    Ok(MaskSettings {
+        recipe,
+        optimizer: mask_optimizer,
+        lr: mask_lr,
+        scale_text,
+        init: mask_init,
+    })
 }
 
 /// A value in `[0, 1)` (momentum, Adam's β₂).
@@ -479,6 +547,7 @@ fn below_one(at: &str, field: &str, v: f64) -> Result<f64> {
     Ok(v)
 }
 
+/// Total steps and steps per phase. Sequential: `phase_steps` per task, `steps` (if given)
 /// must be their product; or `steps` alone, divisible by the number of tasks.
 fn resolve_phases(
     at: &str,
@@ -527,18 +596,18 @@ impl RunConfig {
     /// The shared weights' optimizer.
     pub fn w_optimizer(&self) -> OptimizerConfig {
         OptimizerConfig {
-            kind: self.optimizer,
-            lr: self.lr,
-            momentum: self.momentum,
-            beta2: self.adam_beta2,
+            kind: self.optimizer.kind,
+            lr: self.optimizer.lr,
+            momentum: self.optimizer.momentum,
+            beta2: self.optimizer.adam_beta2,
         }
     }
 
     /// The masks' optimizer (same momentum and β₂ as W's).
     pub fn mask_optimizer(&self) -> OptimizerConfig {
         OptimizerConfig {
-            kind: self.mask_optimizer,
-            lr: self.mask_lr,
+            kind: self.gates.mask_optimizer,
+            lr: self.gates.mask_lr,
             ..self.w_optimizer()
         }
     }
@@ -546,14 +615,14 @@ impl RunConfig {
     /// The phase (0-based) that step `step` (0-based) belongs to: always 0 for the
     /// interleaved schedule.
     pub fn phase_of(&self, step: usize) -> usize {
-        self.phase_steps.map_or(0, |p| step / p.max(1))
+        self.schedule.phase_steps.map_or(0, |p| step / p.max(1))
     }
 
     /// Learning rates must be finite in the run's dtype (1e300 is a valid f64 but `inf` in
     /// f32, which would turn every weight into NaN at the first step).
     pub fn check_rates(&self, origin: &str) -> Result<()> {
-        self.check_rate(origin, "run.lr", self.lr)?;
-        self.check_rate(origin, "run.mask_lr", self.mask_lr)
+        self.check_rate(origin, "run.lr", self.optimizer.lr)?;
+        self.check_rate(origin, "run.mask_lr", self.gates.mask_lr)
     }
 
     /// One learning rate `v`, named `field` in `origin` (`run.lr` of a file, `--lr` of the
@@ -578,5 +647,36 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunConfig;
+    use crate::config::TaskSet;
+
+    /// The grouping stays in Rust: serde sees the one flat `[run]` table, with each group's
+    /// fields under their file keys (a renamed field under its group's key), reads it back
+    /// into the same groups, and still refuses a key it does not know.
+    #[test]
+    fn serde_sees_the_flat_run_table() {
+        let mut run = TaskSet::builtin().expect("built-in set").run;
+        run.gates.binarize_after = Some(7);
+        let json = serde_json::to_value(&run).expect("json");
+        let map = json.as_object().expect("a flat object");
+        // 37 keys; `phase_steps` and `full_eval_every` are left out when unset.
+        assert_eq!(map.len(), 35, "{map:?}");
+        assert!(map.values().all(|v| !v.is_object()), "{map:?}");
+        assert_eq!(map["optimizer"], "adam");
+        assert_eq!(map["lr"], 0.003);
+        assert_eq!(map["schedule"], "interleaved");
+        assert_eq!(map["gate"], "sigmoid");
+        assert_eq!(map["binarize_after"], 7);
+        assert_eq!(map["eval_every"], 500);
+        let text = toml::to_string(&run).expect("toml");
+        let back: RunConfig = toml::from_str(&text).expect("read back");
+        assert_eq!(back, run);
+        let err = toml::from_str::<RunConfig>(&format!("{text}bogus = 1\n")).expect_err("unknown");
+        assert!(err.to_string().contains("unknown field `bogus`"), "{err}");
     }
 }

@@ -159,7 +159,7 @@ impl TaskSet {
         let eval_every_given = raw.run.eval_every.is_some();
         let checkpoint_every_given = raw.run.checkpoint_every.is_some();
         let mut run = resolve_run(&at, raw.run, raw.task.len())?;
-        check_batch_statistics(&at, &model, run.batch_size)?;
+        check_batch_statistics(&at, &model, run.schedule.batch_size)?;
         let defaults = raw.defaults.unwrap_or_default();
         let mut tasks = Vec::with_capacity(raw.task.len());
         for (i, entry) in raw.task.iter().enumerate() {
@@ -219,10 +219,11 @@ impl TaskSet {
         // Image sets probe at the paper's cadence; others (often thousands of cheap steps)
         // keep a tenth of the run.
         if !eval_every_given && tasks.iter().all(|t| is_image_kind(&t.kind)) {
-            run.eval_every = IMAGE_EVAL_EVERY.min(run.steps);
+            run.evaluation.eval_every = IMAGE_EVAL_EVERY.min(run.steps);
         }
         if !checkpoint_every_given {
-            run.checkpoint_every = default_checkpoint_every(run.steps, run.eval_every);
+            run.evaluation.checkpoint_every =
+                default_checkpoint_every(run.steps, run.evaluation.eval_every);
         }
         Ok(TaskSet {
             origin: origin.into(),
@@ -318,7 +319,7 @@ impl TaskSet {
             ));
         }
         let mut note = None;
-        if let Some(old_phase) = self.run.phase_steps {
+        if let Some(old_phase) = self.run.schedule.phase_steps {
             if t == 0 || steps < t || !steps.is_multiple_of(t) {
                 return Err(Error::config(
                     "command line",
@@ -329,30 +330,31 @@ impl TaskSet {
                 ));
             }
             let phase = steps / t;
-            self.run.phase_steps = Some(phase);
+            self.run.schedule.phase_steps = Some(phase);
             let mut changed = vec![format!("phase_steps {old_phase} → {phase} ({t} tasks)")];
-            let (eval, checkpoint) = (self.run.eval_every, self.run.checkpoint_every);
+            let evaluation = &mut self.run.evaluation;
+            let (eval, checkpoint) = (evaluation.eval_every, evaluation.checkpoint_every);
             if phase != old_phase {
                 // The same number of probes per phase as the file asks for, at least one.
                 let scaled = |v: usize| (v * phase / old_phase.max(1)).clamp(1, phase);
-                self.run.eval_every = scaled(eval);
-                self.run.checkpoint_every = scaled(checkpoint);
-                if self.run.eval_every != eval {
+                evaluation.eval_every = scaled(eval);
+                evaluation.checkpoint_every = scaled(checkpoint);
+                if evaluation.eval_every != eval {
                     changed.push(format!(
                         "eval_every {eval} → {} ({} probe{} per phase, as in the file)",
-                        self.run.eval_every,
-                        phase / self.run.eval_every,
-                        if phase / self.run.eval_every == 1 {
+                        evaluation.eval_every,
+                        phase / evaluation.eval_every,
+                        if phase / evaluation.eval_every == 1 {
                             ""
                         } else {
                             "s"
                         }
                     ));
                 }
-                if self.run.checkpoint_every != checkpoint {
+                if evaluation.checkpoint_every != checkpoint {
                     changed.push(format!(
                         "checkpoint_every {checkpoint} → {}",
-                        self.run.checkpoint_every
+                        evaluation.checkpoint_every
                     ));
                 }
             }
@@ -375,10 +377,10 @@ impl TaskSet {
             }
         }
         if let Some(v) = lr {
-            self.run.lr = v;
+            self.run.optimizer.lr = v;
         }
         if let Some(v) = mask_lr {
-            self.run.mask_lr = v;
+            self.run.gates.mask_lr = v;
         }
         Ok(())
     }
@@ -465,15 +467,15 @@ mod tests {
     #[test]
     fn defaults_and_recipes_resolve() {
         let set = parse("[run]\nmodel = \"m\"\n[defaults]\nkind = \"linear\"\n[[task]]\nname = \"a\"\n[[task]]\nname = \"b\"\n").unwrap();
-        assert_eq!(set.run.mask_lr, 0.1);
-        assert_eq!(set.run.mask_init, [2.0, 1.0]);
+        assert_eq!(set.run.gates.mask_lr, 0.1);
+        assert_eq!(set.run.gates.mask_init, [2.0, 1.0]);
         let set = parse("[run]\nmodel = \"m\"\nmask_recipe = \"paper\"\nlr = 0.01\n[[task]]\nname = \"a\"\nkind = \"linear\"\n[[task]]\nname = \"b\"\nkind = \"linear\"\n").unwrap();
         assert!(
-            (set.run.mask_lr - 0.08).abs() < 1e-12,
+            (set.run.gates.mask_lr - 0.08).abs() < 1e-12,
             "{}",
-            set.run.mask_lr
+            set.run.gates.mask_lr
         );
-        assert_eq!(set.run.mask_init, [0.0, 1.0]);
+        assert_eq!(set.run.gates.mask_init, [0.0, 1.0]);
     }
 
     #[test]

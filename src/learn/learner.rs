@@ -141,8 +141,11 @@ impl Learner {
             seed: run.seed,
             w_config: run.w_optimizer(),
             mask_config: run.mask_optimizer(),
-            gate: run.gate,
-            regularizer: (run.mask_regularizer, run.mask_regularizer_weight),
+            gate: run.gates.mode,
+            regularizer: (
+                run.gates.mask_regularizer,
+                run.gates.mask_regularizer_weight,
+            ),
         };
         Ok(Learner {
             ctx,
@@ -172,11 +175,9 @@ impl Learner {
             .map(|(_, v)| v.device().clone())
             .unwrap_or(Device::Cpu);
         // Zero weights (no random draws: `start`'s are copied in next) and no regulariser.
-        let run = RunConfig {
-            w_init: WeightInit::Zeros,
-            mask_regularizer: Regularizer::None,
-            ..run.clone()
-        };
+        let mut run = run.clone();
+        run.w_init = WeightInit::Zeros;
+        run.gates.mask_regularizer = Regularizer::None;
         let mut learner =
             Learner::new(strategy, &run, start.spec(), &["new".to_string()], &device)?;
         learner.ctx.w_config = optimizers.0;

@@ -177,7 +177,7 @@ pub fn accuracy_matrices(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
         panel,
         range: (lo, hi),
         higher_is_better: objective.higher_is_better(),
-        phase_steps: run.set.run.phase_steps,
+        phase_steps: run.set.run.schedule.phase_steps,
     };
     let caption = format!(
         "Sequential schedule: each strategy's matrix R[i][j] (task j's test {metric} after phase i), darker is better. Average (avg), backward transfer (BWT) and forgetting (F) as defined in the book's Continual learning chapter."

@@ -152,7 +152,7 @@ impl CurvesView {
             Quantity::Metric => format!("test {metric}"),
             Quantity::Loss => "test loss".to_string(),
         };
-        let phase_ends: Vec<f64> = match run.set.run.phase_steps {
+        let phase_ends: Vec<f64> = match run.set.run.schedule.phase_steps {
             Some(p) => (1..run.set.tasks.len()).map(|i| (i * p) as f64).collect(),
             None => Vec::new(),
         };

@@ -176,7 +176,7 @@ fn advice(run: &RunConfig, metric_name: &str, rescaled: Option<f64>) -> Vec<Stri
             format_metric(r)
         ));
     }
-    if run.gate == GateMode::Sigmoid && run.binarize_after.is_none() {
+    if run.gates.mode == GateMode::Sigmoid && run.gates.binarize_after.is_none() {
         let at = (run.steps * 3 / 4).max(1);
         out.push(format!(
             "`binarize_after = {at}` in [run]: the masks are frozen binary from that step on and \
@@ -184,7 +184,7 @@ fn advice(run: &RunConfig, metric_name: &str, rescaled: Option<f64>) -> Vec<Stri
              binarized one)"
         ));
     }
-    if run.mask_regularizer == Regularizer::None || run.mask_regularizer_weight == 0.0 {
+    if run.gates.mask_regularizer == Regularizer::None || run.gates.mask_regularizer_weight == 0.0 {
         out.push(
             "`mask_regularizer = \"abs\"` with `mask_regularizer_weight = 1.0` in [run] pushes \
              the masks away from 0, where the gates are undecided"
@@ -350,9 +350,9 @@ mod tests {
     #[test]
     fn advice_leaves_out_what_the_run_already_uses() {
         let mut r = run();
-        r.gate = GateMode::Hat;
-        r.mask_regularizer = Regularizer::Abs;
-        r.mask_regularizer_weight = 1.0;
+        r.gates.mode = GateMode::Hat;
+        r.gates.mask_regularizer = Regularizer::Abs;
+        r.gates.mask_regularizer_weight = 1.0;
         let w =
             BinarizationWarning::check("mse", 0.01, 0.05, Some(0.012), None, &r).expect("5x worse");
         assert_eq!(w.advice.len(), 2, "{:?}", w.advice);

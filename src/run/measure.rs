@@ -34,7 +34,9 @@ impl Run {
     fn full_indices(&self, task: TaskId, split: Split) -> Vec<usize> {
         let data = &self.tasks[task.index()];
         let n = match split {
-            Split::Train => data.len(split).min(self.set.run.eval_train_limit),
+            Split::Train => data
+                .len(split)
+                .min(self.set.run.evaluation.eval_train_limit),
             Split::Test => data.len(split),
         };
         (0..n).collect()

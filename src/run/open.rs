@@ -173,10 +173,10 @@ impl Run {
             })
         })?;
         if let Some(lr) = overrides.lr {
-            set.run.lr = lr;
+            set.run.optimizer.lr = lr;
         }
         if let Some(lr) = overrides.mask_lr {
-            set.run.mask_lr = lr;
+            set.run.gates.mask_lr = lr;
         }
         set.run.check_rates("state.json overrides")?;
         let commit = &snapshot.commit;
@@ -305,13 +305,13 @@ impl Run {
     /// HAT's gate scale after `step` steps: 1 → `hat_max_scale`, linearly.
     pub fn hat_scale(&self, step: usize) -> f64 {
         let run = &self.set.run;
-        1.0 + (run.hat_max_scale - 1.0) * (step as f64 / run.steps as f64).min(1.0)
+        1.0 + (run.gates.hat_max_scale - 1.0) * (step as f64 / run.steps as f64).min(1.0)
     }
 
     /// Switches every learner to the binary (STE) gate once `binarize_after` steps are done;
     /// the step loop also stops updating masks from then on.
     pub(crate) fn apply_gate_switch(&mut self) {
-        if let Some(at) = self.set.run.binarize_after
+        if let Some(at) = self.set.run.gates.binarize_after
             && self.step >= at
         {
             for l in &mut self.learners {
@@ -325,7 +325,7 @@ impl Run {
 pub(crate) fn probe_sets(set: &TaskSet, tasks: &[Box<dyn Task>]) -> Vec<Vec<usize>> {
     tasks
         .iter()
-        .map(|t| probe_subset(t.len(Split::Test), set.run.eval_subset))
+        .map(|t| probe_subset(t.len(Split::Test), set.run.evaluation.eval_subset))
         .collect()
 }
 
@@ -369,8 +369,8 @@ pub fn latest_run(runs: &Path) -> Result<PathBuf> {
 /// a `w_policy` other than `train` needs a gated model to apply to.
 pub(crate) fn check_strategies(set: &TaskSet, strategies: &[Strategy], at: &Path) -> Result<()> {
     let run = &set.run;
-    if let Some(s) = strategies.iter().find(|s| !s.fits(run.schedule)) {
-        let instead = match run.schedule {
+    if let Some(s) = strategies.iter().find(|s| !s.fits(run.schedule.order)) {
+        let instead = match run.schedule.order {
             TaskOrder::Interleaved => "gated, shared or separate",
             TaskOrder::Sequential => "gated, finetune, separate or joint",
         };
@@ -378,17 +378,17 @@ pub(crate) fn check_strategies(set: &TaskSet, strategies: &[Strategy], at: &Path
             path: at.into(),
             message: format!(
                 "strategy `{s}` does not fit run.schedule = \"{}\" of {}: use {instead}",
-                run.schedule.as_str(),
+                run.schedule.order.as_str(),
                 set.origin.display()
             ),
         });
     }
-    if run.w_policy != WPolicy::Train && !strategies.contains(&Strategy::Gated) {
+    if run.schedule.w_policy != WPolicy::Train && !strategies.contains(&Strategy::Gated) {
         return Err(Error::Run {
             path: at.into(),
             message: format!(
                 "run.w_policy = \"{}\" of {} applies to the gated model, which this run does not train (plain models always train W); add --strategy gated or all, or remove run.w_policy",
-                run.w_policy.as_str(),
+                run.schedule.w_policy.as_str(),
                 set.origin.display()
             ),
         });
@@ -417,14 +417,18 @@ pub(crate) fn check_state(set: &TaskSet, step: usize, state: &RunState, path: &P
     }
     state
         .sampler
-        .check(set.tasks.len(), set.run.steps_per_task, set.run.phase_steps)
+        .check(
+            set.tasks.len(),
+            set.run.schedule.steps_per_task,
+            set.run.schedule.phase_steps,
+        )
         .map_err(|m| bad(format!("sampler state: {m}")))?;
     match (
         &state.joint_sampler,
         state.strategies.contains(&Strategy::Joint),
     ) {
         (Some(j), true) => j
-            .check(set.tasks.len(), set.run.steps_per_task, None)
+            .check(set.tasks.len(), set.run.schedule.steps_per_task, None)
             .map_err(|m| bad(format!("joint_sampler state: {m}")))?,
         (None, false) => {}
         (Some(_), false) => {

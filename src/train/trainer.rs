@@ -188,13 +188,13 @@ impl Trainer {
             .iter()
             .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let sampler = match set.run.phase_steps {
+        let sampler = match set.run.schedule.phase_steps {
             Some(p) => TaskSampler::sequential(set.run.seed, p),
-            None => TaskSampler::new(set.run.seed, set.run.steps_per_task),
+            None => TaskSampler::new(set.run.seed, set.run.schedule.steps_per_task),
         };
-        let joint_sampler = strategies
-            .contains(&Strategy::Joint)
-            .then(|| TaskSampler::interleaved_beside(set.run.seed, set.run.steps_per_task));
+        let joint_sampler = strategies.contains(&Strategy::Joint).then(|| {
+            TaskSampler::interleaved_beside(set.run.seed, set.run.schedule.steps_per_task)
+        });
         let state = RunState {
             sampler,
             strategies: strategies.to_vec(),
@@ -325,7 +325,11 @@ impl Trainer {
             if let Some(params) = start_probe.take_if(|_| due.start_probe) {
                 self.deferred_start_probe(&params, on)?;
             }
-            if self.run.step.is_multiple_of(self.run.set.run.log_every) {
+            if self
+                .run
+                .step
+                .is_multiple_of(self.run.set.run.evaluation.log_every)
+            {
                 let records = self.train_loss.drain(self.run.step);
                 self.record(&records)?;
             }
@@ -357,7 +361,10 @@ impl Trainer {
         let mut start_probe: Option<Vec<ModelParams>> = None;
         if self.run.step == 0 {
             let run = &self.run.set.run;
-            let (full, probe) = (run.full_eval_at_start, run.eval_at_start);
+            let (full, probe) = (
+                run.evaluation.full_eval_at_start,
+                run.evaluation.eval_at_start,
+            );
             let mut records = Vec::new();
             if probe && !full && self.run.step < until {
                 start_probe = self.probe_params_now()?;
@@ -408,7 +415,7 @@ impl Trainer {
         let objective = self.objective();
         let (dtype, bs, t_n) = (
             self.dtype(),
-            self.run.set.run.batch_size,
+            self.run.set.run.schedule.batch_size,
             self.run.tasks.len(),
         );
         let t = self.sampler.next_task(t_n);
@@ -427,7 +434,7 @@ impl Trainer {
         let at = self.step_settings(total);
         let w_trains = {
             let run = &self.run.set.run;
-            run.w_policy.trains_w(run.phase_of(self.run.step))
+            run.schedule.w_policy.trains_w(run.phase_of(self.run.step))
         };
         losses.clear();
         let mut scored = Vec::with_capacity(self.run.learners.len());
@@ -475,11 +482,16 @@ impl Trainer {
         let step = self.run.step;
         StepSettings {
             gate_scale: self.hat_scale(step),
-            w_lr_factor: run.lr_schedule.factor(step, total, run.lr_warmup),
-            mask_lr_factor: if run.binarize_after.is_some_and(|b| step >= b) {
+            w_lr_factor: run
+                .optimizer
+                .lr_schedule
+                .factor(step, total, run.optimizer.lr_warmup),
+            mask_lr_factor: if run.gates.binarize_after.is_some_and(|b| step >= b) {
                 0.0
             } else {
-                run.mask_lr_schedule.factor(step, total, run.mask_lr_warmup)
+                run.gates
+                    .mask_lr_schedule
+                    .factor(step, total, run.gates.mask_lr_warmup)
             },
         }
     }
@@ -520,7 +532,7 @@ impl Trainer {
             records.extend(self.timed_probe()?);
             // Weight histograms at a few probes besides the full evaluations, so Figure 2
             // can show how the distributions move over training.
-            let every = histogram_every(total, self.run.set.run.eval_every);
+            let every = histogram_every(total, self.run.set.run.evaluation.eval_every);
             if !due.full && self.run.step.is_multiple_of(every) {
                 for l in &self.run.learners {
                     records.extend(self.histograms(l)?);
@@ -554,7 +566,7 @@ impl Trainer {
         if saved != self.run.step {
             self.save()?;
         }
-        if self.run.set.run.schedule == TaskOrder::Sequential && self.run.step == total {
+        if self.run.set.run.schedule.order == TaskOrder::Sequential && self.run.step == total {
             self.write_continual_summary()?;
         }
         self.timing.steps_per_second =
@@ -799,12 +811,16 @@ struct Due {
 impl Due {
     fn after(run: &crate::config::RunConfig, step: usize, total: usize, until: usize) -> Due {
         let last = step == total;
-        let full = last || run.full_eval_every.is_some_and(|k| step.is_multiple_of(k));
-        let probe = last || step.is_multiple_of(run.eval_every);
-        let phase_end = run.phase_steps.is_some_and(|p| step.is_multiple_of(p));
-        let commit = full || phase_end || step.is_multiple_of(run.checkpoint_every.max(1));
+        let (every, phase_steps) = (&run.evaluation, run.schedule.phase_steps);
+        let full = last
+            || every
+                .full_eval_every
+                .is_some_and(|k| step.is_multiple_of(k));
+        let probe = last || step.is_multiple_of(every.eval_every);
+        let phase_end = phase_steps.is_some_and(|p| step.is_multiple_of(p));
+        let commit = full || phase_end || step.is_multiple_of(every.checkpoint_every.max(1));
         let stop = step == until;
-        let start_probe = probe || full || commit || stop || step.is_multiple_of(run.log_every);
+        let start_probe = probe || full || commit || stop || step.is_multiple_of(every.log_every);
         Due {
             full,
             probe,

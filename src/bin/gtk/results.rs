@@ -45,7 +45,7 @@ pub fn print_results(trainer: &gatekit::Run, records: &[Record]) -> Result<()> {
 /// Sequential runs: each strategy's accuracy matrix, then average, backward transfer and
 /// forgetting side by side.
 fn print_continual(trainer: &gatekit::Run) -> Result<()> {
-    if trainer.task_set().run.schedule != TaskOrder::Sequential {
+    if trainer.task_set().run.schedule.order != TaskOrder::Sequential {
         return Ok(());
     }
     let summaries = trainer.continual_summaries()?;
@@ -54,7 +54,10 @@ fn print_continual(trainer: &gatekit::Run) -> Result<()> {
         return Ok(());
     }
     for s in &summaries {
-        println!("\n{}", s.matrix_table(trainer.task_set().run.phase_steps));
+        println!(
+            "\n{}",
+            s.matrix_table(trainer.task_set().run.schedule.phase_steps)
+        );
     }
     let metric = &summaries[0].metric_name;
     println!(

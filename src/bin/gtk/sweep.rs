@@ -68,7 +68,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(p) => gatekit::TaskSet::load(p)?,
                 None => gatekit::TaskSet::builtin()?,
             };
-            crate::runs::strategies(&args.strategy, set.run.schedule)?;
+            crate::runs::strategies(&args.strategy, set.run.schedule.order)?;
             let dir = crate::runs::run_dir(
                 &args.runs_dir.runs_dir,
                 args.name.as_deref(),

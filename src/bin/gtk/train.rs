@@ -114,7 +114,7 @@ fn open_trainer(args: &TrainArgs, device: &Device) -> Result<Trainer> {
             }
             // Recorded in the new run's config.toml like any task-set value.
             set.set_rates(args.lr, args.mask_lr)?;
-            let strategies = strategies(&args.strategy, set.run.schedule)?;
+            let strategies = strategies(&args.strategy, set.run.schedule.order)?;
             let dir = run_dir(
                 &args.runs_dir.runs_dir,
                 args.name.as_deref(),
