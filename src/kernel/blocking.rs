@@ -46,8 +46,19 @@ struct Forced {
     k_block: usize,
 }
 
+/// A `GATEKIT_GEMM_BLOCKING` value that is not a tiling: reported once as a warning, and the
+/// default blocking is used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "GATEKIT_GEMM_BLOCKING={text:?} is not MT,NT or MT,NT,KB (positive integers, KB at most \
+     {K_BLOCK}); ignoring it"
+)]
+struct BadBlocking {
+    text: String,
+}
+
 /// Parses `MT,NT` or `MT,NT,KB` (positive integers; `KB` at most [`K_BLOCK`]).
-fn parse_forced(text: &str) -> Result<Forced, String> {
+fn parse_forced(text: &str) -> Result<Forced, BadBlocking> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     let nums: Result<Vec<usize>, _> = parts.iter().map(|p| p.parse::<usize>()).collect();
     match nums.as_deref() {
@@ -61,10 +72,7 @@ fn parse_forced(text: &str) -> Result<Forced, String> {
             n_tile: *n,
             k_block: *k,
         }),
-        _ => Err(format!(
-            "GATEKIT_GEMM_BLOCKING={text:?} is not MT,NT or MT,NT,KB (positive integers, \
-             KB at most {K_BLOCK}); ignoring it"
-        )),
+        _ => Err(BadBlocking { text: text.into() }),
     }
 }
 
@@ -233,8 +241,11 @@ mod tests {
         );
         assert_eq!(parse_forced("8,16,64").map(|f| f.k_block), Ok(64));
         for bad in ["", "8", "0,4", "8,x", "8,8,0", "8,8,513", "1,2,3,4"] {
-            let e = parse_forced(bad).expect_err(bad);
-            assert!(e.contains("GATEKIT_GEMM_BLOCKING"), "{e}");
+            let e = parse_forced(bad).expect_err(bad).to_string();
+            assert!(
+                e.contains("GATEKIT_GEMM_BLOCKING") && e.contains("MT,NT"),
+                "{e}"
+            );
         }
     }
 
