@@ -16,8 +16,10 @@
 
 mod common;
 
+use common::rust_files;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Bottom to top. A module may use any module of a lower layer, none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
@@ -112,22 +114,6 @@ fn bin_violations(files: &[(&str, String)], layers: &[&[&str]]) -> (usize, Vec<S
         }
     }
     (edges, violations)
-}
-
-/// Every `.rs` file under `dir`.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read src")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// The code of a file without comments (doc links may point anywhere) and without its unit

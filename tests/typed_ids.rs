@@ -14,28 +14,15 @@
 //!   collection;
 //! - a visible field `task` or `model` of type `usize`.
 
+mod common;
+
 use candle_core::Device;
+use common::rust_files;
 use gatekit::config::TaskSet;
 use gatekit::learn::{Learner, Strategy};
 use gatekit::model::ModelSpec;
 use gatekit::params::{ModelId, TaskId};
-use std::path::{Path, PathBuf};
-
-/// Every `.rs` file under `dir`, sorted.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read src")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use std::path::Path;
 
 /// A file's code without comments and without its unit test module.
 fn code(text: &str) -> String {

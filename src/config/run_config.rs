@@ -3,7 +3,6 @@
 //! [`Evaluation`], [`Gates`]) while files keep the flat `[run]` keys (`run_table.rs`). The
 //! task module never sees it; the trainer, the engine's settings and the run folder do.
 
-use super::run_table::RunTable;
 use super::{OptimizerConfig, OptimizerKind, Schedule, TaskOrder, WPolicy};
 use crate::error::{Error, Result};
 use crate::gate::{GateMode, MaskInit, Regularizer};
@@ -67,8 +66,9 @@ pub enum EngineChoice {
 /// (`config/run_table.rs`), key for key and in the order it always had, so task sets, run folders'
 /// `config.toml`, the exported `gatekit.task_set` metadata and TensorBoard's hparams are
 /// unchanged, and runs written before still open and resume.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "RunTable", from = "RunTable")]
+/// (`Serialize` and `Deserialize` are implemented there, through `RunTable`, so this file does
+/// not depend on its file form.)
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
     /// The model file as written in the task set (informational once resolved).
     pub model: String,

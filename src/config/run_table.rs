@@ -224,3 +224,17 @@ impl From<RunTable> for RunConfig {
         }
     }
 }
+
+/// `RunConfig` is written as the flat [`RunTable`].
+impl Serialize for RunConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RunTable::from(self.clone()).serialize(serializer)
+    }
+}
+
+/// `RunConfig` is read from the flat [`RunTable`] (unknown keys refused).
+impl<'de> Deserialize<'de> for RunConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RunTable::deserialize(deserializer).map(RunConfig::from)
+    }
+}

@@ -2,6 +2,18 @@
 //! bit `7 − i % 8` of byte `i / 8`; the last byte is zero-padded), so
 //! `np.unpackbits(data)[:n]` recovers a mask written here.
 
+/// The deployed bits of a real-valued mask, `1[M > 0]` element by element in row-major order:
+/// the one rule export and the server share, so a served task answers like its 1-bit export.
+pub fn deployed_bits(mask: &candle_core::Tensor) -> candle_core::Result<Vec<bool>> {
+    Ok(mask
+        .flatten_all()?
+        .gt(0.0)?
+        .to_vec1::<u8>()?
+        .into_iter()
+        .map(|b| b == 1)
+        .collect())
+}
+
 /// Packs booleans, MSB first, into `⌈n/8⌉` bytes.
 pub fn pack(bits: &[bool]) -> Vec<u8> {
     let mut out = vec![0u8; bits.len().div_ceil(8)];

@@ -387,14 +387,7 @@ fn write_masks(
             }
         };
         for ((pname, _), m) in net.params().iter().zip(&masks) {
-            let bits: Vec<bool> = m
-                .as_tensor()
-                .flatten_all()?
-                .gt(0.0)?
-                .to_vec1::<u8>()?
-                .into_iter()
-                .map(|b| b == 1)
-                .collect();
+            let bits = bitpack::deployed_bits(m.as_tensor())?;
             mask_values += bits.len() as u64;
             packed.push((
                 ParamKey::Mask {

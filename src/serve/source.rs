@@ -83,14 +83,7 @@ impl ExportFolder {
             let mut packed = Vec::with_capacity(masks.len());
             let (mut kept, mut total) = (0u64, 0u64);
             for m in masks {
-                let bits: Vec<bool> = m
-                    .as_tensor()
-                    .flatten_all()?
-                    .gt(0.0)?
-                    .to_vec1::<u8>()?
-                    .into_iter()
-                    .map(|b| b == 1)
-                    .collect();
+                let bits = bitpack::deployed_bits(m.as_tensor())?;
                 kept += bits.iter().filter(|&&b| b).count() as u64;
                 total += bits.len() as u64;
                 packed.push(bitpack::pack(&bits));

@@ -238,3 +238,20 @@ pub fn npy_raw(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<
 pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
+
+/// Every `.rs` file under `dir`, sorted (the source scans of tests/layering.rs and
+/// tests/typed_ids.rs).
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read src")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
