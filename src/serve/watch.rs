@@ -119,9 +119,9 @@ impl Watcher {
 
     /// The folder itself and its subfolders that hold `masks.safetensors`, sorted; hidden
     /// names (temp folders of exports being written) are skipped.
-    fn candidates(&mut self) -> Result<Vec<PathBuf>, String> {
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+    fn candidates(&self) -> crate::error::Result<Vec<PathBuf>> {
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| crate::error::Error::io(&self.dir, e))?;
         let mut out = vec![self.dir.clone()];
         for e in entries.flatten() {
             let hidden = e.file_name().to_str().is_none_or(|n| n.starts_with('.'));
@@ -142,7 +142,8 @@ impl Watcher {
                 self.listing_failed = false;
                 c
             }
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.to_string();
                 let first = !self.listing_failed;
                 self.listing_failed = true;
                 return if first {
