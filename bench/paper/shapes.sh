@@ -8,12 +8,14 @@
 # prints the table the book includes.
 #
 # Usage: bench/paper/shapes.sh [--seed S] [--count N] [--steps K] [--dtype f32|f64]
-#                              [--eval-every E] [--work DIR] [--out FILE]
+#                              [--eval-every E] [--work DIR] [--out FILE] [--set KEY=VALUE ...]
+# --set replaces or adds a [run] key of every set: a candidate recipe measured against the default.
 # The issue's goal is in f32 (the default here), probed every 100 steps so "the steps needed"
 # has a resolution of 100, not the recipe's 1000.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 seed=25; count=20; steps=""; dtype="f32"; every=100; work="$root/runs/paper-shapes"; out="$root/bench/paper/results/shapes/linear.json"
+sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) seed="$2"; shift 2 ;;
@@ -23,6 +25,7 @@ while [ $# -gt 0 ]; do
     --eval-every) every="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --set) sets+=("--set" "$2"); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -30,7 +33,7 @@ gtk="${GTK:-${CARGO_TARGET_DIR:-$root/target}/release/gtk}"
 [ -x "$gtk" ] || (cd "$root" && cargo build --release --bin gtk)
 mkdir -p "$work/sets" "$(dirname "$out")"
 python3 "$root/bench/paper/shapes.py" write --seed "$seed" --count "$count" --out "$work/sets" \
-  ${steps:+--steps "$steps"} --dtype "$dtype" --eval-every "$every" > "$work/shapes.jsonl"
+  ${steps:+--steps "$steps"} --dtype "$dtype" --eval-every "$every" "${sets[@]}" > "$work/shapes.jsonl"
 began=$SECONDS
 while read -r line; do
   name="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["name"])' "$line")"
@@ -41,7 +44,8 @@ while read -r line; do
   "$gtk" data dump "$work/sets/$name.toml" --task t0 --split test --out "$work/$name-t0.npz" \
     > /dev/null 2>&1 || true
 done < "$work/shapes.jsonl"
-python3 - "$work" "$seed" "$out" "$dtype" "$every" <<'PY'
+overrides="$(printf '%s\n' "${sets[@]}" | grep -v '^--set$' || true)"
+python3 - "$work" "$seed" "$out" "$dtype" "$every" "$overrides" <<'PY'
 import json, sys
 from pathlib import Path
 import numpy as np
@@ -70,7 +74,9 @@ for line in (work / "shapes.jsonl").read_text().splitlines():
         s[strat + "_steps"] = next((k for k, v in mean.items() if v <= 1e-6 * s["variance"]), None)
     sets.append(s)
 out.write_text(json.dumps({"generator_seed": gseed, "seed": 0, "steps": steps, "dtype": sys.argv[4],
-                           "eval_every": int(sys.argv[5]), "sets": sets},
+                           "eval_every": int(sys.argv[5]),
+                           "overrides": [o for o in sys.argv[6].splitlines() if o],
+                           "sets": sets},
                           indent=1) + "\n")
 PY
 echo "shapes: $((SECONDS - began)) s; load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -43,6 +43,29 @@ pub enum MaskRecipe {
     Paper,
 }
 
+/// What the masks do once `binarize_after` switches the gate to `1[M > 0]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BinarizedMasks {
+    /// The masks stop training; only W is fitted to the 1-bit model. A mask whose sign was
+    /// wrong at the switch stays wrong.
+    #[default]
+    Frozen,
+    /// The masks keep training through the straight-through gate (forward `1[M > 0]`,
+    /// backward `σ'(M)`), with their optimizer state reset at the switch, so a sign found
+    /// wrong after the switch can still flip. The reset matters: Adam's second moment remembers
+    /// the soft phase's far larger gradients and would otherwise hold every mask still for
+    /// hundreds of steps.
+    Trained,
+}
+
+impl BinarizedMasks {
+    /// Whether this is the default (`frozen`), which files leave out.
+    pub fn is_frozen(&self) -> bool {
+        *self == BinarizedMasks::Frozen
+    }
+}
+
 /// Which implementation runs a training step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -172,6 +195,8 @@ pub struct Gates {
     /// From this step on the masks are binarized (forward `1[M > 0]`) and frozen, and only W
     /// trains: soft gates find the masks, then W is fitted to the deployed 1-bit model.
     pub binarize_after: Option<usize>,
+    /// Whether masks keep training after `binarize_after` (`[run]` key `binarized_masks`).
+    pub binarized_masks: BinarizedMasks,
     /// Final HAT scale `s` (gate = `hat`).
     pub hat_max_scale: f64,
     /// The family the mask settings below came from.
@@ -238,6 +263,7 @@ pub(crate) struct RawRun {
     gate: Option<GateMode>,
     hat_max_scale: Option<f64>,
     binarize_after: Option<i64>,
+    binarized_masks: Option<BinarizedMasks>,
     w_init: Option<WeightInit>,
     mask_recipe: Option<MaskRecipe>,
     mask_optimizer: Option<OptimizerKind>,
@@ -423,6 +449,18 @@ fn gates(at: &str, raw: &RawRun, masks: MaskSettings) -> Result<Gates> {
                     format!("must be a non-negative step, got {v}"),
                 )
             })?),
+        },
+        binarized_masks: match (raw.binarized_masks, raw.binarize_after) {
+            (Some(BinarizedMasks::Trained), None) => {
+                return Err(Error::config(
+                    at,
+                    "run.binarized_masks",
+                    "\"trained\" says what masks do after `binarize_after`, which is not set; \
+                     set `binarize_after = STEP` or remove `binarized_masks`"
+                        .to_string(),
+                ));
+            }
+            (m, _) => m.unwrap_or_default(),
         },
         hat_max_scale: finite(
             at,

@@ -5,8 +5,8 @@
 //! keys are still refused (serde's `flatten` would have lost `deny_unknown_fields`).
 
 use super::run_config::{
-    DEFAULT_EVAL_SUBSET, EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig,
-    TaskSchedule, WeightOptimizer,
+    BinarizedMasks, DEFAULT_EVAL_SUBSET, EngineChoice, Evaluation, Gates, MaskRecipe, Precision,
+    RunConfig, TaskSchedule, WeightOptimizer,
 };
 use super::{OptimizerKind, Schedule, TaskOrder, WPolicy};
 use crate::gate::{GateMode, Regularizer};
@@ -50,6 +50,8 @@ pub(super) struct RunTable {
     gate: GateMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     binarize_after: Option<usize>,
+    #[serde(default, skip_serializing_if = "BinarizedMasks::is_frozen")]
+    binarized_masks: BinarizedMasks,
     hat_max_scale: f64,
     w_init: WeightInit,
     mask_recipe: MaskRecipe,
@@ -119,6 +121,7 @@ impl From<RunConfig> for RunTable {
                 Gates {
                     mode: gate,
                     binarize_after,
+                    binarized_masks,
                     hat_max_scale,
                     mask_recipe,
                     mask_optimizer,
@@ -155,6 +158,7 @@ impl From<RunConfig> for RunTable {
             dtype,
             gate,
             binarize_after,
+            binarized_masks,
             hat_max_scale,
             w_init,
             mask_recipe,
@@ -210,6 +214,7 @@ impl From<RunTable> for RunConfig {
             gates: Gates {
                 mode: t.gate,
                 binarize_after: t.binarize_after,
+                binarized_masks: t.binarized_masks,
                 hat_max_scale: t.hat_max_scale,
                 mask_recipe: t.mask_recipe,
                 mask_optimizer: t.mask_optimizer,

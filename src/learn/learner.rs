@@ -215,6 +215,18 @@ impl Learner {
         self.ctx.gate = mode;
     }
 
+    /// Forgets every mask's optimizer state (momentum, Adam's moments, its step count), as if
+    /// the masks had never been updated: used when the gate function changes under them.
+    pub fn reset_mask_optimizer(&mut self) {
+        with_store!(&mut self.store, s => {
+            for m in s.masks.iter_mut().flatten() {
+                for slot in &mut m.slots {
+                    *slot = Default::default();
+                }
+            }
+        });
+    }
+
     /// The current gate function.
     pub fn gate_mode(&self) -> GateMode {
         self.ctx.gate

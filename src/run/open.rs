@@ -309,13 +309,20 @@ impl Run {
     }
 
     /// Switches every learner to the binary (STE) gate once `binarize_after` steps are done;
-    /// the step loop also stops updating masks from then on.
+    /// the step loop also stops updating masks from then on, unless `binarized_masks =
+    /// "trained"`: then the masks' optimizer state starts afresh at the switch (idempotent,
+    /// so a run resumed exactly at the switch takes the same steps).
     pub(crate) fn apply_gate_switch(&mut self) {
-        if let Some(at) = self.set.run.gates.binarize_after
+        let gates = &self.set.run.gates;
+        if let Some(at) = gates.binarize_after
             && self.step >= at
         {
+            let reset = self.step == at && !gates.binarized_masks.is_frozen();
             for l in &mut self.learners {
                 l.set_gate_mode(crate::gate::GateMode::Ste);
+                if reset {
+                    l.reset_mask_optimizer();
+                }
             }
         }
     }

@@ -486,7 +486,9 @@ impl Trainer {
                 .optimizer
                 .lr_schedule
                 .factor(step, total, run.optimizer.lr_warmup),
-            mask_lr_factor: if run.gates.binarize_after.is_some_and(|b| step >= b) {
+            mask_lr_factor: if run.gates.binarize_after.is_some_and(|b| step >= b)
+                && run.gates.binarized_masks.is_frozen()
+            {
                 0.0
             } else {
                 run.gates
