@@ -286,3 +286,166 @@ fn bad_keys_and_values_are_refused_in_one_line() {
     );
     assert!(!dir.join("runs/bad").exists());
 }
+
+/// The rows of a task's split as vectors of f32 bit patterns (comparable, hashable).
+fn rows(task: &dyn gatekit::task::Task, split: gatekit::task::Split) -> Vec<Vec<u32>> {
+    let idx: Vec<usize> = (0..task.len(split)).collect();
+    let b = task
+        .batch(
+            split,
+            &idx,
+            &candle_core::Device::Cpu,
+            candle_core::DType::F32,
+        )
+        .unwrap();
+    b.x.to_vec2::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.into_iter().map(f32::to_bits).collect())
+        .collect()
+}
+
+#[test]
+fn validation_split_is_held_out_of_training_seeded_and_sized() {
+    use gatekit::config::Setting;
+    use gatekit::task::Split;
+    let tmp = tempfile::tempdir().unwrap();
+    let ts = write_task_set(tmp.path(), "small.toml", TASKS);
+    let load = |fraction: &str, seed: &str| {
+        let settings = [
+            Setting {
+                key: "run.val_fraction".into(),
+                value: fraction.into(),
+            },
+            Setting {
+                key: "run.seed".into(),
+                value: seed.into(),
+            },
+        ];
+        let set = gatekit::TaskSet::load_with(Some(&ts), &settings).unwrap();
+        set.build_tasks(None).unwrap()
+    };
+    let plain = gatekit::TaskSet::load(&ts)
+        .unwrap()
+        .build_tasks(None)
+        .unwrap();
+    let tasks = load("0.25", "0");
+    for (t, p) in tasks.iter().zip(&plain) {
+        assert!(p.validation().is_none());
+        let val = t.validation().expect("a validation view");
+        // 64 training examples: 16 held out, 48 trained on; the test split is untouched.
+        assert_eq!((t.len(Split::Train), val.len(Split::Test)), (48, 16));
+        assert_eq!(rows(t.as_ref(), Split::Test), rows(p.as_ref(), Split::Test));
+        let (train, held) = (
+            rows(t.as_ref(), Split::Train),
+            rows(val.as_ref(), Split::Test),
+        );
+        assert!(held.iter().all(|r| !train.contains(r)), "disjoint");
+        // Together they are the task's whole training split.
+        let mut all: Vec<Vec<u32>> = train.into_iter().chain(held).collect();
+        let mut whole = rows(p.as_ref(), Split::Train);
+        all.sort();
+        whole.sort();
+        assert_eq!(all, whole);
+    }
+    // Seeded: the same seed holds out the same examples, another seed others.
+    let again = load("0.25", "0");
+    let other = load("0.25", "1");
+    let held = |ts: &[Box<dyn gatekit::task::Task>]| {
+        rows(ts[0].validation().unwrap().as_ref(), Split::Test)
+    };
+    assert_eq!(held(&tasks), held(&again));
+    let other_plain = gatekit::TaskSet::load_with(
+        Some(&ts),
+        &[Setting {
+            key: "run.seed".into(),
+            value: "1".into(),
+        }],
+    )
+    .unwrap()
+    .build_tasks(None)
+    .unwrap();
+    let whole_1 = rows(other_plain[0].as_ref(), Split::Train);
+    let held_1 = held(&other);
+    assert!(held_1.iter().all(|r| whole_1.contains(r)));
+    // A share that leaves nothing on one side is refused.
+    let settings = [Setting {
+        key: "run.val_fraction".into(),
+        value: "0.001".into(),
+    }];
+    let e = gatekit::TaskSet::load_with(Some(&ts), &settings)
+        .unwrap()
+        .build_tasks(None)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("val_fraction") && e.contains("holds out 0 of task `t0`'s 64"),
+        "{e}"
+    );
+    let e = gatekit::TaskSet::load_with(
+        Some(&ts),
+        &[Setting {
+            key: "run.val_fraction".into(),
+            value: "1.5".into(),
+        }],
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(e.contains("val_fraction") && e.contains("below 1"), "{e}");
+}
+
+#[test]
+fn grid_selects_on_validation_and_reports_the_selected_test_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ts = write_task_set(dir, "small.toml", TASKS);
+    let ts = ts.to_str().unwrap();
+    gtk_ok(
+        dir,
+        &[
+            "train",
+            "--task-set",
+            ts,
+            "--seeds",
+            "0..2",
+            "--set",
+            "lr=0.003,0.03",
+            "--set",
+            "val_fraction=0.25",
+            "--name",
+            "v",
+            "-q",
+        ],
+    );
+    let sweep = dir.join("runs/v");
+    let summary = GridSummary::read(&sweep.join("summary.json")).expect("summary.json");
+    assert_eq!(summary.selection_split, "val");
+    for c in &summary.configurations {
+        let config =
+            std::fs::read_to_string(sweep.join(&c.name).join("seed-0/config.toml")).unwrap();
+        assert!(config.contains("\nval_fraction = 0.25\n"), "{config}");
+        for task in ["t0", "t1"] {
+            let cell = c.summary.cell("gated", task).unwrap();
+            for seed in 0..2 {
+                let run = sweep.join(&c.name).join(format!("seed-{seed}"));
+                assert_eq!(cell.values[seed], last_metric(&run, "gated", task, "val"));
+            }
+        }
+    }
+    // Test numbers: the selected configuration's only.
+    for task in ["t0", "t1"] {
+        let cell = summary.selected_test.cell("gated", task).unwrap();
+        for seed in 0..2 {
+            let run = sweep.join(&summary.selected).join(format!("seed-{seed}"));
+            assert_eq!(cell.values[seed], last_metric(&run, "gated", task, "test"));
+        }
+    }
+    let md = std::fs::read_to_string(sweep.join("summary.md")).unwrap();
+    assert!(
+        md.contains("Configurations ranked by the validation MSE"),
+        "{md}"
+    );
+    assert!(md.contains("Selected on the validation split"), "{md}");
+    assert!(!md.contains("SELECTED ON THE TEST SPLIT"), "{md}");
+}

@@ -50,6 +50,7 @@ pub const RUN_KEYS: &[&str] = &[
     "eval_train_limit",
     "engine",
     "eval_at_start",
+    "val_fraction",
 ];
 
 /// One value of one key, resolved: `key` is `run.NAME` or `defaults.NAME`, `value` the

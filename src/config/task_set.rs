@@ -310,7 +310,11 @@ impl TaskSet {
                 params: &entry.params,
                 data_dir: data_dir.map(Path::to_path_buf),
             };
-            let task = (kind.build)(&ctx)?;
+            let mut task = (kind.build)(&ctx)?;
+            let fraction = self.run.evaluation.val_fraction;
+            if fraction > 0.0 {
+                task = crate::task::held_out(task, fraction, self.run.seed, index)?;
+            }
             self.model
                 .check_fits(&entry.name, task.input_shape(), task.outputs())
                 .map_err(|e| shape_hint(e, &self.model.input, task.input_shape(), kind))?;
