@@ -150,6 +150,14 @@ fn grid_members_summary_and_resume() {
     assert!(md.contains("SELECTED ON THE TEST SPLIT"), "{md}");
     assert!(md.contains(&format!("Selected configuration `{}`", summary.selected)));
 
+    // `gtk report` of a grid is refused in one line (its figures are not drawn yet), and
+    // writes nothing.
+    assert_clean_error(
+        &gtk(dir, &["report", "runs/g"]),
+        &["runs/g", "is a grid sweep", "summary.md"],
+    );
+    assert!(!dir.join("reports").exists());
+
     // Resume: one member's run removed (its done state gone) is retrained; the others are
     // not touched, and the summary comes out the same.
     let keep = sweep.join(configs[0]).join("seed-0/state.json");
