@@ -6,6 +6,7 @@
 mod order;
 mod run_config;
 mod run_table;
+pub mod settings;
 mod task_set;
 
 pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
@@ -14,4 +15,5 @@ pub use run_config::{
     EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule,
     WeightOptimizer,
 };
+pub use settings::{RUN_KEYS, Setting};
 pub use task_set::TaskSet;

@@ -184,6 +184,10 @@ pub struct Evaluation {
     pub checkpoint_every: usize,
     /// Log the mean training loss every this many steps (the paper logged every 10).
     pub log_every: usize,
+    /// Share of each task's training examples held out as a validation split (seeded by the
+    /// run's seed and the task's position), never trained on; full evaluations then also
+    /// measure it (split `val`), and a grid sweep selects on it. 0 (the default): none.
+    pub val_fraction: f64,
 }
 
 /// How masks gate the shared weights (θ = W ⊙ g(M_t)) and how the masks themselves learn:
@@ -275,6 +279,7 @@ pub(crate) struct RawRun {
     eval_train_limit: Option<i64>,
     engine: Option<EngineChoice>,
     eval_at_start: Option<bool>,
+    val_fraction: Option<f64>,
 }
 
 /// Probe cadence of image task sets when `eval_every` is not given: the paper's.
@@ -424,6 +429,19 @@ fn evaluation(at: &str, raw: &RawRun, steps: usize) -> Result<Evaluation> {
             Some(v) => positive(at, "checkpoint_every", Some(v), 1)?,
         },
         log_every: positive(at, "log_every", raw.log_every, 10)?,
+        val_fraction: match raw.val_fraction {
+            None => 0.0,
+            Some(v) if v.is_finite() && (0.0..1.0).contains(&v) => v,
+            Some(v) => {
+                return Err(Error::config(
+                    at,
+                    "run.val_fraction",
+                    format!(
+                        "must be at least 0 and below 1 (the share of training examples held out, e.g. 0.0833 for MNIST's 5,000 of 60,000), got {v}"
+                    ),
+                ));
+            }
+        },
     })
 }
 

@@ -68,6 +68,13 @@ pub(super) struct RunTable {
     engine: EngineChoice,
     #[serde(default = "yes")]
     eval_at_start: bool,
+    /// Absent when 0, so the config.toml of a run without a validation split keeps its bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    val_fraction: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn yes() -> bool {
@@ -116,6 +123,7 @@ impl From<RunConfig> for RunTable {
                     eval_train_limit,
                     checkpoint_every,
                     log_every,
+                    val_fraction,
                 },
             gates:
                 Gates {
@@ -173,6 +181,7 @@ impl From<RunConfig> for RunTable {
             eval_train_limit,
             engine,
             eval_at_start,
+            val_fraction,
         }
     }
 }
@@ -210,6 +219,7 @@ impl From<RunTable> for RunConfig {
                 eval_train_limit: t.eval_train_limit,
                 checkpoint_every: t.checkpoint_every,
                 log_every: t.log_every,
+                val_fraction: t.val_fraction,
             },
             gates: Gates {
                 mode: t.gate,

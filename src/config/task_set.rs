@@ -17,6 +17,7 @@
 use super::run_config::{
     IMAGE_EVAL_EVERY, RawRun, RunConfig, default_checkpoint_every, is_image_kind, resolve_run,
 };
+use super::settings::Setting;
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
 use crate::task::{
@@ -60,9 +61,69 @@ impl TaskSet {
     /// Reads a task-set file; its `model` path is relative to the file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::load_text(path, &text)
+    }
+
+    /// Reads the task set `path` (none: the built-in set) with `settings` applied to its text
+    /// (`gtk train --set`), so each value is checked and recorded as if the file held it. A
+    /// value the set refuses is named as the `--set` that gave it.
+    pub fn load_with(path: Option<&Path>, settings: &[Setting]) -> Result<Self> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
+            None => BUILTIN_SET.to_string(),
+        };
+        let load = |text: &str| match path {
+            Some(p) => Self::load_text(p, text),
+            None => Self::builtin_text(text),
+        };
+        if settings.is_empty() {
+            return load(&text);
+        }
+        let mut doc: toml::Table = toml::from_str(&text)
+            .map_err(|e| Error::toml(path.unwrap_or(Path::new("<built-in>")), &text, e))?;
+        super::settings::apply(&mut doc, settings)?;
+        let changed = toml::to_string(&doc).map_err(|e| {
+            Error::config(
+                "command line",
+                "--set",
+                format!("cannot write the task set: {e}"),
+            )
+        })?;
+        load(&changed).map_err(|e| {
+            let given: Vec<String> = settings.iter().map(Setting::arg).collect();
+            let message = format!("{e}");
+            Error::config(
+                "command line",
+                "--set",
+                format!(
+                    "{} is refused by the task set: {}",
+                    given.join(" "),
+                    message.replace('\n', " ")
+                ),
+            )
+        })
+    }
+
+    /// The task parameters `--set` takes as `[defaults]` keys: every parameter of the set's
+    /// task kinds, in kind order.
+    pub fn default_keys(&self) -> Vec<&'static str> {
+        let mut keys: Vec<&'static str> = Vec::new();
+        for t in &self.tasks {
+            if let Ok(kind) = find_kind(&t.name, &t.kind) {
+                for p in kind.params {
+                    if !keys.contains(&p.name) {
+                        keys.push(p.name);
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    fn load_text(path: &Path, text: &str) -> Result<Self> {
         // In a task-set file, `run.model` next to an inline [model] would be silently ignored.
         // (A run folder's config.toml holds both by design: it is read with `parse_with`.)
-        if let Ok(doc) = toml::from_str::<toml::Table>(&text)
+        if let Ok(doc) = toml::from_str::<toml::Table>(text)
             && doc.contains_key("model")
             && let Some(file) = doc
                 .get("run")
@@ -78,7 +139,7 @@ impl TaskSet {
             ));
         }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::parse_with(&text, path, &|model: &str| {
+        Self::parse_with(text, path, &|model: &str| {
             let file = base.join(model);
             // The OS error alone ("No such file") would not say which key named the file, nor
             // that the path is relative to the task set rather than the working folder.
@@ -98,8 +159,12 @@ impl TaskSet {
 
     /// The built-in default set (sinusoid regression with the paper's MLP).
     pub fn builtin() -> Result<Self> {
+        Self::builtin_text(BUILTIN_SET)
+    }
+
+    fn builtin_text(text: &str) -> Result<Self> {
         Self::parse_with(
-            BUILTIN_SET,
+            text,
             Path::new("<built-in tasks/sinusoid.toml>"),
             &|model: &str| {
                 let file = Path::new(model)
@@ -245,7 +310,11 @@ impl TaskSet {
                 params: &entry.params,
                 data_dir: data_dir.map(Path::to_path_buf),
             };
-            let task = (kind.build)(&ctx)?;
+            let mut task = (kind.build)(&ctx)?;
+            let fraction = self.run.evaluation.val_fraction;
+            if fraction > 0.0 {
+                task = crate::task::held_out(task, fraction, self.run.seed, index)?;
+            }
             self.model
                 .check_fits(&entry.name, task.input_shape(), task.outputs())
                 .map_err(|e| shape_hint(e, &self.model.input, task.input_shape(), kind))?;

@@ -42,6 +42,32 @@ impl Run {
         (0..n).collect()
     }
 
+    /// With a validation split: learner `k` on every task's whole validation split, as
+    /// `val` evaluation records; none without one.
+    fn validation_records(&self, k: usize, metric_name: &str) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let l = &self.learners[k];
+        for (t, task) in self.tasks.iter().enumerate() {
+            let Some(val) = task.validation() else {
+                continue;
+            };
+            let indices: Vec<usize> = (0..val.len(Split::Test)).collect();
+            let mut pass = self.pass(TaskId(t), Split::Test, &indices);
+            pass.task = (val.as_ref(), TaskId(t));
+            let (loss, metric) = measure_all(&pass, &[(l, GateView::Trained)], None)?[0];
+            out.push(Record::Eval {
+                step: self.step,
+                strategy: l.strategy().to_string(),
+                task: task.name().into(),
+                split: "val".into(),
+                loss,
+                metric,
+                metric_name: metric_name.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
     /// The accuracy matrix and its measures per strategy, from the committed log (complete
     /// once every phase has ended).
     pub fn continual_summaries(&self) -> Result<Vec<ContinualSummary>> {
@@ -116,6 +142,7 @@ impl Run {
                     });
                 }
             }
+            out.extend(self.validation_records(k, &metric_name)?);
             out.extend(self.histograms(l)?);
             for &id in &picked[k] {
                 let t = id.index();

@@ -17,11 +17,12 @@ pub use figures::{
     BandPanel, BandSeries, band, metric_range, sweep_figure_data, write_sweep_report,
 };
 pub use folder::{
-    FORMAT, LOCK, MANIFEST, MemberState, SUMMARY_JSON, SUMMARY_MD, Sweep, SweepSpec, is_sweep,
-    member_name,
+    Configuration, FORMAT, GridAxis, LOCK, MANIFEST, Member, MemberState, SUMMARY_JSON, SUMMARY_MD,
+    Sweep, SweepSpec, grid_axes, grid_configurations, is_sweep, member_name,
 };
 pub use seeds::{MAX_SEEDS, parse_seeds};
 pub use summary::{
-    BINARIZED, CONFIDENCE, Cell, MEAN_ROW, MemberResult, Paired, SUMMARY_FORMAT, Summary,
-    UNDECIDED_ROW, format_interval, format_p, strategy_label,
+    BINARIZED, CONFIDENCE, Cell, ConfigurationResult, GRID_SUMMARY_FORMAT, GridSummary, MEAN_ROW,
+    MemberResult, Paired, SUMMARY_FORMAT, SelectionTest, Summary, UNDECIDED_ROW, format_interval,
+    format_p, strategy_label,
 };

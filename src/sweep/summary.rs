@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+mod grid;
+pub use grid::{ConfigurationResult, GRID_SUMMARY_FORMAT, GridSummary, SelectionTest};
+
 /// `format` of `summary.json`.
 pub const SUMMARY_FORMAT: &str = "gatekit-sweep-summary-1";
 /// The strategy key of the gated model with binarized masks `W ⊙ 1[M > 0]`.
@@ -50,18 +53,26 @@ impl MemberResult {
     /// The last test metric of every strategy and task of a run (and of the binarized gated
     /// model), read through [`RunData`].
     pub fn read(run: &RunData, seed: u64) -> Self {
+        Self::read_split(run, seed, "test")
+    }
+
+    /// The same with the last metrics on `split` (`test`, or `val` for a run with a
+    /// validation split; the binarized gated model is only evaluated on the test split).
+    pub fn read_split(run: &RunData, seed: u64, split: &str) -> Self {
         let tasks = run.tasks();
         let mut values = BTreeMap::new();
         for s in run.strategies() {
             for t in &tasks {
-                if let Some(&(_, v)) = run.eval_series(&s, t, "test", Quantity::Metric).last() {
+                if let Some(&(_, v)) = run.eval_series(&s, t, split, Quantity::Metric).last() {
                     values.insert((s.clone(), t.clone()), v);
                 }
             }
         }
-        for t in &tasks {
-            if let Some(&(_, v)) = run.binarized_series(t, Quantity::Metric).last() {
-                values.insert((BINARIZED.to_string(), t.clone()), v);
+        if split == "test" {
+            for t in &tasks {
+                if let Some(&(_, v)) = run.binarized_series(t, Quantity::Metric).last() {
+                    values.insert((BINARIZED.to_string(), t.clone()), v);
+                }
             }
         }
         let undecided = run.last_mask_step().map(|step| {
@@ -340,6 +351,12 @@ impl Summary {
     /// Reads every seed's run of a finished sweep and summarises them. Refuses a sweep with a
     /// seed not trained to its end, and runs that do not train the same tasks and metric.
     pub fn of_sweep(sweep: &Sweep) -> Result<Self> {
+        if sweep.is_grid() {
+            return Err(refuse(
+                &sweep.dir,
+                "is a grid sweep (--set): its ranking and tables are in summary.md; `gtk report` draws sweeps over seeds only so far (give a configuration's runs instead, e.g. SWEEP/CONFIG/seed-0 SWEEP/CONFIG/seed-1)".into(),
+            ));
+        }
         let mut members = Vec::new();
         for &seed in &sweep.spec.seeds {
             let dir = sweep.member_dir(seed);

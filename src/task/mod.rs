@@ -7,6 +7,7 @@
 //! rebuild them.
 
 mod entry;
+mod held_out;
 mod image;
 mod linear;
 mod mnist;
@@ -19,6 +20,7 @@ mod split_mnist;
 pub mod tensors;
 
 pub use entry::{MAX_NAME_LEN, NameError, TaskEntry, check_portable_name};
+pub use held_out::{HeldOut, held_out, split_positions};
 pub use image::{Colour, ImageTask, Resample};
 pub use permuted::permutation;
 pub use registry::{ParamSpec, ParamType, Params, TaskContext, TaskKind, find_kind, kinds};
@@ -219,6 +221,11 @@ pub trait Task: Send + Sync {
     /// every other check, and would silently mix two data sets in one run.
     fn data_fingerprints(&self) -> Result<Vec<crate::data::DataFingerprint>> {
         Ok(Vec::new())
+    }
+    /// With a validation split (`val_fraction`): the same task whose `Test` split is the
+    /// held-out training examples, for evaluating on them; none without one.
+    fn validation(&self) -> Option<Box<dyn Task>> {
+        None
     }
 }
 

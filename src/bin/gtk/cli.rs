@@ -104,6 +104,13 @@ pub struct TrainArgs {
     /// (mean, 95 % interval, paired differences) in summary.json and summary.md.
     #[arg(long, value_name = "LIST")]
     pub seeds: Option<String>,
+    /// Set a `[run]` or `[defaults]` key of the task set, as if the file held the value, e.g.
+    /// `--set lr=0.003` or `--set defaults.noise=0.1` (repeatable). With --seeds, several
+    /// values (`--set lr=0.003,0.01 --set mask_lr=0.03,0.1`) make a grid: every combination
+    /// trains once per seed, in SWEEP/lr=0.003,mask_lr=0.03/seed-0 and so on, and the summary
+    /// ranks the configurations.
+    #[arg(long = "set", value_name = "KEY=V1,V2")]
+    pub set: Vec<String>,
     /// With --seeds (or --resume of a sweep): how many seeds train at once; default: the
     /// cores divided by --threads-per-run.
     #[arg(long, value_name = "N")]
@@ -137,7 +144,7 @@ pub struct TrainArgs {
     pub mask_lr: Option<f64>,
     /// Continue a stopped run from its checkpoint, or a stopped sweep (its finished seeds are
     /// kept, the others resumed or started).
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["task_set", "strategy", "name", "seed", "seeds", "steps"])]
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["task_set", "strategy", "name", "seed", "seeds", "steps", "set"])]
     pub resume: Option<PathBuf>,
     /// With --resume: go on although a data file changed since the run recorded it (size and
     /// SHA-256); the change is printed and recorded in the run's state.json.

@@ -7,7 +7,10 @@
 
 use crate::cli::{StrategyArg, TrainArgs};
 use anyhow::{Context, Result, bail};
-use gatekit::sweep::{MemberState, SUMMARY_JSON, SUMMARY_MD, Summary, Sweep, SweepSpec};
+use gatekit::config::Setting;
+use gatekit::sweep::{
+    GridSummary, Member, MemberState, SUMMARY_JSON, SUMMARY_MD, Summary, Sweep, SweepSpec,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::Path;
@@ -30,11 +33,35 @@ fn strategy_list(list: &[StrategyArg]) -> String {
     names.join(",")
 }
 
+/// `--set` of a single run (or of one member's process): one value per key.
+pub fn single_settings(args: &TrainArgs) -> Result<Vec<Setting>> {
+    if args.set.is_empty() {
+        return Ok(Vec::new());
+    }
+    let base = gatekit::TaskSet::load_with(args.task_set.as_deref(), &[])?;
+    let axes = gatekit::sweep::grid_axes(&args.set, &base)?;
+    let mut out = Vec::new();
+    for a in axes {
+        match a.values.as_slice() {
+            [value] => out.push(Setting {
+                key: a.key,
+                value: value.clone(),
+            }),
+            more => bail!(
+                "command line: `--set` gives {} {} values: several values make a grid, which needs --seeds (e.g. --seeds 0..3)",
+                a.key,
+                more.len()
+            ),
+        }
+    }
+    Ok(out)
+}
+
 /// A new sweep (`--seeds`) or a resumed one (`--resume SWEEP`).
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.lr.is_some() || args.mask_lr.is_some() {
         bail!(
-            "--lr and --mask-lr apply to one run, not to a sweep: set `lr` / `mask_lr` in the task set's [run] table for a new sweep, or resume one seed's run folder (SWEEP/seed-N) with them"
+            "--lr and --mask-lr apply to one run, not to a sweep: give --set lr=V (or --set mask_lr=V; several values make a grid), set them in the task set's [run] table, or resume one seed's run folder (SWEEP/seed-N) with them"
         );
     }
     if args.jobs == Some(0) {
@@ -64,11 +91,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             // Everything a seed's process would refuse is checked once here, before the
             // sweep folder exists.
-            let set = match &args.task_set {
-                Some(p) => gatekit::TaskSet::load(p)?,
-                None => gatekit::TaskSet::builtin()?,
-            };
-            crate::runs::strategies(&args.strategy, set.run.schedule.order)?;
+            let set = gatekit::TaskSet::load_with(args.task_set.as_deref(), &[])?;
+            let grid = gatekit::sweep::grid_axes(&args.set, &set)?;
+            // Every configuration is loaded (not trained) now, so a value the task set
+            // refuses stops the sweep before its folder exists.
+            for c in gatekit::sweep::grid_configurations(&grid)? {
+                let set = gatekit::TaskSet::load_with(args.task_set.as_deref(), &c.settings)?;
+                crate::runs::strategies(&args.strategy, set.run.schedule.order)?;
+                if let Some(steps) = args.steps {
+                    set.clone().set_steps(steps)?;
+                }
+            }
             let dir = crate::runs::run_dir(
                 &args.runs_dir.runs_dir,
                 args.name.as_deref(),
@@ -81,7 +114,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 args.steps,
                 args.threads_per_run.unwrap_or(1),
             )?;
-            Sweep::create(&dir, spec)?
+            Sweep::create(&dir, SweepSpec { grid, ..spec })?
         }
         (None, None) => bail!("give --seeds or --resume SWEEP"),
     };
@@ -89,26 +122,33 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let threads = sweep.spec.threads_per_run;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or((cores / threads).max(1));
+    let members = sweep.members();
     let mut todo = Vec::new();
     let (mut done, mut partial, mut new) = (0, 0, 0);
-    for &seed in &sweep.spec.seeds {
-        let state = sweep.member_state(seed)?;
+    for m in &members {
+        let state = sweep.state_of(m)?;
         match state {
             MemberState::Done { .. } => done += 1,
             MemberState::Partial { .. } => partial += 1,
             MemberState::New => new += 1,
         }
         if !matches!(state, MemberState::Done { .. }) {
-            todo.push((seed, state));
+            todo.push((*m, state));
         }
     }
     if new > 0 {
         sweep.check_task_set()?;
     }
     if !args.quiet.quiet {
+        let configs = sweep.configurations().len();
         println!(
-            "sweep {}: {} seed{} ({done} done, {partial} to resume, {new} to start), {} at a time, {threads} thread{} each",
+            "sweep {}: {}{} seed{} ({done} done, {partial} to resume, {new} to start), {} at a time, {threads} thread{} each",
             sweep.dir.display(),
+            if configs > 1 {
+                format!("{configs} configurations × ")
+            } else {
+                String::new()
+            },
             sweep.spec.seeds.len(),
             if sweep.spec.seeds.len() == 1 { "" } else { "s" },
             jobs.min(todo.len().max(1)),
@@ -117,11 +157,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     run_members(&sweep, &args, todo, jobs)?;
     if args.stop_at.is_some() {
-        let open = sweep
-            .spec
-            .seeds
+        let open = members
             .iter()
-            .map(|s| sweep.member_state(*s))
+            .map(|m| sweep.state_of(m))
             .collect::<gatekit::Result<Vec<_>>>()?;
         if open.iter().any(|s| !matches!(s, MemberState::Done { .. })) {
             println!(
@@ -132,33 +170,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let summary = Summary::of_sweep(&sweep)?;
-    gatekit::run_folder::fsio::write_atomic(
-        &sweep.dir.join(SUMMARY_JSON),
-        summary.to_json()?.as_bytes(),
-    )?;
-    gatekit::run_folder::fsio::write_atomic(
-        &sweep.dir.join(SUMMARY_MD),
-        summary.markdown().as_bytes(),
-    )?;
-    println!("\n{}", summary.text());
+    let (json, markdown, text) = if sweep.is_grid() {
+        let summary = GridSummary::of_sweep(&sweep)?;
+        (summary.to_json()?, summary.markdown(), summary.text())
+    } else {
+        let summary = Summary::of_sweep(&sweep)?;
+        (summary.to_json()?, summary.markdown(), summary.text())
+    };
+    gatekit::run_folder::fsio::write_atomic(&sweep.dir.join(SUMMARY_JSON), json.as_bytes())?;
+    gatekit::run_folder::fsio::write_atomic(&sweep.dir.join(SUMMARY_MD), markdown.as_bytes())?;
+    println!("\n{text}");
     println!(
-        "sweep saved in {} ({SUMMARY_JSON}, {SUMMARY_MD}; one run folder per seed)",
-        sweep.dir.display()
+        "sweep saved in {} ({SUMMARY_JSON}, {SUMMARY_MD}; one run folder per {})",
+        sweep.dir.display(),
+        if sweep.is_grid() {
+            "configuration and seed"
+        } else {
+            "seed"
+        }
     );
     Ok(())
 }
 
 /// What a seed's process reports to the sweep.
 enum Msg {
-    Out(u64, String),
-    Err(u64, String),
+    Out(usize, String),
+    Err(usize, String),
     /// One of the process's two output streams ended.
-    Closed(u64),
+    Closed(usize),
 }
 
+/// A member's process; `id` numbers the members started by this sweep process.
 struct Running {
-    seed: u64,
+    id: usize,
+    /// `seed 3`, or `lr=0.1/seed 3` in a grid.
+    label: String,
     child: Child,
     bar: Option<ProgressBar>,
     errors: Vec<String>,
@@ -171,17 +217,17 @@ struct Running {
 fn run_members(
     sweep: &Sweep,
     args: &TrainArgs,
-    todo: Vec<(u64, MemberState)>,
+    todo: Vec<(Member, MemberState)>,
     jobs: usize,
 ) -> Result<()> {
     let mut members = Members::new(sweep, args)?;
     let mut queue = todo.into_iter();
     loop {
         while members.running.len() < jobs {
-            let Some((seed, state)) = queue.next() else {
+            let Some((member, state)) = queue.next() else {
                 break;
             };
-            members.start(seed, state)?;
+            members.start(member, state)?;
         }
         if members.running.is_empty() {
             break;
@@ -209,7 +255,9 @@ struct Members<'a> {
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     running: Vec<Running>,
-    failed: Vec<(u64, String)>,
+    /// Members started so far (the next one's id).
+    started: usize,
+    failed: Vec<(String, String)>,
 }
 
 impl<'a> Members<'a> {
@@ -217,7 +265,7 @@ impl<'a> Members<'a> {
         let exe = std::env::current_exe().context("cannot find the gtk executable")?;
         let multi = (!args.quiet.quiet && std::io::stdout().is_terminal()).then(MultiProgress::new);
         let style =
-            ProgressStyle::with_template("seed {prefix:>4} {bar:30} {pos}/{len} steps  eta {eta}")
+            ProgressStyle::with_template("{prefix:>8} {bar:30} {pos}/{len} steps  eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
         let (tx, rx) = mpsc::channel::<Msg>();
         Ok(Members {
@@ -229,6 +277,7 @@ impl<'a> Members<'a> {
             tx,
             rx,
             running: Vec::new(),
+            started: 0,
             failed: Vec::new(),
         })
     }
@@ -243,9 +292,12 @@ impl<'a> Members<'a> {
         }
     }
 
-    /// Starts seed `seed`'s process, with one thread per output stream forwarding its lines.
-    fn start(&mut self, seed: u64, state: MemberState) -> Result<()> {
-        let mut child = member_command(&self.exe, self.sweep, self.args, seed, state)
+    /// Starts a member's process, with one thread per output stream forwarding its lines.
+    fn start(&mut self, member: Member, state: MemberState) -> Result<()> {
+        let id = self.started;
+        self.started += 1;
+        let label = self.sweep.label(&member);
+        let mut child = member_command(&self.exe, self.sweep, self.args, &member, state)
             .spawn()
             .with_context(|| format!("cannot start {}", self.exe.display()))?;
         let streams: [(Option<Box<dyn std::io::Read + Send>>, bool); 2] = [
@@ -258,15 +310,15 @@ impl<'a> Members<'a> {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
                     let msg = if is_err {
-                        Msg::Err(seed, line)
+                        Msg::Err(id, line)
                     } else {
-                        Msg::Out(seed, line)
+                        Msg::Out(id, line)
                     };
                     if tx.send(msg).is_err() {
                         return;
                     }
                 }
-                let _ = tx.send(Msg::Closed(seed));
+                let _ = tx.send(Msg::Closed(id));
             });
         }
         let bar = self.multi.as_ref().map(|m| {
@@ -276,7 +328,7 @@ impl<'a> Members<'a> {
             };
             let b = m.add(ProgressBar::new(total as u64));
             b.set_style(self.style.clone());
-            b.set_prefix(seed.to_string());
+            b.set_prefix(label.clone());
             b
         });
         if !self.args.quiet.quiet {
@@ -287,12 +339,13 @@ impl<'a> Members<'a> {
                 _ => "starting".into(),
             };
             self.say(format!(
-                "seed {seed}: {what} in {}",
-                self.sweep.member_dir(seed).display()
+                "{label}: {what} in {}",
+                self.sweep.dir_of(&member).display()
             ));
         }
         self.running.push(Running {
-            seed,
+            id,
+            label,
             child,
             bar,
             errors: Vec::new(),
@@ -307,8 +360,8 @@ impl<'a> Members<'a> {
     fn on_message(&mut self, msg: Msg) {
         let quiet = self.args.quiet.quiet;
         match msg {
-            Msg::Out(seed, line) => {
-                let Some(r) = self.running.iter().find(|r| r.seed == seed) else {
+            Msg::Out(id, line) => {
+                let Some(r) = self.running.iter().find(|r| r.id == id) else {
                     return;
                 };
                 if let Some(rest) = line.strip_prefix("@step ") {
@@ -317,22 +370,25 @@ impl<'a> Members<'a> {
                         bar.set_position(pos.parse().unwrap_or(0));
                     }
                 } else if !quiet && line.starts_with("step ") {
-                    self.say(format!("seed {seed}: {line}"));
+                    self.say(format!("{}: {line}", r.label));
                 }
             }
-            Msg::Err(seed, line) => {
-                if line.trim().is_empty() || !self.running.iter().any(|r| r.seed == seed) {
+            Msg::Err(id, line) => {
+                let Some(r) = self.running.iter().find(|r| r.id == id) else {
+                    return;
+                };
+                if line.trim().is_empty() {
                     return;
                 }
                 if line.starts_with("note: ") && !quiet {
-                    self.say(format!("seed {seed}: {line}"));
+                    self.say(format!("{}: {line}", r.label));
                 }
-                if let Some(r) = self.running.iter_mut().find(|r| r.seed == seed) {
+                if let Some(r) = self.running.iter_mut().find(|r| r.id == id) {
                     r.errors.push(line);
                 }
             }
-            Msg::Closed(seed) => {
-                if let Some(r) = self.running.iter_mut().find(|r| r.seed == seed) {
+            Msg::Closed(id) => {
+                if let Some(r) = self.running.iter_mut().find(|r| r.id == id) {
                     r.open_streams = r.open_streams.saturating_sub(1);
                 }
             }
@@ -357,7 +413,7 @@ impl<'a> Members<'a> {
             }
             if status.success() {
                 if !self.args.quiet.quiet {
-                    self.say(format!("seed {}: done", r.seed));
+                    self.say(format!("{}: done", r.label));
                 }
             } else {
                 let why = r
@@ -368,8 +424,8 @@ impl<'a> Members<'a> {
                     .or(r.errors.last())
                     .cloned()
                     .unwrap_or_else(|| format!("exited with {status}"));
-                self.say(format!("seed {}: failed: {why}", r.seed));
-                self.failed.push((r.seed, why));
+                self.say(format!("{}: failed: {why}", r.label));
+                self.failed.push((r.label, why));
             }
         }
         Ok(())
@@ -383,7 +439,7 @@ impl<'a> Members<'a> {
         let list: Vec<String> = self
             .failed
             .iter()
-            .map(|(s, why)| format!("seed {s} ({})", why.trim_start_matches("error: ")))
+            .map(|(s, why)| format!("{s} ({})", why.trim_start_matches("error: ")))
             .collect();
         bail!(
             "{} of the sweep failed: {}; finished seeds are kept, continue with `gtk train --resume {}`",
@@ -398,23 +454,26 @@ impl<'a> Members<'a> {
     }
 }
 
-/// The `gtk train` command of one seed: a new run `seed-N` in the sweep folder, or a resume.
+/// The `gtk train` command of one member: a new run `seed-N` in its configuration's folder
+/// (with the configuration's `--set` values), or a resume.
 fn member_command(
     exe: &Path,
     sweep: &Sweep,
     args: &TrainArgs,
-    seed: u64,
+    member: &Member,
     state: MemberState,
 ) -> Command {
     let mut cmd = Command::new(exe);
     cmd.arg("train");
+    let dir = sweep.dir_of(member);
     match state {
         MemberState::New => {
             let spec = &sweep.spec;
-            cmd.args(["--seed", &seed.to_string()])
-                .args(["--name", &gatekit::sweep::member_name(seed)])
+            let parent = dir.parent().unwrap_or(&sweep.dir);
+            cmd.args(["--seed", &member.seed.to_string()])
+                .args(["--name", &gatekit::sweep::member_name(member.seed)])
                 .arg("--runs-dir")
-                .arg(&sweep.dir)
+                .arg(parent)
                 .args(["--strategy", &spec.strategy]);
             if let Some(p) = &spec.task_set {
                 cmd.arg("--task-set").arg(p);
@@ -422,9 +481,14 @@ fn member_command(
             if let Some(n) = spec.steps {
                 cmd.args(["--steps", &n.to_string()]);
             }
+            if let Some(c) = sweep.configurations().get(member.config) {
+                for s in &c.settings {
+                    cmd.arg("--set").arg(s.arg());
+                }
+            }
         }
         _ => {
-            cmd.arg("--resume").arg(sweep.member_dir(seed));
+            cmd.arg("--resume").arg(&dir);
             if args.allow_changed_data {
                 cmd.arg("--allow-changed-data");
             }

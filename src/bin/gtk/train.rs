@@ -6,7 +6,6 @@ use crate::results::print_results;
 use crate::runs::{run_dir, strategies};
 use anyhow::{Result, bail};
 use candle_core::Device;
-use gatekit::TaskSet;
 use gatekit::run_folder::Overrides;
 use gatekit::train::Trainer;
 
@@ -100,10 +99,8 @@ fn open_trainer(args: &TrainArgs, device: &Device) -> Result<Trainer> {
             t
         }
         None => {
-            let mut set = match &args.task_set {
-                Some(path) => TaskSet::load(path)?,
-                None => TaskSet::builtin()?,
-            };
+            let settings = crate::sweep::single_settings(args)?;
+            let mut set = gatekit::TaskSet::load_with(args.task_set.as_deref(), &settings)?;
             if let Some(seed) = args.seed {
                 set.run.seed = seed;
             }
