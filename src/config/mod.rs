@@ -11,7 +11,7 @@ mod task_set;
 pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 pub use order::{TaskOrder, WPolicy};
 pub use run_config::{
-    EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule,
+    Continual, EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule,
     WeightOptimizer,
 };
 pub use task_set::TaskSet;

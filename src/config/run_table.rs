@@ -5,7 +5,8 @@
 //! keys are still refused (serde's `flatten` would have lost `deny_unknown_fields`).
 
 use super::run_config::{
-    DEFAULT_EVAL_SUBSET, EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig,
+    Continual, DEFAULT_EVAL_SUBSET, DEFAULT_EWC_GAMMA, DEFAULT_EWC_LAMBDA, DEFAULT_EWC_SAMPLES,
+    DEFAULT_SI_C, DEFAULT_SI_XI, EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig,
     TaskSchedule, WeightOptimizer,
 };
 use super::{OptimizerKind, Schedule, TaskOrder, WPolicy};
@@ -66,6 +67,49 @@ pub(super) struct RunTable {
     engine: EngineChoice,
     #[serde(default = "yes")]
     eval_at_start: bool,
+    // The continual-learning baselines' keys come last and only when they differ from their
+    // defaults: a config that never set them keeps the bytes it had before they existed.
+    #[serde(default = "ewc_lambda", skip_serializing_if = "is_ewc_lambda")]
+    ewc_lambda: f64,
+    #[serde(default = "ewc_gamma", skip_serializing_if = "is_ewc_gamma")]
+    ewc_gamma: f64,
+    #[serde(default = "ewc_samples", skip_serializing_if = "is_ewc_samples")]
+    ewc_samples: usize,
+    #[serde(default = "si_c", skip_serializing_if = "is_si_c")]
+    si_c: f64,
+    #[serde(default = "si_xi", skip_serializing_if = "is_si_xi")]
+    si_xi: f64,
+}
+
+fn ewc_lambda() -> f64 {
+    DEFAULT_EWC_LAMBDA
+}
+fn is_ewc_lambda(v: &f64) -> bool {
+    *v == DEFAULT_EWC_LAMBDA
+}
+fn ewc_gamma() -> f64 {
+    DEFAULT_EWC_GAMMA
+}
+fn is_ewc_gamma(v: &f64) -> bool {
+    *v == DEFAULT_EWC_GAMMA
+}
+fn ewc_samples() -> usize {
+    DEFAULT_EWC_SAMPLES
+}
+fn is_ewc_samples(v: &usize) -> bool {
+    *v == DEFAULT_EWC_SAMPLES
+}
+fn si_c() -> f64 {
+    DEFAULT_SI_C
+}
+fn is_si_c(v: &f64) -> bool {
+    *v == DEFAULT_SI_C
+}
+fn si_xi() -> f64 {
+    DEFAULT_SI_XI
+}
+fn is_si_xi(v: &f64) -> bool {
+    *v == DEFAULT_SI_XI
 }
 
 fn yes() -> bool {
@@ -130,6 +174,14 @@ impl From<RunConfig> for RunTable {
                     mask_regularizer,
                     mask_regularizer_weight,
                 },
+            continual:
+                Continual {
+                    ewc_lambda,
+                    ewc_gamma,
+                    ewc_samples,
+                    si_c,
+                    si_xi,
+                },
         } = run;
         RunTable {
             model,
@@ -169,6 +221,11 @@ impl From<RunConfig> for RunTable {
             eval_train_limit,
             engine,
             eval_at_start,
+            ewc_lambda,
+            ewc_gamma,
+            ewc_samples,
+            si_c,
+            si_xi,
         }
     }
 }
@@ -220,6 +277,13 @@ impl From<RunTable> for RunConfig {
                 mask_init: t.mask_init,
                 mask_regularizer: t.mask_regularizer,
                 mask_regularizer_weight: t.mask_regularizer_weight,
+            },
+            continual: Continual {
+                ewc_lambda: t.ewc_lambda,
+                ewc_gamma: t.ewc_gamma,
+                ewc_samples: t.ewc_samples,
+                si_c: t.si_c,
+                si_xi: t.si_xi,
             },
         }
     }
