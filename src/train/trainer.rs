@@ -381,6 +381,11 @@ impl Trainer {
                 run.evaluation.eval_at_start,
             );
             let mut records = Vec::new();
+            // A sequential run's phase 0: every task's metric at initialisation (GEM's b_j,
+            // for the forward transfer).
+            if run.schedule.order == TaskOrder::Sequential {
+                records.extend(self.phase_records_of(0)?);
+            }
             if probe && !full && self.run.step < until {
                 start_probe = self.probe_params_now()?;
             }
