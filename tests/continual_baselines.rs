@@ -478,3 +478,45 @@ fn ewc_with_a_large_lambda_forgets_less_than_finetune() {
     assert!(high.2 < high.3 - 0.15, "{kept:?}");
     assert!(high.1 < low.1 && high.1 < 0.9, "{kept:?}");
 }
+
+/// The penalty is part of the committed state: a run of ewc, online-ewc and si stopped in
+/// the middle of its second phase and resumed gives the same matrices as one that ran
+/// through (the terms and SI's running sums come back from the checkpoint).
+#[test]
+fn stopped_and_resumed_penalised_run_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(6);
+    for (name, col) in [("a.csv", 0), ("b.csv", 1)] {
+        let mut csv = String::from("u,v,y\n");
+        for _ in 0..300 {
+            let x = [rng.normal(), rng.normal()];
+            csv.push_str(&format!("{},{},{}\n", x[0], x[1], u32::from(x[col] > 0.0)));
+        }
+        std::fs::write(dir.path().join(name), csv).unwrap();
+    }
+    let text = CONFLICT
+        .replace("LAMBDA", "1e5")
+        .replace("phase_steps = 300", "phase_steps = 60")
+        .replace("eval_every = 100", "eval_every = 20");
+    let set = TaskSet::load(&write_task_set(dir.path(), "resume.toml", &text)).unwrap();
+    let strategies = [Strategy::Ewc, Strategy::OnlineEwc, Strategy::Si];
+    let read = |run: &Path| -> Vec<ContinualSummary> {
+        serde_json::from_str(&std::fs::read_to_string(run.join(files::CONTINUAL)).unwrap()).unwrap()
+    };
+    let whole = dir.path().join("whole");
+    Trainer::create(set.clone(), &strategies, &whole, None, &Device::Cpu)
+        .unwrap()
+        .train(None, &mut |_| {})
+        .unwrap();
+    let parts = dir.path().join("parts");
+    let mut first = Trainer::create(set, &strategies, &parts, None, &Device::Cpu).unwrap();
+    first.train(Some(90), &mut |_| {}).unwrap();
+    drop(first);
+    let mut resumed = Trainer::resume(&parts, None, &Device::Cpu, Default::default()).unwrap();
+    resumed.train(None, &mut |_| {}).unwrap();
+    let (a, b) = (read(&whole), read(&parts));
+    assert_eq!(a.len(), 3);
+    assert_eq!(a, b);
+    // The penalties did something: the three differ after phase 2.
+    assert_ne!(a[0].matrix[1], a[2].matrix[1]);
+}
