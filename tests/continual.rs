@@ -356,18 +356,44 @@ fn cli_prints_the_matrices_and_the_table() {
     let table = stdout
         .lines()
         .skip_while(|l| !l.starts_with("strategy"))
-        .take(5)
+        .take(6)
         .collect::<Vec<_>>();
-    assert_eq!(table.len(), 5, "{stdout}");
-    assert!(table[0].contains("backward transfer") && table[0].contains("forgetting"));
+    assert_eq!(table.len(), 6, "{stdout}");
     assert!(
-        table[3].starts_with("separate") && table[3].contains("+0.0000"),
+        table[0].contains("backward transfer")
+            && table[0].contains("forgetting")
+            && table[0].contains("forward transfer"),
         "{table:?}"
     );
+    // One seed: three significant digits; separate never forgets.
+    let cells = |row: &str| row.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let separate = cells(table[3]);
+    assert_eq!(separate[0], "separate", "{table:?}");
+    assert_eq!(&separate[2..4], ["+0.00", "0.00"], "{table:?}");
+    let gated = cells(table[1]);
+    for v in &gated[1..] {
+        let digits = v.trim_start_matches(['+', '-', '0', '.']).replace('.', "");
+        assert_eq!(digits.len(), 3, "{v} in {table:?}");
+    }
+    // joint is not sequential: its average only, no BWT, forgetting or FWT.
+    let joint = cells(table[4]);
+    assert_eq!(joint[0], "joint", "{table:?}");
+    assert_eq!(&joint[2..], ["-", "-", "-"], "{table:?}");
     assert!(
-        table[4].starts_with("joint") && table[4].trim_end().ends_with("-            -"),
+        table[5].contains("divide by T − 1") && table[5].contains("GEM's b_j"),
         "{table:?}"
     );
+    // FWT against the metric at initialisation: phase 0 is in the log and continual.json.
+    let summaries = summaries(&tmp.path().join("runs/r"));
+    for s in &summaries {
+        let b = s.initial.as_ref().expect("metric at initialisation");
+        assert_eq!(b.len(), 4);
+        let fwt = (1..4).map(|j| -(s.matrix[j - 1][j] - b[j])).sum::<f64>() / 3.0;
+        match s.strategy.as_str() {
+            "joint" => assert_eq!(s.forward_transfer, None),
+            _ => assert!((s.forward_transfer.unwrap() - fwt).abs() < 1e-12, "{s:?}"),
+        }
+    }
     assert!(tmp.path().join("runs/r").join(files::CONTINUAL).is_file());
     // gtk adapt on a sequential run: the new task comes after the run's phases, and the
     // adapted run still shows the run's own matrices.

@@ -12,7 +12,7 @@ mod task_set;
 pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 pub use order::{TaskOrder, WPolicy};
 pub use run_config::{
-    EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule,
+    Continual, EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule,
     WeightOptimizer,
 };
 pub use settings::{RUN_KEYS, Setting};

@@ -5,8 +5,9 @@
 //! keys are still refused (serde's `flatten` would have lost `deny_unknown_fields`).
 
 use super::run_config::{
-    BinarizedMasks, DEFAULT_EVAL_SUBSET, EngineChoice, Evaluation, Gates, MaskRecipe, Precision,
-    RunConfig, TaskSchedule, WeightOptimizer,
+    BinarizedMasks, Continual, DEFAULT_EVAL_SUBSET, DEFAULT_EWC_GAMMA, DEFAULT_EWC_LAMBDA,
+    DEFAULT_EWC_SAMPLES, DEFAULT_SI_C, DEFAULT_SI_XI, EngineChoice, Evaluation, Gates, MaskRecipe,
+    Precision, RunConfig, TaskSchedule, WeightOptimizer,
 };
 use super::{OptimizerKind, Schedule, TaskOrder, WPolicy};
 use crate::gate::{GateMode, Regularizer};
@@ -71,10 +72,53 @@ pub(super) struct RunTable {
     /// Absent when 0, so the config.toml of a run without a validation split keeps its bytes.
     #[serde(default, skip_serializing_if = "is_zero")]
     val_fraction: f64,
+    // The continual-learning baselines' keys come last and only when they differ from their
+    // defaults: a config that never set them keeps the bytes it had before they existed.
+    #[serde(default = "ewc_lambda", skip_serializing_if = "is_ewc_lambda")]
+    ewc_lambda: f64,
+    #[serde(default = "ewc_gamma", skip_serializing_if = "is_ewc_gamma")]
+    ewc_gamma: f64,
+    #[serde(default = "ewc_samples", skip_serializing_if = "is_ewc_samples")]
+    ewc_samples: usize,
+    #[serde(default = "si_c", skip_serializing_if = "is_si_c")]
+    si_c: f64,
+    #[serde(default = "si_xi", skip_serializing_if = "is_si_xi")]
+    si_xi: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn ewc_lambda() -> f64 {
+    DEFAULT_EWC_LAMBDA
+}
+fn is_ewc_lambda(v: &f64) -> bool {
+    *v == DEFAULT_EWC_LAMBDA
+}
+fn ewc_gamma() -> f64 {
+    DEFAULT_EWC_GAMMA
+}
+fn is_ewc_gamma(v: &f64) -> bool {
+    *v == DEFAULT_EWC_GAMMA
+}
+fn ewc_samples() -> usize {
+    DEFAULT_EWC_SAMPLES
+}
+fn is_ewc_samples(v: &usize) -> bool {
+    *v == DEFAULT_EWC_SAMPLES
+}
+fn si_c() -> f64 {
+    DEFAULT_SI_C
+}
+fn is_si_c(v: &f64) -> bool {
+    *v == DEFAULT_SI_C
+}
+fn si_xi() -> f64 {
+    DEFAULT_SI_XI
+}
+fn is_si_xi(v: &f64) -> bool {
+    *v == DEFAULT_SI_XI
 }
 
 fn yes() -> bool {
@@ -141,6 +185,14 @@ impl From<RunConfig> for RunTable {
                     mask_regularizer,
                     mask_regularizer_weight,
                 },
+            continual:
+                Continual {
+                    ewc_lambda,
+                    ewc_gamma,
+                    ewc_samples,
+                    si_c,
+                    si_xi,
+                },
         } = run;
         RunTable {
             model,
@@ -182,6 +234,11 @@ impl From<RunConfig> for RunTable {
             engine,
             eval_at_start,
             val_fraction,
+            ewc_lambda,
+            ewc_gamma,
+            ewc_samples,
+            si_c,
+            si_xi,
         }
     }
 }
@@ -235,6 +292,13 @@ impl From<RunTable> for RunConfig {
                 mask_init: t.mask_init,
                 mask_regularizer: t.mask_regularizer,
                 mask_regularizer_weight: t.mask_regularizer_weight,
+            },
+            continual: Continual {
+                ewc_lambda: t.ewc_lambda,
+                ewc_gamma: t.ewc_gamma,
+                ewc_samples: t.ewc_samples,
+                si_c: t.si_c,
+                si_xi: t.si_xi,
             },
         }
     }

@@ -39,6 +39,7 @@ pub const RUN_KEYS: &[&str] = &[
     "gate",
     "hat_max_scale",
     "binarize_after",
+    "binarized_masks",
     "w_init",
     "mask_recipe",
     "mask_optimizer",
@@ -51,6 +52,11 @@ pub const RUN_KEYS: &[&str] = &[
     "engine",
     "eval_at_start",
     "val_fraction",
+    "ewc_lambda",
+    "ewc_gamma",
+    "ewc_samples",
+    "si_c",
+    "si_xi",
 ];
 
 /// One value of one key, resolved: `key` is `run.NAME` or `defaults.NAME`, `value` the

@@ -233,6 +233,9 @@ impl Engine {
             loss
         };
         profile::set_op(profile::STEP, "step");
+        // The penalty against forgetting (ewc, online-ewc, si) joins the task loss's gradient
+        // right before the update, as on the reference.
+        let mut penalty = store.consolidation.as_mut();
         for (p, w) in weights.iter_mut().enumerate() {
             if let Some(m) = masks.as_deref() {
                 profile::timed(Phase::GateBack, 0, || {
@@ -249,6 +252,9 @@ impl Engine {
                     )
                 });
             }
+            if let Some(c) = penalty.as_deref_mut() {
+                c.before_update(p, w, &mut pb.dtheta[p]);
+            }
             profile::timed(Phase::Update, 0, || {
                 update::update(
                     w,
@@ -257,6 +263,9 @@ impl Engine {
                     rules.w,
                 )
             });
+            if let Some(c) = penalty.as_deref_mut() {
+                c.after_update(p, w);
+            }
         }
         if let (Some(m), Some(rule)) = (masks, rules.mask) {
             for (p, values) in m.values.iter_mut().enumerate() {

@@ -225,6 +225,48 @@ impl Ctx {
         with_store!(store, s => get(&s.states[set], &self.state_specs, &self.device))
     }
 
+    /// The diagonal Fisher information of the model that serves `task`, estimated at the
+    /// examples `x` (one per row of its first dimension) as van de Ven & Tolias's reference
+    /// code does for EWC: per example, the squared gradient of the log-likelihood of the
+    /// class the model itself predicts (`−log softmax(f(x))_ŷ`, `ŷ = argmax f(x)`), averaged
+    /// over the examples. This is the Fisher at the model's own most likely label, not the
+    /// empirical Fisher (which would use the true label). Layer state in evaluation mode.
+    /// Computed by candle's autograd whichever backend trains, so both agree by construction.
+    pub fn diagonal_fisher(
+        &self,
+        store: &Store,
+        task: TaskId,
+        x: &Tensor,
+    ) -> Result<Vec<Vec<f64>>> {
+        let net = self.model(store, self.model_of(task))?;
+        let state = self.state_of_set(store, self.state_set(task))?;
+        let n = x.dim(0)?;
+        let mut sums: Vec<Vec<f64>> = (self.params.iter())
+            .map(|(_, shape)| vec![0.0; shape.elem_count()])
+            .collect();
+        for i in 0..n {
+            let xi = x.narrow(0, i, 1)?;
+            let out = net
+                .forward_with_state(&xi, None, NetState::Eval(&state))?
+                .flatten_all()?;
+            let label = out.argmax(0)?.to_scalar::<u32>()? as usize;
+            let nll = candle_nn::ops::log_softmax(&out, 0)?.get(label)?.neg()?;
+            let grads = nll.backward()?;
+            for (sum, (_, var)) in sums.iter_mut().zip(net.params()) {
+                if let Some(g) = grads.get(var) {
+                    for (s, g) in sum.iter_mut().zip(values_of::<f64>(g)?) {
+                        *s += g * g;
+                    }
+                }
+            }
+        }
+        let scale = 1.0 / n.max(1) as f64;
+        for v in sums.iter_mut().flatten() {
+            *v *= scale;
+        }
+        Ok(sums)
+    }
+
     /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, followed
     /// by the task's layer state, as the engine reads them.
     pub fn eval_params(
@@ -398,15 +440,17 @@ fn reference_step<T: Elem>(
     };
     for (p, (_, var)) in net.params().iter().enumerate() {
         if let Some(g) = grads.get(var) {
-            let g = values_of::<T>(g)?;
+            let mut g = values_of::<T>(g)?;
+            let w = &mut store.models[model.index()][p];
+            // The penalty against forgetting joins the gradient here, as on the engine.
+            if let Some(c) = store.consolidation.as_mut() {
+                c.before_update(p, w, &mut g);
+            }
             let slot = &mut store.w_slots[model.index()][p];
-            T::update(
-                &mut store.models[model.index()][p],
-                &g,
-                slot,
-                ctx.w_config,
-                at.w_lr_factor,
-            );
+            T::update(w, &g, slot, ctx.w_config, at.w_lr_factor);
+            if let Some(c) = store.consolidation.as_mut() {
+                c.after_update(p, w);
+            }
         }
     }
     if let (Some(stored), true) = (store.masks[task.index()].as_mut(), at.mask_lr_factor > 0.0) {

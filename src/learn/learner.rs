@@ -9,7 +9,10 @@ use crate::gate::Regularizer;
 use crate::gate::{GateMode, GateView, MaskBank, MaskStats};
 use crate::model::{ModelSpec, Network, WeightInit};
 use crate::optim::{OptimizerConfig, Slot};
-use crate::params::{MASK_SLOTS, ModelId, ParamKey, ParamStore, TaskId, TaskMasks, W_SLOTS};
+use crate::params::{
+    Anchor, Consolidation, MASK_SLOTS, ModelId, ParamKey, ParamStore, Penalty, TaskId, TaskMasks,
+    W_SLOTS,
+};
 use crate::rng::Rng;
 use crate::task::{Batch, Objective};
 use candle_core::{DType, Device, Result, Shape, Tensor};
@@ -104,10 +107,15 @@ impl Learner {
                 .collect::<Result<Vec<_>>>()?;
             Ok(ParamStore::new(models, vec![state; sets], tasks))
         }
-        let store = match dtype {
+        let mut store = match dtype {
             DType::F64 => Store::F64(store_of(&nets, &initial, sets, task_names.len())?),
             _ => Store::F32(store_of(&nets, &initial, sets, task_names.len())?),
         };
+        if let Some(penalty) = strategy.penalty() {
+            with_store!(&mut store, s => {
+                s.consolidation = Some(new_consolidation(penalty, run, &s.models[0]));
+            });
+        }
         let mut engine_refusal = None;
         let backend = match (run.engine, dtype, device) {
             (EngineChoice::Fast, DType::F32, Device::Cpu) => match Plan::compile(spec) {
@@ -322,6 +330,47 @@ impl Learner {
         (self.backend.get_mut()).train_step(&self.ctx, &mut self.store, task, batch, objective, at)
     }
 
+    /// The end of task `task` for a strategy with a penalty against forgetting (`ewc`,
+    /// `online-ewc`, `si`; nothing for the others): EWC estimates the task's diagonal Fisher
+    /// at `examples` (training examples of the task, one per row; see
+    /// `Ctx::diagonal_fisher`) and adds its term, online EWC folds it into the running one,
+    /// SI turns the task's path integral into importance. The trainer calls it at the end of
+    /// every phase but the last.
+    pub fn end_task(&mut self, task: TaskId, examples: Option<&Tensor>) -> Result<()> {
+        let Some(penalty) = self.ctx.strategy.penalty() else {
+            return Ok(());
+        };
+        let fisher = match (penalty, examples) {
+            (Penalty::Si, _) => None,
+            (_, Some(x)) => Some(self.ctx.diagonal_fisher(&self.store, task, x)?),
+            (_, None) => candle_core::bail!(
+                "`{}` needs the finished task's training examples to estimate its Fisher",
+                self.ctx.strategy
+            ),
+        };
+        fn end<T: Elem>(store: &mut ParamStore<T>, fisher: Option<Vec<Vec<f64>>>) {
+            let fisher = fisher.map(|f| {
+                f.into_iter()
+                    .map(|v| v.into_iter().map(T::from_f64).collect())
+                    .collect()
+            });
+            if let Some(c) = store.consolidation.as_mut() {
+                c.end_task(&store.models[0], fisher);
+            }
+        }
+        with_store!(&mut self.store, s => end(s, fisher));
+        Ok(())
+    }
+
+    /// The penalty against forgetting's value at the current weights (0 without one): what
+    /// the penalised strategies add to the task loss, which the training loss leaves out.
+    pub fn penalty_value(&self) -> f64 {
+        with_store!(&self.store, s => s
+            .consolidation
+            .as_ref()
+            .map_or(0.0, |c| c.value(&s.models[0])))
+    }
+
     /// The model's output for task `task` (no training) under a view of the gates.
     pub fn predict(&self, task: TaskId, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
         (self.backend.get()).predict(&self.ctx, &self.store, task, x, scale, view)
@@ -431,6 +480,39 @@ impl Learner {
             for ((name, shape), v) in self.ctx.state_specs.iter().zip(values) {
                 let key = self.state_key(set, name).in_strategy(s);
                 out.push((key, Tensor::from_slice(v, shape, device)?));
+            }
+        }
+        if let Some(c) = &store.consolidation {
+            let shapes = &self.ctx.params;
+            for (k, term) in c.terms.iter().enumerate() {
+                for (((name, shape), imp), anchor) in
+                    shapes.iter().zip(&term.importance).zip(&term.anchor)
+                {
+                    let key = format!("{s}/{PENALTY}.{k}/{name}");
+                    out.push((
+                        format!("{key}.importance"),
+                        Tensor::from_slice(imp, shape, device)?,
+                    ));
+                    out.push((
+                        format!("{key}.anchor"),
+                        Tensor::from_slice(anchor, shape, device)?,
+                    ));
+                }
+            }
+            if let Some(path) = &c.path {
+                for (((name, shape), omega), start) in
+                    shapes.iter().zip(&path.omega).zip(&path.start)
+                {
+                    let key = format!("{s}/{PATH}/{name}");
+                    out.push((
+                        format!("{key}.omega"),
+                        Tensor::from_slice(omega, shape, device)?,
+                    ));
+                    out.push((
+                        format!("{key}.start"),
+                        Tensor::from_slice(start, shape, device)?,
+                    ));
+                }
             }
         }
         for (key, slot, shape) in slots {
@@ -549,6 +631,94 @@ impl Learner {
                 }
             }
         }
+        self.load_consolidation(store, tensors)
+    }
+
+    /// Restores a penalty against forgetting ([`Learner::tensors`] wrote it): the terms
+    /// `{s}/penalty.{k}/…` in order until the first missing one, and SI's running sums; a
+    /// checkpoint without them (before the first task ended) keeps the fresh penalty, whose
+    /// SI start is the loaded weights.
+    fn load_consolidation<T: Elem>(
+        &self,
+        store: &mut ParamStore<T>,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<()> {
+        let Some(c) = store.consolidation.as_mut() else {
+            return Ok(());
+        };
+        let s = self.ctx.strategy.as_str();
+        let get = |key: &str, shape: &Shape| -> Result<Option<Vec<T>>> {
+            match tensors.get(key) {
+                None => Ok(None),
+                Some(t) if t.shape() != shape || t.dtype() != self.ctx.dtype => {
+                    candle_core::bail!(
+                        "`{key}` is {:?} {:?}, expected {:?} {:?}",
+                        t.dtype(),
+                        t.dims(),
+                        self.ctx.dtype,
+                        shape.dims()
+                    )
+                }
+                Some(t) => values_of::<T>(t).map(Some),
+            }
+        };
+        let require = |key: &str, shape: &Shape| -> Result<Vec<T>> {
+            get(key, shape)?
+                .ok_or_else(|| candle_core::Error::msg(format!("missing tensor `{key}`")))
+        };
+        let params = &self.ctx.params;
+        let mut terms = Vec::new();
+        for k in 0.. {
+            let first =
+                (params.first()).map(|(name, _)| format!("{s}/{PENALTY}.{k}/{name}.importance"));
+            if !first.is_some_and(|key| tensors.contains_key(&key)) {
+                break;
+            }
+            let mut term = Anchor {
+                importance: Vec::new(),
+                anchor: Vec::new(),
+            };
+            for (name, shape) in params {
+                let key = format!("{s}/{PENALTY}.{k}/{name}");
+                term.importance
+                    .push(require(&format!("{key}.importance"), shape)?);
+                term.anchor.push(require(&format!("{key}.anchor"), shape)?);
+            }
+            terms.push(term);
+        }
+        c.terms = terms;
+        if let Some(path) = c.path.as_mut() {
+            for (p, (name, shape)) in params.iter().enumerate() {
+                let key = format!("{s}/{PATH}/{name}");
+                path.omega[p] = get(&format!("{key}.omega"), shape)?
+                    .unwrap_or_else(|| vec![T::from_f64(0.0); shape.elem_count()]);
+                path.start[p] = get(&format!("{key}.start"), shape)?
+                    .unwrap_or_else(|| store.models[0][p].clone());
+            }
+        }
         Ok(())
     }
+}
+
+/// `{strategy}/penalty.{k}/{param}.importance` and `.anchor`: term `k` of a penalty against
+/// forgetting ([`Consolidation`]) in a checkpoint.
+const PENALTY: &str = "penalty";
+/// `{strategy}/path/{param}.omega` and `.start`: SI's running path integral in a checkpoint.
+const PATH: &str = "path";
+
+/// The penalty of `penalty` for a model starting at `weights`, with the run's settings: EWC's
+/// strength λ/2, online EWC's λγ/2 (the running Fisher weighed by γ, as Schwarz et al. and
+/// the reference code do), SI's c.
+fn new_consolidation<T: Elem>(
+    penalty: Penalty,
+    run: &RunConfig,
+    weights: &[Vec<T>],
+) -> Consolidation<T> {
+    let c = &run.continual;
+    let strength = match penalty {
+        Penalty::Ewc => c.ewc_lambda / 2.0,
+        Penalty::OnlineEwc => c.ewc_lambda * c.ewc_gamma / 2.0,
+        Penalty::Si => c.si_c,
+    };
+    Consolidation::new(penalty, strength, c.ewc_gamma, c.si_xi, weights)
 }

@@ -7,6 +7,7 @@ mod backend;
 mod learner;
 mod strategy;
 
+pub use crate::params::Penalty;
 pub(crate) use backend::targets_of;
 pub use learner::Learner;
 pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};

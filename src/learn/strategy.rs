@@ -1,9 +1,10 @@
 //! The strategies: `gated` (shared W, one mask set per task), `shared` (one plain model, task
-//! ignored), `separate` (one plain model per task), and for the sequential schedule `finetune`
-//! and `joint` (one plain model each), as data ([`StrategyLayout`]) that the learner reads.
+//! ignored), `separate` (one plain model per task), and for the sequential schedule `finetune`,
+//! `joint` and the regularisation baselines `ewc`, `online-ewc` and `si` (one plain model
+//! each), as data ([`StrategyLayout`]) that the learner reads.
 
 use crate::config::TaskOrder;
-use crate::params::{ModelId, TaskId};
+use crate::params::{ModelId, Penalty, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// A training strategy.
@@ -22,6 +23,17 @@ pub enum Strategy {
     /// Sequential schedule: one plain model trained on all tasks interleaved, from its own
     /// task sampler (the usual continual-learning upper bound: it sees every task throughout).
     Joint,
+    /// Sequential schedule: finetune plus Elastic Weight Consolidation (Kirkpatrick et al.
+    /// 2017): after each task, a penalty λ/2 Σ_i F_i (θ_i − θ*_i)² with that task's diagonal
+    /// Fisher F and final weights θ*, one penalty per finished task.
+    Ewc,
+    /// Sequential schedule: online EWC (Schwarz et al. 2018): one running Fisher F ← γF + F_new
+    /// and the latest θ*, penalty λ/2 Σ_i γF_i (θ_i − θ*_i)².
+    #[serde(rename = "online-ewc")]
+    OnlineEwc,
+    /// Sequential schedule: Synaptic Intelligence (Zenke et al. 2017): importance Ω from each
+    /// weight's path integral of the loss, penalty c Σ_i Ω_i (θ_i − θ*_i)².
+    Si,
 }
 
 impl Strategy {
@@ -37,12 +49,15 @@ impl Strategy {
         Strategy::Joint,
     ];
 
-    const EVERY: [Strategy; 5] = [
+    const EVERY: [Strategy; 8] = [
         Strategy::Gated,
         Strategy::Shared,
         Strategy::Separate,
         Strategy::Finetune,
         Strategy::Joint,
+        Strategy::Ewc,
+        Strategy::OnlineEwc,
+        Strategy::Si,
     ];
 
     /// Lowercase name.
@@ -53,6 +68,19 @@ impl Strategy {
             Strategy::Separate => "separate",
             Strategy::Finetune => "finetune",
             Strategy::Joint => "joint",
+            Strategy::Ewc => "ewc",
+            Strategy::OnlineEwc => "online-ewc",
+            Strategy::Si => "si",
+        }
+    }
+
+    /// The penalty that protects earlier tasks, for the regularisation baselines.
+    pub fn penalty(self) -> Option<Penalty> {
+        match self {
+            Strategy::Ewc => Some(Penalty::Ewc),
+            Strategy::OnlineEwc => Some(Penalty::OnlineEwc),
+            Strategy::Si => Some(Penalty::Si),
+            _ => None,
         }
     }
 
@@ -65,12 +93,17 @@ impl Strategy {
     }
 
     /// Whether the strategy makes sense with `order`: shared is the interleaved schedule's
-    /// plain model; finetune and joint are the sequential schedule's.
+    /// plain model; finetune, joint and the regularisation baselines are the sequential
+    /// schedule's (they need task boundaries).
     pub fn fits(self, order: TaskOrder) -> bool {
         match self {
             Strategy::Gated | Strategy::Separate => true,
             Strategy::Shared => order == TaskOrder::Interleaved,
-            Strategy::Finetune | Strategy::Joint => order == TaskOrder::Sequential,
+            Strategy::Finetune
+            | Strategy::Joint
+            | Strategy::Ewc
+            | Strategy::OnlineEwc
+            | Strategy::Si => order == TaskOrder::Sequential,
         }
     }
 
@@ -82,7 +115,12 @@ impl Strategy {
                 models: Models::One,
                 gated: true,
             },
-            Strategy::Shared | Strategy::Finetune | Strategy::Joint => StrategyLayout {
+            Strategy::Shared
+            | Strategy::Finetune
+            | Strategy::Joint
+            | Strategy::Ewc
+            | Strategy::OnlineEwc
+            | Strategy::Si => StrategyLayout {
                 models: Models::One,
                 gated: false,
             },
@@ -147,9 +185,9 @@ impl StrategyLayout {
     }
 }
 
-/// A strategy name that is none of the five.
+/// A strategy name that is none of the eight.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown strategy `{0}` (gated, shared, separate, finetune or joint)")]
+#[error("unknown strategy `{0}` (gated, shared, separate, finetune, joint, ewc, online-ewc or si)")]
 pub struct UnknownStrategy(pub String);
 
 impl std::str::FromStr for Strategy {

@@ -5,8 +5,10 @@
 //! files). A strategy's tensors themselves live
 //! once, in a [`ParamStore`].
 
+mod consolidation;
 mod key;
 mod store;
 
+pub use consolidation::{Anchor, Consolidation, PathIntegral, Penalty};
 pub use key::{MASK_SLOTS, ModelId, ParamKey, TaskId, W_SLOTS, slot_prefix};
 pub use store::{ParamStore, TaskMasks};

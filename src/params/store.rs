@@ -4,6 +4,7 @@
 //! checkpoints, export) reads it. Tensors are addressed by position here and named by
 //! [`super::ParamKey`] wherever they leave the store.
 
+use super::Consolidation;
 use crate::optim::Slot;
 
 /// A gated task's masks with their optimizer state.
@@ -28,6 +29,8 @@ pub struct ParamStore<T> {
     pub masks: Vec<Option<TaskMasks<T>>>,
     /// Per state set (a task when gated, else a model), per state tensor of the layers.
     pub states: Vec<Vec<Vec<T>>>,
+    /// The penalty against forgetting of `ewc`, `online-ewc` and `si` (their one model's).
+    pub consolidation: Option<Consolidation<T>>,
 }
 
 impl<T> ParamStore<T> {
@@ -43,6 +46,7 @@ impl<T> ParamStore<T> {
             w_slots,
             masks: (0..tasks).map(|_| None).collect(),
             states,
+            consolidation: None,
         }
     }
 }

@@ -283,16 +283,18 @@ impl RunData {
     }
 
     /// `(step, test metric)` of one strategy on one task at the end of every phase of a
-    /// sequential run (the accuracy matrix's column of that task); empty for other runs.
+    /// sequential run (the accuracy matrix's column of that task; not the metric at
+    /// initialisation, phase 0); empty for other runs.
     pub fn phase_series(&self, strategy: &str, task: &str) -> Vec<(f64, f64)> {
         self.series(Quantity::Metric, |r| match r {
             Record::Phase {
                 step,
+                phase,
                 strategy: s,
                 task: t,
                 metric,
                 ..
-            } if s == strategy && t == task => Some((*step, *metric, *metric)),
+            } if s == strategy && t == task && *phase > 0 => Some((*step, *metric, *metric)),
             _ => None,
         })
     }

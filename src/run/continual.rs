@@ -12,6 +12,15 @@
 //!   "Riemannian Walk for Incremental Learning", ECCV 2018): the drop from each task's best
 //!   to its final metric, ≥ 0.
 //!
+//! - forward transfer `FWT = 1/(T-1) Σ_{j≥1} (R[j-1][j] − b_j)` (Lopez-Paz & Ranzato), with
+//!   `b_j` task `j`'s metric at initialisation (before the first step; the run logs it as
+//!   phase 0): positive when earlier phases already help a task before its own phase.
+//!
+//! All three divide by `T − 1`, the tasks that have a later (BWT, forgetting) or an earlier
+//! (FWT) phase, as the papers' formulas do; the GEM code divides by `T`. They are measures of
+//! a sequential learner only: `joint` trains on every task throughout, and its rows show none
+//! of them.
+//!
 //! For a regression metric (MSE, lower is better) the same formulas are applied to `−MSE`, so
 //! a negative BWT and a positive forgetting always mean "worse than before".
 
@@ -34,9 +43,19 @@ pub struct ContinualSummary {
     pub backward_transfer: f64,
     /// Mean forgetting of all but the last task (0 with fewer than 2 tasks).
     pub forgetting: f64,
+    /// Each task's metric at initialisation (GEM's `b_j`), when the run measured it (runs
+    /// written before gatekit did have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<Vec<f64>>,
+    /// Forward transfer (with [`ContinualSummary::initial`]; none for `joint` or without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_transfer: Option<f64>,
 }
 
 impl ContinualSummary {
+    /// The caption under a table of these measures: what they are and which convention.
+    pub const CAPTION: &'static str = "(average: over all tasks after the last phase. backward transfer, forgetting and forward transfer (against each task's metric at initialisation, GEM's b_j) divide by T − 1, as Lopez-Paz & Ranzato's and Chaudhry et al.'s formulas do; the GEM code divides by T. joint trains on every task throughout: not a sequential learner, so none of the three)";
+
     /// The measures of a complete `T × T` matrix (`higher_is_better` false for MSE).
     pub fn new(
         strategy: &str,
@@ -75,7 +94,25 @@ impl ContinualSummary {
             average,
             backward_transfer,
             forgetting,
+            initial: None,
+            forward_transfer: None,
         }
+    }
+
+    /// Adds each task's metric at initialisation `initial` (one per task, in the matrix's
+    /// column order) and, for a sequential strategy with at least 2 tasks, the forward
+    /// transfer `FWT = 1/(T-1) Σ_{j≥1} (R[j-1][j] − b_j)` (on `−MSE` for a regression metric).
+    pub fn with_initial(mut self, initial: Vec<f64>, higher_is_better: bool) -> Self {
+        let t = self.tasks.len();
+        let sign = if higher_is_better { 1.0 } else { -1.0 };
+        if self.is_sequential() && t >= 2 && initial.len() == t {
+            let sum: f64 = (1..t)
+                .map(|j| sign * (self.matrix[j - 1][j] - initial[j]))
+                .sum();
+            self.forward_transfer = Some(sum / (t - 1) as f64);
+        }
+        self.initial = Some(initial);
+        self
     }
 
     /// Whether the strategy learns the tasks one after another. `joint` trains on every task
@@ -157,6 +194,37 @@ mod tests {
         );
         // F = ((0.9 − 0.5) + (0.8 − 0.6)) / 2 = 0.3.
         assert!((s.forgetting - 0.3).abs() < 1e-12, "{}", s.forgetting);
+    }
+
+    #[test]
+    fn forward_transfer_uses_the_accuracy_at_initialisation() {
+        let m = vec![
+            vec![0.9, 0.3, 0.1],
+            vec![0.7, 0.8, 0.25],
+            vec![0.5, 0.6, 0.95],
+        ];
+        let tasks = || vec!["a".into(), "b".into(), "c".into()];
+        let b = vec![0.1, 0.2, 0.1];
+        let s = ContinualSummary::new("ewc", "accuracy", tasks(), m.clone(), true)
+            .with_initial(b.clone(), true);
+        // FWT = ((0.3 − 0.2) + (0.25 − 0.1)) / 2 = 0.125.
+        let fwt = s.forward_transfer.unwrap();
+        assert!((fwt - 0.125).abs() < 1e-12, "{fwt}");
+        assert_eq!(s.initial.as_deref(), Some(&b[..]));
+        // joint is not sequential: no FWT, as no BWT or forgetting is shown for it.
+        let joint =
+            ContinualSummary::new("joint", "accuracy", tasks(), m, true).with_initial(b, true);
+        assert_eq!(joint.forward_transfer, None);
+        // MSE: negated, so lower MSE than at initialisation is positive transfer.
+        let mse = ContinualSummary::new(
+            "si",
+            "mse",
+            vec!["a".into(), "b".into()],
+            vec![vec![1.0, 2.0], vec![3.0, 0.5]],
+            false,
+        )
+        .with_initial(vec![4.0, 5.0], false);
+        assert!((mse.forward_transfer.unwrap() - 3.0).abs() < 1e-12);
     }
 
     #[test]

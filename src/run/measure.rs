@@ -359,7 +359,8 @@ fn histogram(
 }
 
 /// Each strategy's accuracy matrix from the `phase` records of a run, once every phase has
-/// ended (a run stopped mid-way has none yet); strategies in record order.
+/// ended (a run stopped mid-way has none yet), with the metric at initialisation (the
+/// `phase` 0 records at step 0) when the run has it; strategies in record order.
 pub fn continual_summaries(
     records: &[Record],
     tasks: &[String],
@@ -409,13 +410,21 @@ pub fn continual_summaries(
                 .iter()
                 .map(|r| columns.iter().map(|&j| r[j].unwrap_or(f64::NAN)).collect())
                 .collect();
-            Some(ContinualSummary::new(
+            let summary = ContinualSummary::new(
                 &s,
                 &metric_name,
                 columns.iter().map(|&j| tasks[j].clone()).collect(),
                 matrix,
                 objective.higher_is_better(),
-            ))
+            );
+            // Phase 0: the metric at initialisation (GEM's b_j), for the forward transfer.
+            let initial: Option<Vec<f64>> = rows
+                .get(&(s.clone(), 0))
+                .and_then(|r| columns.iter().map(|&j| r[j]).collect());
+            Some(match initial {
+                Some(b) => summary.with_initial(b, objective.higher_is_better()),
+                None => summary,
+            })
         })
         .collect()
 }

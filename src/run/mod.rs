@@ -35,5 +35,5 @@ pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metric
 pub use sampler::{SamplerMismatch, TaskSampler};
 pub(crate) use state::TrainLoss;
 pub use state::{RunSnapshot, RunState};
-pub use table::{ComparisonTable, NumberFormat, format_metric};
+pub use table::{ComparisonTable, NumberFormat, format_metric, format_significant};
 pub use tensorboard::{TensorBoardSink, write_events, write_run_events};

@@ -379,7 +379,7 @@ pub(crate) fn check_strategies(set: &TaskSet, strategies: &[Strategy], at: &Path
     if let Some(s) = strategies.iter().find(|s| !s.fits(run.schedule.order)) {
         let instead = match run.schedule.order {
             TaskOrder::Interleaved => "gated, shared or separate",
-            TaskOrder::Sequential => "gated, finetune, separate or joint",
+            TaskOrder::Sequential => "gated, finetune, separate, joint, ewc, online-ewc or si",
         };
         return Err(Error::Run {
             path: at.into(),

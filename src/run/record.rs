@@ -127,11 +127,12 @@ pub enum Record {
     /// phase (an entry `R[phase-1][task]` of the accuracy matrix). Every task is measured,
     /// also those whose phase has not come yet.
     Phase {
-        /// Steps completed (the phase's last step).
+        /// Steps completed (the phase's last step; 0 for phase 0).
         step: usize,
-        /// Phase number, from 1 (phase `i` trains the `i`-th task of the file).
+        /// Phase number, from 1 (phase `i` trains the `i`-th task of the file); 0 is the
+        /// measurement before the first step (the metric at initialisation, GEM's `b_j`).
         phase: usize,
-        /// gated, finetune, separate or joint.
+        /// The strategy.
         strategy: String,
         /// Task name.
         task: String,

@@ -223,9 +223,45 @@ pub fn format_metric(v: f64) -> String {
     }
 }
 
+/// `v` to `digits` significant digits (at least; a value ≥ 10^digits keeps its integer
+/// digits), with a `+` for positive values when `signed`; `-` for NaN. One-seed measures
+/// (a single run's average, BWT, forgetting) print this way: their seed-to-seed noise is far
+/// above a fourth digit.
+pub fn format_significant(v: f64, digits: usize, signed: bool) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    // −0 (a difference of two equal values, negated for MSE) prints as 0.
+    let v = if v == 0.0 { 0.0 } else { v };
+    let magnitude = if v == 0.0 {
+        0
+    } else {
+        v.abs().log10().floor() as i64
+    };
+    let decimals = (digits as i64 - 1 - magnitude).max(0) as usize;
+    if signed {
+        format!("{v:+.decimals$}")
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn significant_digits() {
+        assert_eq!(format_significant(0.20684, 3, false), "0.207");
+        assert_eq!(format_significant(-0.22981, 3, true), "-0.230");
+        assert_eq!(format_significant(0.051_53, 3, false), "0.0515");
+        assert_eq!(format_significant(0.0, 3, true), "+0.00");
+        assert_eq!(format_significant(-0.0, 3, true), "+0.00");
+        assert_eq!(format_significant(97.684, 3, false), "97.7");
+        assert_eq!(format_significant(0.012_34, 3, true), "+0.0123");
+        assert_eq!(format_significant(1234.5, 3, false), "1234");
+        assert_eq!(format_significant(f64::NAN, 3, false), "-");
+    }
 
     #[test]
     fn one_number_format_per_table() {

@@ -790,7 +790,7 @@ impl Summary {
         }
         Table {
             caption: format!(
-                "Continual learning (sequential schedule) over {}: average test {} over the tasks after the last phase, backward transfer (BWT, negative: later phases hurt earlier tasks) and forgetting (mean drop from each task's best to its final value; lower is better){}: {}. joint trains on every task throughout, so it has an average but no BWT or forgetting (n/a).",
+                "Continual learning (sequential schedule) over {}: average test {} over the tasks after the last phase, backward transfer (BWT, negative: later phases hurt earlier tasks) and forgetting (mean drop from each task's best to its final value; lower is better), both divided by T − 1 as in Lopez-Paz & Ranzato's and Chaudhry et al.'s formulas (the GEM code divides by T){}: {}. joint trains on every task throughout, so it has an average but no BWT or forgetting (n/a).",
                 self.seeds_words(),
                 self.metric_label(),
                 if self.metric == "mse" {

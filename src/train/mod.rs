@@ -17,8 +17,9 @@ pub use crate::run::{
     CheckpointMeta, ComparisonTable, ContinualSummary, GatedSummary, MSE_RATIO, MetricsLog,
     NumberFormat, PROBE_SEED, Record, Run, RunSnapshot, RunState, SamplerMismatch, TaskSampler,
     TensorBoardSink, checkpoint_encode, continual_summaries, files, first_non_finite,
-    format_metric, latest_run, mean_test_metric, much_worse, open_run, open_run_with, probe_subset,
-    read_run_config, test_metrics, undecided_range, write_events, write_run_events,
+    format_metric, format_significant, latest_run, mean_test_metric, much_worse, open_run,
+    open_run_with, probe_subset, read_run_config, test_metrics, undecided_range, write_events,
+    write_run_events,
 };
 pub use dump::{DumpSpec, Dumped, dump_examples};
 pub use trainer::{Event, Timing, Trainer, histogram_every};

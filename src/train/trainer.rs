@@ -12,15 +12,16 @@
 use crate::config::{TaskOrder, TaskSet};
 use crate::error::{Error, Result};
 use crate::gate::GateView;
-use crate::learn::{Learner, StepSettings, Strategy};
+use crate::learn::{Learner, Penalty, StepSettings, Strategy};
 use crate::params::{ParamKey, TaskId};
+use crate::rng::Rng;
 use crate::run::{
     BatchSums, ChangedData, MetricsLog, ModelParams, PROBE_SEED, Record, Run, RunState,
     TaskSampler, TensorBoardSink, TrainLoss, check_memory, check_strategies, checkpoint_encode,
     data_fingerprints, files, first_non_finite, measure_all, model_params, write_events,
 };
 use crate::run_folder::{Overrides, RunWriter, fsio};
-use crate::task::Split;
+use crate::task::{Objective, Split};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -179,6 +180,20 @@ impl Trainer {
         check_strategies(&set, strategies, dir)?;
         check_memory(&set, strategies)?;
         let tasks = set.build_tasks(data_dir)?;
+        let fisher = strategies
+            .iter()
+            .find(|s| matches!(s.penalty(), Some(Penalty::Ewc | Penalty::OnlineEwc)));
+        if let (Some(s), Some(Objective::Regression)) =
+            (fisher, tasks.first().map(|t| t.objective()))
+        {
+            return Err(Error::Run {
+                path: dir.into(),
+                message: format!(
+                    "strategy `{s}` needs classification tasks (its Fisher is that of the model's predicted class), and {} holds regression tasks; use finetune, si or gated",
+                    set.origin.display()
+                ),
+            });
+        }
         // Statistics computed from the data (standardisation) go into config.toml, so every
         // reader of the run applies the same transform.
         set.pin(&tasks)?;
@@ -366,6 +381,11 @@ impl Trainer {
                 run.evaluation.eval_at_start,
             );
             let mut records = Vec::new();
+            // A sequential run's phase 0: every task's metric at initialisation (GEM's b_j,
+            // for the forward transfer).
+            if run.schedule.order == TaskOrder::Sequential {
+                records.extend(self.phase_records_of(0)?);
+            }
             if probe && !full && self.run.step < until {
                 start_probe = self.probe_params_now()?;
             }
@@ -528,6 +548,9 @@ impl Trainer {
         let mut records = Vec::new();
         if due.phase_end {
             records.extend(self.phase_records()?);
+            if self.run.step < total {
+                self.end_task()?;
+            }
         }
         if due.probe {
             records.extend(self.probe_train_records());
@@ -653,11 +676,53 @@ impl Trainer {
         self.writer.run.commit(step, checkpoint, state, overrides)
     }
 
+    /// The end of a phase that another follows: the strategies with a penalty against
+    /// forgetting add the finished task's term (before the phase's commit, so a resumed run
+    /// has it). EWC's Fisher is estimated at `run.ewc_samples` training examples of the task
+    /// (all of them when it has fewer), the first of a permutation drawn from the run's seed
+    /// and the task's index, so a rerun draws the same ones.
+    fn end_task(&mut self) -> Result<()> {
+        let phase = self.run.set.run.phase_of(self.run.step.saturating_sub(1));
+        let task = TaskId(phase);
+        let needs_examples = self.run.learners.iter().any(|l| {
+            matches!(
+                l.strategy().penalty(),
+                Some(Penalty::Ewc | Penalty::OnlineEwc)
+            )
+        });
+        let examples = if needs_examples {
+            let data = &self.run.tasks[task.index()];
+            let len = data.len(Split::Train);
+            let n = self.run.set.run.continual.ewc_samples.min(len);
+            let mut rng = Rng::stream(self.run.set.run.seed, "fisher", phase as u64);
+            let mut order: Vec<usize> = (0..len).collect();
+            for i in 0..n {
+                let j = i + rng.below(len - i);
+                order.swap(i, j);
+            }
+            order.truncate(n);
+            let batch = data.batch(Split::Train, &order, &self.run.device, self.dtype())?;
+            Some(batch.x)
+        } else {
+            None
+        };
+        for l in &mut self.run.learners {
+            l.end_task(task, examples.as_ref())?;
+        }
+        Ok(())
+    }
+
     /// The end of a phase: every strategy's full test metric on every task (a row of each
     /// strategy's accuracy matrix).
     fn phase_records(&self) -> Result<Vec<Record>> {
-        let metric_name = self.objective().metric_name().to_string();
         let phase = self.run.set.run.phase_of(self.run.step.saturating_sub(1)) + 1;
+        self.phase_records_of(phase)
+    }
+
+    /// Every strategy's full test metric on every task as `phase` records of `phase` (0: the
+    /// metric at initialisation, before the first step).
+    fn phase_records_of(&self, phase: usize) -> Result<Vec<Record>> {
+        let metric_name = self.objective().metric_name().to_string();
         let mut out = Vec::new();
         for l in &self.run.learners {
             for (t, task) in self.run.tasks.iter().enumerate() {

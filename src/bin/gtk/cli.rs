@@ -45,6 +45,15 @@ pub enum StrategyArg {
     Finetune,
     /// Sequential schedule: one plain model trained on all tasks interleaved (upper bound).
     Joint,
+    /// Sequential schedule: finetune plus EWC's penalty λ/2 Σ F (θ − θ*)², one per finished
+    /// task (run.ewc_lambda, run.ewc_samples).
+    Ewc,
+    /// Sequential schedule: finetune plus online EWC's one running Fisher F ← γF + F_new
+    /// (run.ewc_lambda, run.ewc_gamma, run.ewc_samples).
+    OnlineEwc,
+    /// Sequential schedule: finetune plus Synaptic Intelligence's penalty c Σ Ω (θ − θ*)²
+    /// (run.si_c, run.si_xi).
+    Si,
     /// Every strategy of the schedule side by side, with a comparison table: gated, shared and
     /// separate (interleaved); gated, finetune, separate and joint (sequential).
     All,

@@ -2,7 +2,10 @@
 //! the binarization warning and, for sequential runs, the continual-learning tables.
 
 use anyhow::Result;
-use gatekit::train::{BinarizationWarning, GatedSummary, Record, TaskOrder, format_metric};
+use gatekit::train::{
+    BinarizationWarning, ContinualSummary, GatedSummary, Record, TaskOrder, format_metric,
+    format_significant as significant,
+};
 
 pub fn print_results(trainer: &gatekit::Run, records: &[Record]) -> Result<()> {
     println!("\n{}", trainer.table(records)?);
@@ -60,32 +63,35 @@ fn print_continual(trainer: &gatekit::Run) -> Result<()> {
         );
     }
     let metric = &summaries[0].metric_name;
+    let width = summaries
+        .iter()
+        .map(|s| s.strategy.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     println!(
-        "{:<10} {:>12} {:>18} {:>12}",
+        "{:<width$} {:>12} {:>18} {:>12} {:>17}",
         "strategy",
         format!("average {metric}"),
         "backward transfer",
-        "forgetting"
+        "forgetting",
+        "forward transfer"
     );
+    // One seed: three significant digits (the run's own noise is larger than the fourth).
+    let sequential = |s: &ContinualSummary, v: Option<f64>, signed: bool| match v {
+        Some(v) if s.is_sequential() => significant(v, 3, signed),
+        _ => "-".into(),
+    };
     for s in &summaries {
         println!(
-            "{:<10} {:>12} {:>18} {:>12}",
+            "{:<width$} {:>12} {:>18} {:>12} {:>17}",
             s.strategy,
-            format_metric(s.average),
-            if s.is_sequential() {
-                format!("{:+.4}", s.backward_transfer)
-            } else {
-                "-".into()
-            },
-            if s.is_sequential() {
-                format!("{:.4}", s.forgetting)
-            } else {
-                "-".into()
-            }
+            significant(s.average, 3, false),
+            sequential(s, Some(s.backward_transfer), true),
+            sequential(s, Some(s.forgetting), false),
+            sequential(s, s.forward_transfer, true),
         );
     }
-    if summaries.iter().any(|s| !s.is_sequential()) {
-        println!("(joint trains on every task throughout: no backward transfer or forgetting)");
-    }
+    println!("{}", ContinualSummary::CAPTION);
     Ok(())
 }

@@ -44,6 +44,9 @@ pub fn strategies(list: &[StrategyArg], schedule: TaskOrder) -> Result<Vec<Strat
             StrategyArg::Separate => Strategy::Separate,
             StrategyArg::Finetune => Strategy::Finetune,
             StrategyArg::Joint => Strategy::Joint,
+            StrategyArg::Ewc => Strategy::Ewc,
+            StrategyArg::OnlineEwc => Strategy::OnlineEwc,
+            StrategyArg::Si => Strategy::Si,
         };
         if out.contains(&s) {
             bail!("--strategy lists `{s}` twice");

@@ -27,6 +27,9 @@ fn strategy_list(list: &[StrategyArg]) -> String {
             StrategyArg::Separate => "separate",
             StrategyArg::Finetune => "finetune",
             StrategyArg::Joint => "joint",
+            StrategyArg::Ewc => "ewc",
+            StrategyArg::OnlineEwc => "online-ewc",
+            StrategyArg::Si => "si",
             StrategyArg::All => "all",
         })
         .collect();
