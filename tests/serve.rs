@@ -564,7 +564,13 @@ fn a_run_is_served_as_its_binarized_export_and_a_soft_export_is_refused() {
         drop(trainer);
         let before = common::fingerprint(&run);
         let data = common::shared_data().filter(|_| model != "mlp.toml");
-        let from_run = ExportFolder::open(&run, data.as_deref(), ChangedData::Refuse).unwrap();
+        let from_run = ExportFolder::open(
+            &run,
+            data.as_deref(),
+            ChangedData::Refuse,
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(
             common::fingerprint(&run),
             before,
