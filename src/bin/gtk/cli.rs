@@ -433,7 +433,8 @@ pub struct ServeArgs {
     /// Most examples one forward pass batches together.
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
-    /// How long a request waits for others to batch with, milliseconds.
+    /// How long a request waits for others to batch with, milliseconds, at most: only while
+    /// another prediction is on its way in (being read or parsed); with none, it runs at once.
     #[arg(long, default_value_t = 2.0)]
     pub max_wait_ms: f64,
     /// Requests waiting at most; beyond, requests are answered 503.
