@@ -564,7 +564,13 @@ fn a_run_is_served_as_its_binarized_export_and_a_soft_export_is_refused() {
         drop(trainer);
         let before = common::fingerprint(&run);
         let data = common::shared_data().filter(|_| model != "mlp.toml");
-        let from_run = ExportFolder::open(&run, data.as_deref(), ChangedData::Refuse).unwrap();
+        let from_run = ExportFolder::open(
+            &run,
+            data.as_deref(),
+            ChangedData::Refuse,
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(
             common::fingerprint(&run),
             before,
@@ -722,4 +728,58 @@ fn watched_folder_loads_adapted_tasks_and_refuses_another_w() {
         &["serve", base.to_str().unwrap(), "--watch", "nowhere"],
     );
     common::assert_clean_error(&out, &["--watch", "nowhere", "is not a folder"]);
+}
+
+/// The batching wait is adaptive: a lone request runs at once instead of waiting `max_wait`
+/// (here 2 s), and a request that is on its way in (an `arriving` guard held) is waited for,
+/// so both run in one batch.
+#[test]
+fn batching_waits_only_while_another_request_is_arriving() {
+    use gatekit::serve::batch::{BatchConfig, Batcher};
+    use gatekit::serve::metrics::Metrics;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = export("mlp.toml", tmp.path()).unwrap();
+    let store = Arc::new(ModelStore::new(ExportFolder::read(&dir).unwrap(), 1 << 20));
+    let batcher = Batcher::start(
+        store.clone(),
+        Arc::new(Metrics::default()),
+        BatchConfig {
+            max_wait: Duration::from_secs(2),
+            ..Default::default()
+        },
+    );
+    let task = store.task("a").unwrap();
+    let job = |seed: u64| {
+        let mut values = flat(&inputs(&store.input_shape(), 1, seed));
+        task.prepare(&mut values);
+        values
+    };
+    // Alone: answered well before the 2 s wait (the old rule waited it out).
+    let started = Instant::now();
+    let rx = batcher.submit(task.clone(), job(1), 1).unwrap();
+    let alone = rx.blocking_recv().unwrap().unwrap();
+    assert_eq!(alone.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    // Another request on its way in: the first waits for it (≥ the 200 ms before it comes).
+    let arrival = batcher.arriving();
+    let started = Instant::now();
+    let first = batcher.submit(task.clone(), job(2), 1).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let second = batcher.submit(task.clone(), job(3), 1).unwrap();
+    drop(arrival);
+    let a = first.blocking_recv().unwrap().unwrap();
+    let waited = started.elapsed();
+    let b = second.blocking_recv().unwrap().unwrap();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(1900),
+        "{waited:?}"
+    );
+    assert_eq!((a.len(), b.len()), (1, 1));
+    batcher.shutdown();
 }

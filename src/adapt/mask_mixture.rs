@@ -7,13 +7,16 @@
 //! rule through the (linear in α) mixture is
 //! `∂L/∂α_i = Σ_p ⟨∂L/∂θ_p ⊙ W_p, g_{i,p}⟩`, one matrix-vector product per parameter.
 //!
+//! A model with batch norm: the new task has no statistics of its own yet, so the mixture's
+//! forward normalizes every batch with that batch's own statistics (training mode).
+//!
 //! # Shapes
 //! - gates of parameter p stacked as `[T, n_p]` (T stored tasks, n_p entries)
 //! - α: `T` weights (not constrained here; `pick` uses 1/|C| on candidates, `mix` a softmax)
 
 use super::config::MixGates;
 use crate::gate::GateMode;
-use crate::model::{Network, WeightInit};
+use crate::model::{NetState, Network, WeightInit};
 use crate::rng::Rng;
 use crate::task::Objective;
 use candle_core::{DType, Result, Tensor, Var};
@@ -46,6 +49,8 @@ pub struct Mixture {
     gates: Vec<Tensor>,
     scratch: Network,
     tasks: usize,
+    /// Layer state to run batch norms in training mode on (empty without batch norm).
+    state: Vec<Tensor>,
 }
 
 impl Mixture {
@@ -82,11 +87,13 @@ impl Mixture {
             dtype,
             &device,
         )?;
+        let state = scratch.initial_state(dtype, &device)?;
         Ok(Mixture {
             w: params.iter().map(|(_, v)| v.as_tensor().detach()).collect(),
             gates: stacked,
             scratch,
             tasks: masks.len(),
+            state,
         })
     }
 
@@ -126,13 +133,23 @@ impl Mixture {
     /// The mixed model's output on `x` (no graph kept).
     pub fn forward(&self, alpha: &[f64], x: &Tensor) -> Result<Tensor> {
         self.load(alpha)?;
-        Ok(self.scratch.forward(x, None)?.detach())
+        Ok(self.run(x)?.detach())
+    }
+
+    /// The scratch network's forward: batch norms (if any) on the batch's own statistics.
+    fn run(&self, x: &Tensor) -> Result<Tensor> {
+        if self.state.is_empty() {
+            return self.scratch.forward(x, None);
+        }
+        let mut state = self.state.clone();
+        self.scratch
+            .forward_with_state(x, None, NetState::Train(&mut state))
     }
 
     /// The objective at α and its gradient `∂L/∂α`.
     pub fn grad(&self, alpha: &[f64], x: &Tensor, target: Target) -> Result<(f64, Vec<f64>)> {
         self.load(alpha)?;
-        let out = self.scratch.forward(x, None)?;
+        let out = self.run(x)?;
         let loss = target.value(&out)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let grads = loss.backward()?;

@@ -180,7 +180,7 @@ pub fn adapt(job: &AdaptJob, on: &mut dyn FnMut(AdaptEvent)) -> Result<AdaptSumm
     let (gated, bank) = gated_masks(job.run, &trainer)?;
     let stored: Vec<TaskId> = bank.tasks();
     let net = gated.model(ModelId::ONLY)?;
-    refuse_layer_state(job.run, &net)?;
+    refuse_layer_state(job.run, &net, cfg, &at)?;
     let stored_masks: Vec<&[Var]> = stored.iter().filter_map(|&t| bank.get(t)).collect();
     let stored_names: Vec<String> = stored
         .iter()
@@ -353,18 +353,22 @@ fn gated_masks<'r>(path: &Path, trainer: &'r Run) -> Result<(&'r Learner, MaskBa
     Ok((gated, bank))
 }
 
-/// Refuses a model with per-task layer state (batch norm).
-fn refuse_layer_state(path: &Path, net: &Network) -> Result<()> {
-    if let Some((name, _)) = net.state_specs().first() {
-        // A new task would need statistics of its own, and picking or mixing stored masks
-        // their tasks' statistics; neither is built, so refuse rather than measure wrongly.
-        return Err(Error::Run {
-            path: path.into(),
-            message: format!(
-                "its model keeps per-task layer state (`{name}`, batch norm), which gtk adapt \
-                 does not support yet; adapt a run of a model without batch norm"
+/// Refuses the meta-learned baselines on a model with per-task layer state (batch norm): their
+/// functional inner loop keeps no layer state. Everything else adapts a batch-norm run: pick
+/// and mix normalize with each batch's own statistics, and a new task's statistics are
+/// estimated from its K shots under its mask ([`Learner::estimate_state`]).
+fn refuse_layer_state(path: &Path, net: &Network, cfg: &AdaptConfig, at: &str) -> Result<()> {
+    if let (Some((name, _)), true) = (net.state_specs().first(), cfg.meta.iterations > 0) {
+        return Err(Error::config(
+            at,
+            "adapt.meta.iterations",
+            format!(
+                "= {} asks for the meta-learned baselines, which do not support a model with \
+                 per-task layer state (`{name}` of {}, batch norm) yet; set it to 0",
+                cfg.meta.iterations,
+                path.display()
             ),
-        });
+        ));
     }
     Ok(())
 }
@@ -564,7 +568,7 @@ impl Adaptation<'_> {
             });
             let masks = self.method_masks(method, index, &shots, &mut rng, &mut found, on)?;
             let stored_here = method == cfg.method;
-            let (metric, binarized) = self.gated_metrics(task, &masks)?;
+            let (metric, binarized, state) = self.gated_metrics(index, task, &shots, &masks)?;
             rows.push(Row {
                 model: method.to_string(),
                 metric,
@@ -573,6 +577,18 @@ impl Adaptation<'_> {
             });
             if stored_here {
                 stored_mask = Some(masks.iter().map(|m| m.as_tensor().detach()).collect());
+                // The new task's layer state (batch norm) under its soft gates, which the
+                // adapted run's checkpoint keeps like a trained task's.
+                for ((name_s, _), value) in self.net.state_specs().iter().zip(state) {
+                    tensors.push((
+                        ParamKey::TaskState {
+                            param: name_s,
+                            task: name,
+                        }
+                        .in_strategy(Strategy::Gated.as_str()),
+                        value,
+                    ));
+                }
             }
         }
         if let Some(masks) = stored_mask {
@@ -692,8 +708,18 @@ impl Adaptation<'_> {
         Ok(masks)
     }
 
-    /// Test metrics of the soft and the binarized gates of `masks`, from one learner.
-    fn gated_metrics(&self, task: &dyn Task, masks: &[Var]) -> Result<(f64, f64)> {
+    /// Test metrics of the soft and the binarized gates of `masks`, from one learner, and the
+    /// new task's layer state under the soft gates. With batch norm the new task's statistics
+    /// are estimated from its K shots (batches of the adaptation's batch size, seeded by the
+    /// task's position) under each view's gates, as the binarized model of a trained task is
+    /// ([`crate::run::BnRecalibration`]); without, the state is empty.
+    fn gated_metrics(
+        &self,
+        index: usize,
+        task: &dyn Task,
+        shots: &Shots,
+        masks: &[Var],
+    ) -> Result<(f64, f64, Vec<Tensor>)> {
         let Adaptation {
             run,
             net,
@@ -702,18 +728,35 @@ impl Adaptation<'_> {
             mode,
             scale,
             optimizers,
+            seed,
+            batch,
             ..
         } = *self;
         let start = masks.iter().map(|m| m.as_tensor().clone()).collect();
         let mut learner =
             Learner::starting_from(Strategy::Gated, run, net, Some(start), optimizers)?;
         learner.set_gate_mode(mode);
-        let metric = |view: GateView| {
-            test_metric(task, device, dtype, &|x: &Tensor| {
-                learner.predict(Learner::NEW_TASK, x, scale, view)
-            })
+        let inputs: Vec<Tensor> = if learner.has_layer_state() {
+            let mut rng = Rng::stream(seed, "adapt/bn", index as u64);
+            (0..crate::run::DEFAULT_BN_BATCHES)
+                .map(|_| Ok(shots.batch(batch, &mut rng)?.x))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
         };
-        Ok((metric(GateView::Trained)?, metric(GateView::Binary)?))
+        let mut measure = |view: GateView| -> Result<(f64, Vec<Tensor>)> {
+            let state = learner.estimate_state(Learner::NEW_TASK, scale, view, &inputs)?;
+            if !inputs.is_empty() {
+                learner.set_layer_state(Learner::NEW_TASK, &state)?;
+            }
+            let metric = test_metric(task, device, dtype, &|x: &Tensor| {
+                learner.predict(Learner::NEW_TASK, x, scale, view)
+            })?;
+            Ok((metric, state))
+        };
+        let (soft, state) = measure(GateView::Trained)?;
+        let (binarized, _) = measure(GateView::Binary)?;
+        Ok((soft, binarized, state))
     }
 
     /// The test metric of a plain learner.

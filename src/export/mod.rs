@@ -8,7 +8,10 @@
 //!   `gatekit`, so equal content gives equal bytes);
 //! - `state.safetensors`, for a model with stateful layers only: every task's layer state
 //!   (float32, `{layer}.{state}.state.{task}`, e.g. a batch norm's running statistics), which a
-//!   task's model needs besides `W` and its mask;
+//!   task's model needs besides `W` and its mask. With `binarize`, a batch norm's statistics
+//!   are re-estimated under the task's binarized mask from its training data
+//!   ([`ExportOptions::bn`], see [`crate::run::BnRecalibration`]): the statistics gathered in
+//!   training belong to the soft gates;
 //! - `<task>.onnx` per task: the effective network with its weights baked in (binarized with
 //!   `binarize`, else the exact trained function `W ⊙ g(M)`);
 //! - `all_tasks.onnx`: W, every task's gates and layer state in one graph, the task picked by
@@ -30,7 +33,7 @@ use crate::learn::{Learner, Strategy};
 use crate::model::Network;
 use crate::params::ParamKey;
 use crate::params::{ModelId, TaskId};
-use crate::run::{BinarizationWarning, Run, undecided_range};
+use crate::run::{BinarizationWarning, BnRecalibration, Run, undecided_range};
 use crate::run_folder::OutputDir;
 use crate::run_folder::fsio::write_atomic;
 use crate::task::Split;
@@ -48,6 +51,10 @@ pub struct ExportOptions {
     pub rescale: bool,
     /// Only these tasks (names); all when `None`.
     pub tasks: Option<Vec<String>>,
+    /// With `binarize`, for a model with batch norm: how each task's statistics are
+    /// re-estimated under its binarized mask (what the ONNX files, `state.safetensors` and the
+    /// binarized test metrics use).
+    pub bn: BnRecalibration,
 }
 
 /// Per-task results of an export.
@@ -267,12 +274,27 @@ fn write_export(
     };
     let weights = write_weights(&net, dir)?;
     let masks = write_masks(trainer, &net, &bank, selected, dir)?;
+    // With batch norm, the binarized models' statistics re-estimated under each task's
+    // binarized (or rescaled) mask, on copies of the learner (the run is only read).
+    let binary = trainer.recalibrated(learner, selected, GateView::Binary, opts.bn)?;
+    let rescaled = trainer.recalibrated(learner, selected, GateView::BinaryRescaled, opts.bn)?;
+    let learners = Learners {
+        soft: learner,
+        binary: binary.as_ref().unwrap_or(learner),
+        rescaled: rescaled.as_ref().unwrap_or(learner),
+    };
+    // The learner whose layer state goes with the exported gate.
+    let exported = match gates.view {
+        GateView::Trained => learners.soft,
+        GateView::Binary => learners.binary,
+        GateView::BinaryRescaled => learners.rescaled,
+    };
     // Layer state (batch-norm statistics) per task, once: raw next to the masks (so a task's
     // model can be rebuilt from files) and as the ONNX graphs read it.
     let mut raw_state: Vec<(String, Tensor)> = Vec::new();
     let mut task_states: Vec<Vec<(String, Tensor)>> = Vec::new();
     for &t in selected {
-        let raw = learner.layer_state(t)?;
+        let raw = exported.layer_state(t)?;
         for ((name, _), value) in net.state_specs().iter().zip(&raw) {
             let key = ParamKey::TaskState {
                 param: name,
@@ -290,7 +312,7 @@ fn write_export(
             state: &task_states[k],
         };
         tasks.push(write_task_model(
-            trainer, learner, &net, &bank, gates, on, dir,
+            trainer, learners, &net, &bank, gates, on, dir,
         )?);
     }
     let all_path = write_all_tasks(
@@ -323,6 +345,16 @@ struct Gates {
     mode: GateMode,
     scale: f64,
     view: GateView,
+}
+
+/// The learners an export measures: the trained one (soft gates) and the copies whose
+/// batch-norm statistics were re-estimated under the binarized and the rescaled masks (the
+/// trained one again for a model without batch norm).
+#[derive(Clone, Copy)]
+struct Learners<'a> {
+    soft: &'a Learner,
+    binary: &'a Learner,
+    rescaled: &'a Learner,
 }
 
 /// The selected tasks' masks as written to `masks.safetensors`.
@@ -446,7 +478,7 @@ fn write_masks(
 /// metadata) and measures it soft, binary and rescaled on the test split.
 fn write_task_model(
     trainer: &Run,
-    learner: &Learner,
+    learners: Learners,
     net: &Network,
     bank: &MaskBank,
     gates: Gates,
@@ -492,9 +524,10 @@ fn write_task_model(
     let model = onnx::task_model(&set.model, &params, on.state, &metadata)?;
     let path = dir.join(format!("{}.onnx", names[t]));
     write_atomic(&path, &onnx::encode(&model))?;
-    let (_, soft) = trainer.measure(learner, id, Split::Test, GateView::Trained)?;
-    let (_, binary) = trainer.measure(learner, id, Split::Test, GateView::Binary)?;
-    let (_, rescaled) = trainer.measure(learner, id, Split::Test, GateView::BinaryRescaled)?;
+    let (_, soft) = trainer.measure(learners.soft, id, Split::Test, GateView::Trained)?;
+    let (_, binary) = trainer.measure(learners.binary, id, Split::Test, GateView::Binary)?;
+    let (_, rescaled) =
+        trainer.measure(learners.rescaled, id, Split::Test, GateView::BinaryRescaled)?;
     Ok(TaskExport {
         task: names[t].clone(),
         soft,

@@ -294,6 +294,95 @@ impl Learner {
         (self.ctx).state_of_set(&self.store, self.ctx.state_set(task))
     }
 
+    /// Whether the model keeps per-task layer state (batch norm's running statistics).
+    pub fn has_layer_state(&self) -> bool {
+        !self.ctx.state_specs.is_empty()
+    }
+
+    /// Task `task`'s layer state re-estimated from `batches` (inputs of the task's training
+    /// data) under `view` of its gates: each batch goes through the network in training mode
+    /// (every batch-norm layer normalizes with the batch's own statistics, as when the state
+    /// was first gathered) and the state is the plain average of the batches' statistics
+    /// (mean, unbiased variance): PyTorch's cumulative average (`momentum=None`), not the
+    /// exponential one training uses. Why: the binarized model `W ⊙ 1[M > 0]` scales every
+    /// layer differently from the soft gates the running statistics were gathered under, so
+    /// its batch norms need statistics of their own. Reads the store, never writes it; a model
+    /// without layer state gets an empty list.
+    pub fn estimate_state(
+        &self,
+        task: TaskId,
+        scale: f64,
+        view: GateView,
+        batches: &[Tensor],
+    ) -> Result<Vec<Tensor>> {
+        if !self.has_layer_state() || batches.is_empty() {
+            return self.layer_state(task);
+        }
+        // The same network with every batch norm's momentum at 1: after a training-mode pass
+        // its state is exactly that batch's statistics.
+        let mut spec = self.ctx.spec.clone();
+        for layer in &mut spec.layers {
+            match layer {
+                crate::layers::LayerSpec::BatchNorm1d(bn) => bn.momentum = 1.0,
+                crate::layers::LayerSpec::BatchNorm2d(bn) => bn.momentum = 1.0,
+                _ => {}
+            }
+        }
+        let net = self.ctx.model(&self.store, self.model_of(task))?;
+        let params = net.params().iter().map(|(_, v)| v.clone()).collect();
+        let net = Network::from_params(&spec, params)?;
+        let masks = self.ctx.task_masks(&self.store, task)?;
+        let gate = masks.as_deref().map(|masks| crate::gate::TaskGate {
+            masks,
+            mode: self.ctx.gate,
+            scale,
+            view,
+        });
+        let mut sums: Option<Vec<Tensor>> = None;
+        for x in batches {
+            let mut state = self.layer_state(task)?;
+            net.forward_with_state(x, gate.as_ref(), crate::model::NetState::Train(&mut state))?;
+            sums = Some(match sums {
+                None => state
+                    .iter()
+                    .map(|s| s.to_dtype(DType::F64))
+                    .collect::<Result<_>>()?,
+                Some(sums) => sums
+                    .iter()
+                    .zip(&state)
+                    .map(|(a, b)| a + b.to_dtype(DType::F64)?)
+                    .collect::<Result<_>>()?,
+            });
+        }
+        let n = batches.len() as f64;
+        sums.unwrap_or_default()
+            .iter()
+            .map(|s| (s / n)?.to_dtype(self.ctx.dtype))
+            .collect()
+    }
+
+    /// Replaces task `task`'s layer state (e.g. with [`Learner::estimate_state`]'s, on a copy
+    /// of a learner that measures or exports the binarized model).
+    pub fn set_layer_state(&mut self, task: TaskId, state: &[Tensor]) -> Result<()> {
+        let set = self.ctx.state_set(task);
+        if state.len() != self.ctx.state_specs.len() {
+            candle_core::bail!(
+                "{} state tensors given, the model keeps {}",
+                state.len(),
+                self.ctx.state_specs.len()
+            );
+        }
+        fn put<T: Elem>(store: &mut ParamStore<T>, set: usize, state: &[Tensor]) -> Result<()> {
+            let values = state
+                .iter()
+                .map(values_of::<T>)
+                .collect::<Result<Vec<_>>>()?;
+            store.states[set] = values;
+            Ok(())
+        }
+        with_store!(&mut self.store, s => put(s, set, state))
+    }
+
     /// Number of scalars trained (W plus every task's masks, or every model).
     pub fn param_count(&self) -> usize {
         let per_model: usize = self.ctx.params.iter().map(|(_, s)| s.elem_count()).sum();

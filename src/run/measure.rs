@@ -5,6 +5,7 @@
 use super::Run;
 use super::continual::ContinualSummary;
 use super::evaluation::{Pass, measure_all};
+use super::recalibrate::BnRecalibration;
 use super::record::{MetricsLog, Record};
 use super::table::ComparisonTable;
 use crate::error::Result;
@@ -99,6 +100,11 @@ impl Run {
         let scale = self.hat_scale(self.step);
         // Which tasks each learner is measured binarized on: the gated model's picked tasks.
         let picked: Vec<Vec<TaskId>> = self.learners.iter().map(Learner::masked_tasks).collect();
+        // The binarized model as it ships: with batch norm, each picked task's statistics
+        // re-estimated under its binarized mask (see `recalibrate`); else the learner itself.
+        let binarized_learners: Vec<Option<Learner>> = (self.learners.iter().zip(&picked))
+            .map(|(l, p)| self.recalibrated(l, p, GateView::Binary, BnRecalibration::default()))
+            .collect::<Result<_>>()?;
         // results[split][task][(learner, view)]
         let mut trained = vec![vec![Vec::new(); self.tasks.len()]; 2];
         let mut binary = vec![vec![None; self.learners.len()]; self.tasks.len()];
@@ -114,7 +120,8 @@ impl Run {
                     for (k, l) in self.learners.iter().enumerate() {
                         if picked[k].contains(&id) {
                             binarized.push(k);
-                            models.push((l, GateView::Binary));
+                            let b = binarized_learners[k].as_ref().unwrap_or(l);
+                            models.push((b, GateView::Binary));
                         }
                     }
                 }

@@ -1,20 +1,27 @@
 //! The batcher: predictions wait in one bounded queue; a worker takes the first, collects
-//! whatever else arrives within `max_wait` (up to `max_batch` examples), and runs each task's
-//! requests as one forward pass. A full queue refuses at once (the server answers 503), so
+//! whatever else is queued and whatever arrives within `max_wait` (up to `max_batch`
+//! examples), and runs each task's requests as one forward pass. The wait is adaptive: when
+//! nothing else is queued and no other prediction is on its way in (being read or parsed, see
+//! [`Batcher::arriving`]), the batch cannot grow, so it runs at once instead of idling
+//! `max_wait` (at batch 1 with one client the fixed 2 ms wait cost 4x the throughput: 1,357
+//! against 5,304 requests/s). Under load requests queue while a forward pass runs and are
+//! batched without any wait. A full queue refuses at once (the server answers 503), so
 //! memory stays bounded under any load.
 
 use super::error::{Result, ServeError};
 use super::metrics::Metrics;
 use super::store::{ModelStore, TaskView};
 use candle_core::{Device, Tensor};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Batching settings.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
-    /// How long the first request of a batch waits for others.
+    /// How long the first request of a batch waits for others, at most: only while another
+    /// prediction is on its way in.
     pub max_wait: Duration,
     /// Most examples in one forward pass (one larger request still runs alone).
     pub max_batch: usize,
@@ -46,6 +53,7 @@ struct Job {
 /// The queue and its workers; dropping it lets the workers finish what is queued and stop.
 pub struct Batcher {
     tx: Option<SyncSender<Job>>,
+    arriving: Arc<AtomicUsize>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -54,16 +62,27 @@ impl Batcher {
     pub fn start(store: Arc<ModelStore>, metrics: Arc<Metrics>, config: BatchConfig) -> Self {
         let (tx, rx) = sync_channel::<Job>(config.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let arriving = Arc::new(AtomicUsize::new(0));
         let workers = (0..config.workers.max(1))
             .map(|_| {
                 let (rx, store, metrics) = (rx.clone(), store.clone(), metrics.clone());
-                std::thread::spawn(move || worker(&rx, &store, &metrics, config))
+                let arriving = arriving.clone();
+                std::thread::spawn(move || worker(&rx, &store, &metrics, &arriving, config))
             })
             .collect();
         Batcher {
             tx: Some(tx),
+            arriving,
             workers,
         }
+    }
+
+    /// Marks a prediction as on its way in until the guard is dropped (the server holds it
+    /// from the request's arrival until it is submitted): while any is, a worker holding a
+    /// batch that could grow waits up to `max_wait` for it.
+    pub fn arriving(&self) -> Arrival {
+        self.arriving.fetch_add(1, Ordering::AcqRel);
+        Arrival(self.arriving.clone())
     }
 
     /// Queues a prediction of `batch` prepared examples; the answer comes on the returned
@@ -104,7 +123,22 @@ impl Batcher {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, store: &ModelStore, metrics: &Metrics, config: BatchConfig) {
+/// A prediction on its way in ([`Batcher::arriving`]).
+pub struct Arrival(Arc<AtomicUsize>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn worker(
+    rx: &Mutex<Receiver<Job>>,
+    store: &ModelStore,
+    metrics: &Metrics,
+    arriving: &AtomicUsize,
+    config: BatchConfig,
+) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -116,13 +150,27 @@ fn worker(rx: &Mutex<Receiver<Job>>, store: &ModelStore, metrics: &Metrics, conf
             let deadline = Instant::now() + config.max_wait;
             let mut rows = jobs[0].batch;
             while rows < config.max_batch {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(job) => {
+                let next = match rx.try_recv() {
+                    // Queued already: joins at once.
+                    Ok(job) => Some(job),
+                    Err(TryRecvError::Disconnected) => None,
+                    // Nothing queued and nothing on its way: the batch cannot grow.
+                    Err(TryRecvError::Empty) if arriving.load(Ordering::Acquire) == 0 => None,
+                    Err(TryRecvError::Empty) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            None
+                        } else {
+                            rx.recv_timeout(left).ok()
+                        }
+                    }
+                };
+                match next {
+                    Some(job) => {
                         rows += job.batch;
                         jobs.push(job);
                     }
-                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+                    None => break,
                 }
             }
         }

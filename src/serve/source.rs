@@ -2,14 +2,17 @@
 //! through the read-only [`Run`] (never the trainer: a server must not be able to write into
 //! the run it serves) and held exactly as `gtk export --binarize` would write it — `W` as
 //! float32, each task's mask as the packed bits `1[M > 0]`, its layer state — so serving a run
-//! and serving its binarized export answer the same numbers, without exporting first.
+//! and serving its binarized export answer the same numbers, without exporting first. With
+//! batch norm that includes each task's statistics re-estimated under its binarized mask from
+//! its training data ([`BnRecalibration`]), exactly as the export does.
 
 use super::error::Result;
 use super::store::{ExportFolder, ParamInfo, TaskView, bad, fingerprint, standardize_of};
 use crate::export::bitpack;
+use crate::gate::GateView;
 use crate::learn::Strategy;
 use crate::params::{ModelId, TaskId};
-use crate::run::{ChangedData, Run, files};
+use crate::run::{BnRecalibration, ChangedData, Run, files};
 use candle_core::{DType, Device};
 use std::path::Path;
 
@@ -21,11 +24,17 @@ pub fn is_run_folder(dir: &Path) -> bool {
 impl ExportFolder {
     /// Reads what `gtk serve PATH` serves: a run folder (opened read-only at its last commit,
     /// its tasks' data from `data_dir`; `changed` decides about data files that changed since
-    /// the run recorded them) or an export folder written by `gtk export --binarize`.
-    pub fn open(path: &Path, data_dir: Option<&Path>, changed: ChangedData) -> Result<Self> {
+    /// the run recorded them; `bn` how a batch-norm model's statistics are re-estimated under
+    /// the binarized masks) or an export folder written by `gtk export --binarize`.
+    pub fn open(
+        path: &Path,
+        data_dir: Option<&Path>,
+        changed: ChangedData,
+        bn: BnRecalibration,
+    ) -> Result<Self> {
         if is_run_folder(path) {
             let run = Run::open(path, data_dir, &Device::Cpu, changed)?;
-            return Self::from_run(&run);
+            return Self::from_run(&run, bn);
         }
         if path.is_dir() && !path.join("masks.safetensors").is_file() {
             return Err(bad(
@@ -39,8 +48,9 @@ impl ExportFolder {
     /// A run's gated model at its last commit, its masks binarized (`W ⊙ 1[M > 0]`, the model
     /// `gtk export --binarize` writes). Tasks that were never trained (no masks yet, e.g. the
     /// later phases of a sequential run still training) are left out and named in
-    /// [`ExportFolder::notes`].
-    pub fn from_run(run: &Run) -> Result<Self> {
+    /// [`ExportFolder::notes`]. A model with batch norm gets each task's statistics
+    /// re-estimated under its binarized mask (`bn`, as `gtk export --binarize` does).
+    pub fn from_run(run: &Run, bn: BnRecalibration) -> Result<Self> {
         let learner = run
             .learners()
             .iter()
@@ -70,6 +80,9 @@ impl ExportFolder {
             .masks()?
             .ok_or_else(|| bad(run.dir(), "its gated model holds no masks"))?;
         let set = run.task_set();
+        let trained = bank.tasks();
+        let recalibrated = run.recalibrated(learner, &trained, GateView::Binary, bn)?;
+        let learner = recalibrated.as_ref().unwrap_or(learner);
         let mut notes: Vec<String> = run.notes().to_vec();
         let mut tasks = Vec::new();
         for (t, entry) in set.tasks.iter().enumerate() {

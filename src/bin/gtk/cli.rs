@@ -213,6 +213,11 @@ pub struct ExportArgs {
     /// With --binarize: rescale each parameter's kept weights by their mean trained gate.
     #[arg(long)]
     pub rescale: bool,
+    /// With --binarize, for a model with batch norm: batches (of the run's batch size) of each
+    /// task's training data that re-estimate its statistics under its binarized mask; 0 keeps
+    /// the statistics gathered in training under the soft gates.
+    #[arg(long, value_name = "N", default_value_t = gatekit::run::DEFAULT_BN_BATCHES)]
+    pub bn_batches: usize,
     /// Only these tasks, comma separated.
     #[arg(long, value_name = "A,B")]
     pub tasks: Option<String>,
@@ -422,6 +427,11 @@ pub struct ServeArgs {
     /// server answers with the 1-bit masks, W ⊙ 1[M > 0]; a soft export is refused.
     #[arg(value_name = "EXPORT_DIR|RUN")]
     pub source: PathBuf,
+    /// Serving a run whose model has batch norm: batches (of the run's batch size) of each
+    /// task's training data that re-estimate its statistics under its binarized mask, as
+    /// `gtk export --binarize` does; 0 keeps the statistics gathered in training.
+    #[arg(long, value_name = "N", default_value_t = gatekit::run::DEFAULT_BN_BATCHES)]
+    pub bn_batches: usize,
     /// Address to listen on; the default answers only this machine.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
@@ -439,7 +449,8 @@ pub struct ServeArgs {
     /// Most examples one forward pass batches together.
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
-    /// How long a request waits for others to batch with, milliseconds.
+    /// How long a request waits for others to batch with, milliseconds, at most: only while
+    /// another prediction is on its way in (being read or parsed); with none, it runs at once.
     #[arg(long, default_value_t = 2.0)]
     pub max_wait_ms: f64,
     /// Requests waiting at most; beyond, requests are answered 503.

@@ -4,6 +4,7 @@ use crate::cli::ExportArgs;
 use anyhow::{Result, bail};
 use candle_core::Device;
 use gatekit::export::{ExportOptions, export_into};
+use gatekit::run::BnRecalibration;
 use gatekit::run_folder::OutputDir;
 use gatekit::train::{format_metric, open_run_with};
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
         binarize: args.binarize,
         rescale: args.rescale,
         tasks,
+        bn: BnRecalibration {
+            batches: args.bn_batches,
+        },
     };
     let summary = export_into(&trainer, out, &opts)?;
     println!(

@@ -4,6 +4,7 @@
 
 use crate::cli::ServeArgs;
 use anyhow::{Context, Result};
+use gatekit::run::BnRecalibration;
 use gatekit::serve::auth::Token;
 use gatekit::serve::batch::BatchConfig;
 use gatekit::serve::http::{ServeConfig, WatchConfig, serve, shutdown_signal};
@@ -36,6 +37,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         &args.source,
         args.data.data_dir.as_deref(),
         crate::runs::changed_data(args.allow_changed_data),
+        BnRecalibration {
+            batches: args.bn_batches,
+        },
     )?;
     for note in &folder.notes {
         eprintln!("note: {note}");
