@@ -73,54 +73,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.threads_per_run == Some(0) {
         bail!("--threads-per-run must be at least 1, got 0");
     }
-    let sweep = match (&args.resume, &args.seeds) {
-        (Some(dir), _) => {
-            let sweep = Sweep::open(dir)?;
-            if let Some(t) = args.threads_per_run
-                && t != sweep.spec.threads_per_run
-            {
-                bail!(
-                    "{}: the sweep trains with {} thread(s) per run and results can depend on the thread count; resume it without --threads-per-run",
-                    dir.display(),
-                    sweep.spec.threads_per_run
-                );
-            }
-            sweep
-        }
-        (None, Some(text)) => {
-            let seeds = gatekit::sweep::parse_seeds(text)?;
-            if args.steps == Some(0) {
-                bail!("--steps must be a positive integer, got 0");
-            }
-            // Everything a seed's process would refuse is checked once here, before the
-            // sweep folder exists.
-            let set = gatekit::TaskSet::load_with(args.task_set.as_deref(), &[])?;
-            let grid = gatekit::sweep::grid_axes(&args.set, &set)?;
-            // Every configuration is loaded (not trained) now, so a value the task set
-            // refuses stops the sweep before its folder exists.
-            for c in gatekit::sweep::grid_configurations(&grid)? {
-                let set = gatekit::TaskSet::load_with(args.task_set.as_deref(), &c.settings)?;
-                crate::runs::strategies(&args.strategy, set.run.schedule.order)?;
-                if let Some(steps) = args.steps {
-                    set.clone().set_steps(steps)?;
-                }
-            }
-            let dir = crate::runs::run_dir(
-                &args.runs_dir.runs_dir,
-                args.name.as_deref(),
-                args.task_set.as_deref(),
-            )?;
-            let spec = SweepSpec::new(
-                seeds,
-                &strategy_list(&args.strategy),
-                args.task_set.as_deref(),
-                args.steps,
-                args.threads_per_run.unwrap_or(1),
-            )?;
-            Sweep::create(&dir, SweepSpec { grid, ..spec })?
-        }
-        (None, None) => bail!("give --seeds or --resume SWEEP"),
-    };
+    let sweep = open_or_create(&args)?;
     let _lock = sweep.lock()?;
     let threads = sweep.spec.threads_per_run;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -193,6 +146,59 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// The sweep `args` name: an existing one to resume, or a new one whose every configuration
+/// the task set accepts (checked before its folder exists).
+fn open_or_create(args: &TrainArgs) -> Result<Sweep> {
+    Ok(match (&args.resume, &args.seeds) {
+        (Some(dir), _) => {
+            let sweep = Sweep::open(dir)?;
+            if let Some(t) = args.threads_per_run
+                && t != sweep.spec.threads_per_run
+            {
+                bail!(
+                    "{}: the sweep trains with {} thread(s) per run and results can depend on the thread count; resume it without --threads-per-run",
+                    dir.display(),
+                    sweep.spec.threads_per_run
+                );
+            }
+            sweep
+        }
+        (None, Some(text)) => {
+            let seeds = gatekit::sweep::parse_seeds(text)?;
+            if args.steps == Some(0) {
+                bail!("--steps must be a positive integer, got 0");
+            }
+            // Everything a seed's process would refuse is checked once here, before the
+            // sweep folder exists.
+            let set = gatekit::TaskSet::load_with(args.task_set.as_deref(), &[])?;
+            let grid = gatekit::sweep::grid_axes(&args.set, &set)?;
+            // Every configuration is loaded (not trained) now, so a value the task set
+            // refuses stops the sweep before its folder exists.
+            for c in gatekit::sweep::grid_configurations(&grid)? {
+                let set = gatekit::TaskSet::load_with(args.task_set.as_deref(), &c.settings)?;
+                crate::runs::strategies(&args.strategy, set.run.schedule.order)?;
+                if let Some(steps) = args.steps {
+                    set.clone().set_steps(steps)?;
+                }
+            }
+            let dir = crate::runs::run_dir(
+                &args.runs_dir.runs_dir,
+                args.name.as_deref(),
+                args.task_set.as_deref(),
+            )?;
+            let spec = SweepSpec::new(
+                seeds,
+                &strategy_list(&args.strategy),
+                args.task_set.as_deref(),
+                args.steps,
+                args.threads_per_run.unwrap_or(1),
+            )?;
+            Sweep::create(&dir, SweepSpec { grid, ..spec })?
+        }
+        (None, None) => bail!("give --seeds or --resume SWEEP"),
+    })
 }
 
 /// What a seed's process reports to the sweep.
