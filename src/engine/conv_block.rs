@@ -63,6 +63,8 @@ pub(crate) struct Chunk {
     dcols: Vec<f32>,
     dw: Vec<f32>,
     db: Vec<f32>,
+    /// `∂z` in the direct kernel's plane layout, for a `∂W` without im2col.
+    dzp: Vec<f32>,
 }
 
 /// Buffers a block keeps between its forward and backward pass, one [`Chunk`] per thread.
@@ -268,8 +270,12 @@ pub(crate) fn backward(
         .zip(x.chunks(chunk * in_len))
         .zip(buf.chunks.iter_mut())
         .zip(dx_chunks.iter_mut())
+        .enumerate()
         .collect();
-    run(items, |(((dy, x), c), dx)| {
+    // ∂W straight from the input (no im2col) where the direct kernel computes this geometry.
+    let dw_direct = direct::supports(&b.geom);
+    let (x_all, lp) = (x, direct::plane_len(&b.geom));
+    run(items, |(ci, (((dy, x), c), dx))| {
         resize(&mut c.dw, b.c_out * rows);
         resize(&mut c.db, b.c_out);
         c.dw.fill(0.0);
@@ -281,6 +287,7 @@ pub(crate) fn backward(
             dcols,
             dw: cdw,
             db: cdb,
+            dzp,
         } = c;
         for (piece, (x, (dy, arg))) in x
             .chunks(sub * in_len)
@@ -289,9 +296,11 @@ pub(crate) fn backward(
         {
             let m = x.len() / in_len;
             let width = m * hw;
-            resize(cols, rows * width);
             resize(dz, b.c_out * width);
-            profile::timed(Phase::Im2colBack, 0, || fill_cols(b, x, cols));
+            if !dw_direct {
+                resize(cols, rows * width);
+                profile::timed(Phase::Im2colBack, 0, || fill_cols(b, x, cols));
+            }
             profile::timed(Phase::ActBack, 0, || {
                 dz.fill(0.0);
                 for (&a, &g) in arg.iter().zip(dy) {
@@ -300,20 +309,40 @@ pub(crate) fn backward(
                     }
                 }
             });
-            // ∂W += ∂z · colsᵀ. (Computing ∂Wᵀ = cols · ∂zᵀ instead, to put LeNet's 6 output
-            // channels on the GEMM's narrow side, measured the same: 3.03 against 3.02 ms per
-            // gated step.)
             let flops = 2 * b.c_out * rows * width;
-            profile::timed(Phase::GemmDw, flops, || {
-                matmul(
-                    (b.c_out, rows, width),
-                    (cdw, Order::RowMajor),
-                    Mat::new(dz, width),
-                    Mat::t(cols, width),
-                    true,
-                    Parallelism::None,
-                )
-            });
+            if dw_direct {
+                // ∂z in the direct kernel's plane layout (zeros in the ignored columns, which
+                // are never written), then ∂W from the block's input itself.
+                resize(dzp, m * b.c_out * lp);
+                let (g, ow) = (&b.geom, b.geom.w_out);
+                profile::timed(Phase::ActBack, 0, || {
+                    for (i, plane) in dzp.chunks_exact_mut(lp).enumerate() {
+                        let (s, o) = (i / b.c_out, i % b.c_out);
+                        let src = &dz[o * width + s * hw..][..hw];
+                        for (dst, src) in plane.chunks_mut(g.w).zip(src.chunks_exact(ow)) {
+                            dst[..ow].copy_from_slice(src);
+                        }
+                    }
+                });
+                let start = (ci * chunk + piece * sub) * in_len;
+                profile::timed(Phase::GemmDw, flops, || {
+                    direct_dw(b, &x_all[start..], m, dzp, cols, cdw)
+                });
+            } else {
+                // ∂W += ∂z · colsᵀ. (Computing ∂Wᵀ = cols · ∂zᵀ instead, to put LeNet's 6
+                // output channels on the GEMM's narrow side, measured the same: 3.03 against
+                // 3.02 ms per gated step.)
+                profile::timed(Phase::GemmDw, flops, || {
+                    matmul(
+                        (b.c_out, rows, width),
+                        (cdw, Order::RowMajor),
+                        Mat::new(dz, width),
+                        Mat::t(cols, width),
+                        true,
+                        Parallelism::None,
+                    )
+                });
+            }
             profile::timed(Phase::BiasBack, 0, || {
                 for (d, row) in cdb.iter_mut().zip(dz.chunks_exact(width)) {
                     *d += row.iter().sum::<f32>();
@@ -342,6 +371,26 @@ pub(crate) fn backward(
         }
     });
     reduce(&buf.chunks[..count], dw, db);
+}
+
+/// `∂W += Σ ∂z ⋆ x` over `m` samples through the direct kernel: `x` starts at the first sample
+/// and runs on to the end of the layer's input (the kernel reads a few values past each
+/// sample, multiplied by the zero columns of `∂z`); the last sample is copied with a zero
+/// tail (into `scratch`) when the input ends too soon after it.
+fn direct_dw(b: &Block, x: &[f32], m: usize, dzp: &[f32], scratch: &mut Vec<f32>, dw: &mut [f32]) {
+    let g = &b.geom;
+    let (sl, plane) = (g.sample_len(), b.c_out * direct::plane_len(g));
+    let fits = |k: usize| k > 0 && x.len() >= (k - 1) * sl + direct::input_len(g);
+    if fits(m) {
+        direct::backward_dw(g, b.c_out, m, dzp, x, dw);
+        return;
+    }
+    if m > 1 {
+        direct::backward_dw(g, b.c_out, m - 1, dzp, x, dw);
+    }
+    resize(scratch, direct::input_len(g));
+    direct::pad_input(g, &x[(m - 1) * sl..], scratch);
+    direct::backward_dw(g, b.c_out, 1, &dzp[(m - 1) * plane..], scratch, dw);
 }
 
 /// `∂W`, `∂b` as the chunks' partial sums added in chunk order.
@@ -484,7 +533,7 @@ fn backward_direct(
                 }
             });
             profile::timed(Phase::GemmDw, flops, || {
-                direct::backward_dw(g, b.c_out, dz, cols, cdw)
+                direct::backward_dw(g, b.c_out, 1, dz, cols, cdw)
             });
             for &a in arg_s {
                 if a != NO_ARG {

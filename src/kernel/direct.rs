@@ -54,7 +54,7 @@ pub(crate) fn fits(g: &ConvGeom) -> bool {
 
 /// Whether the kernels compute this convolution at all (stride 1, no padding, `k ≤ 7`),
 /// whatever it costs.
-fn supports(g: &ConvGeom) -> bool {
+pub(crate) fn supports(g: &ConvGeom) -> bool {
     g.stride == 1 && g.pad == 0 && (1..=7).contains(&g.k)
 }
 
@@ -121,17 +121,29 @@ pub(crate) fn forward(g: &ConvGeom, c_out: usize, w: &[f32], xpad: &[f32], z: &m
     portable_forward(g, c_out, w, xpad, z);
 }
 
-/// `∂W[o, (ci, ki, kj)] += Σ_p dz[o, p] · xpad[ci·h·w + ki·w + kj + p]`: `dz` `[c_out,
-/// plane_len]` with zeros in the ignored columns, `dw` `[c_out, c·k·k]` (accumulated into).
-pub(crate) fn backward_dw(g: &ConvGeom, c_out: usize, dz: &[f32], xpad: &[f32], dw: &mut [f32]) {
-    check(g, c_out, dw, xpad, dz);
+/// `∂W[o, (ci, ki, kj)] += Σ_s Σ_p dz[s, o, p] · x[s·c·h·w + ci·h·w + ki·w + kj + p]` over `m`
+/// samples: `dz` `[m, c_out, plane_len]` with zeros in the ignored columns, `x` the samples
+/// one after the other with at least [`input_len`] values from the last one's start (the
+/// values read past a sample meet zeros of `dz`), `dw` `[c_out, c·k·k]` (accumulated into).
+/// Each weight sums 8 lanes over the samples and positions in order, then the lanes.
+pub(crate) fn backward_dw(
+    g: &ConvGeom,
+    c_out: usize,
+    m: usize,
+    dz: &[f32],
+    x: &[f32],
+    dw: &mut [f32],
+) {
+    assert!(m >= 1, "direct conv: no samples");
+    let (sl, plane) = (g.sample_len(), c_out * plane_len(g));
+    check(g, c_out, dw, &x[(m - 1) * sl..], &dz[(m - 1) * plane..]);
     #[cfg(target_arch = "x86_64")]
     if use_avx2() {
         // SAFETY: as in `forward`.
-        unsafe { avx2::backward_dw(g, c_out, dz, xpad, dw) };
+        unsafe { avx2::backward_dw(g, c_out, m, dz, x, dw) };
         return;
     }
-    portable_backward_dw(g, c_out, dz, xpad, dw);
+    portable_backward_dw(g, c_out, m, dz, x, dw);
 }
 
 /// The offset of tap `(ci, ki, kj)` in the input, in tap order.
@@ -154,18 +166,26 @@ fn portable_forward(g: &ConvGeom, c_out: usize, w: &[f32], xpad: &[f32], z: &mut
     }
 }
 
-fn portable_backward_dw(g: &ConvGeom, c_out: usize, dz: &[f32], xpad: &[f32], dw: &mut [f32]) {
-    let (lp, rows) = (plane_len(g), g.rows());
-    for (o, dzo) in dz.chunks_exact(lp).take(c_out).enumerate() {
+fn portable_backward_dw(
+    g: &ConvGeom,
+    c_out: usize,
+    m: usize,
+    dz: &[f32],
+    x: &[f32],
+    dw: &mut [f32],
+) {
+    let (lp, rows, sl) = (plane_len(g), g.rows(), g.sample_len());
+    for o in 0..c_out {
         let dwo = &mut dw[o * rows..][..rows];
         for (d, off) in dwo.iter_mut().zip(taps(g)) {
             let mut acc = [0.0f32; LANES];
-            for (a, b) in dzo
-                .chunks_exact(LANES)
-                .zip(xpad[off..off + lp].chunks_exact(LANES))
-            {
-                for l in 0..LANES {
-                    acc[l] += a[l] * b[l];
+            for s in 0..m {
+                let dzo = &dz[(s * c_out + o) * lp..][..lp];
+                let xs = &x[s * sl + off..][..lp];
+                for (a, b) in dzo.chunks_exact(LANES).zip(xs.chunks_exact(LANES)) {
+                    for l in 0..LANES {
+                        acc[l] += a[l] * b[l];
+                    }
                 }
             }
             *d += acc.iter().sum::<f32>();
@@ -274,10 +294,12 @@ mod avx2 {
     pub(super) unsafe fn backward_dw(
         g: &ConvGeom,
         c_out: usize,
+        m: usize,
         dz: &[f32],
         xpad: &[f32],
         dw: &mut [f32],
     ) {
+        let at = (c_out, m);
         let mut o0 = 0;
         while o0 < c_out {
             let o = (c_out - o0).min(2);
@@ -286,20 +308,20 @@ mod avx2 {
                     // SAFETY: forwarded.
                     unsafe {
                         match (o, g.k) {
-                            (2, 1) => dw_block::<2, 1>(g, dz, xpad, dw, o0, ci, ki),
-                            (2, 2) => dw_block::<2, 2>(g, dz, xpad, dw, o0, ci, ki),
-                            (2, 3) => dw_block::<2, 3>(g, dz, xpad, dw, o0, ci, ki),
-                            (2, 4) => dw_block::<2, 4>(g, dz, xpad, dw, o0, ci, ki),
-                            (2, 5) => dw_block::<2, 5>(g, dz, xpad, dw, o0, ci, ki),
-                            (2, 6) => dw_block::<2, 6>(g, dz, xpad, dw, o0, ci, ki),
-                            (2, _) => dw_block::<2, 7>(g, dz, xpad, dw, o0, ci, ki),
-                            (_, 1) => dw_block::<1, 1>(g, dz, xpad, dw, o0, ci, ki),
-                            (_, 2) => dw_block::<1, 2>(g, dz, xpad, dw, o0, ci, ki),
-                            (_, 3) => dw_block::<1, 3>(g, dz, xpad, dw, o0, ci, ki),
-                            (_, 4) => dw_block::<1, 4>(g, dz, xpad, dw, o0, ci, ki),
-                            (_, 5) => dw_block::<1, 5>(g, dz, xpad, dw, o0, ci, ki),
-                            (_, 6) => dw_block::<1, 6>(g, dz, xpad, dw, o0, ci, ki),
-                            (_, _) => dw_block::<1, 7>(g, dz, xpad, dw, o0, ci, ki),
+                            (2, 1) => dw_block::<2, 1>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (2, 2) => dw_block::<2, 2>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (2, 3) => dw_block::<2, 3>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (2, 4) => dw_block::<2, 4>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (2, 5) => dw_block::<2, 5>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (2, 6) => dw_block::<2, 6>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (2, _) => dw_block::<2, 7>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (_, 1) => dw_block::<1, 1>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (_, 2) => dw_block::<1, 2>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (_, 3) => dw_block::<1, 3>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (_, 4) => dw_block::<1, 4>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (_, 5) => dw_block::<1, 5>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (_, 6) => dw_block::<1, 6>(g, at, dz, xpad, dw, o0, ci, ki),
+                            (_, _) => dw_block::<1, 7>(g, at, dz, xpad, dw, o0, ci, ki),
                         }
                     }
                 }
@@ -312,8 +334,10 @@ mod avx2 {
     /// accumulators over every position, then summed across lanes.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn dw_block<const O: usize, const K: usize>(
         g: &ConvGeom,
+        (c_out, m): (usize, usize),
         dz: &[f32],
         xpad: &[f32],
         dw: &mut [f32],
@@ -321,26 +345,29 @@ mod avx2 {
         ci: usize,
         ki: usize,
     ) {
-        let (lp, rows) = (plane_len(g), g.rows());
+        let (lp, rows, sl) = (plane_len(g), g.rows(), g.sample_len());
         let row = (ci * g.h + ki) * g.w;
         let mut acc = [[_mm256_setzero_ps(); O]; K];
-        let (x, d) = (xpad.as_ptr(), dz.as_ptr());
-        let mut p = 0;
-        while p < lp {
-            // SAFETY: (o0 + i)·lp + p + 8 ≤ c_out·lp; row + kj + p + 8 ≤ input_len.
-            unsafe {
-                let mut dv = [_mm256_setzero_ps(); O];
-                for (i, v) in dv.iter_mut().enumerate() {
-                    *v = _mm256_loadu_ps(d.add((o0 + i) * lp + p));
-                }
-                for (kj, a) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_loadu_ps(x.add(row + kj + p));
-                    for (a, &dv) in a.iter_mut().zip(&dv) {
-                        *a = _mm256_fmadd_ps(dv, xv, *a);
+        for s in 0..m {
+            // SAFETY: sample s's planes and input lie in the caller's checked slices.
+            let (x, d) = unsafe { (xpad.as_ptr().add(s * sl), dz.as_ptr().add(s * c_out * lp)) };
+            let mut p = 0;
+            while p < lp {
+                // SAFETY: (o0 + i)·lp + p + 8 ≤ c_out·lp; row + kj + p + 8 ≤ input_len.
+                unsafe {
+                    let mut dv = [_mm256_setzero_ps(); O];
+                    for (i, v) in dv.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(d.add((o0 + i) * lp + p));
+                    }
+                    for (kj, a) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_loadu_ps(x.add(row + kj + p));
+                        for (a, &dv) in a.iter_mut().zip(&dv) {
+                            *a = _mm256_fmadd_ps(dv, xv, *a);
+                        }
                     }
                 }
+                p += LANES;
             }
-            p += LANES;
         }
         for (kj, a) in acc.iter().enumerate() {
             for (i, &v) in a.iter().enumerate() {
@@ -449,11 +476,21 @@ mod tests {
                     }
                 }
                 let mut dw = vec![1.0f32; c_out * g.rows()];
-                backward_dw(&g, c_out, &dz, &xpad, &mut dw);
+                backward_dw(&g, c_out, 1, &dz, &xpad, &mut dw);
                 let scale = g.cols() as f64;
                 for (got, want) in dw.iter().zip(&dw_ref) {
                     let got = *got as f64 - 1.0;
                     assert!((got - want).abs() < 1e-5 * scale, "{g:?} dw {got} {want}");
+                }
+                // Two samples back to back, the first without a zero tail: what it reads past
+                // its end meets the zero columns of ∂z.
+                let x2: Vec<f32> = x.iter().chain(&xpad).copied().collect();
+                let dz2: Vec<f32> = dz.iter().chain(&dz).copied().collect();
+                let mut dw2 = vec![0.0f32; c_out * g.rows()];
+                backward_dw(&g, c_out, 2, &dz2, &x2, &mut dw2);
+                for (got, want) in dw2.iter().zip(&dw_ref) {
+                    let (got, want) = (*got as f64, 2.0 * want);
+                    assert!((got - want).abs() < 2e-5 * scale, "{g:?} dw2 {got} {want}");
                 }
             });
         }
