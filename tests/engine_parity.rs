@@ -218,6 +218,25 @@ fn lenet_gated_paper_recipe_momentum() {
     check("lenet5", Strategy::Gated, run, Objective::Classification, 4);
 }
 
+/// LeNet-5's first layer runs the direct convolution kernel (`kernel::direct`); the other
+/// LeNet tests cover its AVX2 + FMA path where the CPU has one, this one its portable path.
+/// (The switch is process-wide: a LeNet test running alongside may take either path, and
+/// both must agree with the reference.)
+#[test]
+fn lenet_direct_conv_portable_path() {
+    let run = "optimizer = \"momentum\"\nlr = 0.01\nmomentum = 0.9\nmask_recipe = \"paper\"";
+    gatekit::kernel::direct::force_portable(true);
+    check("lenet5", Strategy::Gated, run, Objective::Classification, 4);
+    check(
+        "lenet5",
+        Strategy::Shared,
+        run,
+        Objective::Classification,
+        2,
+    );
+    gatekit::kernel::direct::force_portable(false);
+}
+
 #[test]
 fn lenet_shared_and_separate() {
     let run = "optimizer = \"momentum\"\nlr = 0.01\nmomentum = 0.9";

@@ -15,6 +15,7 @@
 //!   kept from the forward pass (measured faster, see [`COLS_BUDGET`]).
 
 use super::pointwise::{NO_ARG, Planes, pool_sample, pool_sample_values};
+use crate::kernel::direct;
 use crate::kernel::im2col::{ConvGeom, col2im_strided, im2col_strided};
 use crate::kernel::profile::{self, Phase};
 use crate::kernel::{Mat, Order, chunk_len, matmul};
@@ -28,6 +29,9 @@ pub(crate) struct Block {
     pub c_out: usize,
     pub relu: bool,
     pub pool: usize,
+    /// Run the direct kernels ([`direct`]) instead of im2col + GEMM: the network's first
+    /// layer (no `∂x`) when [`direct::fits`] its geometry.
+    pub direct: bool,
 }
 
 impl Block {
@@ -59,6 +63,8 @@ pub(crate) struct Chunk {
     dcols: Vec<f32>,
     dw: Vec<f32>,
     db: Vec<f32>,
+    /// `∂z` in the direct kernel's plane layout, for a `∂W` without im2col.
+    dzp: Vec<f32>,
 }
 
 /// Buffers a block keeps between its forward and backward pass, one [`Chunk`] per thread.
@@ -120,6 +126,9 @@ pub(crate) fn forward(
     buf: &mut BlockBuffers,
     split: bool,
 ) {
+    if b.direct {
+        return forward_direct(b, (x, w, bias), out, buf, split);
+    }
     let in_len = b.geom.sample_len();
     let n = x.len() / in_len;
     let chunk = if split { chunk_len(n) } else { n.max(1) };
@@ -157,6 +166,7 @@ pub(crate) fn forward(
                     let planes = Planes {
                         offset: s * hw,
                         stride: width,
+                        row: b.geom.w_out,
                     };
                     let out = &mut out[s * out_len..(s + 1) * out_len];
                     match arg.as_deref_mut() {
@@ -192,6 +202,22 @@ pub(crate) fn forward_many(
     }
     let c = &mut buf.chunks[0];
     let dims = (b.c_out, b.geom.h_out, b.geom.w_out, b.pool);
+    if b.direct {
+        // One padded copy of each sample, multiplied by every model's weights.
+        let g = &b.geom;
+        let planes = direct_planes(g);
+        resize(&mut c.cols, direct::input_len(g));
+        resize(&mut c.z, b.c_out * direct::plane_len(g));
+        for (s, x_s) in x.chunks_exact(in_len).enumerate() {
+            direct::pad_input(g, x_s, &mut c.cols);
+            for ((w, bias), out) in params.iter().zip(outs.iter_mut()) {
+                direct::forward(g, b.c_out, w, &c.cols, &mut c.z);
+                let out = &mut out[s * out_len..][..out_len];
+                pool_sample_values(dims, &c.z, planes, Some(bias), b.relu, out);
+            }
+        }
+        return;
+    }
     for (piece, x) in x.chunks(sub * in_len).enumerate() {
         let m = x.len() / in_len;
         let width = m * hw;
@@ -205,6 +231,7 @@ pub(crate) fn forward_many(
                 let planes = Planes {
                     offset: s * hw,
                     stride: width,
+                    row: b.geom.w_out,
                 };
                 pool_sample_values(dims, &c.z, planes, Some(bias), b.relu, out);
             }
@@ -222,6 +249,13 @@ pub(crate) fn backward(
     dx: Option<&mut [f32]>,
     buf: &mut BlockBuffers,
 ) {
+    if b.direct {
+        debug_assert!(
+            dx.is_none(),
+            "the direct path is for a first layer, without ∂x"
+        );
+        return backward_direct(b, x, dy, (dw, db), buf);
+    }
     let (rows, hw, out_len, in_len) = (b.geom.rows(), b.hw(), b.out_len(), b.geom.sample_len());
     let n = dy.len() / out_len;
     let chunk = chunk_len(n);
@@ -236,8 +270,12 @@ pub(crate) fn backward(
         .zip(x.chunks(chunk * in_len))
         .zip(buf.chunks.iter_mut())
         .zip(dx_chunks.iter_mut())
+        .enumerate()
         .collect();
-    run(items, |(((dy, x), c), dx)| {
+    // ∂W straight from the input (no im2col) where the direct kernel computes this geometry.
+    let dw_direct = direct::supports(&b.geom);
+    let (x_all, lp) = (x, direct::plane_len(&b.geom));
+    run(items, |(ci, (((dy, x), c), dx))| {
         resize(&mut c.dw, b.c_out * rows);
         resize(&mut c.db, b.c_out);
         c.dw.fill(0.0);
@@ -249,6 +287,7 @@ pub(crate) fn backward(
             dcols,
             dw: cdw,
             db: cdb,
+            dzp,
         } = c;
         for (piece, (x, (dy, arg))) in x
             .chunks(sub * in_len)
@@ -257,9 +296,11 @@ pub(crate) fn backward(
         {
             let m = x.len() / in_len;
             let width = m * hw;
-            resize(cols, rows * width);
             resize(dz, b.c_out * width);
-            profile::timed(Phase::Im2colBack, 0, || fill_cols(b, x, cols));
+            if !dw_direct {
+                resize(cols, rows * width);
+                profile::timed(Phase::Im2colBack, 0, || fill_cols(b, x, cols));
+            }
             profile::timed(Phase::ActBack, 0, || {
                 dz.fill(0.0);
                 for (&a, &g) in arg.iter().zip(dy) {
@@ -268,20 +309,28 @@ pub(crate) fn backward(
                     }
                 }
             });
-            // ∂W += ∂z · colsᵀ. (Computing ∂Wᵀ = cols · ∂zᵀ instead, to put LeNet's 6 output
-            // channels on the GEMM's narrow side, measured the same: 3.03 against 3.02 ms per
-            // gated step.)
             let flops = 2 * b.c_out * rows * width;
-            profile::timed(Phase::GemmDw, flops, || {
-                matmul(
-                    (b.c_out, rows, width),
-                    (cdw, Order::RowMajor),
-                    Mat::new(dz, width),
-                    Mat::t(cols, width),
-                    true,
-                    Parallelism::None,
-                )
-            });
+            if dw_direct {
+                // ∂z in the direct kernel's plane layout, then ∂W from the block's input.
+                resize(dzp, m * b.c_out * lp);
+                profile::timed(Phase::ActBack, 0, || to_planes(b, dz, dzp));
+                let start = (ci * chunk + piece * sub) * in_len;
+                profile::timed(Phase::GemmDw, flops, || {
+                    direct_dw(b, &x_all[start..], m, dzp, cols, cdw)
+                });
+            } else {
+                // ∂W += ∂z · colsᵀ (∂Wᵀ = cols · ∂zᵀ measured the same: 3.03 vs 3.02 ms/step).
+                profile::timed(Phase::GemmDw, flops, || {
+                    matmul(
+                        (b.c_out, rows, width),
+                        (cdw, Order::RowMajor),
+                        Mat::new(dz, width),
+                        Mat::t(cols, width),
+                        true,
+                        Parallelism::None,
+                    )
+                });
+            }
             profile::timed(Phase::BiasBack, 0, || {
                 for (d, row) in cdb.iter_mut().zip(dz.chunks_exact(width)) {
                     *d += row.iter().sum::<f32>();
@@ -309,10 +358,50 @@ pub(crate) fn backward(
             }
         }
     });
+    reduce(&buf.chunks[..count], dw, db);
+}
+
+/// Copies `∂z` (`[c_out, m·h_out·w_out]`, the samples side by side) into the direct kernel's
+/// plane layout `dzp` (`[m, c_out, plane_len]`); the ignored columns of `dzp` are never
+/// written, so they keep the zeros they were created with.
+fn to_planes(b: &Block, dz: &[f32], dzp: &mut [f32]) {
+    let (g, hw, lp) = (&b.geom, b.hw(), direct::plane_len(&b.geom));
+    let width = dz.len() / b.c_out;
+    for (i, plane) in dzp.chunks_exact_mut(lp).enumerate() {
+        let (s, o) = (i / b.c_out, i % b.c_out);
+        let src = &dz[o * width + s * hw..][..hw];
+        for (dst, src) in plane.chunks_mut(g.w).zip(src.chunks_exact(g.w_out)) {
+            dst[..g.w_out].copy_from_slice(src);
+        }
+    }
+}
+
+/// `∂W += Σ ∂z ⋆ x` over `m` samples through the direct kernel: `x` starts at the first sample
+/// and runs on to the end of the layer's input (the kernel reads a few values past each
+/// sample, multiplied by the zero columns of `∂z`); the last sample is copied with a zero
+/// tail (into `scratch`) when the input ends too soon after it.
+fn direct_dw(b: &Block, x: &[f32], m: usize, dzp: &[f32], scratch: &mut Vec<f32>, dw: &mut [f32]) {
+    let g = &b.geom;
+    let (sl, plane) = (g.sample_len(), b.c_out * direct::plane_len(g));
+    let fits = |k: usize| k > 0 && x.len() >= (k - 1) * sl + direct::input_len(g);
+    if fits(m) {
+        direct::backward_dw(g, b.c_out, m, dzp, x, dw);
+        return;
+    }
+    if m > 1 {
+        direct::backward_dw(g, b.c_out, m - 1, dzp, x, dw);
+    }
+    resize(scratch, direct::input_len(g));
+    direct::pad_input(g, &x[(m - 1) * sl..], scratch);
+    direct::backward_dw(g, b.c_out, 1, &dzp[(m - 1) * plane..], scratch, dw);
+}
+
+/// `∂W`, `∂b` as the chunks' partial sums added in chunk order.
+fn reduce(chunks: &[Chunk], dw: &mut [f32], db: &mut [f32]) {
     profile::timed(Phase::Reduce, 0, || {
         dw.fill(0.0);
         db.fill(0.0);
-        for c in &buf.chunks[..count] {
+        for c in chunks {
             for (d, &p) in dw.iter_mut().zip(&c.dw) {
                 *d += p;
             }
@@ -321,4 +410,140 @@ pub(crate) fn backward(
             }
         }
     });
+}
+
+/// Where the direct kernel's output planes sit in its `z` (one sample).
+fn direct_planes(g: &ConvGeom) -> Planes {
+    Planes {
+        offset: 0,
+        stride: direct::plane_len(g),
+        row: g.w,
+    }
+}
+
+/// [`forward`] through the direct kernel, one sample at a time: the sample copied with a
+/// zero tail (`cols` holds the copy), `z` its output planes, then bias, ReLU and pool as in
+/// the GEMM path (the argmax indices are into the sample's `z`).
+fn forward_direct(
+    b: &Block,
+    (x, w, bias): (&[f32], &[f32], &[f32]),
+    out: &mut [f32],
+    buf: &mut BlockBuffers,
+    split: bool,
+) {
+    let g = &b.geom;
+    let (in_len, out_len) = (g.sample_len(), b.out_len());
+    let n = x.len() / in_len;
+    let chunk = if split { chunk_len(n) } else { n.max(1) };
+    let count = n.div_ceil(chunk);
+    if buf.chunks.len() < count {
+        buf.chunks.resize_with(count, Chunk::default);
+    }
+    let dims = (b.c_out, g.h_out, g.w_out, b.pool);
+    let planes = direct_planes(g);
+    let flops = 2 * b.c_out * g.rows() * g.cols();
+    let items: Vec<_> = x
+        .chunks(chunk * in_len)
+        .zip(out.chunks_mut(chunk * out_len))
+        .zip(buf.chunks.iter_mut())
+        .collect();
+    run(items, |((x, out), c)| {
+        let Chunk { cols, z, arg, .. } = c;
+        resize(arg, if split { x.len() / in_len * out_len } else { 0 });
+        resize(cols, direct::input_len(g));
+        resize(z, b.c_out * direct::plane_len(g));
+        for (s, (x_s, out_s)) in x
+            .chunks_exact(in_len)
+            .zip(out.chunks_exact_mut(out_len))
+            .enumerate()
+        {
+            profile::timed(Phase::Im2col, 0, || direct::pad_input(g, x_s, cols));
+            profile::timed(Phase::Gemm, flops, || {
+                direct::forward(g, b.c_out, w, cols, z)
+            });
+            profile::timed(Phase::BiasReluPool, 0, || {
+                if split {
+                    let arg = &mut arg[s * out_len..][..out_len];
+                    pool_sample(dims, z, planes, Some(bias), b.relu, out_s, arg);
+                } else {
+                    pool_sample_values(dims, z, planes, Some(bias), b.relu, out_s);
+                }
+            });
+        }
+    });
+}
+
+/// [`backward`] through the direct kernel (no `∂x`): per sample, `∂y` scattered to the
+/// maxima in the plane layout (the ignored columns stay 0) with `∂b` summed on the way, then
+/// `∂W` from the padded copy of the sample.
+fn backward_direct(
+    b: &Block,
+    x: &[f32],
+    dy: &[f32],
+    (dw, db): (&mut [f32], &mut [f32]),
+    buf: &mut BlockBuffers,
+) {
+    let g = &b.geom;
+    let (in_len, out_len) = (g.sample_len(), b.out_len());
+    let n = dy.len() / out_len;
+    let chunk = chunk_len(n);
+    let count = n.div_ceil(chunk);
+    let per_plane = out_len / b.c_out;
+    let flops = 2 * b.c_out * g.rows() * g.cols();
+    let items: Vec<_> = dy
+        .chunks(chunk * out_len)
+        .zip(x.chunks(chunk * in_len))
+        .zip(buf.chunks.iter_mut())
+        .collect();
+    run(items, |((dy, x), c)| {
+        let Chunk {
+            cols,
+            z: dz,
+            arg,
+            dw: cdw,
+            db: cdb,
+            ..
+        } = c;
+        resize(cdw, b.c_out * g.rows());
+        resize(cdb, b.c_out);
+        cdw.fill(0.0);
+        cdb.fill(0.0);
+        resize(cols, direct::input_len(g));
+        resize(dz, b.c_out * direct::plane_len(g));
+        // Zero once (the forward pass left z here); after each sample only the positions it
+        // wrote are reset.
+        dz.fill(0.0);
+        for ((x_s, dy_s), arg_s) in x
+            .chunks_exact(in_len)
+            .zip(dy.chunks_exact(out_len))
+            .zip(arg.chunks_exact(out_len))
+        {
+            profile::timed(Phase::Im2colBack, 0, || direct::pad_input(g, x_s, cols));
+            profile::timed(Phase::ActBack, 0, || {
+                for ((d, a), gy) in cdb
+                    .iter_mut()
+                    .zip(arg_s.chunks_exact(per_plane))
+                    .zip(dy_s.chunks_exact(per_plane))
+                {
+                    let mut sum = 0.0f32;
+                    for (&a, &gv) in a.iter().zip(gy) {
+                        if a != NO_ARG {
+                            dz[a as usize] += gv;
+                            sum += gv;
+                        }
+                    }
+                    *d += sum;
+                }
+            });
+            profile::timed(Phase::GemmDw, flops, || {
+                direct::backward_dw(g, b.c_out, 1, dz, cols, cdw)
+            });
+            for &a in arg_s {
+                if a != NO_ARG {
+                    dz[a as usize] = 0.0;
+                }
+            }
+        }
+    });
+    reduce(&buf.chunks[..count], dw, db);
 }

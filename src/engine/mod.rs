@@ -329,7 +329,7 @@ impl Engine {
             }
         }
         let first = match plan.ops[0] {
-            Op::Conv { param, .. } => dims(&plan.ops[0]).map(|b| (b, param)),
+            Op::Conv { param, .. } => dims(&plan.ops[0], true).map(|b| (b, param)),
             _ => None,
         };
         let run = |(x, mut outs): (&[f32], Vec<&mut [f32]>)| {
@@ -366,7 +366,9 @@ impl Engine {
     }
 }
 
-fn dims(op: &Op) -> Option<Block> {
+/// The fused block of a convolution op; `first`: the network's first op, whose input needs
+/// no gradient, so the direct kernel ([`crate::kernel::direct`]) may take it when it fits.
+fn dims(op: &Op, first: bool) -> Option<Block> {
     match *op {
         Op::Conv {
             geom,
@@ -379,6 +381,7 @@ fn dims(op: &Op) -> Option<Block> {
             c_out,
             relu,
             pool,
+            direct: first && crate::kernel::direct::fits(&geom),
         }),
         _ => None,
     }
@@ -438,7 +441,7 @@ fn forward(
                 })
             }
             Op::Conv { param, .. } => {
-                let b = dims(op).expect("a conv op");
+                let b = dims(op, i == 0).expect("a conv op");
                 conv_block::forward(
                     &b,
                     (input, params[param], params[param + 1]),
@@ -460,6 +463,7 @@ fn forward(
                     let planes = pointwise::Planes {
                         offset: 0,
                         stride: h * w,
+                        row: w,
                     };
                     pointwise::pool_sample((c, h, w, k), x_s, planes, None, false, y_s, a_s);
                 }
@@ -517,7 +521,7 @@ fn backward(
                 );
             }
             Op::Conv { param, .. } => {
-                let b = dims(op).expect("a conv op");
+                let b = dims(op, i == 0).expect("a conv op");
                 let (dw, db) = dtheta.split_at_mut(param + 1);
                 conv_block::backward(
                     &b,

@@ -37,13 +37,15 @@ pub(crate) fn act_backward(act: Act, y: &[f32], dy: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// Where a sample's planes sit in a buffer: plane `ch` of the sample is
-/// `buf[offset + ch·stride ..][..h·w]`. A plain `[c, h, w]` sample has offset 0 and stride
-/// `h·w`; inside a fused block's `[c_out, n·h·w]` matrix the stride is `n·h·w`.
+/// Where a sample's planes sit in a buffer: row `i` of plane `ch` of the sample is
+/// `buf[offset + ch·stride + i·row ..][..w]`. A plain `[c, h, w]` sample has offset 0, stride
+/// `h·w` and row `w`; inside a fused block's `[c_out, n·h·w]` matrix the stride is `n·h·w`;
+/// the direct convolution's planes have rows of the input's width ([`crate::kernel::direct`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Planes {
     pub offset: usize,
     pub stride: usize,
+    pub row: usize,
 }
 
 /// [`pool_sample`] for evaluation: the same outputs (the same comparisons, so the same value
@@ -65,15 +67,16 @@ pub(crate) fn pool_sample_values(
             v
         }
     };
+    let rs = planes.row;
     for ch in 0..c {
         let base = planes.offset + ch * planes.stride;
-        let plane = &x[base..base + h * w];
+        let plane = &x[base..base + (h - 1) * rs + w];
         let b = bias.map_or(0.0, |b| b[ch]);
         let out = &mut out[ch * ho * wo..(ch + 1) * ho * wo];
         for (oh, out) in out.chunks_exact_mut(wo).enumerate() {
             if k == 2 {
-                let r0 = &plane[2 * oh * w..][..2 * wo];
-                let r1 = &plane[(2 * oh + 1) * w..][..2 * wo];
+                let r0 = &plane[2 * oh * rs..][..2 * wo];
+                let r1 = &plane[(2 * oh + 1) * rs..][..2 * wo];
                 for ((o, p0), p1) in out
                     .iter_mut()
                     .zip(r0.chunks_exact(2))
@@ -88,7 +91,7 @@ pub(crate) fn pool_sample_values(
             for (ow, o) in out.iter_mut().enumerate() {
                 let mut best = f32::NEG_INFINITY;
                 for di in 0..k {
-                    let row = (oh * k + di) * w + ow * k;
+                    let row = (oh * k + di) * rs + ow * k;
                     for &v in &plane[row..row + k] {
                         if v > best {
                             best = v;
@@ -115,22 +118,23 @@ pub(crate) fn pool_sample(
     arg: &mut [u32],
 ) {
     let (ho, wo) = (h / k, w / k);
+    let rs = planes.row;
     for ch in 0..c {
         let base = planes.offset + ch * planes.stride;
-        let plane = &x[base..base + h * w];
+        let plane = &x[base..base + (h - 1) * rs + w];
         let b = bias.map_or(0.0, |b| b[ch]);
         let out = &mut out[ch * ho * wo..(ch + 1) * ho * wo];
         let arg = &mut arg[ch * ho * wo..(ch + 1) * ho * wo];
         for oh in 0..ho {
             let (out, arg) = (&mut out[oh * wo..][..wo], &mut arg[oh * wo..][..wo]);
             if k == 2 {
-                let r0 = &plane[2 * oh * w..][..2 * wo];
-                let r1 = &plane[(2 * oh + 1) * w..][..2 * wo];
+                let r0 = &plane[2 * oh * rs..][..2 * wo];
+                let r1 = &plane[(2 * oh + 1) * rs..][..2 * wo];
                 for ow in 0..wo {
                     let (a, bb) = (r0[2 * ow], r0[2 * ow + 1]);
                     let (cc, d) = (r1[2 * ow], r1[2 * ow + 1]);
                     let (m0, i0) = if bb > a { (bb, 1) } else { (a, 0) };
-                    let (m1, i1) = if d > cc { (d, w + 1) } else { (cc, w) };
+                    let (m1, i1) = if d > cc { (d, rs + 1) } else { (cc, rs) };
                     let (m, i) = if m1 > m0 { (m1, i1) } else { (m0, i0) };
                     let v = m + b;
                     let cut = relu && (v <= 0.0 || v.is_nan());
@@ -138,16 +142,16 @@ pub(crate) fn pool_sample(
                     arg[ow] = if cut {
                         NO_ARG
                     } else {
-                        (base + 2 * oh * w + 2 * ow + i) as u32
+                        (base + 2 * oh * rs + 2 * ow + i) as u32
                     };
                 }
                 continue;
             }
             for ow in 0..wo {
                 let mut best = f32::NEG_INFINITY;
-                let mut at = (oh * k) * w + ow * k;
+                let mut at = (oh * k) * rs + ow * k;
                 for di in 0..k {
-                    let row = (oh * k + di) * w + ow * k;
+                    let row = (oh * k + di) * rs + ow * k;
                     for (dj, &v) in plane[row..row + k].iter().enumerate() {
                         if v > best {
                             best = v;

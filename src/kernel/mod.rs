@@ -48,6 +48,7 @@
 
 mod blocking;
 mod conv;
+pub mod direct;
 pub mod im2col;
 pub mod peak;
 mod pool;
