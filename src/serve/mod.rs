@@ -6,6 +6,8 @@
 //!   (masks binarized, as `gtk export --binarize` writes them);
 //! - [`store`]: the export folder read into memory (W once, packed masks, layer state, each
 //!   task's input transform), tasks added and removed while serving;
+//! - [`heap`]: the allocator's freed pages handed back once an export is read, so a task
+//!   costs its packed bits and not the parsing that loaded it;
 //! - [`cache`]: effective weights `W ⊙ 1[M_t > 0]` of recently used tasks under a byte budget
 //!   (LRU), built on the fly otherwise;
 //! - [`batch`]: requests to the same task arriving together run as one batch (bounded wait,
@@ -21,6 +23,7 @@ pub mod batch;
 pub mod cache;
 pub mod codec;
 pub mod error;
+pub mod heap;
 pub mod http;
 pub mod metrics;
 pub mod source;

@@ -486,7 +486,7 @@ impl ModelStore {
             .into_iter()
             .map(|t| (t.name.clone(), Arc::new(t)))
             .collect();
-        ModelStore {
+        let store = ModelStore {
             model: folder.model,
             gate: folder.gate,
             params: folder.params,
@@ -494,7 +494,9 @@ impl ModelStore {
             fingerprint: folder.fingerprint,
             tasks: RwLock::new(tasks),
             cache: Mutex::new(EffectiveCache::new(cache_bytes)),
-        }
+        };
+        super::heap::release_freed();
+        store
     }
 
     /// The architecture.
@@ -591,6 +593,7 @@ impl ModelStore {
         for t in folder.tasks {
             tasks.insert(t.name.clone(), Arc::new(t));
         }
+        super::heap::release_freed();
         Ok(names)
     }
 
@@ -612,6 +615,7 @@ impl ModelStore {
                 }
             }
         }
+        super::heap::release_freed();
         Ok((added, kept))
     }
 
