@@ -6,6 +6,7 @@
 
 mod common;
 use candle_core::{Device, Tensor};
+use common::{flat, max_diff};
 use gatekit::TaskSet;
 use gatekit::export::check::{OnnxSession, Runtime};
 use gatekit::export::{ExportOptions, export_run};
@@ -86,18 +87,6 @@ fn inputs(shape: &[usize], batch: usize, seed: u64) -> Tensor {
     let mut dims = vec![batch];
     dims.extend_from_slice(shape);
     Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -758,7 +747,7 @@ fn batching_waits_only_while_another_request_is_arriving() {
     };
     // Alone: answered well before the 2 s wait (the old rule waited it out).
     let started = Instant::now();
-    let rx = batcher.submit(task.clone(), job(1), 1).unwrap();
+    let rx = batcher.submit(task.clone(), job(1), 1, None).unwrap();
     let alone = rx.blocking_recv().unwrap().unwrap();
     assert_eq!(alone.len(), 1);
     assert!(
@@ -769,10 +758,13 @@ fn batching_waits_only_while_another_request_is_arriving() {
     // Another request on its way in: the first waits for it (≥ the 200 ms before it comes).
     let arrival = batcher.arriving();
     let started = Instant::now();
-    let first = batcher.submit(task.clone(), job(2), 1).unwrap();
+    let first = batcher.submit(task.clone(), job(2), 1, None).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let second = batcher.submit(task.clone(), job(3), 1).unwrap();
-    drop(arrival);
+    // The guard goes with the job and is released when the worker takes it, so the worker
+    // never waits for a request it holds already: the batch runs at once, not at 2 s.
+    let second = batcher
+        .submit(task.clone(), job(3), 1, Some(arrival))
+        .unwrap();
     let a = first.blocking_recv().unwrap().unwrap();
     let waited = started.elapsed();
     let b = second.blocking_recv().unwrap().unwrap();
@@ -781,5 +773,19 @@ fn batching_waits_only_while_another_request_is_arriving() {
         "{waited:?}"
     );
     assert_eq!((a.len(), b.len()), (1, 1));
+    // A request whose own guard is still up when the worker takes it (its handler not yet
+    // rescheduled): the worker releases the guard on taking the job, so it does not wait
+    // 2 s for a request it holds. Released later (the first version), this waited it out.
+    let arrival = batcher.arriving();
+    let started = Instant::now();
+    let rx = batcher
+        .submit(task.clone(), job(4), 1, Some(arrival))
+        .unwrap();
+    assert_eq!(rx.blocking_recv().unwrap().unwrap().len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
     batcher.shutdown();
 }

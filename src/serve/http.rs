@@ -321,7 +321,7 @@ impl App {
             q.split('&')
                 .find_map(|kv| kv.strip_prefix("task=").map(str::to_string))
         });
-        // On its way in until submitted: a worker holding a batch waits for it (≤ max_wait).
+        // On its way in until a worker takes it: a worker holding a batch waits for it (≤ max_wait).
         let arrival = self.batcher.arriving();
         // A task named in the path is checked before the body is read.
         if let Some(t) = &path_task {
@@ -352,8 +352,7 @@ impl App {
         task.prepare(&mut batch.values);
         let rx = self
             .batcher
-            .submit(task.clone(), batch.values, batch.batch)?;
-        drop(arrival);
+            .submit(task.clone(), batch.values, batch.batch, Some(arrival))?;
         let outputs = rx
             .await
             .map_err(|_| ServeError::Unavailable("the server is shutting down".into()))??;
