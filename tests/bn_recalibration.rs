@@ -7,6 +7,7 @@
 
 mod common;
 use candle_core::{Device, Tensor};
+use common::{flat, max_diff};
 use gatekit::export::{ExportOptions, ExportSummary, export_run};
 use gatekit::gate::GateView;
 use gatekit::learn::{Learner, Strategy};
@@ -56,18 +57,6 @@ fn export(run: &gatekit::train::Run, out: &Path, batches: usize) -> ExportSummar
         },
     )
     .unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// `onnx`'s output for `x` (`[n, 8]`) in onnxruntime's Python `InferenceSession`.

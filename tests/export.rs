@@ -7,6 +7,7 @@
 
 mod common;
 use candle_core::{DType, Device, Tensor};
+use common::flat;
 use gatekit::TaskSet;
 use gatekit::export::{ExportOptions, bitpack, check, export_run};
 use gatekit::gate::{GateView, TaskGate};
@@ -103,15 +104,6 @@ fn tract_run_with(path: &Path, x: &Tensor, task: Option<&Tensor>) -> Vec<f32> {
         .iter()
         .copied()
         .collect()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
 }
 
 #[test]
