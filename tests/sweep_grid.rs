@@ -719,14 +719,11 @@ fn check_grid_report(dir: &Path, sweep: &str, summary: &GridSummary, stems: &[&s
             .cell("gated", MEAN_ROW)
             .unwrap();
         let (mean, low, high) = parse_cell(row[2]);
-        let digits = row[2]
-            .split_once(" [")
-            .unwrap()
-            .0
-            .split('.')
-            .nth(1)
-            .map_or(0, str::len);
-        let tol = 0.5 * 10f64.powi(-(digits as i32)) + 1e-12;
+        // Half a unit of the last printed digit (`0.1234` or `1.2e-3`).
+        let shown = row[2].split_once(" [").unwrap().0.trim();
+        let (mantissa, exponent) = shown.split_once('e').unwrap_or((shown, "0"));
+        let digits = mantissa.split('.').nth(1).map_or(0, str::len) as i32;
+        let tol = 0.5 * 10f64.powi(exponent.parse::<i32>().unwrap() - digits) + 1e-12;
         assert!(
             (mean - cell.interval.mean).abs() <= tol,
             "{name}: {mean} vs {:?}",
