@@ -5,7 +5,10 @@
 mod common;
 
 use common::{assert_clean_error, gtk, gtk_ok, write_task_set};
-use gatekit::sweep::{GridSummary, MEAN_ROW};
+use gatekit::report::RunData;
+use gatekit::sweep::{
+    Configuration, GridSummary, MEAN_ROW, MemberResult, Summary, grid_figure_data,
+};
 use gatekit::train::{MetricsLog, Record};
 use std::path::Path;
 
@@ -148,15 +151,11 @@ fn grid_members_summary_and_resume() {
     assert_eq!(summary.selected_test.cells, best.summary.cells);
     let md = std::fs::read_to_string(sweep.join("summary.md")).unwrap();
     assert!(md.contains("SELECTED ON THE TEST SPLIT"), "{md}");
+    assert!(md.contains("selected − this (gated, test)"), "{md}");
     assert!(md.contains(&format!("Selected configuration `{}`", summary.selected)));
 
-    // `gtk report` of a grid is refused in one line (its figures are not drawn yet), and
-    // writes nothing.
-    assert_clean_error(
-        &gtk(dir, &["report", "runs/g"]),
-        &["runs/g", "is a grid sweep", "summary.md"],
-    );
-    assert!(!dir.join("reports").exists());
+    // `gtk report` of a grid: one figure per key with several values (lr; noise has one).
+    check_grid_report(dir, "runs/g", &summary, &["grid_lr"]);
 
     // Resume: one member's run removed (its done state gone) is retrained; the others are
     // not touched, and the summary comes out the same.
@@ -455,5 +454,286 @@ fn grid_selects_on_validation_and_reports_the_selected_test_numbers() {
         "{md}"
     );
     assert!(md.contains("Selected on the validation split"), "{md}");
+    assert!(md.contains("selected − this (gated, validation)"), "{md}");
+    assert!(
+        md.contains("on the validation split, paired over seeds"),
+        "{md}"
+    );
     assert!(!md.contains("SELECTED ON THE TEST SPLIT"), "{md}");
+
+    // eval_split defaults to `val` with a validation split: the probes measure a subset of
+    // the 16 held-out examples (not the 64 test ones), logged as split `val`.
+    let run = sweep.join(&summary.selected).join("seed-0");
+    let records = MetricsLog::read_committed(&run).unwrap();
+    let probes: Vec<(&str, usize)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Probe {
+                split, examples, ..
+            } if split != "train" => Some((split.as_str(), *examples)),
+            _ => None,
+        })
+        .collect();
+    assert!(!probes.is_empty());
+    assert!(probes.iter().all(|&p| p == ("val", 16)), "{probes:?}");
+    assert!(records.iter().any(
+        |r| matches!(r, Record::ProbeSet { of, indices, .. } if *of == 16 && indices.len() == 16)
+    ));
+
+    // The report draws lr against the validation metric, and says so.
+    check_grid_report(dir, "runs/v", &summary, &["grid_lr"]);
+    let svg = std::fs::read_to_string(dir.join("reports/grid/grid_lr.svg")).unwrap();
+    assert!(svg.contains("validation MSE"), "the y axis names the split");
+
+    // Selection follows the validation metric: the summary built from the same runs with
+    // each configuration's validation results swapped selects the other configuration, and
+    // reports that one's test numbers.
+    let read = |name: &str, split: &str| -> Summary {
+        let members: Vec<_> = (0..2u64)
+            .map(|seed| {
+                let dir = sweep.join(name).join(format!("seed-{seed}"));
+                let run = RunData::open(&dir).unwrap();
+                (dir, MemberResult::read_split(&run, seed, split))
+            })
+            .collect();
+        Summary::of_members("v", &members).unwrap()
+    };
+    let configs: Vec<Configuration> = summary
+        .configurations
+        .iter()
+        .map(|c| Configuration {
+            name: c.name.clone(),
+            settings: c
+                .settings
+                .iter()
+                .map(|[key, value]| gatekit::config::Setting {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    let val: Vec<Summary> = configs.iter().map(|c| read(&c.name, "val")).collect();
+    let test: Vec<Summary> = configs.iter().map(|c| read(&c.name, "test")).collect();
+    let mean = |s: &Summary| s.cell("gated", MEAN_ROW).unwrap().interval.mean;
+    let rebuilt = GridSummary::of_configurations(
+        "v",
+        "val",
+        configs.iter().cloned().zip(val.iter().cloned()).collect(),
+        test.clone(),
+    )
+    .unwrap();
+    assert_eq!(rebuilt.selected, summary.selected);
+    assert_eq!(rebuilt.selected_test, summary.selected_test);
+    let best = if mean(&val[0]) <= mean(&val[1]) { 0 } else { 1 };
+    assert_eq!(
+        summary.selected, configs[best].name,
+        "lowest validation MSE"
+    );
+    assert_ne!(mean(&val[0]), mean(&val[1]));
+    let swapped = GridSummary::of_configurations(
+        "v",
+        "val",
+        vec![
+            (configs[0].clone(), val[1].clone()),
+            (configs[1].clone(), val[0].clone()),
+        ],
+        test.clone(),
+    )
+    .unwrap();
+    assert_eq!(swapped.selected, configs[1 - best].name);
+    assert_eq!(swapped.selected_test, test[1 - best]);
+    // The same validation numbers win, now under the other configuration's name.
+    assert_eq!(
+        swapped.versus_selected[0].test.differences,
+        rebuilt.versus_selected[0].test.differences
+    );
+    assert_eq!(swapped.versus_selected[0].configuration, configs[best].name);
+}
+
+#[test]
+fn eval_split_test_selects_on_the_test_split_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ts = write_task_set(dir, "small.toml", TASKS);
+    let ts = ts.to_str().unwrap();
+    // `val` without a validation split is refused, naming the key and the fix.
+    assert_clean_error(
+        &gtk(
+            dir,
+            &[
+                "train",
+                "--task-set",
+                ts,
+                "--set",
+                "eval_split=val",
+                "--name",
+                "bad",
+            ],
+        ),
+        &["run.eval_split", "needs a validation split", "val_fraction"],
+    );
+    assert!(!dir.join("runs/bad").exists());
+    gtk_ok(
+        dir,
+        &[
+            "train",
+            "--task-set",
+            ts,
+            "--seeds",
+            "0..2",
+            "--set",
+            "lr=0.003,0.03",
+            "--set",
+            "val_fraction=0.25",
+            "--set",
+            "eval_split=test",
+            "--name",
+            "t",
+            "-q",
+        ],
+    );
+    let sweep = dir.join("runs/t");
+    let summary = GridSummary::read(&sweep.join("summary.json")).expect("summary.json");
+    assert_eq!(summary.selection_split, "test");
+    // Ranked on the test numbers although the runs held out (and measured) a validation split.
+    for c in &summary.configurations {
+        let run = sweep.join(&c.name).join("seed-1");
+        let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        assert!(config.contains("\neval_split = \"test\"\n"), "{config}");
+        let cell = c.summary.cell("gated", "t1").unwrap();
+        assert_eq!(cell.values[1], last_metric(&run, "gated", "t1", "test"));
+        assert_ne!(cell.values[1], last_metric(&run, "gated", "t1", "val"));
+        let probes = MetricsLog::read_committed(&run).unwrap();
+        assert!(
+            probes
+                .iter()
+                .any(|r| matches!(r, Record::Probe { split, examples: 64, .. } if split == "test"))
+        );
+        assert!(
+            !probes
+                .iter()
+                .any(|r| matches!(r, Record::Probe { split, .. } if split == "val"))
+        );
+    }
+    let md = std::fs::read_to_string(sweep.join("summary.md")).unwrap();
+    assert!(md.contains("Configurations ranked by the test MSE"), "{md}");
+    assert!(md.contains("SELECTED ON THE TEST SPLIT"), "{md}");
+    assert!(
+        md.contains("selected on the test split; its test results"),
+        "{md}"
+    );
+    assert!(md.contains("selected − this (gated, test)"), "{md}");
+}
+
+/// The interval cell `mean [low, high]` of a Markdown table as numbers.
+fn parse_cell(cell: &str) -> (f64, f64, f64) {
+    let (mean, rest) = cell.trim().split_once(" [").expect("mean [low, high]");
+    let (low, high) = rest
+        .trim_end_matches(']')
+        .split_once(", ")
+        .expect("low, high");
+    let num = |v: &str| v.trim().parse::<f64>().unwrap_or_else(|_| panic!("{cell}"));
+    (num(mean), num(low), num(high))
+}
+
+/// `gtk report SWEEP` of a finished grid: the figures named `stems` (PNG and SVG, sane
+/// sizes), their data equal to the summary's cells, and the ranking table in report.md equal
+/// to summary.json (to its printed digits).
+fn check_grid_report(dir: &Path, sweep: &str, summary: &GridSummary, stems: &[&str]) {
+    let out = gtk_ok(dir, &["report", sweep, "--out", "reports/grid"]);
+    assert!(
+        out.contains(&format!("wrote {} figures", stems.len())),
+        "{out}"
+    );
+    let report = dir.join("reports/grid");
+    for stem in stems {
+        let png = std::fs::read(report.join(format!("{stem}.png"))).expect("png");
+        assert_eq!(&png[1..4], b"PNG");
+        assert!((10_000..3_000_000).contains(&png.len()), "{}", png.len());
+        let svg = std::fs::read_to_string(report.join(format!("{stem}.svg"))).expect("svg");
+        assert!((5_000..3_000_000).contains(&svg.len()), "{}", svg.len());
+        assert!(svg.contains("<svg"), "{stem}.svg");
+    }
+    let figures = grid_figure_data(summary);
+    assert_eq!(
+        figures.iter().map(|f| f.stem.as_str()).collect::<Vec<_>>(),
+        stems
+    );
+    let selected = summary.configuration(&summary.selected).unwrap();
+    for f in &figures {
+        let k = summary.keys.iter().position(|k| *k == f.key).unwrap();
+        // Every value of the key, through the selected configuration.
+        assert!(f.configurations.contains(&summary.selected));
+        assert!(f.values.len() >= 2);
+        let svg = std::fs::read_to_string(report.join(format!("{}.svg", f.stem))).unwrap();
+        for (x, (value, name)) in f.values.iter().zip(&f.configurations).enumerate() {
+            assert!(svg.contains(value.as_str()), "{value} in {}.svg", f.stem);
+            let c = summary.configuration(name).unwrap();
+            assert_eq!(&c.settings[k][1], value);
+            for (i, ([key, v], [_, sv])) in c.settings.iter().zip(&selected.settings).enumerate() {
+                assert!(
+                    i == k || v == sv,
+                    "{name}: {key} = {v} is not the selected {sv}"
+                );
+            }
+            // The mean panel's points are the summary's cells.
+            let panel = &f.panels[0];
+            assert_eq!(panel.title, "mean over tasks");
+            for series in &panel.series {
+                let cell = c.summary.cell(&series.strategy, MEAN_ROW).unwrap();
+                let (px, mean, low, high) = series.points[x];
+                assert_eq!(px, x as f64);
+                assert_eq!(mean, cell.interval.mean);
+                assert!(low <= mean && mean <= high);
+                if let (Some(l), Some(h)) = (cell.interval.low, cell.interval.high) {
+                    assert_eq!((low, high), (l.max(0.0), h.max(0.0)));
+                }
+            }
+        }
+    }
+    // The ranking table: one row per configuration in ranking order, its gated cell equal to
+    // summary.json's mean over tasks to the printed digits.
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for stem in stems {
+        assert!(md.contains(&format!("]({stem}.png)")), "{md}");
+    }
+    let rows: Vec<Vec<&str>> = md
+        .lines()
+        .filter(|l| {
+            l.starts_with("| ")
+                && l.split('|')
+                    .nth(1)
+                    .is_some_and(|c| c.trim().parse::<usize>().is_ok())
+        })
+        .map(|l| l.trim_matches('|').split(" | ").collect())
+        .collect();
+    assert_eq!(rows.len(), summary.ranking.len(), "{md}");
+    for (rank, (row, name)) in rows.iter().zip(&summary.ranking).enumerate() {
+        assert_eq!(row[0].trim(), (rank + 1).to_string());
+        assert_eq!(row[1].trim(), name);
+        let cell = summary
+            .configuration(name)
+            .unwrap()
+            .summary
+            .cell("gated", MEAN_ROW)
+            .unwrap();
+        let (mean, low, high) = parse_cell(row[2]);
+        // Half a unit of the last printed digit (`0.1234` or `1.2e-3`).
+        let shown = row[2].split_once(" [").unwrap().0.trim();
+        let (mantissa, exponent) = shown.split_once('e').unwrap_or((shown, "0"));
+        let digits = mantissa.split('.').nth(1).map_or(0, str::len) as i32;
+        let tol = 0.5 * 10f64.powi(exponent.parse::<i32>().unwrap() - digits) + 1e-12;
+        assert!(
+            (mean - cell.interval.mean).abs() <= tol,
+            "{name}: {mean} vs {:?}",
+            cell.interval
+        );
+        if let (Some(l), Some(h)) = (cell.interval.low, cell.interval.high) {
+            assert!(
+                (low - l.max(0.0)).abs() <= tol && (high - h).abs() <= tol,
+                "{name}"
+            );
+        }
+    }
 }

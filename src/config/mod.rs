@@ -12,8 +12,8 @@ mod task_set;
 pub use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 pub use order::{TaskOrder, WPolicy};
 pub use run_config::{
-    Continual, EngineChoice, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule,
-    WeightOptimizer,
+    Continual, EngineChoice, EvalSplit, Evaluation, Gates, MaskRecipe, Precision, RunConfig,
+    TaskSchedule, WeightOptimizer,
 };
 pub use settings::{RUN_KEYS, Setting};
 pub use task_set::TaskSet;

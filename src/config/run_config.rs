@@ -190,6 +190,40 @@ pub struct Evaluation {
     /// run's seed and the task's position), never trained on; full evaluations then also
     /// measure it (split `val`), and a grid sweep selects on it. 0 (the default): none.
     pub val_fraction: f64,
+    /// The split that choices are made on: what the probes measure (the curves every
+    /// `eval_every` steps) and what a grid sweep ranks its configurations on. Default: `val`
+    /// with a validation split, else `test`; `test` with a validation split is allowed and
+    /// labelled as a selection on the test split.
+    pub eval_split: EvalSplit,
+}
+
+/// The split probes measure and sweeps select on (`[run]` key `eval_split`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    /// The task's test split.
+    Test,
+    /// The held-out share of the training split (`val_fraction`).
+    Val,
+}
+
+impl EvalSplit {
+    /// The default: the validation split when one is held out.
+    pub fn default_for(val_fraction: f64) -> Self {
+        if val_fraction > 0.0 {
+            EvalSplit::Val
+        } else {
+            EvalSplit::Test
+        }
+    }
+
+    /// `test` or `val`, as `metrics.jsonl` records name the split.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalSplit::Test => "test",
+            EvalSplit::Val => "val",
+        }
+    }
 }
 
 /// How masks gate the shared weights (θ = W ⊙ g(M_t)) and how the masks themselves learn:
@@ -327,6 +361,7 @@ pub(crate) struct RawRun {
     engine: Option<EngineChoice>,
     eval_at_start: Option<bool>,
     val_fraction: Option<f64>,
+    eval_split: Option<EvalSplit>,
     ewc_lambda: Option<f64>,
     ewc_gamma: Option<f64>,
     ewc_samples: Option<i64>,
@@ -456,6 +491,19 @@ fn weight_optimizer(
 /// The evaluation group. `eval_every` defaults to a tenth of the run here; image sets and the
 /// commit cadence get their defaults in `TaskSet::parse_with`, which knows the tasks.
 fn evaluation(at: &str, raw: &RawRun, steps: usize) -> Result<Evaluation> {
+    let val_fraction = match raw.val_fraction {
+        None => 0.0,
+        Some(v) if v.is_finite() && (0.0..1.0).contains(&v) => v,
+        Some(v) => {
+            return Err(Error::config(
+                at,
+                "run.val_fraction",
+                format!(
+                    "must be at least 0 and below 1 (the share of training examples held out, e.g. 0.0833 for MNIST's 5,000 of 60,000), got {v}"
+                ),
+            ));
+        }
+    };
     Ok(Evaluation {
         eval_every: positive(at, "eval_every", raw.eval_every, (steps as i64 / 10).max(1))?,
         eval_subset: match raw.eval_subset {
@@ -482,20 +530,23 @@ fn evaluation(at: &str, raw: &RawRun, steps: usize) -> Result<Evaluation> {
             Some(v) => positive(at, "checkpoint_every", Some(v), 1)?,
         },
         log_every: positive(at, "log_every", raw.log_every, 10)?,
-        val_fraction: match raw.val_fraction {
-            None => 0.0,
-            Some(v) if v.is_finite() && (0.0..1.0).contains(&v) => v,
-            Some(v) => {
-                return Err(Error::config(
-                    at,
-                    "run.val_fraction",
-                    format!(
-                        "must be at least 0 and below 1 (the share of training examples held out, e.g. 0.0833 for MNIST's 5,000 of 60,000), got {v}"
-                    ),
-                ));
-            }
-        },
+        val_fraction,
+        eval_split: eval_split(at, raw.eval_split, val_fraction)?,
     })
+}
+
+/// `eval_split`: given, or the default for `val_fraction`; `val` without a validation split
+/// is refused.
+fn eval_split(at: &str, given: Option<EvalSplit>, val_fraction: f64) -> Result<EvalSplit> {
+    match given {
+        Some(EvalSplit::Val) if val_fraction == 0.0 => Err(Error::config(
+            at,
+            "run.eval_split",
+            "= \"val\" needs a validation split: set val_fraction (e.g. 0.0833333, MNIST's 5,000 of 60,000) or use \"test\"".to_string(),
+        )),
+        Some(split) => Ok(split),
+        None => Ok(EvalSplit::default_for(val_fraction)),
+    }
 }
 
 /// The continual-learning baselines' group ([`Continual`]).

@@ -6,8 +6,8 @@
 
 use super::run_config::{
     BinarizedMasks, Continual, DEFAULT_EVAL_SUBSET, DEFAULT_EWC_GAMMA, DEFAULT_EWC_LAMBDA,
-    DEFAULT_EWC_SAMPLES, DEFAULT_SI_C, DEFAULT_SI_XI, EngineChoice, Evaluation, Gates, MaskRecipe,
-    Precision, RunConfig, TaskSchedule, WeightOptimizer,
+    DEFAULT_EWC_SAMPLES, DEFAULT_SI_C, DEFAULT_SI_XI, EngineChoice, EvalSplit, Evaluation, Gates,
+    MaskRecipe, Precision, RunConfig, TaskSchedule, WeightOptimizer,
 };
 use super::{OptimizerKind, Schedule, TaskOrder, WPolicy};
 use crate::gate::{GateMode, Regularizer};
@@ -72,6 +72,9 @@ pub(super) struct RunTable {
     /// Absent when 0, so the config.toml of a run without a validation split keeps its bytes.
     #[serde(default, skip_serializing_if = "is_zero")]
     val_fraction: f64,
+    /// Absent when it is the default for `val_fraction` (`val` with one, else `test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    eval_split: Option<EvalSplit>,
     // The continual-learning baselines' keys come last and only when they differ from their
     // defaults: a config that never set them keeps the bytes it had before they existed.
     #[serde(default = "ewc_lambda", skip_serializing_if = "is_ewc_lambda")]
@@ -168,6 +171,7 @@ impl From<RunConfig> for RunTable {
                     checkpoint_every,
                     log_every,
                     val_fraction,
+                    eval_split,
                 },
             gates:
                 Gates {
@@ -234,6 +238,7 @@ impl From<RunConfig> for RunTable {
             engine,
             eval_at_start,
             val_fraction,
+            eval_split: (eval_split != EvalSplit::default_for(val_fraction)).then_some(eval_split),
             ewc_lambda,
             ewc_gamma,
             ewc_samples,
@@ -277,6 +282,9 @@ impl From<RunTable> for RunConfig {
                 checkpoint_every: t.checkpoint_every,
                 log_every: t.log_every,
                 val_fraction: t.val_fraction,
+                eval_split: t
+                    .eval_split
+                    .unwrap_or(EvalSplit::default_for(t.val_fraction)),
             },
             gates: Gates {
                 mode: t.gate,

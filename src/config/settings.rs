@@ -52,6 +52,7 @@ pub const RUN_KEYS: &[&str] = &[
     "engine",
     "eval_at_start",
     "val_fraction",
+    "eval_split",
     "ewc_lambda",
     "ewc_gamma",
     "ewc_samples",

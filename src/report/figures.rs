@@ -148,9 +148,16 @@ struct CurvesView {
 impl CurvesView {
     fn of(run: &RunData, quantity: Quantity) -> Self {
         let metric = metric_label(&run.metric_name());
+        // Probes on the validation split (`eval_split = "val"`): the lines are validation
+        // numbers and the full evaluations' dots test numbers; the axis says both.
+        let split = if run.has_probes() && run.probe_split() == "val" {
+            "val (lines), test (dots)"
+        } else {
+            "test"
+        };
         let what = match quantity {
-            Quantity::Metric => format!("test {metric}"),
-            Quantity::Loss => "test loss".to_string(),
+            Quantity::Metric => format!("{split} {metric}"),
+            Quantity::Loss => format!("{split} loss"),
         };
         let phase_ends: Vec<f64> = match run.set.run.schedule.phase_steps {
             Some(p) => (1..run.set.tasks.len()).map(|i| (i * p) as f64).collect(),
@@ -178,7 +185,9 @@ impl CurvesView {
             panels.push(self.test_panel(
                 "mean over tasks".into(),
                 &|s: &str| run.mean_over_tasks(|t| run.eval_series(s, t, "test", quantity)),
-                &|s: &str| run.mean_over_tasks(|t| run.probe_series(s, t, "test", quantity)),
+                &|s: &str| {
+                    run.mean_over_tasks(|t| run.probe_series(s, t, run.probe_split(), quantity))
+                },
                 &|s: &str| run.mean_over_tasks(|t| run.phase_series(s, t)),
                 run.mean_over_tasks(|t| run.binarized_series(t, quantity)),
             ));
@@ -187,7 +196,7 @@ impl CurvesView {
             panels.push(self.test_panel(
                 format!("task {t}"),
                 &|s: &str| run.eval_series(s, t, "test", quantity),
-                &|s: &str| run.probe_series(s, t, "test", quantity),
+                &|s: &str| run.probe_series(s, t, run.probe_split(), quantity),
                 &|s: &str| run.phase_series(s, t),
                 run.binarized_series(t, quantity),
             ));

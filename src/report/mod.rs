@@ -202,13 +202,20 @@ impl RunData {
         self.split_series(true, (strategy, task, split), quantity)
     }
 
-    /// The curve of one strategy on one task's test split: its probes (every `eval_every`
-    /// steps, the fixed probe subset) when the run logged probes, else its full evaluations
-    /// (older runs). Curves over training are drawn from this: the full evaluations alone
-    /// are often a single point at the last step.
+    /// The split the run's probes measure (`eval_split`): `test`, or `val` (the validation
+    /// split held out of the training data).
+    pub fn probe_split(&self) -> &'static str {
+        self.set.run.evaluation.eval_split.as_str()
+    }
+
+    /// The curve of one strategy on one task: its probes (every `eval_every` steps, the
+    /// fixed probe subset of the split they measure, [`RunData::probe_split`]) when the run
+    /// logged probes, else its full evaluations on the test split (older runs). Curves over
+    /// training are drawn from this: the full evaluations alone are often a single point at
+    /// the last step.
     pub fn curve_series(&self, strategy: &str, task: &str, quantity: Quantity) -> Vec<(f64, f64)> {
         if self.has_probes() {
-            self.probe_series(strategy, task, "test", quantity)
+            self.probe_series(strategy, task, self.probe_split(), quantity)
         } else {
             self.eval_series(strategy, task, "test", quantity)
         }

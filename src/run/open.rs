@@ -136,7 +136,7 @@ impl Run {
                     ),
                 });
             };
-            let len = self.tasks[t].len(Split::Test);
+            let len = probed_len(&self.set, self.tasks[t].as_ref());
             if *of != len || indices.iter().any(|&i| i >= len) {
                 return Err(Error::Run {
                     path: path.into(),
@@ -328,12 +328,30 @@ impl Run {
     }
 }
 
-/// Per task, the positions of its test split that probes measure.
+/// Per task, the positions of the split that probes measure (`eval_split`: the test split, or
+/// the validation split held out of the training data).
 pub(crate) fn probe_sets(set: &TaskSet, tasks: &[Box<dyn Task>]) -> Vec<Vec<usize>> {
     tasks
         .iter()
-        .map(|t| probe_subset(t.len(Split::Test), set.run.evaluation.eval_subset))
+        .map(|t| probe_subset(probed_len(set, t.as_ref()), set.run.evaluation.eval_subset))
         .collect()
+}
+
+/// The examples in the split a task's probes measure.
+pub(crate) fn probed_len(set: &TaskSet, task: &dyn Task) -> usize {
+    match probed_view(set, task) {
+        Some(val) => val.len(Split::Test),
+        None => task.len(Split::Test),
+    }
+}
+
+/// The validation view a task's probes measure (`eval_split = "val"`), or none when they
+/// measure its test split.
+pub(crate) fn probed_view(set: &TaskSet, task: &dyn Task) -> Option<Box<dyn Task>> {
+    match set.run.evaluation.eval_split {
+        crate::config::EvalSplit::Val => task.validation(),
+        crate::config::EvalSplit::Test => None,
+    }
 }
 
 /// A run folder's resolved task set (`config.toml`), as committed (verified against

@@ -120,16 +120,21 @@ pub struct BandPanel {
     pub title: String,
     /// The y axis label.
     pub y_desc: String,
+    /// The x axis label (`step`, or a grid's swept key).
+    pub x_desc: String,
+    /// Categorical x: the label of each position 0, 1, … (a swept key's values); empty when
+    /// x is a number (the step).
+    pub x_labels: Vec<String>,
     /// Every curve and set of points, in drawing order.
     pub series: Vec<BandSeries>,
     /// Log scale on y.
     pub log_y: bool,
 }
 
-struct BandGrid {
-    header: Header,
-    panels: Vec<BandPanel>,
-    cols: usize,
+pub(super) struct BandGrid {
+    pub(super) header: Header,
+    pub(super) panels: Vec<BandPanel>,
+    pub(super) cols: usize,
 }
 
 const PANEL: (u32, u32) = (420, 300);
@@ -159,6 +164,18 @@ impl Plot for BandGrid {
 }
 
 impl BandPanel {
+    /// The text at `x`: the step, or the category at an integer position (none between).
+    fn x_label(&self, x: f64) -> String {
+        if self.x_labels.is_empty() {
+            return format!("{}", x.round() as i64);
+        }
+        let i = x.round();
+        if (x - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        self.x_labels.get(i as usize).cloned().unwrap_or_default()
+    }
+
     fn draw<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, Shift>,
@@ -184,6 +201,10 @@ impl BandPanel {
         if x1 <= x0 {
             x1 = x0 + 1.0;
         }
+        if !self.x_labels.is_empty() {
+            // Categorical positions: room for the outermost labels and dots.
+            (x0, x1) = (-0.35, self.x_labels.len() as f64 - 0.65);
+        }
         if self.log_y {
             (y0, y1) = (y0 / 1.25, y1 * 1.25);
         } else {
@@ -203,11 +224,16 @@ impl BandPanel {
                 let mut chart = $chart;
                 chart
                     .configure_mesh()
-                    .x_desc("step")
+                    .x_desc(self.x_desc.as_str())
                     .y_desc(self.y_desc.as_str())
-                    .x_labels(6)
+                    .x_labels(if self.x_labels.is_empty() {
+                        6
+                    } else {
+                        // Enough ticks to land on every position.
+                        4 * self.x_labels.len() + 1
+                    })
                     .y_labels(6)
-                    .x_label_formatter(&|x: &f64| format!("{}", x.round() as i64))
+                    .x_label_formatter(&|x: &f64| self.x_label(*x))
                     .light_line_style(WHITE)
                     .axis_desc_style((FONT, 16).into_font())
                     .label_style((FONT, 14).into_font())
@@ -279,6 +305,8 @@ pub fn band_panels(runs: &[RunData], summary: &Summary) -> Vec<BandPanel> {
         panels.push(BandPanel {
             title: "mean over tasks".into(),
             y_desc: format!("test {metric}"),
+            x_desc: "step".into(),
+            x_labels: Vec::new(),
             series: task_bands(runs, None),
             log_y: false,
         });
@@ -287,6 +315,8 @@ pub fn band_panels(runs: &[RunData], summary: &Summary) -> Vec<BandPanel> {
         panels.push(BandPanel {
             title: format!("task {t}"),
             y_desc: format!("test {metric}"),
+            x_desc: "step".into(),
+            x_labels: Vec::new(),
             series: task_bands(runs, Some(t)),
             log_y: false,
         });
@@ -314,7 +344,7 @@ pub fn sweep_figure_data(sweep_dir: &std::path::Path) -> Result<Vec<BandPanel>> 
     Ok(band_panels(&runs, &summary))
 }
 
-fn metric_label(metric: &str) -> String {
+pub(super) fn metric_label(metric: &str) -> String {
     if metric == "mse" {
         "MSE".to_string()
     } else {
@@ -433,11 +463,10 @@ pub struct SweepReport {
     pub html: PathBuf,
 }
 
-/// Reads a finished sweep and writes its band figure, `report.md` and `report.html` (the
+/// Reads a finished sweep over seeds and writes its band figure, `report.md` and `report.html` (the
 /// summary tables and the figure) into the claimed folder `out`.
-pub fn write_sweep_report(sweep_dir: &std::path::Path, out: OutputDir) -> Result<SweepReport> {
-    let sweep = Sweep::open(sweep_dir)?;
-    let summary = Summary::of_sweep(&sweep)?;
+pub(super) fn write_seeds_report(sweep: &Sweep, out: OutputDir) -> Result<SweepReport> {
+    let summary = Summary::of_sweep(sweep)?;
     let runs = sweep
         .member_dirs()
         .iter()
@@ -497,7 +526,7 @@ pub fn write_sweep_report(sweep_dir: &std::path::Path, out: OutputDir) -> Result
     })
 }
 
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

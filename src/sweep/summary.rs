@@ -354,7 +354,7 @@ impl Summary {
         if sweep.is_grid() {
             return Err(refuse(
                 &sweep.dir,
-                "is a grid sweep (--set): its ranking and tables are in summary.md; `gtk report` draws sweeps over seeds only so far (give a configuration's runs instead, e.g. SWEEP/CONFIG/seed-0 SWEEP/CONFIG/seed-1)".into(),
+                "is a grid sweep (--set): it is summarised per configuration (GridSummary: summary.md ranks them), not as one set of seeds".into(),
             ));
         }
         let mut members = Vec::new();

@@ -18,7 +18,8 @@ use crate::rng::Rng;
 use crate::run::{
     BatchSums, ChangedData, MetricsLog, ModelParams, PROBE_SEED, Record, Run, RunState,
     TaskSampler, TensorBoardSink, TrainLoss, check_memory, check_strategies, checkpoint_encode,
-    data_fingerprints, files, first_non_finite, measure_all, model_params, write_events,
+    data_fingerprints, files, first_non_finite, measure_all, model_params, probed_len, probed_view,
+    write_events,
 };
 use crate::run_folder::{Overrides, RunWriter, fsio};
 use crate::task::{Objective, Split};
@@ -783,8 +784,14 @@ impl Trainer {
         let metric_name = self.objective().metric_name().to_string();
         let models = self.probe_models();
         let mut per_task = Vec::with_capacity(self.run.tasks.len());
+        let split = self.run.set.run.evaluation.eval_split.as_str();
         for (t, indices) in self.run.probe_sets.iter().enumerate() {
-            let pass = self.pass(TaskId(t), Split::Test, indices);
+            let mut pass = self.pass(TaskId(t), Split::Test, indices);
+            // eval_split = "val": the validation view, whose test split is the held-out share.
+            let val = probed_view(&self.run.set, self.run.tasks[t].as_ref());
+            if let Some(v) = &val {
+                pass.task = (v.as_ref(), TaskId(t));
+            }
             per_task.push(measure_all(&pass, &models, given.map(|g| &g[t]))?);
         }
         let mut out = Vec::new();
@@ -795,7 +802,7 @@ impl Trainer {
                     step,
                     strategy: l.strategy().to_string(),
                     task: task.name().into(),
-                    split: Split::Test.as_str().into(),
+                    split: split.into(),
                     loss,
                     metric,
                     metric_name: metric_name.clone(),
@@ -852,7 +859,7 @@ impl Trainer {
             .map(|(task, indices)| Record::ProbeSet {
                 step: self.run.step,
                 task: task.name().into(),
-                of: task.len(Split::Test),
+                of: probed_len(&self.run.set, task.as_ref()),
                 seed: PROBE_SEED,
                 indices: indices.clone(),
             })

@@ -114,7 +114,11 @@ fn summary(step: usize, records: &[Record], rate: Option<f64>) -> String {
                 metric,
                 metric_name,
                 ..
-            } if split == "test" && full == matches!(r, Record::Eval { .. }) => {
+            // Full evaluations: the test split; probes: the split they measure (`test`, or
+            // `val` with `eval_split = "val"`), not the training batches.
+            } if (if full { split == "test" } else { split != "train" })
+                && full == matches!(r, Record::Eval { .. }) =>
+            {
                 let e = per_strategy
                     .entry(strategy)
                     .or_insert((0.0, 0, metric_name));

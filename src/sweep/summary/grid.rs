@@ -118,15 +118,18 @@ impl GridSummary {
             }
             per_config.push((c.clone(), runs));
         }
+        // On validation when every run asks for it (`eval_split`, `val` by default with a
+        // validation split) and logged it; else on the test split, labelled so.
         let has_val = per_config.iter().all(|(_, runs)| {
             runs.iter().all(|(_, r)| {
                 let tasks = r.tasks();
-                r.strategies().iter().all(|s| {
-                    tasks.iter().all(|t| {
-                        !r.eval_series(s, t, "val", crate::report::Quantity::Metric)
-                            .is_empty()
+                r.set.run.evaluation.eval_split == crate::config::EvalSplit::Val
+                    && r.strategies().iter().all(|s| {
+                        tasks.iter().all(|t| {
+                            !r.eval_series(s, t, "val", crate::report::Quantity::Metric)
+                                .is_empty()
+                        })
                     })
-                })
             })
         });
         let split = if has_val { "val" } else { "test" };
@@ -290,7 +293,7 @@ impl GridSummary {
         if self.selection_split == "val" {
             "Selected on the validation split (held out of the training data); test numbers are reported for the selected configuration only.".into()
         } else {
-            "SELECTED ON THE TEST SPLIT: the selected configuration's test numbers are optimistic (chosen on the data they are reported on); hold out a validation split with `val_fraction` in the task set to select on it.".into()
+            "SELECTED ON THE TEST SPLIT: the selected configuration's test numbers are optimistic (chosen on the data they are reported on); hold out a validation split with `val_fraction` in the task set to select on it (`eval_split = \"val\"`, its default then).".into()
         }
     }
 
@@ -320,8 +323,9 @@ impl GridSummary {
         let mut header = vec!["rank".to_string(), "configuration".to_string()];
         header.extend(strategies.iter().map(|s| strategy_label(s)));
         header.push(format!(
-            "selected − this ({})",
-            strategy_label(&self.selection_strategy)
+            "selected − this ({}, {})",
+            strategy_label(&self.selection_strategy),
+            self.split_words()
         ));
         let mut rows = vec![header];
         let mut clipped = 0;
@@ -358,7 +362,7 @@ impl GridSummary {
         let n = self.seeds.len();
         Table {
             caption: format!(
-                "Configurations ranked by the {} {} of {} ({}) over {n} seed{}: mean{} per strategy{}; {} is better. Last column: the selected configuration minus this one, paired over seeds (mean [interval], paired t-test p-value; {} means the selected one is better). {}",
+                "Configurations ranked by the {} {} of {} ({}) over {n} seed{}: mean{} per strategy{}; {} is better. Last column: the selected configuration minus this one on the {} split, paired over seeds (mean [interval], paired t-test p-value; {} means the selected one is better). {}",
                 self.split_words(),
                 self.metric_label(),
                 self.selection_strategy,
@@ -386,6 +390,7 @@ impl GridSummary {
                 } else {
                     "higher"
                 },
+                self.split_words(),
                 if self.lower_is_better {
                     "negative"
                 } else {
