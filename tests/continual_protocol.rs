@@ -3,7 +3,7 @@
 //! split MNIST (Task-IL, two-unit heads) and permuted MNIST (Task-IL, ten 10-unit blocks of a
 //! 100-output model): every (protocol, method, seed) writes its `continual.json` with the
 //! scenario, `times.tsv` has a row per run, and the generated table names the scenario and
-//! gives a verdict on each published row. A check of the path, not a result (about 40 s in a
+//! gives a verdict on each published row. A check of the path, not a result (about a minute in a
 //! debug build on the 2-core CI machine).
 
 mod common;
