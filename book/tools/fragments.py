@@ -22,7 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench/paper"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench/continual"))
 import claims  # noqa: E402  (the paper's claims, issue 25)
+import protocol_table  # noqa: E402  (the published continual-learning protocols, issue 27)
 import paper_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -265,6 +267,10 @@ def render_all():
     table = continual()
     if table is not None:
         out["continual"] = table
+    newest = protocol_table.latest(ROOT)
+    protocol = protocol_table.render(newest) if newest else None
+    if protocol is not None:
+        out["continual-protocol"] = protocol
     for name, s in summaries.items():
         if name.startswith("sinusoid-reg-"):
             continue

@@ -6,6 +6,7 @@
 mod order;
 mod run_config;
 mod run_table;
+mod scenario;
 pub mod settings;
 mod task_set;
 
@@ -15,5 +16,6 @@ pub use run_config::{
     Continual, EngineChoice, EvalSplit, Evaluation, Gates, MaskRecipe, Precision, RunConfig,
     TaskSchedule, WeightOptimizer,
 };
+pub use scenario::Scenario;
 pub use settings::{RUN_KEYS, Setting};
 pub use task_set::TaskSet;

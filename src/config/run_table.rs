@@ -6,10 +6,10 @@
 
 use super::run_config::{
     BinarizedMasks, Continual, DEFAULT_EVAL_SUBSET, DEFAULT_EWC_GAMMA, DEFAULT_EWC_LAMBDA,
-    DEFAULT_EWC_SAMPLES, DEFAULT_SI_C, DEFAULT_SI_XI, EngineChoice, EvalSplit, Evaluation, Gates,
-    MaskRecipe, Precision, RunConfig, TaskSchedule, WeightOptimizer,
+    DEFAULT_EWC_SAMPLES, DEFAULT_SI_C, DEFAULT_SI_XI, DEFAULT_XDG_SHARE_OFF, EngineChoice,
+    EvalSplit, Evaluation, Gates, MaskRecipe, Precision, RunConfig, TaskSchedule, WeightOptimizer,
 };
-use super::{OptimizerKind, Schedule, TaskOrder, WPolicy};
+use super::{OptimizerKind, Scenario, Schedule, TaskOrder, WPolicy};
 use crate::gate::{GateMode, Regularizer};
 use crate::model::WeightInit;
 use serde::{Deserialize, Serialize};
@@ -87,6 +87,10 @@ pub(super) struct RunTable {
     si_c: f64,
     #[serde(default = "si_xi", skip_serializing_if = "is_si_xi")]
     si_xi: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scenario: Option<Scenario>,
+    #[serde(default = "xdg_share_off", skip_serializing_if = "is_xdg_share_off")]
+    xdg_share_off: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -122,6 +126,13 @@ fn si_xi() -> f64 {
 }
 fn is_si_xi(v: &f64) -> bool {
     *v == DEFAULT_SI_XI
+}
+
+fn xdg_share_off() -> f64 {
+    DEFAULT_XDG_SHARE_OFF
+}
+fn is_xdg_share_off(v: &f64) -> bool {
+    *v == DEFAULT_XDG_SHARE_OFF
 }
 
 fn yes() -> bool {
@@ -196,6 +207,8 @@ impl From<RunConfig> for RunTable {
                     ewc_samples,
                     si_c,
                     si_xi,
+                    scenario,
+                    xdg_share_off,
                 },
         } = run;
         RunTable {
@@ -244,6 +257,8 @@ impl From<RunConfig> for RunTable {
             ewc_samples,
             si_c,
             si_xi,
+            scenario,
+            xdg_share_off,
         }
     }
 }
@@ -307,6 +322,8 @@ impl From<RunTable> for RunConfig {
                 ewc_samples: t.ewc_samples,
                 si_c: t.si_c,
                 si_xi: t.si_xi,
+                scenario: t.scenario,
+                xdg_share_off: t.xdg_share_off,
             },
         }
     }

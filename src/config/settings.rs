@@ -58,6 +58,8 @@ pub const RUN_KEYS: &[&str] = &[
     "ewc_samples",
     "si_c",
     "si_xi",
+    "scenario",
+    "xdg_share_off",
 ];
 
 /// One value of one key, resolved: `key` is `run.NAME` or `defaults.NAME`, `value` the

@@ -315,8 +315,14 @@ impl TaskSet {
             if fraction > 0.0 {
                 task = crate::task::held_out(task, fraction, self.run.seed, index)?;
             }
+            // Task-IL may give every task a block of outputs of its own (tasks × classes).
+            let blocks = self.tasks.len() * task.outputs();
+            let outputs = match (self.run.continual.scenario, self.model.output_shape()) {
+                (Some(super::Scenario::Task), Ok(out)) if out == [blocks] => blocks,
+                _ => task.outputs(),
+            };
             self.model
-                .check_fits(&entry.name, task.input_shape(), task.outputs())
+                .check_fits(&entry.name, task.input_shape(), outputs)
                 .map_err(|e| shape_hint(e, &self.model.input, task.input_shape(), kind))?;
             built.push(task);
         }

@@ -164,7 +164,10 @@ impl Engine {
     }
 
     /// One training step of `store`'s model `model` (and task `task`'s masks when gated) on a
-    /// batch; returns the batch loss. The task's masks must have been set.
+    /// batch; returns the batch loss. The task's masks must have been set. `active`: the
+    /// output units of the task's head (Task-IL); the others' logits are set to a value far
+    /// below every other before the loss, so they get probability and gradient 0.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_step(
         &mut self,
         store: &mut ParamStore<f32>,
@@ -173,6 +176,7 @@ impl Engine {
         x: &[f32],
         targets: Targets,
         rules: StepRules,
+        active: Option<&[bool]>,
     ) -> Result<f64, EngineError> {
         let plan = &self.plan;
         let n = x.len() / plan.input_len;
@@ -220,6 +224,9 @@ impl Engine {
             };
             forward(plan, &params, x, ops, true, 0, PlanState::Train(state));
             let last = plan.ops.len() - 1;
+            if let Some(active) = active {
+                mask_outputs(&mut ops.acts[last], active);
+            }
             profile::set_op(profile::STEP, "step");
             let loss = profile::timed(Phase::Loss, 0, || {
                 loss::loss_and_grad(
@@ -561,6 +568,20 @@ fn backward(
                         pointwise::unpool_sample(a_s, dy_s, dx_s);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The logit of a unit outside a task's output head (Task-IL): far below any logit, finite.
+const HEAD_OFF: f32 = -1e30;
+
+/// Sets the logits of the units not `active` to [`HEAD_OFF`] in `out` (`[n, outputs]`).
+fn mask_outputs(out: &mut [f32], active: &[bool]) {
+    for row in out.chunks_exact_mut(active.len().max(1)) {
+        for (v, &on) in row.iter_mut().zip(active) {
+            if !on {
+                *v = HEAD_OFF;
             }
         }
     }

@@ -191,6 +191,10 @@ struct MaskMetadata<'a> {
     tasks: Vec<&'a str>,
     shapes: BTreeMap<&'a str, Vec<usize>>,
     dtype: &'static str,
+    /// Task-IL (`scenario = "task"`): each task's output head, the output units its answer
+    /// is read from (argmax over these only). Absent for one head shared by every task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heads: Option<BTreeMap<&'a str, Vec<usize>>>,
 }
 
 /// Exports the gated model of `trainer`'s run into `out`, which must be new or empty (see
@@ -273,7 +277,7 @@ fn write_export(
         },
     };
     let weights = write_weights(&net, dir)?;
-    let masks = write_masks(trainer, &net, &bank, selected, dir)?;
+    let masks = write_masks(trainer, learner, &net, &bank, selected, dir)?;
     // With batch norm, the binarized models' statistics re-estimated under each task's
     // binarized (or rescaled) mask, on copies of the learner (the run is only read).
     let binary = trainer.recalibrated(learner, selected, GateView::Binary, opts.bn)?;
@@ -393,6 +397,7 @@ fn write_weights(net: &Network, dir: &Path) -> Result<Vec<(String, Tensor)>> {
 /// reader needs to unpack them. Refuses a task that was never trained.
 fn write_masks(
     trainer: &Run,
+    learner: &Learner,
     net: &Network,
     bank: &MaskBank,
     selected: &[TaskId],
@@ -455,6 +460,14 @@ fn write_masks(
             .map(|(n, v)| (n.as_str(), v.dims().to_vec()))
             .collect(),
         dtype: "U8 packed bits; reshape np.unpackbits(x)[:prod(shape)] to shape",
+        heads: selected
+            .iter()
+            .map(|&t| {
+                let head = learner.head(t)?;
+                let units = (0..head.active.len()).filter(|&u| head.active[u]);
+                Some((names[t.index()].as_str(), units.collect()))
+            })
+            .collect(),
     };
     let meta_json = serde_json::to_string(&meta)
         .map_err(|e| Error::encode(&masks_path, "the mask metadata", e))?;

@@ -3,6 +3,7 @@
 //! prediction, and keep no tensors of their own. [`Ctx`] makes what the rest of gatekit reads
 //! (a [`Network`], a [`MaskBank`], a task's layer state, evaluation parameters) from the store.
 
+use super::head::Head;
 use super::strategy::StepSettings;
 use super::strategy::Strategy;
 use crate::engine::{Engine, Rule, StepRules, Targets};
@@ -109,11 +110,22 @@ pub(crate) struct Ctx {
     pub mask_config: OptimizerConfig,
     pub gate: GateMode,
     pub regularizer: (Regularizer, f64),
+    /// Task-IL's output head per task (none: one head shared by every task).
+    pub heads: Option<Vec<Head>>,
+    /// The output layer's parameters (their first dimension is the output units).
+    pub head_params: Vec<usize>,
+    /// XdG's share of hidden units off per task (read by XdG only).
+    pub xdg_share_off: f64,
 }
 
 impl Ctx {
     pub fn gated(&self) -> bool {
         self.strategy.layout().gated
+    }
+
+    /// Task `task`'s output head (Task-IL only).
+    pub fn head(&self, task: TaskId) -> Option<&Head> {
+        self.heads.as_ref().and_then(|h| h.get(task.index()))
     }
 
     /// The model that serves task `task`.
@@ -186,8 +198,23 @@ impl Ctx {
         }
         match self.stored_masks(store, task)? {
             Some(masks) => Ok(Some(masks)),
-            None => Ok(Some(self.fresh_bank().ensure(task)?.to_vec())),
+            None => Ok(Some(self.drawn_masks(task)?)),
         }
+    }
+
+    /// The masks task `task` starts from: the seeded draw of the mask bank, or XdG's fixed
+    /// unit gates ([`super::xdg::unit_gates`]) for a strategy whose gates are not trained.
+    pub fn drawn_masks(&self, task: TaskId) -> Result<Vec<Var>> {
+        if !self.strategy.layout().fixed_gates {
+            return Ok(self.fresh_bank().ensure(task)?.to_vec());
+        }
+        let gates =
+            super::xdg::unit_gates(&self.params, self.xdg_share_off, self.seed, task.index());
+        (gates.iter().zip(&self.params))
+            .map(|(g, (_, shape))| {
+                Var::from_tensor(&Tensor::from_slice(g, shape, &self.device)?.to_dtype(self.dtype)?)
+            })
+            .collect()
     }
 
     /// A task's first step: its masks start from their seeded draw.
@@ -196,7 +223,7 @@ impl Ctx {
         if !self.gated() || has {
             return Ok(());
         }
-        let drawn: Vec<Tensor> = (self.fresh_bank().ensure(task)?.iter())
+        let drawn: Vec<Tensor> = (self.drawn_masks(task)?.iter())
             .map(|v| v.as_tensor().clone())
             .collect();
         fn put<T: Elem>(store: &mut ParamStore<T>, task: TaskId, drawn: &[Tensor]) -> Result<()> {
@@ -246,9 +273,11 @@ impl Ctx {
             .collect();
         for i in 0..n {
             let xi = x.narrow(0, i, 1)?;
-            let out = net
-                .forward_with_state(&xi, None, NetState::Eval(&state))?
-                .flatten_all()?;
+            let mut out = net.forward_with_state(&xi, None, NetState::Eval(&state))?;
+            if let Some(h) = self.head(task) {
+                out = h.mask_tensor(&out)?;
+            }
+            let out = out.flatten_all()?;
             let label = out.argmax(0)?.to_scalar::<u32>()? as usize;
             let nll = candle_nn::ops::log_softmax(&out, 0)?.get(label)?.neg()?;
             let grads = nll.backward()?;
@@ -409,8 +438,12 @@ fn reference_step<T: Elem>(
         ctx.gated().then_some(&gate),
         NetState::Train(&mut state),
     )?;
-    let metric = objective.metric_sum(&out.detach(), &batch.y)?;
-    let loss = objective.loss(&out, &batch.y)?;
+    let (out, y) = match ctx.head(task) {
+        Some(h) => (h.mask_tensor(&out)?, h.labels_tensor(&batch.y)?),
+        None => (out, batch.y.clone()),
+    };
+    let metric = objective.metric_sum(&out.detach(), &y)?;
+    let loss = objective.loss(&out, &y)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let total = match ctx.regularizer {
         (Regularizer::None, _) | (_, 0.0) => loss,
@@ -453,7 +486,8 @@ fn reference_step<T: Elem>(
             }
         }
     }
-    if let (Some(stored), true) = (store.masks[task.index()].as_mut(), at.mask_lr_factor > 0.0) {
+    let masks_train = at.mask_lr_factor > 0.0 && !ctx.strategy.layout().fixed_gates;
+    if let (Some(stored), true) = (store.masks[task.index()].as_mut(), masks_train) {
         for (p, m) in masks.iter().enumerate() {
             if let Some(g) = grads.get(m) {
                 let g = values_of::<T>(g)?;
@@ -495,7 +529,7 @@ impl Backend for Engine {
         let count: usize = ctx.params.iter().map(|(_, s)| s.elem_count()).sum();
         let rules = StepRules {
             w: rule(ctx.w_config, at.w_lr_factor),
-            mask: (ctx.gated() && at.mask_lr_factor > 0.0)
+            mask: (ctx.gated() && !ctx.strategy.layout().fixed_gates && at.mask_lr_factor > 0.0)
                 .then(|| rule(ctx.mask_config, at.mask_lr_factor)),
             gate: ctx.gate,
             gate_scale: at.gate_scale as f32,
@@ -506,8 +540,18 @@ impl Backend for Engine {
         let (ys, yl) = batch.y.storage_and_layout();
         let x = f32_slice(&xs, xl)?;
         let targets = targets_of(objective, &ys, yl)?;
+        let head = ctx.head(task);
+        let shifted;
+        let targets = match (head, targets) {
+            (Some(h), Targets::Labels(y)) if h.offset > 0 => {
+                shifted = h.labels(y);
+                Targets::Labels(&shifted)
+            }
+            (_, t) => t,
+        };
         let model = ctx.model_of(task);
-        let loss = Engine::train_step(self, store, model, task, x, targets, rules)
+        let active = head.map(|h| h.active.as_slice());
+        let loss = Engine::train_step(self, store, model, task, x, targets, rules, active)
             .map_err(candle_core::Error::wrap)?;
         let metric = crate::engine::score(self.last_outputs(), targets, self.output_len())
             .map_err(candle_core::Error::wrap)?

@@ -2,6 +2,7 @@
 //! every strategy ([`Strategy`]) and both backends ([`Backend`]).
 
 use super::backend::{Backend, Ctx, Elem, Reference, Store, values_of, with_store};
+use super::head::{Head, HeadRows};
 use super::strategy::{Models, StepSettings, Strategy};
 use crate::config::{EngineChoice, RunConfig};
 use crate::engine::{Engine, Plan};
@@ -149,11 +150,23 @@ impl Learner {
             seed: run.seed,
             w_config: run.w_optimizer(),
             mask_config: run.mask_optimizer(),
-            gate: run.gates.mode,
-            regularizer: (
-                run.gates.mask_regularizer,
-                run.gates.mask_regularizer_weight,
-            ),
+            // XdG's gates are binary: the STE gate's forward value is exactly 1[M > 0].
+            gate: if layout.fixed_gates {
+                GateMode::Ste
+            } else {
+                run.gates.mode
+            },
+            regularizer: if layout.fixed_gates {
+                (Regularizer::None, 0.0)
+            } else {
+                (
+                    run.gates.mask_regularizer,
+                    run.gates.mask_regularizer_weight,
+                )
+            },
+            heads: None,
+            head_params: super::xdg::output_layer(&nets[0].param_shapes()),
+            xdg_share_off: run.continual.xdg_share_off,
         };
         Ok(Learner {
             ctx,
@@ -218,9 +231,25 @@ impl Learner {
         Ok(learner)
     }
 
-    /// Changes the gate function (the trainer switches to the STE gate at `binarize_after`).
+    /// Changes the gate function (the trainer switches to the STE gate at `binarize_after`);
+    /// XdG's fixed binary gates keep theirs.
     pub fn set_gate_mode(&mut self, mode: GateMode) {
-        self.ctx.gate = mode;
+        if !self.ctx.strategy.layout().fixed_gates {
+            self.ctx.gate = mode;
+        }
+    }
+
+    /// The learner with Task-IL's output heads, one per task ([`super::heads_for`]; `None`:
+    /// one head shared by every task).
+    pub fn with_heads(mut self, heads: Option<Vec<Head>>) -> Self {
+        self.ctx.heads = heads;
+        self
+    }
+
+    /// Task `task`'s output head (Task-IL only): the units its logits are read from, and the
+    /// offset that names its labels' units.
+    pub fn head(&self, task: TaskId) -> Option<&Head> {
+        self.ctx.head(task)
     }
 
     /// Forgets every mask's optimizer state (momentum, Adam's moments, its step count), as if
@@ -416,7 +445,34 @@ impl Learner {
         at: StepSettings,
     ) -> Result<(f64, f64)> {
         self.ctx.ensure_masks(&mut self.store, task)?;
-        (self.backend.get_mut()).train_step(&self.ctx, &mut self.store, task, batch, objective, at)
+        let Some(head) = self.ctx.head(task) else {
+            return (self.backend.get_mut()).train_step(
+                &self.ctx,
+                &mut self.store,
+                task,
+                batch,
+                objective,
+                at,
+            );
+        };
+        // The other tasks' heads keep their weights and optimizer state through the step.
+        let (model, params) = (self.ctx.model_of(task).index(), &self.ctx.head_params);
+        let kept =
+            with_store!(&self.store, s => Kept::from(HeadRows::keep(s, model, params, head)));
+        let out = (self.backend.get_mut()).train_step(
+            &self.ctx,
+            &mut self.store,
+            task,
+            batch,
+            objective,
+            at,
+        );
+        match (kept, &mut self.store) {
+            (Kept::F32(k), Store::F32(s)) => k.restore(s, model, head),
+            (Kept::F64(k), Store::F64(s)) => k.restore(s, model, head),
+            _ => {}
+        }
+        out
     }
 
     /// The end of task `task` for a strategy with a penalty against forgetting (`ewc`,
@@ -460,9 +516,15 @@ impl Learner {
             .map_or(0.0, |c| c.value(&s.models[0])))
     }
 
-    /// The model's output for task `task` (no training) under a view of the gates.
+    /// The model's output for task `task` (no training) under a view of the gates; in Task-IL
+    /// the units outside the task's head read [`super::head::OFF`] (its labels' units are
+    /// [`Head::labels`]).
     pub fn predict(&self, task: TaskId, x: &Tensor, scale: f64, view: GateView) -> Result<Tensor> {
-        (self.backend.get()).predict(&self.ctx, &self.store, task, x, scale, view)
+        let out = (self.backend.get()).predict(&self.ctx, &self.store, task, x, scale, view)?;
+        match self.ctx.head(task) {
+            Some(h) => h.mask_tensor(&out),
+            None => Ok(out),
+        }
     }
 
     /// Whether evaluation can run on the fast engine ([`Learner::eval_params`] and
@@ -786,6 +848,24 @@ impl Learner {
             }
         }
         Ok(())
+    }
+}
+
+/// [`HeadRows`] of a store in either float type.
+enum Kept {
+    F32(HeadRows<f32>),
+    F64(HeadRows<f64>),
+}
+
+impl From<HeadRows<f32>> for Kept {
+    fn from(k: HeadRows<f32>) -> Self {
+        Kept::F32(k)
+    }
+}
+
+impl From<HeadRows<f64>> for Kept {
+    fn from(k: HeadRows<f64>) -> Self {
+        Kept::F64(k)
     }
 }
 

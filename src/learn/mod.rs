@@ -4,10 +4,13 @@
 //! from a checkpoint and [`crate::train`] steps them.
 
 mod backend;
+mod head;
 mod learner;
 mod strategy;
+mod xdg;
 
 pub use crate::params::Penalty;
 pub(crate) use backend::targets_of;
+pub use head::{Head, HeadError, heads_for};
 pub use learner::Learner;
 pub use strategy::{Models, StepSettings, Strategy, StrategyLayout, UnknownStrategy};

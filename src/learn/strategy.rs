@@ -1,7 +1,7 @@
 //! The strategies: `gated` (shared W, one mask set per task), `shared` (one plain model, task
 //! ignored), `separate` (one plain model per task), and for the sequential schedule `finetune`,
 //! `joint` and the regularisation baselines `ewc`, `online-ewc` and `si` (one plain model
-//! each), as data ([`StrategyLayout`]) that the learner reads.
+//! each), and `xdg` (one plain model under fixed random unit gates per task), as data ([`StrategyLayout`]) that the learner reads.
 
 use crate::config::TaskOrder;
 use crate::params::{ModelId, Penalty, TaskId};
@@ -34,6 +34,15 @@ pub enum Strategy {
     /// Sequential schedule: Synaptic Intelligence (Zenke et al. 2017): importance Ω from each
     /// weight's path integral of the loss, penalty c Σ_i Ω_i (θ_i − θ*_i)².
     Si,
+    /// Context-dependent gating (XdG; Masse, Grant & Freedman, "Alleviating catastrophic
+    /// forgetting using context-dependent gating and synaptic stabilization", PNAS 2018): one
+    /// plain `W`, and per task a fixed random binary gate on each hidden unit, a share
+    /// `xdg_share_off` of every hidden layer's units off (`h_j ← h_j · 1[j ∈ kept_t]`).
+    /// Expressed as frozen binary masks over the rows of W that compute each hidden unit
+    /// (`θ_t = W ⊙ G_t`, the STE gate whose forward value is exactly `1[G > 0]`): a gated-off
+    /// unit's pre-activation is 0, so after ReLU it is off, and its row of W gets no gradient
+    /// from the task. Needs the task id (Task-IL).
+    Xdg,
 }
 
 impl Strategy {
@@ -49,7 +58,7 @@ impl Strategy {
         Strategy::Joint,
     ];
 
-    const EVERY: [Strategy; 8] = [
+    const EVERY: [Strategy; 9] = [
         Strategy::Gated,
         Strategy::Shared,
         Strategy::Separate,
@@ -58,6 +67,7 @@ impl Strategy {
         Strategy::Ewc,
         Strategy::OnlineEwc,
         Strategy::Si,
+        Strategy::Xdg,
     ];
 
     /// Lowercase name.
@@ -71,6 +81,7 @@ impl Strategy {
             Strategy::Ewc => "ewc",
             Strategy::OnlineEwc => "online-ewc",
             Strategy::Si => "si",
+            Strategy::Xdg => "xdg",
         }
     }
 
@@ -97,7 +108,7 @@ impl Strategy {
     /// schedule's (they need task boundaries).
     pub fn fits(self, order: TaskOrder) -> bool {
         match self {
-            Strategy::Gated | Strategy::Separate => true,
+            Strategy::Gated | Strategy::Separate | Strategy::Xdg => true,
             Strategy::Shared => order == TaskOrder::Interleaved,
             Strategy::Finetune
             | Strategy::Joint
@@ -114,19 +125,23 @@ impl Strategy {
             Strategy::Gated => StrategyLayout {
                 models: Models::One,
                 gated: true,
+                fixed_gates: false,
+            },
+            Strategy::Xdg => StrategyLayout {
+                models: Models::One,
+                gated: true,
+                fixed_gates: true,
             },
             Strategy::Shared
             | Strategy::Finetune
             | Strategy::Joint
             | Strategy::Ewc
             | Strategy::OnlineEwc
-            | Strategy::Si => StrategyLayout {
-                models: Models::One,
-                gated: false,
-            },
+            | Strategy::Si => StrategyLayout::PLAIN,
             Strategy::Separate => StrategyLayout {
                 models: Models::PerTask,
                 gated: false,
+                fixed_gates: false,
             },
         }
     }
@@ -159,6 +174,8 @@ pub struct StrategyLayout {
     pub models: Models,
     /// Every task has masks over the (one) model's weights.
     pub gated: bool,
+    /// The masks are drawn once per task and never trained (XdG's binary unit gates).
+    pub fixed_gates: bool,
 }
 
 impl StrategyLayout {
@@ -166,6 +183,7 @@ impl StrategyLayout {
     pub const PLAIN: StrategyLayout = StrategyLayout {
         models: Models::One,
         gated: false,
+        fixed_gates: false,
     };
 
     /// How many models for `tasks` tasks.
@@ -185,9 +203,11 @@ impl StrategyLayout {
     }
 }
 
-/// A strategy name that is none of the eight.
+/// A strategy name that is none of the nine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown strategy `{0}` (gated, shared, separate, finetune, joint, ewc, online-ewc or si)")]
+#[error(
+    "unknown strategy `{0}` (gated, shared, separate, finetune, joint, ewc, online-ewc, si or xdg)"
+)]
 pub struct UnknownStrategy(pub String);
 
 impl std::str::FromStr for Strategy {

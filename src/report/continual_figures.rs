@@ -163,7 +163,11 @@ pub fn accuracy_matrices(run: &RunData, prefix: &str) -> Result<Option<Figure>> 
     let metric = summaries[0].metric_name.clone();
     let plot = Matrices {
         header: Header {
-            title: format!("Test {metric} of every task after every phase"),
+            // The scenario, when the run set one: matrices of two scenarios are not comparable.
+            title: match run.set.run.continual.scenario {
+                Some(s) => format!("Test {metric} of every task after every phase, {}", s.label()),
+                None => format!("Test {metric} of every task after every phase"),
+            },
             subtitle: Some(
                 "row: after the phase of that task (joint: at that phase's last step); column: task measured; grey borders: not yet trained"
                     .into(),

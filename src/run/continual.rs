@@ -50,6 +50,10 @@ pub struct ContinualSummary {
     /// Forward transfer (with [`ContinualSummary::initial`]; none for `joint` or without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_transfer: Option<f64>,
+    /// The run's continual-learning scenario (`task`, `domain`, `class`), when it set one:
+    /// tables name it and never mix two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
 }
 
 impl ContinualSummary {
@@ -96,6 +100,7 @@ impl ContinualSummary {
             forgetting,
             initial: None,
             forward_transfer: None,
+            scenario: None,
         }
     }
 

@@ -216,22 +216,34 @@ pub(crate) fn measure_all(
             }
         }
         for (k, (learner, view)) in models.iter().enumerate() {
+            let head = learner.head(t);
             let (loss, metric) = match engine_out[k].take() {
-                Some(out) => {
+                Some(mut out) => {
                     let outputs = out.len() / chunk.len().max(1);
-                    crate::engine::score(&out, targets_of(objective, &ys, yl)?, outputs)
-                        .map_err(candle_core::Error::msg)?
+                    let targets = targets_of(objective, &ys, yl)?;
+                    // Task-IL: the task's head only, its labels on its own units.
+                    let shifted;
+                    let targets = match (head, targets) {
+                        (Some(h), crate::engine::Targets::Labels(y)) => {
+                            h.mask_logits(&mut out);
+                            shifted = h.labels(y);
+                            crate::engine::Targets::Labels(&shifted)
+                        }
+                        (_, targets) => targets,
+                    };
+                    crate::engine::score(&out, targets, outputs).map_err(candle_core::Error::msg)?
                 }
                 None => {
                     let out = learner.predict(t, &batch.x, pass.scale, *view)?.detach();
+                    let y = match head {
+                        Some(h) => h.labels_tensor(&batch.y)?,
+                        None => batch.y.clone(),
+                    };
                     let loss = objective
-                        .loss(&out, &batch.y)?
+                        .loss(&out, &y)?
                         .to_dtype(DType::F64)?
                         .to_scalar::<f64>()?;
-                    (
-                        loss * chunk.len() as f64,
-                        objective.metric_sum(&out, &batch.y)?,
-                    )
+                    (loss * chunk.len() as f64, objective.metric_sum(&out, &y)?)
                 }
             };
             sums[k].0 += loss;

@@ -32,7 +32,8 @@ pub use evaluation::{PROBE_SEED, probe_subset};
 pub use measure::continual_summaries;
 pub use open::{ChangedData, Run, latest_run, open_run, open_run_with, read_run_config};
 pub(crate) use open::{
-    check_memory, check_state, check_strategies, data_fingerprints, probed_len, probed_view,
+    check_memory, check_state, check_strategies, data_fingerprints, learners_for, probed_len,
+    probed_view,
 };
 pub use recalibrate::{BnRecalibration, DEFAULT_BN_BATCHES, recalibration_inputs};
 pub use record::{GatedSummary, MetricsLog, Record, mean_test_metric, test_metrics};

@@ -206,12 +206,7 @@ impl Run {
         }
         let mut data_changes = state.data_changes.clone();
         data_changes.extend(changes);
-        let names = set.task_names();
-        let mut learners = state
-            .strategies
-            .iter()
-            .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut learners = learners_for(&set, &tasks, &state.strategies, device, dir)?;
         if let Some(file) = CheckpointFile::of(snapshot) {
             let meta = file.meta()?;
             if meta.step != commit.step {
@@ -388,6 +383,33 @@ pub fn latest_run(runs: &Path) -> Result<PathBuf> {
     })
 }
 
+/// One learner per strategy, each with the run's Task-IL output heads when
+/// `scenario = "task"` ([`crate::learn::heads_for`]).
+pub(crate) fn learners_for(
+    set: &TaskSet,
+    tasks: &[Box<dyn Task>],
+    strategies: &[Strategy],
+    device: &Device,
+    at: &Path,
+) -> Result<Vec<Learner>> {
+    let outputs = set.model.output_shape()?.iter().product();
+    let heads =
+        crate::learn::heads_for(set.run.continual.scenario, tasks, outputs).map_err(|e| {
+            Error::Run {
+                path: at.into(),
+                message: format!("{} of {}", e, set.origin.display()),
+            }
+        })?;
+    let names = set.task_names();
+    Ok(strategies
+        .iter()
+        .map(|s| {
+            Learner::new(*s, &set.run, &set.model, &names, device)
+                .map(|l| l.with_heads(heads.clone()))
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?)
+}
+
 /// Checks a commit's trainer state against the run's config, so that no edit of
 /// `state.json` can panic the trainer or silently drop weights.
 /// Strategies must fit the schedule (shared is interleaved, finetune and joint sequential), and
@@ -396,14 +418,26 @@ pub(crate) fn check_strategies(set: &TaskSet, strategies: &[Strategy], at: &Path
     let run = &set.run;
     if let Some(s) = strategies.iter().find(|s| !s.fits(run.schedule.order)) {
         let instead = match run.schedule.order {
-            TaskOrder::Interleaved => "gated, shared or separate",
-            TaskOrder::Sequential => "gated, finetune, separate, joint, ewc, online-ewc or si",
+            TaskOrder::Interleaved => "gated, shared, separate or xdg",
+            TaskOrder::Sequential => "gated, finetune, separate, joint, ewc, online-ewc, si or xdg",
         };
         return Err(Error::Run {
             path: at.into(),
             message: format!(
                 "strategy `{s}` does not fit run.schedule = \"{}\" of {}: use {instead}",
                 run.schedule.order.as_str(),
+                set.origin.display()
+            ),
+        });
+    }
+    if let Some(scenario) = run.continual.scenario
+        && !scenario.gives_task_id()
+        && let Some(s) = strategies.iter().find(|s| s.layout().gated)
+    {
+        return Err(Error::Run {
+            path: at.into(),
+            message: format!(
+                "strategy `{s}` picks its masks by the task id, which run.scenario = \"{scenario}\" of {} does not give; it would have to infer the task from the input, which it does not yet: run it with scenario = \"task\", or drop it from --strategy",
                 set.origin.display()
             ),
         });

@@ -108,6 +108,9 @@ impl Task for HeldOut {
     fn objective(&self) -> Objective {
         self.shared.inner.objective()
     }
+    fn classes(&self) -> Option<Vec<u32>> {
+        self.shared.inner.classes()
+    }
     fn len(&self, split: Split) -> usize {
         match self.source(split) {
             (_, Some(positions)) => positions.len(),

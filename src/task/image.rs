@@ -57,6 +57,8 @@ pub struct ImageTask {
     dataset: String,
     /// The four IDX files the dataset was read from.
     files: Arc<[PathBuf; 4]>,
+    /// The labels the task keeps when only some (`split-mnist`); `None`: all ten.
+    pub(super) classes: Option<Vec<u32>>,
 }
 
 /// Settings shared by the image kinds, read from the common parameters.
@@ -191,6 +193,7 @@ impl ImageSettings {
             examples,
             dataset: self.dataset,
             files: Arc::new(self.files),
+            classes: None,
         }
     }
 }
@@ -268,6 +271,9 @@ impl Task for ImageTask {
     }
     fn objective(&self) -> Objective {
         Objective::Classification
+    }
+    fn classes(&self) -> Option<Vec<u32>> {
+        self.classes.clone()
     }
     fn len(&self, split: Split) -> usize {
         self.examples[split.index()].len()

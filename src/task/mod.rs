@@ -194,6 +194,11 @@ pub trait Task: Send + Sync {
     fn outputs(&self) -> usize;
     /// Loss and metric.
     fn objective(&self) -> Objective;
+    /// The class labels this task uses, when only some of `0..outputs()` (split MNIST's
+    /// digits); `None`: every one. Task-IL gives a task its own output head from this.
+    fn classes(&self) -> Option<Vec<u32>> {
+        None
+    }
     /// Number of examples in a split.
     fn len(&self, split: Split) -> usize;
     /// The examples at `indices` of a split, as tensors of `dtype` on `device`.

@@ -23,12 +23,14 @@ fn build(ctx: &TaskContext) -> Result<Box<dyn Task>> {
     }
     let keep: Vec<u8> = classes.iter().map(|&c| c as u8).collect();
     let settings = ImageSettings::from_params(ctx)?;
-    Ok(Box::new(settings.build(
+    let mut task = settings.build(
         ctx.name,
         Colour::Background([0.0; 3]),
         Resample::Identity,
-        move |l| keep.contains(&l),
-    )))
+        |l| keep.contains(&l),
+    );
+    task.classes = Some(keep.iter().map(|&c| u32::from(c)).collect());
+    Ok(Box::new(task))
 }
 
 inventory::submit! {

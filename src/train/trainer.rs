@@ -199,11 +199,7 @@ impl Trainer {
         // reader of the run applies the same transform.
         set.pin(&tasks)?;
         let data = data_fingerprints(&tasks)?;
-        let names = set.task_names();
-        let learners = strategies
-            .iter()
-            .map(|s| Learner::new(*s, &set.run, &set.model, &names, device))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let learners = crate::run::learners_for(&set, &tasks, strategies, device, dir)?;
         let sampler = match set.run.schedule.phase_steps {
             Some(p) => TaskSampler::sequential(set.run.seed, p),
             None => TaskSampler::new(set.run.seed, set.run.schedule.steps_per_task),
@@ -744,7 +740,11 @@ impl Trainer {
     /// Writes `continual.json`: every strategy's accuracy matrix, average, backward transfer
     /// and forgetting (derived from `metrics.jsonl`, so it can always be rewritten from it).
     fn write_continual_summary(&self) -> Result<()> {
-        let summaries = self.continual_summaries()?;
+        let mut summaries = self.continual_summaries()?;
+        let scenario = self.run.set.run.continual.scenario;
+        for s in &mut summaries {
+            s.scenario = scenario.map(|s| s.as_str().to_string());
+        }
         let json = serde_json::to_string_pretty(&summaries)
             .map_err(|e| Error::io(&self.run.dir, e.into()))?;
         fsio::write_atomic(&self.run.dir.join(files::CONTINUAL), json.as_bytes())

@@ -54,6 +54,9 @@ pub enum StrategyArg {
     /// Sequential schedule: finetune plus Synaptic Intelligence's penalty c Σ Ω (θ − θ*)²
     /// (run.si_c, run.si_xi).
     Si,
+    /// XdG (Masse et al. 2018): one plain model, a fixed random gate per task on every hidden
+    /// unit with a share run.xdg_share_off of each hidden layer off; needs the task id.
+    Xdg,
     /// Every strategy of the schedule side by side, with a comparison table: gated, shared and
     /// separate (interleaved); gated, finetune, separate and joint (sequential).
     All,

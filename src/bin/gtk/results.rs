@@ -63,6 +63,22 @@ fn print_continual(trainer: &gatekit::Run) -> Result<()> {
         );
     }
     let metric = &summaries[0].metric_name;
+    // Every table names its scenario: rows of two scenarios are not comparable.
+    match trainer.task_set().run.continual.scenario {
+        Some(scenario) => println!(
+            "scenario: {} ({})",
+            scenario.label(),
+            match scenario {
+                gatekit::config::Scenario::Task =>
+                    "every strategy is told the task; one output head per task",
+                gatekit::config::Scenario::Domain => "no task id; one head shared by every task",
+                gatekit::config::Scenario::Class => "no task id; one head over all classes",
+            }
+        ),
+        None => println!(
+            "scenario: unset (the gated model is told the task, the plain models are not: set run.scenario to compare with a published table)"
+        ),
+    }
     let width = summaries
         .iter()
         .map(|s| s.strategy.len())

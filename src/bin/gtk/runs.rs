@@ -47,6 +47,7 @@ pub fn strategies(list: &[StrategyArg], schedule: TaskOrder) -> Result<Vec<Strat
             StrategyArg::Ewc => Strategy::Ewc,
             StrategyArg::OnlineEwc => Strategy::OnlineEwc,
             StrategyArg::Si => Strategy::Si,
+            StrategyArg::Xdg => Strategy::Xdg,
         };
         if out.contains(&s) {
             bail!("--strategy lists `{s}` twice");

@@ -30,6 +30,7 @@ fn strategy_list(list: &[StrategyArg]) -> String {
             StrategyArg::Ewc => "ewc",
             StrategyArg::OnlineEwc => "online-ewc",
             StrategyArg::Si => "si",
+            StrategyArg::Xdg => "xdg",
             StrategyArg::All => "all",
         })
         .collect();

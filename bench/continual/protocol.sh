@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Reruns van de Ven & Tolias's continual-learning protocols ("Three scenarios for continual
+# learning", arXiv:1904.07734v1) with gatekit, one process per (benchmark, method, seed), and
+# regenerates the book's comparison table (book/src/results/continual-protocol.md) from the
+# published targets in bench/continual/target_results.csv.
+#
+#   GATEKIT_DATA=../shared/data bench/continual/protocol.sh [SEEDS...]   # default: 0 1 2 3 4
+#
+# $BENCHES (space-separated) picks the protocols: split-task (tasks/split-mnist.toml),
+# permuted-task (tasks/permuted-mnist-vdv.toml), permuted-domain
+# (tasks/permuted-mnist-vdv-domain.toml); default: split-task. $METHODS picks the methods
+# (default: every one the scenario allows). $OUT names the results folder (default
+# bench/results/continual-protocol-<UTC date>); $STEPS_SCALE < 1 shortens every phase (the
+# CI's cut-down run; its table is not a result). $GTK names a prebuilt binary.
+#
+# Each run's continual.json is copied to $OUT/<bench>-<method>-seed<k>.json and its wall time
+# (with the load average at its start: the machine may be shared) appended to $OUT/times.tsv.
+# Hyperparameters are the published ones, set in the task files and below; the authors
+# grid-searched them on the test sets.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seeds=("$@")
+[ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2 3 4)
+out=${OUT:-bench/results/continual-protocol-$(date -u +%Y%m%d)}
+mkdir -p "$out"
+if [ -z "${GTK:-}" ]; then
+  cargo build --release -q
+fi
+gtk=${GTK:-target/release/gtk}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+read -r -a benches <<<"${BENCHES:-split-task}"
+[ -f "$out/times.tsv" ] || printf 'bench\tmethod\tseed\twall_s\tload\n' >"$out/times.tsv"
+
+# The task file of a protocol, and the methods its scenario allows (gated and XdG need the
+# task id: Task-IL only).
+file_of() {
+  case $1 in
+    split-task) echo tasks/split-mnist.toml ;;
+    permuted-task) echo tasks/permuted-mnist-vdv.toml ;;
+    permuted-domain) echo tasks/permuted-mnist-vdv-domain.toml ;;
+    *) echo "unknown protocol $1 (split-task, permuted-task, permuted-domain)" >&2; exit 2 ;;
+  esac
+}
+methods_of() {
+  case $1 in
+    *-task) echo "finetune joint gated gated-freeze-after-first xdg ewc online-ewc si separate" ;;
+    *-domain) echo "finetune joint ewc online-ewc si" ;;
+  esac
+}
+# A method is a strategy, or gated-freeze-after-first: the gated model with W trained in the
+# first phase only (Piggyback), one mask per later task.
+strategy_of() {
+  case $1 in
+    gated-freeze-after-first) echo gated ;;
+    *) echo "$1" ;;
+  esac
+}
+settings_of() {
+  case $1 in
+    gated-freeze-after-first) echo "--set w_policy=freeze-after-first" ;;
+  esac
+}
+
+for bench in "${benches[@]}"; do
+  file=$(file_of "$bench")
+  read -r -a methods <<<"${METHODS:-$(methods_of "$bench")}"
+  extra=()
+  if [ -n "${STEPS_SCALE:-}" ]; then
+    phase=$(sed -n 's/^phase_steps = //p' "$file")
+    short=$(python3 -c "print(max(1, int($phase * $STEPS_SCALE)))")
+    extra+=(--set "phase_steps=$short" --set "eval_every=$short" --set "ewc_samples=20"
+      --set "defaults.train_limit=512" --set "defaults.test_limit=256")
+  fi
+  for method in "${methods[@]}"; do
+    for seed in "${seeds[@]}"; do
+      name="$bench-$method-$seed"
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      start=$(date +%s.%N)
+      read -r -a own <<<"$(settings_of "$method")"
+      "$gtk" train --task-set "$file" --strategy "$(strategy_of "$method")" --seed "$seed" \
+        "${extra[@]}" "${own[@]}" \
+        --runs-dir "$work" --name "$name" --quiet >"$work/$name.log"
+      end=$(date +%s.%N)
+      printf '%s\t%s\t%s\t%.1f\t%s\n' "$bench" "$method" "$seed" \
+        "$(awk "BEGIN { print $end - $start }")" "$load" | tee -a "$out/times.tsv"
+      cp "$work/$name/continual.json" "$out/$bench-$method-seed$seed.json"
+      rm -rf "${work:?}/$name"
+    done
+  done
+done
+if [ -n "${STEPS_SCALE:-}" ]; then
+  # A cut-down run is a check of the path, not a result: its table stays in its folder.
+  python3 bench/continual/protocol_table.py "$out" | tee "$out/table.md"
+else
+  python3 book/tools/fragments.py write >/dev/null
+  cat book/src/results/continual-protocol.md
+fi

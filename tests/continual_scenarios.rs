@@ -1,0 +1,285 @@
+//! Continual-learning scenarios (book: "Continual learning", issue 27): Task-IL's per-task
+//! output heads (each changes only while its own task trains; `freeze-after-first` keeps
+//! backward transfer exactly 0 with them), the refusals of Domain/Class-IL for strategies that
+//! need the task id, and XdG's fixed random unit gates (never trained, the stated share off,
+//! the same draw for the same seed). Small MNIST subsets (skipped visibly without MNIST) and a
+//! synthetic set; the file runs in about ten seconds.
+
+mod common;
+
+use candle_core::{DType, Device};
+use common::{shared_data, write_task_set};
+use gatekit::TaskSet;
+use gatekit::params::TaskId;
+use gatekit::task::{Objective, Split};
+use gatekit::train::{ContinualSummary, Learner, StepSettings, Strategy, Trainer, files};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Split MNIST in three two-digit tasks on small subsets, MLP 784-32-10, Task-IL.
+const SPLIT: &str = r#"
+[run]
+scenario = "SCENARIO"
+schedule = "sequential"
+phase_steps = 30
+batch_size = 16
+optimizer = "adam"
+lr = 0.002
+eval_every = 30
+seed = 0
+W_POLICY
+
+[model]
+name = "tiny"
+input = [1, 28, 28]
+[[model.layer]]
+type = "flatten"
+[[model.layer]]
+type = "linear"
+out = 32
+[[model.layer]]
+type = "relu"
+[[model.layer]]
+type = "linear"
+out = OUTPUTS
+
+[defaults]
+kind = "split-mnist"
+channels = 1
+pad = 0
+train_limit = 300
+test_limit = 120
+
+[[task]]
+name = "d01"
+classes = [0, 1]
+[[task]]
+name = "d23"
+classes = [2, 3]
+[[task]]
+name = "d45"
+classes = [CLASSES]
+"#;
+
+fn split_set(dir: &Path, scenario: &str, w_policy: &str, outputs: usize, last: &str) -> TaskSet {
+    let body = SPLIT
+        .replace("SCENARIO", scenario)
+        .replace("W_POLICY", w_policy)
+        .replace("OUTPUTS", &outputs.to_string())
+        .replace("CLASSES", last);
+    TaskSet::load(&write_task_set(dir, "split.toml", &body)).unwrap()
+}
+
+fn summaries(run: &Path) -> Vec<ContinualSummary> {
+    let text = std::fs::read_to_string(run.join(files::CONTINUAL)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The output layer's weight of a learner (its last `*.weight` tensor that is a weight, not
+/// optimizer state), as `[10][32]` rows.
+fn output_rows(l: &Learner) -> Vec<Vec<f32>> {
+    let (_, w) = (l.tensors().unwrap().into_iter())
+        .filter(|(k, _)| k.ends_with(".weight") && k.matches('/').count() == 1)
+        .next_back()
+        .expect("an output weight");
+    w.to_vec2::<f32>().unwrap()
+}
+
+/// Task-IL with one head per task: a head's rows of the output layer change in its own task's
+/// phase and in no other (finetune, Adam: a zero gradient alone would still move them), the
+/// matrix is Task-IL's (2-way decisions: far above Class-IL's chance), and the gated model
+/// with `freeze-after-first` keeps backward transfer exactly 0.
+#[test]
+fn task_il_heads_change_only_with_their_task_and_freeze_after_first_forgets_nothing() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let set = split_set(
+        tmp.path(),
+        "task",
+        r#"w_policy = "freeze-after-first""#,
+        10,
+        "4, 5",
+    );
+    let run = tmp.path().join("run");
+    let strategies = [Strategy::Gated, Strategy::Finetune];
+    let mut trainer = Trainer::create(set, &strategies, &run, Some(&data), &Device::Cpu).unwrap();
+    let mut rows = vec![output_rows(&trainer.learners()[1])];
+    for phase in 1..=3 {
+        trainer.train(Some(30 * phase), &mut |_| {}).unwrap();
+        rows.push(output_rows(&trainer.learners()[1]));
+    }
+    for phase in 1..=3 {
+        for task in 0..3 {
+            for unit in [2 * task, 2 * task + 1] {
+                let changed = rows[phase][unit] != rows[phase - 1][unit];
+                assert_eq!(
+                    changed,
+                    task + 1 == phase,
+                    "unit {unit} (task {task}'s head) in phase {phase}"
+                );
+            }
+        }
+        // Units of no task (6–9) never change.
+        for unit in 6..10 {
+            assert_eq!(rows[phase][unit], rows[0][unit], "unit {unit}");
+        }
+    }
+    let all = summaries(&run);
+    let gated = all.iter().find(|s| s.strategy == "gated").unwrap();
+    assert_eq!(gated.scenario.as_deref(), Some("task"));
+    assert_eq!(gated.backward_transfer, 0.0);
+    assert_eq!(gated.forgetting, 0.0);
+    let finetune = all.iter().find(|s| s.strategy == "finetune").unwrap();
+    // Each head decides between its task's two digits: well above chance (0.5) on every task
+    // even after later phases (a shared 10-way head would have forgotten d01 and d23).
+    for (j, &v) in finetune.matrix[2].iter().enumerate() {
+        assert!(v > 0.75, "finetune's final accuracy on task {j}: {v}");
+    }
+}
+
+/// Tasks that share classes on a model of one unit per class cannot have a head each; with
+/// tasks × classes outputs each task gets a block of its own. Domain-IL refuses the gated
+/// model and XdG (they need the task id).
+#[test]
+fn heads_need_units_of_their_own_and_domain_il_refuses_task_id_strategies() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = split_set(tmp.path(), "task", "", 10, "0, 1");
+    let err = Trainer::create(
+        shared,
+        &[Strategy::Finetune],
+        &tmp.path().join("a"),
+        Some(&data),
+        &Device::Cpu,
+    )
+    .err()
+    .expect("overlapping classes refused")
+    .to_string();
+    assert!(
+        err.contains("share class 0") && err.contains("30 outputs"),
+        "{err}"
+    );
+
+    // 3 tasks × 10 classes: task t answers on units 10t..10t+10.
+    let blocks = split_set(tmp.path(), "task", "", 30, "0, 1");
+    let tasks = blocks.build_tasks(Some(&data)).unwrap();
+    let heads = gatekit::learn::heads_for(blocks.run.continual.scenario, &tasks, 30)
+        .unwrap()
+        .unwrap();
+    assert_eq!(heads[2].offset, 20);
+    let on: Vec<usize> = (0..30).filter(|&u| heads[2].active[u]).collect();
+    assert_eq!(on, vec![20, 21]);
+
+    for strategy in [Strategy::Gated, Strategy::Xdg] {
+        let domain = split_set(tmp.path(), "domain", "", 10, "4, 5");
+        let err = Trainer::create(
+            domain,
+            &[strategy],
+            &tmp.path().join(format!("d-{strategy}")),
+            Some(&data),
+            &Device::Cpu,
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(
+            err.contains(&format!("`{strategy}`")) && err.contains("scenario = \"domain\""),
+            "{err}"
+        );
+    }
+}
+
+/// Four sinusoid tasks on the 8-40-40-1 MLP: enough to train XdG on without MNIST.
+const SINUSOID: &str = r#"
+[run]
+model = "MODELS/mlp.toml"
+schedule = "sequential"
+phase_steps = 10
+batch_size = 16
+optimizer = "adam"
+lr = 0.003
+SEED
+XDG
+
+[defaults]
+kind = "sinusoid"
+inputs = 8
+train = 64
+test = 32
+
+[[task]]
+name = "t0"
+[[task]]
+name = "t1"
+"#;
+
+/// An XdG learner of the sinusoid set trained for `steps` on each task, and its masks by
+/// tensor name.
+fn xdg_masks(dir: &Path, seed: u64, share: Option<f64>, steps: usize) -> HashMap<String, Vec<f32>> {
+    let body = SINUSOID.replace("SEED", &format!("seed = {seed}")).replace(
+        "XDG",
+        &share.map_or(String::new(), |s| format!("xdg_share_off = {s}")),
+    );
+    let set = TaskSet::load(&write_task_set(dir, &format!("x{seed}.toml"), &body)).unwrap();
+    let tasks = set.build_tasks(None).unwrap();
+    let names = set.task_names();
+    let mut l = Learner::new(Strategy::Xdg, &set.run, &set.model, &names, &Device::Cpu).unwrap();
+    let at = StepSettings {
+        gate_scale: 1.0,
+        w_lr_factor: 1.0,
+        mask_lr_factor: 1.0,
+    };
+    let idx: Vec<usize> = (0..16).collect();
+    for (t, task) in tasks.iter().enumerate() {
+        let batch = task
+            .batch(Split::Train, &idx, &Device::Cpu, DType::F32)
+            .unwrap();
+        for _ in 0..steps {
+            l.train_step(TaskId(t), &batch, Objective::Regression, at)
+                .unwrap();
+        }
+    }
+    (l.tensors().unwrap().into_iter())
+        .filter(|(k, _)| k.contains(".mask.") && !k.contains("optim"))
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+/// XdG: the gates are ±1 per hidden unit (whole rows), exactly ⌊share · units⌋ of each hidden
+/// layer off and the output layer all on, the same after 1 and after 20 steps of training
+/// with the mask rate on (never trained), the same for the same seed, different per task and
+/// per seed.
+#[test]
+fn xdg_gates_are_fixed_the_stated_share_off_and_seeded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let early = xdg_masks(tmp.path(), 3, None, 1);
+    let late = xdg_masks(tmp.path(), 3, None, 20);
+    assert_eq!(early, late, "XdG's gates changed with training");
+    assert_eq!(early.len(), 2 * 6, "two tasks × six parameters");
+    for task in ["t0", "t1"] {
+        for layer in ["fc1", "fc2"] {
+            let bias = &early[&format!("xdg/{layer}.bias.mask.{task}")];
+            let weight = &early[&format!("xdg/{layer}.weight.mask.{task}")];
+            let off = bias.iter().filter(|&&v| v < 0.0).count();
+            assert_eq!(off, 32, "⌊0.8 · 40⌋ units off in layer {layer} of {task}");
+            let row = weight.len() / bias.len();
+            for (u, &b) in bias.iter().enumerate() {
+                assert!(weight[u * row..(u + 1) * row].iter().all(|&w| w == b));
+            }
+        }
+        let out = &early[&format!("xdg/fc3.weight.mask.{task}")];
+        assert!(
+            out.iter().all(|&v| v == 1.0),
+            "the output layer is never gated"
+        );
+    }
+    assert_ne!(early["xdg/fc1.bias.mask.t0"], early["xdg/fc1.bias.mask.t1"]);
+    let other = xdg_masks(tmp.path(), 4, None, 1);
+    assert_ne!(early["xdg/fc1.bias.mask.t0"], other["xdg/fc1.bias.mask.t0"]);
+    let half = xdg_masks(tmp.path(), 3, Some(0.5), 1);
+    let off = half["xdg/fc2.bias.mask.t1"]
+        .iter()
+        .filter(|&&v| v < 0.0)
+        .count();
+    assert_eq!(off, 20);
+}
