@@ -63,13 +63,15 @@ const BIN_LAYERS: &[&[&str]] = &[
     &["cli"],
     // What several commands share: the progress display, printing a run's results, a new
     // run's folder name and strategies.
-    &["progress", "results", "runs"],
+    &["progress", "results", "runs", "stop", "launch"],
     // The commands (a sweep is many `gtk train` processes, started as processes, not calls).
     &[
         "adapt", "data", "eval", "export", "report", "serve", "tasks", "sweep",
     ],
     // `gtk train`, which hands `--seeds` to the sweep.
     &["train"],
+    // `gtk sweep`: status, summary, and one member trained as `gtk train` would.
+    &["sweep_cmd"],
     // The crate root: parses and dispatches.
     &["main"],
 ];

@@ -16,6 +16,10 @@
 #         there is resumed (finished seeds kept), so the script can be stopped and rerun.
 # The binary is $GTK, else target/release/gtk (built if missing). Prints each sweep's wall time
 # and the total; the load average before and after goes with it.
+# LAUNCHER=slurm (default local) submits every sweep to Slurm at once (`gtk train --launcher
+# slurm`, resources from $SLURM_ARGS, e.g. SLURM_ARGS="--partition=cpu --time=2:00:00"), then
+# waits for them (`gtk sweep status`), writes each summary (`gtk sweep summary`) and collects
+# the results as above. --work must then be on a file system the nodes share.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 jobs="$(nproc)"
@@ -45,20 +49,45 @@ figstats="${FIGURE_STATS:-${CARGO_TARGET_DIR:-$root/target}/release/examples/fig
 [ -x "$figstats" ] || (cd "$root" && cargo build --release --example figure_stats)
 mkdir -p "$work" "$results/figures"
 echo "recipe $recipe; load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; --jobs $jobs"
+launcher="${LAUNCHER:-local}"
+case "$launcher" in
+  local) launch=(--jobs "$jobs") ;;
+  # shellcheck disable=SC2206 # SLURM_ARGS is split into flags on purpose
+  slurm) launch=(--launcher slurm ${SLURM_ARGS:-}) ;;
+  *) echo "LAUNCHER must be local or slurm, got $launcher" >&2; exit 2 ;;
+esac
 began=$SECONDS
+# Copies a finished sweep's summary, its seed 0 config and its figure statistics.
+collect() {
+  cp "$work/$1/summary.json" "$results/$1.json"
+  # The settings the chapter states come from the run's own resolved config, not from prose.
+  cp "$work/$1/seed-0/config.toml" "$results/$1.config.toml"
+  "$figstats" "$work/$1" > "$results/figures/$1.json"
+}
 for name in "${names[@]}"; do
   t0=$SECONDS
   if [ -f "$work/$name/sweep.json" ]; then
-    "$gtk" train --resume "$work/$name" --jobs "$jobs" --quiet > "$work/$name.log"
+    "$gtk" train --resume "$work/$name" "${launch[@]}" --quiet > "$work/$name.log"
   else
-    "$gtk" train --task-set "$tasks/$name.toml" --strategy all --seeds 0..5 --jobs "$jobs" \
+    "$gtk" train --task-set "$tasks/$name.toml" --strategy all --seeds 0..5 "${launch[@]}" \
       --runs-dir "$work" --name "$name" --quiet > "$work/$name.log"
   fi
-  cp "$work/$name/summary.json" "$results/$name.json"
-  # The settings the chapter states come from the run's own resolved config, not from prose.
-  cp "$work/$name/seed-0/config.toml" "$results/$name.config.toml"
-  "$figstats" "$work/$name" > "$results/figures/$name.json"
-  echo "$name: $((SECONDS - t0)) s"
+  if [ "$launcher" = local ]; then
+    collect "$name"
+    echo "$name: $((SECONDS - t0)) s"
+  fi
 done
+if [ "$launcher" = slurm ]; then
+  for name in "${names[@]}"; do
+    # Wait while any member is pending or running; then every member must be done.
+    while "$gtk" sweep status "$work/$name" | grep -Eq '^ *[0-9]+ .* (pending|running) '; do
+      sleep 60
+    done
+    "$gtk" sweep summary "$work/$name" >> "$work/$name.log" || {
+      "$gtk" sweep status "$work/$name" >&2; exit 1; }
+    collect "$name"
+    echo "$name: done on Slurm after $((SECONDS - began)) s"
+  done
+fi
 python3 "$root/book/tools/fragments.py" write
 echo "total: $((SECONDS - began)) s; load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -14,6 +14,7 @@
 //! The resolved set (every key explicit, the model inline as `[model]`) is what a run folder
 //! stores, so a run can be rebuilt without the original files.
 
+use super::launcher::LauncherTable;
 use super::run_config::{
     IMAGE_EVAL_EVERY, RawRun, RunConfig, default_checkpoint_every, is_image_kind, resolve_run,
 };
@@ -34,6 +35,9 @@ struct RawFile {
     defaults: Option<toml::Table>,
     #[serde(default)]
     task: Vec<toml::Table>,
+    /// How sweeps of this set are launched (`[launcher.slurm]`): checked here, read by
+    /// [`super::launcher::slurm_resources`] when a sweep is submitted.
+    launcher: Option<LauncherTable>,
 }
 
 /// A parsed, checked task set.
@@ -195,6 +199,9 @@ impl TaskSet {
     ) -> Result<Self> {
         let raw: RawFile = toml::from_str(text).map_err(|e| Error::toml(origin, text, e))?;
         let at = origin.display().to_string();
+        if let Some(l) = &raw.launcher {
+            l.check(&at)?;
+        }
         let model = match raw.model {
             Some(m) => {
                 m.shapes().map_err(|source| Error::Model {

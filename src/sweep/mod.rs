@@ -9,12 +9,14 @@
 //! - [`GridSummary`], [`grid_figure_data`]: a grid's ranking (on the validation split when the
 //!   runs hold one out) and its figures, one per swept key
 //! - [`write_sweep_report`]: `gtk report SWEEP`
+//! - [`slurm`]: launching a sweep's members as a Slurm array job, and their status
 
 mod figures;
 mod folder;
 mod grid_figures;
 mod report;
 mod seeds;
+pub mod slurm;
 pub mod stats;
 mod summary;
 

@@ -26,6 +26,8 @@ use crate::task::{Objective, Split};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Wall-clock figures of one training session (what `timing.json` holds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,6 +128,10 @@ pub struct Trainer {
     timing: Timing,
     /// The records of the last full evaluation and the step it ran at.
     last_eval: Option<(usize, Vec<Record>)>,
+    /// Set (by a signal handler) to stop at the next step boundary: [`Trainer::train`] then
+    /// ends as if `stop_at` were the step just done, so the run commits there and resumes to
+    /// the uninterrupted result.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// Everything a reader can do with a run, a trainer can do with the run it trains.
@@ -151,7 +157,19 @@ impl Trainer {
             origin: std::time::Instant::now(),
             timing: Timing::default(),
             last_eval: None,
+            stop: None,
         }
+    }
+
+    /// Stops [`Trainer::train`] after the step during which `flag` becomes true (a SIGTERM
+    /// from a cluster's scheduler, say): the run commits that step and can be resumed.
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    /// Whether the stop flag of [`Trainer::stop_when`] was raised.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// Starts a new run in `dir`, which must not exist. Everything is checked (tasks built,
@@ -326,13 +344,17 @@ impl Trainer {
     /// checkpoint so the run can be resumed).
     pub fn train(&mut self, stop_at: Option<usize>, on: &mut dyn FnMut(Event)) -> Result<()> {
         let total = self.run.set.run.steps;
-        let until = stop_at.map_or(total, |s| s.min(total));
+        let mut until = stop_at.map_or(total, |s| s.min(total));
         let mut start_probe = self.begin(until, on)?;
         self.note_engines();
         let mut losses = Vec::with_capacity(self.run.learners.len());
         let mut saved = self.run.step;
         while self.run.step < until {
             self.step_all(total, &mut losses)?;
+            if self.stop_requested() {
+                // Exactly what `stop_at` = this step would have done.
+                until = self.run.step;
+            }
             let due = Due::after(&self.run.set.run, self.run.step, total, until);
             if let Some(params) = start_probe.take_if(|_| due.start_probe) {
                 self.deferred_start_probe(&params, on)?;

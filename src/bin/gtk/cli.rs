@@ -31,6 +31,9 @@ pub enum Command {
     Adapt(AdaptArgs),
     /// Serve an export or a run over HTTP: W once, each task's 1-bit mask switched per request.
     Serve(ServeArgs),
+    /// A sweep's members (`gtk train --seeds`, local or on Slurm): their status, and the
+    /// summary once all are done.
+    Sweep(SweepArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,6 +130,13 @@ pub struct TrainArgs {
     /// cores divided by --threads-per-run.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// With --seeds (or --resume of a sweep): where the members run: `local` processes on
+    /// this machine, or `slurm`, one sbatch array job (an element per member, submitted and
+    /// left to Slurm; follow it with `gtk sweep status SWEEP`).
+    #[arg(long, value_enum, default_value_t = LauncherArg::Local)]
+    pub launcher: LauncherArg,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
     /// With --seeds (or --resume of a sweep): threads of each seed's process (default 1; the
     /// results of a run can depend on its thread count, never on --jobs).
     #[arg(long, value_name = "N")]
@@ -166,6 +176,92 @@ pub struct TrainArgs {
     pub data: DataDir,
     #[command(flatten)]
     pub quiet: Quiet,
+}
+
+/// Where a sweep's members run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LauncherArg {
+    /// Processes on this machine, --jobs at a time; the summary when all are done.
+    Local,
+    /// One Slurm array job (sbatch --array), an element per member; nothing waits for it.
+    Slurm,
+}
+
+/// The resources of `--launcher slurm`, replacing the task set's `[launcher.slurm]` values.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Slurm launcher (--launcher slurm)")]
+pub struct SlurmArgs {
+    /// sbatch --partition.
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// sbatch --time of each member, e.g. 30, 2:00:00 or 1-00:00:00.
+    #[arg(long, value_name = "LIMIT")]
+    pub time: Option<String>,
+    /// sbatch --cpus-per-task (default: --threads-per-run).
+    #[arg(long, value_name = "N")]
+    pub cpus_per_task: Option<usize>,
+    /// sbatch --mem of each member, e.g. 4G.
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// sbatch --account.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Another #SBATCH option for the array script, e.g. --sbatch-option=--qos=long
+    /// (repeatable).
+    #[arg(
+        long = "sbatch-option",
+        value_name = "OPTION",
+        allow_hyphen_values = true
+    )]
+    pub sbatch_options: Vec<String>,
+    /// Requeues of a member stopped by SIGTERM (preemption, time limit) before it is left
+    /// stopped (default 20).
+    #[arg(long, value_name = "N")]
+    pub max_requeues: Option<u32>,
+    /// Do not submit the dependent job that writes the summary once the array has ended
+    /// (write it later with `gtk sweep summary SWEEP`).
+    #[arg(long)]
+    pub no_summary_job: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    pub command: SweepCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Each member's state (pending, running, done, stopped, failed with its error) and step,
+    /// from the run folders and, on Slurm, squeue and sacct.
+    Status(SweepDirArgs),
+    /// Write summary.json and summary.md once every member is done (else list those that are
+    /// not).
+    Summary(SweepDirArgs),
+    /// Train one member of a sweep (what each Slurm array element runs): a new run, or the
+    /// resume of its run folder; nothing when it is done.
+    #[command(hide = true)]
+    RunMember(RunMemberArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepDirArgs {
+    /// The sweep folder (made by gtk train --seeds).
+    pub sweep: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunMemberArgs {
+    /// The sweep folder.
+    pub sweep: PathBuf,
+    /// The member's index (0-based, in the order of gtk sweep status); an array element gives
+    /// $SLURM_ARRAY_TASK_ID.
+    pub index: usize,
+    /// With a resume: go on although a data file changed since the run recorded it.
+    #[arg(long)]
+    pub allow_changed_data: bool,
+    #[command(flatten)]
+    pub data: DataDir,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,12 +6,15 @@ mod cli;
 mod data;
 mod eval;
 mod export;
+mod launch;
 mod progress;
 mod report;
 mod results;
 mod runs;
 mod serve;
+mod stop;
 mod sweep;
+mod sweep_cmd;
 mod tasks;
 mod train;
 
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Report(args) => report::run(args),
         cli::Command::Adapt(args) => adapt::run(args),
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Sweep(args) => sweep_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,6 +42,10 @@ fn main() -> ExitCode {
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 return ExitCode::SUCCESS;
+            }
+            if let Some(stopped) = err.downcast_ref::<stop::Stopped>() {
+                eprintln!("{stopped}");
+                return ExitCode::from(gatekit::sweep::slurm::STOPPED_EXIT as u8);
             }
             eprintln!("error: {err:#}");
             ExitCode::from(2)

@@ -5,13 +5,14 @@
 //! --seed S` would make alone, with its own thread pool, lock and crash safety; the sweep
 //! only starts, watches and resumes them.
 
-use crate::cli::{StrategyArg, TrainArgs};
+use crate::cli::{LauncherArg, StrategyArg, TrainArgs};
 use anyhow::{Context, Result, bail};
 use gatekit::config::Setting;
 use gatekit::sweep::{
     GridSummary, Member, MemberState, SUMMARY_JSON, SUMMARY_MD, Summary, Sweep, SweepSpec,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -74,7 +75,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.threads_per_run == Some(0) {
         bail!("--threads-per-run must be at least 1, got 0");
     }
+    let slurm = args.launcher == LauncherArg::Slurm;
+    if slurm {
+        // Before the sweep folder exists: a machine without Slurm leaves nothing behind.
+        crate::launch::check_slurm(&args)?;
+    } else {
+        crate::launch::refuse_slurm_flags(&args)?;
+    }
     let sweep = open_or_create(&args)?;
+    if slurm {
+        return crate::launch::submit_sweep(&sweep, &args);
+    }
     let _lock = sweep.lock()?;
     let threads = sweep.spec.threads_per_run;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -127,15 +138,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let (json, markdown, text) = if sweep.is_grid() {
-        let summary = GridSummary::of_sweep(&sweep)?;
-        (summary.to_json()?, summary.markdown(), summary.text())
-    } else {
-        let summary = Summary::of_sweep(&sweep)?;
-        (summary.to_json()?, summary.markdown(), summary.text())
-    };
-    gatekit::run_folder::fsio::write_atomic(&sweep.dir.join(SUMMARY_JSON), json.as_bytes())?;
-    gatekit::run_folder::fsio::write_atomic(&sweep.dir.join(SUMMARY_MD), markdown.as_bytes())?;
+    let text = write_summary(&sweep)?;
     println!("\n{text}");
     println!(
         "sweep saved in {} ({SUMMARY_JSON}, {SUMMARY_MD}; one run folder per {})",
@@ -147,6 +150,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Writes the sweep's `summary.json` and `summary.md` (every member must be done); the
+/// summary as text for the terminal.
+pub fn write_summary(sweep: &Sweep) -> Result<String> {
+    let (json, markdown, text) = if sweep.is_grid() {
+        let summary = GridSummary::of_sweep(sweep)?;
+        (summary.to_json()?, summary.markdown(), summary.text())
+    } else {
+        let summary = Summary::of_sweep(sweep)?;
+        (summary.to_json()?, summary.markdown(), summary.text())
+    };
+    gatekit::run_folder::fsio::write_atomic(&sweep.dir.join(SUMMARY_JSON), json.as_bytes())?;
+    gatekit::run_folder::fsio::write_atomic(&sweep.dir.join(SUMMARY_MD), markdown.as_bytes())?;
+    Ok(text)
 }
 
 /// The sweep `args` name: an existing one to resume, or a new one whose every configuration
@@ -464,8 +482,59 @@ impl<'a> Members<'a> {
     }
 }
 
-/// The `gtk train` command of one member: a new run `seed-N` in its configuration's folder
-/// (with the configuration's `--set` values), or a resume.
+/// The `gtk train` arguments of one member: a new run `seed-N` in its configuration's folder
+/// (with the configuration's `--set` values), or a resume; what a local sweep's process and a
+/// Slurm array element (`gtk sweep run-member`) both run.
+pub fn member_args(
+    sweep: &Sweep,
+    member: &Member,
+    state: MemberState,
+    stop_at: Option<usize>,
+    data_dir: Option<&Path>,
+    allow_changed_data: bool,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["train".into()];
+    let dir = sweep.dir_of(member);
+    match state {
+        MemberState::New => {
+            let spec = &sweep.spec;
+            let parent = dir.parent().unwrap_or(&sweep.dir);
+            a.extend(["--seed".into(), member.seed.to_string().into()]);
+            a.extend([
+                "--name".into(),
+                gatekit::sweep::member_name(member.seed).into(),
+            ]);
+            a.extend(["--runs-dir".into(), parent.into()]);
+            a.extend(["--strategy".into(), spec.strategy.clone().into()]);
+            if let Some(p) = &spec.task_set {
+                a.extend(["--task-set".into(), p.into()]);
+            }
+            if let Some(n) = spec.steps {
+                a.extend(["--steps".into(), n.to_string().into()]);
+            }
+            if let Some(c) = sweep.configurations().get(member.config) {
+                for s in &c.settings {
+                    a.extend(["--set".into(), s.arg().into()]);
+                }
+            }
+        }
+        _ => {
+            a.extend(["--resume".into(), dir.into()]);
+            if allow_changed_data {
+                a.push("--allow-changed-data".into());
+            }
+        }
+    }
+    if let Some(stop) = stop_at {
+        a.extend(["--stop-at".into(), stop.to_string().into()]);
+    }
+    if let Some(d) = data_dir {
+        a.extend(["--data-dir".into(), d.into()]);
+    }
+    a
+}
+
+/// The `gtk train` process of one member of a local sweep.
 fn member_command(
     exe: &Path,
     sweep: &Sweep,
@@ -474,42 +543,14 @@ fn member_command(
     state: MemberState,
 ) -> Command {
     let mut cmd = Command::new(exe);
-    cmd.arg("train");
-    let dir = sweep.dir_of(member);
-    match state {
-        MemberState::New => {
-            let spec = &sweep.spec;
-            let parent = dir.parent().unwrap_or(&sweep.dir);
-            cmd.args(["--seed", &member.seed.to_string()])
-                .args(["--name", &gatekit::sweep::member_name(member.seed)])
-                .arg("--runs-dir")
-                .arg(parent)
-                .args(["--strategy", &spec.strategy]);
-            if let Some(p) = &spec.task_set {
-                cmd.arg("--task-set").arg(p);
-            }
-            if let Some(n) = spec.steps {
-                cmd.args(["--steps", &n.to_string()]);
-            }
-            if let Some(c) = sweep.configurations().get(member.config) {
-                for s in &c.settings {
-                    cmd.arg("--set").arg(s.arg());
-                }
-            }
-        }
-        _ => {
-            cmd.arg("--resume").arg(&dir);
-            if args.allow_changed_data {
-                cmd.arg("--allow-changed-data");
-            }
-        }
-    }
-    if let Some(stop) = args.stop_at {
-        cmd.args(["--stop-at", &stop.to_string()]);
-    }
-    if let Some(d) = &args.data.data_dir {
-        cmd.arg("--data-dir").arg(d);
-    }
+    cmd.args(member_args(
+        sweep,
+        member,
+        state,
+        args.stop_at,
+        args.data.data_dir.as_deref(),
+        args.allow_changed_data,
+    ));
     cmd.args(["--progress-lines", "--exit-with-parent"])
         .env("RAYON_NUM_THREADS", sweep.spec.threads_per_run.to_string())
         .stdin(Stdio::piped())

@@ -18,15 +18,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.seeds.is_some() || resumes_sweep {
         return crate::sweep::run(args);
     }
-    if args.jobs.is_some() || args.threads_per_run.is_some() {
+    let slurm = args.launcher == crate::cli::LauncherArg::Slurm;
+    if args.jobs.is_some() || args.threads_per_run.is_some() || slurm {
         if let Some(dir) = &args.resume {
             // Names the folder and why it is not a sweep (a plain run, or neither).
             gatekit::sweep::Sweep::open(dir)?;
         }
         bail!(
-            "--jobs and --threads-per-run are for sweeps: give --seeds (e.g. --seeds 0..5), or --resume a sweep folder"
+            "--jobs, --threads-per-run and --launcher are for sweeps: give --seeds (e.g. --seeds 0..5), or --resume a sweep folder"
         );
     }
+    crate::launch::refuse_slurm_flags(&args)?;
+    // Before the (possibly long) loading, so a SIGTERM then still ends in a commit.
+    let stop = crate::stop::on_signal();
     let device = Device::Cpu;
     let quiet = args.quiet.quiet;
     let mut trainer = open_trainer(&args, &device)?;
@@ -48,6 +52,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     trainer.set_origin(origin);
+    trainer.stop_when(stop);
     let mut progress = Progress::new(total, quiet);
     let every = (total / 200).max(1);
     let progress_lines = args.progress_lines;
@@ -61,6 +66,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         progress.on(e)
     })?;
     progress.finish();
+    if trainer.stop_requested() && trainer.step() < total {
+        return Err(crate::stop::Stopped {
+            step: trainer.step(),
+            total,
+            dir: trainer.dir().to_path_buf(),
+        }
+        .into());
+    }
     let records = match trainer.last_evaluation() {
         Some(records) => records.to_vec(),
         None => trainer.evaluate()?,
