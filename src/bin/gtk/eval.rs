@@ -113,16 +113,15 @@ fn print_inference(r: &InferReport) {
     );
     println!("task        batches  inferred  acc. task inferred  acc. task given");
     for t in &r.tasks {
-        println!(
-            "{:<10} {:>8} {:>9} {:>19} {:>16}",
-            t.task,
-            t.batches,
-            format!(
-                "{:.1} %",
-                100.0 * t.inferred as f64 / t.batches.max(1) as f64
-            ),
+        let inferred = 100.0 * t.inferred as f64 / t.batches.max(1) as f64;
+        let cells = [
+            format!("{inferred:.1} %"),
             format!("{:.2} %", 100.0 * t.accuracy_inferred),
             format!("{:.2} %", 100.0 * t.accuracy_given),
+        ];
+        println!(
+            "{:<10} {:>8} {:>9} {:>19} {:>16}",
+            t.task, t.batches, cells[0], cells[1], cells[2]
         );
     }
     if !r.profiles.is_empty() {
