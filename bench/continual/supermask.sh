@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 27 item 4: supermasks that infer the task, in SupSup's GNu setting (Wortsman et al.
 # 2020; ../shared/ANCHORS.md). For each task count N (default: 10 50) and seed, trains
-# tasks/supermask-permuted-N.toml with the gated strategy only (binary straight-through masks
+# bench/continual/supermask-permuted-N.toml with the gated strategy only (binary straight-through masks
 # on a never-trained signed-constant W, LeNet 300-100 with 500 outputs, RMSProp 1e-4, 1000
 # batches of 128 per task), then withholds the task id at test time: `gtk eval --infer-task`
 # with the entropy and the logsumexp (`supsup_g`) objectives, one-shot and halving, one
@@ -45,7 +45,7 @@ for n in "${counts[@]}"; do
     if [ -n "${RUNS:-}" ] && [ -d "$RUNS/sm$n-$seed" ]; then
       run=$RUNS/sm$n-$seed # trained before (its time is not in times.tsv)
     else
-      timed train "$n" "$seed" "$gtk" train --task-set "tasks/supermask-permuted-$n.toml" \
+      timed train "$n" "$seed" "$gtk" train --task-set "bench/continual/supermask-permuted-$n.toml" \
         --strategy gated --seed "$seed" --runs-dir "$work" --name "sm$n-$seed" --quiet >/dev/null
     fi
     cp "$run/continual.json" "$out/train-$n-seed$seed.json"
