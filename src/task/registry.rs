@@ -117,10 +117,16 @@ pub fn find_kind(task: &str, name: &str) -> Result<&'static TaskKind> {
     }
 }
 
-/// Parameters added after run folders were recorded: left at their default, they are not
-/// written into a resolved config, so the `config.toml` of a set that never used them keeps
-/// its bytes (like the `[run]` keys added late).
-const WRITTEN_WHEN_SET: &[&str] = &["outputs"];
+/// Parameters (kind, name) added after run folders were recorded: left at their default, they
+/// are not written into a resolved config, so the `config.toml` of a set that never used them
+/// keeps its bytes (like the `[run]` keys added late). The image kinds' `outputs` (not the
+/// `linear` kind's, which was always written).
+const WRITTEN_WHEN_SET: &[(&str, &str)] = &[
+    ("mnist", "outputs"),
+    ("permuted-mnist", "outputs"),
+    ("rotated-mnist", "outputs"),
+    ("split-mnist", "outputs"),
+];
 
 /// A task's parameters, checked against its kind's specs, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +167,7 @@ impl Params {
             if values.contains_key(spec.name) {
                 continue;
             }
-            if WRITTEN_WHEN_SET.contains(&spec.name) {
+            if WRITTEN_WHEN_SET.contains(&(kind.name, spec.name)) {
                 unwritten.push(spec.name.to_string());
             }
             let Some(default) = spec.default else {
