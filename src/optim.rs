@@ -20,7 +20,13 @@ pub enum OptimizerKind {
     Momentum,
     /// Adam (Kingma & Ba), ε = 1e-8.
     Adam,
+    /// RMSProp in PyTorch's form (`v = α·v + (1 − α)·g²`, `p -= lr·g / (√v + ε)`, α = 0.99,
+    /// ε = 1e-8, no momentum): SupSup's optimizer for masks on permuted MNIST.
+    Rmsprop,
 }
+
+/// RMSProp's smoothing constant α (PyTorch's default, which SupSup keeps).
+pub const RMSPROP_ALPHA: f64 = 0.99;
 
 /// How a learning rate changes over training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -134,6 +140,14 @@ pub fn update_f64(
                 *p -= ((*m * c1) / ((*v * c2).sqrt() + EPS)) * lr;
             }
         }
+        OptimizerKind::Rmsprop => {
+            // The square average lives in `first` (RMSProp has no first moment).
+            let a = RMSPROP_ALPHA;
+            for ((p, &g), v) in p.iter_mut().zip(g).zip(slot.first.iter_mut()) {
+                *v = *v * a + (g * g) * (1.0 - a);
+                *p -= (g / (v.sqrt() + EPS)) * lr;
+            }
+        }
     }
 }
 
@@ -156,6 +170,21 @@ mod tests {
         assert!((quadratic(OptimizerKind::Sgd, 100) - 3.0).abs() < 1e-6);
         assert!((quadratic(OptimizerKind::Momentum, 300) - 3.0).abs() < 1e-4);
         assert!((quadratic(OptimizerKind::Adam, 500) - 3.0).abs() < 1e-2);
+        assert!((quadratic(OptimizerKind::Rmsprop, 500) - 3.0).abs() < 0.1);
+        // RMSProp's first step is lr · g / (√((1 − α)·g²) + ε) ≈ lr / √0.01 = 10·lr per unit sign.
+        let (mut p, mut slot) = (vec![0.0f64, 0.0], Slot::default());
+        let rule = (0.01, 0.9, 0.999);
+        update_f64(
+            &mut p,
+            &[0.5, -2.0],
+            &mut slot,
+            OptimizerKind::Rmsprop,
+            rule,
+        );
+        assert!(
+            (p[0] + 0.1).abs() < 1e-6 && (p[1] - 0.1).abs() < 1e-6,
+            "{p:?}"
+        );
         // Adam's first bias-corrected step is lr · sign(g).
         let (mut p, mut slot) = (vec![1.0f64, -1.0], Slot::default());
         update_f64(

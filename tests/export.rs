@@ -49,6 +49,14 @@ fn task_set(model: &str) -> Option<String> {
         "mlp-mnist.toml" => {
             common::shared_data().map(|_| image("permuted-mnist", "channels = 1\npad = 0", "", ""))
         }
+        "lenet-300-100-500.toml" => common::shared_data().map(|_| {
+            image(
+                "permuted-mnist",
+                "channels = 1\npad = 0\noutputs = 500",
+                "",
+                "",
+            )
+        }),
         _ => None,
     }
 }

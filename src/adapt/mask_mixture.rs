@@ -28,6 +28,12 @@ pub enum Target<'a> {
     Entropy,
     /// The objective's loss against these targets.
     Loss(Objective, &'a Tensor),
+    /// Mean over the batch of `logsumexp` over all outputs, the first `used` held constant
+    /// (SupSup's `supsup_g`): its gradient flows only through the unused outputs.
+    UnusedLogsumexp {
+        /// Outputs the labels use.
+        used: usize,
+    },
 }
 
 impl Target<'_> {
@@ -39,6 +45,20 @@ impl Target<'_> {
                 (logp.exp()? * &logp)?.sum(1)?.neg()?.mean_all()
             }
             Target::Loss(objective, y) => objective.loss(out, y),
+            Target::UnusedLogsumexp { used } => {
+                let width = out.dim(1)?;
+                let used = (*used).min(width);
+                let held = out.narrow(1, 0, used)?.detach();
+                let all = if used < width {
+                    Tensor::cat(&[&held, &out.narrow(1, used, width - used)?], 1)?
+                } else {
+                    held
+                };
+                // Shifted by the (constant) row maximum for stability.
+                let top = all.detach().max_keepdim(1)?;
+                let sum = all.broadcast_sub(&top)?.exp()?.sum_keepdim(1)?;
+                (sum.log()? + top)?.mean_all()
+            }
         }
     }
 }

@@ -17,8 +17,10 @@
 pub mod baseline;
 mod config;
 pub mod folder;
+pub mod infer;
 pub mod mask;
 pub mod mask_mixture;
+pub mod mask_profile;
 pub mod meta;
 pub mod mix;
 mod new_tasks;

@@ -243,6 +243,14 @@ fn apply_rule(p: &mut [f32], g: &[f32], first: &mut [f32], second: &mut [f32], r
                 *p -= lr * (*m * c1) / ((*v * c2).sqrt() + EPS);
             }
         }
+        OptimizerKind::Rmsprop => {
+            // The square average lives in `first` (RMSProp has no first moment).
+            let a = crate::optim::RMSPROP_ALPHA as f32;
+            for ((p, &g), v) in p.iter_mut().zip(g).zip(first.iter_mut()) {
+                *v = a * *v + (1.0 - a) * g * g;
+                *p -= lr * g / (v.sqrt() + EPS);
+            }
+        }
     }
 }
 }
@@ -282,6 +290,30 @@ mod tests {
             let want = w[i] - 0.01 * (m * c1) / ((v * c2).sqrt() + EPS);
             assert_eq!(p[i].to_bits(), want.to_bits(), "adam {i}");
         }
+    }
+
+    /// RMSProp in `f32` follows PyTorch's formula over two steps, the square average kept in
+    /// the slot's `first` moment.
+    #[test]
+    fn rmsprop_follows_pytorch() {
+        let (mut p, mut slot) = (vec![1.0f32, -2.0], Slot::default());
+        let rule = Rule {
+            kind: OptimizerKind::Rmsprop,
+            lr: 0.01,
+            momentum: 0.9,
+            beta2: 0.999,
+        };
+        let (mut want, mut v) = (p.clone(), [0.0f32; 2]);
+        for g in [[0.5f32, -3.0], [0.25, 1.0]] {
+            update(&mut p, &g, &mut slot, rule);
+            for i in 0..2 {
+                v[i] = 0.99 * v[i] + (1.0 - 0.99) * g[i] * g[i];
+                want[i] -= 0.01 * g[i] / (v[i].sqrt() + EPS);
+            }
+        }
+        assert_eq!(p, want);
+        assert_eq!(slot.first, v.to_vec());
+        assert!(slot.second.is_empty());
     }
 
     #[test]

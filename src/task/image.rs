@@ -59,6 +59,8 @@ pub struct ImageTask {
     files: Arc<[PathBuf; 4]>,
     /// The labels the task keeps when only some (`split-mnist`); `None`: all ten.
     pub(super) classes: Option<Vec<u32>>,
+    /// The model's output width: the 10 labels' outputs and any unused ones.
+    outputs: usize,
 }
 
 /// Settings shared by the image kinds, read from the common parameters.
@@ -70,6 +72,7 @@ pub(super) struct ImageSettings {
     pub pad: usize,
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
+    pub outputs: usize,
 }
 
 /// The parameters every image kind has.
@@ -104,6 +107,12 @@ pub(super) const COMMON_PARAMS: &[super::ParamSpec] = &[
         default: Some("0"),
         help: "use only the first N test examples (0 = all)",
     },
+    super::ParamSpec {
+        name: "outputs",
+        ty: super::ParamType::Int,
+        default: Some("10"),
+        help: "width of the model's output (≥ 10); the labels use the first 10, the rest stay unused (SupSup's GNu setting: 500 outputs for permuted MNIST, the unused ones let `gtk eval --infer-task logsumexp` infer the task)",
+    },
 ];
 
 /// An image kind's parameter list: [`COMMON_PARAMS`] followed by the kind's own, so the shared
@@ -116,6 +125,7 @@ macro_rules! image_params {
             $crate::task::image::COMMON_PARAMS[2],
             $crate::task::image::COMMON_PARAMS[3],
             $crate::task::image::COMMON_PARAMS[4],
+            $crate::task::image::COMMON_PARAMS[5],
             $($own),*
         ]
     };
@@ -123,7 +133,7 @@ macro_rules! image_params {
 pub(super) use image_params;
 
 // `image_params!` lists the common parameters one by one.
-const _: () = assert!(COMMON_PARAMS.len() == 5);
+const _: () = assert!(COMMON_PARAMS.len() == 6);
 
 impl ImageSettings {
     pub fn from_params(ctx: &TaskContext) -> Result<Self> {
@@ -141,6 +151,13 @@ impl ImageSettings {
                 Err(_) => Err(p.invalid(name, format!("must be ≥ 0, got {v}"))),
             }
         };
+        let outputs = p.i64("outputs")?;
+        if outputs < 10 {
+            return Err(p.invalid(
+                "outputs",
+                format!("must be ≥ 10 (the labels 0–9 need an output each), got {outputs}"),
+            ));
+        }
         let dataset = p.str("dataset")?;
         if dataset.is_empty() || dataset.contains(['/', '\\']) || dataset == ".." {
             return Err(p.invalid(
@@ -158,6 +175,7 @@ impl ImageSettings {
             pad,
             train_limit: limit("train_limit")?,
             test_limit: limit("test_limit")?,
+            outputs: outputs as usize,
         })
     }
 
@@ -194,6 +212,7 @@ impl ImageSettings {
             dataset: self.dataset,
             files: Arc::new(self.files),
             classes: None,
+            outputs: self.outputs,
         }
     }
 }
@@ -267,7 +286,7 @@ impl Task for ImageTask {
         &self.input
     }
     fn outputs(&self) -> usize {
-        10
+        self.outputs
     }
     fn objective(&self) -> Objective {
         Objective::Classification

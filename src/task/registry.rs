@@ -117,11 +117,24 @@ pub fn find_kind(task: &str, name: &str) -> Result<&'static TaskKind> {
     }
 }
 
+/// Parameters (kind, name) added after run folders were recorded: left at their default, they
+/// are not written into a resolved config, so the `config.toml` of a set that never used them
+/// keeps its bytes (like the `[run]` keys added late). The image kinds' `outputs` (not the
+/// `linear` kind's, which was always written).
+const WRITTEN_WHEN_SET: &[(&str, &str)] = &[
+    ("mnist", "outputs"),
+    ("permuted-mnist", "outputs"),
+    ("rotated-mnist", "outputs"),
+    ("split-mnist", "outputs"),
+];
+
 /// A task's parameters, checked against its kind's specs, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     task: String,
     values: BTreeMap<String, toml::Value>,
+    /// Keys of [`WRITTEN_WHEN_SET`] that took their default.
+    unwritten: Vec<String>,
 }
 
 impl Params {
@@ -149,9 +162,13 @@ impl Params {
             };
             values.insert(key.clone(), coerce(task, spec, value.clone())?);
         }
+        let mut unwritten = Vec::new();
         for spec in kind.params {
             if values.contains_key(spec.name) {
                 continue;
+            }
+            if WRITTEN_WHEN_SET.contains(&(kind.name, spec.name)) {
+                unwritten.push(spec.name.to_string());
             }
             let Some(default) = spec.default else {
                 return Err(Error::param(
@@ -172,13 +189,16 @@ impl Params {
         Ok(Params {
             task: task.into(),
             values,
+            unwritten,
         })
     }
 
-    /// All values, for writing the resolved config.
+    /// All values, for writing the resolved config (but a late parameter left at its
+    /// default, [`WRITTEN_WHEN_SET`]).
     pub fn to_table(&self) -> toml::Table {
         self.values
             .iter()
+            .filter(|(k, _)| !self.unwritten.iter().any(|u| u == *k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }

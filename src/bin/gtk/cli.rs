@@ -294,12 +294,49 @@ pub struct EvalArgs {
     /// numbers are then on the new data, and a note says so.
     #[arg(long, conflicts_with = "onnx")]
     pub allow_changed_data: bool,
+    /// Withhold the task id: infer each test batch's task from one gradient of this objective
+    /// over the stored masks (SupSup), score a wrongly inferred batch 0, and report inference
+    /// accuracy and accuracy with the task inferred and given (gated strategy only).
+    #[arg(long, value_enum, value_name = "OBJECTIVE", conflicts_with = "onnx")]
+    pub infer_task: Option<InferSignalArg>,
+    /// With --infer-task: one gradient, or halving the candidates (⌈log₂ T⌉ gradients).
+    #[arg(long, value_enum, default_value_t = PickVariantArg::OneShot, requires = "infer_task")]
+    pub infer_variant: PickVariantArg,
+    /// With --infer-task: infer and score with the binarized gates 1[M > 0] (a `ste` run's
+    /// trained gates are binary already).
+    #[arg(long, requires = "infer_task")]
+    pub infer_binary: bool,
+    /// With --infer-task: test examples per inference.
+    #[arg(long, default_value_t = 128, value_name = "N", requires = "infer_task")]
+    pub infer_batch: usize,
+    /// With --infer-task: score only the first N test examples of each task (0 = all).
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "infer_task")]
+    pub infer_limit: usize,
+    /// With --infer-task: outputs the labels use (the first ones); the rest are the unused
+    /// outputs of the logsumexp objective.
+    #[arg(long, default_value_t = 10, value_name = "N", requires = "infer_task")]
+    pub used_outputs: usize,
+    /// With --infer-task: also measure each mask's density and output gain (mean logit norm and
+    /// max-softmax on its own and on 9 other tasks' data) on N test examples per task.
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "infer_task")]
+    pub profile_masks: usize,
+    /// With --infer-task: print the report as JSON (per-task votes included).
+    #[arg(long, requires = "infer_task")]
+    pub json: bool,
     #[command(flatten)]
     pub runs_dir: RunsDir,
     #[command(flatten)]
     pub data: DataDir,
     #[command(flatten)]
     pub quiet: Quiet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InferSignalArg {
+    /// Mean output entropy (SupSup's one-shot objective).
+    Entropy,
+    /// logsumexp with the used outputs held constant (SupSup's `supsup_g`; needs unused outputs).
+    Logsumexp,
 }
 
 #[derive(Debug, Args)]
