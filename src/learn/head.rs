@@ -14,7 +14,6 @@
 //! still move them, and a head is then what it is in a network with one output layer per task
 //! (PyTorch never updates a head that is not in the graph): changed only by its own task.
 
-use super::backend::Elem;
 use crate::config::Scenario;
 use crate::params::ParamStore;
 use crate::task::Task;
@@ -150,7 +149,7 @@ pub(crate) struct HeadRows<T> {
     kept: Vec<(usize, Vec<T>, Vec<T>, Vec<T>)>,
 }
 
-impl<T: Elem> HeadRows<T> {
+impl<T: candle_core::WithDType> HeadRows<T> {
     /// Keeps the rows outside `head` of the parameters `params` (the output layer's, whose
     /// first dimension is the output units) of model `model`.
     pub fn keep(store: &ParamStore<T>, model: usize, params: &[usize], head: &Head) -> Self {
