@@ -208,8 +208,7 @@ impl Ctx {
         if !self.strategy.layout().fixed_gates {
             return Ok(self.fresh_bank().ensure(task)?.to_vec());
         }
-        let gates =
-            super::xdg::unit_gates(&self.params, self.xdg_share_off, self.seed, task.index());
+        let gates = super::xdg::unit_gates(&self.params, self.xdg_share_off, self.seed, task);
         (gates.iter().zip(&self.params))
             .map(|(g, (_, shape))| {
                 Var::from_tensor(&Tensor::from_slice(g, shape, &self.device)?.to_dtype(self.dtype)?)

@@ -15,7 +15,7 @@
 //! (PyTorch never updates a head that is not in the graph): changed only by its own task.
 
 use crate::config::Scenario;
-use crate::params::ParamStore;
+use crate::params::{ModelId, ParamStore};
 use crate::task::Task;
 use candle_core::{Result, Tensor};
 
@@ -152,7 +152,8 @@ pub(crate) struct HeadRows<T> {
 impl<T: candle_core::WithDType> HeadRows<T> {
     /// Keeps the rows outside `head` of the parameters `params` (the output layer's, whose
     /// first dimension is the output units) of model `model`.
-    pub fn keep(store: &ParamStore<T>, model: usize, params: &[usize], head: &Head) -> Self {
+    pub fn keep(store: &ParamStore<T>, model: ModelId, params: &[usize], head: &Head) -> Self {
+        let model = model.index();
         let pick = |v: &[T]| -> Vec<T> {
             if v.is_empty() {
                 return Vec::new();
@@ -180,7 +181,8 @@ impl<T: candle_core::WithDType> HeadRows<T> {
 
     /// Writes the kept rows back (a moment that had no buffer before the step gets zeros,
     /// its value before it existed).
-    pub fn restore(self, store: &mut ParamStore<T>, model: usize, head: &Head) {
+    pub fn restore(self, store: &mut ParamStore<T>, model: ModelId, head: &Head) {
+        let model = model.index();
         let put = |v: &mut [T], kept: &[T]| {
             if v.is_empty() {
                 return;

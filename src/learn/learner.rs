@@ -456,7 +456,7 @@ impl Learner {
             );
         };
         // The other tasks' heads keep their weights and optimizer state through the step.
-        let (model, params) = (self.ctx.model_of(task).index(), &self.ctx.head_params);
+        let (model, params) = (self.ctx.model_of(task), &self.ctx.head_params);
         let kept =
             with_store!(&self.store, s => Kept::from(HeadRows::keep(s, model, params, head)));
         let out = (self.backend.get_mut()).train_step(

@@ -6,6 +6,7 @@
 //! As in the reference code (`np.random.choice(units, int(share · units), replace=False)`),
 //! exactly `⌊share · units⌋` units of every hidden layer are off.
 
+use crate::params::TaskId;
 use crate::rng::Rng;
 use candle_core::Shape;
 
@@ -34,10 +35,10 @@ pub fn unit_gates(
     params: &[(String, Shape)],
     share_off: f64,
     seed: u64,
-    task: usize,
+    task: TaskId,
 ) -> Vec<Vec<f32>> {
     let output = output_layer(params);
-    let mut rng = Rng::stream(seed, "xdg", task as u64);
+    let mut rng = Rng::stream(seed, "xdg", task.index() as u64);
     let mut off_units: Vec<(&str, Vec<bool>)> = Vec::new();
     for (p, (name, shape)) in params.iter().enumerate() {
         let layer = layer_of(name);
@@ -91,7 +92,7 @@ mod tests {
 
     #[test]
     fn hidden_units_are_off_whole_rows_and_the_output_layer_is_kept() {
-        let g = unit_gates(&mlp(), 0.8, 7, 2);
+        let g = unit_gates(&mlp(), 0.8, 7, TaskId(2));
         let off: Vec<usize> = (0..10).filter(|&u| g[1][u] < 0.0).collect();
         assert_eq!(off.len(), 8);
         for u in 0..10 {
@@ -107,14 +108,17 @@ mod tests {
 
     #[test]
     fn the_draw_is_fixed_per_seed_and_task_and_differs_between_tasks() {
-        assert_eq!(unit_gates(&mlp(), 0.5, 1, 0), unit_gates(&mlp(), 0.5, 1, 0));
-        assert_ne!(
-            unit_gates(&mlp(), 0.5, 1, 0)[1],
-            unit_gates(&mlp(), 0.5, 1, 1)[1]
+        assert_eq!(
+            unit_gates(&mlp(), 0.5, 1, TaskId(0)),
+            unit_gates(&mlp(), 0.5, 1, TaskId(0))
         );
         assert_ne!(
-            unit_gates(&mlp(), 0.5, 1, 0)[1],
-            unit_gates(&mlp(), 0.5, 2, 0)[1]
+            unit_gates(&mlp(), 0.5, 1, TaskId(0))[1],
+            unit_gates(&mlp(), 0.5, 1, TaskId(1))[1]
+        );
+        assert_ne!(
+            unit_gates(&mlp(), 0.5, 1, TaskId(0))[1],
+            unit_gates(&mlp(), 0.5, 2, TaskId(0))[1]
         );
     }
 }
