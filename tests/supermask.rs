@@ -132,8 +132,8 @@ fn ste_supermasks_on_frozen_w_learn_and_infer_their_task() {
         .unwrap();
     let gated = &trainer.learners()[0];
     let idx: Vec<usize> = (0..32).collect();
-    for t in 0..3 {
-        let x = tasks[t]
+    for (t, task) in tasks.iter().enumerate().take(3) {
+        let x = task
             .batch(Split::Test, &idx, &Device::Cpu, DType::F32)
             .unwrap()
             .x;

@@ -141,12 +141,14 @@ pub fn heads_for(
     ))
 }
 
+/// One head parameter's kept rows: its index, the kept values, first and second moments
+/// (empty when the slot had none yet).
+type KeptRows<T> = (usize, Vec<T>, Vec<T>, Vec<T>);
+
 /// The rows of the output layer outside a head, with their optimizer state, kept through a
 /// step and put back after it.
 pub(crate) struct HeadRows<T> {
-    /// Per head parameter: its index, the kept values, first and second moments (empty
-    /// when the slot had none yet).
-    kept: Vec<(usize, Vec<T>, Vec<T>, Vec<T>)>,
+    kept: Vec<KeptRows<T>>,
 }
 
 impl<T: candle_core::WithDType> HeadRows<T> {

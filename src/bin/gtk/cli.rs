@@ -12,6 +12,9 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// One value per process, parsed once: its size does not matter, and boxing the arguments
+// would only add derefs to every command.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Train a task set (the built-in sinusoid set when no --task-set is given).
     Train(TrainArgs),
