@@ -261,6 +261,38 @@ def continual():
     return "\n".join(lines) + "\n"
 
 
+def script_tables(script, folder):
+    """The markdown tables a bench table script prints for `folder`, in order."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(ROOT / script), str(folder)],
+                         capture_output=True, text=True, check=True).stdout
+    tables, rows = [], []
+    for line in out.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            tables.append("\n".join(rows) + "\n")
+            rows = []
+    return tables
+
+
+def supermask():
+    """The supermask inference table and the collapse tables (issue 27), from the newest
+    bench/results/supermask-<date>/ through bench/continual/{supermask,collapse}_table.py."""
+    folders = sorted((ROOT / "bench/results").glob("supermask-*"))
+    if not folders:
+        return {}
+    newest = folders[-1]
+    out = {"supermask-inference": script_tables("bench/continual/supermask_table.py", newest)[0]}
+    collapse = newest / "collapse"
+    if collapse.is_dir():
+        tables = script_tables("bench/continual/collapse_table.py", collapse)
+        out["supermask-collapse"] = tables[0]
+        out["supermask-collapse-rho"] = tables[1]
+    return out
+
+
 def render_all():
     summaries = {p.stem: json.loads(p.read_text()) for p in sorted(SUMMARIES.glob("*.json"))}
     out = {}
@@ -277,6 +309,7 @@ def render_all():
         out[name] = experiment(name, s)
     if all(k in summaries for k, _ in FIGURE5):
         out["figure5"] = figure5(summaries)
+    out.update(supermask())
     out.update(claims.render())
     return out
 
