@@ -49,6 +49,16 @@ fn task_set(model: &str) -> Option<String> {
         "mlp-mnist.toml" => {
             common::shared_data().map(|_| image("permuted-mnist", "channels = 1\npad = 0", "", ""))
         }
+        // The published continual-learning protocols' MLPs (issue 27): 28×28 split MNIST,
+        // 32×32 padded permuted MNIST with one head or ten 10-unit heads.
+        "mlp-400x2.toml" => {
+            common::shared_data().map(|_| image("permuted-mnist", "channels = 1\npad = 0", "", ""))
+        }
+        "mlp-1000x2-10.toml" => {
+            common::shared_data().map(|_| image("permuted-mnist", "channels = 1", "", ""))
+        }
+        "mlp-1000x2-100.toml" => common::shared_data()
+            .map(|_| image("permuted-mnist", "channels = 1\noutputs = 100", "", "")),
         "lenet-300-100-500.toml" => common::shared_data().map(|_| {
             image(
                 "permuted-mnist",
