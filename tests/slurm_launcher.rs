@@ -223,7 +223,15 @@ fn slurm_sweep_is_preempted_resumed_and_matches_local() {
     let out = cluster.gtk(w, &args);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(!stderr.contains("warning"), "{stderr}");
+    // No warning but the shared-path one, which fires when the checkout itself is under
+    // /tmp (CI clones into a temporary folder); bad_submissions checks that one on purpose.
+    let other_warnings = stderr
+        .lines()
+        .filter(|l| {
+            l.contains("warning") && !l.contains("may not be visible to the cluster's nodes")
+        })
+        .count();
+    assert_eq!(other_warnings, 0, "{stderr}");
     assert!(stdout.contains("6 members submitted"), "{stdout}");
     assert!(stdout.contains("--array=0-5"), "{stdout}");
     let job = job_id(&stdout);
