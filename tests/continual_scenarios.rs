@@ -136,6 +136,66 @@ fn task_il_heads_change_only_with_their_task_and_freeze_after_first_forgets_noth
     }
 }
 
+/// A Task-IL run's export answers with each task's head alone: every per-task ONNX file
+/// outputs its task's two units, and the accuracy gatekit's interpreter measures on it equals
+/// the export's own (soft and binarized); `all_tasks.onnx` picks the head by the task index.
+#[test]
+fn task_il_exports_answer_with_the_tasks_head() {
+    use gatekit::export::{ExportOptions, check, export_run};
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let set = split_set(tmp.path(), "task", "", 10, "4, 5");
+    let run = tmp.path().join("run");
+    let mut trainer =
+        Trainer::create(set, &[Strategy::Gated], &run, Some(&data), &Device::Cpu).unwrap();
+    trainer.train(None, &mut |_| {}).unwrap();
+    for binarize in [false, true] {
+        let out = tmp.path().join(format!("export-{binarize}"));
+        let summary = export_run(
+            &trainer,
+            &out,
+            &ExportOptions {
+                binarize,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for (k, task) in summary.tasks.iter().enumerate() {
+            let path = out.join(format!("{}.onnx", task.task));
+            let model = check::read_model(&path).unwrap();
+            let output = &model.graph.as_ref().unwrap().output[0];
+            let text = format!("{output:?}");
+            assert!(text.contains("DimValue(2)"), "{} output: {text}", task.task);
+            let want = if binarize { task.binary } else { task.soft };
+            let got =
+                check::evaluate_onnx(&path, None, Some(&data), check::Runtime::Reference).unwrap();
+            assert_eq!(got.examples, 120);
+            // The interpreter's float order differs from the engine's: one near-tie of 120
+            // may fall the other way, no more.
+            assert!(
+                (got.metric - want).abs() <= 1.0 / 120.0 + 1e-9,
+                "{} ({binarize}): onnx {} vs gatekit {want}",
+                task.task,
+                got.metric
+            );
+            // Far above a 10-way guess: the labels are read within the head.
+            assert!(got.metric > 0.8, "{}: {}", task.task, got.metric);
+            let all = check::evaluate_onnx(
+                &out.join("all_tasks.onnx"),
+                Some(&task.task),
+                Some(&data),
+                check::Runtime::Reference,
+            )
+            .unwrap();
+            assert!(
+                (all.metric - want).abs() <= 1.0 / 120.0 + 1e-9,
+                "all_tasks, task {k}: {} vs {want}",
+                all.metric
+            );
+        }
+    }
+}
+
 /// Tasks that share classes on a model of one unit per class cannot have a head each; with
 /// tasks × classes outputs each task gets a block of its own. Domain-IL refuses the gated
 /// model and XdG (they need the task id).

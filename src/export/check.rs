@@ -344,6 +344,21 @@ pub fn evaluate_onnx(
     let tasks = set.build_tasks(data_dir)?;
     let task = &tasks[t];
     let objective = task.objective();
+    // Task-IL: a graph that answers with the task's head alone is scored on the labels'
+    // positions within the head (an all-tasks graph with heads of unequal width answers with
+    // every unit, scored as one head).
+    let head_applied = match index_in_graph {
+        None => metadata(&model, "gatekit.head").is_some(),
+        Some(_) => metadata(&model, "gatekit.heads_applied") == Some("true"),
+    };
+    let head = if head_applied {
+        let outputs = set.model.output_shape()?.iter().product();
+        let heads = crate::learn::heads_for(set.run.continual.scenario, &tasks, outputs)
+            .map_err(|e| bad(&e.to_string()))?;
+        heads.map(|h| h[t].clone())
+    } else {
+        None
+    };
     let device = Device::Cpu;
     let n = task.len(Split::Test);
     let idx: Vec<usize> = (0..n).collect();
@@ -365,7 +380,19 @@ pub fn evaluate_onnx(
                 ),
             }));
         }
-        sum += objective.metric_sum(&out, &batch.y)?;
+        let y = match &head {
+            None => batch.y,
+            Some(h) => {
+                let local = h.local_labels(&batch.y.to_vec1::<u32>()?).ok_or_else(|| {
+                    bad(&format!(
+                        "a test label of task `{name}` is outside its head (units {:?})",
+                        h.units()
+                    ))
+                })?;
+                Tensor::from_vec(local, chunk.len(), &device)?
+            }
+        };
+        sum += objective.metric_sum(&out, &y)?;
     }
     Ok(OnnxEval {
         task: name,

@@ -408,14 +408,17 @@ fn run_node(node: &NodeProto, args: &[Tensor]) -> Result<Tensor> {
         "Gather" => {
             arity(node, args, &[2])?;
             let (data, index) = (&args[0], &args[1]);
+            let rank = data.rank() as i64;
             let axis = int_attr(node, "axis", 0);
-            if axis != 0 {
+            let axis = if axis < 0 { axis + rank } else { axis };
+            if !(0..rank).contains(&axis) {
                 return Err(node_error(
                     node,
-                    format!("axis {axis} is not supported (0 is)"),
+                    format!("axis {axis} is out of range for data of rank {rank}"),
                 ));
             }
-            let rows = data.dims().first().copied().unwrap_or(0) as i64;
+            let axis = axis as usize;
+            let rows = data.dims()[axis] as i64;
             let wanted = index
                 .to_dtype(DType::I64)
                 .and_then(|i| i.flatten_all()?.to_vec1::<i64>())
@@ -437,9 +440,11 @@ fn run_node(node: &NodeProto, args: &[Tensor]) -> Result<Tensor> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let ids = Tensor::new(picked, data.device()).map_err(tensor_error)?;
-            data.index_select(&ids, 0).and_then(|g| {
-                let mut shape = index.dims().to_vec();
-                shape.extend_from_slice(&data.dims()[1..]);
+            // Output shape: data's dims before `axis`, the index's dims, data's after it.
+            data.index_select(&ids, axis).and_then(|g| {
+                let mut shape = data.dims()[..axis].to_vec();
+                shape.extend_from_slice(index.dims());
+                shape.extend_from_slice(&data.dims()[axis + 1..]);
                 g.reshape(shape)
             })
         }
@@ -615,6 +620,22 @@ mod tests {
             values(&run_node(&n, &[data.clone(), two]).unwrap()),
             [1., 2., 5., 6.]
         );
+        // Axis 1 (a Task-IL head's units of a [batch, units] output).
+        let columns = node("Gather", &["d", "i"], vec![int("axis", 1)]);
+        let picked = run_node(
+            &columns,
+            &[data.clone(), Tensor::new(&[1i64, 0], &cpu()).unwrap()],
+        )
+        .unwrap();
+        assert_eq!(picked.dims(), [3, 2]);
+        assert_eq!(values(&picked), [2., 1., 4., 3., 6., 5.]);
+        let e = run_node(
+            &node("Gather", &["d", "i"], vec![int("axis", 2)]),
+            &[data.clone(), Tensor::new(0i64, &cpu()).unwrap()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("axis 2 is out of range"), "{e}");
         for bad in [3i64, -4] {
             let e = run_node(&n, &[data.clone(), Tensor::new(bad, &cpu()).unwrap()])
                 .unwrap_err()

@@ -308,12 +308,17 @@ fn write_export(
         }
         task_states.push(net.onnx_state(&raw)?);
     }
+    // Task-IL: each selected task's head, the output units its exported models answer with.
+    let heads: Option<Vec<Vec<usize>>> = (selected.iter())
+        .map(|&t| learner.head(t).map(|h| h.units()))
+        .collect();
     let mut tasks = Vec::new();
     for (k, &t) in selected.iter().enumerate() {
         let on = TaskOnnx {
             task: t,
             masks: &masks.per_task[k],
             state: &task_states[k],
+            head: heads.as_ref().map(|h| h[k].as_slice()),
         };
         tasks.push(write_task_model(
             trainer, learners, &net, &bank, gates, on, dir,
@@ -328,6 +333,7 @@ fn write_export(
         &weights,
         &raw_state,
         &task_states,
+        heads.as_deref(),
         dir,
     )?;
     Ok(ExportSummary {
@@ -377,6 +383,8 @@ struct TaskOnnx<'a> {
     task: TaskId,
     masks: &'a [candle_core::Var],
     state: &'a [(String, Tensor)],
+    /// Task-IL: the output units of the task's head (the model's output is these alone).
+    head: Option<&'a [usize]>,
 }
 
 /// Writes `weights.safetensors` (the shared `W`, f32) and returns the weights.
@@ -522,7 +530,7 @@ fn write_task_model(
         .zip(on.masks)
         .map(|(st, m)| st.off * m.elem_count() as f64)
         .sum();
-    let metadata = vec![
+    let mut metadata = vec![
         ("gatekit.task".to_string(), names[t].clone()),
         (
             "gatekit.gate".to_string(),
@@ -534,7 +542,10 @@ fn write_task_model(
         ),
         ("gatekit.task_set".to_string(), set.to_toml()),
     ];
-    let model = onnx::task_model(&set.model, &params, on.state, &metadata)?;
+    if let Some(units) = on.head {
+        metadata.push(("gatekit.head".to_string(), unit_list(units)));
+    }
+    let model = onnx::task_model(&set.model, &params, on.state, on.head, &metadata)?;
     let path = dir.join(format!("{}.onnx", names[t]));
     write_atomic(&path, &onnx::encode(&model))?;
     let (_, soft) = trainer.measure(learners.soft, id, Split::Test, GateView::Trained)?;
@@ -563,6 +574,7 @@ fn write_all_tasks(
     weights: &[(String, Tensor)],
     raw_state: &[(String, Tensor)],
     task_states: &[Vec<(String, Tensor)>],
+    heads: Option<&[Vec<usize>]>,
     dir: &Path,
 ) -> Result<PathBuf> {
     let set = trainer.task_set();
@@ -600,7 +612,10 @@ fn write_all_tasks(
         write_atomic(&path, &bytes)?;
     }
     let binary = view == GateView::Binary;
-    let metadata = vec![
+    // Heads of unequal width cannot share one output shape: the graph then answers with
+    // every unit, and `gatekit.heads` says which are whose.
+    let even = heads.filter(|h| h.iter().all(|u| u.len() == h.first().map_or(0, Vec::len)));
+    let mut metadata = vec![
         (
             "gatekit.tasks".to_string(),
             selected
@@ -615,17 +630,35 @@ fn write_all_tasks(
         ),
         ("gatekit.task_set".to_string(), set.to_toml()),
     ];
+    if let Some(heads) = heads {
+        let lists: Vec<String> = heads.iter().map(|u| unit_list(u)).collect();
+        metadata.push(("gatekit.heads".to_string(), lists.join(";")));
+        metadata.push((
+            "gatekit.heads_applied".to_string(),
+            even.is_some().to_string(),
+        ));
+    }
     let all = onnx::all_tasks_model(
         &set.model,
         weights,
         &stacked,
         &stacked_states,
         binary,
+        even,
         &metadata,
     )?;
     let all_path = dir.join("all_tasks.onnx");
     write_atomic(&all_path, &onnx::encode(&all))?;
     Ok(all_path)
+}
+
+/// A head's units as metadata text: `2,3`.
+fn unit_list(units: &[usize]) -> String {
+    units
+        .iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn run_metric_name(trainer: &Run) -> String {

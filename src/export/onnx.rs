@@ -16,7 +16,8 @@
 //!
 //! Ops: `Gemm` (always with its bias input: candle-onnx panics without it), `Conv`,
 //! `MaxPool` (no padding, floor), `Relu`, `Tanh`, `Sigmoid`, `Flatten`, and for the all-tasks
-//! graph `Reshape`, `GreaterOrEqual`, `Less`, `And`, `Where`, `Gather`, `Cast`, `Mul`, `Add`.
+//! graph `Reshape`, `GreaterOrEqual`, `Less`, `And`, `Where`, `Gather`, `Cast`, `Mul`, `Add`;
+//! `Gather` on axis 1 picks a Task-IL head's units.
 
 use super::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
@@ -157,6 +158,33 @@ fn layer_nodes(
     Ok((nodes, constants))
 }
 
+/// The last layer's output before a Task-IL head picks its units.
+const HEAD_INPUT: &str = "output.all_units";
+/// The head's output units (an int64 initializer, or gathered for the task).
+const HEAD_UNITS: &str = "head.units";
+
+/// `output = Gather(all, units, axis = 1)`: a head's units of the last layer's output.
+fn pick_head(all: &str, units: &str, output: &str) -> NodeProto {
+    node(
+        "Gather",
+        "the task's head",
+        &[all, units],
+        output,
+        vec![attr_int("axis", 1)],
+    )
+}
+
+/// The output dims `[batch, units]` of a head of `width` units on a model whose output is
+/// `[batch, outputs]`.
+fn head_dims(output: &Dims, width: usize) -> Result<Dims> {
+    match output[..] {
+        [batch, Some(_)] => Ok(vec![batch, Some(width)]),
+        _ => Err(Error::Shape(format!(
+            "a Task-IL head needs a model with flat outputs [batch, units], not {output:?}"
+        ))),
+    }
+}
+
 /// A little-endian int64 initializer.
 fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
     TensorProto {
@@ -223,10 +251,15 @@ fn io_dims(spec: &ModelSpec) -> Result<(Dims, Dims)> {
 /// One task's network with effective parameters `params` (`{layer}.weight`, `{layer}.bias`)
 /// and layer state `state` (`{layer}.{state}`, as [`crate::model::Network::onnx_state`] gives
 /// it).
+///
+/// With `head` (Task-IL, `scenario = "task"`), the output is the task's head alone: the
+/// last layer's units `head`, in order, picked by a `Gather` on axis 1, so the model answers
+/// with its own task's classes and an argmax over the output needs no task id.
 pub fn task_model(
     spec: &ModelSpec,
     params: &[(String, Tensor)],
     state: &[(String, Tensor)],
+    head: Option<&[usize]>,
     metadata: &[(String, String)],
 ) -> Result<ModelProto> {
     let mut initializer = params
@@ -234,9 +267,16 @@ pub fn task_model(
         .chain(state)
         .map(|(n, t)| f32_initializer(n, t))
         .collect::<Result<Vec<_>>>()?;
-    let (node, constants) = layer_nodes(spec, &|p| p.to_string(), OUTPUT)?;
+    let last = if head.is_some() { HEAD_INPUT } else { OUTPUT };
+    let (mut node, constants) = layer_nodes(spec, &|p| p.to_string(), last)?;
     initializer.extend(constants);
-    let (input, output) = io_dims(spec)?;
+    let (input, mut output) = io_dims(spec)?;
+    if let Some(units) = head {
+        let units: Vec<i64> = units.iter().map(|&u| u as i64).collect();
+        initializer.push(i64_tensor(HEAD_UNITS, &[units.len() as i64], &units));
+        node.push(pick_head(HEAD_INPUT, HEAD_UNITS, OUTPUT));
+        output = head_dims(&output, units.len())?;
+    }
     let graph = GraphProto {
         name: spec.name.clone(),
         node,
@@ -252,12 +292,17 @@ pub fn task_model(
 /// parameter (`[T, ..shape]`), as u8 0/1 when `binary` (cast to float in the graph, 8x smaller
 /// than float) or as float σ(M); `states` the stacked layer state per tensor (`[T, ..shape]`,
 /// gathered for the task like the gates).
+///
+/// With `heads` (Task-IL: one list of output units per task, all of one length), the output
+/// is the selected task's head alone, as in [`task_model`]: the units are gathered from a
+/// `[T, k]` table by the task index, then from the last layer's output.
 pub fn all_tasks_model(
     spec: &ModelSpec,
     shared: &[(String, Tensor)],
     gates: &[(String, Tensor)],
     states: &[(String, Tensor)],
     binary: bool,
+    heads: Option<&[Vec<usize>]>,
     metadata: &[(String, String)],
 ) -> Result<ModelProto> {
     let mut initializer = shared
@@ -291,14 +336,38 @@ pub fn all_tasks_model(
     let (layers, constants) = layer_nodes(spec, &|p| format!("{p}.effective"), "output.raw")?;
     nodes.extend(layers);
     initializer.extend(constants);
+    let (input, mut output) = io_dims(spec)?;
+    let answer = match heads {
+        None => "output.raw",
+        Some(heads) => {
+            let width = heads.first().map_or(0, Vec::len);
+            if heads.iter().any(|h| h.len() != width) || heads.len() as i64 != count {
+                return Err(Error::Shape(format!(
+                    "all-tasks heads must be one list of equal length per task; got lengths {:?} for {count} tasks",
+                    heads.iter().map(Vec::len).collect::<Vec<_>>()
+                )));
+            }
+            let table: Vec<i64> = heads.iter().flatten().map(|&u| u as i64).collect();
+            initializer.push(i64_tensor("heads.units", &[count, width as i64], &table));
+            nodes.push(node(
+                "Gather",
+                "the task's head",
+                &["heads.units", "task.index"],
+                HEAD_UNITS,
+                vec![attr_int("axis", 0)],
+            ));
+            nodes.push(pick_head("output.raw", HEAD_UNITS, "output.head"));
+            output = head_dims(&output, width)?;
+            "output.head"
+        }
+    };
     nodes.push(node(
         "Add",
         "output or NaN",
-        &["output.raw", "task.penalty"],
+        &[answer, "task.penalty"],
         OUTPUT,
         vec![],
     ));
-    let (input, output) = io_dims(spec)?;
     let graph = GraphProto {
         name: format!("{}-all-tasks", spec.name),
         node: nodes,

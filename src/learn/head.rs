@@ -50,6 +50,29 @@ impl Head {
         y.iter().map(|&l| l + self.offset).collect()
     }
 
+    /// The head's output units, in order: what a task's exported model answers with (its
+    /// ONNX output is these units alone, so an argmax over it needs no task id).
+    pub fn units(&self) -> Vec<usize> {
+        (0..self.active.len()).filter(|&u| self.active[u]).collect()
+    }
+
+    /// The task's labels as positions in [`Head::units`]: the labels of a model whose output
+    /// is the head alone. `None` for a label whose unit is outside the head.
+    pub fn local_labels(&self, y: &[u32]) -> Option<Vec<u32>> {
+        let mut position = vec![u32::MAX; self.active.len()];
+        for (i, u) in self.units().into_iter().enumerate() {
+            position[u] = i as u32;
+        }
+        (self.labels(y).into_iter())
+            .map(|unit| {
+                position
+                    .get(unit as usize)
+                    .copied()
+                    .filter(|&p| p != u32::MAX)
+            })
+            .collect()
+    }
+
     /// [`Head::mask_logits`] on a tensor `[n, outputs]` (kept in the graph: the units off get
     /// gradient 0).
     pub fn mask_tensor(&self, out: &Tensor) -> Result<Tensor> {
@@ -207,5 +230,29 @@ impl<T: candle_core::WithDType> HeadRows<T> {
             put(&mut slot.first, &first);
             put(&mut slot.second, &second);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_labels_are_positions_within_the_head() {
+        // Disjoint classes on one unit per class: task {2, 3} of ten units.
+        let mut active = vec![false; 10];
+        active[2] = true;
+        active[3] = true;
+        let head = Head { active, offset: 0 };
+        assert_eq!(head.units(), vec![2, 3]);
+        assert_eq!(head.local_labels(&[3, 2, 3]), Some(vec![1, 0, 1]));
+        assert_eq!(head.local_labels(&[4]), None);
+        // Tasks × classes: task 1 of three with two classes owns units 2..4, label y is 2 + y.
+        let head = Head {
+            active: (0..6).map(|u| (2..4).contains(&u)).collect(),
+            offset: 2,
+        };
+        assert_eq!(head.local_labels(&[0, 1]), Some(vec![0, 1]));
+        assert_eq!(head.local_labels(&[2]), None);
     }
 }
