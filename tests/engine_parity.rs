@@ -219,9 +219,10 @@ fn lenet_gated_paper_recipe_momentum() {
 }
 
 /// LeNet-5's first layer runs the direct convolution kernel (`kernel::direct`); the other
-/// LeNet tests cover its AVX2 + FMA path where the CPU has one, this one its portable path.
-/// (The switch is process-wide: a LeNet test running alongside may take either path, and
-/// both must agree with the reference.)
+/// LeNet tests cover the widest path the CPU has (AVX-512F or AVX2 + FMA), this one its
+/// portable path and the next its AVX2 path on a CPU with AVX-512. (The switch is
+/// process-wide: a LeNet test running alongside may take either path, and every path must
+/// agree with the reference.)
 #[test]
 fn lenet_direct_conv_portable_path() {
     let run = "optimizer = \"momentum\"\nlr = 0.01\nmomentum = 0.9\nmask_recipe = \"paper\"";
@@ -235,6 +236,17 @@ fn lenet_direct_conv_portable_path() {
         2,
     );
     gatekit::kernel::direct::force_portable(false);
+}
+
+/// The direct kernels' AVX2 path where the CPU also has AVX-512 (elsewhere the path the other
+/// LeNet tests take already).
+#[test]
+fn lenet_direct_conv_avx2_path() {
+    use gatekit::kernel::{direct, peak::Isa};
+    let run = "optimizer = \"momentum\"\nlr = 0.01\nmomentum = 0.9\nmask_recipe = \"paper\"";
+    direct::cap_path(Isa::Avx2);
+    check("lenet5", Strategy::Gated, run, Objective::Classification, 4);
+    direct::cap_path(Isa::Avx512);
 }
 
 #[test]

@@ -71,6 +71,8 @@ pub(crate) struct Chunk {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BlockBuffers {
     chunks: Vec<Chunk>,
+    /// `θW` rotated by 180° with its channel axes swapped, for a direct `∂x` ([`direct_dx`]).
+    rotated: Vec<f32>,
 }
 
 fn resize<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
@@ -265,6 +267,13 @@ pub(crate) fn backward(
         Some(dx) => dx.chunks_mut(chunk * in_len).map(Some).collect(),
         None => (0..count).map(|_| None).collect(),
     };
+    // ∂x as a direct convolution where it pays (the AVX-512 path): no ∂x GEMM, no col2im.
+    let dx_direct = direct_dx_geom(b).filter(|_| dx_chunks.iter().any(Option::is_some));
+    if let Some(gt) = &dx_direct {
+        resize(&mut buf.rotated, b.geom.c * gt.rows());
+        rotate_weights(b, w, &mut buf.rotated);
+    }
+    let rotated = &buf.rotated;
     let items: Vec<_> = dy
         .chunks(chunk * out_len)
         .zip(x.chunks(chunk * in_len))
@@ -336,7 +345,12 @@ pub(crate) fn backward(
                     *d += row.iter().sum::<f32>();
                 }
             });
-            if let Some(dx) = dx.as_deref_mut() {
+            if let (Some(dx), Some(gt)) = (dx.as_deref_mut(), &dx_direct) {
+                let dx = &mut dx[piece * sub * in_len..][..m * in_len];
+                profile::timed(Phase::GemmDx, flops, || {
+                    direct_dx(b, gt, rotated, dz, dcols, dx)
+                });
+            } else if let Some(dx) = dx.as_deref_mut() {
                 resize(dcols, rows * width);
                 profile::timed(Phase::GemmDx, flops, || {
                     matmul(
@@ -359,6 +373,75 @@ pub(crate) fn backward(
         }
     });
     reduce(&buf.chunks[..count], dw, db);
+}
+
+/// The forward geometry whose convolution is this block's `∂x`, when the direct kernels compute
+/// it on the AVX-512 path: `∂z` (`c_out` planes of `h_out × w_out`) zero-padded by `k − 1` on
+/// every side, so the output is `h × w`. On the AVX2 and portable paths `∂x` stays a GEMM and
+/// col2im (their numbers stay as they were; on AVX2 the direct kernel, at half the lanes,
+/// would do about as well as the GEMM it replaces).
+fn direct_dx_geom(b: &Block) -> Option<ConvGeom> {
+    let g = &b.geom;
+    if direct::active_path() != crate::kernel::peak::Isa::Avx512 || !direct::supports(g) {
+        return None;
+    }
+    let k1 = g.k - 1;
+    ConvGeom::new(b.c_out, g.h_out + 2 * k1, g.w_out + 2 * k1, g.k, 1, 0).ok()
+}
+
+/// `rotated[ci, (o, a, b)] = w[o, (ci, k−1−a, k−1−b)]`: the weights of [`direct_dx_geom`]'s
+/// convolution (`[c, c_out·k·k]`) from the block's `θW` (`[c_out, c·k·k]`).
+fn rotate_weights(b: &Block, w: &[f32], rotated: &mut [f32]) {
+    let (c, k) = (b.geom.c, b.geom.k);
+    let kk = k * k;
+    for ci in 0..c {
+        for o in 0..b.c_out {
+            for a in 0..k {
+                for bb in 0..k {
+                    rotated[(ci * b.c_out + o) * kk + a * k + bb] =
+                        w[(o * c + ci) * kk + (k - 1 - a) * k + (k - 1 - bb)];
+                }
+            }
+        }
+    }
+}
+
+/// `∂x` of the samples whose `∂z` lie side by side in `dz` (`[c_out, m·h_out·w_out]`), by the
+/// direct forward kernel on geometry `gt` ([`direct_dx_geom`]) with the `rotated` weights:
+/// per sample, `∂z` zero-padded by `k − 1` into the first part of `scratch`, convolved into its
+/// second part, and the valid columns copied to `dx` (`[m, c, h, w]`, overwritten).
+/// Each element sums its `c_out·k·k` taps in the kernel's tap order.
+fn direct_dx(
+    b: &Block,
+    gt: &ConvGeom,
+    rotated: &[f32],
+    dz: &[f32],
+    scratch: &mut Vec<f32>,
+    dx: &mut [f32],
+) {
+    let g = &b.geom;
+    let (hw, k1, lp) = (b.hw(), g.k - 1, direct::plane_len(gt));
+    let width = dz.len() / b.c_out;
+    let pin = direct::input_len(gt);
+    resize(scratch, pin + g.c * lp);
+    let (padded, out) = scratch.split_at_mut(pin);
+    // The borders and the tail stay 0; every sample overwrites the same interior.
+    padded.fill(0.0);
+    for (s, dx_s) in dx.chunks_exact_mut(g.sample_len()).enumerate() {
+        for o in 0..b.c_out {
+            let src = &dz[o * width + s * hw..][..hw];
+            for (oh, row) in src.chunks_exact(g.w_out).enumerate() {
+                let at = (o * gt.h + oh + k1) * gt.w + k1;
+                padded[at..at + g.w_out].copy_from_slice(row);
+            }
+        }
+        direct::forward(gt, g.c, rotated, padded, out);
+        for (plane, dst) in out.chunks_exact(lp).zip(dx_s.chunks_exact_mut(g.h * g.w)) {
+            for (src, dst) in plane.chunks(gt.w).zip(dst.chunks_exact_mut(g.w)) {
+                dst.copy_from_slice(&src[..g.w]);
+            }
+        }
+    }
 }
 
 /// Copies `∂z` (`[c_out, m·h_out·w_out]`, the samples side by side) into the direct kernel's
@@ -546,4 +629,60 @@ fn backward_direct(
         }
     });
     reduce(&buf.chunks[..count], dw, db);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct `∂x` equals the GEMM + col2im one (LeNet's conv2 and an odd geometry), on
+    /// whichever path the direct kernel takes here.
+    #[test]
+    fn direct_dx_matches_gemm_and_col2im() -> candle_core::Result<()> {
+        let mut rng = crate::rng::Rng::new(5);
+        for (c, h, w, k, c_out, m) in [(6, 14, 14, 5, 16, 3), (2, 9, 11, 3, 5, 2)] {
+            let geom = ConvGeom::new(c, h, w, k, 1, 0)?;
+            let b = Block {
+                geom,
+                c_out,
+                relu: false,
+                pool: 1,
+                direct: false,
+            };
+            let (rows, hw) = (geom.rows(), b.hw());
+            let width = m * hw;
+            let mut normal =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+            let wts = normal(c_out * rows);
+            let dz = normal(c_out * width);
+            // GEMM + col2im.
+            let mut dcols = vec![0.0f32; rows * width];
+            matmul(
+                (rows, width, c_out),
+                (&mut dcols, Order::RowMajor),
+                Mat::t(&wts, rows),
+                Mat::new(&dz, width),
+                false,
+                Parallelism::None,
+            );
+            let mut want = vec![0.0f32; m * geom.sample_len()];
+            for (s, dx_s) in want.chunks_exact_mut(geom.sample_len()).enumerate() {
+                col2im_strided(&geom, &dcols[s * hw..], width, dx_s);
+            }
+            // Direct.
+            let k1 = k - 1;
+            let gt = ConvGeom::new(c_out, geom.h_out + 2 * k1, geom.w_out + 2 * k1, k, 1, 0)?;
+            let mut rotated = vec![0.0f32; c * gt.rows()];
+            rotate_weights(&b, &wts, &mut rotated);
+            let (mut scratch, mut got) = (Vec::new(), vec![f32::NAN; want.len()]);
+            direct_dx(&b, &gt, &rotated, &dz, &mut scratch, &mut got);
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{c}x{h}x{w} [{i}]: {g} vs {e}"
+                );
+            }
+        }
+        Ok(())
+    }
 }

@@ -30,16 +30,19 @@
 //! ```
 //!
 //! # Paths and numbers
-//! An AVX2 + FMA path (`std::arch`, chosen at run time) and a portable one (plain loops the
-//! compiler vectorises for the baseline target), both tested against the definition below and,
-//! through the engine, against the reference backend (`tests/engine_parity.rs`). The forward
+//! An AVX-512F path (16 lanes, 32 registers), an AVX2 + FMA path (`std::arch`, the widest the
+//! CPU has chosen at run time, [`active_path`]) and a portable one (plain loops the compiler
+//! vectorises for the baseline target), each tested against the definition below and, through
+//! the engine, against the reference backend (`tests/engine_parity.rs`). The forward
 //! sums each output in tap order `(ci, ki, kj)` with one fused multiply-add per tap, as the
 //! GEMM did. The weight gradient sums each of 8 lanes over the positions in order and then
 //! the lanes, per sample (a different order from the GEMM's, fixed by this code: the same
-//! bytes on every machine with the same path and thread count).
+//! bytes on every machine with the same path and thread count); the AVX-512 path sums 16
+//! lanes, so its weight gradients differ from AVX2's in the last bits, its forward does not.
 
 use super::im2col::ConvGeom;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use super::peak::Isa;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// SIMD lanes of the AVX2 path; planes are padded to a multiple of it.
 const LANES: usize = 8;
@@ -76,20 +79,46 @@ pub(crate) fn pad_input(g: &ConvGeom, x: &[f32], xpad: &mut [f32]) {
     xpad[n..].fill(0.0);
 }
 
-static PORTABLE: AtomicBool = AtomicBool::new(false);
+/// The widest path the kernels may take (process-wide): 0 the best this CPU has, 1 at most
+/// AVX2 + FMA, 2 the portable one.
+static CAP: AtomicU8 = AtomicU8::new(0);
 
 /// Runs the portable path even where AVX2 + FMA is present (process-wide): for tests and
 /// benchmarks of that path. Changes numbers (an FMA rounds once, a multiply and an add twice).
 #[doc(hidden)]
 pub fn force_portable(on: bool) {
-    PORTABLE.store(on, Relaxed);
+    CAP.store(if on { 2 } else { 0 }, Relaxed);
 }
 
-#[cfg(target_arch = "x86_64")]
-fn use_avx2() -> bool {
-    !PORTABLE.load(Relaxed)
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+/// Caps the kernels at path `isa` (process-wide; [`Isa::Avx512`] lifts the cap): for tests
+/// and benchmarks of the narrower paths on a wider CPU. The AVX2 and AVX-512 forwards give the
+/// same bytes; the weight gradients differ in the last bits (8 or 16 lanes summed).
+#[doc(hidden)]
+pub fn cap_path(isa: Isa) {
+    let cap = match isa {
+        Isa::Avx512 => 0,
+        Isa::Avx2 => 1,
+        Isa::Portable => 2,
+    };
+    CAP.store(cap, Relaxed);
+}
+
+/// The path the kernels take now: the widest this CPU has, within the cap.
+pub fn active_path() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cap = CAP.load(Relaxed);
+        if cap == 0 && std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if cap <= 1
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
 }
 
 fn check(g: &ConvGeom, c_out: usize, w: &[f32], xpad: &[f32], plane: &[f32]) {
@@ -112,13 +141,15 @@ fn check(g: &ConvGeom, c_out: usize, w: &[f32], xpad: &[f32], plane: &[f32]) {
 /// `[c_out, c·k·k]`, `xpad` as [`pad_input`] wrote it, `z` `[c_out, plane_len]`.
 pub(crate) fn forward(g: &ConvGeom, c_out: usize, w: &[f32], xpad: &[f32], z: &mut [f32]) {
     check(g, c_out, w, xpad, z);
-    #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
-        // SAFETY: AVX2 and FMA are present (checked); `check` bounds every access (module docs).
-        unsafe { avx2::forward(g, c_out, w, xpad, z) };
-        return;
+    match active_path() {
+        // SAFETY: the path's features are present (`active_path` checked them); `check`
+        // bounds every access (module docs).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::forward(g, c_out, w, xpad, z) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::forward(g, c_out, w, xpad, z) },
+        _ => portable_forward(g, c_out, w, xpad, z),
     }
-    portable_forward(g, c_out, w, xpad, z);
 }
 
 /// `∂W[o, (ci, ki, kj)] += Σ_s Σ_p dz[s, o, p] · x[s·c·h·w + ci·h·w + ki·w + kj + p]` over `m`
@@ -137,13 +168,14 @@ pub(crate) fn backward_dw(
     assert!(m >= 1, "direct conv: no samples");
     let (sl, plane) = (g.sample_len(), c_out * plane_len(g));
     check(g, c_out, dw, &x[(m - 1) * sl..], &dz[(m - 1) * plane..]);
-    #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
+    match active_path() {
         // SAFETY: as in `forward`.
-        unsafe { avx2::backward_dw(g, c_out, m, dz, x, dw) };
-        return;
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::backward_dw(g, c_out, m, dz, x, dw) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::backward_dw(g, c_out, m, dz, x, dw) },
+        _ => portable_backward_dw(g, c_out, m, dz, x, dw),
     }
-    portable_backward_dw(g, c_out, m, dz, x, dw);
 }
 
 /// The offset of tap `(ci, ki, kj)` in the input, in tap order.
@@ -388,6 +420,239 @@ mod avx2 {
     }
 }
 
+/// The AVX-512F path: the AVX2 kernels on 16 lanes and 32 registers. A plane's length is a
+/// multiple of 8, so its last 8 positions may be one masked vector. The forward sums every
+/// output in the same tap order as the AVX2 path (the same bytes); the weight gradient sums 16
+/// lanes over the positions, then the lanes (lane `i` plus lane `i + 8`, then as AVX2 does).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{ConvGeom, plane_len};
+    use std::arch::x86_64::*;
+
+    /// Lanes of one vector.
+    const W: usize = 16;
+    /// Output planes per forward block (6 × 4 accumulators + 4 inputs + 1 weight: 29 of the
+    /// 32 registers).
+    const FWD_O: usize = 6;
+
+    /// The lanes of a vector at positions `p..p + 16` of a plane of `lp`: all, or the first 8.
+    fn lanes(lp: usize, p: usize) -> __mmask16 {
+        if lp - p >= W { 0xFFFF } else { 0x00FF }
+    }
+
+    /// # Safety
+    /// AVX-512F present; sizes as `super::check` asserts.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward(
+        g: &ConvGeom,
+        c_out: usize,
+        w: &[f32],
+        xpad: &[f32],
+        z: &mut [f32],
+    ) {
+        let lp = plane_len(g);
+        let mut o0 = 0;
+        while o0 < c_out {
+            let o = (c_out - o0).min(FWD_O);
+            let mut p = 0;
+            while p < lp {
+                let vectors = (lp - p).div_ceil(W).min(4);
+                let vectors = if vectors == 3 { 2 } else { vectors };
+                let last = lanes(lp, p + (vectors - 1) * W);
+                macro_rules! block {
+                    ($($o:literal),*) => {
+                        match (o, vectors) {
+                            $(
+                                ($o, 4) => fwd_block::<$o, 4>(g, w, xpad, z, o0, p, last),
+                                ($o, 2) => fwd_block::<$o, 2>(g, w, xpad, z, o0, p, last),
+                                ($o, _) => fwd_block::<$o, 1>(g, w, xpad, z, o0, p, last),
+                            )*
+                            _ => unreachable!("at most {FWD_O} planes per block"),
+                        }
+                    };
+                }
+                // SAFETY: forwarded; the block covers planes o0..o0+o, positions p..p+16·P
+                // (the last vector's lanes within the plane).
+                unsafe { block!(6, 5, 4, 3, 2, 1) };
+                p += vectors * W;
+            }
+            o0 += o;
+        }
+    }
+
+    /// Planes `o0..o0+O`, positions `p..p+16·P` (the last vector's lanes `last`): `O·P`
+    /// accumulators over every tap.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn fwd_block<const O: usize, const P: usize>(
+        g: &ConvGeom,
+        w: &[f32],
+        xpad: &[f32],
+        z: &mut [f32],
+        o0: usize,
+        p: usize,
+        last: __mmask16,
+    ) {
+        let (lp, rows) = (plane_len(g), g.rows());
+        let mask = |j: usize| if j + 1 == P { last } else { 0xFFFF };
+        let mut acc = [[_mm512_setzero_ps(); P]; O];
+        let x = xpad.as_ptr();
+        let wp = w.as_ptr();
+        let mut t = 0;
+        for ci in 0..g.c {
+            for ki in 0..g.k {
+                let row = (ci * g.h + ki) * g.w + p;
+                for kj in 0..g.k {
+                    // SAFETY: the lanes read lie below row + kj + lp − p ≤ input_len (module
+                    // docs), t < rows.
+                    unsafe {
+                        let mut xv = [_mm512_setzero_ps(); P];
+                        for (j, v) in xv.iter_mut().enumerate() {
+                            *v = _mm512_maskz_loadu_ps(mask(j), x.add(row + kj + j * W));
+                        }
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm512_set1_ps(*wp.add((o0 + i) * rows + t));
+                            for (j, a) in a.iter_mut().enumerate() {
+                                *a = _mm512_fmadd_ps(wv, xv[j], *a);
+                            }
+                        }
+                    }
+                    t += 1;
+                }
+            }
+        }
+        let zp = z.as_mut_ptr();
+        for (i, a) in acc.iter().enumerate() {
+            for (j, a) in a.iter().enumerate() {
+                // SAFETY: the lanes written lie below (o0 + i)·lp + lp ≤ c_out·lp.
+                unsafe { _mm512_mask_storeu_ps(zp.add((o0 + i) * lp + p + j * W), mask(j), *a) };
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`forward`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn backward_dw(
+        g: &ConvGeom,
+        c_out: usize,
+        m: usize,
+        dz: &[f32],
+        xpad: &[f32],
+        dw: &mut [f32],
+    ) {
+        let at = (c_out, m);
+        // 4 planes × k taps of accumulators + 4 ∂z + 1 input in 32 registers up to k = 5;
+        // 3 planes beyond.
+        let widest = if g.k <= 5 { 4 } else { 3 };
+        let mut o0 = 0;
+        while o0 < c_out {
+            let o = (c_out - o0).min(widest);
+            for ci in 0..g.c {
+                for ki in 0..g.k {
+                    macro_rules! block {
+                        ($($o:literal),*) => {
+                            match (o, g.k) {
+                                $(
+                                    ($o, 1) => dw_block::<$o, 1>(g, at, dz, xpad, dw, o0, ci, ki),
+                                    ($o, 2) => dw_block::<$o, 2>(g, at, dz, xpad, dw, o0, ci, ki),
+                                    ($o, 3) => dw_block::<$o, 3>(g, at, dz, xpad, dw, o0, ci, ki),
+                                    ($o, 4) => dw_block::<$o, 4>(g, at, dz, xpad, dw, o0, ci, ki),
+                                    ($o, 5) => dw_block::<$o, 5>(g, at, dz, xpad, dw, o0, ci, ki),
+                                    ($o, 6) => dw_block::<$o, 6>(g, at, dz, xpad, dw, o0, ci, ki),
+                                    ($o, _) => dw_block::<$o, 7>(g, at, dz, xpad, dw, o0, ci, ki),
+                                )*
+                                _ => unreachable!("at most 4 planes per block"),
+                            }
+                        };
+                    }
+                    // SAFETY: forwarded.
+                    unsafe { block!(4, 3, 2, 1) };
+                }
+            }
+            o0 += o;
+        }
+    }
+
+    /// `∂W[o, ci, ki, kj]` for planes `o0..o0+O` and every `kj < K` (`K = g.k`): `O·K`
+    /// accumulators over every position, then summed across lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dw_block<const O: usize, const K: usize>(
+        g: &ConvGeom,
+        (c_out, m): (usize, usize),
+        dz: &[f32],
+        xpad: &[f32],
+        dw: &mut [f32],
+        o0: usize,
+        ci: usize,
+        ki: usize,
+    ) {
+        let (lp, rows, sl) = (plane_len(g), g.rows(), g.sample_len());
+        let row = (ci * g.h + ki) * g.w;
+        let mut acc = [[_mm512_setzero_ps(); O]; K];
+        for s in 0..m {
+            // SAFETY: sample s's planes and input lie in the caller's checked slices.
+            let (x, d) = unsafe { (xpad.as_ptr().add(s * sl), dz.as_ptr().add(s * c_out * lp)) };
+            let mut p = 0;
+            while p + W <= lp {
+                // SAFETY: the lanes read lie below (o0 + i)·lp + lp ≤ c_out·lp and
+                // row + kj + lp ≤ input_len.
+                unsafe {
+                    let mut dv = [_mm512_setzero_ps(); O];
+                    for (i, v) in dv.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(d.add((o0 + i) * lp + p));
+                    }
+                    for (kj, a) in acc.iter_mut().enumerate() {
+                        let xv = _mm512_loadu_ps(x.add(row + kj + p));
+                        for (a, &dv) in a.iter_mut().zip(&dv) {
+                            *a = _mm512_fmadd_ps(dv, xv, *a);
+                        }
+                    }
+                }
+                p += W;
+            }
+            if p < lp {
+                let mask = lanes(lp, p);
+                // SAFETY: as above, on the plane's last 8 positions.
+                unsafe {
+                    let mut dv = [_mm512_setzero_ps(); O];
+                    for (i, v) in dv.iter_mut().enumerate() {
+                        *v = _mm512_maskz_loadu_ps(mask, d.add((o0 + i) * lp + p));
+                    }
+                    for (kj, a) in acc.iter_mut().enumerate() {
+                        let xv = _mm512_maskz_loadu_ps(mask, x.add(row + kj + p));
+                        for (a, &dv) in a.iter_mut().zip(&dv) {
+                            *a = _mm512_fmadd_ps(dv, xv, *a);
+                        }
+                    }
+                }
+            }
+        }
+        for (kj, a) in acc.iter().enumerate() {
+            for (i, &v) in a.iter().enumerate() {
+                dw[(o0 + i) * rows + (ci * g.k + ki) * g.k + kj] += hsum(v);
+            }
+        }
+    }
+
+    /// The sum of the 16 lanes in a fixed order: lane `i` plus lane `i + 8`, then the AVX2
+    /// path's sum of 8.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn hsum(v: __m512) -> f32 {
+        let lo = _mm512_castps512_ps256(v);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+        let s = _mm256_add_ps(lo, hi);
+        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,12 +683,15 @@ mod tests {
         (z, dw)
     }
 
+    /// Runs `f` on every path this CPU has (AVX-512, AVX2, portable).
     fn both_paths(f: impl Fn()) {
-        force_portable(false);
-        f();
-        force_portable(true);
-        f();
-        force_portable(false);
+        for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable] {
+            cap_path(isa);
+            if active_path() == isa {
+                f();
+            }
+        }
+        cap_path(Isa::Avx512);
     }
 
     #[test]
