@@ -345,34 +345,53 @@ pub(crate) fn backward(
                     *d += row.iter().sum::<f32>();
                 }
             });
-            if let (Some(dx), Some(gt)) = (dx.as_deref_mut(), &dx_direct) {
+            if let Some(dx) = dx.as_deref_mut() {
                 let dx = &mut dx[piece * sub * in_len..][..m * in_len];
-                profile::timed(Phase::GemmDx, flops, || {
-                    direct_dx(b, gt, rotated, dz, dcols, dx)
-                });
-            } else if let Some(dx) = dx.as_deref_mut() {
-                resize(dcols, rows * width);
-                profile::timed(Phase::GemmDx, flops, || {
-                    matmul(
-                        (rows, width, b.c_out),
-                        (dcols, Order::RowMajor),
-                        Mat::t(w, rows),
-                        Mat::new(dz, width),
-                        false,
-                        Parallelism::None,
-                    )
-                });
-                let dx = &mut dx[piece * sub * in_len..][..m * in_len];
-                profile::timed(Phase::Col2im, 0, || {
-                    for (s, dx_s) in dx.chunks_exact_mut(in_len).enumerate() {
-                        dx_s.fill(0.0);
-                        col2im_strided(&b.geom, &dcols[s * hw..], width, dx_s);
-                    }
-                });
+                let direct = dx_direct.as_ref().map(|gt| (gt, rotated.as_slice()));
+                input_gradient(b, w, dz, direct, dcols, dx);
             }
         }
     });
     reduce(&buf.chunks[..count], dw, db);
+}
+
+/// `∂x` (`[m, c, h, w]`, overwritten) of the samples whose `∂z` lie side by side in `dz`: by
+/// the direct kernel when `direct` gives its geometry and rotated weights, else as
+/// `θWᵀ ∂z` into `dcols` and col2im.
+fn input_gradient(
+    b: &Block,
+    w: &[f32],
+    dz: &[f32],
+    direct: Option<(&ConvGeom, &[f32])>,
+    dcols: &mut Vec<f32>,
+    dx: &mut [f32],
+) {
+    let (rows, hw, in_len) = (b.geom.rows(), b.hw(), b.geom.sample_len());
+    let width = dz.len() / b.c_out;
+    let flops = 2 * b.c_out * rows * width;
+    if let Some((gt, rotated)) = direct {
+        profile::timed(Phase::GemmDx, flops, || {
+            direct_dx(b, gt, rotated, dz, dcols, dx)
+        });
+        return;
+    }
+    resize(dcols, rows * width);
+    profile::timed(Phase::GemmDx, flops, || {
+        matmul(
+            (rows, width, b.c_out),
+            (dcols, Order::RowMajor),
+            Mat::t(w, rows),
+            Mat::new(dz, width),
+            false,
+            Parallelism::None,
+        )
+    });
+    profile::timed(Phase::Col2im, 0, || {
+        for (s, dx_s) in dx.chunks_exact_mut(in_len).enumerate() {
+            dx_s.fill(0.0);
+            col2im_strided(&b.geom, &dcols[s * hw..], width, dx_s);
+        }
+    });
 }
 
 /// The forward geometry whose convolution is this block's `∂x`, when the direct kernels compute
