@@ -597,26 +597,10 @@ mod avx512 {
             // SAFETY: sample s's planes and input lie in the caller's checked slices.
             let (x, d) = unsafe { (xpad.as_ptr().add(s * sl), dz.as_ptr().add(s * c_out * lp)) };
             let mut p = 0;
-            while p + W <= lp {
+            while p < lp {
+                let mask = lanes(lp, p);
                 // SAFETY: the lanes read lie below (o0 + i)·lp + lp ≤ c_out·lp and
                 // row + kj + lp ≤ input_len.
-                unsafe {
-                    let mut dv = [_mm512_setzero_ps(); O];
-                    for (i, v) in dv.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(d.add((o0 + i) * lp + p));
-                    }
-                    for (kj, a) in acc.iter_mut().enumerate() {
-                        let xv = _mm512_loadu_ps(x.add(row + kj + p));
-                        for (a, &dv) in a.iter_mut().zip(&dv) {
-                            *a = _mm512_fmadd_ps(dv, xv, *a);
-                        }
-                    }
-                }
-                p += W;
-            }
-            if p < lp {
-                let mask = lanes(lp, p);
-                // SAFETY: as above, on the plane's last 8 positions.
                 unsafe {
                     let mut dv = [_mm512_setzero_ps(); O];
                     for (i, v) in dv.iter_mut().enumerate() {
@@ -629,6 +613,7 @@ mod avx512 {
                         }
                     }
                 }
+                p += W;
             }
         }
         for (kj, a) in acc.iter().enumerate() {
