@@ -25,26 +25,53 @@ use gatekit::train::{Learner, StepSettings, Strategy, TaskSet};
 use std::path::Path;
 use std::time::Instant;
 
-fn learner(strategy: Strategy) -> Learner {
-    let text = "[run]\nmodel = \"lenet5\"\nengine = \"fast\"\noptimizer = \"momentum\"\n\
-                lr = 0.01\nmomentum = 0.9\nmask_recipe = \"paper\"\n\
-                [[task]]\nname = \"a\"\nkind = \"linear\"\n[[task]]\nname = \"b\"\nkind = \"linear\"\n";
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lenet5.toml");
-    let set = TaskSet::parse_with(text, Path::new("bench.toml"), &|_| ModelSpec::load(&path))
+/// A step to profile: its model file, optimizer settings and batch shape.
+struct Workload {
+    title: &'static str,
+    model: &'static str,
+    optimizer: &'static str,
+    batch: [usize; 4],
+}
+
+/// W2 (`tasks/bench-w2.toml`) and the permuted-MNIST protocol's step
+/// (`tasks/permuted-mnist-vdv.toml`: MLP 1024-1000-1000-100, Adam, batch 128, gatekit's
+/// default mask recipe).
+const WORKLOADS: [Workload; 2] = [
+    Workload {
+        title: "W2 step, LeNet-5, batch 32",
+        model: "lenet5",
+        optimizer: "optimizer = \"momentum\"\nlr = 0.01\nmomentum = 0.9\nmask_recipe = \"paper\"\n",
+        batch: [32, 3, 32, 32],
+    },
+    Workload {
+        title: "Permuted-MNIST protocol step, MLP 1024-1000-1000-100, batch 128",
+        model: "mlp-1000x2-100",
+        optimizer: "optimizer = \"adam\"\nlr = 0.0001\n",
+        batch: [128, 1, 32, 32],
+    },
+];
+
+fn learner(strategy: Strategy, w: &Workload) -> Learner {
+    let text = format!(
+        "[run]\nmodel = \"{}\"\nengine = \"fast\"\n{}\
+         [[task]]\nname = \"a\"\nkind = \"linear\"\n[[task]]\nname = \"b\"\nkind = \"linear\"\n",
+        w.model, w.optimizer
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{}.toml", w.model));
+    let set = TaskSet::parse_with(&text, Path::new("bench.toml"), &|_| ModelSpec::load(&path))
         .expect("task set");
     let names = vec!["a".to_string(), "b".to_string()];
     Learner::new(strategy, &set.run, &set.model, &names, &Device::Cpu).expect("learner")
 }
 
-fn batch() -> Batch {
+fn batch(dims: [usize; 4]) -> Batch {
     let mut rng = Rng::new(1);
-    let dims = [32usize, 3, 32, 32];
     let n: usize = dims.iter().product();
     let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-    let y: Vec<u32> = (0..32).map(|_| rng.below(10) as u32).collect();
+    let y: Vec<u32> = (0..dims[0]).map(|_| rng.below(10) as u32).collect();
     Batch {
         x: Tensor::from_vec(x, &dims[..], &Device::Cpu).expect("x"),
-        y: Tensor::from_vec(y, 32, &Device::Cpu).expect("y"),
+        y: Tensor::from_vec(y, dims[0], &Device::Cpu).expect("y"),
     }
 }
 
@@ -73,9 +100,13 @@ fn main() {
         w_lr_factor: 1.0,
         mask_lr_factor: 1.0,
     };
-    let b = batch();
-    for strategy in [Strategy::Gated, Strategy::Shared] {
-        let mut l = learner(strategy);
+    for (w, strategy) in WORKLOADS
+        .iter()
+        .flat_map(|w| [(w, Strategy::Gated), (w, Strategy::Shared)])
+    {
+        let b = batch(w.batch);
+        let mut l = learner(strategy, w);
+        let steps = if w.batch[0] > 32 { steps / 8 } else { steps };
         let mut task = 0;
         let mut step = |l: &mut Learner| {
             task = 1 - task;
@@ -101,10 +132,11 @@ fn main() {
         let rows = profile::take();
         let flops: f64 = rows.iter().map(|r| r.flops).sum::<f64>() / steps as f64;
         println!(
-            "## W2 step, LeNet-5, batch 32, {strategy}, {threads} thread(s)\n\n\
+            "## {}, {strategy}, {threads} thread(s)\n\n\
              step {:.0} µs ({:.0} steps/s; {:.0} µs with the profile hooks on), \
              {:.1} MFLOP of GEMM per step = {:.1} GFLOP/s = {:.0} % of the one-thread peak \
              ({peak_flops:.1} GFLOP/s)\n",
+            w.title,
             plain * 1e6,
             1.0 / plain,
             profiled * 1e6,

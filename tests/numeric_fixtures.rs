@@ -35,12 +35,23 @@ const RUNS: &[(&str, &str, &[&str])] = &[
     ("colors", "tasks/colors.toml", &["--steps", "40"]),
 ];
 
-/// Which SIMD path the run-time dispatch of the kernels takes on this machine.
+/// Which SIMD path the run-time dispatch of the kernels takes on this machine (the AVX-512
+/// entry was re-recorded when gemm's AVX-512 kernels were switched on, issue 28).
 fn cpu_class() -> String {
     #[cfg(target_arch = "x86_64")]
     {
+        // gemm takes its AVX-512 kernels only with the whole x86-64-v4 set; gatekit's own
+        // loops need AVX-512F alone.
+        let v4 = std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512cd")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl");
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return "x86_64-avx512f".into();
+            return if v4 {
+                "x86_64-avx512f".into()
+            } else {
+                "x86_64-avx512f-gemm-avx2".into()
+            };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {

@@ -408,7 +408,8 @@ enum PlanState<'a, 'b> {
 }
 
 /// Runs the ops in order from op `from` (the ones before it already wrote their outputs),
-/// keeping what the backward pass needs. `split`: conv blocks split the batch across threads.
+/// keeping what the backward pass needs. `split`: conv blocks split the batch across threads
+/// and large dense products use gemm's threads (false inside a parallel region).
 fn forward(
     plan: &Plan,
     params: &[&[f32]],
@@ -444,6 +445,7 @@ fn forward(
                         params[param],
                         params[param + 1],
                         out,
+                        split,
                     )
                 })
             }

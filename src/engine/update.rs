@@ -8,6 +8,7 @@
 use crate::gate::GateMode;
 use crate::gate::Regularizer;
 use crate::optim::OptimizerKind;
+use rayon::prelude::*;
 
 /// Defines `fn name(args)` three times over the same body: compiled for AVX-512, for AVX2 + FMA,
 /// and for the baseline target, and picks the widest the CPU has at run time (the release build
@@ -79,9 +80,8 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 }
 
 widest! {
-/// Writes the forward gate values `g(m)` of a mask and the effective parameter `θ = W ⊙ g`, in
-/// one pass.
-pub(crate) fn gate_values(
+/// [`gate_values`] on one piece.
+fn gate_values_on(
     mode: GateMode,
     scale: f32,
     mask: &[f32],
@@ -118,10 +118,9 @@ pub(crate) fn gate_values(
 }
 
 widest! {
-/// Splits `∂θ` into `∂W = ∂θ ⊙ g` (written over `dtheta`) and `∂M = ∂θ ⊙ W ⊙ g'(M)` plus the
-/// regulariser's gradient (written to `dmask`).
+/// [`gate_gradients`] on one piece.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gate_gradients(
+fn gate_gradients_on(
     mode: GateMode,
     scale: f32,
     w: &[f32],
@@ -198,6 +197,88 @@ pub(crate) struct Rule {
 
 const EPS: f32 = 1e-8;
 
+/// Elements from which the loops here use every rayon thread: a 1000×1000 layer's gates and
+/// Adam update (about 1 ms on one core, bound by memory) halve at two threads, while LeNet's
+/// largest layer (48 000 weights) stays on the calling thread, where a fork-join would cost
+/// more than the loop. Every element is computed alone, so the split changes no number.
+const THREADED_LEN: usize = 1 << 17;
+
+/// The piece length that gives each rayon thread one piece of `n` elements (a multiple of 64,
+/// so pieces start on cache lines), or `None` to run on the calling thread.
+fn piece_len(n: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    (threads > 1 && n >= THREADED_LEN).then(|| n.div_ceil(threads).next_multiple_of(64))
+}
+
+/// `s` cut into `pieces` slices of `len` (the last shorter), or `pieces` empty slices when
+/// `s` is empty (an optimizer state the rule does not use).
+fn cut(s: &mut [f32], len: usize, pieces: usize) -> Vec<&mut [f32]> {
+    if s.is_empty() {
+        (0..pieces).map(|_| Default::default()).collect()
+    } else {
+        s.chunks_mut(len).collect()
+    }
+}
+
+/// Writes the forward gate values `g(m)` of a mask and the effective parameter `θ = W ⊙ g`, in
+/// one pass.
+pub(crate) fn gate_values(
+    mode: GateMode,
+    scale: f32,
+    mask: &[f32],
+    w: &[f32],
+    gate: &mut [f32],
+    theta: &mut [f32],
+) {
+    let Some(len) = piece_len(mask.len()) else {
+        return gate_values_on(mode, scale, mask, w, gate, theta);
+    };
+    let n = mask.len();
+    mask.par_chunks(len)
+        .zip(w[..n].par_chunks(len))
+        .zip(gate[..n].par_chunks_mut(len))
+        .zip(theta[..n].par_chunks_mut(len))
+        .for_each(|(((m, w), g), t)| gate_values_on(mode, scale, m, w, g, t));
+}
+
+/// Splits `∂θ` into `∂W = ∂θ ⊙ g` (written over `dtheta`) and `∂M = ∂θ ⊙ W ⊙ g'(M)` plus the
+/// regulariser's gradient (written to `dmask`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gate_gradients(
+    mode: GateMode,
+    scale: f32,
+    w: &[f32],
+    mask: &[f32],
+    gate: &[f32],
+    dtheta: &mut [f32],
+    dmask: &mut [f32],
+    regularizer: Regularizer,
+    reg_weight: f32,
+) {
+    let Some(len) = piece_len(w.len()) else {
+        return gate_gradients_on(
+            mode,
+            scale,
+            w,
+            mask,
+            gate,
+            dtheta,
+            dmask,
+            regularizer,
+            reg_weight,
+        );
+    };
+    let n = w.len();
+    w.par_chunks(len)
+        .zip(mask[..n].par_chunks(len))
+        .zip(gate[..n].par_chunks(len))
+        .zip(dtheta[..n].par_chunks_mut(len))
+        .zip(dmask[..n].par_chunks_mut(len))
+        .for_each(|((((w, m), g), dt), dm)| {
+            gate_gradients_on(mode, scale, w, m, g, dt, dm, regularizer, reg_weight)
+        });
+}
+
 /// Updates `p` in place with gradient `g` under `rule`, advancing `slot`.
 pub(crate) fn update(p: &mut [f32], g: &[f32], slot: &mut Slot, rule: Rule) {
     slot.steps += 1;
@@ -208,7 +289,17 @@ pub(crate) fn update(p: &mut [f32], g: &[f32], slot: &mut Slot, rule: Rule) {
         slot.second = vec![0.0; p.len()];
     }
     let t = slot.steps.min(i32::MAX as u64) as i32;
-    apply_rule(p, g, &mut slot.first, &mut slot.second, rule, t);
+    let Some(len) = piece_len(p.len()) else {
+        return apply_rule(p, g, &mut slot.first, &mut slot.second, rule, t);
+    };
+    let (n, pieces) = (p.len(), p.len().div_ceil(len));
+    let first = cut(&mut slot.first, len, pieces);
+    let second = cut(&mut slot.second, len, pieces);
+    p.par_chunks_mut(len)
+        .zip(g[..n].par_chunks(len))
+        .zip(first)
+        .zip(second)
+        .for_each(|(((p, g), m), v)| apply_rule(p, g, m, v, rule, t));
 }
 
 widest! {
@@ -290,6 +381,60 @@ mod tests {
             let want = w[i] - 0.01 * (m * c1) / ((v * c2).sqrt() + EPS);
             assert_eq!(p[i].to_bits(), want.to_bits(), "adam {i}");
         }
+    }
+
+    /// Above [`THREADED_LEN`] the loops run in one piece per thread: at 3 threads the gates,
+    /// the gradients and every rule's update (SGD with no moments, Adam with two) equal one
+    /// thread's bit for bit, an uneven length included.
+    #[test]
+    fn threaded_loops_equal_one_thread() {
+        let n = 3 * THREADED_LEN + 77;
+        let mask: Vec<f32> = (0..n).map(|i| ((i % 997) as f32 - 498.0) * 0.01).collect();
+        let w: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let dy: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let run = || {
+            let (mut gate, mut theta) = (vec![0.0; n], vec![0.0; n]);
+            gate_values(GateMode::Sigmoid, 1.0, &mask, &w, &mut gate, &mut theta);
+            let (mut dtheta, mut dmask) = (dy.clone(), vec![0.0; n]);
+            let (reg, weight) = (Regularizer::Sq, 0.01);
+            gate_gradients(
+                GateMode::Sigmoid,
+                1.0,
+                &w,
+                &mask,
+                &gate,
+                &mut dtheta,
+                &mut dmask,
+                reg,
+                weight,
+            );
+            let mut out = vec![gate, theta, dtheta.clone(), dmask.clone()];
+            for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+                let (mut p, mut slot) = (w.clone(), Slot::default());
+                let rule = Rule {
+                    kind,
+                    lr: 0.01,
+                    momentum: 0.9,
+                    beta2: 0.999,
+                };
+                update(&mut p, &dtheta, &mut slot, rule);
+                update(&mut p, &dmask, &mut slot, rule);
+                out.extend([p, slot.first, slot.second]);
+            }
+            out.iter()
+                .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+                .collect::<Vec<_>>()
+        };
+        let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build();
+        let one = pool(1).expect("pool").install(run);
+        let three = pool(3).expect("pool").install(run);
+        assert_eq!(one.len(), three.len());
+        for (k, (a, b)) in one.iter().zip(&three).enumerate() {
+            assert_eq!(a, b, "output {k}");
+        }
+        // Adam's moments are full length, SGD's empty: both layouts were exercised.
+        assert_eq!((one[5].len(), one[6].len()), (0, 0));
+        assert_eq!((one[8].len(), one[9].len()), (n, n));
     }
 
     /// RMSProp in `f32` follows PyTorch's formula over two steps, the square average kept in

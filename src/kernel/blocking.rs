@@ -19,7 +19,8 @@
 //! only decides which elements are computed together, not how one element is summed.
 //!
 //! What still changes numbers: the SIMD path (`gemm` and the engine's loops dispatch to
-//! AVX-512, AVX2 + FMA or a portable path by CPU feature; FMA rounds once where a multiply
+//! AVX-512, AVX2 + FMA or a portable path by CPU feature; `gemm` takes AVX-512 only on CPUs
+//! with the whole x86-64-v4 set, through its `x86-v4` feature; FMA rounds once where a multiply
 //! and an add round twice, and the dot-product kernel for tiny products sums in as many
 //! lanes as the vector has) and the thread count (the batch is cut into one chunk per thread
 //! and the chunks' weight gradients are summed in chunk order).
