@@ -193,6 +193,46 @@ fn task_il_exports_answer_with_the_tasks_head() {
                 all.metric
             );
         }
+        if binarize {
+            served_tasks_answer_with_their_heads(&out, &run, &data);
+        }
+    }
+}
+
+/// `gtk serve`'s store, from the binarized export and from the run folder itself: each task
+/// answers with its head's two units, the numbers of its exported ONNX model (which ends in
+/// a Gather over those units).
+fn served_tasks_answer_with_their_heads(export: &Path, run: &Path, data: &Path) {
+    use gatekit::export::check::{OnnxSession, Runtime};
+    use gatekit::serve::{ExportFolder, ModelStore};
+    let from_export = ExportFolder::read(export).unwrap();
+    let from_run = ExportFolder::open(
+        run,
+        Some(data),
+        gatekit::train::ChangedData::Refuse,
+        Default::default(),
+    )
+    .unwrap();
+    let mut rng = gatekit::rng::Rng::new(4);
+    let x: Vec<f32> = (0..5 * 784).map(|_| rng.uniform() as f32).collect();
+    let x = candle_core::Tensor::from_vec(x, (5, 1, 28, 28), &Device::Cpu).unwrap();
+    for folder in [from_export, from_run] {
+        let store = ModelStore::new(folder, 1 << 20);
+        assert_eq!(store.outputs(), 10);
+        for (t, name) in store.names().iter().enumerate() {
+            let task = store.task(name).unwrap();
+            let want_units = vec![2 * t, 2 * t + 1];
+            assert_eq!(task.head.as_ref(), Some(&want_units), "task {name}");
+            assert_eq!(store.task_outputs(&task), 2);
+            let ours = common::flat(&store.forward(&task, &x).unwrap());
+            let mut onnx =
+                OnnxSession::open(&export.join(format!("{name}.onnx")), Runtime::Reference)
+                    .unwrap();
+            let theirs = common::flat(&onnx.run(&x, None).unwrap());
+            assert_eq!(ours.len(), 10, "5 examples × 2 units");
+            let d = common::max_diff(&ours, &theirs);
+            assert!(d <= 1e-5, "task {name}: served vs ONNX max |diff| {d}");
+        }
     }
 }
 

@@ -216,7 +216,7 @@ fn run_group(store: &ModelStore, metrics: &Metrics, group: Vec<Job>) {
         Ok(y.flatten_all()?.to_vec1::<f32>()?)
     })();
     metrics.batch(rows);
-    let width = store.outputs();
+    let width = store.task_outputs(&task);
     match result {
         Ok(out) => {
             let mut at = 0;

@@ -193,8 +193,15 @@ pub fn argmax(outputs: &[f32], width: usize) -> Vec<Option<usize>> {
 }
 
 /// The JSON answer: `{"task", "outputs": [[...]], "argmax": [...]}` (argmax for
-/// classification only); non-finite outputs are `null`.
-pub fn json_response(task: &str, outputs: &[f32], width: usize, classes: bool) -> Value {
+/// classification only); non-finite outputs are `null`. A Task-IL task's answer also names
+/// its `head` (the output units its values are, in order: argmax `i` is unit `head[i]`).
+pub fn json_response(
+    task: &str,
+    outputs: &[f32],
+    width: usize,
+    classes: bool,
+    head: Option<&[usize]>,
+) -> Value {
     let rows: Vec<Value> = outputs
         .chunks(width.max(1))
         .map(|row| {
@@ -212,6 +219,9 @@ pub fn json_response(task: &str, outputs: &[f32], width: usize, classes: bool) -
     let mut map = serde_json::Map::new();
     map.insert("task".into(), Value::String(task.into()));
     map.insert("outputs".into(), Value::Array(rows));
+    if let Some(units) = head {
+        map.insert("head".into(), Value::from(units.to_vec()));
+    }
     if classes {
         map.insert(
             "argmax".into(),
@@ -284,6 +294,19 @@ mod tests {
         assert!(e.to_string().contains("not valid JSON"), "{e}");
         let e = parse_json(br#"{"inputs": []}"#, &[2]).unwrap_err();
         assert_eq!(e.status(), 400);
+    }
+
+    /// A Task-IL answer names its head; argmax counts within it.
+    #[test]
+    fn json_answer_names_the_head() {
+        let v = json_response("t1", &[0.1, 0.9, 0.7, 0.2], 2, true, Some(&[2, 3]));
+        assert_eq!(v["head"], serde_json::json!([2, 3]));
+        assert_eq!(v["argmax"], serde_json::json!([1, 0]));
+        assert!(
+            json_response("t", &[0.1], 1, false, None)
+                .get("head")
+                .is_none()
+        );
     }
 
     #[test]

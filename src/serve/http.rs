@@ -124,8 +124,9 @@ fn task_json(store: &ModelStore, t: &TaskView) -> Value {
         "kind": t.kind,
         "input_shape": store.input_shape(),
         "output": if classes { "classification" } else { "regression" },
-        "outputs": store.outputs(),
-        "classes": if classes { Value::from(store.outputs()) } else { Value::Null },
+        "outputs": store.task_outputs(t),
+        "classes": if classes { Value::from(store.task_outputs(t)) } else { Value::Null },
+        "head": t.head,
         "mask_density": t.density,
         "mask_bytes": t.mask_bytes(),
         "standardized": t.standardize.is_some(),
@@ -358,7 +359,7 @@ impl App {
             .map_err(|_| ServeError::Unavailable("the server is shutting down".into()))??;
         self.metrics
             .latency(&task.name, started.elapsed().as_secs_f64());
-        let width = self.store.outputs();
+        let width = self.store.task_outputs(&task);
         let classes = task.objective == Objective::Classification;
         if npy {
             let mut r = respond(200, NPY, npy_bytes(&outputs, &[batch.batch, width]));
@@ -375,7 +376,7 @@ impl App {
         } else {
             Ok(json_answer(
                 200,
-                &json_response(&task.name, &outputs, width, classes),
+                &json_response(&task.name, &outputs, width, classes, task.head.as_deref()),
             ))
         }
     }

@@ -115,6 +115,8 @@ impl ExportFolder {
                 state,
                 density: kept as f64 / total.max(1) as f64,
                 source: run.dir().to_path_buf(),
+                // Task-IL: the head its export would gather (`gtk export`'s `heads`).
+                head: learner.head(TaskId(t)).map(|h| h.units()),
             });
         }
         if tasks.is_empty() {

@@ -53,6 +53,9 @@ pub struct TaskView {
     pub density: f64,
     /// The export folder it was read from.
     pub source: PathBuf,
+    /// Task-IL: the output units of the task's head (the export's `heads`). The task answers
+    /// with these alone, in this order, as its exported ONNX model does; `None`: every unit.
+    pub head: Option<Vec<usize>>,
 }
 
 impl TaskView {
@@ -65,6 +68,11 @@ impl TaskView {
                 }
             }
         }
+    }
+
+    /// Units in its head (0 without one).
+    fn head_len(&self) -> usize {
+        self.head.as_ref().map_or(0, Vec::len)
     }
 
     /// Bytes its masks take in memory.
@@ -104,6 +112,9 @@ struct MaskMeta {
     model: String,
     tasks: Vec<String>,
     shapes: BTreeMap<String, Vec<usize>>,
+    /// Task-IL: each task's head (absent when every task answers with every unit).
+    #[serde(default)]
+    heads: Option<BTreeMap<String, Vec<usize>>>,
 }
 
 pub(super) fn bad(path: &Path, message: impl Into<String>) -> ServeError {
@@ -259,7 +270,9 @@ impl ExportFolder {
                     Ok(t.to_dtype(DType::F32)?)
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let head = head_of(&meta, name, outputs, &masks_path)?;
             tasks.push(TaskView {
+                head,
                 name: name.clone(),
                 kind: entry.kind.clone(),
                 objective: objective_of(entry, outputs),
@@ -281,6 +294,34 @@ impl ExportFolder {
             notes: Vec::new(),
         })
     }
+}
+
+/// Task `name`'s head from the masks' metadata: unit indices below `outputs`, at least one.
+fn head_of(
+    meta: &MaskMeta,
+    name: &str,
+    outputs: usize,
+    masks_path: &Path,
+) -> Result<Option<Vec<usize>>> {
+    let Some(heads) = &meta.heads else {
+        return Ok(None);
+    };
+    let units = heads.get(name).ok_or_else(|| {
+        bad(
+            masks_path,
+            format!("`heads` in its metadata has no entry for task `{name}`"),
+        )
+    })?;
+    if units.is_empty() || units.iter().any(|&u| u >= outputs) {
+        return Err(bad(
+            masks_path,
+            format!(
+                "task `{name}`'s head {units:?} is not a non-empty list of output units below \
+                 {outputs}"
+            ),
+        ));
+    }
+    Ok(Some(units.clone()))
 }
 
 /// The `gatekit` metadata of `masks.safetensors` (format, model, tasks, shapes).
@@ -686,13 +727,27 @@ impl ModelStore {
         Ok(e)
     }
 
-    /// Runs `task`'s network on `x` (`[batch, ..input]`, already prepared); `[batch, outputs]`.
+    /// Values one example's answer from `task` has: its head's units, or every output.
+    pub fn task_outputs(&self, task: &TaskView) -> usize {
+        task.head.as_ref().map_or(self.outputs(), Vec::len)
+    }
+
+    /// Runs `task`'s network on `x` (`[batch, ..input]`, already prepared);
+    /// `[batch, task_outputs]`: a Task-IL task answers with its head's units alone.
     pub fn forward(&self, task: &TaskView, x: &Tensor) -> Result<Tensor> {
         let e = self.effective(task)?;
         let y = e
             .net
             .forward_with_state(x, None, NetState::Eval(&task.state))?;
         let batch = x.dims().first().copied().unwrap_or(0);
-        Ok(y.reshape((batch, self.outputs()))?)
+        let y = y.reshape((batch, self.outputs()))?;
+        match &task.head {
+            None => Ok(y),
+            Some(units) => {
+                let units: Vec<u32> = units.iter().map(|&u| u as u32).collect();
+                let index = Tensor::from_vec(units, task.head_len(), &Device::Cpu)?;
+                Ok(y.index_select(&index, 1)?)
+            }
+        }
     }
 }
