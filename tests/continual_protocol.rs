@@ -2,8 +2,8 @@
 //! run as the bench runs it, on MNIST subsets with every phase cut to 1 % of its steps, for
 //! split MNIST (Task-IL, two-unit heads) and permuted MNIST (Task-IL, ten 10-unit blocks of a
 //! 100-output model): every (protocol, method, seed) writes its `continual.json` with the
-//! scenario, `times.tsv` has a row per run, and the generated table names the scenario and
-//! gives a verdict on each published row. A check of the path, not a result (about a minute in a
+//! scenario, `times.tsv` has a row per run, the gated runs' binarized exports are summarised,
+//! and the generated table names the scenario and gives a verdict on each published row. A check of the path, not a result (about a minute in a
 //! debug build on the 2-core CI machine).
 
 mod common;
@@ -79,4 +79,16 @@ fn protocol_script_writes_runs_times_and_a_table_per_scenario() {
         .find(|l| l.starts_with("| gated-freeze-after-first | – |"))
         .unwrap_or_else(|| panic!("no gated row without a published value in {table}"));
     assert!(gated.contains("| 0.00 ± 0.00 |"), "{gated}");
+    // The gated runs were exported binarized: five tasks' accuracies each, and the row's
+    // binarized column is their mean over the two seeds (an interval), far above chance.
+    for seed in ["0", "1"] {
+        let name = format!("split-task-gated-freeze-after-first-seed{seed}.export.txt");
+        let text = std::fs::read_to_string(out.join(&name)).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with('d')).count(), 5, "{text}");
+    }
+    let cells: Vec<&str> = gated.split('|').map(str::trim).collect();
+    let binarized: f64 = cells[7].split(" ± ").next().unwrap().parse().unwrap();
+    assert!(binarized > 70.0 && binarized <= 100.0, "{gated}");
+    let finetune = table.lines().find(|l| l.starts_with("| finetune |")).unwrap();
+    assert_eq!(finetune.split('|').map(str::trim).nth(7), Some("–"), "{finetune}");
 }

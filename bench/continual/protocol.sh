@@ -14,7 +14,9 @@
 # CI's cut-down run; its table is not a result). $GTK names a prebuilt binary.
 #
 # Each run's continual.json is copied to $OUT/<bench>-<method>-seed<k>.json and its wall time
-# (with the load average at its start: the machine may be shared) appended to $OUT/times.tsv.
+# (with the load average at its start: the machine may be shared) appended to $OUT/times.tsv;
+# a gated method's run is also exported with --binarize and the export's per-task table kept
+# as $OUT/<bench>-<method>-seed<k>.export.txt (the binarized column of the book's table).
 # Hyperparameters are the published ones, set in the task files and below; the authors
 # grid-searched them on the test sets.
 set -euo pipefail
@@ -85,6 +87,14 @@ for bench in "${benches[@]}"; do
       printf '%s\t%s\t%s\t%.1f\t%s\n' "$bench" "$method" "$seed" \
         "$(awk "BEGIN { print $end - $start }")" "$load" | tee -a "$out/times.tsv"
       cp "$work/$name/continual.json" "$out/$bench-$method-seed$seed.json"
+      # A gated model's masks are what ships: export it binarized (1 bit per weight per task)
+      # and keep the per-task table (soft, binarized, rescaled test accuracy) it prints.
+      case $method in
+        gated*)
+          "$gtk" export "$work/$name" --binarize --out "$work/$name-export" -q \
+            >"$out/$bench-$method-seed$seed.export.txt"
+          rm -rf "${work:?}/$name-export" ;;
+      esac
       rm -rf "${work:?}/$name"
     done
   done
