@@ -53,6 +53,17 @@ pub(crate) fn forward(
 ) {
     let n = x.len() / inputs;
     let par = parallelism((n, outputs, inputs), split);
+    let mut product = |wt: Mat<f32>| {
+        let x = Mat::new(x, inputs);
+        matmul(
+            (n, outputs, inputs),
+            (&mut *y, Order::RowMajor),
+            x,
+            wt,
+            false,
+            par,
+        )
+    };
     if aliasing(inputs) && n * outputs * inputs >= THREADED_MIN {
         let stride = inputs + STRIDE_PAD;
         PADDED.with_borrow_mut(|padded| {
@@ -60,27 +71,10 @@ pub(crate) fn forward(
             for (to, from) in padded.chunks_exact_mut(stride).zip(w.chunks_exact(inputs)) {
                 to[..inputs].copy_from_slice(from);
             }
-            let wt = Mat::t(&padded[..], stride);
-            let x = Mat::new(x, inputs);
-            matmul(
-                (n, outputs, inputs),
-                (y, Order::RowMajor),
-                x,
-                wt,
-                false,
-                par,
-            );
+            product(Mat::t(&padded[..], stride));
         });
     } else {
-        let (x, wt) = (Mat::new(x, inputs), Mat::t(w, inputs));
-        matmul(
-            (n, outputs, inputs),
-            (y, Order::RowMajor),
-            x,
-            wt,
-            false,
-            par,
-        );
+        product(Mat::t(w, inputs));
     }
     for row in y.chunks_exact_mut(outputs) {
         for (v, &b) in row.iter_mut().zip(b) {
