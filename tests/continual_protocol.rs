@@ -84,11 +84,22 @@ fn protocol_script_writes_runs_times_and_a_table_per_scenario() {
     for seed in ["0", "1"] {
         let name = format!("split-task-gated-freeze-after-first-seed{seed}.export.txt");
         let text = std::fs::read_to_string(out.join(&name)).unwrap();
-        assert_eq!(text.lines().filter(|l| l.starts_with('d')).count(), 5, "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with('d')).count(),
+            5,
+            "{text}"
+        );
     }
     let cells: Vec<&str> = gated.split('|').map(str::trim).collect();
     let binarized: f64 = cells[7].split(" ± ").next().unwrap().parse().unwrap();
     assert!(binarized > 70.0 && binarized <= 100.0, "{gated}");
-    let finetune = table.lines().find(|l| l.starts_with("| finetune |")).unwrap();
-    assert_eq!(finetune.split('|').map(str::trim).nth(7), Some("–"), "{finetune}");
+    let finetune = table
+        .lines()
+        .find(|l| l.starts_with("| finetune |"))
+        .unwrap();
+    assert_eq!(
+        finetune.split('|').map(str::trim).nth(7),
+        Some("–"),
+        "{finetune}"
+    );
 }
