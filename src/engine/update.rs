@@ -198,9 +198,11 @@ pub(crate) struct Rule {
 const EPS: f32 = 1e-8;
 
 /// Elements from which the loops here use every rayon thread: a 1000×1000 layer's gates and
-/// Adam update (about 1 ms on one core, bound by memory) halve at two threads, while LeNet's
-/// largest layer (48 000 weights) stays on the calling thread, where a fork-join would cost
-/// more than the loop. Every element is computed alone, so the split changes no number.
+/// Adam update (about 1 ms on one core) are bound by memory, and one core alone does not
+/// reach a server socket's bandwidth; LeNet's largest layer (48 000 weights) stays on the
+/// calling thread, where a fork-join would cost more than the loop. On the 2-core Zen 5 VM of
+/// issue 28 the split gained nothing (its bandwidth did not grow with the second core). Every
+/// element is computed alone, so the split changes no number.
 const THREADED_LEN: usize = 1 << 17;
 
 /// The piece length that gives each rayon thread one piece of `n` elements (a multiple of 64,
