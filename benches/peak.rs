@@ -12,7 +12,7 @@
 //!    API with the engine's profile hooks on: per op and phase the time per step, the
 //!    GFLOP/s of the GEMMs and their share of the AVX2 (or AVX-512) peak.
 //! 3. The same profile for the permuted-MNIST protocol's step (`tasks/permuted-mnist-vdv.toml`:
-//!    MLP 1024-1000-1000-100, batch 128, Adam), whose time is almost all dense products.
+//!    MLP 1024-1000-1000-100, batch 128, Adam), whose time is mostly dense products.
 //!
 //! The batch is random (fixed seed): the step's cost does not depend on the pixel values.
 
