@@ -1,9 +1,9 @@
 //! Fully connected layer `y = x θWᵀ + θb` on a whole batch: one GEMM each way. Small products
 //! (LeNet's 400→120→84→10 at batch 32) run on the calling thread, where splitting them would
 //! cost more than it saves; large ones (the permuted-MNIST protocol's 1024→1000→1000 at batch
-//! 128, 74–88 % of its step at one thread) use every rayon thread through `gemm`'s own threading, which
-//! cuts the destination into tiles and sums each element in the same order as one thread
-//! does, so the numbers do not depend on the thread count.
+//! 128, 74–88 % of its step at one thread) use every rayon thread through `gemm`'s own
+//! threading, which cuts the destination into tiles and sums each element in the same order
+//! as one thread does, so the numbers do not depend on the thread count.
 
 use crate::kernel::profile::{self, Phase};
 use crate::kernel::{Mat, Order, matmul};
