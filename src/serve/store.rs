@@ -70,11 +70,6 @@ impl TaskView {
         }
     }
 
-    /// Units in its head (0 without one).
-    fn head_len(&self) -> usize {
-        self.head.as_ref().map_or(0, Vec::len)
-    }
-
     /// Bytes its masks take in memory.
     pub fn mask_bytes(&self) -> usize {
         self.masks.iter().map(Vec::len).sum()
@@ -744,8 +739,8 @@ impl ModelStore {
         match &task.head {
             None => Ok(y),
             Some(units) => {
-                let units: Vec<u32> = units.iter().map(|&u| u as u32).collect();
-                let index = Tensor::from_vec(units, task.head_len(), &Device::Cpu)?;
+                let index: Vec<u32> = units.iter().map(|&u| u as u32).collect();
+                let index = Tensor::from_vec(index, units.len(), &Device::Cpu)?;
                 Ok(y.index_select(&index, 1)?)
             }
         }
