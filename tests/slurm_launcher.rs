@@ -55,15 +55,27 @@ impl Cluster {
         self.dir.path().join("c/slurm.conf")
     }
 
-    /// A Slurm command against this cluster; its stdout.
-    fn slurm(&self, program: &str, args: &[&str]) -> String {
-        let out = Command::new(program)
+    /// A Slurm command against this cluster, whatever its exit status.
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(program)
             .args(args)
             .env("SLURM_CONF", self.conf())
             .output()
-            .expect("slurm command runs");
-        assert!(out.status.success(), "{program} {args:?}: {:?}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .expect("slurm command runs")
+    }
+
+    /// What the controller knows of every job and what it logged last, for failure messages.
+    fn queue(&self) -> String {
+        let jobs = self.run("scontrol", &["show", "job"]);
+        let log = std::fs::read_to_string(self.dir.path().join("c/log/slurmctld.log"))
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "== scontrol show job\n{}\n== slurmctld.log (last 60 lines)\n{}",
+            String::from_utf8_lossy(&jobs.stdout),
+            tail.join("\n")
+        )
     }
 
     /// `gtk ARGS` in `cwd` against this cluster.
@@ -247,17 +259,43 @@ fn slurm_sweep_is_preempted_resumed_and_matches_local() {
     }
 
     // Preempt member 0 once it trains: SIGTERM to the batch shell, as at the time limit.
+    // Waiting for its first commit past step 0 (a tenth of the run) rather than for the run
+    // folder: in the first moments of an element, slurmd may not have registered the batch
+    // step yet, and `scancel --batch` then exits non-zero (229 on Slurm 22.05) without a word.
     let first = sweep.join("lr=0.003/seed-0");
     wait_for(
         Duration::from_secs(60),
         "member 0 to train",
-        || trainer_pid(&first).is_some() && first.join("state.json").exists(),
+        || trainer_pid(&first).is_some() && committed_step(&first) > 0,
         || logs(&sweep),
     );
-    cluster.slurm(
-        "scancel",
-        &["--batch", "--signal=TERM", &format!("{job}_0")],
-    );
+    let log0_path = sweep.join(format!("slurm/logs/{job}_0.out"));
+    let stopped = || {
+        std::fs::read_to_string(&log0_path).is_ok_and(|l| l.contains("stopped by a signal at step"))
+    };
+    let pid = trainer_pid(&first);
+    for attempt in 1.. {
+        let out = cluster.run(
+            "scancel",
+            &["--batch", "--signal=TERM", &format!("{job}_0")],
+        );
+        if out.status.success() {
+            break;
+        }
+        // Refused, yet the signal may have got through: send it again only while the same
+        // trainer still runs and has not said it stopped.
+        std::thread::sleep(Duration::from_secs(2));
+        if stopped() || trainer_pid(&first) != pid {
+            break;
+        }
+        assert!(
+            attempt < 5,
+            "scancel refused {attempt} times: {:?} {:?}\n{}",
+            out.status,
+            text(&out),
+            cluster.queue()
+        );
+    }
     let status = || {
         String::from_utf8_lossy(
             &cluster
@@ -270,9 +308,9 @@ fn slurm_sweep_is_preempted_resumed_and_matches_local() {
         Duration::from_secs(120),
         "every member to be done",
         || status().contains("6 members: 6 done"),
-        || format!("{}\n{}", status(), logs(&sweep)),
+        || format!("{}\n{}\n{}", status(), logs(&sweep), cluster.queue()),
     );
-    let log0 = std::fs::read_to_string(sweep.join(format!("slurm/logs/{job}_0.out"))).expect("log");
+    let log0 = std::fs::read_to_string(&log0_path).expect("log");
     assert!(log0.contains("stopped by a signal at step"), "{log0}");
     assert!(log0.contains("requeueing it"), "{log0}");
     assert!(log0.contains("attempt 2"), "{log0}");
@@ -398,7 +436,7 @@ fn killed_member_is_failed_and_rerun(cluster: &Cluster) {
         Duration::from_secs(30),
         "the failure",
         || st().contains("failed"),
-        || logs(&sweep),
+        || format!("{}\n{}", logs(&sweep), cluster.queue()),
     );
     let s = st();
     assert!(s.contains("killed by SIGKILL"), "{s}");
@@ -426,7 +464,7 @@ fn killed_member_is_failed_and_rerun(cluster: &Cluster) {
         Duration::from_secs(90),
         "the rerun",
         || st().contains("1 done"),
-        || logs(&sweep),
+        || format!("{}\n{}", logs(&sweep), cluster.queue()),
     );
     assert!(
         logs(&sweep).contains(&format!("resuming at step {kept}/{KILL_STEPS}")),
