@@ -51,6 +51,18 @@ fn protocol_script_writes_runs_times_and_a_table_per_scenario() {
         let s = &json[0];
         assert_eq!(s["strategy"], strategy, "{file}");
         assert_eq!(s["scenario"], "task", "{file}");
+        // Split MNIST's digit pairs are the reference code's for the seed: 0/1, …, 8/9 on
+        // seed 0; numpy's permutation(10) under seed 1 pairs 4/6, 0/5, 3/9, 2/7 and 1/8.
+        let pairs = match file {
+            f if f.ends_with("seed0.json") && f.starts_with("split") => {
+                Some(["d01", "d23", "d45", "d67", "d89"])
+            }
+            f if f.ends_with("seed1.json") => Some(["d46", "d05", "d39", "d27", "d18"]),
+            _ => None,
+        };
+        if let Some(pairs) = pairs {
+            assert_eq!(s["tasks"], serde_json::json!(pairs), "{file}");
+        }
         if file.starts_with("split") {
             // Two-way decisions after 20 steps per task: far above chance (0.5).
             let average = s["average"].as_f64().unwrap();
