@@ -92,12 +92,14 @@ def binarized(folder):
 
 
 def times(folder):
-    """{(bench, method): [wall seconds]} from DIR/times.tsv."""
+    """{(bench, method): {seed: wall seconds}} from DIR/times.tsv; a (bench, method, seed)
+    run more than once keeps its last row (the run whose continual.json is in DIR)."""
     out = {}
     path = Path(folder) / "times.tsv"
     if path.is_file():
         for row in csv.DictReader(path.open(), delimiter="\t"):
-            out.setdefault((row["bench"], row["method"]), []).append(float(row["wall_s"]))
+            out.setdefault((row["bench"], row["method"]), {})[int(row["seed"])] = \
+                float(row["wall_s"])
     return out
 
 
@@ -134,7 +136,7 @@ def render(folder):
                 verdict = "✔" if abs(m - pub_m) <= pub_e + 1.0 else "✘"
             else:
                 published, verdict = "–", "–"
-            wall = walls.get(key)
+            wall = [w for k, w in walls.get(key, {}).items() if k in seeds]
             wall = f"{sum(wall) / len(wall):.0f}" if wall else "–"
             exported = binary.get(key, {})
             if exported:
