@@ -65,9 +65,12 @@ strategy_of() {
     *) echo "$1" ;;
   esac
 }
+# Settings a method adds to its protocol's task file: online EWC's own λ where the reference
+# code's param_values.py (commit 9945f84) gives it one apart from EWC's.
 settings_of() {
-  case $1 in
-    gated-freeze-after-first) echo "--set w_policy=freeze-after-first" ;;
+  case $1:$2 in
+    *:gated-freeze-after-first) echo "--set w_policy=freeze-after-first" ;;
+    split-*:online-ewc) echo "--set ewc_lambda=100000000" ;;
   esac
 }
 
@@ -116,7 +119,7 @@ for bench in "${benches[@]}"; do
       name="$bench-$method-$seed"
       load=$(cut -d' ' -f1 /proc/loadavg)
       start=$(date +%s.%N)
-      read -r -a own <<<"$(settings_of "$method")"
+      read -r -a own <<<"$(settings_of "$bench" "$method")"
       seed_file=$(task_file_for "$bench" "$file" "$seed")
       "$gtk" train --task-set "$seed_file" --strategy "$(strategy_of "$method")" --seed "$seed" \
         "${extra[@]}" "${own[@]}" \
