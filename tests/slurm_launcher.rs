@@ -69,12 +69,11 @@ impl Cluster {
         let jobs = self.run("scontrol", &["show", "job"]);
         let log = std::fs::read_to_string(self.dir.path().join("c/log/slurmctld.log"))
             .unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let lines: Vec<&str> = log.lines().collect();
         format!(
             "== scontrol show job\n{}\n== slurmctld.log (last 60 lines)\n{}",
             String::from_utf8_lossy(&jobs.stdout),
-            tail.join("\n")
+            lines[lines.len().saturating_sub(60)..].join("\n")
         )
     }
 

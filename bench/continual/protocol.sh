@@ -75,13 +75,14 @@ settings_of() {
 }
 
 # The task file a (benchmark, seed) trains: split MNIST's with the reference code's digit
-# pairs for that seed (see the top of this file), any other protocol's as it is.
+# pairs for that seed (see the top of this file; written once per seed, shared by the
+# methods), any other protocol's as it is.
 task_file_for() {
   local bench=$1 file=$2 seed=$3
   case $bench in
     split-*)
       local to="$work/split-mnist-seed$seed.toml"
-      python3 - "$file" "$seed" "$to" <<'PY'
+      [ -f "$to" ] || python3 - "$file" "$seed" "$to" <<'PY'
 import re, sys
 from pathlib import Path
 import numpy as np
