@@ -125,6 +125,93 @@ fn permuted_rotated_and_split_tasks() {
     assert!(labels.iter().all(|&l| l == 3 || l == 7));
 }
 
+/// `normalize = [mean, std]` maps every value v (digit, background and padding) to
+/// (v − mean) / std, as torchvision's `Normalize` does after `ToTensor` (SupSup's permuted MNIST);
+/// a malformed value is refused with the field named.
+#[test]
+fn normalize_standardises_every_value() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let plain = set("[defaults]\nkind = \"permuted-mnist\"\n[[task]]\nname = \"p\"\n");
+    let norm = set(
+        "[defaults]\nkind = \"permuted-mnist\"\nnormalize = [0.1307, 0.3081]\n\
+         [[task]]\nname = \"p\"\n",
+    );
+    let (a, b) = (pixels(&plain, 0, 7), pixels(&norm, 0, 7));
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        a.into_iter().flatten().flatten().collect(),
+        b.into_iter().flatten().flatten().collect(),
+    );
+    assert_eq!(a.len(), 3 * 32 * 32);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((y - (x - 0.1307) / 0.3081).abs() < 1e-6, "{x} -> {y}");
+    }
+    assert!(
+        (b[0] + 0.1307 / 0.3081).abs() < 1e-6,
+        "padding is normalized too"
+    );
+    for bad in ["[0.5]", "[0.1, 0.0]", "[0.1, -1.0]", "[0.1, 0.2, 0.3]"] {
+        let text = format!(
+            "[run]\nmodel = \"{}/lenet5.toml\"\nsteps = 10\n[defaults]\nkind = \"permuted-mnist\"\n\
+             normalize = {bad}\n[[task]]\nname = \"p\"\n",
+            common::repo("models").display()
+        );
+        let err = TaskSet::parse_with(&text, std::path::Path::new("test.toml"), &|m: &str| {
+            gatekit::ModelSpec::load(std::path::Path::new(m))
+        })
+        .and_then(|s| s.build_tasks(Some(&data)).map(|_| ()))
+        .expect_err(bad)
+        .to_string();
+        assert!(
+            err.contains("normalize") && err.contains("[mean, std]"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// `permute_padding = true` permutes the padded 32x32 plane, padding included (van de Ven &
+/// Tolias's reference code), where the default permutes the 28x28 digit and pads after.
+#[test]
+fn permute_padding_permutes_the_padded_plane() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let s = set_for(
+        "mlp-1000x2-10.toml",
+        "[defaults]\nchannels = 1\npad = 2\n\
+         [[task]]\nname = \"id\"\nkind = \"mnist\"\n\
+         [[task]]\nname = \"pp\"\nkind = \"permuted-mnist\"\npermutation = 4\npermute_padding = true\n\
+         [[task]]\nname = \"p\"\nkind = \"permuted-mnist\"\npermutation = 4\n",
+    );
+    let tasks = s.build_tasks(Some(&data)).unwrap();
+    let batch = |t: usize| {
+        tasks[t]
+            .batch(Split::Train, &[11], &Device::Cpu, DType::F32)
+            .unwrap()
+            .x
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (id, pp, p) = (batch(0), batch(1), batch(2));
+    assert_eq!((id.len(), pp.len()), (1024, 1024));
+    let perm = gatekit::task::permutation(s.run.seed, 4, 1024);
+    for (i, &j) in perm.iter().enumerate() {
+        assert_eq!(pp[i], id[j as usize]);
+    }
+    // The default keeps the border at 0; the padded permutation scatters it.
+    let border = |v: &[f32]| {
+        (0..1024)
+            .filter(|&i| i / 32 < 2 || i / 32 >= 30 || i % 32 < 2 || i % 32 >= 30)
+            .map(|i| v[i])
+            .sum::<f32>()
+    };
+    assert_eq!(border(&p), 0.0);
+    assert!(border(&pp) > 1.0, "{}", border(&pp));
+}
+
 /// The paper's colored MNIST (black, red, green, blue), 500 steps of batch 32, LeNet-5: gated
 /// matches the best baseline. Peer (PyTorch, paper's recipe): gated 0.877, shared 0.953,
 /// separate 0.906; with gatekit's default mask recipe gated reaches shared.

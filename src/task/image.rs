@@ -7,7 +7,8 @@
 //! Per example: grayscale `x ∈ [0, 1]` (u8 / 255) on the source grid, optionally permuted or
 //! rotated, padded with `x = 0` by `pad` pixels on each side (so the padding takes the
 //! background: the background colour, or white when inverted), then mapped to `channels`
-//! channels:
+//! channels (and, with `normalize = [mean, std]`, every value v to `(v − mean) / std`, as
+//! torchvision's `Normalize` after `ToTensor`):
 //! - background colour c: channel k = x + (1 − x)·c[k] (black c = 0 leaves the digit as is);
 //! - inverted with digit colour c: channel k = x·c[k] + (1 − x) (a c-coloured digit on white);
 //! - fill c: every pixel of channel k is c[k] (the image carries no information).
@@ -61,6 +62,11 @@ pub struct ImageTask {
     pub(super) classes: Option<Vec<u32>>,
     /// The model's output width: the 10 labels' outputs and any unused ones.
     outputs: usize,
+    /// `(mean, std)`: every input value v becomes `(v − mean) / std`; `None` leaves it.
+    normalize: Option<(f32, f32)>,
+    /// A permutation of each padded channel plane (`permuted-mnist`'s `permute_padding`):
+    /// output pixel i reads pixel `perm[i]` of the padded, coloured plane.
+    plane_permutation: Option<Arc<Vec<u32>>>,
 }
 
 /// Settings shared by the image kinds, read from the common parameters.
@@ -73,6 +79,7 @@ pub(super) struct ImageSettings {
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
     pub outputs: usize,
+    pub normalize: Option<(f32, f32)>,
 }
 
 /// The parameters every image kind has.
@@ -113,6 +120,12 @@ pub(super) const COMMON_PARAMS: &[super::ParamSpec] = &[
         default: Some("10"),
         help: "width of the model's output (≥ 10); the labels use the first 10, the rest stay unused (SupSup's GNu setting: 500 outputs for permuted MNIST, the unused ones let `gtk eval --infer-task logsumexp` infer the task)",
     },
+    super::ParamSpec {
+        name: "normalize",
+        ty: super::ParamType::FloatList,
+        default: Some("[]"),
+        help: "[mean, std]: every input value v (after colour and padding) becomes (v − mean) / std, as torchvision's Normalize (SupSup's permuted MNIST: [0.1307, 0.3081]); [] leaves the values in [0, 1]",
+    },
 ];
 
 /// An image kind's parameter list: [`COMMON_PARAMS`] followed by the kind's own, so the shared
@@ -126,6 +139,7 @@ macro_rules! image_params {
             $crate::task::image::COMMON_PARAMS[3],
             $crate::task::image::COMMON_PARAMS[4],
             $crate::task::image::COMMON_PARAMS[5],
+            $crate::task::image::COMMON_PARAMS[6],
             $($own),*
         ]
     };
@@ -133,7 +147,7 @@ macro_rules! image_params {
 pub(super) use image_params;
 
 // `image_params!` lists the common parameters one by one.
-const _: () = assert!(COMMON_PARAMS.len() == 6);
+const _: () = assert!(COMMON_PARAMS.len() == 7);
 
 impl ImageSettings {
     pub fn from_params(ctx: &TaskContext) -> Result<Self> {
@@ -158,6 +172,21 @@ impl ImageSettings {
                 format!("must be ≥ 10 (the labels 0–9 need an output each), got {outputs}"),
             ));
         }
+        let normalize = match p.f64_list("normalize")?[..] {
+            [] => None,
+            [mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => {
+                Some((mean as f32, std as f32))
+            }
+            ref v => {
+                return Err(p.invalid(
+                    "normalize",
+                    format!(
+                        "must be [] or [mean, std] with a finite mean and std > 0 \
+                         (e.g. [0.1307, 0.3081] for MNIST), got {v:?}"
+                    ),
+                ));
+            }
+        };
         let dataset = p.str("dataset")?;
         if dataset.is_empty() || dataset.contains(['/', '\\']) || dataset == ".." {
             return Err(p.invalid(
@@ -176,6 +205,7 @@ impl ImageSettings {
             train_limit: limit("train_limit")?,
             test_limit: limit("test_limit")?,
             outputs: outputs as usize,
+            normalize,
         })
     }
 
@@ -213,6 +243,8 @@ impl ImageSettings {
             files: Arc::new(self.files),
             classes: None,
             outputs: self.outputs,
+            normalize: self.normalize,
+            plane_permutation: None,
         }
     }
 }
@@ -232,6 +264,13 @@ pub(super) fn colour_param(p: &Params, name: &str) -> Result<[f32; 3]> {
 }
 
 impl ImageTask {
+    /// The task with each padded channel plane permuted by `perm` (one entry per pixel of the
+    /// padded plane) after colouring, before `normalize`.
+    pub(super) fn with_plane_permutation(mut self, perm: Arc<Vec<u32>>) -> Self {
+        self.plane_permutation = Some(perm);
+        self
+    }
+
     /// Writes example `src` (grayscale u8) as `channels` planes of the padded size into `out`.
     fn render(&self, src: &[u8], grey: &mut [f32], out: &mut [f32]) {
         let (c_n, h, w) = (self.input[0], self.input[1], self.input[2]);
@@ -273,6 +312,19 @@ impl ImageTask {
                 for (o, &x) in row.iter_mut().zip(&grey[r * cols..(r + 1) * cols]) {
                     *o = map(x);
                 }
+            }
+        }
+        if let Some(perm) = &self.plane_permutation {
+            for plane in out.chunks_exact_mut(h * w) {
+                let padded = plane.to_vec();
+                for (o, &j) in plane.iter_mut().zip(perm.iter()) {
+                    *o = padded[j as usize];
+                }
+            }
+        }
+        if let Some((mean, std)) = self.normalize {
+            for v in out.iter_mut() {
+                *v = (*v - mean) / std;
             }
         }
     }

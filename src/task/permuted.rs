@@ -1,7 +1,10 @@
 //! `permuted-mnist`: MNIST with one fixed pixel permutation per task (Goodfellow et al. 2013;
 //! the standard continual-learning benchmark). Pixels are permuted on the source 28x28 grid,
-//! before padding. A single shared model must fail here: each task scrambles the input space
-//! differently.
+//! before padding, or with `permute_padding = true` on the padded grid, padding included, as
+//! van de Ven & Tolias's reference code does (`transforms.Pad(2)`, then a permutation of all
+//! 1024 pixels): there the 240 always-zero padding inputs move with each task, so two tasks
+//! share fewer informative inputs. A single shared model must fail here: each task scrambles
+//! the input space differently.
 
 use super::Task;
 use super::image::{Colour, ImageSettings, Resample, image_params};
@@ -10,12 +13,20 @@ use crate::error::Result;
 use crate::rng::Rng;
 use std::sync::Arc;
 
-const PARAMS: &[ParamSpec] = image_params![ParamSpec {
-    name: "permutation",
-    ty: ParamType::Int,
-    default: Some("-1"),
-    help: "which permutation (drawn from the set's seed; equal ids give equal tasks); -1 = the task's position",
-},];
+const PARAMS: &[ParamSpec] = image_params![
+    ParamSpec {
+        name: "permutation",
+        ty: ParamType::Int,
+        default: Some("-1"),
+        help: "which permutation (drawn from the set's seed; equal ids give equal tasks); -1 = the task's position",
+    },
+    ParamSpec {
+        name: "permute_padding",
+        ty: ParamType::Bool,
+        default: Some("false"),
+        help: "permute the padded image, padding included (van de Ven & Tolias's reference code: pad, then permute all pixels), instead of the 28x28 digit before padding",
+    },
+];
 
 /// The permutation with id `id` of `n` pixels under `seed` (Fisher–Yates).
 pub fn permutation(seed: u64, id: u64, n: usize) -> Vec<u32> {
@@ -31,8 +42,19 @@ fn build(ctx: &TaskContext) -> Result<Box<dyn Task>> {
     let settings = ImageSettings::from_params(ctx)?;
     let id = ctx.params.i64("permutation")?;
     let id = if id < 0 { ctx.index as u64 } else { id as u64 };
-    let n = settings.data.train.rows * settings.data.train.cols;
-    let perm = Arc::new(permutation(ctx.seed, id, n));
+    let (rows, cols) = (settings.data.train.rows, settings.data.train.cols);
+    if ctx.params.bool("permute_padding")? {
+        let n = (rows + 2 * settings.pad) * (cols + 2 * settings.pad);
+        let perm = Arc::new(permutation(ctx.seed, id, n));
+        let task = settings.build(
+            ctx.name,
+            Colour::Background([0.0; 3]),
+            Resample::Identity,
+            |_| true,
+        );
+        return Ok(Box::new(task.with_plane_permutation(perm)));
+    }
+    let perm = Arc::new(permutation(ctx.seed, id, rows * cols));
     Ok(Box::new(settings.build(
         ctx.name,
         Colour::Background([0.0; 3]),

@@ -120,12 +120,17 @@ pub fn find_kind(task: &str, name: &str) -> Result<&'static TaskKind> {
 /// Parameters (kind, name) added after run folders were recorded: left at their default, they
 /// are not written into a resolved config, so the `config.toml` of a set that never used them
 /// keeps its bytes (like the `[run]` keys added late). The image kinds' `outputs` (not the
-/// `linear` kind's, which was always written).
+/// `linear` kind's, which was always written), `normalize` and `permute_padding`.
 const WRITTEN_WHEN_SET: &[(&str, &str)] = &[
     ("mnist", "outputs"),
     ("permuted-mnist", "outputs"),
     ("rotated-mnist", "outputs"),
     ("split-mnist", "outputs"),
+    ("mnist", "normalize"),
+    ("permuted-mnist", "normalize"),
+    ("rotated-mnist", "normalize"),
+    ("split-mnist", "normalize"),
+    ("permuted-mnist", "permute_padding"),
 ];
 
 /// A task's parameters, checked against its kind's specs, defaults filled in.
