@@ -891,3 +891,54 @@ fn new_consolidation<T: Elem>(
     };
     Consolidation::new(penalty, strength, c.ewc_gamma, c.si_xi, weights)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TaskSet;
+
+    /// The batched Fisher of a linear network (`(δ ∘ δ)ᵀ (a ∘ a)` per chunk of examples) is the
+    /// per-example one: 600 examples (two full chunks and a partial one) through a
+    /// 6-16-12-5 ReLU net, in f64.
+    #[test]
+    fn batched_fisher_equals_the_per_example_one() -> Result<()> {
+        let text = "[run]\nschedule = \"sequential\"\nphase_steps = 5\ndtype = \"f64\"\n\
+            [model]\nname = \"mlp\"\ninput = [6]\n\
+            [[model.layer]]\ntype = \"linear\"\nout = 16\n[[model.layer]]\ntype = \"relu\"\n\
+            [[model.layer]]\ntype = \"linear\"\nout = 12\n[[model.layer]]\ntype = \"relu\"\n\
+            [[model.layer]]\ntype = \"linear\"\nout = 5\n\
+            [defaults]\nkind = \"linear\"\ninputs = 6\noutputs = 5\n[[task]]\nname = \"a\"\n";
+        let set = TaskSet::parse_with(
+            text,
+            std::path::Path::new("mlp.toml"),
+            &|_: &str| unreachable!(),
+        )
+        .expect("set parses");
+        let learner = Learner::new(
+            Strategy::Ewc,
+            &set.run,
+            &set.model,
+            &["a".to_string()],
+            &Device::Cpu,
+        )?;
+        let mut rng = Rng::stream(7, "fisher-test", 0);
+        let xs: Vec<f64> = (0..600 * 6).map(|_| rng.normal() * 1.5).collect();
+        let x = Tensor::from_vec(xs, (600, 6), &Device::Cpu)?;
+        let batched = learner.ctx.diagonal_fisher(&learner.store, TaskId(0), &x)?;
+        let looped = (learner.ctx).diagonal_fisher_per_example(&learner.store, TaskId(0), &x)?;
+        assert_eq!(batched.len(), 6);
+        let mut largest = 0f64;
+        for (b, l) in batched.iter().zip(&looped) {
+            assert_eq!(b.len(), l.len());
+            for (b, l) in b.iter().zip(l) {
+                assert!((b - l).abs() <= 1e-10 * (1.0 + l.abs()), "{b} vs {l}");
+                largest = largest.max(*l);
+            }
+        }
+        assert!(
+            largest > 1e-3,
+            "a Fisher of all zeros proves nothing: {largest}"
+        );
+        Ok(())
+    }
+}

@@ -18,7 +18,7 @@ mod network;
 mod spec;
 
 pub use crate::error::SpecError;
-pub use network::{NetState, Network, WeightInit};
+pub use network::{LinearTap, NetState, Network, WeightInit};
 #[cfg(test)]
 pub(crate) use spec::lenet5;
 pub use spec::{LayerSpec, LayerStep, ModelSpec};

@@ -53,6 +53,18 @@ pub enum NetState<'a> {
     Missing,
 }
 
+/// One linear layer's view in [`Network::forward_linear_taps`].
+#[derive(Debug, Clone)]
+pub struct LinearTap {
+    /// Index of the layer's weight in [`Network::params`]; the bias is the next one.
+    pub weight: usize,
+    /// The layer's input, `[batch, in]`.
+    pub input: Tensor,
+    /// A zero variable `[batch, out]` added to the layer's output: its gradient is the
+    /// gradient at the output (δ).
+    pub probe: Var,
+}
+
 impl Network {
     /// Builds the network with fresh weights drawn from `rng`.
     pub fn new(
@@ -248,6 +260,45 @@ impl Network {
             x = spec.layer().forward(&x, &params, layer_state)?;
         }
         Ok(x)
+    }
+
+    /// A plain forward pass that also returns, for every linear layer, the index of its
+    /// weight in [`Network::params`], its input and its output. In a network whose only
+    /// parametrised layers are linear, example i's gradient of a loss summed over the batch
+    /// is `δᵢ ⊗ aᵢ` for each weight (δ the gradient at the layer's output, a its input), so
+    /// sums over examples of squared per-example gradients take one backward pass and one
+    /// matrix product per layer (δ is read from [`LinearTap::probe`]) ([`crate::learn`]'s EWC Fisher). `None` when a parametrised
+    /// layer is not linear (a convolution shares its weight across positions) or a layer keeps
+    /// state (batch norm).
+    pub fn forward_linear_taps(&self, x: &Tensor) -> Result<Option<(Tensor, Vec<LinearTap>)>> {
+        let linear_only = (self.spec.layers.iter())
+            .zip(&self.param_index)
+            .all(|(spec, index)| index.is_none() || spec.layer().kind() == "linear");
+        if !linear_only || !self.state.is_empty() {
+            return Ok(None);
+        }
+        let mut taps = Vec::new();
+        let mut x = x.clone();
+        for (spec, index) in self.spec.layers.iter().zip(&self.param_index) {
+            let params = match index {
+                Some(i) => vec![self.effective(*i, None)?, self.effective(i + 1, None)?],
+                None => Vec::new(),
+            };
+            let mut y = spec.layer().forward(&x, &params, LayerState::Missing)?;
+            if let Some(i) = index {
+                // candle's backward keeps the gradients of variables only; a zero variable
+                // added to the output carries the output's gradient without changing it.
+                let probe = Var::zeros(y.shape(), y.dtype(), y.device())?;
+                y = (y + probe.as_tensor())?;
+                taps.push(LinearTap {
+                    weight: *i,
+                    input: x,
+                    probe,
+                });
+            }
+            x = y;
+        }
+        Ok(Some((x, taps)))
     }
 
     /// Parameter `index` as a layer sees it: `W` itself, or `W ⊙ g(M_t)` under a task's gate.
