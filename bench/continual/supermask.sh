@@ -8,14 +8,16 @@
 # inference per test batch of 128, a wrong inference scoring 0. Bits per weight per task come
 # from the 1-bit masks `gtk export --binarize` writes (masks.safetensors).
 # Writes to $OUT (default bench/results/supermask-<UTC date>/): train-N-seedK.json (the run's
-# continual.json), infer-N-seedK-OBJECTIVE-VARIANT.json, masks.tsv (bytes of masks.safetensors),
-# times.tsv, and
+# continual.json), config-N-seedK.toml (the run's resolved config: network, inputs, recipe),
+# infer-N-seedK-OBJECTIVE-VARIANT.json, masks.tsv (bytes of masks.safetensors), times.tsv, and
 # README.md's table (bench/continual/supermask_table.py).
 #
 #   GATEKIT_DATA=../shared/data bench/continual/supermask.sh [N...]
 # $SEEDS (space-separated, default 0) picks the seeds; $GTK names a prebuilt binary; $RUNS names
 # a folder of runs trained before (RUNS/smN-SEED, e.g. by `gtk train ... --name smN-SEED`),
-# which are then only evaluated; $INFER_LIMIT (default 0: all) the test images per task.
+# which are then only evaluated; $INFER_LIMIT (default 0: all) the test images per task; $NET
+# another network of models/ (e.g. fc-1024-1024-500, SupSup's FC 1024-1024) in place of the
+# task files' LeNet 300-100.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 counts=("$@")
@@ -27,6 +29,8 @@ if [ -z "${GTK:-}" ]; then
   cargo build --release -q
 fi
 gtk=${GTK:-target/release/gtk}
+net=()
+[ -n "${NET:-}" ] && net=(--set "model=$(pwd)/models/$NET.toml")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [ -f "$out/times.tsv" ] || printf 'what\ttasks\tseed\twall_s\tload\n' >"$out/times.tsv"
@@ -46,9 +50,11 @@ for n in "${counts[@]}"; do
       run=$RUNS/sm$n-$seed # trained before (its time is not in times.tsv)
     else
       timed train "$n" "$seed" "$gtk" train --task-set "bench/continual/supermask-permuted-$n.toml" \
-        --strategy gated --seed "$seed" --runs-dir "$work" --name "sm$n-$seed" --quiet >/dev/null
+        --strategy gated --seed "$seed" "${net[@]}" --runs-dir "$work" --name "sm$n-$seed" \
+        --quiet >/dev/null
     fi
     cp "$run/continual.json" "$out/train-$n-seed$seed.json"
+    cp "$run/config.toml" "$out/config-$n-seed$seed.toml"
     for objective in entropy logsumexp; do
       for variant in one-shot halving; do
         timed "infer-$objective-$variant" "$n" "$seed" "$gtk" eval "$run" --infer-task "$objective" \

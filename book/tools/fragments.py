@@ -261,11 +261,11 @@ def continual():
     return "\n".join(lines) + "\n"
 
 
-def script_tables(script, folder):
-    """The markdown tables a bench table script prints for `folder`, in order."""
+def script_tables(script, *folders):
+    """The markdown tables a bench table script prints for `folders`, in order."""
     import subprocess
 
-    out = subprocess.run([sys.executable, str(ROOT / script), str(folder)],
+    out = subprocess.run([sys.executable, str(ROOT / script), *map(str, folders)],
                          capture_output=True, text=True, check=True).stdout
     tables, rows = [], []
     for line in out.splitlines() + [""]:
@@ -278,15 +278,17 @@ def script_tables(script, folder):
 
 
 def supermask():
-    """The supermask inference table and the collapse tables (issue 27), from the newest
-    bench/results/supermask-<date>/ through bench/continual/{supermask,collapse}_table.py."""
-    folders = sorted((ROOT / "bench/results").glob("supermask-*"))
+    """The supermask inference table (every bench/results/supermask-*/ folder, one row per
+    network, inputs and task count) and the collapse tables (the newest folder that has them),
+    through bench/continual/{supermask,collapse}_table.py."""
+    folders = sorted(f for f in (ROOT / "bench/results").glob("supermask-*") if f.is_dir())
     if not folders:
         return {}
-    newest = folders[-1]
-    out = {"supermask-inference": script_tables("bench/continual/supermask_table.py", newest)[0]}
-    collapse = newest / "collapse"
-    if collapse.is_dir():
+    out = {"supermask-inference":
+           script_tables("bench/continual/supermask_table.py", *folders)[0]}
+    collapses = [f / "collapse" for f in folders if (f / "collapse").is_dir()]
+    if collapses:
+        collapse = collapses[-1]
         tables = script_tables("bench/continual/collapse_table.py", collapse)
         out["supermask-collapse"] = tables[0]
         out["supermask-collapse-rho"] = tables[1]
