@@ -59,7 +59,8 @@ fn task_set(model: &str) -> Option<String> {
         }
         "mlp-1000x2-100.toml" => common::shared_data()
             .map(|_| image("permuted-mnist", "channels = 1\noutputs = 100", "", "")),
-        "lenet-300-100-500.toml" => common::shared_data().map(|_| {
+        // SupSup's two permuted-MNIST networks, 500 outputs.
+        "lenet-300-100-500.toml" | "fc-1024-1024-500.toml" => common::shared_data().map(|_| {
             image(
                 "permuted-mnist",
                 "channels = 1\npad = 0\noutputs = 500",
