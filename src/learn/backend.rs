@@ -93,6 +93,15 @@ pub(crate) fn values_of<T: Elem>(t: &Tensor) -> Result<Vec<T>> {
 /// Examples per backward pass of the batched EWC Fisher ([`Ctx::diagonal_fisher`]).
 const FISHER_BATCH: usize = 256;
 
+/// Sums over `n` examples turned into means.
+fn mean_over(mut sums: Vec<Vec<f64>>, n: usize) -> Vec<Vec<f64>> {
+    let scale = 1.0 / n.max(1) as f64;
+    for v in sums.iter_mut().flatten() {
+        *v *= scale;
+    }
+    sums
+}
+
 /// What a learner is, apart from its tensors and its backend: the model, the tasks, the run's
 /// settings, and the views of a [`Store`] everything else reads.
 #[derive(Debug, Clone)]
@@ -276,9 +285,7 @@ impl Ctx {
     ) -> Result<Vec<Vec<f64>>> {
         let net = self.model(store, self.model_of(task))?;
         let n = x.dim(0)?;
-        let mut sums: Vec<Vec<f64>> = (self.params.iter())
-            .map(|(_, shape)| vec![0.0; shape.elem_count()])
-            .collect();
+        let mut sums = self.zero_per_param();
         let mut start = 0;
         while start < n {
             let len = FISHER_BATCH.min(n - start);
@@ -310,11 +317,14 @@ impl Ctx {
             }
             start += len;
         }
-        let scale = 1.0 / n.max(1) as f64;
-        for v in sums.iter_mut().flatten() {
-            *v *= scale;
-        }
-        Ok(sums)
+        Ok(mean_over(sums, n))
+    }
+
+    /// One zero per scalar of every parameter, in parameter order (a Fisher's running sums).
+    fn zero_per_param(&self) -> Vec<Vec<f64>> {
+        (self.params.iter())
+            .map(|(_, shape)| vec![0.0; shape.elem_count()])
+            .collect()
     }
 
     /// [`Ctx::diagonal_fisher`] by one backward pass per example: any network.
@@ -327,9 +337,7 @@ impl Ctx {
         let net = self.model(store, self.model_of(task))?;
         let state = self.state_of_set(store, self.state_set(task))?;
         let n = x.dim(0)?;
-        let mut sums: Vec<Vec<f64>> = (self.params.iter())
-            .map(|(_, shape)| vec![0.0; shape.elem_count()])
-            .collect();
+        let mut sums = self.zero_per_param();
         for i in 0..n {
             let xi = x.narrow(0, i, 1)?;
             let mut out = net.forward_with_state(&xi, None, NetState::Eval(&state))?;
@@ -348,11 +356,7 @@ impl Ctx {
                 }
             }
         }
-        let scale = 1.0 / n.max(1) as f64;
-        for v in sums.iter_mut().flatten() {
-            *v *= scale;
-        }
-        Ok(sums)
+        Ok(mean_over(sums, n))
     }
 
     /// The effective parameters `W ⊙ g(M_task)` (or `W`) of task `task` under `view`, followed

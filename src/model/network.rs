@@ -262,14 +262,14 @@ impl Network {
         Ok(x)
     }
 
-    /// A plain forward pass that also returns, for every linear layer, the index of its
-    /// weight in [`Network::params`], its input and its output. In a network whose only
-    /// parametrised layers are linear, example i's gradient of a loss summed over the batch
-    /// is `δᵢ ⊗ aᵢ` for each weight (δ the gradient at the layer's output, a its input), so
-    /// sums over examples of squared per-example gradients take one backward pass and one
-    /// matrix product per layer (δ is read from [`LinearTap::probe`]) ([`crate::learn`]'s EWC Fisher). `None` when a parametrised
-    /// layer is not linear (a convolution shares its weight across positions) or a layer keeps
-    /// state (batch norm).
+    /// A plain forward pass that also returns a [`LinearTap`] per linear layer: its weight's
+    /// index, its input, and a zero variable on its output whose gradient is the output's.
+    /// In a network whose only parametrised layers are linear, example i's gradient of a loss
+    /// summed over the batch is `δᵢ ⊗ aᵢ` for each weight (δ the gradient at the layer's
+    /// output, a its input), so sums over examples of squared per-example gradients (the EWC
+    /// Fisher) take one backward pass and one matrix product per layer. `None` when a
+    /// parametrised layer is not linear (a convolution shares its weight across positions) or
+    /// a layer keeps state (batch norm).
     pub fn forward_linear_taps(&self, x: &Tensor) -> Result<Option<(Tensor, Vec<LinearTap>)>> {
         let linear_only = (self.spec.layers.iter())
             .zip(&self.param_index)

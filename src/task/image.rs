@@ -272,7 +272,9 @@ impl ImageTask {
     }
 
     /// Writes example `src` (grayscale u8) as `channels` planes of the padded size into `out`.
-    fn render(&self, src: &[u8], grey: &mut [f32], out: &mut [f32]) {
+    /// `grey` (the source grid) and `plane` (one padded plane, for `plane_permutation`) are
+    /// scratch buffers the caller keeps across a batch.
+    fn render(&self, src: &[u8], grey: &mut [f32], plane: &mut Vec<f32>, out: &mut [f32]) {
         let (c_n, h, w) = (self.input[0], self.input[1], self.input[2]);
         let (rows, cols) = (h - 2 * self.pad, w - 2 * self.pad);
         // Source-grid grayscale after resampling.
@@ -315,10 +317,11 @@ impl ImageTask {
             }
         }
         if let Some(perm) = &self.plane_permutation {
-            for plane in out.chunks_exact_mut(h * w) {
-                let padded = plane.to_vec();
-                for (o, &j) in plane.iter_mut().zip(perm.iter()) {
-                    *o = padded[j as usize];
+            for target in out.chunks_exact_mut(h * w) {
+                plane.clear();
+                plane.extend_from_slice(target);
+                for (o, &j) in target.iter_mut().zip(perm.iter()) {
+                    *o = plane[j as usize];
                 }
             }
         }
@@ -366,11 +369,13 @@ impl Task for ImageTask {
         let mut xs = vec![0f32; indices.len() * per];
         let mut labels = Vec::with_capacity(indices.len());
         let mut grey = vec![0f32; set.rows * set.cols];
+        let mut plane = Vec::new();
         for (slot, &i) in indices.iter().enumerate() {
             let src = self.examples[p][i] as usize;
             self.render(
                 set.image(src),
                 &mut grey,
+                &mut plane,
                 &mut xs[slot * per..(slot + 1) * per],
             );
             labels.push(u32::from(set.labels[src]));
