@@ -71,6 +71,7 @@ settings_of() {
   case $1:$2 in
     *:gated-freeze-after-first) echo "--set w_policy=freeze-after-first" ;;
     split-*:online-ewc) echo "--set ewc_lambda=100000000" ;;
+    permuted-domain:online-ewc) echo "--set ewc_lambda=1000" ;;
   esac
 }
 
