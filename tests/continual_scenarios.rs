@@ -314,11 +314,10 @@ name = "t1"
 
 /// An XdG learner of the sinusoid set trained for `steps` on each task, and its masks by
 /// tensor name.
-fn xdg_masks(dir: &Path, seed: u64, share: Option<f64>, steps: usize) -> HashMap<String, Vec<f32>> {
-    let body = SINUSOID.replace("SEED", &format!("seed = {seed}")).replace(
-        "XDG",
-        &share.map_or(String::new(), |s| format!("xdg_share_off = {s}")),
-    );
+fn xdg_masks(dir: &Path, seed: u64, run_keys: &str, steps: usize) -> HashMap<String, Vec<f32>> {
+    let body = SINUSOID
+        .replace("SEED", &format!("seed = {seed}"))
+        .replace("XDG", run_keys);
     let set = TaskSet::load(&write_task_set(dir, &format!("x{seed}.toml"), &body)).unwrap();
     let tasks = set.build_tasks(None).unwrap();
     let names = set.task_names();
@@ -351,8 +350,8 @@ fn xdg_masks(dir: &Path, seed: u64, share: Option<f64>, steps: usize) -> HashMap
 #[test]
 fn xdg_gates_are_fixed_the_stated_share_off_and_seeded() {
     let tmp = tempfile::tempdir().unwrap();
-    let early = xdg_masks(tmp.path(), 3, None, 1);
-    let late = xdg_masks(tmp.path(), 3, None, 20);
+    let early = xdg_masks(tmp.path(), 3, "", 1);
+    let late = xdg_masks(tmp.path(), 3, "", 20);
     assert_eq!(early, late, "XdG's gates changed with training");
     assert_eq!(early.len(), 2 * 6, "two tasks × six parameters");
     for task in ["t0", "t1"] {
@@ -373,12 +372,37 @@ fn xdg_gates_are_fixed_the_stated_share_off_and_seeded() {
         );
     }
     assert_ne!(early["xdg/fc1.bias.mask.t0"], early["xdg/fc1.bias.mask.t1"]);
-    let other = xdg_masks(tmp.path(), 4, None, 1);
+    let other = xdg_masks(tmp.path(), 4, "", 1);
     assert_ne!(early["xdg/fc1.bias.mask.t0"], other["xdg/fc1.bias.mask.t0"]);
-    let half = xdg_masks(tmp.path(), 3, Some(0.5), 1);
+    let half = xdg_masks(tmp.path(), 3, "xdg_share_off = 0.5", 1);
     let off = half["xdg/fc2.bias.mask.t1"]
         .iter()
         .filter(|&&v| v < 0.0)
         .count();
     assert_eq!(off, 20);
+}
+
+/// `xdg_gate_bias = false` (van de Ven & Tolias's XdG, `x·Wᵀ ⊙ gate + b`): the same units are
+/// off, through their weight rows only; every bias entry stays on.
+#[test]
+fn xdg_can_keep_the_bias_of_off_units() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gated = xdg_masks(tmp.path(), 3, "", 1);
+    let kept = xdg_masks(tmp.path(), 3, "xdg_gate_bias = false", 1);
+    for task in ["t0", "t1"] {
+        for layer in ["fc1", "fc2"] {
+            let weight = format!("xdg/{layer}.weight.mask.{task}");
+            assert_eq!(
+                gated[&weight], kept[&weight],
+                "{weight}: the same units off"
+            );
+            let bias = &kept[&format!("xdg/{layer}.bias.mask.{task}")];
+            assert!(
+                bias.iter().all(|&v| v == 1.0),
+                "{layer} of {task}: bias kept"
+            );
+            let rows_off = kept[&weight].iter().filter(|&&v| v < 0.0).count();
+            assert_eq!(rows_off, 32 * kept[&weight].len() / 40, "{weight}");
+        }
+    }
 }

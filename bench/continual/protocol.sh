@@ -58,10 +58,12 @@ methods_of() {
   esac
 }
 # A method is a strategy, or gated-freeze-after-first: the gated model with W trained in the
-# first phase only (Piggyback), one mask per later task.
+# first phase only (Piggyback), one mask per later task; gated-freeze-after-first-he is the
+# same with He's initial weights instead of the task file's (gatekit's own default; the
+# reference code's PyTorch default is for the published methods, not for the gated model).
 strategy_of() {
   case $1 in
-    gated-freeze-after-first) echo gated ;;
+    gated-freeze-after-first*) echo gated ;;
     *) echo "$1" ;;
   esac
 }
@@ -70,6 +72,7 @@ strategy_of() {
 settings_of() {
   case $1:$2 in
     *:gated-freeze-after-first) echo "--set w_policy=freeze-after-first" ;;
+    *:gated-freeze-after-first-he) echo "--set w_policy=freeze-after-first --set w_init=he" ;;
     split-*:online-ewc) echo "--set ewc_lambda=100000000" ;;
     permuted-domain:online-ewc) echo "--set ewc_lambda=1000" ;;
   esac

@@ -285,6 +285,10 @@ pub struct Continual {
     pub scenario: Option<Scenario>,
     /// XdG's share of each hidden layer's units gated off per task, in [0, 1).
     pub xdg_share_off: f64,
+    /// Whether XdG's gate switches off a unit's bias with its weights (the unit outputs 0, as
+    /// Masse et al. gate the activity) or only its weights (it outputs ReLU(b), as van de Ven &
+    /// Tolias's code gates the product `x·Wᵀ` before adding the bias).
+    pub xdg_gate_bias: bool,
 }
 
 /// Defaults of [`Continual`] (a `[run]` table without the keys gets these, and a config
@@ -299,6 +303,7 @@ impl Default for Continual {
             si_xi: DEFAULT_SI_XI,
             scenario: None,
             xdg_share_off: DEFAULT_XDG_SHARE_OFF,
+            xdg_gate_bias: true,
         }
     }
 }
@@ -381,6 +386,7 @@ pub(crate) struct RawRun {
     si_xi: Option<f64>,
     scenario: Option<Scenario>,
     xdg_share_off: Option<f64>,
+    xdg_gate_bias: Option<bool>,
 }
 
 /// Probe cadence of image task sets when `eval_every` is not given: the paper's.
@@ -614,6 +620,7 @@ fn continual(at: &str, raw: &RawRun) -> Result<Continual> {
         si_xi: finite(at, "si_xi", raw.si_xi.unwrap_or(DEFAULT_SI_XI), 0.0, false)?,
         scenario: raw.scenario,
         xdg_share_off: share,
+        xdg_gate_bias: raw.xdg_gate_bias.unwrap_or(true),
     })
 }
 

@@ -91,6 +91,8 @@ pub(super) struct RunTable {
     scenario: Option<Scenario>,
     #[serde(default = "xdg_share_off", skip_serializing_if = "is_xdg_share_off")]
     xdg_share_off: f64,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    xdg_gate_bias: bool,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -137,6 +139,9 @@ fn is_xdg_share_off(v: &f64) -> bool {
 
 fn yes() -> bool {
     true
+}
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 fn default_eval_subset() -> usize {
@@ -209,6 +214,7 @@ impl From<RunConfig> for RunTable {
                     si_xi,
                     scenario,
                     xdg_share_off,
+                    xdg_gate_bias,
                 },
         } = run;
         RunTable {
@@ -259,6 +265,7 @@ impl From<RunConfig> for RunTable {
             si_xi,
             scenario,
             xdg_share_off,
+            xdg_gate_bias,
         }
     }
 }
@@ -324,6 +331,7 @@ impl From<RunTable> for RunConfig {
                 si_xi: t.si_xi,
                 scenario: t.scenario,
                 xdg_share_off: t.xdg_share_off,
+                xdg_gate_bias: t.xdg_gate_bias,
             },
         }
     }

@@ -60,6 +60,7 @@ pub const RUN_KEYS: &[&str] = &[
     "si_xi",
     "scenario",
     "xdg_share_off",
+    "xdg_gate_bias",
 ];
 
 /// One value of one key, resolved: `key` is `run.NAME` or `defaults.NAME`, `value` the

@@ -128,6 +128,8 @@ pub(crate) struct Ctx {
     pub head_params: Vec<usize>,
     /// XdG's share of hidden units off per task (read by XdG only).
     pub xdg_share_off: f64,
+    /// Whether XdG switches off an off unit's bias too (read by XdG only).
+    pub xdg_gate_bias: bool,
 }
 
 impl Ctx {
@@ -220,7 +222,13 @@ impl Ctx {
         if !self.strategy.layout().fixed_gates {
             return Ok(self.fresh_bank().ensure(task)?.to_vec());
         }
-        let gates = super::xdg::unit_gates(&self.params, self.xdg_share_off, self.seed, task);
+        let gates = super::xdg::unit_gates(
+            &self.params,
+            self.xdg_share_off,
+            self.xdg_gate_bias,
+            self.seed,
+            task,
+        );
         (gates.iter().zip(&self.params))
             .map(|(g, (_, shape))| {
                 Var::from_tensor(&Tensor::from_slice(g, shape, &self.device)?.to_dtype(self.dtype)?)

@@ -167,6 +167,7 @@ impl Learner {
             heads: None,
             head_params: super::xdg::output_layer(&nets[0].param_shapes()),
             xdg_share_off: run.continual.xdg_share_off,
+            xdg_gate_bias: run.continual.xdg_gate_bias,
         };
         Ok(Learner {
             ctx,

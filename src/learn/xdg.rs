@@ -34,6 +34,7 @@ pub fn output_layer(params: &[(String, Shape)]) -> Vec<usize> {
 pub fn unit_gates(
     params: &[(String, Shape)],
     share_off: f64,
+    gate_bias: bool,
     seed: u64,
     task: TaskId,
 ) -> Vec<Vec<f32>> {
@@ -65,7 +66,10 @@ pub fn unit_gates(
         .map(|(name, shape)| {
             let n = shape.elem_count();
             match off_units.iter().find(|(l, _)| *l == layer_of(name)) {
-                Some((_, off)) if shape.dims().first() == Some(&off.len()) => {
+                Some((_, off))
+                    if shape.dims().first() == Some(&off.len())
+                        && (gate_bias || shape.rank() >= 2) =>
+                {
                     let row = n / off.len().max(1);
                     off.iter()
                         .flat_map(|&o| std::iter::repeat_n(if o { -1.0 } else { 1.0 }, row))
@@ -92,7 +96,7 @@ mod tests {
 
     #[test]
     fn hidden_units_are_off_whole_rows_and_the_output_layer_is_kept() {
-        let g = unit_gates(&mlp(), 0.8, 7, TaskId(2));
+        let g = unit_gates(&mlp(), 0.8, true, 7, TaskId(2));
         let off: Vec<usize> = (0..10).filter(|&u| g[1][u] < 0.0).collect();
         assert_eq!(off.len(), 8);
         for u in 0..10 {
@@ -106,19 +110,31 @@ mod tests {
         assert_eq!(output_layer(&mlp()), vec![2, 3]);
     }
 
+    /// van de Ven & Tolias's XdG multiplies `x·Wᵀ` and adds the bias after: an off unit keeps
+    /// its bias. The same units are off as when the bias is gated.
+    #[test]
+    fn the_bias_can_stay_on_with_the_same_units_off() {
+        let gated = unit_gates(&mlp(), 0.6, true, 3, TaskId(1));
+        let kept = unit_gates(&mlp(), 0.6, false, 3, TaskId(1));
+        assert_eq!(gated[0], kept[0]);
+        assert_eq!(gated[1].iter().filter(|&&v| v < 0.0).count(), 6);
+        assert!(kept[1].iter().all(|&v| v == 1.0));
+        assert_eq!(gated[2..], kept[2..]);
+    }
+
     #[test]
     fn the_draw_is_fixed_per_seed_and_task_and_differs_between_tasks() {
         assert_eq!(
-            unit_gates(&mlp(), 0.5, 1, TaskId(0)),
-            unit_gates(&mlp(), 0.5, 1, TaskId(0))
+            unit_gates(&mlp(), 0.5, true, 1, TaskId(0)),
+            unit_gates(&mlp(), 0.5, true, 1, TaskId(0))
         );
         assert_ne!(
-            unit_gates(&mlp(), 0.5, 1, TaskId(0))[1],
-            unit_gates(&mlp(), 0.5, 1, TaskId(1))[1]
+            unit_gates(&mlp(), 0.5, true, 1, TaskId(0))[1],
+            unit_gates(&mlp(), 0.5, true, 1, TaskId(1))[1]
         );
         assert_ne!(
-            unit_gates(&mlp(), 0.5, 1, TaskId(0))[1],
-            unit_gates(&mlp(), 0.5, 2, TaskId(0))[1]
+            unit_gates(&mlp(), 0.5, true, 1, TaskId(0))[1],
+            unit_gates(&mlp(), 0.5, true, 2, TaskId(0))[1]
         );
     }
 }
