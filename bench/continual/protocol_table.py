@@ -30,9 +30,9 @@ BENCHES = {"split-task": ("split-mnist", "task"), "permuted-task": ("permuted-mn
            "permuted-domain": ("permuted-mnist", "domain")}
 SCENARIO = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
 ORDER = ["finetune", "joint", "ewc", "online-ewc", "si", "xdg", "gated",
-         "gated-freeze-after-first", "separate"]
+         "gated-freeze-after-first", "gated-freeze-after-first-he", "separate"]
 # Methods that are a strategy with other settings: the strategy their continual.json names.
-STRATEGY = {"gated-freeze-after-first": "gated"}
+STRATEGY = {"gated-freeze-after-first": "gated", "gated-freeze-after-first-he": "gated"}
 
 
 def mean_half(values):
