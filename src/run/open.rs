@@ -566,7 +566,7 @@ fn memory_needed(set: &TaskSet, strategies: &[Strategy]) -> Result<u128> {
     // buffers. A gated run keeps every task's mask and its optimizer slots three times (the
     // bank, the engine's copy, the checkpoint's bytes while one is written), but gradients and
     // work buffers only for the task being trained. Measured: 50 tasks of FC 1024-1024-500
-    // with RMSProp masks peaked at 2.99 GB RSS, which this puts at 3.0 GB.
+    // with RMSProp masks peaked at 2.85 GiB of RSS; this gives 2.83 GiB.
     let mask_copies = 1 + optimizer_slots(set.run.gates.mask_optimizer) as u128;
     let mut copies: u128 = 0;
     for s in strategies {
@@ -636,7 +636,7 @@ mod tests {
     use std::path::Path;
 
     /// SupSup's setting (FC 1024-1024-500, RMSProp masks, W frozen) on 50 tasks peaked at
-    /// 2.99 GB of RSS (`/usr/bin/time -v`, 20 steps per task, 2026-12-07); 250 tasks must fit a
+    /// 2.85 GiB of RSS (`/usr/bin/time -v`, 20 steps per task, 2026-12-07); 250 tasks must fit a
     /// 24 GiB machine, as the same run's mask bytes say they do.
     #[test]
     fn gated_estimate_follows_the_measured_peak() {
